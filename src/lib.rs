@@ -1,0 +1,52 @@
+//! ticketsync: the nightly Freshservice → Parquet + markdown ETL.
+//!
+//! # Codemap
+//!
+//! The data flows one way:
+//!
+//! ```text
+//! source ──► normalize ──► tables ──► sink (parquet, markdown) ──► state
+//!  (HTTP)     (pure)       (Arrow)     (staged, then committed)     (index, cursor)
+//! ```
+//!
+//! - [`source`]: the Freshservice v2 client. `wire` holds the API's JSON shapes, `client` the
+//!   HTTP calls and paging, `retry` the retry decisions and backoff, `limiter` the one credit budget
+//!   shared by every request of a run.
+//! - [`normalize`]: pure functions from wire types to our rows (status/priority names, HTML → text,
+//!   hours in exact minutes, account mapping) and to the KnowledgeTree markdown document.
+//! - [`tables`]: the Arrow schemas of the output tables (the contract in `schemas/*.json`) and the
+//!   builders that turn rows into `RecordBatch`es.
+//! - [`sink`]: writes a changeset (placed tickets, rejects, removals) as Hive-partitioned Parquet
+//!   and markdown files, staged first and then committed through a journal.
+//! - [`state`]: the ticket index (where each ticket lives and which `updated_at` it has), the
+//!   incremental cursor and the commit journal, all under `<data>/_state/`.
+//! - [`storage`]: the only code that builds object paths and talks to `object_store`.
+//! - [`pipeline`]: wires the stages for one run and writes the run report.
+//! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
+//! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks).
+//! - [`cli`]: clap definitions and one `run` per subcommand.
+//!
+//! # Invariants
+//!
+//! - `source` knows nothing about Arrow, Parquet, markdown or storage.
+//! - `normalize` does no I/O and is not async.
+//! - Sinks and `state` reach storage only through [`storage::Storage`]; no `std::fs` for outputs.
+//! - A closed ticket ends up in exactly one place: one partition of `tickets` (with its children
+//!   in the same account/year partition of the other tables) or the `rejects` table.
+//! - Partition files are replaced whole, by one atomic put/rename each; the commit journal makes a
+//!   multi-partition change roll forward after a crash, so a rerun converges on the clean result.
+//! - The cursor moves only after every sink has committed; a failed run leaves it unchanged.
+//! - `sim` shares no types with `source`.
+//! - Only `cli` knows clap; only `main.rs` knows exit codes and the tracing subscriber.
+
+pub mod cli;
+pub mod job;
+pub mod normalize;
+pub mod pipeline;
+pub mod report;
+pub mod sim;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod storage;
+pub mod tables;

@@ -1,0 +1,250 @@
+//! department_id → customer account number.
+//!
+//! The account number lives in a department custom field whose name the MSP chooses
+//! (`account_number` by default); it may be a JSON number or a string. An optional CSV
+//! (`department_id,account_number`) overrides it. Account numbers become partition values and
+//! path segments, so only plain identifiers are accepted: anything else is a reject, never a
+//! strange path.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::RejectReason;
+use crate::source::wire;
+
+/// Where a department's account number came from, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    Valid(String),
+    Missing,
+    Invalid(String),
+}
+
+/// The account numbers of a run.
+#[derive(Debug, Clone, Default)]
+pub struct AccountMap {
+    by_department: HashMap<i64, Account>,
+}
+
+/// Why a ticket has no account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unplaced {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl AccountMap {
+    /// Builds the map from departments (field `field` of `custom_fields`) and overrides.
+    pub fn new(
+        departments: &[wire::Department],
+        field: &str,
+        overrides: &HashMap<i64, String>,
+    ) -> AccountMap {
+        let mut by_department = HashMap::new();
+        for d in departments {
+            let raw = d.custom_fields.as_ref().and_then(|c| c.get(field));
+            by_department.insert(d.id, classify(raw));
+        }
+        for (id, account) in overrides {
+            by_department.insert(*id, classify(Some(&Value::String(account.clone()))));
+        }
+        AccountMap { by_department }
+    }
+
+    /// The account of a ticket's department.
+    pub fn resolve(&self, department_id: Option<i64>) -> Result<&str, Unplaced> {
+        let Some(id) = department_id else {
+            return Err(Unplaced {
+                reason: RejectReason::NoDepartment,
+                detail: "ticket has no department_id".into(),
+            });
+        };
+        match self.by_department.get(&id) {
+            None => Err(Unplaced {
+                reason: RejectReason::UnknownDepartment,
+                detail: format!("department {id} is not in the departments list or the account map"),
+            }),
+            Some(Account::Missing) => Err(Unplaced {
+                reason: RejectReason::NoAccountNumber,
+                detail: format!("department {id} has no account number"),
+            }),
+            Some(Account::Invalid(raw)) => Err(Unplaced {
+                reason: RejectReason::InvalidAccountNumber,
+                detail: format!("department {id} has account number {raw} (allowed: letters, digits, '.', '_', '-', at most 64, starting with a letter or digit)"),
+            }),
+            Some(Account::Valid(account)) => Ok(account),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_department.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_department.is_empty()
+    }
+}
+
+fn classify(raw: Option<&Value>) -> Account {
+    let text = match raw {
+        None | Some(Value::Null) => return Account::Missing,
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => return Account::Invalid(truncate_json(other)),
+    };
+    if text.is_empty() {
+        return Account::Missing;
+    }
+    if is_valid_account(&text) {
+        Account::Valid(text)
+    } else {
+        Account::Invalid(truncate_json(&Value::String(text)))
+    }
+}
+
+/// Letters, digits, `.`, `_`, `-`; at most 64; first character a letter or digit (so never `.`
+/// or `..`, never a hidden or parent directory).
+pub fn is_valid_account(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && s.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn truncate_json(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        let mut end = 80;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    } else {
+        s
+    }
+}
+
+/// Reads an account-map CSV: `department_id,account_number`, with or without a header row.
+pub fn parse_account_map(csv_text: &str) -> Result<HashMap<i64, String>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(csv_text.as_bytes());
+    let mut map = HashMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("line {}: {e}", i + 1))?;
+        if record.len() < 2 {
+            return Err(format!(
+                "line {}: expected department_id,account_number",
+                i + 1
+            ));
+        }
+        let Ok(id) = record[0].parse::<i64>() else {
+            if i == 0 {
+                continue; // a header row
+            }
+            return Err(format!(
+                "line {}: department_id {:?} is not a number",
+                i + 1,
+                &record[0]
+            ));
+        };
+        let account = record[1].to_string();
+        if !is_valid_account(&account) {
+            return Err(format!(
+                "line {}: account number {account:?} is not a plain identifier",
+                i + 1
+            ));
+        }
+        map.insert(id, account);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dept(id: i64, fields: Value) -> wire::Department {
+        serde_json::from_value(json!({"id": id, "custom_fields": fields})).unwrap()
+    }
+
+    #[test]
+    fn numbers_strings_and_garbage() {
+        let depts = vec![
+            dept(1, json!({"account_number": 482913})),
+            dept(2, json!({"account_number": "  100200 "})),
+            dept(3, json!({"account_number": null})),
+            dept(4, json!({})),
+            dept(5, json!({"account_number": "../../x"})),
+            dept(6, json!({"account_number": ""})),
+            dept(7, json!({"account_number": [1]})),
+        ];
+        let map = AccountMap::new(&depts, "account_number", &HashMap::new());
+        assert_eq!(map.resolve(Some(1)), Ok("482913"));
+        assert_eq!(map.resolve(Some(2)), Ok("100200"));
+        assert_eq!(
+            map.resolve(Some(3)).unwrap_err().reason,
+            RejectReason::NoAccountNumber
+        );
+        assert_eq!(
+            map.resolve(Some(4)).unwrap_err().reason,
+            RejectReason::NoAccountNumber
+        );
+        let invalid = map.resolve(Some(5)).unwrap_err();
+        assert_eq!(invalid.reason, RejectReason::InvalidAccountNumber);
+        assert!(invalid.detail.contains("\"../../x\""), "{}", invalid.detail);
+        assert_eq!(
+            map.resolve(Some(6)).unwrap_err().reason,
+            RejectReason::NoAccountNumber
+        );
+        assert_eq!(
+            map.resolve(Some(7)).unwrap_err().reason,
+            RejectReason::InvalidAccountNumber
+        );
+        assert_eq!(
+            map.resolve(Some(99)).unwrap_err().reason,
+            RejectReason::UnknownDepartment
+        );
+        assert_eq!(
+            map.resolve(None).unwrap_err().reason,
+            RejectReason::NoDepartment
+        );
+    }
+
+    #[test]
+    fn the_csv_map_wins_and_is_validated() {
+        let depts = vec![dept(1, json!({"account_number": 1})), dept(3, json!({}))];
+        let overrides =
+            parse_account_map("department_id,account_number\n1, 777\n# comment\n3,ACME-1\n")
+                .unwrap();
+        let map = AccountMap::new(&depts, "account_number", &overrides);
+        assert_eq!(map.resolve(Some(1)), Ok("777"));
+        assert_eq!(map.resolve(Some(3)), Ok("ACME-1"));
+        assert!(parse_account_map("1,../x").unwrap_err().contains("line 1"));
+        assert!(parse_account_map("1,2\nx,3")
+            .unwrap_err()
+            .contains("line 2"));
+    }
+
+    #[test]
+    fn custom_field_name() {
+        let depts = vec![dept(1, json!({"company_code": "C-9"}))];
+        let map = AccountMap::new(&depts, "company_code", &HashMap::new());
+        assert_eq!(map.resolve(Some(1)), Ok("C-9"));
+    }
+
+    #[test]
+    fn path_safety() {
+        for bad in ["..", ".", ".hidden", "a/b", "a b", "a\\b", "é", "a%2F", ""] {
+            assert!(!is_valid_account(bad), "{bad}");
+        }
+        for good in ["482913", "ACME-1", "a.b_c"] {
+            assert!(is_valid_account(good), "{good}");
+        }
+    }
+}

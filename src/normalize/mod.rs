@@ -1,0 +1,494 @@
+//! Normalize: API shapes in, our rows and markdown documents out. Pure functions: no I/O, no
+//! async, no clock (the sync time is passed in).
+//!
+//! One closed ticket with its conversations and time entries becomes either a [`Placed`] ticket
+//! (rows for every table, its partition, its markdown) or a [`Rejection`] with a reason code
+//! and a detail that names the ticket and the field.
+
+pub mod accounts;
+pub mod hours;
+pub mod markdown;
+pub mod text;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Utc};
+
+use crate::source::wire::{self, ItemError};
+pub use accounts::AccountMap;
+
+/// Settings of the normalization.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Hours billed for a ticket without time entries (0.25 in the old system), in minutes.
+    pub default_minutes: i64,
+    /// When this run synced the tickets.
+    pub synced_at: DateTime<Utc>,
+}
+
+/// What normalize needs to know besides the ticket itself.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub accounts: &'a AccountMap,
+    pub agents: &'a HashMap<i64, AgentInfo>,
+    pub settings: &'a Settings,
+}
+
+/// An agent, as far as rows and markdown need one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl AgentInfo {
+    pub fn from_wire(agent: &wire::Agent) -> AgentInfo {
+        let name = [agent.first_name.as_deref(), agent.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        AgentInfo {
+            name: (!name.is_empty()).then_some(name),
+            email: agent.email.clone().filter(|e| !e.trim().is_empty()),
+        }
+    }
+}
+
+/// Why a closed ticket is in `rejects` instead of `tickets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// `department_id` is null.
+    NoDepartment,
+    /// The department is not in the departments list (nor the account map).
+    UnknownDepartment,
+    /// The department has no account number.
+    NoAccountNumber,
+    /// The account number is not a plain identifier (would make an odd path).
+    InvalidAccountNumber,
+    /// The ticket row itself could not be decoded or lacks a required field.
+    MalformedTicket,
+    /// A conversation could not be decoded.
+    MalformedConversation,
+    /// A time entry could not be decoded or its `time_spent` is not a duration.
+    InvalidTimeEntry,
+    /// The ticket's detail calls answered 404: it was deleted after it was listed.
+    TicketDeleted,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::NoDepartment => "no_department",
+            RejectReason::UnknownDepartment => "unknown_department",
+            RejectReason::NoAccountNumber => "no_account_number",
+            RejectReason::InvalidAccountNumber => "invalid_account_number",
+            RejectReason::MalformedTicket => "malformed_ticket",
+            RejectReason::MalformedConversation => "malformed_conversation",
+            RejectReason::InvalidTimeEntry => "invalid_time_entry",
+            RejectReason::TicketDeleted => "ticket_deleted",
+        }
+    }
+}
+
+/// A row of the `rejects` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub ticket_id: i64,
+    pub reason: RejectReason,
+    pub department_id: Option<i64>,
+    pub detail: String,
+    /// The ticket's `updated_at` when known (the index uses it).
+    pub updated_at: Option<DateTime<Utc>>,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// A row of `tickets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketRow {
+    pub ticket_id: i64,
+    pub company_account_number: String,
+    pub ticket_number: String,
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub description_text: Option<String>,
+    pub status: String,
+    pub priority: Option<String>,
+    pub requester_email: Option<String>,
+    pub requester_name: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub last_updated_at: DateTime<Utc>,
+    pub closed_at: DateTime<Utc>,
+    pub total_hours_spent: f64,
+    pub billable_hours: f64,
+    pub total_minutes: i64,
+    pub billable_minutes: i64,
+    pub hours_defaulted: bool,
+    pub department_id: i64,
+    pub requester_id: Option<i64>,
+    pub responder_id: Option<i64>,
+    pub group_id: Option<i64>,
+    pub ticket_type: Option<String>,
+    pub source: Option<i64>,
+    pub conversation_count: i32,
+    pub note_count: i32,
+    pub time_entry_count: i32,
+    pub synced_at: DateTime<Utc>,
+}
+
+/// A row of `conversations` (public replies and forwards).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    pub ticket_id: i64,
+    pub conversation_id: i64,
+    pub body: String,
+    pub body_html: Option<String>,
+    pub from_email: Option<String>,
+    pub to_emails: Vec<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub incoming: bool,
+    pub private: bool,
+    pub user_id: Option<i64>,
+    pub support_email: Option<String>,
+}
+
+/// A row of `notes` (private conversations).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoteRow {
+    pub ticket_id: i64,
+    pub note_id: i64,
+    pub body: String,
+    pub body_html: Option<String>,
+    pub from_email: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub user_id: Option<i64>,
+}
+
+/// A row of `time_entries`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeEntryRow {
+    pub ticket_id: i64,
+    pub time_entry_id: i64,
+    pub agent_id: Option<i64>,
+    pub agent_email: Option<String>,
+    pub minutes: i64,
+    pub hours: f64,
+    pub billable: bool,
+    pub timer_running: bool,
+    pub executed_at: Option<DateTime<Utc>>,
+    pub note: Option<String>,
+}
+
+/// A closed ticket ready for the sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    /// Partition value: a validated account number.
+    pub account: String,
+    /// Partition value: the UTC year of `closed_at`.
+    pub year: i32,
+    pub ticket: TicketRow,
+    pub conversations: Vec<ConversationRow>,
+    pub notes: Vec<NoteRow>,
+    pub time_entries: Vec<TimeEntryRow>,
+    /// The KnowledgeTree markdown document.
+    pub markdown: String,
+}
+
+/// Normalize's verdict on one closed ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Placed(Box<Placed>),
+    Rejected(Rejection),
+}
+
+/// The status name of a status code; custom codes stay visible as `Status N`.
+pub fn status_name(code: i64) -> String {
+    match code {
+        2 => "Open".into(),
+        3 => "Pending".into(),
+        4 => "Resolved".into(),
+        5 => "Closed".into(),
+        other => format!("Status {other}"),
+    }
+}
+
+/// The priority name of a priority code; unknown codes stay visible as `Priority N`.
+pub fn priority_name(code: i64) -> String {
+    match code {
+        1 => "Low".into(),
+        2 => "Medium".into(),
+        3 => "High".into(),
+        4 => "Urgent".into(),
+        other => format!("Priority {other}"),
+    }
+}
+
+/// Decides whether a listed ticket can be placed at all (before its children are fetched).
+pub fn placement(ticket: &wire::Ticket, ctx: &Context<'_>) -> Result<(), Rejection> {
+    let reject = |reason, detail| Rejection {
+        ticket_id: ticket.id,
+        reason,
+        department_id: ticket.department_id,
+        detail,
+        updated_at: ticket.updated_at,
+        seen_at: ctx.settings.synced_at,
+    };
+    if ticket.updated_at.is_none() {
+        return Err(reject(
+            RejectReason::MalformedTicket,
+            format!("ticket {}: updated_at is missing", ticket.id),
+        ));
+    }
+    ctx.accounts
+        .resolve(ticket.department_id)
+        .map(|_| ())
+        .map_err(|u| reject(u.reason, format!("ticket {}: {}", ticket.id, u.detail)))
+}
+
+/// A ticket row that did not decode, as a rejection.
+pub fn malformed(error: &ItemError, seen_at: DateTime<Utc>) -> Option<Rejection> {
+    error.id.map(|id| Rejection {
+        ticket_id: id,
+        reason: RejectReason::MalformedTicket,
+        department_id: None,
+        detail: format!("ticket {id}: {}", error.detail),
+        updated_at: None,
+        seen_at,
+    })
+}
+
+/// Normalizes one closed ticket with all its conversations and time entries.
+pub fn normalize_ticket(
+    ticket: &wire::Ticket,
+    conversations: &[Result<wire::Conversation, ItemError>],
+    time_entries: &[Result<wire::TimeEntry, ItemError>],
+    ctx: &Context<'_>,
+) -> Outcome {
+    let id = ticket.id;
+    let reject = |reason, detail: String| {
+        Outcome::Rejected(Rejection {
+            ticket_id: id,
+            reason,
+            department_id: ticket.department_id,
+            detail: format!("ticket {id}: {detail}"),
+            updated_at: ticket.updated_at,
+            seen_at: ctx.settings.synced_at,
+        })
+    };
+    if let Err(r) = placement(ticket, ctx) {
+        return Outcome::Rejected(r);
+    }
+    // `placement` checked both.
+    let (Some(updated_at), Ok(account), Some(department_id)) = (
+        ticket.updated_at,
+        ctx.accounts.resolve(ticket.department_id),
+        ticket.department_id,
+    ) else {
+        return reject(
+            RejectReason::MalformedTicket,
+            "missing updated_at or department".into(),
+        );
+    };
+    let closed_at = ticket
+        .stats
+        .as_ref()
+        .and_then(|s| s.closed_at)
+        .unwrap_or(updated_at);
+
+    let mut public = Vec::new();
+    let mut notes = Vec::new();
+    let mut convs: Vec<&wire::Conversation> = Vec::with_capacity(conversations.len());
+    for c in conversations {
+        match c {
+            Ok(c) => convs.push(c),
+            Err(e) => {
+                let which = e.id.map_or("a conversation".to_string(), |i| {
+                    format!("conversation {i}")
+                });
+                return reject(
+                    RejectReason::MalformedConversation,
+                    format!("{which}: {}", e.detail),
+                );
+            }
+        }
+    }
+    // Oldest first, whatever order the pages came in; ids break ties.
+    convs.sort_by_key(|c| (c.created_at, c.id));
+    for c in convs {
+        let body = match c.body.as_deref() {
+            Some(html) if !html.trim().is_empty() => text::html_to_text(html),
+            _ => c.body_text.clone().unwrap_or_default().trim().to_string(),
+        };
+        if c.private.unwrap_or(false) {
+            let from_email = c
+                .from_email
+                .clone()
+                .filter(|e| !e.trim().is_empty())
+                .or_else(|| {
+                    c.user_id
+                        .and_then(|u| ctx.agents.get(&u))
+                        .and_then(|a| a.email.clone())
+                });
+            notes.push(NoteRow {
+                ticket_id: id,
+                note_id: c.id,
+                body,
+                body_html: c.body.clone(),
+                from_email,
+                created_at: c.created_at,
+                user_id: c.user_id,
+            });
+        } else {
+            public.push(ConversationRow {
+                ticket_id: id,
+                conversation_id: c.id,
+                body,
+                body_html: c.body.clone(),
+                from_email: c.from_email.clone(),
+                to_emails: c.to_emails.clone(),
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+                incoming: c.incoming.unwrap_or(false),
+                private: false,
+                user_id: c.user_id,
+                support_email: c.support_email.clone(),
+            });
+        }
+    }
+
+    let mut entries = Vec::with_capacity(time_entries.len());
+    for e in time_entries {
+        let e = match e {
+            Ok(e) => e,
+            Err(err) => {
+                let which = err
+                    .id
+                    .map_or("a time entry".to_string(), |i| format!("time entry {i}"));
+                return reject(
+                    RejectReason::InvalidTimeEntry,
+                    format!("{which}: {}", err.detail),
+                );
+            }
+        };
+        let minutes = match e.time_spent.as_deref().map(hours::parse_time_spent) {
+            Some(Ok(m)) => m,
+            Some(Err(why)) => {
+                return reject(
+                    RejectReason::InvalidTimeEntry,
+                    format!("time entry {}: {why}", e.id),
+                )
+            }
+            None => {
+                return reject(
+                    RejectReason::InvalidTimeEntry,
+                    format!("time entry {}: time_spent is missing", e.id),
+                )
+            }
+        };
+        entries.push(TimeEntryRow {
+            ticket_id: id,
+            time_entry_id: e.id,
+            agent_id: e.agent_id,
+            agent_email: e
+                .agent_id
+                .and_then(|a| ctx.agents.get(&a))
+                .and_then(|a| a.email.clone()),
+            minutes,
+            hours: hours::hours(minutes),
+            billable: e.billable.unwrap_or(true),
+            timer_running: e.timer_running.unwrap_or(false),
+            executed_at: e.executed_at,
+            note: e.note.clone(),
+        });
+    }
+    entries.sort_by_key(|e| e.time_entry_id);
+
+    let logged: i64 = entries.iter().map(|e| e.minutes).sum();
+    let logged_billable: i64 = entries
+        .iter()
+        .filter(|e| e.billable)
+        .map(|e| e.minutes)
+        .sum();
+    let hours_defaulted = entries.is_empty();
+    let (total_minutes, billable_minutes) = if hours_defaulted {
+        (ctx.settings.default_minutes, ctx.settings.default_minutes)
+    } else {
+        (logged, logged_billable)
+    };
+
+    let (requester_name, requester_email) = requester(ticket, ctx);
+    let description_html = ticket.description.clone();
+    let description_text = match description_html.as_deref() {
+        Some(html) if !html.trim().is_empty() => Some(text::html_to_text(html)),
+        _ => ticket
+            .description_text
+            .clone()
+            .map(|t| t.trim().to_string()),
+    };
+    let row = TicketRow {
+        ticket_id: id,
+        company_account_number: account.to_string(),
+        ticket_number: id.to_string(),
+        subject: ticket.subject.clone(),
+        description: description_html,
+        description_text,
+        status: status_name(ticket.status.unwrap_or(5)),
+        priority: ticket.priority.map(priority_name),
+        requester_email,
+        requester_name,
+        created_at: ticket.created_at,
+        last_updated_at: updated_at,
+        closed_at,
+        total_hours_spent: hours::hours(total_minutes),
+        billable_hours: hours::hours(billable_minutes),
+        total_minutes,
+        billable_minutes,
+        hours_defaulted,
+        department_id,
+        requester_id: ticket.requester_id,
+        responder_id: ticket.responder_id,
+        group_id: ticket.group_id,
+        ticket_type: ticket.ticket_type.clone(),
+        source: ticket.source,
+        conversation_count: public.len() as i32,
+        note_count: notes.len() as i32,
+        time_entry_count: entries.len() as i32,
+        synced_at: ctx.settings.synced_at,
+    };
+    let markdown = markdown::render(&row, &public, &notes);
+    Outcome::Placed(Box::new(Placed {
+        account: account.to_string(),
+        year: closed_at.year(),
+        ticket: row,
+        conversations: public,
+        notes,
+        time_entries: entries,
+        markdown,
+    }))
+}
+
+/// Requester name and email: the `include=requester` embed, else the agent with that id (agents
+/// raise tickets too).
+fn requester(ticket: &wire::Ticket, ctx: &Context<'_>) -> (Option<String>, Option<String>) {
+    let clean = |s: &Option<String>| {
+        s.as_ref()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let embedded = ticket.requester.as_ref();
+    let agent = ticket.requester_id.and_then(|id| ctx.agents.get(&id));
+    let name = embedded
+        .and_then(|r| clean(&r.name))
+        .or_else(|| agent.and_then(|a| a.name.clone()));
+    let email = embedded
+        .and_then(|r| clean(&r.email))
+        .or_else(|| agent.and_then(|a| a.email.clone()));
+    (name, email)
+}
+
+#[cfg(test)]
+mod tests;

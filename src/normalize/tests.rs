@@ -1,0 +1,263 @@
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::*;
+
+fn settings() -> Settings {
+    Settings {
+        default_minutes: 15,
+        synced_at: "2025-02-01T00:00:00Z".parse().unwrap(),
+    }
+}
+
+fn accounts() -> AccountMap {
+    let depts: Vec<wire::Department> = serde_json::from_value(json!([
+        {"id": 21000351606_i64, "name": "Company", "custom_fields": {"account_number": 482913}},
+        {"id": 2, "name": "Unmapped", "custom_fields": {}}
+    ]))
+    .unwrap();
+    AccountMap::new(&depts, "account_number", &HashMap::new())
+}
+
+fn agents() -> HashMap<i64, AgentInfo> {
+    HashMap::from([(
+        456,
+        AgentInfo {
+            name: Some("Terry Tech".into()),
+            email: Some("tech@integotec.com".into()),
+        },
+    )])
+}
+
+fn seed_ticket() -> wire::Ticket {
+    serde_json::from_value(json!({
+        "id": 17531, "subject": "Email not working",
+        "description": "<div>Can't send emails from Outlook...</div>",
+        "description_text": "Can't send emails from Outlook...",
+        "status": 5, "priority": 3, "department_id": 21000351606_i64, "requester_id": 789,
+        "created_at": "2025-01-10T09:00:00Z", "updated_at": "2025-01-15T16:30:00Z",
+        "stats": {"closed_at": "2025-01-15T16:30:00Z"},
+        "requester": {"id": 789, "name": "John Doe", "email": "user@company.com"}
+    }))
+    .unwrap()
+}
+
+fn seed_conversations() -> Vec<Result<wire::Conversation, ItemError>> {
+    serde_json::from_value::<Vec<wire::Conversation>>(json!([
+        {"id": 12347, "body": "<p>I've checked your email settings. Your outgoing server was configured incorrectly...</p>",
+         "from_email": "tech@integotec.com", "to_emails": ["user@company.com"], "incoming": false, "private": false,
+         "user_id": 456, "created_at": "2025-01-10T10:30:00Z", "updated_at": "2025-01-10T10:30:00Z",
+         "support_email": "support@integotec.com"},
+        {"id": 12345, "body": "<div>Can't send emails from Outlook. Getting error &quot;Cannot connect to server&quot;</div>",
+         "from_email": "user@company.com", "to_emails": ["support@integotec.com"], "incoming": true, "private": false,
+         "user_id": 789, "created_at": "2025-01-10T09:00:00Z", "updated_at": "2025-01-10T09:00:00Z",
+         "support_email": "support@integotec.com"},
+        {"id": 12346, "body": "<div>Customer was using wrong SMTP port. Changed from 25 to 587 with TLS.</div>",
+         "from_email": null, "to_emails": [], "incoming": false, "private": true, "source": 2,
+         "user_id": 456, "created_at": "2025-01-10T10:15:00Z", "updated_at": "2025-01-10T10:15:00Z",
+         "support_email": null}
+    ]))
+    .unwrap()
+    .into_iter()
+    .map(Ok)
+    .collect()
+}
+
+fn seed_entries() -> Vec<Result<wire::TimeEntry, ItemError>> {
+    serde_json::from_value::<Vec<wire::TimeEntry>>(json!([
+        {"id": 2, "time_spent": "01:00", "billable": true, "agent_id": 456, "executed_at": "2025-01-10T10:00:00Z"},
+        {"id": 1, "time_spent": "0:30", "billable": false, "agent_id": 456, "executed_at": "2025-01-10T09:30:00Z"}
+    ]))
+    .unwrap()
+    .into_iter()
+    .map(Ok)
+    .collect()
+}
+
+fn run(
+    ticket: &wire::Ticket,
+    convs: &[Result<wire::Conversation, ItemError>],
+    entries: &[Result<wire::TimeEntry, ItemError>],
+) -> Outcome {
+    let accounts = accounts();
+    let agents = agents();
+    let settings = settings();
+    let ctx = Context {
+        accounts: &accounts,
+        agents: &agents,
+        settings: &settings,
+    };
+    normalize_ticket(ticket, convs, entries, &ctx)
+}
+
+fn placed(outcome: Outcome) -> Placed {
+    match outcome {
+        Outcome::Placed(p) => *p,
+        Outcome::Rejected(r) => panic!("rejected: {r:?}"),
+    }
+}
+
+fn rejected(outcome: Outcome) -> Rejection {
+    match outcome {
+        Outcome::Rejected(r) => r,
+        Outcome::Placed(p) => panic!("placed: {p:?}"),
+    }
+}
+
+#[test]
+fn seed_example_matches_the_golden_markdown() {
+    let p = placed(run(&seed_ticket(), &seed_conversations(), &seed_entries()));
+    let golden_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/golden/markdown/seed_example.md"
+    );
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(golden_path, &p.markdown).unwrap();
+    }
+    let golden = std::fs::read_to_string(golden_path).unwrap();
+    assert_eq!(
+        p.markdown, golden,
+        "\n--- actual ---\n{}\n--- expected ---\n{}",
+        p.markdown, golden
+    );
+}
+
+#[test]
+fn seed_example_rows() {
+    let p = placed(run(&seed_ticket(), &seed_conversations(), &seed_entries()));
+    assert_eq!((p.account.as_str(), p.year), ("482913", 2025));
+    let t = &p.ticket;
+    assert_eq!(t.status, "Closed");
+    assert_eq!(t.priority.as_deref(), Some("High"));
+    assert_eq!((t.total_minutes, t.billable_minutes), (90, 60));
+    assert_eq!((t.total_hours_spent, t.billable_hours), (1.5, 1.0));
+    assert!(!t.hours_defaulted);
+    assert_eq!(
+        (t.conversation_count, t.note_count, t.time_entry_count),
+        (2, 1, 2)
+    );
+    assert_eq!(t.requester_name.as_deref(), Some("John Doe"));
+    // Oldest first, whatever the API order.
+    assert_eq!(p.conversations[0].conversation_id, 12345);
+    assert!(p.conversations[0].incoming);
+    assert_eq!(p.notes[0].from_email.as_deref(), Some("tech@integotec.com"));
+    assert_eq!(p.time_entries[0].time_entry_id, 1);
+    assert_eq!(
+        p.time_entries[0].agent_email.as_deref(),
+        Some("tech@integotec.com")
+    );
+}
+
+#[test]
+fn no_time_entries_bills_the_default() {
+    let p = placed(run(&seed_ticket(), &[], &[]));
+    assert!(p.ticket.hours_defaulted);
+    assert_eq!(p.ticket.total_hours_spent, 0.25);
+    assert_eq!(p.ticket.total_minutes, 15);
+    assert!(!p.markdown.contains("## Conversation History"));
+    assert!(p.markdown.contains("- **Hours Spent:** 0.25 hours"));
+}
+
+#[test]
+fn closed_at_falls_back_to_updated_at() {
+    let mut t = seed_ticket();
+    t.stats = None;
+    t.updated_at = Some("2024-12-31T23:59:59Z".parse().unwrap());
+    let p = placed(run(&t, &[], &[]));
+    assert_eq!(p.year, 2024);
+    assert_eq!(p.ticket.closed_at, t.updated_at.unwrap());
+}
+
+#[test]
+fn unknown_codes_stay_visible() {
+    let mut t = seed_ticket();
+    t.priority = Some(7);
+    let p = placed(run(&t, &[], &[]));
+    assert_eq!(p.ticket.priority.as_deref(), Some("Priority 7"));
+    assert_eq!(status_name(9), "Status 9");
+}
+
+#[test]
+fn requester_that_is_an_agent() {
+    let mut t = seed_ticket();
+    t.requester = None;
+    t.requester_id = Some(456);
+    let p = placed(run(&t, &[], &[]));
+    assert_eq!(p.ticket.requester_name.as_deref(), Some("Terry Tech"));
+    assert_eq!(
+        p.ticket.requester_email.as_deref(),
+        Some("tech@integotec.com")
+    );
+}
+
+#[test]
+fn rejects_name_the_ticket_and_the_problem() {
+    let mut t = seed_ticket();
+    t.department_id = Some(2);
+    let r = rejected(run(&t, &[], &[]));
+    assert_eq!(r.reason, RejectReason::NoAccountNumber);
+    assert!(
+        r.detail.starts_with("ticket 17531: department 2"),
+        "{}",
+        r.detail
+    );
+
+    t.department_id = None;
+    assert_eq!(
+        rejected(run(&t, &[], &[])).reason,
+        RejectReason::NoDepartment
+    );
+
+    let bad: Vec<Result<wire::TimeEntry, ItemError>> = vec![Ok(serde_json::from_value(
+        json!({"id": 9, "time_spent": "abc"}),
+    )
+    .unwrap())];
+    let r = rejected(run(&seed_ticket(), &[], &bad));
+    assert_eq!(r.reason, RejectReason::InvalidTimeEntry);
+    assert!(
+        r.detail.contains("time entry 9") && r.detail.contains("\"abc\""),
+        "{}",
+        r.detail
+    );
+
+    let broken = vec![Err(ItemError {
+        id: Some(5),
+        detail: "created_at: bad".into(),
+    })];
+    let r = rejected(run(&seed_ticket(), &broken, &[]));
+    assert_eq!(r.reason, RejectReason::MalformedConversation);
+    assert!(r.detail.contains("conversation 5"), "{}", r.detail);
+}
+
+#[test]
+fn markdown_in_user_text_cannot_break_the_structure() {
+    let mut t = seed_ticket();
+    t.subject = Some("# Urgent\n## injected".into());
+    t.description = Some("<p>## Conversation History</p><p>---</p><h1>Title</h1>".into());
+    let convs: Vec<Result<wire::Conversation, ItemError>> = vec![Ok(serde_json::from_value(json!({
+        "id": 1, "body": "<p>### Message 99 - → Incoming</p><p>---</p>", "incoming": true, "private": false,
+        "created_at": "2025-01-10T09:00:00Z"
+    }))
+    .unwrap())];
+    let p = placed(run(&t, &convs, &[]));
+    let headings: Vec<&str> = p.markdown.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(
+        headings,
+        vec![
+            "# Ticket #17531: # Urgent ## injected",
+            "## Ticket Information",
+            "## Description",
+            "## Conversation History",
+            "### Message 1 - → Incoming"
+        ],
+        "{}",
+        p.markdown
+    );
+    assert_eq!(
+        p.markdown.lines().filter(|l| *l == "---").count(),
+        1,
+        "{}",
+        p.markdown
+    );
+}

@@ -1,0 +1,502 @@
+//! The HTTP side of the source: one reqwest client, Basic auth, the shared limiter, retries and
+//! `Link` paging.
+//!
+//! Every request goes through [`Client::get`], which waits for the budget, sends, reads the body,
+//! feeds the rate-limit headers back to the limiter and asks `retry::decide` what to do on
+//! failure. The API key lives only in a sensitive header value: it is never formatted into a URL,
+//! a log line or an error.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LINK, RETRY_AFTER};
+use url::Url;
+
+use super::limiter::{Limiter, LimiterConfig, LimiterStats, RateHeaders};
+use super::retry::{decide, Attempt, Decision, RetryPolicy};
+use super::{Endpoint, Error};
+
+/// Everything needed to talk to one Freshservice account.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// `https://<domain>.freshservice.com` or a simulator's `http://127.0.0.1:PORT`;
+    /// `/api/v2/...` is appended.
+    pub base_url: Url,
+    /// The agent API key (from `FRESHSERVICE_API_KEY`).
+    pub api_key: String,
+    pub limiter: LimiterConfig,
+    pub retry: RetryPolicy,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("api_key", &"<redacted>")
+            .field("limiter", &self.limiter)
+            .finish()
+    }
+}
+
+/// Request counters of a run (for the run report).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CallStats {
+    /// Successful calls by endpoint.
+    pub calls: BTreeMap<&'static str, u64>,
+    /// Credits the server reported (`X-RateLimit-Used-CurrentRequest`), summed.
+    pub credits_used: u64,
+    /// Attempts that were retried (any reason).
+    pub retries: u64,
+    /// 429 responses received.
+    pub rate_limited: u64,
+    /// Total time spent sleeping in retry backoff (not counting budget waits).
+    pub backoff_ms: u64,
+}
+
+/// A page: its body and the next page's URL, if any.
+#[derive(Debug)]
+pub struct Page {
+    pub body: Bytes,
+    pub next: Option<Url>,
+}
+
+/// The Freshservice HTTP client of one run.
+pub struct Client {
+    http: reqwest::Client,
+    api_root: Url,
+    auth: HeaderValue,
+    limiter: Limiter,
+    policy: RetryPolicy,
+    stats: Mutex<CallStats>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api_root", &self.api_root.as_str())
+            .finish()
+    }
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        let mut api_root = config.base_url.clone();
+        if !api_root.path().ends_with('/') {
+            api_root.set_path(&format!("{}/", api_root.path()));
+        }
+        let api_root = api_root
+            .join("api/v2/")
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:X", config.api_key));
+        let mut auth = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+            Error::Config("the API key contains characters not allowed in a header".into())
+        })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("ticketsync/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            // Never follow redirects with our credentials.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let mut policy = config.retry.clone();
+        policy.rate_window = config.limiter.window;
+        Ok(Client {
+            http,
+            api_root,
+            auth,
+            limiter: Limiter::new(config.limiter),
+            policy,
+            stats: Mutex::new(CallStats::default()),
+        })
+    }
+
+    /// `<base>/api/v2/<path>?<query>`.
+    pub fn url(&self, path: &str, query: &[(&str, String)]) -> Url {
+        let mut url = self
+            .api_root
+            .join(path.trim_start_matches('/'))
+            .unwrap_or_else(|_| self.api_root.clone());
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    pub fn host(&self) -> String {
+        self.api_root.host_str().unwrap_or("").to_string()
+    }
+
+    pub fn stats(&self) -> CallStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn limiter_stats(&self) -> LimiterStats {
+        self.limiter.stats()
+    }
+
+    /// Credits per rate window this run aims to spend.
+    pub fn target_per_window(&self) -> f64 {
+        self.limiter.target_per_window()
+    }
+
+    /// GETs one page, with budget, retries and `Link` parsing. `validate` checks the body (e.g.
+    /// that it decodes); a body it rejects is retried like a truncated one.
+    pub async fn get(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        validate: impl Fn(&[u8]) -> Result<(), String>,
+    ) -> Result<Page, Error> {
+        let estimated = endpoint.estimated_credits(url);
+        let mut rng = SmallRng::from_entropy();
+        let mut attempt = 0u32;
+        let mut transient = 0u32;
+        let mut prev_delay = self.policy.base_delay;
+        loop {
+            attempt += 1;
+            self.limiter
+                .acquire(estimated, endpoint.is_ticket_list())
+                .await;
+            let result = self
+                .http
+                .get(url.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .send()
+                .await;
+            let (failure, retry_after, status, last_error) = match result {
+                Err(e) => {
+                    // No response: the budget was probably not charged, but we cannot know.
+                    (Attempt::Transport, None, None, describe_transport(&e))
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = rate_headers(response.headers());
+                    self.limiter.observe(headers, estimated);
+                    if let Some(used) = headers.used {
+                        self.with_stats(|s| s.credits_used += used as u64);
+                    }
+                    let retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from);
+                    let link = response
+                        .headers()
+                        .get(LINK)
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from);
+                    match response.bytes().await {
+                        Err(e) => (
+                            Attempt::BrokenBody,
+                            None,
+                            Some(status.as_u16()),
+                            describe_transport(&e),
+                        ),
+                        Ok(body) if status.is_success() => match validate(&body) {
+                            Ok(()) => {
+                                let next = match link.as_deref().and_then(next_link) {
+                                    None => None,
+                                    Some(next) => Some(self.check_next(endpoint, url, &next)?),
+                                };
+                                self.with_stats(|s| {
+                                    *s.calls.entry(endpoint.name()).or_default() += 1
+                                });
+                                return Ok(Page { body, next });
+                            }
+                            Err(problem) => {
+                                (Attempt::BrokenBody, None, Some(status.as_u16()), problem)
+                            }
+                        },
+                        Ok(body) => {
+                            let status = status.as_u16();
+                            let attempt_kind = Attempt::Status {
+                                status,
+                                retry_after: None,
+                            };
+                            (
+                                attempt_kind,
+                                retry_after,
+                                Some(status),
+                                error_message(&body),
+                            )
+                        }
+                    }
+                }
+            };
+            let outcome = match failure {
+                Attempt::Status { status, .. } => Attempt::Status {
+                    status,
+                    retry_after: retry_after.as_deref(),
+                },
+                other => other,
+            };
+            if !matches!(outcome, Attempt::Status { status: 429, .. }) {
+                transient += 1;
+            }
+            match decide(
+                &self.policy,
+                outcome,
+                attempt,
+                transient,
+                prev_delay,
+                SystemTime::now(),
+                &mut rng,
+            ) {
+                Decision::Retry {
+                    after,
+                    rate_limited,
+                } => {
+                    self.with_stats(|s| s.retries += 1);
+                    if rate_limited {
+                        self.with_stats(|s| s.rate_limited += 1);
+                        tracing::warn!(
+                            endpoint = endpoint.name(),
+                            wait_ms = after.as_millis() as u64,
+                            "rate limited (429), all workers pause"
+                        );
+                        self.limiter.pause(after);
+                    } else {
+                        tracing::warn!(endpoint = endpoint.name(), attempt, status, wait_ms = after.as_millis() as u64, error = %last_error, "retrying");
+                        prev_delay = after;
+                        self.with_stats(|s| s.backoff_ms += after.as_millis() as u64);
+                        let until = Instant::now() + after;
+                        tokio::time::sleep_until(until.into()).await;
+                    }
+                }
+                Decision::GiveUp => {
+                    return Err(self.final_error(endpoint, url, status, last_error, attempt));
+                }
+            }
+        }
+    }
+
+    fn check_next(&self, endpoint: Endpoint, current: &Url, next: &str) -> Result<Url, Error> {
+        let next = current.join(next).map_err(|_| Error::ForeignLink {
+            endpoint: endpoint.name(),
+            link: truncate(next, 200),
+        })?;
+        let same_origin = next.scheme() == self.api_root.scheme()
+            && next.host_str() == self.api_root.host_str()
+            && next.port_or_known_default() == self.api_root.port_or_known_default();
+        if !same_origin {
+            // Following it would send our credentials to another host.
+            return Err(Error::ForeignLink {
+                endpoint: endpoint.name(),
+                link: truncate(next.as_str(), 200),
+            });
+        }
+        Ok(next)
+    }
+
+    fn final_error(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        status: Option<u16>,
+        message: String,
+        attempts: u32,
+    ) -> Error {
+        let host = self.host();
+        match status {
+            Some(401) => Error::Unauthorized { host, message },
+            Some(403) => Error::Forbidden {
+                host,
+                endpoint: endpoint.name(),
+                message,
+            },
+            Some(404) => Error::NotFound {
+                endpoint: endpoint.name(),
+                path: url.path().to_string(),
+            },
+            Some(status) if !(200..300).contains(&status) && status != 429 && status < 500 => {
+                Error::Status {
+                    endpoint: endpoint.name(),
+                    status,
+                    message,
+                }
+            }
+            _ => Error::Exhausted {
+                endpoint: endpoint.name(),
+                path: url.path().to_string(),
+                attempts,
+                last: message,
+            },
+        }
+    }
+
+    fn with_stats(&self, f: impl FnOnce(&mut CallStats)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            f(&mut stats);
+        }
+    }
+}
+
+fn rate_headers(headers: &HeaderMap) -> RateHeaders {
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    RateHeaders {
+        total: num("x-ratelimit-total"),
+        remaining: num("x-ratelimit-remaining"),
+        used: num("x-ratelimit-used-currentrequest"),
+    }
+}
+
+/// The `rel="next"` target of a `Link` header.
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            matches!(
+                p.trim().replace(' ', "").as_str(),
+                "rel=\"next\"" | "rel=next"
+            )
+        });
+        let target = target.trim();
+        (is_next && target.starts_with('<') && target.ends_with('>'))
+            .then(|| target[1..target.len() - 1].to_string())
+    })
+}
+
+/// A short, safe description of an error body: the API's `message`/`description`/`errors`, or the
+/// start of the text. Bodies never contain our credentials (they are only in request headers).
+fn error_message(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        let mut parts = Vec::new();
+        for key in ["code", "message", "description"] {
+            if let Some(s) = value.get(key).and_then(|v| v.as_str()) {
+                parts.push(s.to_string());
+            }
+        }
+        if let Some(errors) = value.get("errors").and_then(|v| v.as_array()) {
+            for e in errors.iter().take(5) {
+                let field = e.get("field").and_then(|v| v.as_str()).unwrap_or("?");
+                let message = e.get("message").and_then(|v| v.as_str()).unwrap_or("");
+                parts.push(format!("{field}: {message}"));
+            }
+        }
+        if !parts.is_empty() {
+            return truncate(&parts.join("; "), 300);
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "empty body".to_string()
+    } else {
+        truncate(text, 200)
+    }
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    // Walk the source chain for the root cause, but print no URL (the caller names the endpoint).
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body broke off"
+    } else {
+        "request failed"
+    };
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    format!("{kind}: {root}")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Shared so the pipeline can hold the client in tasks.
+pub type SharedClient = Arc<Client>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_forms() {
+        let h = r#"<https://acme.freshservice.com/api/v2/tickets?page=3&per_page=100>; rel="next""#;
+        assert_eq!(
+            next_link(h).unwrap(),
+            "https://acme.freshservice.com/api/v2/tickets?page=3&per_page=100"
+        );
+        let h = r#"<https://x/a?page=1>; rel="prev", <https://x/a?page=3>; rel="next""#;
+        assert_eq!(next_link(h).unwrap(), "https://x/a?page=3");
+        assert_eq!(next_link(r#"<https://x/a?page=1>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn error_bodies_are_summarised() {
+        let body = br#"{"description":"Validation failed","errors":[{"field":"per_page","message":"Must be less than or equal to 100","code":"invalid_value"}]}"#;
+        assert_eq!(
+            error_message(body),
+            "Validation failed; per_page: Must be less than or equal to 100"
+        );
+        assert_eq!(error_message(b""), "empty body");
+        assert_eq!(error_message(b"<html>oops</html>"), "<html>oops</html>");
+    }
+
+    #[test]
+    fn api_key_stays_out_of_debug_output() {
+        let config = ClientConfig {
+            base_url: Url::parse("https://acme.freshservice.com").unwrap(),
+            api_key: "sekrit-key".into(),
+            limiter: LimiterConfig::default(),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(5),
+        };
+        assert!(!format!("{config:?}").contains("sekrit"));
+        let client = Client::new(config).unwrap();
+        assert!(!format!("{client:?}").contains("sekrit"));
+        assert_eq!(
+            client.url("tickets", &[]).as_str(),
+            "https://acme.freshservice.com/api/v2/tickets"
+        );
+    }
+
+    #[test]
+    fn base_urls_with_a_path_keep_it() {
+        let config = ClientConfig {
+            base_url: Url::parse("http://127.0.0.1:9000/proxy").unwrap(),
+            api_key: "k".into(),
+            limiter: LimiterConfig::default(),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(5),
+        };
+        let client = Client::new(config).unwrap();
+        let url = client.url("tickets/5/conversations", &[("per_page", "100".into())]);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9000/proxy/api/v2/tickets/5/conversations?per_page=100"
+        );
+    }
+}

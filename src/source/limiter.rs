@@ -1,0 +1,435 @@
+//! The one credit budget shared by every request of a run.
+//!
+//! Freshservice gives each account a per-window credit allowance (`X-RateLimit-Total`, 100–500 a
+//! minute by plan) shared with every other integration, plus a sub-limit on `GET /tickets`.
+//! [`Budget`] paces requests at `budget_share × total / window` credits per second with a small
+//! burst allowance, keeps in step with the server through `X-RateLimit-Total`,
+//! `X-RateLimit-Remaining` and `X-RateLimit-Used-CurrentRequest`, and stops everyone after a 429
+//! until `Retry-After` has passed, resuming with an empty bucket (no second burst).
+//! [`Budget`] is pure (time is a parameter, so it is unit-tested without sleeping);
+//! [`Limiter`] wraps it for async callers. Nothing else in the crate waits for the budget.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How much of the account's budget a run may use, and how long the API's rate window is.
+#[derive(Debug, Clone)]
+pub struct LimiterConfig {
+    /// Share of `X-RateLimit-Total` this run may spend (0 < share ≤ 1); the rest is left for
+    /// other integrations on the account.
+    pub budget_share: f64,
+    /// Length of the API's rate window (60 s on Freshservice; shorter on a scaled simulator).
+    pub window: Duration,
+    /// The allowance assumed until the first response tells the real one (the smallest plan).
+    pub initial_total: u32,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        LimiterConfig {
+            budget_share: 0.9,
+            window: Duration::from_secs(60),
+            initial_total: 100,
+        }
+    }
+}
+
+/// The published `GET /tickets` sub-limit for an account allowance (API reference §3); unknown
+/// allowances get the same proportion as the Growth plan.
+pub fn list_tickets_sublimit(total: u32) -> u32 {
+    match total {
+        100 => 40,
+        200 => 70,
+        400 => 120,
+        500 => 140,
+        other => ((other as f64) * 0.35).floor().max(1.0) as u32,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Bucket {
+    rate_per_sec: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(per_window: f64, window: Duration, burst: f64, now: Instant) -> Bucket {
+        let rate_per_sec = per_window / window.as_secs_f64();
+        Bucket {
+            rate_per_sec,
+            capacity: burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if now > self.last {
+            let elapsed = now.duration_since(self.last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.rate_per_sec).min(self.capacity);
+            self.last = now;
+        }
+    }
+
+    /// Time until `cost` tokens are available (zero if they are).
+    fn wait_for(&self, cost: f64, now: Instant) -> Duration {
+        // A cost above the burst size waits for a full bucket and then runs the bucket negative.
+        let missing = cost.min(self.capacity) - self.tokens;
+        let not_before = self.last.saturating_duration_since(now);
+        if missing <= 0.0 {
+            return not_before;
+        }
+        not_before + Duration::from_secs_f64(missing / self.rate_per_sec)
+    }
+
+    fn reshape(&mut self, per_window: f64, window: Duration, burst: f64) {
+        self.rate_per_sec = per_window / window.as_secs_f64();
+        self.capacity = burst;
+        self.tokens = self.tokens.min(burst);
+    }
+}
+
+/// The budget arithmetic, with time passed in.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    config: LimiterConfig,
+    total: u32,
+    credits: Bucket,
+    list_calls: Bucket,
+    paused_until: Option<Instant>,
+}
+
+/// The rate-limit headers of one response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub total: Option<u32>,
+    pub remaining: Option<u32>,
+    pub used: Option<u32>,
+}
+
+impl Budget {
+    pub fn new(config: LimiterConfig, now: Instant) -> Budget {
+        let total = config.initial_total.max(1);
+        let (credits, list_calls) = Self::buckets(&config, total, now);
+        Budget {
+            config,
+            total,
+            credits,
+            list_calls,
+            paused_until: None,
+        }
+    }
+
+    fn shape(config: &LimiterConfig, total: u32) -> (f64, f64, f64, f64) {
+        let share = config.budget_share.clamp(0.01, 1.0);
+        let per_window = share * total as f64;
+        // A burst of 5 % of the window's share lets a run start at once without ever pushing a
+        // window past the allowance (pacing gives at most share + 5 % of it per window).
+        let burst = (per_window * 0.05).max(5.0).min(per_window);
+        let list_per_window = (share * list_tickets_sublimit(total) as f64).max(1.0);
+        let list_burst = (list_per_window * 0.05).max(1.0);
+        (per_window, burst, list_per_window, list_burst)
+    }
+
+    fn buckets(config: &LimiterConfig, total: u32, now: Instant) -> (Bucket, Bucket) {
+        let (per_window, burst, list_per_window, list_burst) = Self::shape(config, total);
+        (
+            Bucket::new(per_window, config.window, burst, now),
+            Bucket::new(list_per_window, config.window, list_burst, now),
+        )
+    }
+
+    /// The account allowance currently believed (credits per window).
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+
+    /// Credits per window this run aims to spend.
+    pub fn target_per_window(&self) -> f64 {
+        self.config.budget_share.clamp(0.01, 1.0) * self.total as f64
+    }
+
+    /// Takes `cost` credits (and one list call when `list_tickets`), or says how long to wait.
+    pub fn try_acquire(
+        &mut self,
+        cost: u32,
+        list_tickets: bool,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        if let Some(until) = self.paused_until {
+            if now < until {
+                return Err(until - now);
+            }
+            self.paused_until = None;
+        }
+        self.credits.refill(now);
+        self.list_calls.refill(now);
+        let cost = cost as f64;
+        let mut wait = self.credits.wait_for(cost, now);
+        if list_tickets {
+            wait = wait.max(self.list_calls.wait_for(1.0, now));
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        self.credits.tokens -= cost;
+        if list_tickets {
+            self.list_calls.tokens -= 1.0;
+        }
+        Ok(())
+    }
+
+    /// Brings the budget in step with a response. `estimated` is what [`Self::try_acquire`] took.
+    pub fn observe(&mut self, headers: RateHeaders, estimated: u32, now: Instant) {
+        if let Some(total) = headers.total.filter(|&t| t > 0) {
+            if total != self.total {
+                self.total = total;
+                let (per_window, burst, list_per_window, list_burst) =
+                    Self::shape(&self.config, total);
+                self.credits.refill(now);
+                self.credits.reshape(per_window, self.config.window, burst);
+                self.list_calls.refill(now);
+                self.list_calls
+                    .reshape(list_per_window, self.config.window, list_burst);
+            }
+        }
+        if let Some(used) = headers.used {
+            // Refund or charge the difference between the estimate and the real cost.
+            self.credits.tokens += estimated as f64 - used as f64;
+        }
+        if let Some(remaining) = headers.remaining {
+            // Never plan to spend what the server says is left for the others on the account.
+            let reserve = self.total as f64 - self.target_per_window();
+            let allowed = remaining as f64 - reserve;
+            if allowed < self.credits.tokens {
+                self.credits.tokens = allowed.max(-self.target_per_window());
+            }
+        }
+    }
+
+    /// A 429: nobody sends before `until`, and the rate then restarts from an empty bucket.
+    pub fn pause(&mut self, until: Instant) {
+        let until = self.paused_until.map_or(until, |u| u.max(until));
+        self.paused_until = Some(until);
+        for bucket in [&mut self.credits, &mut self.list_calls] {
+            bucket.tokens = bucket.tokens.min(0.0);
+            bucket.last = bucket.last.max(until);
+        }
+    }
+}
+
+/// Counters of what the limiter did during a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LimiterStats {
+    /// Sum of the time requests spent waiting for the budget (across workers).
+    pub waited: Duration,
+    /// Number of acquisitions that had to wait.
+    pub waits: u64,
+    /// The allowance last reported by the server.
+    pub total: u32,
+}
+
+/// The async face of [`Budget`], shared by every request of a run.
+#[derive(Debug)]
+pub struct Limiter {
+    budget: Mutex<Budget>,
+    stats: Mutex<LimiterStats>,
+}
+
+impl Limiter {
+    pub fn new(config: LimiterConfig) -> Limiter {
+        Limiter {
+            budget: Mutex::new(Budget::new(config, Instant::now())),
+            stats: Mutex::new(LimiterStats::default()),
+        }
+    }
+
+    /// Waits until `cost` credits may be spent.
+    pub async fn acquire(&self, cost: u32, list_tickets: bool) {
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            // The lock is never held across the sleep.
+            let wait = lock(&self.budget).try_acquire(cost, list_tickets, Instant::now());
+            match wait {
+                Ok(()) => break,
+                Err(wait) => {
+                    waited = true;
+                    tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+                }
+            }
+        }
+        if waited {
+            let mut stats = lock(&self.stats);
+            stats.waits += 1;
+            stats.waited += started.elapsed();
+        }
+    }
+
+    /// Feeds a response's rate-limit headers back.
+    pub fn observe(&self, headers: RateHeaders, estimated: u32) {
+        let mut budget = lock(&self.budget);
+        budget.observe(headers, estimated, Instant::now());
+        lock(&self.stats).total = budget.total();
+    }
+
+    /// Stops every worker for `after` (a 429's `Retry-After`).
+    pub fn pause(&self, after: Duration) {
+        lock(&self.budget).pause(Instant::now() + after);
+    }
+
+    pub fn stats(&self) -> LimiterStats {
+        *lock(&self.stats)
+    }
+
+    /// Credits per window this run aims to spend, given what the server reported.
+    pub fn target_per_window(&self) -> f64 {
+        lock(&self.budget).target_per_window()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain numbers behind; keep going with them.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(share: f64, window_secs: u64) -> LimiterConfig {
+        LimiterConfig {
+            budget_share: share,
+            window: Duration::from_secs(window_secs),
+            initial_total: 200,
+        }
+    }
+
+    /// Drives the budget greedily at 1-credit calls for `secs` and returns the credits spent in
+    /// every aligned window.
+    fn spend_greedily(budget: &mut Budget, start: Instant, secs: u64, window: u64) -> Vec<u32> {
+        let mut per_window = vec![0u32; (secs / window) as usize];
+        let mut now = start;
+        let end = start + Duration::from_secs(secs);
+        while now < end {
+            match budget.try_acquire(1, false, now) {
+                Ok(()) => {
+                    let w = (now - start).as_secs() / window;
+                    per_window[w as usize] += 1;
+                }
+                Err(wait) => now += wait.max(Duration::from_micros(100)),
+            }
+        }
+        per_window
+    }
+
+    #[test]
+    fn never_exceeds_the_share_in_any_window() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(0.9, 60), start);
+        let spent = spend_greedily(&mut budget, start, 600, 60);
+        for (i, &credits) in spent.iter().enumerate() {
+            // Share 180 plus the 5 % burst in the first window, at most.
+            assert!(credits <= 189, "window {i}: {credits}");
+            assert!(credits >= 178, "window {i} under-used: {credits}");
+        }
+    }
+
+    #[test]
+    fn learns_the_allowance_from_headers() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(0.9, 60), start);
+        budget.observe(
+            RateHeaders {
+                total: Some(500),
+                remaining: Some(499),
+                used: Some(1),
+            },
+            1,
+            start,
+        );
+        assert_eq!(budget.total(), 500);
+        let spent = spend_greedily(&mut budget, start, 120, 60);
+        assert!(spent[1] >= 445 && spent[1] <= 451, "{spent:?}");
+    }
+
+    #[test]
+    fn remaining_reserved_for_others_is_respected() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(0.9, 60), start);
+        // Another integration has used almost everything: 25 left, 20 of them reserved.
+        budget.observe(
+            RateHeaders {
+                total: Some(200),
+                remaining: Some(25),
+                used: Some(1),
+            },
+            1,
+            start,
+        );
+        let mut taken = 0;
+        while budget.try_acquire(1, false, start).is_ok() {
+            taken += 1;
+        }
+        assert_eq!(taken, 5);
+    }
+
+    #[test]
+    fn used_credits_correct_the_estimate() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(1.0, 60), start);
+        let before = budget.credits.tokens;
+        budget.try_acquire(1, false, start).unwrap();
+        // The call cost 5 (a list with two includes), not 1.
+        budget.observe(
+            RateHeaders {
+                used: Some(5),
+                ..Default::default()
+            },
+            1,
+            start,
+        );
+        assert!((budget.credits.tokens - (before - 5.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_429_stops_everyone_and_resumes_without_a_burst() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(0.9, 60), start);
+        budget.pause(start + Duration::from_secs(10));
+        assert_eq!(
+            budget.try_acquire(1, false, start + Duration::from_secs(5)),
+            Err(Duration::from_secs(5))
+        );
+        // Right after the pause the bucket is empty: the first call waits for one token's worth.
+        let at = start + Duration::from_secs(10);
+        let wait = budget.try_acquire(1, false, at).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait < Duration::from_secs(1),
+            "{wait:?}"
+        );
+        // And over the next window the spend stays within the share.
+        let spent = spend_greedily(&mut budget, at, 60, 60);
+        assert!(spent[0] <= 181, "{spent:?}");
+    }
+
+    #[test]
+    fn list_calls_have_their_own_sublimit() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(1.0, 60), start);
+        let mut calls = 0;
+        let mut now = start;
+        let end = start + Duration::from_secs(60);
+        while now < end {
+            match budget.try_acquire(1, true, now) {
+                Ok(()) => calls += 1,
+                Err(wait) => now += wait,
+            }
+        }
+        assert!((69..=75).contains(&calls), "{calls}");
+        assert_eq!(list_tickets_sublimit(100), 40);
+        assert_eq!(list_tickets_sublimit(1000), 350);
+    }
+}

@@ -1,0 +1,303 @@
+//! The Freshservice v2 source: departments, agents, the closed-ticket listing and each ticket's
+//! conversations and time entries.
+//!
+//! It returns API shapes ([`wire`]) and knows nothing about Arrow, Parquet, markdown or storage.
+//! Items that do not decode are returned as [`wire::ItemError`]s next to the good ones, so the
+//! pipeline can reject one ticket and go on.
+
+pub mod client;
+pub mod limiter;
+pub mod retry;
+pub mod wire;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use url::Url;
+
+pub use client::{CallStats, Client, ClientConfig};
+use wire::ItemError;
+
+/// Source errors, by the decision the caller makes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key was refused: abort the run, exit with the configuration/auth code.
+    #[error("freshservice at {host} refused the API key (401: {message}); check FRESHSERVICE_API_KEY and the domain")]
+    Unauthorized { host: String, message: String },
+    /// The key's agent may not read this: abort (a partial export would look complete).
+    #[error("freshservice at {host} denied access to {endpoint} (403: {message}); the API key's agent needs permission to read tickets, conversations and time entries")]
+    Forbidden {
+        host: String,
+        endpoint: &'static str,
+        message: String,
+    },
+    /// The object is gone (a ticket deleted meanwhile).
+    #[error("{endpoint} {path} not found (404)")]
+    NotFound {
+        endpoint: &'static str,
+        path: String,
+    },
+    /// A request the API refused; retrying would not help.
+    #[error("{endpoint} answered {status}: {message}")]
+    Status {
+        endpoint: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// Transient failures (5xx, timeouts, broken bodies, 429s) outlasted the retry policy.
+    #[error("{endpoint} {path} failed after {attempts} attempts: {last}")]
+    Exhausted {
+        endpoint: &'static str,
+        path: String,
+        attempts: u32,
+        last: String,
+    },
+    /// A `Link` header pointed somewhere we will not send credentials.
+    #[error(
+        "{endpoint} returned a next-page link to another host ({link}); refusing to follow it"
+    )]
+    ForeignLink {
+        endpoint: &'static str,
+        link: String,
+    },
+    /// A page decoded as JSON but not as the expected envelope.
+    #[error("{endpoint} {path}: {detail}")]
+    Decode {
+        endpoint: &'static str,
+        path: String,
+        detail: String,
+    },
+    #[error("invalid source configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether the failure is about credentials or permissions (exit code "configuration/auth").
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Config(_)
+        )
+    }
+}
+
+/// The API endpoints we call, for budgeting and statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    Departments,
+    Agents,
+    TicketsList,
+    TicketView,
+    Conversations,
+    TimeEntries,
+}
+
+impl Endpoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Departments => "departments",
+            Endpoint::Agents => "agents",
+            Endpoint::TicketsList => "tickets_list",
+            Endpoint::TicketView => "ticket_view",
+            Endpoint::Conversations => "conversations",
+            Endpoint::TimeEntries => "time_entries",
+        }
+    }
+
+    /// Whether the call counts against the "List All Tickets" sub-limit.
+    pub fn is_ticket_list(self) -> bool {
+        self == Endpoint::TicketsList
+    }
+
+    /// Credits a call is expected to cost (API reference §3): 1, plus 2 per `include` on the
+    /// ticket list and 1 per `include` on a ticket view.
+    pub fn estimated_credits(self, url: &Url) -> u32 {
+        let includes = url
+            .query_pairs()
+            .find(|(k, _)| k == "include")
+            .map(|(_, v)| v.split(',').filter(|s| !s.trim().is_empty()).count() as u32)
+            .unwrap_or(0);
+        match self {
+            Endpoint::TicketsList => 1 + 2 * includes,
+            Endpoint::TicketView => 1 + includes,
+            _ => 1,
+        }
+    }
+}
+
+/// Which slice of the ticket list to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFilter {
+    /// The normal view (deleted and spam excluded).
+    Live,
+    /// `filter=deleted`.
+    Deleted,
+    /// `filter=spam`.
+    Spam,
+}
+
+/// A page-level failure inside a listing that the caller may want to report precisely.
+pub type Items<T> = Vec<Result<T, ItemError>>;
+
+/// The Freshservice source of one run.
+#[derive(Debug)]
+pub struct Source {
+    client: Client,
+}
+
+const PER_PAGE: &str = "100";
+
+impl Source {
+    pub fn new(config: ClientConfig) -> Result<Source, Error> {
+        Ok(Source {
+            client: Client::new(config)?,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Every department (customer company), all pages.
+    pub async fn departments(&self) -> Result<Items<wire::Department>, Error> {
+        let url = self
+            .client
+            .url("departments", &[("per_page", PER_PAGE.into())]);
+        self.all_pages(Endpoint::Departments, url, "departments")
+            .await
+    }
+
+    /// Every agent, all pages (to name note and time-entry authors).
+    pub async fn agents(&self) -> Result<Items<wire::Agent>, Error> {
+        let url = self.client.url("agents", &[("per_page", PER_PAGE.into())]);
+        self.all_pages(Endpoint::Agents, url, "agents").await
+    }
+
+    /// Every ticket updated at or after `since` (all statuses; the caller keeps the closed ones),
+    /// with `stats` (for `closed_at`) and `requester` (name and email) embedded.
+    /// Default `created_at` order: tickets updated while we page only push rows down, so none is
+    /// skipped; the caller dedupes by id.
+    pub async fn tickets_updated_since(
+        &self,
+        since: DateTime<Utc>,
+        filter: ListFilter,
+    ) -> Result<Items<wire::Ticket>, Error> {
+        let mut query = vec![
+            (
+                "updated_since",
+                since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ),
+            ("include", "stats,requester".to_string()),
+            ("per_page", PER_PAGE.into()),
+        ];
+        match filter {
+            ListFilter::Live => {}
+            ListFilter::Deleted => query.push(("filter", "deleted".into())),
+            ListFilter::Spam => query.push(("filter", "spam".into())),
+        }
+        let url = self.client.url("tickets", &query);
+        self.all_pages(Endpoint::TicketsList, url, "tickets").await
+    }
+
+    /// One ticket with stats and requester; `None` when it does not exist (404).
+    pub async fn ticket(&self, id: i64) -> Result<Option<Result<wire::Ticket, ItemError>>, Error> {
+        let url = self.client.url(
+            &format!("tickets/{id}"),
+            &[("include", "stats,requester".into())],
+        );
+        let page = match self
+            .client
+            .get(Endpoint::TicketView, &url, |b| {
+                wire::decode_one::<serde_json::Value>(b, "ticket").map(|_| ())
+            })
+            .await
+        {
+            Ok(page) => page,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        wire::decode_one(&page.body, "ticket")
+            .map(Some)
+            .map_err(|detail| Error::Decode {
+                endpoint: Endpoint::TicketView.name(),
+                path: url.path().to_string(),
+                detail,
+            })
+    }
+
+    /// Every conversation of a ticket (replies, forwards, public and private notes), all pages.
+    pub async fn conversations(&self, ticket_id: i64) -> Result<Items<wire::Conversation>, Error> {
+        let url = self.client.url(
+            &format!("tickets/{ticket_id}/conversations"),
+            &[("per_page", PER_PAGE.into())],
+        );
+        self.all_pages(Endpoint::Conversations, url, "conversations")
+            .await
+    }
+
+    /// Every time entry of a ticket, all pages.
+    pub async fn time_entries(&self, ticket_id: i64) -> Result<Items<wire::TimeEntry>, Error> {
+        let url = self.client.url(
+            &format!("tickets/{ticket_id}/time_entries"),
+            &[("per_page", PER_PAGE.into())],
+        );
+        self.all_pages(Endpoint::TimeEntries, url, "time_entries")
+            .await
+    }
+
+    /// Follows `Link: <…>; rel="next"` until it is absent. A page that is not the expected
+    /// envelope is retried (it is usually a truncated body) and then fails the listing: silently
+    /// skipping a page would lose tickets.
+    async fn all_pages<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        endpoint: Endpoint,
+        first: Url,
+        key: &'static str,
+    ) -> Result<Items<T>, Error> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut pages = 0u32;
+        while let Some(url) = next {
+            pages += 1;
+            let page = self
+                .client
+                .get(endpoint, &url, |body| {
+                    wire::decode_each::<serde_json::Value>(body, key).map(|_| ())
+                })
+                .await?;
+            let items =
+                wire::decode_each::<T>(&page.body, key).map_err(|detail| Error::Decode {
+                    endpoint: endpoint.name(),
+                    path: url.path().to_string(),
+                    detail,
+                })?;
+            let empty = items.is_empty();
+            out.extend(items);
+            next = page.next;
+            // An empty page that still links onwards would loop forever on a broken server.
+            if empty && next.is_some() {
+                tracing::warn!(
+                    endpoint = endpoint.name(),
+                    pages,
+                    "empty page with a next link; stopping"
+                );
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_estimates_follow_the_reference() {
+        let u =
+            Url::parse("https://x/api/v2/tickets?include=stats,requester&per_page=100").unwrap();
+        assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 5);
+        let u = Url::parse("https://x/api/v2/tickets/1?include=stats").unwrap();
+        assert_eq!(Endpoint::TicketView.estimated_credits(&u), 2);
+        let u = Url::parse("https://x/api/v2/tickets/1/conversations?per_page=100").unwrap();
+        assert_eq!(Endpoint::Conversations.estimated_credits(&u), 1);
+    }
+}

@@ -1,0 +1,297 @@
+//! Retry decisions and backoff: a pure function over (what happened, attempt) plus the delays.
+//!
+//! Nothing here sleeps or does I/O; `client` asks [`decide`] what to do after each attempt and
+//! the shared [`super::limiter::Limiter`] does the waiting. Rules (API reference §4):
+//! 429 → retry after `Retry-After` (integer seconds or an HTTP date; absent → one rate window);
+//! 5xx, timeouts, dropped connections and broken or truncated bodies → capped exponential
+//! backoff with decorrelated jitter; every other 4xx → give up at once.
+
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+
+/// Limits of the retry loop.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts for transient failures (5xx, transport, broken bodies), including the first.
+    pub max_attempts: u32,
+    /// Attempts when the only failures were 429s; a storm can last a few windows.
+    pub max_rate_limited_attempts: u32,
+    /// First backoff delay.
+    pub base_delay: Duration,
+    /// No backoff delay exceeds this.
+    pub max_delay: Duration,
+    /// Used when a 429 has no usable `Retry-After`: the length of the API's rate window.
+    pub rate_window: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            max_rate_limited_attempts: 20,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+            rate_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one attempt produced, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt<'a> {
+    /// The server answered with a non-success status.
+    Status {
+        status: u16,
+        retry_after: Option<&'a str>,
+    },
+    /// No usable response: connect error, reset, timeout.
+    Transport,
+    /// A 2xx whose body broke off or did not decode (truncated JSON, HTML instead of JSON).
+    BrokenBody,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Wait `after`, then try again. `rate_limited` means every worker must wait (a 429).
+    Retry { after: Duration, rate_limited: bool },
+    /// Stop and report the failure.
+    GiveUp,
+}
+
+/// Decides after attempt number `attempt` (1-based). `transient_failures` counts the non-429
+/// failures so far (including this one), `prev_delay` is the last backoff slept.
+pub fn decide(
+    policy: &RetryPolicy,
+    outcome: Attempt<'_>,
+    attempt: u32,
+    transient_failures: u32,
+    prev_delay: Duration,
+    now: SystemTime,
+    rng: &mut impl Rng,
+) -> Decision {
+    match outcome {
+        Attempt::Status {
+            status: 429,
+            retry_after,
+        } => {
+            if attempt >= policy.max_rate_limited_attempts {
+                return Decision::GiveUp;
+            }
+            let after = retry_after
+                .and_then(|v| parse_retry_after(v, now))
+                .unwrap_or(policy.rate_window);
+            // An absurd value (an hourly-limit leftover like 1521 s) is capped at a few windows.
+            let after = after.min(policy.rate_window * 3);
+            Decision::Retry {
+                after,
+                rate_limited: true,
+            }
+        }
+        Attempt::Status { status, .. } if !(500..=599).contains(&status) => Decision::GiveUp,
+        _ if transient_failures >= policy.max_attempts => Decision::GiveUp,
+        _ => Decision::Retry {
+            after: backoff(policy, prev_delay, rng),
+            rate_limited: false,
+        },
+    }
+}
+
+/// Decorrelated jitter: uniform in `[base, 3 × previous]`, capped.
+pub fn backoff(policy: &RetryPolicy, prev_delay: Duration, rng: &mut impl Rng) -> Duration {
+    let base = policy.base_delay.as_secs_f64();
+    let upper = (prev_delay.as_secs_f64() * 3.0).max(base * 2.0);
+    let secs = rng
+        .gen_range(base..=upper)
+        .min(policy.max_delay.as_secs_f64());
+    Duration::from_secs_f64(secs)
+}
+
+/// `Retry-After` as integer (or fractional) seconds or as an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn run(outcome: Attempt<'_>, attempt: u32, transient: u32) -> Decision {
+        let mut rng = StdRng::seed_from_u64(1);
+        decide(
+            &RetryPolicy::default(),
+            outcome,
+            attempt,
+            transient,
+            Duration::from_millis(200),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+            &mut rng,
+        )
+    }
+
+    #[test]
+    fn client_errors_are_never_retried() {
+        for status in [400, 401, 403, 404, 405, 409, 415] {
+            assert_eq!(
+                run(
+                    Attempt::Status {
+                        status,
+                        retry_after: None
+                    },
+                    1,
+                    1
+                ),
+                Decision::GiveUp
+            );
+        }
+    }
+
+    #[test]
+    fn server_errors_back_off_until_the_cap() {
+        for status in [500, 502, 503, 504] {
+            let d = run(
+                Attempt::Status {
+                    status,
+                    retry_after: None,
+                },
+                1,
+                1,
+            );
+            assert!(
+                matches!(
+                    d,
+                    Decision::Retry {
+                        rate_limited: false,
+                        ..
+                    }
+                ),
+                "{status}: {d:?}"
+            );
+        }
+        assert!(matches!(
+            run(Attempt::Transport, 2, 2),
+            Decision::Retry { .. }
+        ));
+        assert!(matches!(
+            run(Attempt::BrokenBody, 3, 3),
+            Decision::Retry { .. }
+        ));
+        assert_eq!(run(Attempt::Transport, 6, 6), Decision::GiveUp);
+    }
+
+    #[test]
+    fn rate_limits_wait_for_retry_after() {
+        let d = run(
+            Attempt::Status {
+                status: 429,
+                retry_after: Some("7"),
+            },
+            1,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision::Retry {
+                after: Duration::from_secs(7),
+                rate_limited: true
+            }
+        );
+        // No header: one rate window.
+        let d = run(
+            Attempt::Status {
+                status: 429,
+                retry_after: None,
+            },
+            1,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision::Retry {
+                after: Duration::from_secs(60),
+                rate_limited: true
+            }
+        );
+        // Absurd values are capped.
+        let d = run(
+            Attempt::Status {
+                status: 429,
+                retry_after: Some("1521"),
+            },
+            1,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision::Retry {
+                after: Duration::from_secs(180),
+                rate_limited: true
+            }
+        );
+        // 429s do not use up the transient budget but are bounded too.
+        assert!(matches!(
+            run(
+                Attempt::Status {
+                    status: 429,
+                    retry_after: None
+                },
+                10,
+                5
+            ),
+            Decision::Retry { .. }
+        ));
+        assert_eq!(
+            run(
+                Attempt::Status {
+                    status: 429,
+                    retry_after: None
+                },
+                20,
+                0
+            ),
+            Decision::GiveUp
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after(" 0.5 ", now),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:30 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn backoff_stays_within_bounds() {
+        let policy = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut prev = policy.base_delay;
+        for _ in 0..100 {
+            let d = backoff(&policy, prev, &mut rng);
+            assert!(d >= policy.base_delay && d <= policy.max_delay, "{d:?}");
+            prev = d;
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The Freshservice v2 JSON shapes, as the API sends them (field names from the API reference).
+//!
+//! Parsing is permissive: unknown fields are ignored, optional scalars may be `null` or missing,
+//! and the known variants of sloppy fields (`to_emails` as a string, ids as strings) are accepted.
+//! A value of a type we cannot interpret fails the decode of that one object, and
+//! [`decode_each`] reports which object and which field, so one bad ticket never fails a page.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// A ticket as listed by `GET /tickets?include=stats,requester` or viewed by `GET /tickets/{id}`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Ticket {
+    pub id: i64,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// HTML; may be empty or null (service requests).
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub description_text: Option<String>,
+    #[serde(default)]
+    pub status: Option<i64>,
+    #[serde(default)]
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub source: Option<i64>,
+    #[serde(default, rename = "type")]
+    pub ticket_type: Option<String>,
+    #[serde(default)]
+    pub requester_id: Option<i64>,
+    #[serde(default)]
+    pub responder_id: Option<i64>,
+    #[serde(default)]
+    pub group_id: Option<i64>,
+    /// The customer company in MSP mode; null tickets go to rejects.
+    #[serde(default)]
+    pub department_id: Option<i64>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub deleted: Option<bool>,
+    #[serde(default)]
+    pub spam: Option<bool>,
+    /// Present with `include=stats`.
+    #[serde(default)]
+    pub stats: Option<Stats>,
+    /// Present with `include=requester`.
+    #[serde(default)]
+    pub requester: Option<EmbeddedRequester>,
+}
+
+/// The `stats` embed; only the fields we use.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct Stats {
+    #[serde(default)]
+    pub closed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// The `requester` embed: `{"id","name","email","mobile","phone"}`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct EmbeddedRequester {
+    #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// One item of `GET /tickets/{id}/conversations`: a reply, forward or note.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Conversation {
+    pub id: i64,
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    /// HTML.
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub body_text: Option<String>,
+    #[serde(default)]
+    pub incoming: Option<bool>,
+    /// `true` = internal note.
+    #[serde(default)]
+    pub private: Option<bool>,
+    #[serde(default)]
+    pub source: Option<i64>,
+    #[serde(default)]
+    pub support_email: Option<String>,
+    #[serde(default)]
+    pub from_email: Option<String>,
+    #[serde(default, deserialize_with = "string_list")]
+    pub to_emails: Vec<String>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// One item of `GET /tickets/{id}/time_entries`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TimeEntry {
+    pub id: i64,
+    #[serde(default)]
+    pub agent_id: Option<i64>,
+    /// `"hh:mm"` (also `h:mm`, `hhh:mm`, `hh:mm:ss`); parsed by normalize.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub time_spent: Option<String>,
+    /// Defaults to billable, as the API does.
+    #[serde(default)]
+    pub billable: Option<bool>,
+    #[serde(default)]
+    pub timer_running: Option<bool>,
+    #[serde(default)]
+    pub executed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A department (= a customer company in MSP mode).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Department {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Holds the account number under an MSP-chosen key (number or string).
+    #[serde(default)]
+    pub custom_fields: Option<serde_json::Map<String, Value>>,
+}
+
+/// An agent; notes and time entries name their author by agent id only.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Agent {
+    pub id: i64,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// Why one object of a page could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemError {
+    /// The object's `id` when it has a usable one.
+    pub id: Option<i64>,
+    /// `field: problem`, e.g. `status: invalid type: string "x", expected i64`.
+    pub detail: String,
+}
+
+/// Decodes a page envelope `{"<key>": [ ... ]}` item by item.
+///
+/// Returns `Err` only when the page itself is unusable (not JSON, no such key, not an array);
+/// an item that fails to decode becomes an [`ItemError`] and the others still decode.
+pub fn decode_each<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    key: &str,
+) -> Result<Vec<Result<T, ItemError>>, String> {
+    let mut envelope: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| format!("not a JSON object: {e}"))?;
+    let items = match envelope.remove(key) {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) | None => return Err(format!("missing \"{key}\" array")),
+        Some(other) => return Err(format!("\"{key}\" is {} not an array", kind(&other))),
+    };
+    Ok(items.into_iter().map(decode_item).collect())
+}
+
+/// Decodes a single-object envelope `{"<key>": { ... }}`.
+pub fn decode_one<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    key: &str,
+) -> Result<Result<T, ItemError>, String> {
+    let mut envelope: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| format!("not a JSON object: {e}"))?;
+    match envelope.remove(key) {
+        Some(item @ Value::Object(_)) => Ok(decode_item(item)),
+        _ => Err(format!("missing \"{key}\" object")),
+    }
+}
+
+fn decode_item<T: for<'de> Deserialize<'de>>(item: Value) -> Result<T, ItemError> {
+    let id = item.get("id").and_then(Value::as_i64);
+    serde_path_to_error::deserialize(&item).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        };
+        ItemError { id, detail }
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `to_emails` arrives as an array, `null`, or (seen in the wild) one comma-separated string.
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => Vec::new(),
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            })
+            .collect(),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a list of emails, found {}",
+                kind(&other)
+            )))
+        }
+    })
+}
+
+/// `time_spent` is a string; tolerate a bare number (taken as given, normalize validates it).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a string, found {}",
+                kind(&other)
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list example of the API reference (§5), verbatim in its essentials.
+    const LIST_EXAMPLE: &str = r#"{"tickets": [{
+      "id": 17531, "subject": "Outlook will not send mail",
+      "description": "<div>Since 8am every send fails with 0x800CCC0E.</div>",
+      "description_text": "Since 8am every send fails with 0x800CCC0E.",
+      "status": 5, "priority": 3, "source": 1, "type": "Incident",
+      "requester_id": 21000418006, "requested_for_id": 21000418006, "responder_id": 21001931878,
+      "group_id": 21000188390, "department_id": 21000351606, "workspace_id": 2,
+      "category": "Software", "sub_category": "Email", "item_category": null,
+      "due_by": "2025-03-04T17:00:00Z", "fr_due_by": "2025-03-03T13:00:00Z",
+      "is_escalated": false, "fr_escalated": false, "spam": false, "deleted": false,
+      "email_config_id": null, "cc_emails": [], "fwd_emails": [], "reply_cc_emails": [], "to_emails": null,
+      "custom_fields": {"billing_code": "MSP-STD", "onsite_visit": false, "quoted_hours": null},
+      "created_at": "2025-03-03T08:12:40Z", "updated_at": "2025-03-05T16:30:02Z",
+      "stats": {"ticket_id": 17531, "created_at": "2025-03-03T08:12:40Z", "updated_at": "2025-03-05T16:30:02Z",
+        "opened_at": null, "pending_since": null, "resolved_at": "2025-03-05T15:58:11Z",
+        "closed_at": "2025-03-05T16:30:02Z", "first_assigned_at": "2025-03-03T08:20:05Z",
+        "inbound_count": 3, "outbound_count": 4, "group_escalated": false}
+    }]}"#;
+
+    #[test]
+    fn decodes_the_reference_list_row() {
+        let items = decode_each::<Ticket>(LIST_EXAMPLE.as_bytes(), "tickets").unwrap();
+        let t = items[0].as_ref().unwrap();
+        assert_eq!(t.id, 17531);
+        assert_eq!(t.status, Some(5));
+        assert_eq!(t.department_id, Some(21000351606));
+        assert_eq!(
+            t.stats.as_ref().unwrap().closed_at.unwrap().to_rfc3339(),
+            "2025-03-05T16:30:02+00:00"
+        );
+    }
+
+    #[test]
+    fn a_bad_item_names_its_field_and_spares_the_rest() {
+        let body = r#"{"tickets": [{"id": 1, "status": "closed"}, {"id": 2, "status": 5}, {"subject": 3}]}"#;
+        let items = decode_each::<Ticket>(body.as_bytes(), "tickets").unwrap();
+        let err = items[0].as_ref().unwrap_err();
+        assert_eq!(err.id, Some(1));
+        assert!(err.detail.starts_with("status:"), "{}", err.detail);
+        assert!(items[1].is_ok());
+        assert_eq!(items[2].as_ref().unwrap_err().id, None);
+    }
+
+    #[test]
+    fn page_level_errors() {
+        assert!(decode_each::<Ticket>(b"<html>", "tickets")
+            .unwrap_err()
+            .contains("not a JSON"));
+        assert!(decode_each::<Ticket>(b"", "tickets").is_err());
+        assert!(decode_each::<Ticket>(b"{\"tickets\": 3}", "tickets")
+            .unwrap_err()
+            .contains("not an array"));
+        assert!(decode_each::<Ticket>(b"{\"x\": []}", "tickets")
+            .unwrap_err()
+            .contains("missing"));
+    }
+
+    #[test]
+    fn sloppy_conversation_fields() {
+        let body = r#"{"conversations": [
+          {"id": 1, "to_emails": "a@x.example, b@x.example", "created_at": "2025-01-01T10:00:00+02:00"},
+          {"id": 2, "to_emails": null, "private": null}
+        ]}"#;
+        let items = decode_each::<Conversation>(body.as_bytes(), "conversations").unwrap();
+        let c = items[0].as_ref().unwrap();
+        assert_eq!(c.to_emails, vec!["a@x.example", "b@x.example"]);
+        assert_eq!(
+            c.created_at.unwrap().to_rfc3339(),
+            "2025-01-01T08:00:00+00:00"
+        );
+        assert!(items[1].as_ref().unwrap().to_emails.is_empty());
+    }
+
+    #[test]
+    fn time_entry_example_from_the_reference() {
+        let body = r#"{"time_entries": [
+          {"id": 21000167654, "start_time": "2025-03-05T15:00:00Z", "timer_running": false, "billable": true,
+           "time_spent": "01:30", "executed_at": "2025-03-05T15:00:00Z", "task_id": null,
+           "note": "Reconfigured Outlook profile, verified send/receive", "agent_id": 21001931878,
+           "custom_fields": {"work_type": "Remote"}, "created_at": "2025-03-05T16:31:12Z", "updated_at": "2025-03-05T16:31:12Z"}]}"#;
+        let items = decode_each::<TimeEntry>(body.as_bytes(), "time_entries").unwrap();
+        let e = items[0].as_ref().unwrap();
+        assert_eq!(e.time_spent.as_deref(), Some("01:30"));
+        assert_eq!(e.billable, Some(true));
+    }
+}

@@ -1,0 +1,530 @@
+//! The output tables: their Arrow schemas (the contract written down in `schemas/<table>.json`)
+//! and the builders that turn normalized rows into `RecordBatch`es.
+//!
+//! Every table carries `ticket_id`, the key by which a re-synced ticket replaces its rows.
+//! Timestamps are `timestamp(ms, UTC)`, ids `int64`, account numbers strings. The partition
+//! columns (`account`, `year`) live in the Hive path, not in the files.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListBuilder, RecordBatch,
+    StringArray, StringBuilder, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+
+use crate::normalize::{ConversationRow, NoteRow, Placed, Rejection, TicketRow, TimeEntryRow};
+
+/// The tables ticketsync writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Tickets,
+    Conversations,
+    Notes,
+    TimeEntries,
+    Rejects,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Tickets,
+        Table::Conversations,
+        Table::Notes,
+        Table::TimeEntries,
+        Table::Rejects,
+    ];
+    /// The tables partitioned by account and year.
+    pub const PARTITIONED: [Table; 4] = [
+        Table::Tickets,
+        Table::Conversations,
+        Table::Notes,
+        Table::TimeEntries,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Tickets => "tickets",
+            Table::Conversations => "conversations",
+            Table::Notes => "notes",
+            Table::TimeEntries => "time_entries",
+            Table::Rejects => "rejects",
+        }
+    }
+
+    /// The second sort key after `ticket_id` (rows are written sorted, so files are reproducible).
+    pub fn row_key(self) -> Option<&'static str> {
+        match self {
+            Table::Tickets | Table::Rejects => None,
+            Table::Conversations => Some("conversation_id"),
+            Table::Notes => Some("note_id"),
+            Table::TimeEntries => Some("time_entry_id"),
+        }
+    }
+
+    /// One line on what the table holds (goes into the schema file).
+    pub fn description(self) -> &'static str {
+        match self {
+            Table::Tickets => "One row per closed ticket: the current version of the ticket, its requester and its hours.",
+            Table::Conversations => "Public conversations (replies, forwards) of the closed tickets, oldest first.",
+            Table::Notes => "Private notes of the closed tickets.",
+            Table::TimeEntries => "Time entries of the closed tickets, with exact minutes.",
+            Table::Rejects => "Closed tickets that could not be placed in an account, with the reason. A ticket is in tickets or in rejects, never both.",
+        }
+    }
+
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Table::Tickets => TICKETS,
+            Table::Conversations => CONVERSATIONS,
+            Table::Notes => NOTES,
+            Table::TimeEntries => TIME_ENTRIES,
+            Table::Rejects => REJECTS,
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns()
+                .iter()
+                .map(|c| Field::new(c.name, c.kind.data_type(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The contract file's JSON (what `schemas/<table>.json` must contain).
+    pub fn contract_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "table": self.name(),
+            "description": self.description(),
+            "partitioning": if self == Table::Rejects { vec![] } else { vec!["account", "year"] },
+            "key": match self.row_key() { Some(k) => vec!["ticket_id", k], None => vec!["ticket_id"] },
+            "columns": self.columns().iter().map(|c| serde_json::json!({
+                "name": c.name,
+                "type": c.kind.contract_name(),
+                "nullable": c.nullable,
+                "description": c.description,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The column types we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int64,
+    Int32,
+    Float64,
+    Bool,
+    Utf8,
+    Timestamp,
+    Utf8List,
+}
+
+impl Kind {
+    pub fn data_type(self) -> DataType {
+        match self {
+            Kind::Int64 => DataType::Int64,
+            Kind::Int32 => DataType::Int32,
+            Kind::Float64 => DataType::Float64,
+            Kind::Bool => DataType::Boolean,
+            Kind::Utf8 => DataType::Utf8,
+            Kind::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            Kind::Utf8List => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        }
+    }
+
+    /// The type as written in the contract files.
+    pub fn contract_name(self) -> &'static str {
+        match self {
+            Kind::Int64 => "int64",
+            Kind::Int32 => "int32",
+            Kind::Float64 => "float64",
+            Kind::Bool => "bool",
+            Kind::Utf8 => "utf8",
+            Kind::Timestamp => "timestamp[ms, UTC]",
+            Kind::Utf8List => "list<utf8>",
+        }
+    }
+}
+
+/// One column of the contract.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub nullable: bool,
+    pub description: &'static str,
+}
+
+const fn col(name: &'static str, kind: Kind, nullable: bool, description: &'static str) -> Column {
+    Column {
+        name,
+        kind,
+        nullable,
+        description,
+    }
+}
+
+use Kind::*;
+
+const TICKETS: &[Column] = &[
+    col("ticket_id", Int64, false, "Freshservice ticket id (primary key)."),
+    col("company_account_number", Utf8, false, "Customer account number from the ticket's department (same value as the account partition)."),
+    col("ticket_number", Utf8, false, "Display number (the id as text, as in #17531)."),
+    col("subject", Utf8, true, "Ticket title."),
+    col("description", Utf8, true, "Original HTML description."),
+    col("description_text", Utf8, true, "Plain-text description (HTML rendered to text)."),
+    col("status", Utf8, false, "Status name: Open, Pending, Resolved, Closed, or 'Status N' for custom codes."),
+    col("priority", Utf8, true, "Priority name: Low, Medium, High, Urgent, or 'Priority N' for unknown codes."),
+    col("requester_email", Utf8, true, "Requester email (the requester may be an agent)."),
+    col("requester_name", Utf8, true, "Requester name."),
+    col("created_at", Timestamp, true, "When the ticket was created."),
+    col("last_updated_at", Timestamp, false, "The ticket's updated_at when it was synced."),
+    col("closed_at", Timestamp, false, "stats.closed_at, or updated_at when the API gives none; its year is the year partition."),
+    col("total_hours_spent", Float64, false, "Hours of all time entries (total_minutes / 60); the default hours when there are none."),
+    col("billable_hours", Float64, false, "Hours of billable time entries (billable_minutes / 60); the default hours when there are none."),
+    col("total_minutes", Int64, false, "Exact minutes behind total_hours_spent."),
+    col("billable_minutes", Int64, false, "Exact minutes behind billable_hours."),
+    col("hours_defaulted", Bool, false, "True when the ticket has no time entries and the hours are the configured default."),
+    col("department_id", Int64, false, "Freshservice department (customer company) id."),
+    col("requester_id", Int64, true, "Requester user id."),
+    col("responder_id", Int64, true, "Assigned agent id."),
+    col("group_id", Int64, true, "Assigned group id."),
+    col("ticket_type", Utf8, true, "Incident, Service Request, Alert."),
+    col("source", Int64, true, "Source code as the API gives it (1 Email, 2 Portal, 3 Phone, ...)."),
+    col("conversation_count", Int32, false, "Number of public conversations."),
+    col("note_count", Int32, false, "Number of private notes."),
+    col("time_entry_count", Int32, false, "Number of time entries."),
+    col("synced_at", Timestamp, false, "When ticketsync wrote this version of the ticket."),
+];
+
+const CONVERSATIONS: &[Column] = &[
+    col("ticket_id", Int64, false, "The ticket."),
+    col(
+        "conversation_id",
+        Int64,
+        false,
+        "Freshservice conversation id.",
+    ),
+    col(
+        "body",
+        Utf8,
+        false,
+        "Plain-text body (HTML rendered to text).",
+    ),
+    col("body_html", Utf8, true, "Original HTML body."),
+    col("from_email", Utf8, true, "Sender."),
+    col("to_emails", Utf8List, false, "Recipients."),
+    col(
+        "created_at",
+        Timestamp,
+        true,
+        "When the message was created.",
+    ),
+    col(
+        "updated_at",
+        Timestamp,
+        true,
+        "When the message was last updated.",
+    ),
+    col(
+        "incoming",
+        Bool,
+        false,
+        "True when it came from the requester side.",
+    ),
+    col(
+        "private",
+        Bool,
+        false,
+        "Always false here: private conversations are in notes.",
+    ),
+    col("user_id", Int64, true, "Author user id."),
+    col("support_email", Utf8, true, "The support mailbox involved."),
+];
+
+const NOTES: &[Column] = &[
+    col("ticket_id", Int64, false, "The ticket."),
+    col(
+        "note_id",
+        Int64,
+        false,
+        "Freshservice conversation id of the note.",
+    ),
+    col(
+        "body",
+        Utf8,
+        false,
+        "Plain-text body (HTML rendered to text).",
+    ),
+    col("body_html", Utf8, true, "Original HTML body."),
+    col(
+        "from_email",
+        Utf8,
+        true,
+        "Author: the API's from_email, else the author agent's email.",
+    ),
+    col("created_at", Timestamp, true, "When the note was created."),
+    col("user_id", Int64, true, "Author agent id."),
+];
+
+const TIME_ENTRIES: &[Column] = &[
+    col("ticket_id", Int64, false, "The ticket."),
+    col("time_entry_id", Int64, false, "Freshservice time entry id."),
+    col("agent_id", Int64, true, "Agent who logged the time."),
+    col("agent_email", Utf8, true, "That agent's email."),
+    col(
+        "minutes",
+        Int64,
+        false,
+        "Exact minutes of time_spent (hh:mm; seconds rounded to the nearest minute).",
+    ),
+    col("hours", Float64, false, "minutes / 60."),
+    col(
+        "billable",
+        Bool,
+        false,
+        "Billable flag (the API's default is true).",
+    ),
+    col(
+        "timer_running",
+        Bool,
+        false,
+        "True when the timer was still running: the minutes are provisional.",
+    ),
+    col(
+        "executed_at",
+        Timestamp,
+        true,
+        "The date the work counts for.",
+    ),
+    col("note", Utf8, true, "The entry's note."),
+];
+
+const REJECTS: &[Column] = &[
+    col("ticket_id", Int64, false, "The closed ticket that could not be placed."),
+    col("reason", Utf8, false, "Reason code: no_department, unknown_department, no_account_number, invalid_account_number, malformed_ticket, malformed_conversation, invalid_time_entry, ticket_deleted."),
+    col("department_id", Int64, true, "The ticket's department id, when it has one."),
+    col("detail", Utf8, false, "What exactly is wrong, naming the ticket and the field or value."),
+    col("seen_at", Timestamp, false, "When the run that rejected it started."),
+];
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn timestamps(values: impl Iterator<Item = Option<DateTime<Utc>>>) -> ArrayRef {
+    Arc::new(
+        TimestampMillisecondArray::from(values.map(|v| v.map(ms)).collect::<Vec<_>>())
+            .with_timezone("UTC"),
+    )
+}
+
+fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.collect::<StringArray>())
+}
+
+fn ints(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(values.collect::<Int64Array>())
+}
+
+fn bools(values: impl Iterator<Item = bool>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<BooleanArray>())
+}
+
+fn batch(table: Table, columns: Vec<ArrayRef>) -> RecordBatch {
+    // The column lists above and the builders below are kept in step by the unit tests; a
+    // mismatch is a programming error caught there.
+    RecordBatch::try_new(table.schema(), columns).expect("builders match the table schema")
+}
+
+pub fn tickets_batch(rows: &[&TicketRow]) -> RecordBatch {
+    let r = rows;
+    batch(
+        Table::Tickets,
+        vec![
+            ints(r.iter().map(|t| Some(t.ticket_id))),
+            strings(r.iter().map(|t| Some(t.company_account_number.as_str()))),
+            strings(r.iter().map(|t| Some(t.ticket_number.as_str()))),
+            strings(r.iter().map(|t| t.subject.as_deref())),
+            strings(r.iter().map(|t| t.description.as_deref())),
+            strings(r.iter().map(|t| t.description_text.as_deref())),
+            strings(r.iter().map(|t| Some(t.status.as_str()))),
+            strings(r.iter().map(|t| t.priority.as_deref())),
+            strings(r.iter().map(|t| t.requester_email.as_deref())),
+            strings(r.iter().map(|t| t.requester_name.as_deref())),
+            timestamps(r.iter().map(|t| t.created_at)),
+            timestamps(r.iter().map(|t| Some(t.last_updated_at))),
+            timestamps(r.iter().map(|t| Some(t.closed_at))),
+            Arc::new(
+                r.iter()
+                    .map(|t| Some(t.total_hours_spent))
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(
+                r.iter()
+                    .map(|t| Some(t.billable_hours))
+                    .collect::<Float64Array>(),
+            ),
+            ints(r.iter().map(|t| Some(t.total_minutes))),
+            ints(r.iter().map(|t| Some(t.billable_minutes))),
+            bools(r.iter().map(|t| t.hours_defaulted)),
+            ints(r.iter().map(|t| Some(t.department_id))),
+            ints(r.iter().map(|t| t.requester_id)),
+            ints(r.iter().map(|t| t.responder_id)),
+            ints(r.iter().map(|t| t.group_id)),
+            strings(r.iter().map(|t| t.ticket_type.as_deref())),
+            ints(r.iter().map(|t| t.source)),
+            Arc::new(
+                r.iter()
+                    .map(|t| Some(t.conversation_count))
+                    .collect::<Int32Array>(),
+            ),
+            Arc::new(r.iter().map(|t| Some(t.note_count)).collect::<Int32Array>()),
+            Arc::new(
+                r.iter()
+                    .map(|t| Some(t.time_entry_count))
+                    .collect::<Int32Array>(),
+            ),
+            timestamps(r.iter().map(|t| Some(t.synced_at))),
+        ],
+    )
+}
+
+pub fn conversations_batch(rows: &[&ConversationRow]) -> RecordBatch {
+    let r = rows;
+    let mut to = ListBuilder::new(StringBuilder::new());
+    for c in r {
+        for e in &c.to_emails {
+            to.values().append_value(e);
+        }
+        to.append(true);
+    }
+    batch(
+        Table::Conversations,
+        vec![
+            ints(r.iter().map(|c| Some(c.ticket_id))),
+            ints(r.iter().map(|c| Some(c.conversation_id))),
+            strings(r.iter().map(|c| Some(c.body.as_str()))),
+            strings(r.iter().map(|c| c.body_html.as_deref())),
+            strings(r.iter().map(|c| c.from_email.as_deref())),
+            Arc::new(to.finish()),
+            timestamps(r.iter().map(|c| c.created_at)),
+            timestamps(r.iter().map(|c| c.updated_at)),
+            bools(r.iter().map(|c| c.incoming)),
+            bools(r.iter().map(|c| c.private)),
+            ints(r.iter().map(|c| c.user_id)),
+            strings(r.iter().map(|c| c.support_email.as_deref())),
+        ],
+    )
+}
+
+pub fn notes_batch(rows: &[&NoteRow]) -> RecordBatch {
+    let r = rows;
+    batch(
+        Table::Notes,
+        vec![
+            ints(r.iter().map(|n| Some(n.ticket_id))),
+            ints(r.iter().map(|n| Some(n.note_id))),
+            strings(r.iter().map(|n| Some(n.body.as_str()))),
+            strings(r.iter().map(|n| n.body_html.as_deref())),
+            strings(r.iter().map(|n| n.from_email.as_deref())),
+            timestamps(r.iter().map(|n| n.created_at)),
+            ints(r.iter().map(|n| n.user_id)),
+        ],
+    )
+}
+
+pub fn time_entries_batch(rows: &[&TimeEntryRow]) -> RecordBatch {
+    let r = rows;
+    batch(
+        Table::TimeEntries,
+        vec![
+            ints(r.iter().map(|e| Some(e.ticket_id))),
+            ints(r.iter().map(|e| Some(e.time_entry_id))),
+            ints(r.iter().map(|e| e.agent_id)),
+            strings(r.iter().map(|e| e.agent_email.as_deref())),
+            ints(r.iter().map(|e| Some(e.minutes))),
+            Arc::new(r.iter().map(|e| Some(e.hours)).collect::<Float64Array>()),
+            bools(r.iter().map(|e| e.billable)),
+            bools(r.iter().map(|e| e.timer_running)),
+            timestamps(r.iter().map(|e| e.executed_at)),
+            strings(r.iter().map(|e| e.note.as_deref())),
+        ],
+    )
+}
+
+pub fn rejects_batch(rows: &[&Rejection]) -> RecordBatch {
+    let r = rows;
+    batch(
+        Table::Rejects,
+        vec![
+            ints(r.iter().map(|x| Some(x.ticket_id))),
+            strings(r.iter().map(|x| Some(x.reason.as_str()))),
+            ints(r.iter().map(|x| x.department_id)),
+            strings(r.iter().map(|x| Some(x.detail.as_str()))),
+            timestamps(r.iter().map(|x| Some(x.seen_at))),
+        ],
+    )
+}
+
+/// The rows of `table` for a set of placed tickets.
+pub fn placed_batch(table: Table, tickets: &[&Placed]) -> RecordBatch {
+    match table {
+        Table::Tickets => tickets_batch(&tickets.iter().map(|p| &p.ticket).collect::<Vec<_>>()),
+        Table::Conversations => conversations_batch(
+            &tickets
+                .iter()
+                .flat_map(|p| p.conversations.iter())
+                .collect::<Vec<_>>(),
+        ),
+        Table::Notes => notes_batch(
+            &tickets
+                .iter()
+                .flat_map(|p| p.notes.iter())
+                .collect::<Vec<_>>(),
+        ),
+        Table::TimeEntries => time_entries_batch(
+            &tickets
+                .iter()
+                .flat_map(|p| p.time_entries.iter())
+                .collect::<Vec<_>>(),
+        ),
+        Table::Rejects => RecordBatch::new_empty(Table::Rejects.schema()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_files_are_the_contract() {
+        for table in Table::ALL {
+            let path = format!(
+                "{}/schemas/{}.json",
+                env!("CARGO_MANIFEST_DIR"),
+                table.name()
+            );
+            let expected = serde_json::to_string_pretty(&table.contract_json()).unwrap() + "\n";
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &expected).unwrap();
+            }
+            let actual = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(
+                actual, expected,
+                "{path} and the code disagree (UPDATE_GOLDEN=1 rewrites it)"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_batches_build_for_every_table() {
+        assert_eq!(tickets_batch(&[]).num_columns(), TICKETS.len());
+        assert_eq!(conversations_batch(&[]).num_columns(), CONVERSATIONS.len());
+        assert_eq!(notes_batch(&[]).num_columns(), NOTES.len());
+        assert_eq!(time_entries_batch(&[]).num_columns(), TIME_ENTRIES.len());
+        assert_eq!(rejects_batch(&[]).num_columns(), REJECTS.len());
+    }
+}
