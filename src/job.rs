@@ -1,1 +1,403 @@
+//! Jobs: what a TOML job file (in `jobs/`) or the command line says, resolved into one validated
+//! [`Job`].
+//!
+//! Two stages: [`JobSpec`] holds only what the user wrote (every field optional; the job file
+//! and the flags each give one), [`Job::resolve`] merges them (flags win), applies defaults,
+//! validates everything and reads the account map. Secrets never come from here: the API key is
+//! read from `FRESHSERVICE_API_KEY`, S3 credentials from the standard AWS environment.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use url::Url;
+
+use crate::normalize::accounts::parse_account_map;
+use crate::source::limiter::LimiterConfig;
+use crate::storage::S3Options;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read job file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("job file {path} is invalid: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A job as written in a TOML file (or assembled from flags). Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Dataset location: a directory, `file:///…` or `s3://bucket/prefix`.
+    pub data: Option<String>,
+    /// Freshservice base URL (`https://acme.freshservice.com`, or a simulator's URL).
+    pub base_url: Option<String>,
+    /// Freshservice account subdomain: `acme` → `https://acme.freshservice.com`.
+    pub domain: Option<String>,
+    /// Department custom field holding the account number (default `account_number`).
+    pub account_field: Option<String>,
+    /// CSV `department_id,account_number` that wins over the custom field.
+    pub account_map: Option<PathBuf>,
+    /// Sync every ticket updated in the past `full_sync_days`.
+    pub full_sync: Option<bool>,
+    /// Window of a full sync (and of the first incremental run), in days (default 365).
+    pub full_sync_days: Option<u32>,
+    /// Sync tickets updated since this instant instead of the stored cursor.
+    pub since: Option<DateTime<Utc>>,
+    /// The next cursor is run start minus this overlap, in minutes (default 10).
+    pub overlap_minutes: Option<u64>,
+    /// Hours billed for a ticket without time entries (default 0.25).
+    pub default_hours: Option<f64>,
+    /// Share of the account's API budget this job may use (default 0.9).
+    pub budget_share: Option<f64>,
+    /// Length of the API's rate window in seconds (default 60).
+    pub rate_window_secs: Option<f64>,
+    /// Most tickets fetched at once (default 32); the budget limits the rate below that.
+    pub concurrency: Option<usize>,
+    /// Commit (checkpoint) after this many fetched tickets (default 250).
+    pub checkpoint_every: Option<usize>,
+    /// S3 settings for `s3://` data locations.
+    pub s3: Option<S3Options>,
+    /// Run against the built-in simulator, in-process, instead of Freshservice.
+    pub simulator: Option<SimulatorSpec>,
+}
+
+/// The in-process simulator of a job (the demo job uses it).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSpec {
+    pub tickets: Option<usize>,
+    pub seed: Option<u64>,
+    /// starter, growth, pro or enterprise.
+    pub plan: Option<String>,
+    /// Length of the simulator's rate window in seconds (60 = real time).
+    pub minute_secs: Option<f64>,
+    pub latency_ms: Option<u64>,
+}
+
+impl JobSpec {
+    /// Reads a job file.
+    pub fn from_file(path: &Path) -> Result<JobSpec> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| Error::Parse {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `self` with every field that `over` sets replaced by `over`'s value.
+    pub fn overlay(self, over: JobSpec) -> JobSpec {
+        // A window flag replaces the file's window entirely.
+        let window_given = over.full_sync.is_some() || over.since.is_some();
+        // An API flag replaces the file's API (URL, domain or simulator) entirely.
+        let api_given = over.base_url.is_some() || over.domain.is_some();
+        JobSpec {
+            data: over.data.or(self.data),
+            base_url: if api_given {
+                over.base_url
+            } else {
+                self.base_url
+            },
+            domain: if api_given { over.domain } else { self.domain },
+            account_field: over.account_field.or(self.account_field),
+            account_map: over.account_map.or(self.account_map),
+            full_sync: if window_given {
+                over.full_sync
+            } else {
+                self.full_sync
+            },
+            full_sync_days: over.full_sync_days.or(self.full_sync_days),
+            since: if window_given { over.since } else { self.since },
+            overlap_minutes: over.overlap_minutes.or(self.overlap_minutes),
+            default_hours: over.default_hours.or(self.default_hours),
+            budget_share: over.budget_share.or(self.budget_share),
+            rate_window_secs: over.rate_window_secs.or(self.rate_window_secs),
+            concurrency: over.concurrency.or(self.concurrency),
+            checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
+            s3: over.s3.or(self.s3),
+            simulator: if api_given {
+                None
+            } else {
+                over.simulator.or(self.simulator)
+            },
+        }
+    }
+}
+
+/// Which tickets a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// From the stored cursor (or the full window on the first run).
+    Incremental,
+    /// Every ticket updated in the full window.
+    Full,
+    /// Every ticket updated since this instant.
+    Since(DateTime<Utc>),
+    /// One ticket, whatever its `updated_at`.
+    Ticket(i64),
+}
+
+/// Where the tickets come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Api {
+    /// A Freshservice account (or anything speaking its API) at this base URL.
+    Remote(Url),
+    /// The built-in simulator, started in-process for the run.
+    Simulator(SimulatorSpec),
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub data: String,
+    pub s3: S3Options,
+    pub api: Api,
+    pub account_field: String,
+    pub account_map: HashMap<i64, String>,
+    pub window: Window,
+    pub full_sync_days: u32,
+    pub overlap: Duration,
+    pub default_minutes: i64,
+    pub limiter: LimiterConfig,
+    pub concurrency: usize,
+    pub checkpoint_every: usize,
+}
+
+impl Job {
+    /// Validates a merged spec. `ticket` is the single-ticket flag (command line only).
+    pub fn resolve(spec: JobSpec, ticket: Option<i64>) -> Result<Job> {
+        let invalid = |s: String| Error::Invalid(s);
+        let data = spec.data.ok_or_else(|| {
+            invalid(
+                "no data location: pass --data DIR|s3://bucket/prefix or set data in the job file"
+                    .into(),
+            )
+        })?;
+        let api = match (spec.base_url, spec.domain, spec.simulator) {
+            (Some(_), Some(_), _) => return Err(invalid("give --base-url or --domain, not both".into())),
+            (Some(url), None, _) => Api::Remote(
+                Url::parse(&url).map_err(|e| invalid(format!("--base-url {url:?} is not a URL: {e}")))?,
+            ),
+            (None, Some(domain), _) => {
+                let ok = !domain.is_empty()
+                    && domain.len() <= 63
+                    && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                if !ok {
+                    return Err(invalid(format!(
+                        "--domain {domain:?} is not a Freshservice subdomain (letters, digits, '-')"
+                    )));
+                }
+                Api::Remote(
+                    Url::parse(&format!("https://{domain}.freshservice.com"))
+                        .map_err(|e| invalid(format!("--domain {domain:?}: {e}")))?,
+                )
+            }
+            (None, None, Some(sim)) => Api::Simulator(sim),
+            (None, None, None) => {
+                return Err(invalid(
+                    "no Freshservice account: pass --domain NAME or --base-url URL (or use a job with [simulator])".into(),
+                ))
+            }
+        };
+        if let Api::Remote(url) = &api {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(format!(
+                    "--base-url {url} must be an http(s) URL with a host"
+                )));
+            }
+        }
+        let account_map = match &spec.account_map {
+            None => HashMap::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                parse_account_map(&text)
+                    .map_err(|e| invalid(format!("account map {}: {e}", path.display())))?
+            }
+        };
+        let window = match (ticket, spec.full_sync.unwrap_or(false), spec.since) {
+            (Some(id), false, None) => Window::Ticket(id),
+            (None, true, None) => Window::Full,
+            (None, false, Some(since)) => Window::Since(since),
+            (None, false, None) => Window::Incremental,
+            _ => {
+                return Err(invalid(
+                    "--full-sync, --since and --ticket exclude each other".into(),
+                ))
+            }
+        };
+        let budget_share = spec.budget_share.unwrap_or(0.9);
+        if !(budget_share > 0.0 && budget_share <= 1.0) {
+            return Err(invalid(format!(
+                "budget_share {budget_share} must be in (0, 1]"
+            )));
+        }
+        let rate_window_secs = spec.rate_window_secs.unwrap_or(60.0);
+        if !(rate_window_secs.is_finite() && rate_window_secs > 0.0) {
+            return Err(invalid(format!(
+                "rate_window_secs {rate_window_secs} must be positive"
+            )));
+        }
+        let default_hours = spec.default_hours.unwrap_or(0.25);
+        if !(default_hours.is_finite() && (0.0..=24.0).contains(&default_hours)) {
+            return Err(invalid(format!(
+                "default_hours {default_hours} must be between 0 and 24"
+            )));
+        }
+        let concurrency = spec.concurrency.unwrap_or(32);
+        if !(1..=256).contains(&concurrency) {
+            return Err(invalid(format!(
+                "concurrency {concurrency} must be between 1 and 256"
+            )));
+        }
+        let checkpoint_every = spec.checkpoint_every.unwrap_or(250).max(1);
+        let full_sync_days = spec.full_sync_days.unwrap_or(365);
+        if full_sync_days == 0 {
+            return Err(invalid("full_sync_days must be at least 1".into()));
+        }
+        let account_field = spec
+            .account_field
+            .unwrap_or_else(|| "account_number".into());
+        if account_field.trim().is_empty() {
+            return Err(invalid("account_field must not be empty".into()));
+        }
+        Ok(Job {
+            data,
+            s3: spec.s3.unwrap_or_default(),
+            api,
+            account_field,
+            account_map,
+            window,
+            full_sync_days,
+            overlap: Duration::from_secs(spec.overlap_minutes.unwrap_or(10) * 60),
+            default_minutes: (default_hours * 60.0).round() as i64,
+            limiter: LimiterConfig {
+                budget_share,
+                window: Duration::from_secs_f64(rate_window_secs),
+                ..LimiterConfig::default()
+            },
+            concurrency,
+            checkpoint_every,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(toml_text: &str) -> JobSpec {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn every_job_file_in_jobs_is_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let spec = JobSpec::from_file(&path).unwrap();
+            Job::resolve(spec, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+        assert!(seen >= 2, "jobs/demo.toml and jobs/nightly.toml at least");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file =
+            spec("data = \"./data\"\ndomain = \"acme\"\nfull_sync = true\nbudget_share = 0.5\n");
+        let flags = JobSpec {
+            since: Some("2025-01-01T00:00:00Z".parse().unwrap()),
+            base_url: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        let job = Job::resolve(file.overlay(flags), None).unwrap();
+        assert_eq!(
+            job.window,
+            Window::Since("2025-01-01T00:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            job.api,
+            Api::Remote(Url::parse("http://127.0.0.1:9").unwrap())
+        );
+        assert_eq!(job.limiter.budget_share, 0.5);
+    }
+
+    #[test]
+    fn domain_becomes_the_freshservice_url() {
+        let job = Job::resolve(spec("data = \"d\"\ndomain = \"acme\""), None).unwrap();
+        assert_eq!(
+            job.api,
+            Api::Remote(Url::parse("https://acme.freshservice.com").unwrap())
+        );
+        let err =
+            Job::resolve(spec("data = \"d\"\ndomain = \"evil.example/x\""), None).unwrap_err();
+        assert!(
+            err.to_string().contains("not a Freshservice subdomain"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let cases = [
+            ("domain = \"a\"", "no data location"),
+            ("data = \"d\"", "no Freshservice account"),
+            (
+                "data = \"d\"\ndomain = \"a\"\nbudget_share = 1.5",
+                "budget_share 1.5",
+            ),
+            (
+                "data = \"d\"\ndomain = \"a\"\nrate_window_secs = 0.0",
+                "rate_window_secs",
+            ),
+            (
+                "data = \"d\"\ndomain = \"a\"\nconcurrency = 0",
+                "concurrency 0",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = Job::resolve(spec(text), None).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        let err = Job::resolve(
+            spec("data = \"d\"\ndomain = \"a\"\nfull_sync = true"),
+            Some(5),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("exclude each other"));
+        assert!(
+            toml::from_str::<JobSpec>("dta = 1").is_err(),
+            "typos are errors"
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let job = Job::resolve(spec("data = \"d\"\ndomain = \"a\""), None).unwrap();
+        assert_eq!(job.window, Window::Incremental);
+        assert_eq!(job.default_minutes, 15);
+        assert_eq!(job.full_sync_days, 365);
+        assert_eq!(job.account_field, "account_number");
+        assert_eq!(job.limiter.window, Duration::from_secs(60));
+    }
+}

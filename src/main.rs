@@ -1,1 +1,91 @@
-fn main() {}
+//! The `ticketsync` binary: parse arguments, install logging, run, map the result to an exit code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ticketsync::cli::{self, Cli, Completion, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// Exit codes a scheduler can act on.
+mod code {
+    /// Everything was written.
+    pub const OK: u8 = 0;
+    /// Finished, but some tickets were rejected (see the rejects table).
+    pub const REJECTS: u8 = 1;
+    /// Failed: something was not written; the cursor did not move; a rerun retries.
+    pub const FAILED: u8 = 2;
+    /// Configuration or credentials are wrong; a rerun will fail the same way.
+    pub const CONFIG: u8 = 3;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_tracing(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(code::FAILED);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(Completion::Ok) => ExitCode::from(code::OK),
+        Ok(Completion::OkWithRejects) => ExitCode::from(code::REJECTS),
+        Ok(Completion::Failed) => ExitCode::from(code::FAILED),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(if is_config_error(&e) {
+                code::CONFIG
+            } else {
+                code::FAILED
+            })
+        }
+    }
+}
+
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<ticketsync::job::Error>().is_some()
+            || matches!(
+                cause.downcast_ref::<ticketsync::storage::Error>(),
+                Some(ticketsync::storage::Error::InvalidLocation { .. })
+            )
+            || cause
+                .downcast_ref::<ticketsync::source::Error>()
+                .is_some_and(|e| e.is_auth())
+            || cause
+                .downcast_ref::<ticketsync::pipeline::Error>()
+                .is_some_and(|e| e.is_auth())
+    })
+}
+
+fn install_tracing(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "ticketsync=debug,info",
+        (false, _) => "ticketsync=trace,debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let json = match cli.log_format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.with_target(false).init();
+    }
+}

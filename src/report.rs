@@ -1,1 +1,116 @@
+//! The run report: what a run listed, wrote, rejected and spent. Written as JSON to
+//! `<data>/_runs/<run_id>.json` and summarized in one line on stderr. It holds ids and counts
+//! only: no ticket content, no emails, no credentials.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::sink::CommitStats;
+use crate::source::CallStats;
+
+/// How a run ended, in the terms a scheduler acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Everything listed was written.
+    Ok,
+    /// Finished, but some closed tickets went to `rejects`.
+    OkWithRejects,
+    /// Some tickets could not be fetched or written; the cursor was not moved.
+    Failed,
+}
+
+/// Ticket counts of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TicketCounts {
+    /// Rows the listing returned (after de-duplication by id).
+    pub listed: u64,
+    /// Of those, closed (status 5).
+    pub closed: u64,
+    /// Closed and already in the dataset with the same `updated_at`: not fetched again.
+    pub unchanged: u64,
+    /// Closed tickets whose conversations and time entries were fetched.
+    pub fetched: u64,
+    /// Written to `tickets`.
+    pub written: u64,
+    /// Written to `rejects`.
+    pub rejected: u64,
+    /// Removed from the dataset (reopened).
+    pub removed: u64,
+    /// Could not be fetched (after retries) and were not written; the next run retries them.
+    pub failed: u64,
+    /// Listing rows without a usable id (cannot be placed or rejected; logged).
+    pub unidentifiable: u64,
+}
+
+/// The rate budget as the run saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BudgetReport {
+    /// `X-RateLimit-Total` last reported (credits per window).
+    pub account_total: u32,
+    /// Credits per window this run aimed to use (`budget_share × total`).
+    pub target_per_window: f64,
+    /// Length of the rate window in seconds.
+    pub window_secs: f64,
+    /// Credits used per window on average over the run, divided by the target.
+    pub utilization: f64,
+    /// Requests that waited for the budget, and the summed wait.
+    pub waits: u64,
+    pub waited_ms: u64,
+}
+
+/// The JSON report of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub mode: String,
+    pub data: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub elapsed_secs: f64,
+    /// `updated_since` of the listing (absent for a single-ticket run).
+    pub window_since: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub tickets: TicketCounts,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub api: CallStats,
+    pub budget: BudgetReport,
+    pub output: CommitStats,
+    /// Whether this run first finished the commit of an interrupted run.
+    pub recovered_interrupted_commit: bool,
+    /// The cursor stored for the next incremental run, if this run moved it.
+    pub next_cursor: Option<DateTime<Utc>>,
+    /// Why the run failed, when it did.
+    pub error: Option<String>,
+}
+
+impl RunReport {
+    /// The one-line summary for stderr.
+    pub fn summary(&self) -> String {
+        let calls: u64 = self.api.calls.values().sum();
+        format!(
+            "{status}: {listed} listed, {closed} closed, {unchanged} unchanged, {written} written, {rejected} rejected, {removed} removed, {failed} failed; {calls} calls, {credits} credits, {retries} retries, {r429} 429s; {files} files ({mb:.1} MB), {md} markdown; {secs:.1}s",
+            status = match self.status {
+                RunStatus::Ok => "ok",
+                RunStatus::OkWithRejects => "ok with rejects",
+                RunStatus::Failed => "FAILED",
+            },
+            listed = self.tickets.listed,
+            closed = self.tickets.closed,
+            unchanged = self.tickets.unchanged,
+            written = self.tickets.written,
+            rejected = self.tickets.rejected,
+            removed = self.tickets.removed,
+            failed = self.tickets.failed,
+            credits = self.api.credits_used,
+            retries = self.api.retries,
+            r429 = self.api.rate_limited,
+            files = self.output.parquet_files_written,
+            mb = self.output.parquet_bytes as f64 / 1e6,
+            md = self.output.markdown_written,
+            secs = self.elapsed_secs,
+        )
+    }
+}

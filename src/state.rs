@@ -1,1 +1,318 @@
+//! State under `<data>/_state/`: the ticket index, the incremental cursor and the commit journal.
+//!
+//! - `index.json`: for every ticket in the dataset, its `updated_at` and where it lives (an
+//!   account/year partition, or `rejects`). The sink uses it to replace a re-synced ticket's rows
+//!   wherever they are; the pipeline uses it to skip tickets whose `updated_at` is unchanged.
+//! - `cursor.json`: the `updated_since` of the next incremental run. Written last, only after
+//!   every sink has committed.
+//! - `journal.json`: the commit record of a changeset whose files are staged. Writing it is the
+//!   commit point; replaying it is idempotent, so a run killed while applying it is finished by
+//!   the next run before anything else happens.
+//!
+//! Each object is replaced by one atomic put.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{self, layout, Storage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error("state object {path} is corrupt: {detail}")]
+    Corrupt { path: String, detail: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a ticket's rows live.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Location {
+    Placed { account: String, year: i32 },
+    Rejected,
+}
+
+/// One ticket of the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The `updated_at` (ms since the epoch) of the version in the dataset; `None` when unknown
+    /// (a reject whose row did not decode), which never matches, so it is re-read.
+    pub updated_at: Option<i64>,
+    pub location: Location,
+}
+
+/// Every ticket in the dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Index {
+    entries: BTreeMap<i64, IndexEntry>,
+}
+
+/// One index row on disk: `[ticket_id, updated_at_ms|null, account|null, year|null]`.
+type IndexRow = (i64, Option<i64>, Option<String>, Option<i32>);
+
+/// On-disk form: compact rows.
+#[derive(Serialize, Deserialize)]
+struct IndexFile {
+    version: u32,
+    tickets: Vec<IndexRow>,
+}
+
+impl Index {
+    pub fn get(&self, ticket_id: i64) -> Option<&IndexEntry> {
+        self.entries.get(&ticket_id)
+    }
+
+    pub fn insert(&mut self, ticket_id: i64, entry: IndexEntry) {
+        self.entries.insert(ticket_id, entry);
+    }
+
+    pub fn remove(&mut self, ticket_id: i64) -> Option<IndexEntry> {
+        self.entries.remove(&ticket_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&i64, &IndexEntry)> {
+        self.entries.iter()
+    }
+
+    /// Whether the dataset already holds this version of the ticket, placed.
+    pub fn is_current(&self, ticket_id: i64, updated_at: DateTime<Utc>) -> bool {
+        matches!(
+            self.entries.get(&ticket_id),
+            Some(IndexEntry { updated_at: Some(ms), location: Location::Placed { .. } })
+                if *ms == updated_at.timestamp_millis()
+        )
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let file = IndexFile {
+            version: 1,
+            tickets: self
+                .entries
+                .iter()
+                .map(|(id, e)| match &e.location {
+                    Location::Placed { account, year } => {
+                        (*id, e.updated_at, Some(account.clone()), Some(*year))
+                    }
+                    Location::Rejected => (*id, e.updated_at, None, None),
+                })
+                .collect(),
+        };
+        // Serializing plain numbers and strings cannot fail.
+        serde_json::to_vec(&file).expect("index serializes")
+    }
+
+    pub fn from_json(bytes: &[u8], path: &str) -> Result<Index> {
+        let file: IndexFile = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+            path: path.to_string(),
+            detail: e.to_string(),
+        })?;
+        let entries = file
+            .tickets
+            .into_iter()
+            .map(|(id, updated_at, account, year)| {
+                let location = match (account, year) {
+                    (Some(account), Some(year)) => Location::Placed { account, year },
+                    _ => Location::Rejected,
+                };
+                (
+                    id,
+                    IndexEntry {
+                        updated_at,
+                        location,
+                    },
+                )
+            })
+            .collect();
+        Ok(Index { entries })
+    }
+}
+
+/// The incremental cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// `updated_since` for the next incremental run (run start − overlap).
+    pub updated_since: DateTime<Utc>,
+    /// The run that wrote it.
+    pub run_id: String,
+}
+
+/// The commit record of one changeset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    /// The staging tag (`_staging/<tag>/…`).
+    pub tag: String,
+    /// Staged object → final object.
+    pub moves: Vec<(String, String)>,
+    /// Objects to delete (partitions that became empty, markdown of moved or removed tickets).
+    pub deletes: Vec<String>,
+}
+
+pub const INDEX: &str = "index.json";
+pub const CURSOR: &str = "cursor.json";
+pub const JOURNAL: &str = "journal.json";
+
+/// Loads the index; empty on the first run.
+pub async fn load_index(storage: &Storage) -> Result<Index> {
+    let path = layout::state(INDEX);
+    match storage.get(&path).await? {
+        None => Ok(Index::default()),
+        Some(bytes) => Index::from_json(&bytes, path.as_ref()),
+    }
+}
+
+/// Loads the cursor; `None` before the first successful incremental run.
+pub async fn load_cursor(storage: &Storage) -> Result<Option<Cursor>> {
+    let path = layout::state(CURSOR);
+    match storage.get(&path).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: path.to_string(),
+                detail: e.to_string(),
+            }),
+    }
+}
+
+/// Stores the cursor (one atomic put). Call only after every sink has committed.
+pub async fn store_cursor(storage: &Storage, cursor: &Cursor) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(cursor).expect("cursor serializes");
+    storage.put(&layout::state(CURSOR), bytes.into()).await?;
+    Ok(())
+}
+
+/// Writes the journal: the commit point of a changeset.
+pub async fn write_journal(storage: &Storage, journal: &Journal) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(journal).expect("journal serializes");
+    storage.put(&layout::state(JOURNAL), bytes.into()).await?;
+    Ok(())
+}
+
+/// Applies a journal: moves staged objects into place, deletes what it lists, then removes
+/// itself and its staging area. Idempotent: a move whose source is gone was done before.
+pub async fn apply_journal(storage: &Storage, journal: &Journal) -> Result<()> {
+    for (from, to) in &journal.moves {
+        storage
+            .rename(&Path::from(from.as_str()), &Path::from(to.as_str()))
+            .await?;
+    }
+    for path in &journal.deletes {
+        storage.delete(&Path::from(path.as_str())).await?;
+    }
+    storage.delete(&layout::state(JOURNAL)).await?;
+    let staging = layout::staging_root().join(journal.tag.as_str());
+    for leftover in storage.list(&staging).await? {
+        storage.delete(&leftover).await?;
+    }
+    Ok(())
+}
+
+/// Finishes the commit of a run that was killed after its commit point, and clears staging
+/// areas of runs killed before it. Returns whether a journal was replayed.
+pub async fn recover(storage: &Storage) -> Result<bool> {
+    let path = layout::state(JOURNAL);
+    let replayed = match storage.get(&path).await? {
+        None => false,
+        Some(bytes) => {
+            let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path: path.to_string(),
+                detail: e.to_string(),
+            })?;
+            tracing::warn!(tag = %journal.tag, moves = journal.moves.len(), "finishing the commit of an interrupted run");
+            apply_journal(storage, &journal).await?;
+            true
+        }
+    };
+    for leftover in storage.list(&layout::staging_root()).await? {
+        storage.delete(&leftover).await?;
+    }
+    Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_round_trips() {
+        let mut index = Index::default();
+        index.insert(
+            1,
+            IndexEntry {
+                updated_at: Some(1_700_000_000_000),
+                location: Location::Placed {
+                    account: "482913".into(),
+                    year: 2025,
+                },
+            },
+        );
+        index.insert(
+            2,
+            IndexEntry {
+                updated_at: None,
+                location: Location::Rejected,
+            },
+        );
+        let back = Index::from_json(&index.to_json(), "x").unwrap();
+        assert_eq!(back, index);
+        assert!(back.is_current(
+            1,
+            DateTime::from_timestamp_millis(1_700_000_000_000).unwrap()
+        ));
+        assert!(!back.is_current(
+            1,
+            DateTime::from_timestamp_millis(1_700_000_000_001).unwrap()
+        ));
+        assert!(!back.is_current(2, DateTime::from_timestamp_millis(0).unwrap()));
+    }
+
+    #[test]
+    fn corrupt_index_is_a_clear_error() {
+        let err = Index::from_json(b"{", "_state/index.json").unwrap_err();
+        assert!(
+            err.to_string().contains("_state/index.json is corrupt"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn journal_replay_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let staged = layout::staged("t1", &Path::from("tickets/a.parquet"));
+        storage
+            .put(&staged, bytes::Bytes::from_static(b"new"))
+            .await
+            .unwrap();
+        storage
+            .put(&Path::from("old/x.md"), bytes::Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        let journal = Journal {
+            version: 1,
+            tag: "t1".into(),
+            moves: vec![(staged.to_string(), "tickets/a.parquet".into())],
+            deletes: vec!["old/x.md".into()],
+        };
+        write_journal(&storage, &journal).await.unwrap();
+        assert!(recover(&storage).await.unwrap());
+        // A second replay (as after a kill during the first) changes nothing.
+        apply_journal(&storage, &journal).await.unwrap();
+        assert!(!recover(&storage).await.unwrap());
+        let all = storage.list(&Path::from("")).await.unwrap();
+        assert_eq!(all, vec![Path::from("tickets/a.parquet")]);
+    }
+}

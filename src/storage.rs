@@ -198,6 +198,15 @@ impl Storage {
         }
     }
 
+    /// Whether an object exists.
+    pub async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(path, e)),
+        }
+    }
+
     /// Writes an object atomically (readers see the old or the new object, never a part).
     /// Large payloads go up as a multipart upload.
     pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {

@@ -1,1 +1,68 @@
+//! The command line: clap definitions and one `run` per subcommand. Only this module knows clap.
 
+pub mod sim;
+pub mod sync;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// ticketsync: the nightly Freshservice export for managed-service providers.
+///
+/// Pulls closed tickets with their conversations, private notes and time entries, maps each
+/// ticket's department to the customer's account number, and writes Hive-partitioned Parquet
+/// (tickets, conversations, notes, time_entries, rejects) plus one KnowledgeTree markdown file
+/// per ticket, to a local directory or S3.
+///
+/// Try it without an account:  ticketsync sync --job jobs/demo.toml
+#[derive(Debug, Parser)]
+#[command(name = "ticketsync", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// No progress output; only warnings and errors are logged.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// More log detail (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log format: human on a terminal, JSON lines otherwise (for cron, systemd, Kubernetes).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human when stderr is a terminal, JSON otherwise.
+    Auto,
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sync closed tickets from Freshservice (or the simulator) into the dataset.
+    Sync(sync::SyncArgs),
+    /// Serve the built-in Freshservice simulator (seeded data, real rate limits) on loopback.
+    Sim(sim::SimArgs),
+}
+
+/// How a command ended, for `main` to turn into an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Done, nothing to report.
+    Ok,
+    /// Done, but some records were rejected.
+    OkWithRejects,
+    /// Finished what it could; something was not written and will be retried.
+    Failed,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
+    match cli.command {
+        Command::Sync(args) => sync::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
+    }
+}

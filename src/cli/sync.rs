@@ -1,0 +1,184 @@
+//! `ticketsync sync`: resolve the job, open the dataset and the source, run the pipeline.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::Args;
+
+use super::Completion;
+use crate::job::{Api, Job, JobSpec};
+use crate::pipeline;
+use crate::report::RunStatus;
+use crate::sim::{SimConfig, Simulator};
+use crate::source::retry::RetryPolicy;
+use crate::source::{ClientConfig, Source};
+use crate::storage::Storage;
+
+/// The environment variable holding the Freshservice API key (never a flag: flags end up in
+/// shell history and process lists).
+pub const API_KEY_ENV: &str = "FRESHSERVICE_API_KEY";
+
+/// Sync closed tickets into the dataset.
+///
+/// Incremental by default (tickets updated since the stored cursor, minus an overlap); the first
+/// run reads the full window. The API key is read from FRESHSERVICE_API_KEY.
+///
+/// Examples:
+///   ticketsync sync --job jobs/demo.toml
+///   FRESHSERVICE_API_KEY=... ticketsync sync --domain acme --data ./data
+///   FRESHSERVICE_API_KEY=... ticketsync sync --domain acme --data s3://bucket/fs --full-sync
+///   FRESHSERVICE_API_KEY=... ticketsync sync --job jobs/nightly.toml --ticket 17531
+///
+/// Exit codes: 0 ok; 1 ok but some tickets were rejected (see the rejects table);
+/// 2 failed (cursor unchanged, rerun to retry); 3 configuration or credentials error.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct SyncArgs {
+    /// Dataset location: a directory, file:///path or s3://bucket/prefix.
+    #[arg(long, value_name = "DIR|URL")]
+    pub data: Option<String>,
+
+    /// Freshservice base URL; /api/v2/... is appended (e.g. http://127.0.0.1:PORT for `ticketsync sim`).
+    #[arg(long, value_name = "URL", conflicts_with = "domain")]
+    pub base_url: Option<String>,
+
+    /// Freshservice account subdomain: acme → https://acme.freshservice.com/api/v2.
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+
+    /// Sync every ticket updated in the past full_sync_days (default 365).
+    #[arg(long, conflicts_with_all = ["since", "ticket"])]
+    pub full_sync: bool,
+
+    /// Sync tickets updated since this RFC 3339 instant (e.g. 2025-01-01T00:00:00Z).
+    #[arg(long, value_name = "RFC3339", conflicts_with = "ticket")]
+    pub since: Option<DateTime<Utc>>,
+
+    /// Sync this one ticket, whatever its updated_at (the cursor does not move).
+    #[arg(long, value_name = "ID")]
+    pub ticket: Option<i64>,
+
+    /// Department custom field holding the account number [default: account_number].
+    #[arg(long, value_name = "NAME")]
+    pub account_field: Option<String>,
+
+    /// CSV of department_id,account_number that wins over the custom field.
+    #[arg(long, value_name = "FILE.csv")]
+    pub account_map: Option<PathBuf>,
+
+    /// TOML job file (see jobs/); flags override its settings.
+    #[arg(long, value_name = "FILE")]
+    pub job: Option<PathBuf>,
+
+    /// Share of the account's API budget to use, 0 < F <= 1 [default: 0.9].
+    #[arg(long, value_name = "F")]
+    pub budget_share: Option<f64>,
+
+    /// Length of the API's rate window in seconds [default: 60].
+    #[arg(long, value_name = "F")]
+    pub rate_window_secs: Option<f64>,
+
+    /// Most tickets fetched at once [default: 32]; the budget sets the actual rate.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Commit a checkpoint after this many fetched tickets [default: 250].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+}
+
+impl SyncArgs {
+    fn spec(&self) -> JobSpec {
+        JobSpec {
+            data: self.data.clone(),
+            base_url: self.base_url.clone(),
+            domain: self.domain.clone(),
+            account_field: self.account_field.clone(),
+            account_map: self.account_map.clone(),
+            full_sync: self.full_sync.then_some(true),
+            since: self.since,
+            budget_share: self.budget_share,
+            rate_window_secs: self.rate_window_secs,
+            concurrency: self.concurrency,
+            checkpoint_every: self.checkpoint_every,
+            ..JobSpec::default()
+        }
+    }
+}
+
+pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
+    let file = match &args.job {
+        Some(path) => JobSpec::from_file(path)?,
+        None => JobSpec::default(),
+    };
+    let job = Job::resolve(file.overlay(args.spec()), args.ticket)?;
+    let storage = Storage::open(&job.data, &job.s3)?;
+
+    // The in-process simulator lives as long as this function.
+    let mut simulator = None;
+    let (base_url, api_key) = match &job.api {
+        Api::Remote(url) => {
+            let key = std::env::var(API_KEY_ENV)
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .ok_or_else(|| anyhow::Error::new(crate::job::Error::Invalid(format!(
+                    "{API_KEY_ENV} is not set: export the Freshservice API key of the agent that runs the sync"
+                ))))?;
+            (url.clone(), key)
+        }
+        Api::Simulator(spec) => {
+            let mut config = SimConfig::default();
+            if let Some(n) = spec.tickets {
+                config.tickets = n;
+            }
+            if let Some(seed) = spec.seed {
+                config.seed = seed;
+            }
+            if let Some(plan) = &spec.plan {
+                config.plan = plan.parse().map_err(|_| {
+                    crate::job::Error::Invalid(format!("unknown simulator plan {plan:?}"))
+                })?;
+            }
+            if let Some(secs) = spec.minute_secs {
+                config.minute_secs = secs;
+            }
+            if let Some(ms) = spec.latency_ms {
+                config.latency_ms = ms;
+            }
+            let sim = Simulator::start(config, 0)
+                .await
+                .context("starting the built-in simulator")?;
+            tracing::info!(url = %sim.base_url(), "built-in simulator started");
+            let url = url::Url::parse(&sim.base_url()).context("simulator URL")?;
+            let key = sim.api_key();
+            simulator = Some(sim);
+            (url, key)
+        }
+    };
+    let source = Source::new(ClientConfig {
+        base_url,
+        api_key,
+        limiter: job.limiter.clone(),
+        retry: RetryPolicy::default(),
+        timeout: Duration::from_secs(60),
+    })?;
+    let outcome = pipeline::run(&job, Arc::new(source), &storage).await?;
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    eprintln!("ticketsync {}", outcome.report.summary());
+    if let Some(error) = outcome.error {
+        if error.is_auth() {
+            return Err(error.into());
+        }
+        tracing::error!(error = %error, "sync failed; the cursor was not moved");
+    }
+    Ok(match outcome.report.status {
+        RunStatus::Ok => Completion::Ok,
+        RunStatus::OkWithRejects => Completion::OkWithRejects,
+        RunStatus::Failed => Completion::Failed,
+    })
+}

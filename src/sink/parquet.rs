@@ -1,0 +1,183 @@
+//! Parquet encoding and decoding of partition files, and the row-level merge that replaces a
+//! re-synced ticket's rows.
+//!
+//! A partition holds one file (`part-0.parquet`). Rewriting it = read the current rows, drop the
+//! rows of the tickets being replaced, add their new rows, sort by key, encode (zstd) and put the
+//! whole file again. Encoding runs on the blocking pool, off the async reactor.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::{
+    concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch, SortColumn,
+};
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::tables::Table;
+
+/// Decoding or encoding a partition file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read parquet file {path}: {detail}")]
+    Read { path: String, detail: String },
+    #[error("cannot write parquet for {path}: {detail}")]
+    Write { path: String, detail: String },
+}
+
+/// Decodes a whole Parquet file and conforms it to `schema` (columns added since the file was
+/// written become nulls; a column that cannot be conformed is an error naming the file).
+pub fn decode(bytes: Bytes, schema: &SchemaRef, path: &str) -> Result<Vec<RecordBatch>, Error> {
+    let read_err = |detail: String| Error::Read {
+        path: path.to_string(),
+        detail,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| read_err(e.to_string()))?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| read_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| read_err(e.to_string()))?;
+        out.push(conform(&batch, schema).map_err(read_err)?);
+    }
+    Ok(out)
+}
+
+/// Projects/casts `batch` onto `schema` by column name.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    if batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        match batch.column_by_name(field.name()) {
+            Some(col) if col.data_type() == field.data_type() => columns.push(col.clone()),
+            Some(col) => columns.push(
+                arrow::compute::cast(col, field.data_type())
+                    .map_err(|e| format!("column {}: {e}", field.name()))?,
+            ),
+            None if field.is_nullable() => columns.push(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+            None => return Err(format!("required column {} is missing", field.name())),
+        }
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+/// Rows of `batch` whose `ticket_id` is not in `drop`.
+pub fn without_tickets(batch: &RecordBatch, drop: &BTreeSet<i64>) -> RecordBatch {
+    if drop.is_empty() || batch.num_rows() == 0 {
+        return batch.clone();
+    }
+    let ids = ticket_ids(batch);
+    let keep: BooleanArray = (0..ids.len())
+        .map(|i| Some(ids.is_null(i) || !drop.contains(&ids.value(i))))
+        .collect();
+    // The mask has the batch's length by construction.
+    filter_record_batch(batch, &keep).expect("mask matches the batch")
+}
+
+/// The `ticket_id` column (every table has it as its first column).
+pub fn ticket_ids(batch: &RecordBatch) -> &Int64Array {
+    batch
+        .column_by_name("ticket_id")
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .expect("every table has an int64 ticket_id column")
+}
+
+/// Concatenates and sorts by the table's key, so the same rows always encode to the same file.
+pub fn merge_sorted(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch, String> {
+    let schema = table.schema();
+    let merged = concat_batches(&schema, batches).map_err(|e| e.to_string())?;
+    if merged.num_rows() <= 1 {
+        return Ok(merged);
+    }
+    let mut keys = vec![SortColumn {
+        values: merged.column(0).clone(),
+        options: None,
+    }];
+    if let Some(key) = table.row_key() {
+        let column = merged
+            .column_by_name(key)
+            .ok_or_else(|| format!("missing key column {key}"))?;
+        keys.push(SortColumn {
+            values: column.clone(),
+            options: None,
+        });
+    }
+    let indices = lexsort_to_indices(&keys, None).map_err(|e| e.to_string())?;
+    take_record_batch(&merged, &indices).map_err(|e| e.to_string())
+}
+
+/// Encodes one batch as a zstd-compressed Parquet file.
+pub fn encode(batch: &RecordBatch, path: &str) -> Result<Bytes, Error> {
+    let write_err = |e: parquet::errors::ParquetError| Error::Write {
+        path: path.to_string(),
+        detail: e.to_string(),
+    };
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(write_err)?))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(write_err)?;
+    writer.write(batch).map_err(write_err)?;
+    writer.close().map_err(write_err)?;
+    Ok(Bytes::from(buf))
+}
+
+/// A shared empty batch of a table (for tables without rows).
+pub fn empty(table: Table) -> RecordBatch {
+    RecordBatch::new_empty(Arc::clone(&table.schema()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::{RejectReason, Rejection};
+    use crate::tables::rejects_batch;
+
+    fn reject(id: i64) -> Rejection {
+        Rejection {
+            ticket_id: id,
+            reason: RejectReason::NoDepartment,
+            department_id: None,
+            detail: format!("ticket {id}: no department"),
+            updated_at: None,
+            seen_at: "2025-01-01T00:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn encode_decode_filter_merge() {
+        let rows: Vec<Rejection> = [3, 1, 2].into_iter().map(reject).collect();
+        let batch = rejects_batch(&rows.iter().collect::<Vec<_>>());
+        let bytes = encode(&batch, "x").unwrap();
+        let back = decode(bytes, &Table::Rejects.schema(), "x").unwrap();
+        assert_eq!(back.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        let kept = without_tickets(&back[0], &BTreeSet::from([2]));
+        let merged = merge_sorted(Table::Rejects, &[kept]).unwrap();
+        assert_eq!(ticket_ids(&merged).values().to_vec(), vec![1, 3]);
+    }
+
+    #[test]
+    fn garbage_is_a_read_error_naming_the_file() {
+        let err = decode(
+            Bytes::from_static(b"not parquet"),
+            &Table::Rejects.schema(),
+            "rejects/part-0.parquet",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rejects/part-0.parquet"), "{err}");
+    }
+}
