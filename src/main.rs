@@ -20,7 +20,18 @@ mod code {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; a bad command line is a configuration error.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                code::CONFIG
+            } else {
+                code::OK
+            });
+        }
+    };
     install_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

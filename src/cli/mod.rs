@@ -42,9 +42,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Sync closed tickets from Freshservice (or the simulator) into the dataset.
+    // The help texts are the doc comments of the argument structs.
     Sync(sync::SyncArgs),
-    /// Serve the built-in Freshservice simulator (seeded data, real rate limits) on loopback.
     Sim(sim::SimArgs),
 }
 

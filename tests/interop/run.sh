@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Interop check: the demo job's dataset read by DuckDB and pyarrow (installed here, in a venv of
+# the project's own, so a fresh machine needs nothing by hand).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+venv=.venv
+if ! "$venv/bin/python" -c "import duckdb, pyarrow" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb pyarrow
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+status=0
+cargo run --quiet --locked -- sync --job jobs/demo.toml --data "$out/data" --log-format json 2>"$out/log" || status=$?
+if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
+  cat "$out/log"; echo "demo job failed with exit code $status"; exit 1
+fi
+"$venv/bin/python" tests/interop/check_duckdb.py "$out/data"

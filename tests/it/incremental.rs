@@ -1,0 +1,232 @@
+//! Incremental runs, single-ticket runs, reopened and deleted tickets, moved tickets.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use object_store::path::Path;
+use ticketsync::job::JobSpec;
+use ticketsync::sim::{FaultAction, FaultRule};
+use ticketsync::storage::layout;
+
+use crate::support::{Dump, Harness};
+
+fn ticket_rows<'a>(dump: &'a Dump, id: i64) -> Vec<&'a String> {
+    let needle = format!("ticket_id={id} ");
+    dump.table("tickets")
+        .iter()
+        .filter(|l| l.contains(&needle))
+        .collect()
+}
+
+/// A closed ticket that the first full sync placed.
+async fn a_placed_ticket(h: &Harness) -> (i64, String) {
+    let docs = h.storage.list(&Path::from("markdown")).await.unwrap();
+    let path = docs.first().expect("some markdown");
+    let id = path
+        .filename()
+        .unwrap()
+        .trim_end_matches(".md")
+        .parse()
+        .unwrap();
+    (id, path.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_changed_makes_no_per_ticket_calls() {
+    let h = Harness::new(150, 3).await;
+    let first = h.full_sync().await;
+    assert!(first.report.next_cursor.is_some());
+    let before = h.sim.stats();
+    let dump_before = h.dump().await;
+
+    let second = h.incremental().await;
+    let after = h.sim.stats();
+    assert_eq!(
+        after.endpoint("conversations"),
+        before.endpoint("conversations")
+    );
+    assert_eq!(
+        after.endpoint("time_entries"),
+        before.endpoint("time_entries")
+    );
+    assert_eq!(second.report.tickets.fetched, 0);
+    assert_eq!(h.dump().await, dump_before);
+    // The second run listed from the stored cursor, not the full window.
+    assert_eq!(second.report.window_since, first.report.next_cursor);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_and_a_new_ticket_are_the_only_ones_refetched() {
+    let h = Harness::new(150, 4).await;
+    h.full_sync().await;
+    let (changed, _) = a_placed_ticket(&h).await;
+    h.sim.touch_ticket(changed);
+    let added = h.sim.add_closed_ticket();
+    let before = h.sim.stats();
+
+    let run = h.incremental().await;
+    let after = h.sim.stats();
+    assert_eq!(
+        after.endpoint("conversations") - before.endpoint("conversations"),
+        2
+    );
+    assert_eq!(
+        after.endpoint("time_entries") - before.endpoint("time_entries"),
+        2
+    );
+    assert_eq!(run.report.tickets.fetched, 2);
+    assert_eq!(run.report.tickets.written, 2);
+
+    let dump = h.dump().await;
+    let gt = h.sim.ground_truth();
+    for id in [changed, added] {
+        let rows = ticket_rows(&dump, id);
+        assert_eq!(rows.len(), 1, "ticket {id}: {rows:?}");
+        let subject = &gt.ticket(id).unwrap().subject;
+        assert!(
+            rows[0].contains(&format!("subject={subject} ")),
+            "ticket {id} not current: {}",
+            rows[0]
+        );
+    }
+    // No ticket appears twice anywhere.
+    let mut ids: Vec<&str> = dump
+        .table("tickets")
+        .iter()
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_ticket_run_writes_that_ticket_and_keeps_the_cursor() {
+    let h = Harness::new(120, 5).await;
+    let gt = h.sim.ground_truth();
+    // The oldest placed-able closed ticket, possibly outside the one-year window.
+    let id = gt.closed_tickets().map(|t| t.id).next().unwrap();
+    let run = h.sync_with(h.spec(), Some(id)).await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    let dump = h.dump().await;
+    let in_tickets = ticket_rows(&dump, id).len();
+    let in_rejects = dump
+        .table("rejects")
+        .iter()
+        .filter(|l| l.contains(&format!("ticket_id={id} ")))
+        .count();
+    assert_eq!(in_tickets + in_rejects, 1);
+    assert_eq!(dump.table("tickets").len(), in_tickets);
+    assert!(run.report.next_cursor.is_none());
+    assert!(!h
+        .storage
+        .exists(&layout::state("cursor.json"))
+        .await
+        .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_ticket_leaves_the_closed_dataset() {
+    let h = Harness::new(150, 6).await;
+    h.full_sync().await;
+    let (id, md_path) = a_placed_ticket(&h).await;
+    h.sim.reopen_ticket(id);
+    let run = h.incremental().await;
+    assert_eq!(run.report.tickets.removed, 1);
+    let dump = h.dump().await;
+    assert!(ticket_rows(&dump, id).is_empty());
+    for table in ["conversations", "notes", "time_entries", "rejects"] {
+        assert!(
+            !dump
+                .table(table)
+                .iter()
+                .any(|l| l.contains(&format!("ticket_id={id} "))),
+            "{table}"
+        );
+    }
+    assert!(!dump.markdown.contains_key(&md_path));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_deleted_between_list_and_detail_is_rejected() {
+    let h = Harness::new(120, 8).await;
+    let gt = h.sim.ground_truth();
+    let first = h.full_sync().await;
+    let victim = gt
+        .closed_tickets()
+        .filter(|t| t.updated_at >= first.report.window_since.unwrap())
+        .map(|t| t.id)
+        .next()
+        .unwrap();
+    // Make it look changed, then have its conversations answer 404 as if deleted meanwhile.
+    h.sim.touch_ticket(victim);
+    h.sim.faults().push(
+        FaultRule::new(FaultAction::Status(404))
+            .endpoint("conversations")
+            .ticket(victim)
+            .times(10),
+    );
+    let run = h.incremental().await;
+    assert!(run.error.is_none());
+    let dump = h.dump().await;
+    assert!(ticket_rows(&dump, victim).is_empty());
+    let rejects: Vec<_> = dump
+        .table("rejects")
+        .iter()
+        .filter(|l| l.contains(&format!("ticket_id={victim} ")))
+        .collect();
+    assert_eq!(rejects.len(), 1);
+    assert!(
+        rejects[0].contains("reason=ticket_deleted"),
+        "{}",
+        rejects[0]
+    );
+    assert_eq!(run.report.rejects_by_reason.get("ticket_deleted"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_that_changes_account_moves_with_all_its_rows() {
+    let h = Harness::new(150, 9).await;
+    h.full_sync().await;
+    let (id, old_md) = a_placed_ticket(&h).await;
+    let gt = h.sim.ground_truth();
+    let dept = gt.ticket(id).unwrap().department_id.unwrap();
+    // The MSP fixes the account number of that department through the account map.
+    let mut csv = tempfile::NamedTempFile::new().unwrap();
+    writeln!(csv, "department_id,account_number\n{dept},MOVED-1").unwrap();
+    h.sim.touch_ticket(id);
+    let spec = JobSpec {
+        account_map: Some(csv.path().to_path_buf()),
+        ..h.spec()
+    };
+    h.sync_with(spec, None).await;
+    let dump = h.dump().await;
+    let rows = ticket_rows(&dump, id);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].starts_with("tickets/account=MOVED-1/"),
+        "{}",
+        rows[0]
+    );
+    let mut per_table: HashMap<&str, Vec<&String>> = HashMap::new();
+    for table in ["conversations", "notes", "time_entries"] {
+        let lines: Vec<&String> = dump
+            .table(table)
+            .iter()
+            .filter(|l| l.contains(&format!("ticket_id={id} ")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.starts_with(&format!("{table}/account=MOVED-1/"))),
+            "{table}: {lines:?}"
+        );
+        per_table.insert(table, lines);
+    }
+    assert!(!dump.markdown.contains_key(&old_md));
+    assert!(dump
+        .markdown
+        .keys()
+        .any(|k| k.starts_with("markdown/MOVED-1/") && k.ends_with(&format!("/{id}.md"))));
+}

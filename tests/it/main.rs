@@ -1,0 +1,8 @@
+//! The integration suite: one binary, a module per feature, all against the built-in simulator.
+
+mod support;
+
+mod cli;
+mod faults;
+mod incremental;
+mod run_basic;

@@ -1,0 +1,221 @@
+//! The integration-test harness: an in-process simulator, a dataset in a temp dir, the pipeline
+//! run through the library, and canonical dumps of what was written.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use ticketsync::job::{Job, JobSpec};
+use ticketsync::pipeline::{self, RunOutcome};
+use ticketsync::sim::{Plan, SimConfig, Simulator};
+use ticketsync::source::retry::RetryPolicy;
+use ticketsync::source::{ClientConfig, Source};
+use ticketsync::storage::{S3Options, Storage};
+use ticketsync::tables::Table;
+
+/// The window every harness run covers (the simulator's data spans ~14 months).
+pub const FULL_DAYS: i64 = 365;
+
+pub struct Harness {
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+    pub storage: Storage,
+    pub minute_secs: f64,
+}
+
+impl Harness {
+    /// A simulator with `tickets` tickets (Enterprise plan, 1-second rate windows) and an empty dataset.
+    pub async fn new(tickets: usize, seed: u64) -> Harness {
+        Self::with_config(SimConfig {
+            tickets,
+            seed,
+            plan: Plan::Enterprise,
+            minute_secs: 1.0,
+            ..SimConfig::default()
+        })
+        .await
+    }
+
+    pub async fn with_config(config: SimConfig) -> Harness {
+        let minute_secs = config.minute_secs;
+        let sim = Simulator::start(config, 0).await.expect("simulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+        Harness {
+            sim,
+            dir,
+            storage,
+            minute_secs,
+        }
+    }
+
+    /// A job spec for this harness; tests tweak it.
+    pub fn spec(&self) -> JobSpec {
+        JobSpec {
+            data: Some(self.dir.path().to_str().unwrap().to_string()),
+            base_url: Some(self.sim.base_url()),
+            rate_window_secs: Some(self.minute_secs),
+            checkpoint_every: Some(50),
+            ..JobSpec::default()
+        }
+    }
+
+    pub fn full_spec(&self) -> JobSpec {
+        JobSpec {
+            full_sync: Some(true),
+            ..self.spec()
+        }
+    }
+
+    pub fn source(&self, job: &Job) -> Arc<Source> {
+        let retry = RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(100),
+            ..RetryPolicy::default()
+        };
+        Arc::new(
+            Source::new(ClientConfig {
+                base_url: url::Url::parse(&self.sim.base_url()).unwrap(),
+                api_key: self.sim.api_key(),
+                limiter: job.limiter.clone(),
+                retry,
+                timeout: Duration::from_secs(5),
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Runs one sync with `spec` (and `ticket` for a single-ticket run).
+    pub async fn sync_with(&self, spec: JobSpec, ticket: Option<i64>) -> RunOutcome {
+        let job = Job::resolve(spec, ticket).expect("valid job");
+        let source = self.source(&job);
+        pipeline::run(&job, source, &self.storage)
+            .await
+            .expect("run completes")
+    }
+
+    pub async fn full_sync(&self) -> RunOutcome {
+        self.sync_with(self.full_spec(), None).await
+    }
+
+    pub async fn incremental(&self) -> RunOutcome {
+        self.sync_with(self.spec(), None).await
+    }
+
+    pub async fn dump(&self) -> Dump {
+        Dump::of(&self.storage).await
+    }
+}
+
+/// Everything a dataset holds, in canonical text: per table the rows (sorted, without the
+/// per-run `synced_at`/`seen_at`), the markdown documents, and the list of data objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dump {
+    pub rows: BTreeMap<&'static str, Vec<String>>,
+    pub markdown: BTreeMap<String, String>,
+    pub files: Vec<String>,
+}
+
+impl Dump {
+    pub async fn of(storage: &Storage) -> Dump {
+        let all = storage.list(&Path::from("")).await.unwrap();
+        let files: Vec<String> = all
+            .iter()
+            .map(|p| p.to_string())
+            .filter(|p| !p.starts_with("_runs/") && !p.starts_with("_state/"))
+            .collect();
+        let mut rows = BTreeMap::new();
+        for table in Table::ALL {
+            let mut lines = Vec::new();
+            for path in all
+                .iter()
+                .filter(|p| p.as_ref().starts_with(&format!("{}/", table.name())))
+            {
+                let partition = path.as_ref().rsplit_once('/').unwrap().0.to_string();
+                for batch in read_parquet(storage, path).await {
+                    for line in canonical_rows(&batch) {
+                        lines.push(format!("{partition} | {line}"));
+                    }
+                }
+            }
+            lines.sort();
+            rows.insert(table.name(), lines);
+        }
+        let mut markdown = BTreeMap::new();
+        for path in all.iter().filter(|p| p.as_ref().starts_with("markdown/")) {
+            let bytes = storage.get(path).await.unwrap().unwrap();
+            markdown.insert(path.to_string(), String::from_utf8(bytes.to_vec()).unwrap());
+        }
+        Dump {
+            rows,
+            markdown,
+            files,
+        }
+    }
+
+    pub fn table(&self, name: &str) -> &[String] {
+        &self.rows[name]
+    }
+}
+
+pub async fn read_parquet(storage: &Storage, path: &Path) -> Vec<RecordBatch> {
+    let bytes = storage.get(path).await.unwrap().unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// Rows as `col=value` lines, without the per-run timestamps.
+pub fn canonical_rows(batch: &RecordBatch) -> Vec<String> {
+    let options = FormatOptions::default().with_null("∅");
+    let schema = batch.schema();
+    let columns: Vec<(String, ArrayFormatter<'_>)> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| !matches!(f.name().as_str(), "synced_at" | "seen_at"))
+        .map(|(f, c)| {
+            (
+                f.name().clone(),
+                ArrayFormatter::try_new(c.as_ref(), &options).unwrap(),
+            )
+        })
+        .collect();
+    (0..batch.num_rows())
+        .map(|i| {
+            columns
+                .iter()
+                .map(|(name, fmt)| format!("{name}={}", fmt.value(i)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Our own reading of `time_spent` (independent of the code under test): `h:mm[:ss]`.
+pub fn minutes_of(time_spent: &str) -> i64 {
+    let parts: Vec<i64> = time_spent.split(':').map(|p| p.parse().unwrap()).collect();
+    let seconds = parts.get(2).copied().unwrap_or(0);
+    parts[0] * 60 + parts[1] + if seconds >= 30 { 1 } else { 0 }
+}
+
+/// A column of a batch as strings (for assertions).
+pub fn column_strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let options = FormatOptions::default().with_null("∅");
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    let fmt = ArrayFormatter::try_new(col.as_ref(), &options).unwrap();
+    (0..batch.num_rows())
+        .map(|i| fmt.value(i).to_string())
+        .collect()
+}
