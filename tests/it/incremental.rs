@@ -10,7 +10,7 @@ use ticketsync::storage::layout;
 
 use crate::support::{Dump, Harness};
 
-fn ticket_rows<'a>(dump: &'a Dump, id: i64) -> Vec<&'a String> {
+fn ticket_rows(dump: &Dump, id: i64) -> Vec<&String> {
     let needle = format!("ticket_id={id} ");
     dump.table("tickets")
         .iter()
