@@ -74,7 +74,13 @@ fn is_config_error(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Logs go to stderr: human lines on a terminal (with a progress bar the log lines don't break),
+/// JSON lines for batch runs. Progress only on a terminal and never with `--quiet`.
 fn install_tracing(cli: &Cli) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -82,21 +88,35 @@ fn install_tracing(cli: &Cli) {
         (false, _) => "ticketsync=trace,debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let tty = std::io::stderr().is_terminal();
     let json = match cli.log_format {
         LogFormat::Json => true,
         LogFormat::Human => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+        LogFormat::Auto => !tty,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     if json {
-        builder
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .init();
+    } else if tty && !cli.quiet {
+        let progress = tracing_indicatif::IndicatifLayer::new();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(progress.get_stderr_writer())
+            .with_filter(filter);
+        tracing_subscriber::registry()
+            .with(fmt)
+            .with(progress.with_filter(tracing_indicatif::filter::IndicatifFilter::new(false)))
+            .init();
     } else {
-        builder.with_target(false).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
     }
 }

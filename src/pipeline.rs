@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::StreamExt;
 use tokio::sync::mpsc;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::job::{Job, Window};
 use crate::normalize::{self, AccountMap, AgentInfo, Outcome, RejectReason, Rejection, Settings};
@@ -82,6 +82,7 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
         rejects_by_reason: BTreeMap::new(),
         output: CommitStats::default(),
         commits: 0,
+        started,
     };
     let window_since = match job.window {
         Window::Ticket(_) => None,
@@ -203,6 +204,7 @@ struct Run<'a> {
     rejects_by_reason: BTreeMap<String, u64>,
     output: CommitStats,
     commits: u32,
+    started: Instant,
 }
 
 /// What a fetch worker hands back for one ticket.
@@ -352,29 +354,22 @@ impl Run<'_> {
             self.commit(index, first).await?;
         }
 
-        // Fetch workers → bounded channel → this task normalizes' results are committed in
-        // checkpoints while the workers keep the budget busy.
+        // Fetch workers → bounded channel → this task commits checkpoints while the workers keep
+        // the budget busy.
         let total = to_fetch.len();
         let (tx, mut rx) = mpsc::channel::<Fetched>(self.job.concurrency * 2);
         let ctx_owned = Arc::new((accounts.clone(), agents.clone(), self.settings.clone()));
-        let concurrency = self.job.concurrency;
-        let fetcher = tokio::spawn({
-            let source = source.clone();
-            async move {
-                let mut stream = futures::stream::iter(to_fetch)
-                    .map(|ticket| {
-                        let source = source.clone();
-                        let ctx = ctx_owned.clone();
-                        async move { fetch_one(source, ticket, ctx).await }
-                    })
-                    .buffer_unordered(concurrency);
-                while let Some(item) = stream.next().await {
-                    if tx.send(item).await.is_err() {
-                        break; // the committer stopped (an error); stop fetching
-                    }
-                }
-            }
-        });
+        let fetcher = tokio::spawn(fetch_all(
+            source.clone(),
+            to_fetch,
+            ctx_owned,
+            self.job.concurrency,
+            tx,
+        ));
+        let progress = tracing::info_span!("fetching", indicatif.pb_show = true);
+        progress.pb_set_style(&progress_style());
+        progress.pb_set_length(total as u64);
+        let _entered = progress.enter();
 
         let mut changeset = Changeset::default();
         let mut done = 0usize;
@@ -398,6 +393,10 @@ impl Run<'_> {
                     self.counts.failed += 1;
                     tracing::error!(ticket_id, error = %error, "ticket not written; the next run retries it");
                 }
+            }
+            progress.pb_inc(1);
+            if done % 25 == 0 || done == total {
+                progress.pb_set_message(&budget_message(&source, self.started));
             }
             let size = changeset.placed.len() + changeset.rejected.len();
             if size >= self.job.checkpoint_every {
@@ -448,6 +447,77 @@ impl Run<'_> {
         self.output += stats;
         Ok(())
     }
+}
+
+/// Runs the fetch workers: as many tickets in flight as the budget can use given the observed
+/// latency (Little's law: in-flight requests = rate × latency), at most `max_concurrency`.
+/// Results go to `tx` in completion order; the commit sorts rows, so the dataset does not depend
+/// on that order.
+async fn fetch_all(
+    source: Arc<Source>,
+    tickets: Vec<wire::Ticket>,
+    ctx: Arc<(AccountMap, HashMap<i64, AgentInfo>, Settings)>,
+    max_concurrency: usize,
+    tx: mpsc::Sender<Fetched>,
+) {
+    let mut queue = tickets.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let cap = concurrency_for(&source, max_concurrency);
+        while running.len() < cap {
+            let Some(ticket) = queue.next() else { break };
+            running.spawn(fetch_one(source.clone(), ticket, ctx.clone()));
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let fetched = match done {
+            Ok(fetched) => fetched,
+            Err(e) => Fetched::Failed {
+                ticket_id: 0,
+                error: format!("a fetch task failed: {e}"),
+            },
+        };
+        if tx.send(fetched).await.is_err() {
+            running.abort_all();
+            break; // the committer stopped (an error); stop fetching
+        }
+    }
+}
+
+/// Tickets to keep in flight: each ticket makes two requests at once, so tickets =
+/// rate × latency / 2, times 4 for headroom (normalization time, multi-page tickets, latency
+/// jitter), plus 4. Over-provisioning costs nothing: the limiter, not the workers, sets the pace.
+fn concurrency_for(source: &Source, max: usize) -> usize {
+    let client = source.client();
+    let latency = client.latency().map_or(0.5, |l| l.as_secs_f64());
+    let wanted = (client.target_rate_per_sec() * latency * 4.0 / 2.0).ceil() as usize + 4;
+    wanted.clamp(2, max.max(2))
+}
+
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{span_child_prefix}{spinner} tickets {pos}/{len} [{wide_bar}] eta {eta} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// "budget 171/180 per window" for the progress bar.
+fn budget_message(source: &Source, started: Instant) -> String {
+    let client = source.client();
+    let stats = client.stats();
+    let windows = started.elapsed().as_secs_f64()
+        / (client.target_per_window() / client.target_rate_per_sec()).max(1e-9);
+    let per_window = if windows > 0.0 {
+        stats.credits_used as f64 / windows
+    } else {
+        0.0
+    };
+    format!(
+        "credits {per_window:.0}/{:.0} per window, {} 429s",
+        client.target_per_window(),
+        stats.rate_limited
+    )
 }
 
 /// Fetches one ticket's conversations and time entries and normalizes it (on the blocking pool:

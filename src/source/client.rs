@@ -75,6 +75,8 @@ pub struct Client {
     limiter: Limiter,
     policy: RetryPolicy,
     stats: Mutex<CallStats>,
+    /// Moving average of successful request latencies, in seconds (sizes the concurrency).
+    latency: Mutex<Option<f64>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -120,6 +122,7 @@ impl Client {
             limiter: Limiter::new(config.limiter),
             policy,
             stats: Mutex::new(CallStats::default()),
+            latency: Mutex::new(None),
         })
     }
 
@@ -153,6 +156,27 @@ impl Client {
         self.limiter.target_per_window()
     }
 
+    /// Requests per second the budget allows this run (one credit per plain call).
+    pub fn target_rate_per_sec(&self) -> f64 {
+        self.limiter.target_per_window() / self.policy.rate_window.as_secs_f64()
+    }
+
+    /// The moving average latency of successful requests (`None` before the first).
+    pub fn latency(&self) -> Option<Duration> {
+        self.latency
+            .lock()
+            .ok()
+            .and_then(|l| *l)
+            .map(Duration::from_secs_f64)
+    }
+
+    fn record_latency(&self, sample: Duration) {
+        if let Ok(mut l) = self.latency.lock() {
+            let s = sample.as_secs_f64();
+            *l = Some(l.map_or(s, |avg| avg * 0.8 + s * 0.2));
+        }
+    }
+
     /// GETs one page, with budget, retries and `Link` parsing. `validate` checks the body (e.g.
     /// that it decodes); a body it rejects is retried like a truncated one.
     pub async fn get(
@@ -171,6 +195,7 @@ impl Client {
             self.limiter
                 .acquire(estimated, endpoint.is_ticket_list())
                 .await;
+            let sent = Instant::now();
             let result = self
                 .http
                 .get(url.clone())
@@ -208,6 +233,7 @@ impl Client {
                         ),
                         Ok(body) if status.is_success() => match validate(&body) {
                             Ok(()) => {
+                                self.record_latency(sent.elapsed());
                                 let next = match link.as_deref().and_then(next_link) {
                                     None => None,
                                     Some(next) => Some(self.check_next(endpoint, url, &next)?),

@@ -5,4 +5,5 @@ mod support;
 mod cli;
 mod faults;
 mod incremental;
+mod rate_limit;
 mod run_basic;
