@@ -62,7 +62,7 @@ pub struct JobSpec {
     pub budget_share: Option<f64>,
     /// Length of the API's rate window in seconds (default 60).
     pub rate_window_secs: Option<f64>,
-    /// Most tickets fetched at once (default 32); the budget limits the rate below that.
+    /// Most tickets fetched at once (default 64); the budget limits the rate below that.
     pub concurrency: Option<usize>,
     /// Commit (checkpoint) after this many fetched tickets (default 250).
     pub checkpoint_every: Option<usize>,
@@ -259,7 +259,7 @@ impl Job {
                 "default_hours {default_hours} must be between 0 and 24"
             )));
         }
-        let concurrency = spec.concurrency.unwrap_or(32);
+        let concurrency = spec.concurrency.unwrap_or(64);
         if !(1..=256).contains(&concurrency) {
             return Err(invalid(format!(
                 "concurrency {concurrency} must be between 1 and 256"

@@ -207,14 +207,47 @@ struct Run<'a> {
     started: Instant,
 }
 
+/// Which version of each listed ticket is the latest (the listing can show a ticket twice when
+/// it changes while we page).
+struct Dispatch {
+    latest: HashMap<i64, Option<DateTime<Utc>>>,
+    /// A single-ticket run fetches even an unchanged ticket.
+    single: bool,
+}
+
+impl Dispatch {
+    /// Records `updated_at` for `id`; `false` when an equal or newer version was seen before.
+    fn newer(&mut self, id: i64, updated_at: Option<DateTime<Utc>>) -> bool {
+        match self.latest.get(&id) {
+            Some(seen) if *seen >= updated_at => false,
+            _ => {
+                self.latest.insert(id, updated_at);
+                true
+            }
+        }
+    }
+
+    /// Whether a fetched version is still the latest one listed.
+    fn is_latest(&self, id: i64, updated_at: Option<DateTime<Utc>>) -> bool {
+        self.latest.get(&id).is_none_or(|seen| *seen <= updated_at)
+    }
+}
+
+fn outcome_id(outcome: &Outcome) -> i64 {
+    match outcome {
+        Outcome::Placed(p) => p.ticket.ticket_id,
+        Outcome::Rejected(r) => r.ticket_id,
+    }
+}
+
 /// What a fetch worker hands back for one ticket.
 enum Fetched {
-    Done(Outcome),
-    /// This ticket could not be fetched; the run goes on and fails at the end.
-    Failed {
-        ticket_id: i64,
-        error: String,
+    Done {
+        updated_at: Option<DateTime<Utc>>,
+        outcome: Outcome,
     },
+    /// This ticket could not be fetched; the run goes on and fails at the end.
+    Failed { ticket_id: i64, error: String },
     /// The credentials stopped working: the run stops.
     Fatal(source::Error),
 }
@@ -226,9 +259,9 @@ impl Run<'_> {
         since: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
         let source = self.source.clone();
-        let departments = source.departments().await?;
-        let mut good_departments = Vec::with_capacity(departments.len());
-        for d in departments {
+        let (departments, agents) = tokio::join!(source.departments(), source.agents());
+        let mut good_departments = Vec::new();
+        for d in departments? {
             match d {
                 Ok(d) => good_departments.push(d),
                 Err(e) => {
@@ -241,9 +274,7 @@ impl Run<'_> {
             &self.job.account_field,
             &self.job.account_map,
         );
-        let agents: HashMap<i64, AgentInfo> = source
-            .agents()
-            .await?
+        let agents: HashMap<i64, AgentInfo> = agents?
             .into_iter()
             .filter_map(|a| a.ok())
             .map(|a| (a.id, AgentInfo::from_wire(&a)))
@@ -253,13 +284,18 @@ impl Run<'_> {
             agents = agents.len(),
             "reference data loaded"
         );
+        let ctx = Arc::new((accounts, agents, self.settings.clone()));
 
-        // The listing, de-duplicated by id (the latest updated_at wins).
-        let listed = match (self.job.window, since) {
-            (Window::Ticket(id), _) => match source.ticket(id).await? {
-                Some(t) => vec![t],
-                None => {
-                    if index.get(id).is_some() {
+        // The listing streams pages into the dispatcher below; a single-ticket run feeds one
+        // "page" of one ticket.
+        let (page_tx, mut page_rx) = mpsc::channel::<source::Items<wire::Ticket>>(4);
+        let lister = match (self.job.window, since) {
+            (Window::Ticket(id), _) => {
+                match source.ticket(id).await? {
+                    Some(t) => {
+                        let _ = page_tx.send(vec![t]).await;
+                    }
+                    None if index.get(id).is_some() => {
                         let rejection = Rejection {
                             ticket_id: id,
                             reason: RejectReason::TicketDeleted,
@@ -274,146 +310,202 @@ impl Run<'_> {
                             rejected: vec![rejection],
                             ..Default::default()
                         };
-                        self.commit(index, changeset).await?;
-                        return Ok(());
+                        return self.commit(index, changeset).await;
                     }
-                    return Err(Error::TicketNotFound(id));
+                    None => return Err(Error::TicketNotFound(id)),
                 }
-            },
-            (_, Some(since)) => {
-                source
-                    .tickets_updated_since(since, ListFilter::Live)
-                    .await?
+                drop(page_tx);
+                None
             }
-            (_, None) => Vec::new(),
+            (_, Some(since)) => {
+                let source = source.clone();
+                Some(tokio::spawn(async move {
+                    source
+                        .stream_tickets_updated_since(since, ListFilter::Live, page_tx)
+                        .await
+                }))
+            }
+            (_, None) => None,
         };
-        let mut latest: BTreeMap<i64, wire::Ticket> = BTreeMap::new();
-        let mut first = Changeset::default();
-        for item in listed {
-            match item {
-                Ok(t) => match latest.get(&t.id) {
-                    Some(prev) if prev.updated_at >= t.updated_at => {}
-                    _ => {
-                        latest.insert(t.id, t);
+
+        let (ticket_tx, ticket_rx) = mpsc::unbounded_channel::<wire::Ticket>();
+        let (result_tx, mut result_rx) =
+            mpsc::channel::<Fetched>(self.job.checkpoint_every.max(64) * 2);
+        let fetcher = tokio::spawn(fetch_all(
+            source.clone(),
+            ticket_rx,
+            ctx.clone(),
+            self.job.concurrency,
+            result_tx,
+        ));
+        let mut ticket_tx = Some(ticket_tx);
+
+        let progress = tracing::info_span!("fetching", indicatif.pb_show = true);
+        progress.pb_set_style(&progress_style());
+        progress.pb_set_length(0);
+        progress.pb_start();
+
+        let mut dispatch = Dispatch {
+            latest: HashMap::new(),
+            single: matches!(self.job.window, Window::Ticket(_)),
+        };
+        let mut changeset = Changeset::default();
+        let (mut listing_open, mut results_open) = (true, true);
+        let mut done = 0u64;
+        let mut fatal: Option<Error> = None;
+        loop {
+            // What races: the next listing page and the next fetched ticket. Both are handled as
+            // they come, so fetching starts with the first page and commits do not wait for the
+            // listing to end.
+            tokio::select! {
+                page = page_rx.recv(), if listing_open => match page {
+                    Some(items) => {
+                        let queued = self.classify(items, index, &ctx, &mut dispatch, &mut changeset, ticket_tx.as_ref());
+                        progress.pb_inc_length(queued);
                     }
-                },
-                Err(e) => match normalize::malformed(&e, self.settings.synced_at) {
-                    Some(r) => first.rejected.push(r),
                     None => {
-                        self.counts.unidentifiable += 1;
-                        tracing::error!(detail = %e.detail, "a listed ticket has no usable id and cannot be placed or rejected");
+                        // The listing is over: the workers finish their queue and stop.
+                        listing_open = false;
+                        ticket_tx = None;
                     }
                 },
+                item = result_rx.recv(), if results_open => match item {
+                    None => results_open = false,
+                    Some(Fetched::Fatal(error)) => {
+                        fatal = Some(Error::Source(error));
+                        break;
+                    }
+                    Some(Fetched::Failed { ticket_id, error }) => {
+                        done += 1;
+                        progress.pb_inc(1);
+                        self.counts.failed += 1;
+                        tracing::error!(ticket_id, error = %error, "ticket not written; the next run retries it");
+                    }
+                    Some(Fetched::Done { updated_at, outcome }) => {
+                        done += 1;
+                        progress.pb_inc(1);
+                        self.counts.fetched += 1;
+                        // A newer version listed meanwhile makes this one stale.
+                        if dispatch.is_latest(outcome_id(&outcome), updated_at) {
+                            match outcome {
+                                Outcome::Placed(p) => changeset.placed.push(*p),
+                                Outcome::Rejected(r) => changeset.rejected.push(r),
+                            }
+                        }
+                        if done % 25 == 0 {
+                            progress.pb_set_message(&budget_message(&source, self.started));
+                        }
+                    }
+                },
+                else => break,
+            }
+            if changeset.placed.len() + changeset.rejected.len() >= self.job.checkpoint_every {
+                let batch = std::mem::take(&mut changeset);
+                self.commit(index, batch).await?;
+                tracing::info!(done, "checkpoint committed");
             }
         }
-        // A malformed row and a good row for the same id: the good one wins.
-        first
-            .rejected
-            .retain(|r| !latest.contains_key(&r.ticket_id));
-        self.counts.listed = (latest.len() + first.rejected.len()) as u64;
+        drop(ticket_tx);
+        drop(result_rx);
+        let _ = fetcher.await;
+        self.counts.listed = dispatch.latest.len() as u64;
+        // Whatever was fetched is valid data: commit it even when the run stops early.
+        self.commit(index, changeset).await?;
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if let Some(lister) = lister {
+            match lister.await {
+                Ok(result) => result?,
+                Err(e) => {
+                    return Err(Error::Source(source::Error::Config(format!(
+                        "the listing task failed: {e}"
+                    ))));
+                }
+            }
+        }
+        tracing::info!(
+            listed = self.counts.listed,
+            closed = self.counts.closed,
+            unchanged = self.counts.unchanged,
+            fetched = self.counts.fetched,
+            "listing and fetching done"
+        );
+        Ok(())
+    }
 
+    /// Sorts one page of the listing: closed tickets that cannot be placed → rejects (no
+    /// further calls), unchanged → skipped, tickets that left Closed → removed, the rest → the
+    /// fetch queue. Returns how many were queued.
+    fn classify(
+        &mut self,
+        items: source::Items<wire::Ticket>,
+        index: &state::Index,
+        ctx: &Arc<(AccountMap, HashMap<i64, AgentInfo>, Settings)>,
+        dispatch: &mut Dispatch,
+        changeset: &mut Changeset,
+        queue: Option<&mpsc::UnboundedSender<wire::Ticket>>,
+    ) -> u64 {
+        let (accounts, agents, settings) = &**ctx;
         let ctx = normalize::Context {
-            accounts: &accounts,
-            agents: &agents,
-            settings: &self.settings,
+            accounts,
+            agents,
+            settings,
         };
-        let single = matches!(self.job.window, Window::Ticket(_));
-        let mut to_fetch = Vec::new();
-        for (id, ticket) in latest {
+        let mut queued = 0;
+        for item in items {
+            let ticket = match item {
+                Ok(t) => t,
+                Err(e) => {
+                    match normalize::malformed(&e, self.settings.synced_at) {
+                        // Only if no decodable version of it was seen.
+                        Some(r) if !dispatch.latest.contains_key(&r.ticket_id) => {
+                            dispatch.latest.insert(r.ticket_id, None);
+                            self.counts.closed += 1;
+                            changeset.rejected.push(r);
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.counts.unidentifiable += 1;
+                            tracing::error!(detail = %e.detail, "a listed ticket has no usable id and cannot be placed or rejected");
+                        }
+                    }
+                    continue;
+                }
+            };
+            let id = ticket.id;
+            if !dispatch.newer(id, ticket.updated_at) {
+                continue; // a duplicate (page shift) or an older version
+            }
+            // A newer version supersedes whatever is pending for this ticket.
+            changeset.placed.retain(|p| p.ticket.ticket_id != id);
+            changeset.rejected.retain(|r| r.ticket_id != id);
+            changeset.removed.retain(|(r, _)| *r != id);
             if ticket.status != Some(5) {
                 if index.get(id).is_some() {
-                    first.removed.push((id, Removal::Reopened));
+                    changeset.removed.push((id, Removal::Reopened));
                 }
                 continue;
             }
             self.counts.closed += 1;
             if let Err(rejection) = normalize::placement(&ticket, &ctx) {
-                first.rejected.push(rejection);
+                changeset.rejected.push(rejection);
                 continue;
             }
             match ticket.updated_at {
-                Some(u) if !single && index.is_current(id, u) => self.counts.unchanged += 1,
-                _ => to_fetch.push(ticket),
-            }
-        }
-        self.counts.closed += first
-            .rejected
-            .iter()
-            .filter(|r| r.reason == RejectReason::MalformedTicket)
-            .count() as u64;
-        tracing::info!(
-            listed = self.counts.listed,
-            closed = self.counts.closed,
-            unchanged = self.counts.unchanged,
-            to_fetch = to_fetch.len(),
-            rejected = first.rejected.len(),
-            removed = first.removed.len(),
-            "listing done"
-        );
-        if !first.is_empty() {
-            self.commit(index, first).await?;
-        }
-
-        // Fetch workers → bounded channel → this task commits checkpoints while the workers keep
-        // the budget busy.
-        let total = to_fetch.len();
-        let (tx, mut rx) = mpsc::channel::<Fetched>(self.job.concurrency * 2);
-        let ctx_owned = Arc::new((accounts.clone(), agents.clone(), self.settings.clone()));
-        let fetcher = tokio::spawn(fetch_all(
-            source.clone(),
-            to_fetch,
-            ctx_owned,
-            self.job.concurrency,
-            tx,
-        ));
-        let progress = tracing::info_span!("fetching", indicatif.pb_show = true);
-        progress.pb_set_style(&progress_style());
-        progress.pb_set_length(total as u64);
-        let _entered = progress.enter();
-
-        let mut changeset = Changeset::default();
-        let mut done = 0usize;
-        let mut fatal: Option<Error> = None;
-        while let Some(item) = rx.recv().await {
-            done += 1;
-            match item {
-                Fetched::Done(Outcome::Placed(p)) => {
-                    self.counts.fetched += 1;
-                    changeset.placed.push(*p);
+                Some(u) if !dispatch.single && index.is_current(id, u) => {
+                    self.counts.unchanged += 1
                 }
-                Fetched::Done(Outcome::Rejected(r)) => {
-                    self.counts.fetched += 1;
-                    changeset.rejected.push(r);
-                }
-                Fetched::Fatal(error) => {
-                    fatal = Some(Error::Source(error));
-                    break;
-                }
-                Fetched::Failed { ticket_id, error } => {
-                    self.counts.failed += 1;
-                    tracing::error!(ticket_id, error = %error, "ticket not written; the next run retries it");
+                _ => {
+                    if let Some(queue) = queue {
+                        if queue.send(ticket).is_ok() {
+                            queued += 1;
+                        }
+                    }
                 }
             }
-            progress.pb_inc(1);
-            if done % 25 == 0 || done == total {
-                progress.pb_set_message(&budget_message(&source, self.started));
-            }
-            let size = changeset.placed.len() + changeset.rejected.len();
-            if size >= self.job.checkpoint_every {
-                let batch = std::mem::take(&mut changeset);
-                self.commit(index, batch).await?;
-                tracing::info!(done, total, "checkpoint committed");
-            }
         }
-        drop(rx);
-        let _ = fetcher.await;
-        if let Some(e) = fatal {
-            // Commit what was fetched before the credentials failed: it is valid data.
-            self.commit(index, changeset).await?;
-            return Err(e);
-        }
-        self.commit(index, changeset).await?;
-        Ok(())
+        queued
     }
 
     async fn commit(
@@ -455,32 +547,58 @@ impl Run<'_> {
 /// on that order.
 async fn fetch_all(
     source: Arc<Source>,
-    tickets: Vec<wire::Ticket>,
+    mut queue: mpsc::UnboundedReceiver<wire::Ticket>,
     ctx: Arc<(AccountMap, HashMap<i64, AgentInfo>, Settings)>,
     max_concurrency: usize,
     tx: mpsc::Sender<Fetched>,
 ) {
-    let mut queue = tickets.into_iter();
     let mut running = tokio::task::JoinSet::new();
+    let mut queue_open = true;
     loop {
         let cap = concurrency_for(&source, max_concurrency);
-        while running.len() < cap {
-            let Some(ticket) = queue.next() else { break };
-            running.spawn(fetch_one(source.clone(), ticket, ctx.clone()));
+        while queue_open && running.len() < cap {
+            match queue.try_recv() {
+                Ok(ticket) => {
+                    running.spawn(fetch_one(source.clone(), ticket, ctx.clone()));
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => queue_open = false,
+            }
         }
-        let Some(done) = running.join_next().await else {
-            break;
-        };
-        let fetched = match done {
-            Ok(fetched) => fetched,
-            Err(e) => Fetched::Failed {
-                ticket_id: 0,
-                error: format!("a fetch task failed: {e}"),
-            },
+        let fetched = if running.is_empty() {
+            if !queue_open {
+                break;
+            }
+            // Idle: wait for the listing to queue more.
+            match queue.recv().await {
+                Some(ticket) => {
+                    running.spawn(fetch_one(source.clone(), ticket, ctx.clone()));
+                    continue;
+                }
+                None => break,
+            }
+        } else {
+            // What races: a worker finishing and (while under the cap) new work arriving.
+            tokio::select! {
+                done = running.join_next() => match done {
+                    Some(Ok(fetched)) => fetched,
+                    Some(Err(e)) => Fetched::Failed { ticket_id: 0, error: format!("a fetch task failed: {e}") },
+                    None => continue,
+                },
+                ticket = queue.recv(), if queue_open && running.len() < cap => {
+                    match ticket {
+                        Some(ticket) => {
+                            running.spawn(fetch_one(source.clone(), ticket, ctx.clone()));
+                        }
+                        None => queue_open = false,
+                    }
+                    continue;
+                }
+            }
         };
         if tx.send(fetched).await.is_err() {
             running.abort_all();
-            break; // the committer stopped (an error); stop fetching
+            break; // the dispatcher stopped (an error); stop fetching
         }
     }
 }
@@ -534,14 +652,17 @@ async fn fetch_one(
         (Ok(c), Ok(t)) => (c, t),
         (Err(source::Error::NotFound { .. }), _) | (_, Err(source::Error::NotFound { .. })) => {
             let (_, _, settings) = &*ctx;
-            return Fetched::Done(Outcome::Rejected(Rejection {
+            return Fetched::Done {
+                updated_at: ticket.updated_at,
+                outcome: Outcome::Rejected(Rejection {
                 ticket_id: id,
                 reason: RejectReason::TicketDeleted,
                 department_id: ticket.department_id,
                 detail: format!("ticket {id}: its conversations or time entries answered 404 (deleted after it was listed)"),
-                updated_at: ticket.updated_at,
-                seen_at: settings.synced_at,
-            }));
+                    updated_at: ticket.updated_at,
+                    seen_at: settings.synced_at,
+                }),
+            };
         }
         (Err(e), _) | (_, Err(e)) if e.is_auth() => return Fetched::Fatal(e),
         (Err(e), _) | (_, Err(e)) => {
@@ -551,6 +672,7 @@ async fn fetch_one(
             }
         }
     };
+    let updated_at = ticket.updated_at;
     let outcome = tokio::task::spawn_blocking(move || {
         let (accounts, agents, settings) = &*ctx;
         let ctx = normalize::Context {
@@ -562,7 +684,10 @@ async fn fetch_one(
     })
     .await;
     match outcome {
-        Ok(outcome) => Fetched::Done(outcome),
+        Ok(outcome) => Fetched::Done {
+            updated_at,
+            outcome,
+        },
         Err(panic) => Fetched::Failed {
             ticket_id: id,
             error: format!("normalizing ticket {id} panicked: {panic}"),

@@ -81,7 +81,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "F")]
     pub rate_window_secs: Option<f64>,
 
-    /// Most tickets fetched at once [default: 32]; the budget sets the actual rate.
+    /// Most tickets fetched at once [default: 64]; the budget sets the actual rate.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 

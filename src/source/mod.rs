@@ -180,6 +180,28 @@ impl Source {
         since: DateTime<Utc>,
         filter: ListFilter,
     ) -> Result<Items<wire::Ticket>, Error> {
+        let url = self.tickets_url(since, filter);
+        self.all_pages(Endpoint::TicketsList, url, "tickets").await
+    }
+
+    /// Like [`Self::tickets_updated_since`], but hands each page to `pages` as soon as it
+    /// arrives, so per-ticket work can start while the listing goes on. Stops early (without an
+    /// error) when the receiver is gone.
+    pub async fn stream_tickets_updated_since(
+        &self,
+        since: DateTime<Utc>,
+        filter: ListFilter,
+        pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
+    ) -> Result<(), Error> {
+        let url = self.tickets_url(since, filter);
+        self.each_page(Endpoint::TicketsList, url, "tickets", |items| {
+            let pages = pages.clone();
+            async move { pages.send(items).await.is_ok() }
+        })
+        .await
+    }
+
+    fn tickets_url(&self, since: DateTime<Utc>, filter: ListFilter) -> Url {
         let mut query = vec![
             (
                 "updated_since",
@@ -193,8 +215,7 @@ impl Source {
             ListFilter::Deleted => query.push(("filter", "deleted".into())),
             ListFilter::Spam => query.push(("filter", "spam".into())),
         }
-        let url = self.client.url("tickets", &query);
-        self.all_pages(Endpoint::TicketsList, url, "tickets").await
+        self.client.url("tickets", &query)
     }
 
     /// One ticket with stats and requester; `None` when it does not exist (404).
@@ -243,9 +264,7 @@ impl Source {
             .await
     }
 
-    /// Follows `Link: <…>; rel="next"` until it is absent. A page that is not the expected
-    /// envelope is retried (it is usually a truncated body) and then fails the listing: silently
-    /// skipping a page would lose tickets.
+    /// Every page of a listing, collected.
     async fn all_pages<T: for<'de> serde::Deserialize<'de>>(
         &self,
         endpoint: Endpoint,
@@ -253,6 +272,31 @@ impl Source {
         key: &'static str,
     ) -> Result<Items<T>, Error> {
         let mut out = Vec::new();
+        let out_ref = &mut out;
+        self.each_page(endpoint, first, key, |items| {
+            out_ref.extend(items);
+            std::future::ready(true)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Follows `Link: <…>; rel="next"` until it is absent, handing each page's items to
+    /// `on_page` (which returns `false` to stop). A page that is not the expected envelope is
+    /// retried (it is usually a truncated body) and then fails the listing: silently skipping a
+    /// page would lose tickets.
+    async fn each_page<T, F, Fut>(
+        &self,
+        endpoint: Endpoint,
+        first: Url,
+        key: &'static str,
+        mut on_page: F,
+    ) -> Result<(), Error>
+    where
+        T: for<'de> serde::Deserialize<'de>,
+        F: FnMut(Items<T>) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let mut next = Some(first);
         let mut pages = 0u32;
         while let Some(url) = next {
@@ -270,8 +314,10 @@ impl Source {
                     detail,
                 })?;
             let empty = items.is_empty();
-            out.extend(items);
             next = page.next;
+            if !on_page(items).await {
+                return Ok(());
+            }
             // An empty page that still links onwards would loop forever on a broken server.
             if empty && next.is_some() {
                 tracing::warn!(
@@ -282,7 +328,7 @@ impl Source {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

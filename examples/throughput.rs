@@ -1,0 +1,237 @@
+//! Throughput benchmark: a full sync from the built-in simulator at a plan's real rate limit
+//! (scaled in time by `--minute-secs`), measured against the budget and against the old system's
+//! approach (one request at a time with a one-second gap, scaled the same way).
+//!
+//! ```text
+//! cargo run --release --example throughput                       # Growth, 200 ms, ~3,000 tickets
+//! cargo run --release --example throughput -- --matrix           # Starter/Growth/Enterprise × 200/600 ms
+//! cargo run --release --example throughput -- --plan starter --latency-ms 600
+//! ```
+//!
+//! Printed per run: utilization (credits per steady-state window ÷ the configured share of the
+//! budget), 429s (total and in the worst window), credits per fetched ticket, wall time ÷ the
+//! theoretical minimum (credits spent ÷ the budget's rate), and the baseline's wall time ÷ ours.
+//! The baseline runs on a sample of tickets in the same process and is extrapolated linearly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ticketsync::job::{Job, JobSpec};
+use ticketsync::pipeline;
+use ticketsync::sim::{Plan, SimConfig, Simulator};
+use ticketsync::source::retry::RetryPolicy;
+use ticketsync::source::{ClientConfig, ListFilter, Source};
+use ticketsync::storage::{S3Options, Storage};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// starter, growth, pro or enterprise.
+    #[arg(long, default_value = "growth")]
+    plan: Plan,
+    /// Simulated latency per request (plus up to a quarter of it as jitter).
+    #[arg(long, default_value_t = 200)]
+    latency_ms: u64,
+    /// Tickets generated (about half end up closed, mapped and fetched).
+    #[arg(long, default_value_t = 5800)]
+    tickets: usize,
+    /// Length of the simulated rate window in seconds (60 = real time).
+    #[arg(long, default_value_t = 3.0)]
+    minute_secs: f64,
+    /// Share of the budget the sync may use.
+    #[arg(long, default_value_t = 0.9)]
+    share: f64,
+    /// Tickets the baseline fetches before extrapolating.
+    #[arg(long, default_value_t = 30)]
+    baseline_sample: usize,
+    /// Run Starter, Growth and Enterprise at 200 ms, and Growth and Enterprise at 600 ms.
+    #[arg(long)]
+    matrix: bool,
+}
+
+#[derive(Debug)]
+struct Figures {
+    plan: Plan,
+    latency_ms: u64,
+    fetched: u64,
+    wall: f64,
+    utilization: f64,
+    r429: u64,
+    worst_window_429: u64,
+    credits_per_ticket: f64,
+    wall_vs_min: f64,
+    baseline_wall: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let runs: Vec<(Plan, u64)> = if args.matrix {
+        vec![
+            (Plan::Starter, 200),
+            (Plan::Growth, 200),
+            (Plan::Enterprise, 200),
+            (Plan::Growth, 600),
+            (Plan::Enterprise, 600),
+        ]
+    } else {
+        vec![(args.plan, args.latency_ms)]
+    };
+    println!(
+        "{:<11} {:>7} {:>8} {:>8} {:>11} {:>6} {:>9} {:>11} {:>12} {:>10} {:>10}",
+        "plan",
+        "latency",
+        "tickets",
+        "wall_s",
+        "utilization",
+        "429s",
+        "worst_win",
+        "credits/tkt",
+        "wall/minimum",
+        "baseline_s",
+        "speedup"
+    );
+    for (plan, latency_ms) in runs {
+        let f = run(&args, plan, latency_ms).await;
+        println!(
+            "{:<11} {:>5}ms {:>8} {:>8.1} {:>11.3} {:>6} {:>9} {:>11.3} {:>12.3} {:>10.0} {:>9.1}x",
+            f.plan.to_string(),
+            f.latency_ms,
+            f.fetched,
+            f.wall,
+            f.utilization,
+            f.r429,
+            f.worst_window_429,
+            f.credits_per_ticket,
+            f.wall_vs_min,
+            f.baseline_wall,
+            f.baseline_wall / f.wall
+        );
+    }
+}
+
+async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
+    let config = SimConfig {
+        tickets: args.tickets,
+        seed: 1,
+        plan,
+        minute_secs: args.minute_secs,
+        latency_ms,
+        latency_jitter_ms: latency_ms / 4,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config.clone(), 0)
+        .await
+        .expect("simulator");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+    let spec = JobSpec {
+        data: Some(dir.path().to_str().unwrap().into()),
+        base_url: Some(sim.base_url()),
+        full_sync: Some(true),
+        budget_share: Some(args.share),
+        rate_window_secs: Some(args.minute_secs),
+        concurrency: Some(256),
+        ..JobSpec::default()
+    };
+    let job = Job::resolve(spec, None).expect("job");
+    let source = Arc::new(source_for(&sim, &job));
+    let started = Instant::now();
+    let outcome = pipeline::run(&job, source, &storage).await.expect("run");
+    let wall = started.elapsed().as_secs_f64();
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let stats = sim.stats();
+    let budget = plan.credits_per_minute() as f64 * args.share;
+    // Steady state: every window but the first (start-up) and the last (partial).
+    let windows: Vec<_> = stats.windows.iter().collect();
+    let steady = if windows.len() > 2 {
+        &windows[1..windows.len() - 1]
+    } else {
+        &windows[..]
+    };
+    let utilization = steady.iter().map(|w| w.credits_used as f64).sum::<f64>()
+        / steady.len().max(1) as f64
+        / budget;
+    let fetched = outcome.report.tickets.fetched;
+    if std::env::var_os("THROUGHPUT_WINDOWS").is_some() {
+        let per_window: Vec<(u64, u64)> = stats
+            .windows
+            .iter()
+            .map(|w| (w.credits_used, w.rejected_429))
+            .collect();
+        eprintln!("credits and 429s per window: {per_window:?}");
+    }
+    let minimum = stats.credits_used as f64 / (budget / args.minute_secs);
+    sim.shutdown().await;
+
+    let baseline_wall = baseline(args, config, fetched).await;
+    Figures {
+        plan,
+        latency_ms,
+        fetched,
+        wall,
+        utilization,
+        r429: stats.rate_limited,
+        worst_window_429: stats
+            .windows
+            .iter()
+            .map(|w| w.rejected_429)
+            .max()
+            .unwrap_or(0),
+        credits_per_ticket: stats.credits_used as f64 / fetched.max(1) as f64,
+        wall_vs_min: wall / minimum,
+        baseline_wall,
+    }
+}
+
+fn source_for(sim: &Simulator, job: &Job) -> Source {
+    Source::new(ClientConfig {
+        base_url: url::Url::parse(&sim.base_url()).unwrap(),
+        api_key: sim.api_key(),
+        limiter: job.limiter.clone(),
+        retry: RetryPolicy::default(),
+        timeout: Duration::from_secs(60),
+    })
+    .unwrap()
+}
+
+/// The old system: list, then per ticket time entries and conversations, one request at a time
+/// with a one-second (scaled) pause between requests. Timed on a sample, extrapolated to
+/// `fetched` tickets.
+async fn baseline(args: &Args, config: SimConfig, fetched: u64) -> f64 {
+    let sim = Simulator::start(config, 0).await.expect("simulator");
+    let gap = Duration::from_secs_f64(args.minute_secs / 60.0);
+    let spec = JobSpec {
+        data: Some("unused".into()),
+        base_url: Some(sim.base_url()),
+        rate_window_secs: Some(args.minute_secs),
+        budget_share: Some(1.0),
+        ..JobSpec::default()
+    };
+    let job = Job::resolve(spec, None).unwrap();
+    let source = source_for(&sim, &job);
+    let started = Instant::now();
+    let since = chrono::Utc::now() - chrono::Duration::days(365);
+    let listed = source
+        .tickets_updated_since(since, ListFilter::Live)
+        .await
+        .expect("list");
+    let list_time = started.elapsed().as_secs_f64();
+    let sample: Vec<i64> = listed
+        .iter()
+        .filter_map(|t| t.as_ref().ok())
+        .filter(|t| t.status == Some(5))
+        .take(args.baseline_sample)
+        .map(|t| t.id)
+        .collect();
+    let started = Instant::now();
+    for id in &sample {
+        tokio::time::sleep(gap).await;
+        let _ = source.time_entries(*id).await;
+        tokio::time::sleep(gap).await;
+        let _ = source.conversations(*id).await;
+    }
+    let per_ticket = started.elapsed().as_secs_f64() / sample.len().max(1) as f64;
+    sim.shutdown().await;
+    list_time + per_ticket * fetched as f64
+}
