@@ -66,6 +66,13 @@ pub struct JobSpec {
     pub concurrency: Option<usize>,
     /// Commit (checkpoint) after this many fetched tickets (default 250).
     pub checkpoint_every: Option<usize>,
+    /// Re-read the time entries of tickets closed in the last N days (default 7; 0 = off):
+    /// time logged after close does not always move a ticket's updated_at.
+    pub rescan_days: Option<u32>,
+    /// Hours between two re-scans (default 24: once a day even when the job runs more often).
+    pub rescan_every_hours: Option<f64>,
+    /// Remove tickets that were deleted or marked spam (`filter=deleted`/`spam`; default true).
+    pub reconcile: Option<bool>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
@@ -127,6 +134,9 @@ impl JobSpec {
             rate_window_secs: over.rate_window_secs.or(self.rate_window_secs),
             concurrency: over.concurrency.or(self.concurrency),
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
+            rescan_days: over.rescan_days.or(self.rescan_days),
+            rescan_every_hours: over.rescan_every_hours.or(self.rescan_every_hours),
+            reconcile: over.reconcile.or(self.reconcile),
             s3: over.s3.or(self.s3),
             simulator: if api_given {
                 None
@@ -174,6 +184,9 @@ pub struct Job {
     pub limiter: LimiterConfig,
     pub concurrency: usize,
     pub checkpoint_every: usize,
+    pub rescan_days: u32,
+    pub rescan_every: Duration,
+    pub reconcile: bool,
 }
 
 impl Job {
@@ -266,6 +279,12 @@ impl Job {
             )));
         }
         let checkpoint_every = spec.checkpoint_every.unwrap_or(250).max(1);
+        let rescan_every_hours = spec.rescan_every_hours.unwrap_or(24.0);
+        if !(rescan_every_hours.is_finite() && rescan_every_hours >= 0.0) {
+            return Err(invalid(format!(
+                "rescan_every_hours {rescan_every_hours} must be zero or positive"
+            )));
+        }
         let full_sync_days = spec.full_sync_days.unwrap_or(365);
         if full_sync_days == 0 {
             return Err(invalid("full_sync_days must be at least 1".into()));
@@ -293,6 +312,9 @@ impl Job {
             },
             concurrency,
             checkpoint_every,
+            rescan_days: spec.rescan_days.unwrap_or(7),
+            rescan_every: Duration::from_secs_f64(rescan_every_hours * 3600.0),
+            reconcile: spec.reconcile.unwrap_or(true),
         })
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
@@ -23,7 +24,7 @@ use crate::normalize::{self, AccountMap, AgentInfo, Outcome, RejectReason, Rejec
 use crate::report::{BudgetReport, RunReport, RunStatus, TicketCounts};
 use crate::sink::{self, Changeset, CommitStats, Removal};
 use crate::source::{self, wire, ListFilter, Source};
-use crate::state::{self, Cursor, Location};
+use crate::state::{self, Cursor};
 use crate::storage::{layout, Storage};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,15 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
         },
         counts: TicketCounts::default(),
         rejects_by_reason: BTreeMap::new(),
+        removed: BTreeMap::new(),
+        rescan_due: job.rescan_days > 0
+            && matches!(job.window, Window::Incremental)
+            && cursor.as_ref().is_some_and(|c| {
+                c.rescanned_at.is_none_or(|t| {
+                    started_at - t
+                        >= chrono::Duration::from_std(job.rescan_every).unwrap_or_default()
+                })
+            }),
         output: CommitStats::default(),
         commits: 0,
         started,
@@ -115,11 +125,20 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
             };
             if covers {
                 let next = started_at - chrono::Duration::from_std(job.overlap).unwrap_or_default();
+                // A full window reads every recently closed ticket anyway: it counts as a re-scan.
+                let rescanned_now = run.rescan_due
+                    || !matches!(job.window, Window::Incremental)
+                    || cursor.is_none();
                 state::store_cursor(
                     storage,
                     &Cursor {
                         updated_since: next,
                         run_id: run_id.clone(),
+                        rescanned_at: if rescanned_now {
+                            Some(started_at)
+                        } else {
+                            cursor.as_ref().and_then(|c| c.rescanned_at)
+                        },
                     },
                 )
                 .await?;
@@ -162,6 +181,7 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
         status,
         tickets: run.counts.clone(),
         rejects_by_reason: run.rejects_by_reason.clone(),
+        removed: run.removed.clone(),
         budget: BudgetReport {
             account_total: limiter.total,
             target_per_window: target,
@@ -202,15 +222,132 @@ struct Run<'a> {
     settings: Settings,
     counts: TicketCounts,
     rejects_by_reason: BTreeMap<String, u64>,
+    removed: BTreeMap<String, Vec<i64>>,
+    /// Whether this run re-reads the time entries of recently closed tickets.
+    rescan_due: bool,
     output: CommitStats,
     commits: u32,
     started: Instant,
+}
+
+/// What the listing task hands the dispatcher.
+enum Listed {
+    /// A page of the live listing (or the one ticket of a single-ticket run).
+    Live(source::Items<wire::Ticket>),
+    /// Tickets the reconciliation found deleted or spam.
+    Gone(Removal, Vec<i64>),
+    /// A ticket in the re-scan window whose time entries changed: fetch it again.
+    Changed(wire::Ticket),
+    /// How many tickets the re-scan checked.
+    Rescanned(u64),
+}
+
+/// What the listing task reads besides the live listing.
+struct ListingPlan {
+    since: DateTime<Utc>,
+    /// `updated_since` of the deleted/spam reconciliation (`None`: off).
+    reconcile_since: Option<DateTime<Utc>>,
+    /// Placed tickets closed recently, with their stored time-entry fingerprints.
+    rescan: Vec<(i64, Option<u64>)>,
+}
+
+/// The listing task: the live listing page by page, then the deleted and spam views, then the
+/// re-scan of recently closed tickets for time entries logged after close.
+async fn list(
+    source: Arc<Source>,
+    plan: ListingPlan,
+    tx: mpsc::Sender<Listed>,
+) -> Result<(), source::Error> {
+    let (pages_tx, mut pages_rx) = mpsc::channel(2);
+    let live = {
+        let source = source.clone();
+        tokio::spawn(async move {
+            source
+                .stream_tickets_updated_since(plan.since, ListFilter::Live, pages_tx)
+                .await
+        })
+    };
+    let mut listed = std::collections::HashSet::new();
+    while let Some(items) = pages_rx.recv().await {
+        listed.extend(
+            items
+                .iter()
+                .filter_map(|t: &Result<wire::Ticket, _>| t.as_ref().ok().map(|t| t.id)),
+        );
+        if tx.send(Listed::Live(items)).await.is_err() {
+            return Ok(());
+        }
+    }
+    live.await
+        .map_err(|e| source::Error::Config(format!("listing task failed: {e}")))??;
+
+    if let Some(since) = plan.reconcile_since {
+        for (filter, reason) in [
+            (ListFilter::Deleted, Removal::Deleted),
+            (ListFilter::Spam, Removal::Spam),
+        ] {
+            let ids: Vec<i64> = source
+                .tickets_updated_since(since, filter)
+                .await?
+                .iter()
+                .filter_map(|t| match t {
+                    Ok(t) => Some(t.id),
+                    Err(e) => e.id,
+                })
+                .collect();
+            if !ids.is_empty() && tx.send(Listed::Gone(reason, ids)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    // Time entries can be added after close without the ticket's updated_at moving: re-read
+    // them (one cheap call per ticket) for recently closed tickets the listing did not bring.
+    let candidates: Vec<(i64, Option<u64>)> = plan
+        .rescan
+        .into_iter()
+        .filter(|(id, _)| !listed.contains(id))
+        .collect();
+    let checked = candidates.len() as u64;
+    let mut checks = futures::stream::iter(candidates)
+        .map(|(id, stored)| {
+            let source = source.clone();
+            async move {
+                match source.time_entries(id).await {
+                    Ok(entries)
+                        if Some(normalize::time_entries_fingerprint(&entries)) == stored =>
+                    {
+                        Ok(None)
+                    }
+                    Ok(_) => match source.ticket(id).await? {
+                        Some(Ok(ticket)) => Ok(Some(Listed::Changed(ticket))),
+                        Some(Err(_)) | None => Ok(Some(Listed::Gone(Removal::Deleted, vec![id]))),
+                    },
+                    Err(source::Error::NotFound { .. }) => {
+                        Ok(Some(Listed::Gone(Removal::Deleted, vec![id])))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .buffer_unordered(16);
+    while let Some(result) = checks.next().await {
+        if let Some(listed) = result? {
+            if tx.send(listed).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.send(Listed::Rescanned(checked)).await;
+    Ok(())
 }
 
 /// Which version of each listed ticket is the latest (the listing can show a ticket twice when
 /// it changes while we page).
 struct Dispatch {
     latest: HashMap<i64, Option<DateTime<Utc>>>,
+    /// Tickets the reconciliation found deleted or spam: nothing of them is written.
+    gone: std::collections::HashSet<i64>,
     /// A single-ticket run fetches even an unchanged ticket.
     single: bool,
 }
@@ -218,6 +355,9 @@ struct Dispatch {
 impl Dispatch {
     /// Records `updated_at` for `id`; `false` when an equal or newer version was seen before.
     fn newer(&mut self, id: i64, updated_at: Option<DateTime<Utc>>) -> bool {
+        if self.gone.contains(&id) {
+            return false;
+        }
         match self.latest.get(&id) {
             Some(seen) if *seen >= updated_at => false,
             _ => {
@@ -229,7 +369,11 @@ impl Dispatch {
 
     /// Whether a fetched version is still the latest one listed.
     fn is_latest(&self, id: i64, updated_at: Option<DateTime<Utc>>) -> bool {
-        self.latest.get(&id).is_none_or(|seen| *seen <= updated_at)
+        !self.gone.contains(&id) && self.latest.get(&id).is_none_or(|seen| *seen <= updated_at)
+    }
+
+    fn gone(&mut self, id: i64) {
+        self.gone.insert(id);
     }
 }
 
@@ -288,12 +432,12 @@ impl Run<'_> {
 
         // The listing streams pages into the dispatcher below; a single-ticket run feeds one
         // "page" of one ticket.
-        let (page_tx, mut page_rx) = mpsc::channel::<source::Items<wire::Ticket>>(4);
+        let (page_tx, mut page_rx) = mpsc::channel::<Listed>(4);
         let lister = match (self.job.window, since) {
             (Window::Ticket(id), _) => {
                 match source.ticket(id).await? {
                     Some(t) => {
-                        let _ = page_tx.send(vec![t]).await;
+                        let _ = page_tx.send(Listed::Live(vec![t])).await;
                     }
                     None if index.get(id).is_some() => {
                         let rejection = Rejection {
@@ -318,12 +462,22 @@ impl Run<'_> {
                 None
             }
             (_, Some(since)) => {
-                let source = source.clone();
-                Some(tokio::spawn(async move {
-                    source
-                        .stream_tickets_updated_since(since, ListFilter::Live, page_tx)
-                        .await
-                }))
+                let plan = ListingPlan {
+                    since,
+                    reconcile_since: self.job.reconcile.then(|| {
+                        self.settings.synced_at
+                            - chrono::Duration::days(self.job.full_sync_days.into())
+                    }),
+                    rescan: if self.rescan_due {
+                        index.closed_since(
+                            self.settings.synced_at
+                                - chrono::Duration::days(self.job.rescan_days.into()),
+                        )
+                    } else {
+                        Vec::new()
+                    },
+                };
+                Some(tokio::spawn(list(source.clone(), plan, page_tx)))
             }
             (_, None) => None,
         };
@@ -347,6 +501,7 @@ impl Run<'_> {
 
         let mut dispatch = Dispatch {
             latest: HashMap::new(),
+            gone: Default::default(),
             single: matches!(self.job.window, Window::Ticket(_)),
         };
         let mut changeset = Changeset::default();
@@ -359,9 +514,26 @@ impl Run<'_> {
             // listing to end.
             tokio::select! {
                 page = page_rx.recv(), if listing_open => match page {
-                    Some(items) => {
-                        let queued = self.classify(items, index, &ctx, &mut dispatch, &mut changeset, ticket_tx.as_ref());
+                    Some(Listed::Live(items)) => {
+                        let queued = self.classify(items, index, &ctx, &mut dispatch, &mut changeset, ticket_tx.as_ref(), false);
                         progress.pb_inc_length(queued);
+                    }
+                    Some(Listed::Changed(ticket)) => {
+                        self.counts.rescan_changed += 1;
+                        let queued = self.classify(vec![Ok(ticket)], index, &ctx, &mut dispatch, &mut changeset, ticket_tx.as_ref(), true);
+                        progress.pb_inc_length(queued);
+                    }
+                    Some(Listed::Rescanned(n)) => self.counts.rescanned += n,
+                    Some(Listed::Gone(reason, ids)) => {
+                        for id in ids {
+                            dispatch.gone(id);
+                            changeset.placed.retain(|p| p.ticket.ticket_id != id);
+                            changeset.rejected.retain(|r| r.ticket_id != id);
+                            changeset.removed.retain(|(r, _)| *r != id);
+                            if index.get(id).is_some() {
+                                changeset.removed.push((id, reason));
+                            }
+                        }
                     }
                     None => {
                         // The listing is over: the workers finish their queue and stop.
@@ -445,6 +617,7 @@ impl Run<'_> {
         dispatch: &mut Dispatch,
         changeset: &mut Changeset,
         queue: Option<&mpsc::UnboundedSender<wire::Ticket>>,
+        force: bool,
     ) -> u64 {
         let (accounts, agents, settings) = &**ctx;
         let ctx = normalize::Context {
@@ -474,8 +647,8 @@ impl Run<'_> {
                 }
             };
             let id = ticket.id;
-            if !dispatch.newer(id, ticket.updated_at) {
-                continue; // a duplicate (page shift) or an older version
+            if !force && !dispatch.newer(id, ticket.updated_at) {
+                continue; // a duplicate (page shift), an older version, or a ticket gone meanwhile
             }
             // A newer version supersedes whatever is pending for this ticket.
             changeset.placed.retain(|p| p.ticket.ticket_id != id);
@@ -493,7 +666,7 @@ impl Run<'_> {
                 continue;
             }
             match ticket.updated_at {
-                Some(u) if !dispatch.single && index.is_current(id, u) => {
+                Some(u) if !force && !dispatch.single && index.is_current(id, u) => {
                     self.counts.unchanged += 1
                 }
                 _ => {
@@ -525,13 +698,16 @@ impl Run<'_> {
                 .entry(r.reason.as_str().to_string())
                 .or_default() += 1;
         }
-        for (id, _) in &changeset.removed {
-            if let Some(Location::Placed { .. }) = index.get(*id).map(|e| &e.location) {
-                tracing::info!(
-                    ticket_id = id,
-                    "ticket reopened: removed from the closed dataset"
-                );
-            }
+        for (id, reason) in &changeset.removed {
+            tracing::info!(
+                ticket_id = id,
+                reason = reason.as_str(),
+                "ticket removed from the closed dataset"
+            );
+            self.removed
+                .entry(reason.as_str().to_string())
+                .or_default()
+                .push(*id);
         }
         let tag = format!("{}-{}", self.run_id, self.commits);
         self.commits += 1;

@@ -43,6 +43,10 @@ pub struct TicketCounts {
     pub failed: u64,
     /// Listing rows without a usable id (cannot be placed or rejected; logged).
     pub unidentifiable: u64,
+    /// Recently closed tickets whose time entries were re-read (the re-scan window).
+    pub rescanned: u64,
+    /// Of those, tickets whose time entries had changed and that were written again.
+    pub rescan_changed: u64,
 }
 
 /// The rate budget as the run saw it.
@@ -75,6 +79,8 @@ pub struct RunReport {
     pub status: RunStatus,
     pub tickets: TicketCounts,
     pub rejects_by_reason: BTreeMap<String, u64>,
+    /// Tickets removed from the dataset, by reason (reopened, deleted, spam), with their ids.
+    pub removed: BTreeMap<String, Vec<i64>>,
     pub api: CallStats,
     pub budget: BudgetReport,
     pub output: CommitStats,

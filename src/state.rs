@@ -43,6 +43,11 @@ pub struct IndexEntry {
     /// (a reject whose row did not decode), which never matches, so it is re-read.
     pub updated_at: Option<i64>,
     pub location: Location,
+    /// `closed_at` (ms) of a placed ticket: the re-scan window for late time entries uses it.
+    pub closed_at: Option<i64>,
+    /// Fingerprint of the ticket's time entries as last fetched (see
+    /// `normalize::time_entries_fingerprint`): a re-scan compares it to spot late entries.
+    pub time_entries: Option<u64>,
 }
 
 /// Every ticket in the dataset.
@@ -51,8 +56,16 @@ pub struct Index {
     entries: BTreeMap<i64, IndexEntry>,
 }
 
-/// One index row on disk: `[ticket_id, updated_at_ms|null, account|null, year|null]`.
-type IndexRow = (i64, Option<i64>, Option<String>, Option<i32>);
+/// One index row on disk:
+/// `[ticket_id, updated_at_ms|null, account|null, year|null, closed_at_ms|null, time_entries_fingerprint|null]`.
+type IndexRow = (
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<i32>,
+    Option<i64>,
+    Option<u64>,
+);
 
 /// On-disk form: compact rows.
 #[derive(Serialize, Deserialize)]
@@ -86,11 +99,24 @@ impl Index {
         self.entries.iter()
     }
 
+    /// Placed tickets closed at or after `since` (ms): the re-scan window.
+    pub fn closed_since(&self, since: DateTime<Utc>) -> Vec<(i64, Option<u64>)> {
+        let since = since.timestamp_millis();
+        self.entries
+            .iter()
+            .filter(|(_, e)| {
+                matches!(e.location, Location::Placed { .. })
+                    && e.closed_at.is_some_and(|c| c >= since)
+            })
+            .map(|(id, e)| (*id, e.time_entries))
+            .collect()
+    }
+
     /// Whether the dataset already holds this version of the ticket, placed.
     pub fn is_current(&self, ticket_id: i64, updated_at: DateTime<Utc>) -> bool {
         matches!(
             self.entries.get(&ticket_id),
-            Some(IndexEntry { updated_at: Some(ms), location: Location::Placed { .. } })
+            Some(IndexEntry { updated_at: Some(ms), location: Location::Placed { .. }, .. })
                 if *ms == updated_at.timestamp_millis()
         )
     }
@@ -102,10 +128,15 @@ impl Index {
                 .entries
                 .iter()
                 .map(|(id, e)| match &e.location {
-                    Location::Placed { account, year } => {
-                        (*id, e.updated_at, Some(account.clone()), Some(*year))
-                    }
-                    Location::Rejected => (*id, e.updated_at, None, None),
+                    Location::Placed { account, year } => (
+                        *id,
+                        e.updated_at,
+                        Some(account.clone()),
+                        Some(*year),
+                        e.closed_at,
+                        e.time_entries,
+                    ),
+                    Location::Rejected => (*id, e.updated_at, None, None, None, None),
                 })
                 .collect(),
         };
@@ -121,7 +152,7 @@ impl Index {
         let entries = file
             .tickets
             .into_iter()
-            .map(|(id, updated_at, account, year)| {
+            .map(|(id, updated_at, account, year, closed_at, time_entries)| {
                 let location = match (account, year) {
                     (Some(account), Some(year)) => Location::Placed { account, year },
                     _ => Location::Rejected,
@@ -131,6 +162,8 @@ impl Index {
                     IndexEntry {
                         updated_at,
                         location,
+                        closed_at,
+                        time_entries,
                     },
                 )
             })
@@ -146,6 +179,9 @@ pub struct Cursor {
     pub updated_since: DateTime<Utc>,
     /// The run that wrote it.
     pub run_id: String,
+    /// When recently closed tickets last had their time entries re-read.
+    #[serde(default)]
+    pub rescanned_at: Option<DateTime<Utc>>,
 }
 
 /// The commit record of one changeset.
@@ -257,6 +293,8 @@ mod tests {
                     account: "482913".into(),
                     year: 2025,
                 },
+                closed_at: Some(1_700_000_000_000),
+                time_entries: Some(42),
             },
         );
         index.insert(
@@ -264,10 +302,14 @@ mod tests {
             IndexEntry {
                 updated_at: None,
                 location: Location::Rejected,
+                closed_at: None,
+                time_entries: None,
             },
         );
         let back = Index::from_json(&index.to_json(), "x").unwrap();
         assert_eq!(back, index);
+        let recent = back.closed_since(DateTime::from_timestamp_millis(1_600_000_000_000).unwrap());
+        assert_eq!(recent, vec![(1, Some(42))]);
         assert!(back.is_current(
             1,
             DateTime::from_timestamp_millis(1_700_000_000_000).unwrap()
@@ -277,6 +319,8 @@ mod tests {
             DateTime::from_timestamp_millis(1_700_000_000_001).unwrap()
         ));
         assert!(!back.is_current(2, DateTime::from_timestamp_millis(0).unwrap()));
+        let recent = back.closed_since(DateTime::from_timestamp_millis(1_600_000_000_000).unwrap());
+        assert_eq!(recent, vec![(1, Some(42))]);
     }
 
     #[test]

@@ -196,6 +196,8 @@ pub struct Placed {
     pub time_entries: Vec<TimeEntryRow>,
     /// The KnowledgeTree markdown document.
     pub markdown: String,
+    /// [`time_entries_fingerprint`] of the entries this version was built from.
+    pub time_entries_fingerprint: u64,
 }
 
 /// Normalize's verdict on one closed ticket.
@@ -460,6 +462,7 @@ pub fn normalize_ticket(
         synced_at: ctx.settings.synced_at,
     };
     let markdown = markdown::render(&row, &public, &notes);
+    let time_entries_fingerprint = time_entries_fingerprint(time_entries);
     Outcome::Placed(Box::new(Placed {
         account: account.to_string(),
         year: closed_at.year(),
@@ -468,7 +471,40 @@ pub fn normalize_ticket(
         notes,
         time_entries: entries,
         markdown,
+        time_entries_fingerprint,
     }))
+}
+
+/// A stable fingerprint of a ticket's time entries (ids, durations, billable flags, timers,
+/// dates and update times), independent of their order: when a re-scan finds a different one,
+/// time was logged, edited or removed after the ticket closed. FNV-1a, so it is the same on
+/// every build and platform.
+pub fn time_entries_fingerprint(entries: &[Result<wire::TimeEntry, ItemError>]) -> u64 {
+    let mut parts: Vec<String> = entries
+        .iter()
+        .map(|e| match e {
+            Ok(e) => format!(
+                "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                e.id,
+                e.time_spent,
+                e.billable,
+                e.timer_running,
+                e.executed_at,
+                e.updated_at,
+                e.agent_id
+            ),
+            Err(err) => format!("!{:?}|{}", err.id, err.detail),
+        })
+        .collect();
+    parts.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(b'\n')) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 /// Requester name and email: the `include=requester` embed, else the agent with that id (agents

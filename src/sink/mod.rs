@@ -53,6 +53,20 @@ pub enum Error {
 pub enum Removal {
     /// Its status left Closed.
     Reopened,
+    /// Listed by `filter=deleted`, or its detail calls answered 404 while it was in the dataset.
+    Deleted,
+    /// Listed by `filter=spam`.
+    Spam,
+}
+
+impl Removal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Removal::Reopened => "reopened",
+            Removal::Deleted => "deleted",
+            Removal::Spam => "spam",
+        }
+    }
 }
 
 /// What one commit changes.
@@ -238,6 +252,8 @@ pub async fn commit(
             IndexEntry {
                 updated_at: r.updated_at.map(|t| t.timestamp_millis()),
                 location: Location::Rejected,
+                closed_at: None,
+                time_entries: None,
             },
         );
     }
@@ -250,6 +266,8 @@ pub async fn commit(
                     account: p.account.clone(),
                     year: p.year,
                 },
+                closed_at: Some(p.ticket.closed_at.timestamp_millis()),
+                time_entries: Some(p.time_entries_fingerprint),
             },
         );
     }

@@ -230,3 +230,92 @@ async fn a_ticket_that_changes_account_moves_with_all_its_rows() {
         .keys()
         .any(|k| k.starts_with("markdown/MOVED-1/") && k.ends_with(&format!("/{id}.md"))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_spam_tickets_are_reconciled_away() {
+    let h = Harness::new(150, 12).await;
+    h.full_sync().await;
+    let docs = h.storage.list(&Path::from("markdown")).await.unwrap();
+    let id_of = |p: &Path| -> i64 {
+        p.filename()
+            .unwrap()
+            .trim_end_matches(".md")
+            .parse()
+            .unwrap()
+    };
+    let (deleted, spam) = (id_of(&docs[0]), id_of(&docs[1]));
+    h.sim.delete_ticket(deleted);
+    h.sim.spam_ticket(spam);
+    let run = h.incremental().await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(run.report.removed.get("deleted"), Some(&vec![deleted]));
+    assert_eq!(run.report.removed.get("spam"), Some(&vec![spam]));
+    let dump = h.dump().await;
+    for id in [deleted, spam] {
+        for (table, rows) in &dump.rows {
+            assert!(
+                !rows.iter().any(|l| l.contains(&format!("ticket_id={id} "))),
+                "{id} still in {table}"
+            );
+        }
+        assert!(!dump
+            .markdown
+            .keys()
+            .any(|k| k.ends_with(&format!("/{id}.md"))));
+    }
+    // The next run does not remove them again.
+    let again = h.incremental().await;
+    assert!(
+        again.report.removed.is_empty(),
+        "{:?}",
+        again.report.removed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_logged_after_close_is_caught_by_the_rescan() {
+    let h = Harness::new(200, 13).await;
+    h.full_sync().await;
+    let gt = h.sim.ground_truth();
+    // A ticket closed within the re-scan window (the last 30 days here), already in the dataset.
+    let since = chrono::Utc::now() - chrono::Duration::days(30);
+    let dump = h.dump().await;
+    let id = gt
+        .closed_tickets()
+        .filter(|t| t.closed_at.is_some_and(|c| c >= since))
+        .map(|t| t.id)
+        .find(|id| ticket_rows(&dump, *id).len() == 1)
+        .expect("a recently closed, placed ticket");
+    let before = ticket_rows(&dump, id)[0].clone();
+    // Time logged without the ticket's updated_at moving: the listing cannot see it.
+    h.sim.add_time_entry(id, 45, true, false);
+    let spec = JobSpec {
+        rescan_days: Some(30),
+        rescan_every_hours: Some(0.0),
+        ..h.spec()
+    };
+    let run = h.sync_with(spec, None).await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert!(run.report.tickets.rescanned >= 1);
+    assert_eq!(
+        run.report.tickets.rescan_changed, 1,
+        "{:?}",
+        run.report.tickets
+    );
+    let after = ticket_rows(&h.dump().await, id)[0].clone();
+    let minutes = |row: &str| -> i64 {
+        row.split(' ')
+            .find_map(|kv| kv.strip_prefix("total_minutes="))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let t = h.sim.ground_truth().ticket(id).unwrap().clone();
+    let expected: i64 = t
+        .time_entries
+        .iter()
+        .map(|e| crate::support::minutes_of(&e.time_spent))
+        .sum();
+    assert_eq!(minutes(&after), expected, "{before}\n{after}");
+    assert_ne!(minutes(&before), minutes(&after));
+}

@@ -5,5 +5,6 @@ mod support;
 mod cli;
 mod faults;
 mod incremental;
+mod kill;
 mod rate_limit;
 mod run_basic;

@@ -1,0 +1,170 @@
+//! Crash safety: the real binary is killed with SIGKILL at seeded random moments (while
+//! listing, fetching, writing Parquet and markdown, committing), then rerun to completion; the
+//! dataset must equal a clean run's, table for table and document for document.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ticketsync::sim::{Plan, SimConfig, Simulator};
+use ticketsync::storage::{S3Options, Storage};
+
+use crate::support::Dump;
+
+fn command(sim: &Simulator, data: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
+    cmd.args([
+        "sync",
+        "--base-url",
+        &sim.base_url(),
+        "--data",
+        data,
+        "--full-sync",
+        "--rate-window-secs",
+        "1",
+        "--checkpoint-every",
+        "15",
+        "--quiet",
+    ])
+    .env("FRESHSERVICE_API_KEY", sim.api_key())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
+async fn dump(dir: &std::path::Path) -> Dump {
+    let storage = Storage::open(dir.to_str().unwrap(), &S3Options::default()).unwrap();
+    Dump::of(&storage).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_moment_then_rerun_equals_a_clean_run() {
+    let config = SimConfig {
+        tickets: 100,
+        seed: 41,
+        plan: Plan::Enterprise,
+        minute_secs: 1.0,
+        latency_ms: 3,
+        now: Utc::now()
+            .duration_trunc(chrono::Duration::minutes(1))
+            .unwrap(),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config, 0).await.unwrap();
+
+    let clean_dir = tempfile::tempdir().unwrap();
+    let clean_data = clean_dir.path().to_str().unwrap().to_string();
+    let started = Instant::now();
+    let status = command(&sim, &clean_data).status().unwrap();
+    let clean_time = started.elapsed();
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "clean run: {status:?}"
+    );
+    let clean = dump(clean_dir.path()).await;
+    assert!(!clean.table("tickets").is_empty());
+
+    let mut rng = StdRng::seed_from_u64(20_251_126);
+    let kill_points = 20;
+    let mut killed_mid_run = 0;
+    for point in 0..kill_points {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap().to_string();
+        // Up to two kills in a row before the run is allowed to finish.
+        for _ in 0..(1 + point % 2) {
+            let at = clean_time.mul_f64(rng.gen_range(0.02..1.0));
+            let mut child = command(&sim, &data).spawn().unwrap();
+            tokio::time::sleep(at).await;
+            if child.try_wait().unwrap().is_none() {
+                killed_mid_run += 1;
+            }
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+        let status = command(&sim, &data).status().unwrap();
+        assert!(
+            matches!(status.code(), Some(0 | 1)),
+            "kill point {point}: rerun {status:?}"
+        );
+        let after = dump(dir.path()).await;
+        assert_eq!(
+            after.files, clean.files,
+            "kill point {point}: objects differ"
+        );
+        assert_eq!(
+            after.markdown, clean.markdown,
+            "kill point {point}: markdown differs"
+        );
+        for (table, rows) in &clean.rows {
+            assert_eq!(
+                &after.rows[table], rows,
+                "kill point {point}: table {table} differs"
+            );
+        }
+    }
+    assert!(
+        killed_mid_run >= kill_points / 2,
+        "most kills must hit a running sync ({killed_mid_run})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_late_resumes_without_refetching_finished_tickets() {
+    let config = SimConfig {
+        tickets: 200,
+        seed: 42,
+        plan: Plan::Enterprise,
+        minute_secs: 1.0,
+        latency_ms: 5,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let since = Utc::now() - chrono::Duration::days(365);
+    let closed = sim
+        .ground_truth()
+        .closed_tickets()
+        .filter(|t| t.updated_at >= since)
+        .count();
+    let mut child = command(&sim, &data).spawn().unwrap();
+    // Kill at about 80 %: once the index holds that share of the closed tickets.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed = std::fs::read(dir.path().join("_state/index.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map_or(0, |v| v["tickets"].as_array().map_or(0, |a| a.len()));
+        if committed * 5 >= closed * 4
+            || child.try_wait().unwrap().is_some()
+            || Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let before = sim.stats().endpoint("conversations");
+    let status = command(&sim, &data).status().unwrap();
+    assert!(matches!(status.code(), Some(0 | 1)));
+    let refetched = sim.stats().endpoint("conversations") - before;
+    let reports: Vec<serde_json::Value> = std::fs::read_dir(dir.path().join("_runs"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    let resumed = reports
+        .iter()
+        .find(|r| r["status"] != "failed")
+        .expect("the rerun's report");
+    let reused = resumed["tickets"]["unchanged"].as_u64().unwrap();
+    let fetched = resumed["tickets"]["fetched"].as_u64().unwrap();
+    assert!(reused > 0, "the rerun reused committed tickets: {resumed}");
+    assert!(
+        (fetched as f64) < 0.3 * (reused + fetched) as f64,
+        "refetched {fetched} of {} ({refetched} conversation calls)",
+        reused + fetched
+    );
+}
