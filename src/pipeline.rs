@@ -237,7 +237,7 @@ enum Listed {
     /// Tickets the reconciliation found deleted or spam.
     Gone(Removal, Vec<i64>),
     /// A ticket in the re-scan window whose time entries changed: fetch it again.
-    Changed(wire::Ticket),
+    Changed(Box<wire::Ticket>),
     /// How many tickets the re-scan checked.
     Rescanned(u64),
 }
@@ -320,7 +320,7 @@ async fn list(
                         Ok(None)
                     }
                     Ok(_) => match source.ticket(id).await? {
-                        Some(Ok(ticket)) => Ok(Some(Listed::Changed(ticket))),
+                        Some(Ok(ticket)) => Ok(Some(Listed::Changed(Box::new(ticket)))),
                         Some(Err(_)) | None => Ok(Some(Listed::Gone(Removal::Deleted, vec![id]))),
                     },
                     Err(source::Error::NotFound { .. }) => {
@@ -350,6 +350,8 @@ struct Dispatch {
     gone: std::collections::HashSet<i64>,
     /// A single-ticket run fetches even an unchanged ticket.
     single: bool,
+    /// The fetch workers' queue; `None` once the listing is over.
+    queue: Option<mpsc::UnboundedSender<wire::Ticket>>,
 }
 
 impl Dispatch {
@@ -492,7 +494,6 @@ impl Run<'_> {
             self.job.concurrency,
             result_tx,
         ));
-        let mut ticket_tx = Some(ticket_tx);
 
         let progress = tracing::info_span!("fetching", indicatif.pb_show = true);
         progress.pb_set_style(&progress_style());
@@ -502,6 +503,7 @@ impl Run<'_> {
         let mut dispatch = Dispatch {
             latest: HashMap::new(),
             gone: Default::default(),
+            queue: Some(ticket_tx),
             single: matches!(self.job.window, Window::Ticket(_)),
         };
         let mut changeset = Changeset::default();
@@ -515,12 +517,12 @@ impl Run<'_> {
             tokio::select! {
                 page = page_rx.recv(), if listing_open => match page {
                     Some(Listed::Live(items)) => {
-                        let queued = self.classify(items, index, &ctx, &mut dispatch, &mut changeset, ticket_tx.as_ref(), false);
+                        let queued = self.classify(items, index, &ctx, &mut dispatch, &mut changeset, false);
                         progress.pb_inc_length(queued);
                     }
                     Some(Listed::Changed(ticket)) => {
                         self.counts.rescan_changed += 1;
-                        let queued = self.classify(vec![Ok(ticket)], index, &ctx, &mut dispatch, &mut changeset, ticket_tx.as_ref(), true);
+                        let queued = self.classify(vec![Ok(*ticket)], index, &ctx, &mut dispatch, &mut changeset, true);
                         progress.pb_inc_length(queued);
                     }
                     Some(Listed::Rescanned(n)) => self.counts.rescanned += n,
@@ -538,7 +540,7 @@ impl Run<'_> {
                     None => {
                         // The listing is over: the workers finish their queue and stop.
                         listing_open = false;
-                        ticket_tx = None;
+                        dispatch.queue = None;
                     }
                 },
                 item = result_rx.recv(), if results_open => match item {
@@ -577,7 +579,7 @@ impl Run<'_> {
                 tracing::info!(done, "checkpoint committed");
             }
         }
-        drop(ticket_tx);
+        dispatch.queue = None;
         drop(result_rx);
         let _ = fetcher.await;
         self.counts.listed = dispatch.latest.len() as u64;
@@ -616,7 +618,6 @@ impl Run<'_> {
         ctx: &Arc<(AccountMap, HashMap<i64, AgentInfo>, Settings)>,
         dispatch: &mut Dispatch,
         changeset: &mut Changeset,
-        queue: Option<&mpsc::UnboundedSender<wire::Ticket>>,
         force: bool,
     ) -> u64 {
         let (accounts, agents, settings) = &**ctx;
@@ -670,7 +671,7 @@ impl Run<'_> {
                     self.counts.unchanged += 1
                 }
                 _ => {
-                    if let Some(queue) = queue {
+                    if let Some(queue) = &dispatch.queue {
                         if queue.send(ticket).is_ok() {
                             queued += 1;
                         }
