@@ -261,3 +261,109 @@ fn markdown_in_user_text_cannot_break_the_structure() {
         p.markdown
     );
 }
+
+mod properties {
+    //! Property tests (the fuzz targets of normalize): arbitrary input never panics and keeps
+    //! the documented guarantees.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::normalize::hours::parse_time_spent;
+    use crate::normalize::text::{block, html_to_text};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn time_spent_never_panics_and_valid_forms_round_trip(raw in ".{0,12}", h in 0i64..100_000, m in 0i64..60) {
+            let _ = parse_time_spent(&raw);
+            prop_assert_eq!(parse_time_spent(&format!("{h}:{m:02}")), Ok(h * 60 + m));
+            prop_assert_eq!(parse_time_spent(&format!("{h:02}:{m:02}:00")), Ok(h * 60 + m));
+        }
+
+        #[test]
+        fn html_to_text_never_panics_or_leaks_tags(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("<div>".to_string()), Just("</div>".to_string()), Just("<p>".to_string()),
+                    Just("<script>x()</script>".to_string()), Just("<style>p{}</style>".to_string()),
+                    Just("&amp;".to_string()), Just("&#x1F600;".to_string()), Just("<br>".to_string()),
+                    Just("<img src=\"data:image/png;base64,AAAA\">".to_string()), Just("<table><tr><td>".to_string()),
+                    "[a-zA-Z0-9 #*_\\-=\n]{0,20}",
+                    "[^<]{0,8}",
+                ],
+                0..40,
+            )
+        ) {
+            let html = parts.concat();
+            let text = html_to_text(&html);
+            prop_assert!(!text.contains("<script"), "{}", text);
+            prop_assert!(!text.contains("base64"), "{}", text);
+            prop_assert!(!text.contains("x()"), "{}", text);
+        }
+
+        #[test]
+        fn markdown_blocks_never_open_sections(text in "(#{0,3}[ a-z\\-=*]{0,6}\n){0,12}") {
+            for line in block(&text).lines() {
+                let t = line.trim_start();
+                prop_assert!(!t.starts_with('#'), "{:?}", line);
+                prop_assert!(t != "---", "{:?}", line);
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_items_never_panic(value in arbitrary_json()) {
+            let body = serde_json::json!({"tickets": [value.clone()], "conversations": [value.clone()], "time_entries": [value]});
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let tickets = wire::decode_each::<wire::Ticket>(&bytes, "tickets").unwrap();
+            let convs = wire::decode_each::<wire::Conversation>(&bytes, "conversations").unwrap();
+            let entries = wire::decode_each::<wire::TimeEntry>(&bytes, "time_entries").unwrap();
+            if let Ok(t) = &tickets[0] {
+                // Whatever decodes normalizes to a row or a precise rejection, never a panic.
+                match run(t, &convs, &entries) {
+                    Outcome::Placed(p) => prop_assert_eq!(p.ticket.ticket_id, t.id),
+                    Outcome::Rejected(r) => {
+                        let needle = format!("ticket {}", t.id);
+                        prop_assert!(r.detail.contains(&needle), "{}", r.detail);
+                    }
+                }
+            }
+        }
+    }
+
+    fn arbitrary_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[ -~]{0,10}".prop_map(serde_json::Value::from),
+            Just(serde_json::json!("2025-01-01T00:00:00Z")),
+            Just(serde_json::json!("01:30")),
+            Just(serde_json::json!(21000351606_i64)),
+        ];
+        let fields = [
+            "id",
+            "status",
+            "priority",
+            "department_id",
+            "updated_at",
+            "created_at",
+            "subject",
+            "description",
+            "stats",
+            "requester",
+            "body",
+            "private",
+            "incoming",
+            "to_emails",
+            "time_spent",
+            "billable",
+            "agent_id",
+        ];
+        proptest::collection::btree_map(proptest::sample::select(fields.to_vec()), leaf, 0..12)
+            .prop_map(|m| {
+                serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            })
+    }
+}

@@ -4,6 +4,10 @@
 /// documents are flattened by [`strip_tags`] instead. Real ticket HTML nests a few dozen levels.
 const MAX_NESTING: usize = 400;
 
+/// Bodies larger than this (pasted logs, inline attachments) skip html2text, whose layout work
+/// grows faster than linearly on huge inputs, and go through the linear [`strip_tags`].
+const MAX_RENDERED_BYTES: usize = 512 * 1024;
+
 /// No text line is wrapped: we want the author's lines, not a terminal's.
 const WIDTH: usize = 10_000;
 
@@ -13,7 +17,7 @@ pub fn html_to_text(html: &str) -> String {
     if html.trim().is_empty() {
         return String::new();
     }
-    let rendered = if nesting_depth(html) > MAX_NESTING {
+    let rendered = if html.len() > MAX_RENDERED_BYTES || nesting_depth(html) > MAX_NESTING {
         strip_tags(html)
     } else {
         html2text::config::plain_no_decorate()

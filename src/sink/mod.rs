@@ -334,3 +334,6 @@ async fn rebuild(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

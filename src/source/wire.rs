@@ -169,8 +169,7 @@ pub fn decode_each<T: for<'de> Deserialize<'de>>(
     body: &[u8],
     key: &str,
 ) -> Result<Vec<Result<T, ItemError>>, String> {
-    let mut envelope: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut envelope = parse_envelope(body)?;
     let items = match envelope.remove(key) {
         Some(Value::Array(items)) => items,
         Some(Value::Null) | None => return Err(format!("missing \"{key}\" array")),
@@ -184,12 +183,67 @@ pub fn decode_one<T: for<'de> Deserialize<'de>>(
     body: &[u8],
     key: &str,
 ) -> Result<Result<T, ItemError>, String> {
-    let mut envelope: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut envelope = parse_envelope(body)?;
     match envelope.remove(key) {
         Some(item @ Value::Object(_)) => Ok(decode_item(item)),
         _ => Err(format!("missing \"{key}\" object")),
     }
+}
+
+/// Parses a response body as a JSON object. Lone UTF-16 surrogate escapes (`"\ud800"`), which
+/// serde_json refuses but which user-typed text in the API does contain, are replaced by U+FFFD
+/// instead of failing the whole page.
+fn parse_envelope(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_slice(body) {
+        Ok(map) => Ok(map),
+        Err(e) => serde_json::from_slice(&repair_lone_surrogates(body))
+            .map_err(|_| format!("not a JSON object: {e}")),
+    }
+}
+
+/// Rewrites `\uXXXX` escapes of unpaired surrogates as `\ufffd`; everything else is kept.
+pub fn repair_lone_surrogates(body: &[u8]) -> Vec<u8> {
+    fn escape_at(b: &[u8], i: usize) -> Option<u16> {
+        if b.len() >= i + 6 && b[i] == b'\\' && b[i + 1] == b'u' {
+            std::str::from_utf8(&b[i + 2..i + 6])
+                .ok()
+                .and_then(|h| u16::from_str_radix(h, 16).ok())
+        } else {
+            None
+        }
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\\' && i + 1 < body.len() && body[i + 1] != b'u' {
+            // Any other escape (including an escaped backslash) is copied whole.
+            out.extend_from_slice(&body[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        match escape_at(body, i) {
+            Some(high @ 0xD800..=0xDBFF) => match escape_at(body, i + 6) {
+                Some(0xDC00..=0xDFFF) => {
+                    out.extend_from_slice(&body[i..i + 12]);
+                    i += 12;
+                }
+                _ => {
+                    let _ = high;
+                    out.extend_from_slice(b"\\ufffd");
+                    i += 6;
+                }
+            },
+            Some(0xDC00..=0xDFFF) => {
+                out.extend_from_slice(b"\\ufffd");
+                i += 6;
+            }
+            _ => {
+                out.push(body[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn decode_item<T: for<'de> Deserialize<'de>>(item: Value) -> Result<T, ItemError> {
@@ -318,6 +372,15 @@ mod tests {
         assert!(decode_each::<Ticket>(b"{\"x\": []}", "tickets")
             .unwrap_err()
             .contains("missing"));
+    }
+
+    #[test]
+    fn lone_surrogates_do_not_fail_the_page() {
+        let body =
+            br#"{"conversations": [{"id": 1, "body": "a\ud800b \udc00 ok \ud83d\ude00 \\ud800"}]}"#;
+        let items = decode_each::<Conversation>(body, "conversations").unwrap();
+        let c = items[0].as_ref().unwrap();
+        assert_eq!(c.body.as_deref(), Some("a\u{fffd}b \u{fffd} ok 😀 \\ud800"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod faults;
+mod hostile;
 mod incremental;
 mod kill;
 mod rate_limit;

@@ -1,0 +1,186 @@
+//! Property test of the upsert merge: any sequence of changesets leaves exactly one current
+//! version of each ticket (the latest), in exactly one place, with its children beside it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, StringArray};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::normalize::{self, AccountMap, AgentInfo, Outcome, RejectReason, Rejection, Settings};
+use crate::source::wire;
+
+const ACCOUNTS: [&str; 3] = ["100", "200", "300"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Place {
+        account: usize,
+        year: i32,
+        conversations: usize,
+    },
+    Reject,
+    Remove,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, 2024..2026i32, 0..3usize).prop_map(|(account, year, conversations)| Op::Place { account, year, conversations }),
+        1 => Just(Op::Reject),
+        1 => Just(Op::Remove),
+    ]
+}
+
+fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize) -> Placed {
+    let closed = format!("{year}-06-01T00:00:00Z");
+    let ticket: wire::Ticket = serde_json::from_value(json!({
+        "id": id, "subject": format!("v{version}"), "status": 5, "priority": 2,
+        "department_id": account as i64 + 1, "updated_at": closed, "stats": {"closed_at": closed}
+    }))
+    .unwrap();
+    let convs: Vec<Result<wire::Conversation, wire::ItemError>> = (0..conversations)
+        .map(|i| {
+            Ok(serde_json::from_value(json!({
+                "id": id * 100 + i as i64, "body": format!("<p>m{i} of v{version}</p>"), "private": false,
+                "created_at": closed
+            }))
+            .unwrap())
+        })
+        .collect();
+    let departments: Vec<wire::Department> = (0..3)
+        .map(|i| {
+            serde_json::from_value(
+                json!({"id": i + 1, "custom_fields": {"account_number": ACCOUNTS[i as usize]}}),
+            )
+            .unwrap()
+        })
+        .collect();
+    let accounts = AccountMap::new(&departments, "account_number", &HashMap::new());
+    let agents: HashMap<i64, AgentInfo> = HashMap::new();
+    let settings = Settings {
+        default_minutes: 15,
+        synced_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    };
+    let ctx = normalize::Context {
+        accounts: &accounts,
+        agents: &agents,
+        settings: &settings,
+    };
+    match normalize::normalize_ticket(&ticket, &convs, &[], &ctx) {
+        Outcome::Placed(p) => *p,
+        Outcome::Rejected(r) => panic!("{r:?}"),
+    }
+}
+
+async fn rows(storage: &Storage, table: &str) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    for path in storage.list(&Path::from(table)).await.unwrap() {
+        let dir = path.as_ref().rsplit_once('/').unwrap().0.to_string();
+        let bytes = storage.get(&path).await.unwrap().unwrap();
+        let schema = Table::ALL
+            .iter()
+            .find(|t| t.name() == table)
+            .unwrap()
+            .schema();
+        for batch in parquet::decode(bytes, &schema, path.as_ref()).unwrap() {
+            let ids = parquet::ticket_ids(&batch);
+            let label_col = match table {
+                "tickets" => "subject",
+                "conversations" => "body",
+                _ => "reason",
+            };
+            let labels = batch
+                .column_by_name(label_col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            for i in 0..ids.len() {
+                out.push((dir.clone(), ids.value(i), labels.value(i).to_string()));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_sequence_of_changesets_leaves_the_latest_version_once(
+        batches in proptest::collection::vec(proptest::collection::vec((1..7i64, op()), 1..6), 1..6)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
+            let mut index = Index::default();
+            let mut model: BTreeMap<i64, (i64, Op)> = BTreeMap::new();
+            let mut version = 0;
+            for (n, batch) in batches.iter().enumerate() {
+                // One entry per ticket per changeset (the pipeline guarantees it): the last wins.
+                let mut latest: BTreeMap<i64, (i64, Op)> = BTreeMap::new();
+                for (id, op) in batch {
+                    version += 1;
+                    latest.insert(*id, (version, op.clone()));
+                }
+                let mut changeset = Changeset::default();
+                for (id, (v, op)) in &latest {
+                    match op {
+                        Op::Place { account, year, conversations } => changeset.placed.push(placed(*id, *v, *account, *year, *conversations)),
+                        Op::Reject => changeset.rejected.push(Rejection {
+                            ticket_id: *id,
+                            reason: RejectReason::NoAccountNumber,
+                            department_id: None,
+                            detail: format!("v{v}"),
+                            updated_at: None,
+                            seen_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+                        }),
+                        Op::Remove => changeset.removed.push((*id, Removal::Reopened)),
+                    }
+                    model.insert(*id, (*v, op.clone()));
+                }
+                commit(&storage, &mut index, changeset, &format!("t{n}")).await.unwrap();
+            }
+
+            let tickets = rows(&storage, "tickets").await;
+            let conversations = rows(&storage, "conversations").await;
+            let rejects = rows(&storage, "rejects").await;
+            for (id, (v, op)) in &model {
+                let t: Vec<_> = tickets.iter().filter(|r| r.1 == *id).collect();
+                let c: Vec<_> = conversations.iter().filter(|r| r.1 == *id).collect();
+                let r: Vec<_> = rejects.iter().filter(|r| r.1 == *id).collect();
+                match op {
+                    Op::Place { account, year, conversations: n } => {
+                        let dir = format!("tickets/account={}/year={year}", ACCOUNTS[*account]);
+                        assert_eq!(t.len(), 1, "ticket {id}: {t:?}");
+                        assert_eq!((t[0].0.as_str(), t[0].2.as_str()), (dir.as_str(), format!("v{v}").as_str()));
+                        assert_eq!(c.len(), *n, "ticket {id} conversations: {c:?}");
+                        let cdir = format!("conversations/account={}/year={year}", ACCOUNTS[*account]);
+                        assert!(c.iter().all(|r| r.0 == cdir && r.2.ends_with(&format!("of v{v}"))), "{c:?}");
+                        assert!(r.is_empty(), "ticket {id} also rejected");
+                        let md = crate::storage::layout::markdown_file(ACCOUNTS[*account], *year, *id);
+                        assert!(storage.exists(&md).await.unwrap(), "{md}");
+                    }
+                    Op::Reject => {
+                        assert!(t.is_empty() && c.is_empty(), "ticket {id} rejected but placed");
+                        assert_eq!(r.len(), 1);
+                        assert_eq!(r[0].2, "no_account_number");
+                    }
+                    Op::Remove => assert!(t.is_empty() && c.is_empty() && r.is_empty(), "ticket {id} not removed"),
+                }
+            }
+            // Exactly one markdown document per placed ticket, nothing staged left over.
+            let docs = storage.list(&Path::from("markdown")).await.unwrap().len();
+            let placed = model.values().filter(|(_, op)| matches!(op, Op::Place { .. })).count();
+            assert_eq!(docs, placed);
+            assert!(storage.list(&Path::from("_staging")).await.unwrap().is_empty());
+            assert!(!storage.exists(&crate::storage::layout::state(crate::state::JOURNAL)).await.unwrap());
+            let index_back = crate::state::load_index(&storage).await.unwrap();
+            assert_eq!(index_back, index);
+        });
+    }
+}
