@@ -41,9 +41,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// Configuration or credential problems (the operator must fix something before a rerun).
+    /// Configuration or credential problems (the operator must fix something before a rerun):
+    /// the API refused the key, the store refused its credentials or has no such bucket.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Source(e) if e.is_auth())
+        match self {
+            Error::Source(e) => e.is_auth(),
+            Error::Storage(e)
+            | Error::State(state::Error::Storage(e))
+            | Error::Sink(sink::Error::Storage(e))
+            | Error::Sink(sink::Error::State(state::Error::Storage(e))) => e.is_config(),
+            _ => false,
+        }
     }
 }
 
