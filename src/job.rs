@@ -66,6 +66,9 @@ pub struct JobSpec {
     pub concurrency: Option<usize>,
     /// Commit (checkpoint) after this many fetched tickets (default 250).
     pub checkpoint_every: Option<usize>,
+    /// How long the run lock lives without a refresh, in seconds (default 600): a killed run
+    /// blocks the dataset this long.
+    pub lock_ttl_secs: Option<f64>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
@@ -127,6 +130,7 @@ impl JobSpec {
             rate_window_secs: over.rate_window_secs.or(self.rate_window_secs),
             concurrency: over.concurrency.or(self.concurrency),
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
+            lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
             s3: over.s3.or(self.s3),
             simulator: if api_given {
                 None
@@ -174,6 +178,8 @@ pub struct Job {
     pub limiter: LimiterConfig,
     pub concurrency: usize,
     pub checkpoint_every: usize,
+    /// Lifetime of the run lock between refreshes.
+    pub lock_ttl: Duration,
 }
 
 impl Job {
@@ -266,6 +272,17 @@ impl Job {
             )));
         }
         let checkpoint_every = spec.checkpoint_every.unwrap_or(250).max(1);
+        let lock_ttl = match spec.lock_ttl_secs {
+            None => crate::state::lock::DEFAULT_TTL,
+            Some(secs) if secs.is_finite() && (0.1..=86_400.0).contains(&secs) => {
+                Duration::from_secs_f64(secs)
+            }
+            Some(secs) => {
+                return Err(invalid(format!(
+                    "lock_ttl_secs {secs} must be between 0.1 and 86400"
+                )))
+            }
+        };
         let full_sync_days = spec.full_sync_days.unwrap_or(365);
         if full_sync_days == 0 {
             return Err(invalid("full_sync_days must be at least 1".into()));
@@ -293,6 +310,7 @@ impl Job {
             },
             concurrency,
             checkpoint_every,
+            lock_ttl,
         })
     }
 }

@@ -9,6 +9,8 @@
 //!   commit point; replaying it is idempotent, so a run killed while applying it is finished by
 //!   the next run before anything else happens.
 //!
+//! - `lock.json`: the run lock ([`lock`]): at most one run writes the dataset at a time.
+//!
 //! Each object is replaced by one atomic put.
 
 use std::collections::BTreeMap;
@@ -19,6 +21,8 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::storage::{self, layout, Storage};
+
+pub mod lock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
