@@ -2,7 +2,9 @@
 
 mod support;
 
+mod backends;
 mod cli;
 mod faults;
 mod incremental;
 mod run_basic;
+mod s3;
