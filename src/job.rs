@@ -73,6 +73,9 @@ pub struct JobSpec {
     pub rescan_every_hours: Option<f64>,
     /// Remove tickets that were deleted or marked spam (`filter=deleted`/`spam`; default true).
     pub reconcile: Option<bool>,
+    /// How long the run lock lives without a refresh, in seconds (default 600): a killed run
+    /// blocks the dataset this long.
+    pub lock_ttl_secs: Option<f64>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
@@ -137,6 +140,7 @@ impl JobSpec {
             rescan_days: over.rescan_days.or(self.rescan_days),
             rescan_every_hours: over.rescan_every_hours.or(self.rescan_every_hours),
             reconcile: over.reconcile.or(self.reconcile),
+            lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
             s3: over.s3.or(self.s3),
             simulator: if api_given {
                 None
@@ -187,6 +191,8 @@ pub struct Job {
     pub rescan_days: u32,
     pub rescan_every: Duration,
     pub reconcile: bool,
+    /// Lifetime of the run lock between refreshes.
+    pub lock_ttl: Duration,
 }
 
 impl Job {
@@ -285,6 +291,17 @@ impl Job {
                 "rescan_every_hours {rescan_every_hours} must be zero or positive"
             )));
         }
+        let lock_ttl = match spec.lock_ttl_secs {
+            None => crate::state::lock::DEFAULT_TTL,
+            Some(secs) if secs.is_finite() && (0.1..=86_400.0).contains(&secs) => {
+                Duration::from_secs_f64(secs)
+            }
+            Some(secs) => {
+                return Err(invalid(format!(
+                    "lock_ttl_secs {secs} must be between 0.1 and 86400"
+                )))
+            }
+        };
         let full_sync_days = spec.full_sync_days.unwrap_or(365);
         if full_sync_days == 0 {
             return Err(invalid("full_sync_days must be at least 1".into()));
@@ -315,6 +332,7 @@ impl Job {
             rescan_days: spec.rescan_days.unwrap_or(7),
             rescan_every: Duration::from_secs_f64(rescan_every_hours * 3600.0),
             reconcile: spec.reconcile.unwrap_or(true),
+            lock_ttl,
         })
     }
 }

@@ -19,7 +19,8 @@
 //! - [`sink`]: writes a changeset (placed tickets, rejects, removals) as Hive-partitioned Parquet
 //!   and markdown files, staged first and then committed through a journal.
 //! - [`state`]: the ticket index (where each ticket lives and which `updated_at` it has), the
-//!   incremental cursor and the commit journal, all under `<data>/_state/`.
+//!   incremental cursor and the commit journal, all under `<data>/_state/`; [`state::lock`] the
+//!   run lock that keeps a second run from writing the same dataset.
 //! - [`storage`]: the only code that builds object paths and talks to `object_store`.
 //! - [`pipeline`]: wires the stages for one run and writes the run report.
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
@@ -36,6 +37,8 @@
 //! - Partition files are replaced whole, by one atomic put/rename each; the commit journal makes a
 //!   multi-partition change roll forward after a crash, so a rerun converges on the clean result.
 //! - The cursor moves only after every sink has committed; a failed run leaves it unchanged.
+//! - At most one run writes a dataset: [`pipeline::run`] takes the run lock before its first
+//!   read and releases it after the run report, and checks it before every commit.
 //! - `sim` shares no types with `source`.
 //! - Only `cli` knows clap; only `main.rs` knows exit codes and the tracing subscriber.
 

@@ -61,10 +61,9 @@ fn main() -> ExitCode {
 fn is_config_error(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause.downcast_ref::<ticketsync::job::Error>().is_some()
-            || matches!(
-                cause.downcast_ref::<ticketsync::storage::Error>(),
-                Some(ticketsync::storage::Error::InvalidLocation { .. })
-            )
+            || cause
+                .downcast_ref::<ticketsync::storage::Error>()
+                .is_some_and(|e| e.is_config())
             || cause
                 .downcast_ref::<ticketsync::source::Error>()
                 .is_some_and(|e| e.is_auth())

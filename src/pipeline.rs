@@ -1,5 +1,7 @@
 //! One sync run: source → normalize → sinks → state, and the run report.
 //!
+//! 0. Take the dataset's run lock (`_state/lock.json`); a second run is refused with
+//!    [`Error::Locked`]. It is released at the end, also when the run failed.
 //! 1. Finish an interrupted commit, load the index and the cursor.
 //! 2. Departments (account numbers) and agents, once.
 //! 3. The listing (or the one ticket), de-duplicated by id: closed tickets that cannot be
@@ -24,6 +26,7 @@ use crate::normalize::{self, AccountMap, AgentInfo, Outcome, RejectReason, Rejec
 use crate::report::{BudgetReport, RunReport, RunStatus, TicketCounts};
 use crate::sink::{self, Changeset, CommitStats, Removal};
 use crate::source::{self, wire, ListFilter, Source};
+use crate::state::lock::{self, Lock};
 use crate::state::{self, Cursor};
 use crate::storage::{layout, Storage};
 
@@ -39,12 +42,37 @@ pub enum Error {
     Storage(#[from] crate::storage::Error),
     #[error("ticket {0} does not exist (404)")]
     TicketNotFound(i64),
+    /// The run did not start: another run holds the dataset's lock (or the lock object is
+    /// unreadable). Nothing was read or written; retry later.
+    #[error(transparent)]
+    Locked(lock::Error),
+    /// The run stopped because it no longer holds the lock; what it committed before stays.
+    #[error(transparent)]
+    LockLost(lock::Error),
+}
+
+impl From<lock::Error> for Error {
+    fn from(e: lock::Error) -> Self {
+        match e {
+            lock::Error::Storage(e) => Error::Storage(e),
+            e @ lock::Error::Lost { .. } => Error::LockLost(e),
+            e => Error::Locked(e),
+        }
+    }
 }
 
 impl Error {
-    /// Configuration or credential problems (the operator must fix something before a rerun).
+    /// Configuration or credential problems (the operator must fix something before a rerun):
+    /// the API refused the key, the store refused its credentials or has no such bucket.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Source(e) if e.is_auth())
+        match self {
+            Error::Source(e) => e.is_auth(),
+            Error::Storage(e)
+            | Error::State(state::Error::Storage(e))
+            | Error::Sink(sink::Error::Storage(e))
+            | Error::Sink(sink::Error::State(state::Error::Storage(e))) => e.is_config(),
+            _ => false,
+        }
     }
 }
 
@@ -56,8 +84,8 @@ pub struct RunOutcome {
     pub error: Option<Error>,
 }
 
-/// Runs one sync. Returns `Err` only when nothing could be written (storage or state
-/// unreadable); other failures are in the outcome, with a report written.
+/// Runs one sync. Returns `Err` only when nothing could be written (another run holds the
+/// lock, storage or state unreadable); other failures are in the outcome, with a report written.
 pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<RunOutcome, Error> {
     let started = Instant::now();
     let started_at = truncate_secs(Utc::now());
@@ -66,6 +94,26 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
         started_at.format("%Y%m%dT%H%M%SZ"),
         rand::random::<u16>()
     );
+    // Nothing is read or written before the lock is ours.
+    let lock = Lock::acquire(storage, &run_id, job.lock_ttl).await?;
+    let result = run_locked(job, source, storage, &lock, started, started_at, &run_id).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(run_id = %run_id, error = %e, "cannot release the run lock; it expires on its own");
+    }
+    result
+}
+
+/// The run itself, under the lock.
+async fn run_locked(
+    job: &Job,
+    source: Arc<Source>,
+    storage: &Storage,
+    lock: &Lock,
+    started: Instant,
+    started_at: DateTime<Utc>,
+    run_id: &str,
+) -> Result<RunOutcome, Error> {
+    let run_id = run_id.to_string();
     let recovered = state::recover(storage).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
@@ -74,6 +122,7 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
         job,
         source: source.clone(),
         storage,
+        lock,
         run_id: run_id.clone(),
         settings: Settings {
             default_minutes: job.default_minutes,
@@ -111,7 +160,11 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
     );
     tracing::info!(run_id = %run_id, data = storage.display(), window_since = %since_text, "sync started");
 
-    let result = run.sync(&mut index, window_since).await;
+    // A run that lost its lock by the end fails like one that lost it before a commit.
+    let result = match run.sync(&mut index, window_since).await {
+        Ok(()) => lock.check().map_err(Error::from),
+        Err(e) => Err(e),
+    };
 
     // The cursor moves only if every listed ticket is committed and the window reaches back to
     // (or before) the stored cursor.
@@ -218,6 +271,8 @@ struct Run<'a> {
     job: &'a Job,
     source: Arc<Source>,
     storage: &'a Storage,
+    /// Checked before every commit: a run that lost its lock must stop writing.
+    lock: &'a Lock,
     run_id: String,
     settings: Settings,
     counts: TicketCounts,
@@ -710,6 +765,7 @@ impl Run<'_> {
                 .or_default()
                 .push(*id);
         }
+        self.lock.check()?;
         let tag = format!("{}-{}", self.run_id, self.commits);
         self.commits += 1;
         let stats = sink::commit(self.storage, index, changeset, &tag).await?;

@@ -10,18 +10,24 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use tokio::io::AsyncWriteExt;
 
 /// The file name of the single data file of every partition. A partition is replaced by writing
 /// this one object again, which is atomic on local disk (object_store renames a temp file) and on
 /// S3 (a PUT or a completed multipart upload is all-or-nothing).
 pub const PART_FILE: &str = "part-0.parquet";
+
+/// Objects larger than this are written with a multipart upload.
+pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+
+/// Part size of a multipart upload (S3 wants at least 5 MiB for every part but the last).
+const MULTIPART_PART: usize = 8 * 1024 * 1024;
 
 /// Storage errors, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,27 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The store refused the credentials (401/403). The detail is the store's error text with
+    /// the echoed request removed; it is text, not a `#[source]`, because the
+    /// original error may carry the signed request, session token included.
+    #[error("storage refused the credentials for {path}: {detail}")]
+    Denied { path: String, detail: String },
+    /// A write answered 404: the bucket does not exist (or these credentials cannot see it).
+    /// The detail is one line of text: object_store nests the same message three levels deep,
+    /// which a printed chain would repeat.
+    #[error("the bucket of {location} does not exist or is not visible with these credentials: {detail}")]
+    NoBucket { location: String, detail: String },
+}
+
+impl Error {
+    /// Whether a rerun would fail the same way until the operator fixes the configuration
+    /// (location, credentials, bucket).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidLocation { .. } | Error::Denied { .. } | Error::NoBucket { .. }
+        )
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -86,60 +113,8 @@ impl Storage {
             location: location.to_string(),
             reason: reason.to_string(),
         };
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(invalid("no bucket name after s3://"));
-            }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(endpoint) = &s3.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(region) = &s3.region {
-                builder = builder.with_region(region);
-            }
-            if let Some(path_style) = s3.path_style {
-                builder = builder.with_virtual_hosted_style_request(!path_style);
-            }
-            if let Some(allow_http) = s3.allow_http {
-                builder = builder.with_allow_http(allow_http);
-            }
-            match s3.sse.as_deref() {
-                None => {}
-                Some("AES256") => {
-                    let key: object_store::aws::AmazonS3ConfigKey = "aws_server_side_encryption"
-                        .parse()
-                        .map_err(|e: object_store::Error| invalid(&e.to_string()))?;
-                    builder = builder.with_config(key, "AES256");
-                }
-                Some("aws:kms") => {
-                    let key = s3
-                        .sse_kms_key_id
-                        .as_deref()
-                        .ok_or_else(|| invalid("sse = \"aws:kms\" needs sse_kms_key_id"))?;
-                    builder = builder.with_sse_kms_encryption(key);
-                }
-                Some(other) => {
-                    return Err(invalid(&format!(
-                        "unknown sse {other:?} (use \"AES256\" or \"aws:kms\")"
-                    )))
-                }
-            }
-            let store = builder.build().map_err(|e| Error::InvalidLocation {
-                location: location.to_string(),
-                reason: e.to_string(),
-            })?;
-            let prefix = prefix.trim_matches('/');
-            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-                Arc::new(store)
-            } else {
-                let prefix = Path::parse(prefix).map_err(|e| invalid(&e.to_string()))?;
-                Arc::new(PrefixStore::new(store, prefix))
-            };
-            return Ok(Storage {
-                store,
-                display: location.to_string(),
-            });
+        if location.starts_with("s3://") {
+            return Self::open_s3(location, s3, AmazonS3Builder::from_env());
         }
         let dir = if let Some(rest) = location.strip_prefix("file://") {
             url::Url::parse(location)
@@ -154,6 +129,42 @@ impl Storage {
             std::path::PathBuf::from(location)
         };
         Self::local(&dir)
+    }
+
+    /// Opens `s3://bucket/prefix` with `base` as the starting configuration; `s3` wins over it.
+    ///
+    /// [`Storage::open`] passes `AmazonS3Builder::from_env()`, which reads the standard
+    /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+    /// `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, web identity and
+    /// container credentials); without keys object_store asks the instance metadata service.
+    /// Tests pass a builder holding their keys instead of touching the process environment.
+    pub fn open_s3(location: &str, s3: &S3Options, base: AmazonS3Builder) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidLocation {
+            location: location.to_string(),
+            reason,
+        };
+        let rest = location
+            .strip_prefix("s3://")
+            .ok_or_else(|| invalid("not an s3:// URL".into()))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(invalid("no bucket name after s3://".into()));
+        }
+        let store = s3_builder(base.with_bucket_name(bucket), s3)
+            .map_err(invalid)?
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(store)
+        } else {
+            let prefix = Path::parse(prefix).map_err(|e| invalid(e.to_string()))?;
+            Arc::new(PrefixStore::new(store, prefix))
+        };
+        Ok(Storage {
+            store,
+            display: location.to_string(),
+        })
     }
 
     /// Opens (and creates) a local directory as the dataset root.
@@ -208,18 +219,18 @@ impl Storage {
     }
 
     /// Writes an object atomically (readers see the old or the new object, never a part).
-    /// Large payloads go up as a multipart upload.
+    /// Payloads above [`MULTIPART_THRESHOLD`] go up as a multipart upload, which S3 also
+    /// publishes all at once, when the upload completes.
     pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {
-        const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
         if bytes.len() <= MULTIPART_THRESHOLD {
-            self.store
+            return self
+                .store
                 .put(path, bytes.into())
                 .await
-                .map_err(|e| self.err(path, e))?;
-            return Ok(());
+                .map(drop)
+                .map_err(|e| self.write_err(path, e));
         }
-        let mut writer =
-            BufWriter::with_capacity(self.store.clone(), path.clone(), 8 * 1024 * 1024);
+        let mut writer = BufWriter::with_capacity(self.store.clone(), path.clone(), MULTIPART_PART);
         let result = async {
             writer.write_all(&bytes).await?;
             writer.shutdown().await
@@ -227,15 +238,40 @@ impl Storage {
         .await;
         if let Err(e) = result {
             let _ = writer.abort().await;
-            return Err(Error::Store {
-                path: path.to_string(),
-                source: object_store::Error::Generic {
+            // BufWriter reports through io::Error; the store's error is inside when there is one.
+            let source = match e.downcast::<object_store::Error>() {
+                Ok(store_error) => store_error,
+                Err(e) => object_store::Error::Generic {
                     store: "multipart",
                     source: Box::new(e),
                 },
-            });
+            };
+            return Err(self.write_err(path, source));
         }
         Ok(())
+    }
+
+    /// Creates an object only if it does not exist yet; `false` when it already exists.
+    ///
+    /// Uses a conditional put (`If-None-Match: *` on S3, a hard link on local disk), so of two
+    /// concurrent creators exactly one wins. A store without conditional puts (object_store
+    /// answers `NotImplemented`, e.g. S3 with `AWS_CONDITIONAL_PUT=disabled`) falls back to
+    /// head-then-put, where two creators racing within one round trip can both "win"; callers
+    /// that care read the object back.
+    pub async fn create(&self, path: &Path, bytes: Bytes) -> Result<bool> {
+        let opts = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(path, bytes.clone().into(), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                if self.exists(path).await? {
+                    return Ok(false);
+                }
+                self.put(path, bytes).await?;
+                Ok(true)
+            }
+            Err(e) => Err(self.write_err(path, e)),
+        }
     }
 
     /// Deletes an object; a missing object is not an error (deletes are replayed after crashes).
@@ -278,11 +314,108 @@ impl Storage {
     }
 
     fn err(&self, path: &Path, source: object_store::Error) -> Error {
-        Error::Store {
-            path: format!("{}/{}", self.display.trim_end_matches('/'), path),
-            source,
+        let path = format!("{}/{}", self.display.trim_end_matches('/'), path);
+        match source {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => Error::Denied {
+                path,
+                detail: redact(&error_chain(&source)),
+            },
+            source => Error::Store { path, source },
         }
     }
+
+    /// Like [`Storage::err`], for writes: a write answers 404 only when the bucket is missing.
+    fn write_err(&self, path: &Path, source: object_store::Error) -> Error {
+        match source {
+            object_store::Error::NotFound { .. } => Error::NoBucket {
+                location: self.display.clone(),
+                detail: error_chain(&source),
+            },
+            source => self.err(path, source),
+        }
+    }
+}
+
+/// Applies the job's `[s3]` options on top of `builder` (which holds the environment's).
+fn s3_builder(mut builder: AmazonS3Builder, s3: &S3Options) -> Result<AmazonS3Builder, String> {
+    // With an endpoint and no path_style, object_store addresses `endpoint/bucket/key` (path
+    // style), which MinIO, Ceph and loopback servers need; AWS accepts it too.
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &s3.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(path_style) = s3.path_style {
+        builder = builder.with_virtual_hosted_style_request(!path_style);
+    }
+    if let Some(allow_http) = s3.allow_http {
+        builder = builder.with_allow_http(allow_http);
+    }
+    match s3.sse.as_deref() {
+        None => {}
+        Some("AES256") => {
+            // The builder has no SSE-S3 setter and the key's enum is not exported: parse its name.
+            let key: AmazonS3ConfigKey = "aws_server_side_encryption"
+                .parse()
+                .map_err(|e: object_store::Error| e.to_string())?;
+            builder = builder.with_config(key, "AES256");
+        }
+        Some("aws:kms") => {
+            let key = s3
+                .sse_kms_key_id
+                .as_deref()
+                .ok_or("sse = \"aws:kms\" needs sse_kms_key_id")?;
+            builder = builder.with_sse_kms_encryption(key);
+        }
+        Some(other) => {
+            return Err(format!(
+                "unknown sse {other:?} (use \"AES256\" or \"aws:kms\")"
+            ))
+        }
+    }
+    Ok(builder)
+}
+
+/// An error and its sources as one line, `a: b: c`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // object_store often repeats its source's text in its own message.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Removes what an S3 error body may echo of the signed request (AWS answers a bad signature
+/// with the string to sign and the canonical request, whose headers include the session
+/// token), so a credentials error can be printed and logged.
+pub(crate) fn redact(text: &str) -> String {
+    const ECHOES: [&str; 5] = [
+        "StringToSign",
+        "StringToSignBytes",
+        "CanonicalRequest",
+        "CanonicalRequestBytes",
+        "SignatureProvided",
+    ];
+    let mut out = text.to_string();
+    for tag in ECHOES {
+        let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+        while let Some(start) = out.find(&open) {
+            let end = out[start..]
+                .find(&close)
+                .map_or(out.len(), |i| start + i + close.len());
+            out.replace_range(start..end, "");
+        }
+    }
+    out
 }
 
 /// The object-path layout of a dataset.
@@ -396,6 +529,74 @@ mod tests {
         storage.delete(&b).await.unwrap();
         storage.delete(&b).await.unwrap();
         assert!(storage.list(&Path::from("y")).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_standard_aws_variables_are_understood() {
+        // `AmazonS3Builder::from_env` keeps an `AWS_*` variable only if its lowercased name
+        // parses as a config key; these are the ones the README promises.
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_ALLOW_HTTP",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ROLE_ARN",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ] {
+            let key = var.to_ascii_lowercase().parse::<AmazonS3ConfigKey>();
+            assert!(key.is_ok(), "{var} is not read by object_store");
+        }
+    }
+
+    #[test]
+    fn job_options_win_and_an_endpoint_means_path_style() {
+        let env = AmazonS3Builder::new()
+            .with_region("eu-west-1")
+            .with_endpoint("http://env:9000");
+        let options = S3Options {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            allow_http: Some(true),
+            sse: Some("AES256".into()),
+            ..S3Options::default()
+        };
+        let b = s3_builder(env, &options).unwrap();
+        let get = |key: &str| b.get_config_value(&key.parse().unwrap());
+        assert_eq!(
+            get("aws_endpoint").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(get("aws_region").as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            get("aws_virtual_hosted_style_request").as_deref(),
+            Some("false")
+        );
+        assert_eq!(get("aws_server_side_encryption").as_deref(), Some("AES256"));
+        let kms = S3Options {
+            sse: Some("aws:kms".into()),
+            ..S3Options::default()
+        };
+        let err = s3_builder(AmazonS3Builder::new(), &kms).unwrap_err();
+        assert!(err.contains("sse_kms_key_id"), "{err}");
+    }
+
+    #[test]
+    fn redact_drops_the_echoed_request() {
+        let body = "403 Forbidden: <Error><Code>SignatureDoesNotMatch</Code>\
+            <AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId>\
+            <StringToSign>AWS4-HMAC-SHA256\n20250101T000000Z</StringToSign>\
+            <CanonicalRequest>PUT\nx-amz-security-token:SECRET-TOKEN\n</CanonicalRequest>\
+            <CanonicalRequestBytes>50 55 54</CanonicalRequestBytes></Error>";
+        let clean = redact(body);
+        assert!(!clean.contains("SECRET-TOKEN"), "{clean}");
+        assert!(!clean.contains("StringToSign"), "{clean}");
+        assert!(clean.contains("SignatureDoesNotMatch"), "{clean}");
+        assert!(clean.contains("AKIAEXAMPLE"), "{clean}");
+        // An unterminated echo is cut to the end.
+        assert_eq!(redact("a <CanonicalRequest>x-amz-security-token:T"), "a ");
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //!    A kill here is finished by the next run's [`crate::state::recover`].
 //!
 //! A reader of the plain Hive layout sees every partition file whole (old or new). During step 4
-//! a ticket that moved between partitions can briefly be visible in both; after the run (or
-//! after the recovery of a killed one) each ticket is in exactly one place.
+//! (whose moves run concurrently, in no order) a ticket that moved between partitions can briefly
+//! be visible in both or in neither; after the run (or after the recovery of a killed one) each
+//! ticket is in exactly one place.
 
 pub mod markdown;
 pub mod parquet;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod backends;
 mod cli;
 mod faults;
 mod hostile;
@@ -9,3 +10,4 @@ mod incremental;
 mod kill;
 mod rate_limit;
 mod run_basic;
+mod s3;

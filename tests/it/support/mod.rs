@@ -1,7 +1,10 @@
-//! The integration-test harness: an in-process simulator, a dataset in a temp dir, the pipeline
-//! run through the library, and canonical dumps of what was written.
+//! The integration-test harness: an in-process simulator, a dataset in a temp dir or on an
+//! in-process S3 server, the pipeline run through the library, and canonical dumps of what was
+//! written.
 
 #![allow(dead_code)]
+
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,15 +22,33 @@ use ticketsync::source::{ClientConfig, Source};
 use ticketsync::storage::{S3Options, Storage};
 use ticketsync::tables::Table;
 
+use self::s3::S3Server;
+
 /// The window every harness run covers (the simulator's data spans ~14 months).
 pub const FULL_DAYS: i64 = 365;
 
+/// Where a harness keeps its dataset. Suites that must hold on every backend run once per
+/// variant (as object_store runs one suite against every store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temp dir.
+    Local,
+    /// `s3://<bucket>/datasets/tickets` on an in-process S3 server.
+    S3,
+}
+
 pub struct Harness {
     pub sim: Simulator,
+    /// The dataset directory (local backend; unused with S3).
     pub dir: tempfile::TempDir,
+    /// The S3 server holding the dataset (S3 backend).
+    pub s3: Option<S3Server>,
     pub storage: Storage,
     pub minute_secs: f64,
 }
+
+/// The dataset prefix inside the test bucket.
+pub const S3_PREFIX: &str = "datasets/tickets";
 
 impl Harness {
     /// A simulator with `tickets` tickets (Enterprise plan, 1-second rate windows) and an empty dataset.
@@ -43,22 +64,48 @@ impl Harness {
     }
 
     pub async fn with_config(config: SimConfig) -> Harness {
+        Self::on(Backend::Local, config).await
+    }
+
+    /// A harness whose dataset lives on `backend`.
+    pub async fn on(backend: Backend, config: SimConfig) -> Harness {
         let minute_secs = config.minute_secs;
         let sim = Simulator::start(config, 0).await.expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
-        let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+        let (s3, storage) = match backend {
+            Backend::Local => {
+                let storage =
+                    Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+                (None, storage)
+            }
+            Backend::S3 => {
+                let server = S3Server::start().await;
+                let storage = server.storage(S3_PREFIX);
+                (Some(server), storage)
+            }
+        };
         Harness {
             sim,
             dir,
+            s3,
             storage,
             minute_secs,
+        }
+    }
+
+    /// The `--data` location of the dataset.
+    pub fn data(&self) -> String {
+        match &self.s3 {
+            None => self.dir.path().to_str().unwrap().to_string(),
+            Some(server) => server.url(S3_PREFIX),
         }
     }
 
     /// A job spec for this harness; tests tweak it.
     pub fn spec(&self) -> JobSpec {
         JobSpec {
-            data: Some(self.dir.path().to_str().unwrap().to_string()),
+            data: Some(self.data()),
+            s3: self.s3.as_ref().map(S3Server::options),
             base_url: Some(self.sim.base_url()),
             rate_window_secs: Some(self.minute_secs),
             checkpoint_every: Some(50),
@@ -93,11 +140,20 @@ impl Harness {
 
     /// Runs one sync with `spec` (and `ticket` for a single-ticket run).
     pub async fn sync_with(&self, spec: JobSpec, ticket: Option<i64>) -> RunOutcome {
-        let job = Job::resolve(spec, ticket).expect("valid job");
-        let source = self.source(&job);
-        pipeline::run(&job, source, &self.storage)
+        self.try_sync_with(spec, ticket)
             .await
             .expect("run completes")
+    }
+
+    /// Runs one sync; `Err` when the run could not start (e.g. the dataset is locked).
+    pub async fn try_sync_with(
+        &self,
+        spec: JobSpec,
+        ticket: Option<i64>,
+    ) -> Result<RunOutcome, pipeline::Error> {
+        let job = Job::resolve(spec, ticket).expect("valid job");
+        let source = self.source(&job);
+        pipeline::run(&job, source, &self.storage).await
     }
 
     pub async fn full_sync(&self) -> RunOutcome {
