@@ -357,7 +357,8 @@ impl Client {
             }
             _ => Error::Exhausted {
                 endpoint: endpoint.name(),
-                path: url.path().to_string(),
+                // Host and path, never the query or credentials: enough to see which account.
+                path: format!("{}{}", url.host_str().unwrap_or(""), url.path()),
                 attempts,
                 last: message,
             },
