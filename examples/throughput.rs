@@ -49,6 +49,46 @@ struct Args {
     matrix: bool,
 }
 
+/// The local ceiling: the same sync with the simulator's limits off and no latency, so the
+/// wall time is ticketsync's own work (JSON decoding, HTML → text, markdown, Arrow, Parquet,
+/// commits) plus loopback HTTP. Compared with what the API budget lets through.
+async fn local_ceiling(args: &Args) {
+    let config = SimConfig {
+        tickets: args.tickets,
+        seed: 1,
+        plan: Plan::Enterprise,
+        rate_limit: false,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config, 0).await.expect("simulator");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+    let spec = JobSpec {
+        data: Some(dir.path().to_str().unwrap().into()),
+        base_url: Some(sim.base_url()),
+        full_sync: Some(true),
+        budget_share: Some(1.0),
+        rate_window_secs: Some(0.01),
+        concurrency: Some(64),
+        ..JobSpec::default()
+    };
+    let job = Job::resolve(spec, None).expect("job");
+    let source = Arc::new(source_for(&sim, &job));
+    let started = Instant::now();
+    let outcome = pipeline::run(&job, source, &storage).await.expect("run");
+    let wall = started.elapsed().as_secs_f64();
+    let fetched = outcome.report.tickets.fetched as f64;
+    let per_sec = fetched / wall;
+    println!(
+        "local ceiling: {fetched:.0} tickets in {wall:.1}s = {per_sec:.0} tickets/s; the API budget allows {:.1} (Growth) to {:.1} (Enterprise) tickets/s: {:.0}x to {:.0}x headroom",
+        200.0 * 0.9 / 60.0 / 2.0,
+        500.0 * 0.9 / 60.0 / 2.0,
+        per_sec / (200.0 * 0.9 / 60.0 / 2.0),
+        per_sec / (500.0 * 0.9 / 60.0 / 2.0),
+    );
+    sim.shutdown().await;
+}
+
 #[derive(Debug)]
 struct Figures {
     plan: Plan,
@@ -108,6 +148,7 @@ async fn main() {
             f.baseline_wall / f.wall
         );
     }
+    local_ceiling(&args).await;
 }
 
 async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
