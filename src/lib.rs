@@ -23,6 +23,8 @@
 //!   run lock that keeps a second run from writing the same dataset.
 //! - [`storage`]: the only code that builds object paths and talks to `object_store`.
 //! - [`pipeline`]: wires the stages for one run and writes the run report.
+//! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
+//!   JSON shape, hour rollups per month or year — opening only the partitions a query needs.
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
 //! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks).
 //! - [`cli`]: clap definitions and one `run` per subcommand.
@@ -40,12 +42,16 @@
 //! - At most one run writes a dataset: [`pipeline::run`] takes the run lock before its first
 //!   read and releases it after the run report, and checks it before every commit.
 //! - `sim` shares no types with `source`.
+//! - `query` gets nothing from the pipeline in memory: the Parquet files are the interface, read
+//!   with polars (an Arrow implementation separate from the writer's arrow-rs). It lists the
+//!   partitions itself, so polars is handed only the files a query needs.
 //! - Only `cli` knows clap; only `main.rs` knows exit codes and the tracing subscriber.
 
 pub mod cli;
 pub mod job;
 pub mod normalize;
 pub mod pipeline;
+pub mod query;
 pub mod report;
 pub mod sim;
 pub mod sink;

@@ -70,6 +70,9 @@ fn is_config_error(e: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<ticketsync::pipeline::Error>()
                 .is_some_and(|e| e.is_auth())
+            || cause
+                .downcast_ref::<ticketsync::query::Error>()
+                .is_some_and(|e| e.is_config())
     })
 }
 

@@ -56,6 +56,8 @@ pub enum Error {
     /// which a printed chain would repeat.
     #[error("the bucket of {location} does not exist or is not visible with these credentials: {detail}")]
     NoBucket { location: String, detail: String },
+    #[error("no dataset at {path}: the directory does not exist")]
+    Missing { path: String },
 }
 
 impl Error {
@@ -94,6 +96,9 @@ pub struct S3Options {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     display: String,
+    /// Where readers outside object_store (polars, DuckDB) find the root: an absolute local
+    /// directory or `s3://bucket/prefix`. `None` for stores given to [`Storage::from_store`].
+    root: Option<String>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -109,6 +114,17 @@ impl Storage {
     /// Opens the dataset at `location`: a local directory, a `file://` URL or `s3://bucket/prefix`.
     /// A local directory is created when missing.
     pub fn open(location: &str, s3: &S3Options) -> Result<Self> {
+        Self::open_impl(location, s3, true)
+    }
+
+    /// Opens an existing dataset for reading: like [`Storage::open`], but a missing local
+    /// directory is [`Error::Missing`] instead of being created. (S3 has no directories; an
+    /// empty prefix is for the reader to notice.)
+    pub fn open_existing(location: &str, s3: &S3Options) -> Result<Self> {
+        Self::open_impl(location, s3, false)
+    }
+
+    fn open_impl(location: &str, s3: &S3Options, create: bool) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidLocation {
             location: location.to_string(),
             reason: reason.to_string(),
@@ -128,6 +144,11 @@ impl Storage {
         } else {
             std::path::PathBuf::from(location)
         };
+        if !create && !dir.is_dir() {
+            return Err(Error::Missing {
+                path: dir.display().to_string(),
+            });
+        }
         Self::local(&dir)
     }
 
@@ -155,15 +176,17 @@ impl Storage {
             .build()
             .map_err(|e| invalid(e.to_string()))?;
         let prefix = prefix.trim_matches('/');
-        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            Arc::new(store)
+        let (store, root): (Arc<dyn ObjectStore>, String) = if prefix.is_empty() {
+            (Arc::new(store), format!("s3://{bucket}"))
         } else {
-            let prefix = Path::parse(prefix).map_err(|e| invalid(e.to_string()))?;
-            Arc::new(PrefixStore::new(store, prefix))
+            let parsed = Path::parse(prefix).map_err(|e| invalid(e.to_string()))?;
+            let root = format!("s3://{bucket}/{parsed}");
+            (Arc::new(PrefixStore::new(store, parsed)), root)
         };
         Ok(Storage {
             store,
             display: location.to_string(),
+            root: Some(root),
         })
     }
 
@@ -177,9 +200,14 @@ impl Storage {
             path: dir.display().to_string(),
             source,
         })?;
+        let root = std::fs::canonicalize(dir).map_err(|source| Error::LocalDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
         Ok(Storage {
             store: Arc::new(store.with_automatic_cleanup(true)),
             display: dir.display().to_string(),
+            root: Some(root.display().to_string()),
         })
     }
 
@@ -188,12 +216,20 @@ impl Storage {
         Storage {
             store,
             display: display.into(),
+            root: None,
         }
     }
 
     /// The location as the user gave it (never contains credentials: those come from the environment).
     pub fn display(&self) -> &str {
         &self.display
+    }
+
+    /// Where a reader outside object_store (polars, DuckDB) finds `path`: an absolute local path or
+    /// an `s3://` URL. `None` for a store without such an address (`InMemory`).
+    pub fn external_location(&self, path: &Path) -> Option<String> {
+        let root = self.root.as_deref()?;
+        Some(format!("{}/{path}", root.trim_end_matches('/')))
     }
 
     /// Reads an object; `None` when it does not exist.
@@ -438,6 +474,29 @@ pub mod layout {
         partition_dir(table, account, year).join(PART_FILE)
     }
 
+    /// `<table>/account=<acct>/`: every year of one account.
+    pub fn account_dir(table: &str, account: &str) -> Path {
+        Path::from_iter([
+            PathPart::from(table),
+            PathPart::from(format!("account={account}")),
+        ])
+    }
+
+    /// The partition of a listed path when it is a partition's data file
+    /// (`<table>/account=<acct>/year=<year>/part-0.parquet`); `None` for anything else.
+    pub fn parse_partition_file(table: &str, path: &Path) -> Option<(String, i32)> {
+        let parts: Vec<_> = path.parts().collect();
+        let [t, account, year, file] = parts.as_slice() else {
+            return None;
+        };
+        if t.as_ref() != table || file.as_ref() != PART_FILE {
+            return None;
+        }
+        let account = account.as_ref().strip_prefix("account=")?;
+        let year = year.as_ref().strip_prefix("year=")?.parse().ok()?;
+        (!account.is_empty()).then(|| (account.to_string(), year))
+    }
+
     /// The data file of an unpartitioned table (`rejects`).
     pub fn table_file(table: &str) -> Path {
         Path::from(table).join(PART_FILE)
@@ -497,6 +556,30 @@ mod tests {
             staged("r1-0", &partition_file("notes", "1", 2024)).as_ref(),
             "_staging/r1-0/notes/account=1/year=2024/part-0.parquet"
         );
+    }
+
+    #[test]
+    fn partition_files_parse_back() {
+        let path = partition_file("notes", "A-1.b", 2024);
+        assert_eq!(
+            parse_partition_file("notes", &path),
+            Some(("A-1.b".to_string(), 2024))
+        );
+        assert_eq!(parse_partition_file("tickets", &path), None);
+        for other in [
+            "notes/account=1/year=2024/part-1.parquet",
+            "notes/account=1/year=x/part-0.parquet",
+            "notes/account=/year=2024/part-0.parquet",
+            "notes/acct=1/year=2024/part-0.parquet",
+            "notes/part-0.parquet",
+        ] {
+            assert_eq!(
+                parse_partition_file("notes", &Path::from(other)),
+                None,
+                "{other}"
+            );
+        }
+        assert_eq!(account_dir("tickets", "7").as_ref(), "tickets/account=7");
     }
 
     #[test]
@@ -597,6 +680,45 @@ mod tests {
         assert!(clean.contains("AKIAEXAMPLE"), "{clean}");
         // An unterminated echo is cut to the end.
         assert_eq!(redact("a <CanonicalRequest>x-amz-security-token:T"), "a ");
+    }
+
+    #[test]
+    fn readers_open_only_existing_local_datasets() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err =
+            Storage::open_existing(missing.to_str().unwrap(), &S3Options::default()).unwrap_err();
+        assert!(matches!(err, Error::Missing { .. }), "{err}");
+        assert!(!missing.exists(), "a reader must not create the directory");
+        let storage =
+            Storage::open_existing(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(
+            storage.external_location(&Path::from("a/b.parquet")),
+            Some(format!("{}/a/b.parquet", root.display()))
+        );
+    }
+
+    #[test]
+    fn s3_locations_for_external_readers() {
+        let s3 = S3Options {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: Some("us-east-1".into()),
+            allow_http: Some(true),
+            ..S3Options::default()
+        };
+        let storage = Storage::open_existing("s3://bucket/some/prefix/", &s3).unwrap();
+        assert_eq!(
+            storage
+                .external_location(&Path::from("tickets/x.parquet"))
+                .unwrap(),
+            "s3://bucket/some/prefix/tickets/x.parquet"
+        );
+        let storage = Storage::open("s3://bucket", &s3).unwrap();
+        assert_eq!(
+            storage.external_location(&Path::from("t")).unwrap(),
+            "s3://bucket/t"
+        );
     }
 
     #[test]

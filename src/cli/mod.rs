@@ -1,5 +1,6 @@
 //! The command line: clap definitions and one `run` per subcommand. Only this module knows clap.
 
+pub mod query;
 pub mod sim;
 pub mod sync;
 
@@ -44,6 +45,7 @@ pub enum LogFormat {
 pub enum Command {
     // The help texts are the doc comments of the argument structs.
     Sync(sync::SyncArgs),
+    Query(query::QueryArgs),
     Sim(sim::SimArgs),
 }
 
@@ -62,6 +64,7 @@ pub enum Completion {
 pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
     match cli.command {
         Command::Sync(args) => sync::run(args).await,
+        Command::Query(args) => query::run(args).await,
         Command::Sim(args) => sim::run(args).await,
     }
 }

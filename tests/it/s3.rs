@@ -18,7 +18,7 @@ use crate::support::{Backend, Dump, Harness, S3_PREFIX};
 
 /// A short lock lifetime, so a rerun can take over a killed run's lock without a long wait
 /// (long enough that a loaded test machine still refreshes in time).
-const LOCK_TTL_SECS: f64 = 1.0;
+const LOCK_TTL_SECS: f64 = 3.0;
 
 /// The real binary with nothing from this process's environment but `env`.
 fn ticketsync(args: &[&str], env: &[(&str, String)]) -> Command {

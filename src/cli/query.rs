@@ -1,0 +1,164 @@
+//! `ticketsync query`: an account's tickets in the Codex JSON shape, or hour rollups.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use super::Completion;
+use crate::job::{self, JobSpec};
+use crate::normalize::accounts::is_valid_account;
+use crate::query::output::{self, Format};
+use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
+
+/// Query the dataset: an account's tickets, or hours per month or year for billing.
+///
+/// Without --rollup: the account's tickets as the Codex API served them
+/// (GET /api/companies/{account}/tickets?year=Y), each with its conversations and notes, plus
+/// billable_hours; sorted by closed_at, then ticket_id.
+///
+/// With --rollup: tickets and hours (total, billable, non-billable) per month or for the year,
+/// per account; months without tickets show as zeros. --basis closed counts a ticket's hours in
+/// the month it closed; --basis worked counts each time entry in the month of its executed_at.
+///
+/// Only the partitions a query needs are read: one account and year opens one file per table.
+/// S3 credentials come from the AWS environment; endpoint and region from the job file's [s3].
+///
+/// Examples:
+///   ticketsync query --data ./data --account 482913 --year 2025
+///   ticketsync query --data ./data --account 482913 --year 2025 --rollup month
+///   ticketsync query --data s3://bucket/fs --year 2025 --rollup year --format csv > hours.csv
+///   ticketsync query --job jobs/nightly.toml --year 2025 --rollup month --basis worked
+///
+/// Exit codes: 0 ok (also when nothing matches, or when the reader closes the pipe);
+/// 2 failed (missing or empty dataset, unreadable files); 3 bad command line or job file.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct QueryArgs {
+    /// Dataset location: a directory, file:///path or s3://bucket/prefix.
+    #[arg(long, value_name = "DIR|URL")]
+    pub data: Option<String>,
+
+    /// TOML job file: its data location and [s3] settings are used; --data overrides.
+    #[arg(long, value_name = "FILE")]
+    pub job: Option<PathBuf>,
+
+    /// Customer account number (required without --rollup).
+    #[arg(long, value_name = "ACCT", value_parser = account, required_unless_present = "rollup")]
+    pub account: Option<String>,
+
+    /// UTC year of closed_at (required with --rollup).
+    #[arg(long, value_name = "YYYY", value_parser = clap::value_parser!(i32).range(1970..=9999))]
+    pub year: Option<i32>,
+
+    /// Hours per month or per year instead of tickets.
+    #[arg(long, value_enum, requires = "year")]
+    pub rollup: Option<RollupArg>,
+
+    /// Which month hours count in [default: closed].
+    #[arg(long, value_enum, requires = "rollup")]
+    pub basis: Option<BasisArg>,
+
+    /// Output format [default: table on a terminal, json otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RollupArg {
+    Month,
+    Year,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BasisArg {
+    /// A ticket's hours in the month it closed.
+    Closed,
+    /// Each time entry's minutes in the month of its executed_at.
+    Worked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// A JSON array.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// CSV with a header row.
+    Csv,
+    /// Aligned columns, hours with two decimals.
+    Table,
+}
+
+fn account(text: &str) -> Result<String, String> {
+    if is_valid_account(text) {
+        Ok(text.to_string())
+    } else {
+        Err("an account number has letters, digits, '.', '_' or '-' (at most 64)".into())
+    }
+}
+
+pub async fn run(args: QueryArgs) -> anyhow::Result<Completion> {
+    let file = match &args.job {
+        Some(path) => JobSpec::from_file(path)?,
+        None => JobSpec::default(),
+    };
+    let location = args.data.clone().or(file.data).ok_or_else(|| {
+        job::Error::Invalid("no dataset: give --data DIR|URL or a --job file with data".into())
+    })?;
+    let s3 = file.s3.unwrap_or_default();
+    let dataset = Dataset::open(&location, &s3)?;
+    let format = match args.format {
+        Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Ndjson) => Format::Ndjson,
+        Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Table) => Format::Table,
+        None if std::io::stdout().is_terminal() => Format::Table,
+        None => Format::Json,
+    };
+
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match args.rollup {
+        None => {
+            let query = TicketQuery {
+                // clap requires --account without --rollup.
+                account: args.account.context("--account is required")?,
+                year: args.year,
+            };
+            let tickets = dataset
+                .tickets(&query)
+                .await
+                .with_context(|| format!("querying tickets of account {}", query.account))?;
+            tracing::debug!(tickets = tickets.len(), "query done");
+            output::write_tickets(&mut out, &tickets, format)
+        }
+        Some(rollup) => {
+            let query = RollupQuery {
+                account: args.account,
+                // clap requires --year with --rollup.
+                year: args.year.context("--year is required with --rollup")?,
+                period: match rollup {
+                    RollupArg::Month => Period::Month,
+                    RollupArg::Year => Period::Year,
+                },
+                basis: match args.basis {
+                    None | Some(BasisArg::Closed) => Basis::Closed,
+                    Some(BasisArg::Worked) => Basis::Worked,
+                },
+            };
+            let rows = dataset
+                .rollup(&query)
+                .await
+                .with_context(|| format!("rolling up {}", query.year))?;
+            tracing::debug!(rows = rows.len(), "query done");
+            output::write_rollup(&mut out, &rows, format)
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(Completion::Ok),
+        // The reader went away (`| head`): what it wanted was written.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Completion::Ok),
+        Err(e) => Err(anyhow::Error::new(e).context("writing the query result")),
+    }
+}

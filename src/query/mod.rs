@@ -1,0 +1,249 @@
+//! Query: read the dataset the sinks wrote and answer the two questions its consumers ask —
+//! an account's tickets in the Codex API's JSON shape (KnowledgeTree, dispute resolution) and
+//! hour rollups per month or year (Ledger's billing).
+//!
+//! The Parquet files are the only interface: nothing here receives rows from the pipeline, and
+//! the engine is polars, a separate Arrow implementation from the arrow-rs the sinks write with.
+//!
+//! Partition pruning is ours, not the engine's: [`Dataset`] lists the Hive layout through
+//! [`Storage`] and hands polars exactly the partition files a query needs (one file per table
+//! for one account and year). polars can therefore not open any other file, whatever its own
+//! predicate pushdown would do; [`Dataset::files_read`] shows the list and the tests hold it to
+//! the partitions. polars still reads the Hive keys (`account`, `year`) from the paths.
+//!
+//! This module does not know clap or exit codes; [`output`] renders results for the CLI.
+
+pub mod output;
+mod rollup;
+mod scan;
+mod tickets;
+
+use std::collections::BTreeMap;
+
+use object_store::path::Path;
+use polars::prelude::cloud::CloudOptions;
+use polars::prelude::PolarsError;
+
+use crate::storage::{self, layout, S3Options, Storage};
+use crate::tables::Table;
+pub use rollup::{Basis, Period, RollupQuery, RollupRow};
+pub use tickets::{ConversationDoc, NoteDoc, TicketDoc, TicketQuery};
+
+/// Query errors, by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The location holds no ticket partitions at all: wrong `--data`, or nothing synced yet.
+    #[error("no tickets in the dataset at {location}: expected {expected} (wrong --data, or no sync has written tickets yet)")]
+    Empty { location: String, expected: String },
+    /// Listing or opening the dataset failed (includes a missing local directory).
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    /// The location cannot be handed to polars.
+    #[error("cannot query {location}: {reason}")]
+    Unsupported { location: String, reason: String },
+    /// polars failed to plan or read the files (unreadable or foreign Parquet, S3 access).
+    #[error("reading {what} failed: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: PolarsError,
+    },
+    /// A file's columns are not what `schemas/` promises.
+    #[error("unexpected data in {what}: {detail}")]
+    Contract { what: String, detail: String },
+    #[error("a query task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    /// Whether the location itself is wrong (a configuration error, not a failed read).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Error::Unsupported { .. } | Error::Storage(storage::Error::InvalidLocation { .. })
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An opened dataset: the storage to list partitions, and how polars reaches the same files.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    storage: Storage,
+    /// polars' S3 settings, built from the same [`S3Options`] as the store (credentials come
+    /// from the AWS environment in both). `None` for local datasets.
+    cloud: Option<CloudOptions>,
+}
+
+/// The partition files one query reads, per table.
+pub type FileSet = BTreeMap<Table, Vec<PartitionFile>>;
+
+/// One partition's data file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionFile {
+    pub account: String,
+    pub year: i32,
+    /// Relative to the dataset root, as [`Storage`] names it.
+    pub path: Path,
+}
+
+/// Which partitions of a table a query needs.
+#[derive(Debug, Clone, Copy)]
+struct Selection<'a> {
+    account: Option<&'a str>,
+    year: Option<i32>,
+}
+
+impl Dataset {
+    /// Opens an existing dataset (`DIR`, `file:///…`, `s3://bucket/prefix`). A missing local
+    /// directory is an error; nothing is created.
+    pub fn open(location: &str, s3: &S3Options) -> Result<Dataset> {
+        let storage = Storage::open_existing(location, s3)?;
+        let cloud = location
+            .starts_with("s3://")
+            .then(|| scan::cloud_options(s3));
+        Dataset::new(storage, cloud)
+    }
+
+    fn new(storage: Storage, cloud: Option<CloudOptions>) -> Result<Dataset> {
+        let unsupported = |reason: &str| Error::Unsupported {
+            location: storage.display().to_string(),
+            reason: reason.to_string(),
+        };
+        let root = storage
+            .external_location(&Path::from(""))
+            .ok_or_else(|| unsupported("the store has no address polars can read"))?;
+        // polars reads every `key=value` directory of a path as a Hive key, the root included.
+        if root.split('/').any(|segment| segment.contains('=')) {
+            return Err(unsupported(
+                "a directory of the location itself contains '=', which readers take for a partition key; move the dataset",
+            ));
+        }
+        Ok(Dataset { storage, cloud })
+    }
+
+    /// The storage behind the dataset.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The files a tickets query reads (`tickets`, `conversations`, `notes`), as polars gets them.
+    pub async fn files_read(&self, query: &TicketQuery) -> Result<Vec<String>> {
+        let files = self.ticket_files(query).await?;
+        Ok(self.locations(&files))
+    }
+
+    /// The files a rollup reads, as polars gets them.
+    pub async fn rollup_files_read(&self, query: &RollupQuery) -> Result<Vec<String>> {
+        let files = self.rollup_files(query).await?;
+        Ok(self.locations(&files))
+    }
+
+    fn locations(&self, files: &FileSet) -> Vec<String> {
+        files
+            .values()
+            .flatten()
+            .map(|f| self.location(&f.path))
+            .collect()
+    }
+
+    fn location(&self, path: &Path) -> String {
+        // `new` checked that the storage has an external address.
+        self.storage
+            .external_location(path)
+            .expect("checked when the dataset was opened")
+    }
+
+    async fn ticket_files(&self, query: &TicketQuery) -> Result<FileSet> {
+        let selection = Selection {
+            account: Some(&query.account),
+            year: query.year,
+        };
+        self.files(
+            &[Table::Tickets, Table::Conversations, Table::Notes],
+            selection,
+        )
+        .await
+    }
+
+    async fn rollup_files(&self, query: &RollupQuery) -> Result<FileSet> {
+        match query.basis {
+            Basis::Closed => {
+                let selection = Selection {
+                    account: query.account.as_deref(),
+                    year: Some(query.year),
+                };
+                self.files(&[Table::Tickets], selection).await
+            }
+            // Work done in a year belongs to tickets closed in any year: every year is read.
+            Basis::Worked => {
+                let selection = Selection {
+                    account: query.account.as_deref(),
+                    year: None,
+                };
+                self.files(&[Table::Tickets, Table::TimeEntries], selection)
+                    .await
+            }
+        }
+    }
+
+    /// Lists the selected partitions of `tables`. The first table must be `tickets`: when it has
+    /// no partition at all the dataset is empty (an error), otherwise an empty selection is
+    /// simply no match.
+    async fn files(&self, tables: &[Table], selection: Selection<'_>) -> Result<FileSet> {
+        debug_assert_eq!(tables.first(), Some(&Table::Tickets));
+        let mut out = FileSet::new();
+        for &table in tables {
+            out.insert(table, self.list(table, selection).await?);
+        }
+        if out[&Table::Tickets].is_empty() {
+            let everything = Selection {
+                account: None,
+                year: None,
+            };
+            let narrowed = selection.account.is_some() || selection.year.is_some();
+            if !narrowed || self.list(Table::Tickets, everything).await?.is_empty() {
+                return Err(Error::Empty {
+                    location: self.storage.display().to_string(),
+                    expected: format!(
+                        "{}/account=<account>/year=<year>/{}",
+                        Table::Tickets.name(),
+                        storage::PART_FILE
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list(&self, table: Table, selection: Selection<'_>) -> Result<Vec<PartitionFile>> {
+        let name = table.name();
+        let prefix = match (selection.account, selection.year) {
+            (Some(account), Some(year)) => layout::partition_dir(name, account, year),
+            (Some(account), None) => layout::account_dir(name, account),
+            (None, _) => Path::from(name),
+        };
+        let mut files: Vec<PartitionFile> = self
+            .storage
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|path| {
+                let (account, year) = layout::parse_partition_file(name, &path)?;
+                let wanted = selection.account.is_none_or(|a| a == account)
+                    && selection.year.is_none_or(|y| y == year);
+                wanted.then_some(PartitionFile {
+                    account,
+                    year,
+                    path,
+                })
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+//! Rendering query results: JSON and NDJSON for programs, CSV with a header, and an aligned
+//! table for people. Hours are rounded here, and only here: to two decimals, from exact minutes.
+//!
+//! Writers return `io::Error`s untouched so the caller can tell a closed pipe from a failure.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::rollup::RollupRow;
+use super::tickets::{iso_text, TicketDoc};
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One pretty-printed JSON array.
+    Json,
+    /// One compact JSON object per line.
+    Ndjson,
+    /// RFC 4180 CSV with a header row; nested arrays as JSON text.
+    Csv,
+    /// Aligned columns for a terminal; tickets are summarized one per line.
+    Table,
+}
+
+/// Exact minutes as hours with two decimals (`90` → `1.50`). minutes × 100 / 60 never ends in
+/// exactly one half, so the rounding is unambiguous.
+pub fn hours_text(minutes: i64) -> String {
+    let hundredths = (minutes.unsigned_abs() * 10 + 3) / 6;
+    let sign = if minutes < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
+/// Hours as a JSON number with at most two decimals.
+fn hours_number(minutes: i64) -> f64 {
+    // Parsing our own decimal text is exact to the nearest double and cannot fail.
+    hours_text(minutes)
+        .parse()
+        .expect("hours_text is a decimal")
+}
+
+/// Writes tickets in `format`.
+pub fn write_tickets<W: Write>(
+    out: &mut W,
+    tickets: &[TicketDoc],
+    format: Format,
+) -> io::Result<()> {
+    match format {
+        Format::Json => json_array(out, tickets),
+        Format::Ndjson => ndjson(out, tickets),
+        Format::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record(TICKET_COLUMNS)?;
+            for t in tickets {
+                let num = |v: f64| serde_json::to_string(&v).map_err(io::Error::from);
+                csv.write_record([
+                    t.ticket_id.to_string(),
+                    t.ticket_number.clone(),
+                    opt(&t.subject),
+                    opt(&t.description),
+                    opt(&t.description_text),
+                    t.status.clone(),
+                    opt(&t.priority),
+                    opt(&t.requester_email),
+                    opt(&t.requester_name),
+                    t.created_at.as_ref().map(iso_text).unwrap_or_default(),
+                    iso_text(&t.last_updated_at),
+                    iso_text(&t.closed_at),
+                    num(t.total_hours_spent)?,
+                    num(t.billable_hours)?,
+                    serde_json::to_string(&t.conversations)?,
+                    serde_json::to_string(&t.notes)?,
+                ])?;
+            }
+            csv.flush()
+        }
+        Format::Table => {
+            let rows = tickets
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.ticket_id.to_string(),
+                        iso_text(&t.closed_at),
+                        t.status.clone(),
+                        opt(&t.priority),
+                        hours_text(hours_to_minutes(t.total_hours_spent)),
+                        hours_text(hours_to_minutes(t.billable_hours)),
+                        t.conversations.len().to_string(),
+                        t.notes.len().to_string(),
+                        shorten(t.subject.as_deref().unwrap_or(""), 60),
+                    ]
+                })
+                .collect();
+            table(
+                out,
+                &[
+                    ("ticket_id", Align::Right),
+                    ("closed_at", Align::Left),
+                    ("status", Align::Left),
+                    ("priority", Align::Left),
+                    ("hours", Align::Right),
+                    ("billable", Align::Right),
+                    ("convs", Align::Right),
+                    ("notes", Align::Right),
+                    ("subject", Align::Left),
+                ],
+                rows,
+            )
+        }
+    }
+}
+
+/// The keys of a ticket document, in order (the CSV header).
+pub const TICKET_COLUMNS: [&str; 16] = [
+    "ticket_id",
+    "ticket_number",
+    "subject",
+    "description",
+    "description_text",
+    "status",
+    "priority",
+    "requester_email",
+    "requester_name",
+    "created_at",
+    "last_updated_at",
+    "closed_at",
+    "total_hours_spent",
+    "billable_hours",
+    "conversations",
+    "notes",
+];
+
+/// The columns of a rollup, in order.
+pub const ROLLUP_COLUMNS: [&str; 6] = [
+    "account",
+    "period",
+    "tickets",
+    "hours",
+    "billable_hours",
+    "non_billable_hours",
+];
+
+#[derive(Serialize)]
+struct RollupRecord<'a> {
+    account: &'a str,
+    period: String,
+    tickets: u64,
+    hours: f64,
+    billable_hours: f64,
+    non_billable_hours: f64,
+}
+
+/// Writes a rollup in `format`.
+pub fn write_rollup<W: Write>(out: &mut W, rows: &[RollupRow], format: Format) -> io::Result<()> {
+    let records = || {
+        rows.iter().map(|r| RollupRecord {
+            account: &r.account,
+            period: r.period(),
+            tickets: r.tickets,
+            hours: hours_number(r.minutes),
+            billable_hours: hours_number(r.billable_minutes),
+            non_billable_hours: hours_number(r.non_billable_minutes()),
+        })
+    };
+    let texts = || {
+        rows.iter().map(|r| {
+            vec![
+                r.account.clone(),
+                r.period(),
+                r.tickets.to_string(),
+                hours_text(r.minutes),
+                hours_text(r.billable_minutes),
+                hours_text(r.non_billable_minutes()),
+            ]
+        })
+    };
+    match format {
+        Format::Json => json_array(out, &records().collect::<Vec<_>>()),
+        Format::Ndjson => ndjson(out, &records().collect::<Vec<_>>()),
+        Format::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record(ROLLUP_COLUMNS)?;
+            for record in texts() {
+                csv.write_record(record)?;
+            }
+            csv.flush()
+        }
+        Format::Table => {
+            let align = [
+                Align::Left,
+                Align::Left,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+                Align::Right,
+            ];
+            let columns: Vec<(&str, Align)> = ROLLUP_COLUMNS.into_iter().zip(align).collect();
+            table(out, &columns, texts().collect())
+        }
+    }
+}
+
+fn json_array<W: Write, T: Serialize>(out: &mut W, items: &[T]) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, items)?;
+    out.write_all(b"\n")
+}
+
+fn ndjson<W: Write, T: Serialize>(out: &mut W, items: &[T]) -> io::Result<()> {
+    for item in items {
+        serde_json::to_writer(&mut *out, item)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn opt(value: &Option<String>) -> String {
+    value.clone().unwrap_or_default()
+}
+
+/// The stored hours are minutes / 60; the nearest whole minute recovers them exactly.
+fn hours_to_minutes(hours: f64) -> i64 {
+    (hours * 60.0).round() as i64
+}
+
+/// One line of text, at most `max` characters (an ellipsis marks the cut).
+fn shorten(text: &str, max: usize) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    if line.chars().count() <= max {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// Columns separated by two spaces, padded to the widest cell; no trailing spaces.
+fn table<W: Write>(
+    out: &mut W,
+    columns: &[(&str, Align)],
+    rows: Vec<Vec<String>>,
+) -> io::Result<()> {
+    let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            match columns[i].1 {
+                Align::Left => {
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+                Align::Right => {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_are_rounded_from_minutes() {
+        let cases = [
+            (0, "0.00"),
+            (1, "0.02"),
+            (15, "0.25"),
+            (20, "0.33"),
+            (40, "0.67"),
+            (90, "1.50"),
+            (599, "9.98"),
+            (6001, "100.02"),
+            (-20, "-0.33"),
+        ];
+        for (minutes, text) in cases {
+            assert_eq!(hours_text(minutes), text, "{minutes} minutes");
+        }
+        // Two decimals always identify the minute.
+        for minutes in 0..100_000 {
+            let back = (hours_number(minutes) * 60.0).round() as i64;
+            assert_eq!(back, minutes);
+        }
+        assert_eq!(serde_json::to_string(&hours_number(4)).unwrap(), "0.07");
+    }
+
+    #[test]
+    fn tables_align_and_trim() {
+        let mut out = Vec::new();
+        table(
+            &mut out,
+            &[("name", Align::Left), ("n", Align::Right)],
+            vec![
+                vec!["a".into(), "1".into()],
+                vec!["long name".into(), "1234".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "name          n\na             1\nlong name  1234\n"
+        );
+    }
+
+    #[test]
+    fn subjects_become_one_short_line() {
+        assert_eq!(shorten("a\nb\tc ", 10), "a b c");
+        assert_eq!(shorten("abcdefghijk", 5), "abcd…");
+    }
+
+    #[test]
+    fn rollup_formats() {
+        let rows = vec![RollupRow {
+            account: "482913".into(),
+            year: 2025,
+            month: Some(3),
+            tickets: 2,
+            minutes: 95,
+            billable_minutes: 60,
+        }];
+        let render = |format| {
+            let mut out = Vec::new();
+            write_rollup(&mut out, &rows, format).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            render(Format::Csv),
+            "account,period,tickets,hours,billable_hours,non_billable_hours\n482913,2025-03,2,1.58,1.00,0.58\n"
+        );
+        assert_eq!(
+            render(Format::Ndjson),
+            "{\"account\":\"482913\",\"period\":\"2025-03\",\"tickets\":2,\"hours\":1.58,\"billable_hours\":1.0,\"non_billable_hours\":0.58}\n"
+        );
+        assert_eq!(
+            render(Format::Table),
+            "account  period   tickets  hours  billable_hours  non_billable_hours\n482913   2025-03        2   1.58            1.00                0.58\n"
+        );
+        let mut out = Vec::new();
+        write_rollup(&mut out, &[], Format::Json).unwrap();
+        assert_eq!(out, b"[]\n");
+    }
+}

@@ -1,0 +1,370 @@
+//! An account's tickets in the Codex API's JSON shape (`GET /api/companies/{account}/tickets`):
+//! one document per ticket with its public conversations and private notes nested.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use polars::prelude::*;
+use serde::{Serialize, Serializer};
+
+use super::scan::{collect, column, contract, describe};
+use super::{Dataset, Result};
+use crate::tables::Table;
+
+/// One account's tickets, of one year or of every year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketQuery {
+    /// A validated account number (the `account=` partition).
+    pub account: String,
+    /// The UTC year of `closed_at` (the `year=` partition); `None` for every year.
+    pub year: Option<i32>,
+}
+
+/// A ticket as the Codex API served it, plus `billable_hours`. The field order is the output's
+/// key order (and CSV's column order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketDoc {
+    pub ticket_id: i64,
+    pub ticket_number: String,
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub description_text: Option<String>,
+    pub status: String,
+    pub priority: Option<String>,
+    pub requester_email: Option<String>,
+    pub requester_name: Option<String>,
+    #[serde(serialize_with = "iso_opt")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "iso")]
+    pub last_updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "iso")]
+    pub closed_at: DateTime<Utc>,
+    pub total_hours_spent: f64,
+    /// Not in the Codex shape: Ledger bills these.
+    pub billable_hours: f64,
+    /// Public conversations, oldest first (ids break ties), as in the markdown.
+    pub conversations: Vec<ConversationDoc>,
+    /// Private notes, oldest first (ids break ties).
+    pub notes: Vec<NoteDoc>,
+}
+
+/// A public conversation in the Codex shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConversationDoc {
+    pub id: i64,
+    pub body: String,
+    pub body_html: Option<String>,
+    pub from_email: Option<String>,
+    pub to_emails: Vec<String>,
+    #[serde(serialize_with = "iso_opt")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "iso_opt")]
+    pub updated_at: Option<DateTime<Utc>>,
+    pub incoming: bool,
+    pub private: bool,
+    pub user_id: Option<i64>,
+    pub support_email: Option<String>,
+}
+
+/// A private note in the Codex shape (`private` is always true).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoteDoc {
+    pub id: i64,
+    pub body: String,
+    pub from_email: Option<String>,
+    #[serde(serialize_with = "iso_opt")]
+    pub created_at: Option<DateTime<Utc>>,
+    pub private: bool,
+    pub user_id: Option<i64>,
+}
+
+/// ISO-8601 in UTC with a `Z`, seconds unless the instant has milliseconds:
+/// `2025-01-15T10:30:00Z`.
+pub fn iso_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn iso<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&iso_text(t))
+}
+
+fn iso_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => iso(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+const TICKET_STRINGS: [&str; 8] = [
+    "ticket_number",
+    "subject",
+    "description",
+    "description_text",
+    "status",
+    "priority",
+    "requester_email",
+    "requester_name",
+];
+
+impl Dataset {
+    /// The account's tickets, sorted by `closed_at`, then `ticket_id`. An account or year without
+    /// tickets gives an empty list; a dataset without any tickets is [`super::Error::Empty`].
+    pub async fn tickets(&self, query: &TicketQuery) -> Result<Vec<TicketDoc>> {
+        let files = self.ticket_files(query).await?;
+        let Some(tickets) = self.scan(&files[&Table::Tickets])? else {
+            return Ok(Vec::new());
+        };
+        let tickets = tickets
+            .select(
+                [col("ticket_id")]
+                    .into_iter()
+                    .chain(TICKET_STRINGS.iter().map(|c| col(*c)))
+                    .chain(
+                        ["created_at", "last_updated_at", "closed_at"]
+                            .iter()
+                            .map(|c| millis(c)),
+                    )
+                    .chain([col("total_hours_spent"), col("billable_hours")])
+                    .collect::<Vec<_>>(),
+            )
+            .sort(["closed_at", "ticket_id"], SortMultipleOptions::default());
+        let conversations = self.scan(&files[&Table::Conversations])?.map(|lf| {
+            lf.select([
+                col("ticket_id"),
+                col("conversation_id"),
+                col("body"),
+                col("body_html"),
+                col("from_email"),
+                col("to_emails"),
+                millis("created_at"),
+                millis("updated_at"),
+                col("incoming"),
+                col("private"),
+                col("user_id"),
+                col("support_email"),
+            ])
+            .sort(
+                ["ticket_id", "created_at", "conversation_id"],
+                SortMultipleOptions::default(),
+            )
+        });
+        let notes = self.scan(&files[&Table::Notes])?.map(|lf| {
+            lf.select([
+                col("ticket_id"),
+                col("note_id"),
+                col("body"),
+                col("from_email"),
+                millis("created_at"),
+                col("user_id"),
+            ])
+            .sort(
+                ["ticket_id", "created_at", "note_id"],
+                SortMultipleOptions::default(),
+            )
+        });
+
+        // The three tables are independent reads: run them together.
+        let what = |t: Table| describe(&files[&t]);
+        let (tickets, conversations, notes) = tokio::try_join!(
+            collect(tickets, what(Table::Tickets)),
+            optional(conversations, what(Table::Conversations)),
+            optional(notes, what(Table::Notes)),
+        )?;
+
+        let mut conversations = match conversations {
+            Some(df) => conversation_docs(&df, &what(Table::Conversations))?,
+            None => HashMap::new(),
+        };
+        let mut notes = match notes {
+            Some(df) => note_docs(&df, &what(Table::Notes))?,
+            None => HashMap::new(),
+        };
+        ticket_docs(&tickets, &what(Table::Tickets), |id| {
+            (
+                conversations.remove(&id).unwrap_or_default(),
+                notes.remove(&id).unwrap_or_default(),
+            )
+        })
+    }
+}
+
+/// A timestamp column as epoch milliseconds, whatever unit the file stored.
+fn millis(name: &str) -> Expr {
+    col(name).dt().timestamp(TimeUnit::Milliseconds).alias(name)
+}
+
+async fn optional(lf: Option<LazyFrame>, what: String) -> Result<Option<DataFrame>> {
+    match lf {
+        Some(lf) => collect(lf, what).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Typed access to the columns of one collected frame, with errors naming the data.
+struct Columns<'a> {
+    df: &'a DataFrame,
+    what: &'a str,
+}
+
+impl Columns<'_> {
+    fn i64s(&self, name: &str) -> Result<Vec<Option<i64>>> {
+        let s = contract(
+            column(self.df, name, self.what)?.cast(&DataType::Int64),
+            self.what,
+        )?;
+        Ok(contract(s.i64(), self.what)?.iter().collect())
+    }
+
+    fn times(&self, name: &str) -> Result<Vec<Option<DateTime<Utc>>>> {
+        Ok(self
+            .i64s(name)?
+            .iter()
+            .map(|ms| ms.and_then(DateTime::from_timestamp_millis))
+            .collect())
+    }
+
+    fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let s = column(self.df, name, self.what)?;
+        Ok(contract(s.str(), self.what)?
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
+    }
+
+    fn bools(&self, name: &str) -> Result<Vec<Option<bool>>> {
+        let s = column(self.df, name, self.what)?;
+        Ok(contract(s.bool(), self.what)?.iter().collect())
+    }
+
+    fn f64s(&self, name: &str) -> Result<Vec<Option<f64>>> {
+        let s = column(self.df, name, self.what)?;
+        Ok(contract(s.f64(), self.what)?.iter().collect())
+    }
+
+    fn string_lists(&self, name: &str) -> Result<Vec<Vec<String>>> {
+        let s = column(self.df, name, self.what)?;
+        let mut out = Vec::with_capacity(s.len());
+        for item in contract(s.list(), self.what)?.series_iter() {
+            let mut values = Vec::new();
+            if let Some(inner) = item {
+                for v in contract(inner.str(), self.what)?.iter().flatten() {
+                    values.push(v.to_string());
+                }
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+
+    /// A value the contract says is never null.
+    fn required<T>(&self, name: &str, row: usize, value: Option<T>) -> Result<T> {
+        value.ok_or_else(|| super::Error::Contract {
+            what: self.what.to_string(),
+            detail: format!("{name} is null in row {row}, but the column is not nullable"),
+        })
+    }
+}
+
+fn conversation_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<ConversationDoc>>> {
+    let c = Columns { df, what };
+    let ticket_ids = c.i64s("ticket_id")?;
+    let ids = c.i64s("conversation_id")?;
+    let mut bodies = c.strings("body")?;
+    let mut htmls = c.strings("body_html")?;
+    let mut froms = c.strings("from_email")?;
+    let mut tos = c.string_lists("to_emails")?;
+    let created = c.times("created_at")?;
+    let updated = c.times("updated_at")?;
+    let incoming = c.bools("incoming")?;
+    let private = c.bools("private")?;
+    let users = c.i64s("user_id")?;
+    let mut support = c.strings("support_email")?;
+    let mut out: HashMap<i64, Vec<ConversationDoc>> = HashMap::new();
+    for row in 0..df.height() {
+        let ticket_id = c.required("ticket_id", row, ticket_ids[row])?;
+        out.entry(ticket_id).or_default().push(ConversationDoc {
+            id: c.required("conversation_id", row, ids[row])?,
+            body: c.required("body", row, bodies[row].take())?,
+            body_html: htmls[row].take(),
+            from_email: froms[row].take(),
+            to_emails: std::mem::take(&mut tos[row]),
+            created_at: created[row],
+            updated_at: updated[row],
+            incoming: c.required("incoming", row, incoming[row])?,
+            private: c.required("private", row, private[row])?,
+            user_id: users[row],
+            support_email: support[row].take(),
+        });
+    }
+    Ok(out)
+}
+
+fn note_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<NoteDoc>>> {
+    let c = Columns { df, what };
+    let ticket_ids = c.i64s("ticket_id")?;
+    let ids = c.i64s("note_id")?;
+    let mut bodies = c.strings("body")?;
+    let mut froms = c.strings("from_email")?;
+    let created = c.times("created_at")?;
+    let users = c.i64s("user_id")?;
+    let mut out: HashMap<i64, Vec<NoteDoc>> = HashMap::new();
+    for row in 0..df.height() {
+        let ticket_id = c.required("ticket_id", row, ticket_ids[row])?;
+        out.entry(ticket_id).or_default().push(NoteDoc {
+            id: c.required("note_id", row, ids[row])?,
+            body: c.required("body", row, bodies[row].take())?,
+            from_email: froms[row].take(),
+            created_at: created[row],
+            // Notes are the private conversations by definition.
+            private: true,
+            user_id: users[row],
+        });
+    }
+    Ok(out)
+}
+
+fn ticket_docs(
+    df: &DataFrame,
+    what: &str,
+    mut children: impl FnMut(i64) -> (Vec<ConversationDoc>, Vec<NoteDoc>),
+) -> Result<Vec<TicketDoc>> {
+    let c = Columns { df, what };
+    let ids = c.i64s("ticket_id")?;
+    let mut numbers = c.strings("ticket_number")?;
+    let mut subjects = c.strings("subject")?;
+    let mut descriptions = c.strings("description")?;
+    let mut texts = c.strings("description_text")?;
+    let mut statuses = c.strings("status")?;
+    let mut priorities = c.strings("priority")?;
+    let mut emails = c.strings("requester_email")?;
+    let mut names = c.strings("requester_name")?;
+    let created = c.times("created_at")?;
+    let updated = c.times("last_updated_at")?;
+    let closed = c.times("closed_at")?;
+    let hours = c.f64s("total_hours_spent")?;
+    let billable = c.f64s("billable_hours")?;
+    let mut out = Vec::with_capacity(df.height());
+    for row in 0..df.height() {
+        let ticket_id = c.required("ticket_id", row, ids[row])?;
+        let (conversations, notes) = children(ticket_id);
+        out.push(TicketDoc {
+            ticket_id,
+            ticket_number: c.required("ticket_number", row, numbers[row].take())?,
+            subject: subjects[row].take(),
+            description: descriptions[row].take(),
+            description_text: texts[row].take(),
+            status: c.required("status", row, statuses[row].take())?,
+            priority: priorities[row].take(),
+            requester_email: emails[row].take(),
+            requester_name: names[row].take(),
+            created_at: created[row],
+            last_updated_at: c.required("last_updated_at", row, updated[row])?,
+            closed_at: c.required("closed_at", row, closed[row])?,
+            total_hours_spent: c.required("total_hours_spent", row, hours[row])?,
+            billable_hours: c.required("billable_hours", row, billable[row])?,
+            conversations,
+            notes,
+        });
+    }
+    Ok(out)
+}
