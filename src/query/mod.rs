@@ -42,7 +42,7 @@ pub enum Error {
     #[error("cannot query {location}: {reason}")]
     Unsupported { location: String, reason: String },
     /// polars failed to plan or read the files (unreadable or foreign Parquet, S3 access).
-    #[error("reading {what} failed: {source}")]
+    #[error("reading {what} failed")]
     Read {
         what: String,
         #[source]
