@@ -42,6 +42,9 @@ pub enum Error {
     Storage(#[from] crate::storage::Error),
     #[error("ticket {0} does not exist (404)")]
     TicketNotFound(i64),
+    /// A task of the run panicked or was cancelled (a bug, not a configuration problem).
+    #[error("{0}")]
+    Task(String),
     /// The run did not start: another run holds the dataset's lock (or the lock object is
     /// unreadable). Nothing was read or written; retry later.
     #[error(transparent)]
@@ -312,7 +315,7 @@ async fn list(
     source: Arc<Source>,
     plan: ListingPlan,
     tx: mpsc::Sender<Listed>,
-) -> Result<(), source::Error> {
+) -> Result<(), Error> {
     let (pages_tx, mut pages_rx) = mpsc::channel(2);
     let live = {
         let source = source.clone();
@@ -334,7 +337,7 @@ async fn list(
         }
     }
     live.await
-        .map_err(|e| source::Error::Config(format!("listing task failed: {e}")))??;
+        .map_err(|e| Error::Task(format!("the listing task failed: {e}")))??;
 
     if let Some(since) = plan.reconcile_since {
         for (filter, reason) in [
@@ -646,11 +649,7 @@ impl Run<'_> {
         if let Some(lister) = lister {
             match lister.await {
                 Ok(result) => result?,
-                Err(e) => {
-                    return Err(Error::Source(source::Error::Config(format!(
-                        "the listing task failed: {e}"
-                    ))));
-                }
+                Err(e) => return Err(Error::Task(format!("the listing task failed: {e}"))),
             }
         }
         tracing::info!(
