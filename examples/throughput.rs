@@ -21,7 +21,7 @@ use ticketsync::job::{Job, JobSpec};
 use ticketsync::pipeline;
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 use ticketsync::source::retry::RetryPolicy;
-use ticketsync::source::{ClientConfig, ListFilter, Source};
+use ticketsync::source::{ClientConfig, ListFilter, Requesters, Source};
 use ticketsync::storage::{S3Options, Storage};
 
 #[derive(Debug, Parser)]
@@ -254,7 +254,7 @@ async fn baseline(args: &Args, config: SimConfig, fetched: u64) -> f64 {
     let started = Instant::now();
     let since = chrono::Utc::now() - chrono::Duration::days(365);
     let listed = source
-        .tickets_updated_since(since, ListFilter::Live)
+        .tickets_updated_since(since, ListFilter::Live, Requesters::Embedded)
         .await
         .expect("list");
     let list_time = started.elapsed().as_secs_f64();

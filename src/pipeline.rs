@@ -3,7 +3,8 @@
 //! 0. Take the dataset's run lock (`_state/lock.json`); a second run is refused with
 //!    [`Error::Locked`]. It is released at the end, also when the run failed.
 //! 1. Finish an interrupted commit, load the index and the cursor.
-//! 2. Departments (account numbers) and agents, once.
+//! 2. Departments (account numbers) and agents, once; for a long window (a full sync) also the
+//!    requester directory, which costs less than embedding the requester in every listed page.
 //! 3. The listing (or the one ticket), de-duplicated by id: closed tickets that cannot be
 //!    placed go to rejects without further calls; unchanged ones (same `updated_at` as in the
 //!    index) are skipped; tickets that left Closed are removed.
@@ -22,10 +23,10 @@ use tokio::sync::mpsc;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::job::{Job, Window};
-use crate::normalize::{self, AccountMap, AgentInfo, Outcome, RejectReason, Rejection, Settings};
+use crate::normalize::{self, AccountMap, Outcome, Person, RejectReason, Rejection, Settings};
 use crate::report::{BudgetReport, RunReport, RunStatus, TicketCounts};
 use crate::sink::{self, Changeset, CommitStats, Removal};
-use crate::source::{self, wire, ListFilter, Source};
+use crate::source::{self, wire, ListFilter, Requesters, Source};
 use crate::state::lock::{self, Lock};
 use crate::state::{self, Cursor};
 use crate::storage::{layout, Storage};
@@ -288,6 +289,78 @@ struct Run<'a> {
     started: Instant,
 }
 
+/// A listing window at least this long reads the requester directory instead of embedding the
+/// requester in every listing page.
+const DIRECTORY_WINDOW_DAYS: i64 = 30;
+
+/// What every ticket of a run is normalized against, read once at the start.
+struct Reference {
+    accounts: AccountMap,
+    agents: HashMap<i64, Person>,
+    /// The requester directory; empty when the listing embeds requesters.
+    requesters: HashMap<i64, Person>,
+    requester_source: Requesters,
+    settings: Settings,
+    /// Requesters the directory did not have, looked up one by one (`None`: no such requester).
+    looked_up: std::sync::Mutex<HashMap<i64, Option<Person>>>,
+}
+
+impl Reference {
+    fn context(&self) -> normalize::Context<'_> {
+        normalize::Context {
+            accounts: &self.accounts,
+            agents: &self.agents,
+            requesters: &self.requesters,
+            settings: &self.settings,
+        }
+    }
+
+    /// The requester embed for a ticket whose requester neither the listing, the directory nor
+    /// the agents know (someone added after the directory was read): one `GET /requesters/{id}`
+    /// per such person and run. `None` when nothing is missing or there is no such requester.
+    async fn missing_requester(
+        &self,
+        source: &Source,
+        ticket: &wire::Ticket,
+    ) -> Result<Option<wire::EmbeddedRequester>, source::Error> {
+        let Some(id) = ticket.requester_id else {
+            return Ok(None);
+        };
+        if self.requester_source == Requesters::Embedded
+            || ticket.requester.is_some()
+            || self.requesters.contains_key(&id)
+            || self.agents.contains_key(&id)
+        {
+            return Ok(None);
+        }
+        let cached = self
+            .looked_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        let person = match cached {
+            Some(person) => person,
+            None => {
+                let person = match source.requester(id).await {
+                    Ok(found) => found.map(|r| Person::from_requester(&r)),
+                    Err(source::Error::Decode { detail, .. }) => {
+                        tracing::warn!(ticket_id = ticket.id, requester = id, %detail, "requester does not decode; the ticket has no requester name");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.looked_up
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, person.clone());
+                person
+            }
+        };
+        Ok(person.map(|p| p.as_embed(id)))
+    }
+}
+
 /// What the listing task hands the dispatcher.
 enum Listed {
     /// A page of the live listing (or the one ticket of a single-ticket run).
@@ -303,6 +376,8 @@ enum Listed {
 /// What the listing task reads besides the live listing.
 struct ListingPlan {
     since: DateTime<Utc>,
+    /// Whether the live listing embeds the requester.
+    requesters: Requesters,
     /// `updated_since` of the deleted/spam reconciliation (`None`: off).
     reconcile_since: Option<DateTime<Utc>>,
     /// Placed tickets closed recently, with their stored time-entry fingerprints.
@@ -321,7 +396,12 @@ async fn list(
         let source = source.clone();
         tokio::spawn(async move {
             source
-                .stream_tickets_updated_since(plan.since, ListFilter::Live, pages_tx)
+                .stream_tickets_updated_since(
+                    plan.since,
+                    ListFilter::Live,
+                    plan.requesters,
+                    pages_tx,
+                )
                 .await
         })
     };
@@ -345,7 +425,7 @@ async fn list(
             (ListFilter::Spam, Removal::Spam),
         ] {
             let ids: Vec<i64> = source
-                .tickets_updated_since(since, filter)
+                .tickets_updated_since(since, filter, plan.requesters)
                 .await?
                 .iter()
                 .filter_map(|t| match t {
@@ -463,7 +543,25 @@ impl Run<'_> {
         since: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
         let source = self.source.clone();
-        let (departments, agents) = tokio::join!(source.departments(), source.agents());
+        // A full sync lists a year of tickets: reading the requester directory once is cheaper
+        // than embedding the requester in every listing page (2 credits a page). A nightly run
+        // lists a page or two: the embed is cheaper there.
+        let requester_source = match since {
+            Some(since)
+                if self.settings.synced_at - since
+                    >= chrono::Duration::days(DIRECTORY_WINDOW_DAYS) =>
+            {
+                Requesters::Directory
+            }
+            _ => Requesters::Embedded,
+        };
+        let (departments, agents, requesters) =
+            tokio::join!(source.departments(), source.agents(), async {
+                match requester_source {
+                    Requesters::Directory => source.requesters().await,
+                    Requesters::Embedded => Ok(Vec::new()),
+                }
+            });
         let mut good_departments = Vec::new();
         for d in departments? {
             match d {
@@ -478,17 +576,44 @@ impl Run<'_> {
             &self.job.account_field,
             &self.job.account_map,
         );
-        let agents: HashMap<i64, AgentInfo> = agents?
+        let agents: HashMap<i64, Person> = agents?
             .into_iter()
             .filter_map(|a| a.ok())
-            .map(|a| (a.id, AgentInfo::from_wire(&a)))
+            .map(|a| (a.id, Person::from_agent(&a)))
+            .collect();
+        // An API key whose role may not read requesters (403), or an API without the list, still
+        // syncs: the listing embeds the requester instead.
+        let (requester_source, requesters) = match (requester_source, requesters) {
+            (Requesters::Directory, Err(e)) if !matches!(e, source::Error::Unauthorized { .. }) => {
+                tracing::warn!(error = %e, "the requester directory cannot be read; the listing embeds requesters instead");
+                (Requesters::Embedded, Vec::new())
+            }
+            (mode, requesters) => (mode, requesters?),
+        };
+        let requesters: HashMap<i64, Person> = requesters
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(r) => Some((r.id, Person::from_requester(&r))),
+                Err(e) => {
+                    tracing::warn!(requester = ?e.id, detail = %e.detail, "requester does not decode; its tickets look it up one by one");
+                    None
+                }
+            })
             .collect();
         tracing::info!(
             departments = accounts.len(),
             agents = agents.len(),
+            requesters = requesters.len(),
             "reference data loaded"
         );
-        let ctx = Arc::new((accounts, agents, self.settings.clone()));
+        let ctx = Arc::new(Reference {
+            accounts,
+            agents,
+            requesters,
+            requester_source,
+            settings: self.settings.clone(),
+            looked_up: Default::default(),
+        });
 
         // The listing streams pages into the dispatcher below; a single-ticket run feeds one
         // "page" of one ticket.
@@ -524,6 +649,7 @@ impl Run<'_> {
             (_, Some(since)) => {
                 let plan = ListingPlan {
                     since,
+                    requesters: requester_source,
                     reconcile_since: self.job.reconcile.then(|| {
                         self.settings.synced_at
                             - chrono::Duration::days(self.job.full_sync_days.into())
@@ -669,17 +795,12 @@ impl Run<'_> {
         &mut self,
         items: source::Items<wire::Ticket>,
         index: &state::Index,
-        ctx: &Arc<(AccountMap, HashMap<i64, AgentInfo>, Settings)>,
+        reference: &Reference,
         dispatch: &mut Dispatch,
         changeset: &mut Changeset,
         force: bool,
     ) -> u64 {
-        let (accounts, agents, settings) = &**ctx;
-        let ctx = normalize::Context {
-            accounts,
-            agents,
-            settings,
-        };
+        let ctx = reference.context();
         let mut queued = 0;
         for item in items {
             let ticket = match item {
@@ -780,7 +901,7 @@ impl Run<'_> {
 async fn fetch_all(
     source: Arc<Source>,
     mut queue: mpsc::UnboundedReceiver<wire::Ticket>,
-    ctx: Arc<(AccountMap, HashMap<i64, AgentInfo>, Settings)>,
+    ctx: Arc<Reference>,
     max_concurrency: usize,
     tx: mpsc::Sender<Fetched>,
 ) {
@@ -874,16 +995,32 @@ fn budget_message(source: &Source, started: Instant) -> String {
 /// HTML rendering of large bodies is CPU work).
 async fn fetch_one(
     source: Arc<Source>,
-    ticket: wire::Ticket,
-    ctx: Arc<(AccountMap, HashMap<i64, AgentInfo>, Settings)>,
+    mut ticket: wire::Ticket,
+    reference: Arc<Reference>,
 ) -> Fetched {
     let id = ticket.id;
-    let (conversations, time_entries) =
-        tokio::join!(source.conversations(id), source.time_entries(id));
+    let (conversations, time_entries, requester) = tokio::join!(
+        source.conversations(id),
+        source.time_entries(id),
+        reference.missing_requester(&source, &ticket)
+    );
+    let requester = match requester {
+        Ok(embed) => embed,
+        Err(e) if e.is_auth() => return Fetched::Fatal(e),
+        Err(e) => {
+            return Fetched::Failed {
+                ticket_id: id,
+                error: e.to_string(),
+            }
+        }
+    };
+    if requester.is_some() {
+        ticket.requester = requester;
+    }
     let (conversations, time_entries) = match (conversations, time_entries) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(source::Error::NotFound { .. }), _) | (_, Err(source::Error::NotFound { .. })) => {
-            let (_, _, settings) = &*ctx;
+            let settings = &reference.settings;
             return Fetched::Done {
                 updated_at: ticket.updated_at,
                 outcome: Outcome::Rejected(Rejection {
@@ -906,13 +1043,7 @@ async fn fetch_one(
     };
     let updated_at = ticket.updated_at;
     let outcome = tokio::task::spawn_blocking(move || {
-        let (accounts, agents, settings) = &*ctx;
-        let ctx = normalize::Context {
-            accounts,
-            agents,
-            settings,
-        };
-        normalize::normalize_ticket(&ticket, &conversations, &time_entries, &ctx)
+        normalize::normalize_ticket(&ticket, &conversations, &time_entries, &reference.context())
     })
     .await;
     match outcome {
@@ -924,5 +1055,101 @@ async fn fetch_one(
             ticket_id: id,
             error: format!("normalizing ticket {id} panicked: {panic}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimConfig, Simulator};
+    use crate::source::limiter::LimiterConfig;
+    use crate::source::retry::RetryPolicy;
+    use crate::source::ClientConfig;
+
+    fn reference(requesters: HashMap<i64, Person>, source: Requesters) -> Reference {
+        Reference {
+            accounts: AccountMap::new(&[], "account_number", &HashMap::new()),
+            agents: HashMap::new(),
+            requesters,
+            requester_source: source,
+            settings: Settings {
+                default_minutes: 15,
+                synced_at: Utc::now(),
+            },
+            looked_up: Default::default(),
+        }
+    }
+
+    fn ticket(id: i64, requester_id: i64) -> wire::Ticket {
+        serde_json::from_value(serde_json::json!({"id": id, "requester_id": requester_id})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_requester_missing_from_the_directory_is_looked_up_once() {
+        let sim = Simulator::start(
+            SimConfig {
+                tickets: 20,
+                rate_limit: false,
+                ..SimConfig::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        let source = Source::new(ClientConfig {
+            base_url: url::Url::parse(&sim.base_url()).unwrap(),
+            api_key: sim.api_key(),
+            limiter: LimiterConfig::default(),
+            retry: RetryPolicy::default(),
+            timeout: std::time::Duration::from_secs(5),
+        })
+        .unwrap();
+        let truth = sim.ground_truth();
+        let known = &truth.requesters[0];
+        let (name, email) = truth.user(known.id).unwrap();
+
+        // The directory was read without this requester (added after it was read).
+        let directory = reference(HashMap::new(), Requesters::Directory);
+        for ticket_id in [1, 2, 3] {
+            let embed = directory
+                .missing_requester(&source, &ticket(ticket_id, known.id))
+                .await
+                .unwrap()
+                .expect("looked up");
+            assert_eq!(embed.name.as_deref(), Some(name.as_str()));
+            assert_eq!(embed.email.as_deref(), Some(email.as_str()));
+        }
+        // No such requester: nothing to embed, and that is remembered too.
+        for _ in 0..2 {
+            let none = directory
+                .missing_requester(&source, &ticket(4, 999))
+                .await
+                .unwrap();
+            assert_eq!(none, None);
+        }
+        assert_eq!(sim.stats().by_endpoint["requester_view"], 2);
+
+        // Known to the directory, or embedded by the listing: no call.
+        let person = Person {
+            name: Some(name.clone()),
+            email: Some(email.clone()),
+        };
+        let full = reference(HashMap::from([(known.id, person)]), Requesters::Directory);
+        assert_eq!(
+            full.missing_requester(&source, &ticket(5, known.id))
+                .await
+                .unwrap(),
+            None
+        );
+        let embedded = reference(HashMap::new(), Requesters::Embedded);
+        assert_eq!(
+            embedded
+                .missing_requester(&source, &ticket(6, known.id))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(sim.stats().by_endpoint["requester_view"], 2);
+        sim.shutdown().await;
     }
 }

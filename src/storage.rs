@@ -34,12 +34,10 @@ const MULTIPART_PART: usize = 8 * 1024 * 1024;
 pub enum Error {
     #[error("invalid data location {location:?}: {reason}")]
     InvalidLocation { location: String, reason: String },
-    #[error("cannot reach storage for {path}: {source}")]
-    Store {
-        path: String,
-        #[source]
-        source: object_store::Error,
-    },
+    /// The detail is object_store's error chain as one line, with whatever an S3 error body
+    /// echoes of the signed request removed (see [`redact`]).
+    #[error("cannot reach storage for {path}: {detail}")]
+    Store { path: String, detail: String },
     #[error("cannot prepare local directory {path}: {source}")]
     LocalDir {
         path: String,
@@ -198,7 +196,7 @@ impl Storage {
         })?;
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|source| Error::Store {
             path: dir.display().to_string(),
-            source,
+            detail: error_chain(&source),
         })?;
         let root = std::fs::canonicalize(dir).map_err(|source| Error::LocalDir {
             path: dir.display().to_string(),
@@ -341,9 +339,21 @@ impl Storage {
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
-            .or_else(|e| match e {
-                object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                e => Err(self.err(prefix, e)),
+            .or_else(|e| {
+                // S3 lists a missing prefix as empty: a 404 there means the bucket is missing
+                // (object_store reports it as a generic error).
+                let s3 = self.display.starts_with("s3://");
+                let not_found = matches!(e, object_store::Error::NotFound { .. });
+                if s3 && (not_found || error_chain(&e).contains("404 Not Found")) {
+                    Err(Error::NoBucket {
+                        location: self.display.clone(),
+                        detail: redact(&error_chain(&e)),
+                    })
+                } else if not_found {
+                    Ok(Vec::new())
+                } else {
+                    Err(self.err(prefix, e))
+                }
             })?;
         paths.sort();
         Ok(paths)
@@ -357,7 +367,15 @@ impl Storage {
                 path,
                 detail: redact(&error_chain(&source)),
             },
-            source => Error::Store { path, source },
+            source => {
+                let detail = redact(&error_chain(&source));
+                // object_store reports a refused list request as a generic error.
+                if detail.contains("403 Forbidden") || detail.contains("401 Unauthorized") {
+                    Error::Denied { path, detail }
+                } else {
+                    Error::Store { path, detail }
+                }
+            }
         }
     }
 

@@ -23,7 +23,8 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 /// the month it closed; --basis worked counts each time entry in the month of its executed_at.
 ///
 /// Only the partitions a query needs are read: one account and year opens one file per table.
-/// S3 credentials come from the AWS environment; endpoint and region from the job file's [s3].
+/// S3 credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+/// AWS_REGION, AWS_ENDPOINT_URL, ...); the job file's [s3] table can set endpoint and region.
 ///
 /// Examples:
 ///   ticketsync query --data ./data --account 482913 --year 2025
@@ -32,7 +33,8 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 ///   ticketsync query --job jobs/nightly.toml --year 2025 --rollup month --basis worked
 ///
 /// Exit codes: 0 ok (also when nothing matches, or when the reader closes the pipe);
-/// 2 failed (missing or empty dataset, unreadable files); 3 bad command line or job file.
+/// 2 failed (missing or empty dataset, unreadable files); 3 bad command line or job file,
+/// S3 credentials refused, or a bucket that does not exist.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct QueryArgs {

@@ -30,29 +30,61 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct Context<'a> {
     pub accounts: &'a AccountMap,
-    pub agents: &'a HashMap<i64, AgentInfo>,
+    pub agents: &'a HashMap<i64, Person>,
+    /// The requester directory (`GET /requesters`) when the listing did not embed requesters;
+    /// empty otherwise.
+    pub requesters: &'a HashMap<i64, Person>,
     pub settings: &'a Settings,
 }
 
-/// An agent, as far as rows and markdown need one.
+/// An agent or a requester, as far as rows and markdown need one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentInfo {
+pub struct Person {
     pub name: Option<String>,
     pub email: Option<String>,
 }
 
-impl AgentInfo {
-    pub fn from_wire(agent: &wire::Agent) -> AgentInfo {
-        let name = [agent.first_name.as_deref(), agent.last_name.as_deref()]
+impl Person {
+    /// "First Last" (either may be missing) and the email, trimmed; empty → `None`.
+    fn new(first: Option<&str>, last: Option<&str>, email: Option<&str>) -> Person {
+        let name = [first, last]
             .into_iter()
             .flatten()
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        AgentInfo {
+        Person {
             name: (!name.is_empty()).then_some(name),
-            email: agent.email.clone().filter(|e| !e.trim().is_empty()),
+            email: email
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string),
+        }
+    }
+
+    pub fn from_agent(agent: &wire::Agent) -> Person {
+        Person::new(
+            agent.first_name.as_deref(),
+            agent.last_name.as_deref(),
+            agent.email.as_deref(),
+        )
+    }
+
+    pub fn from_requester(requester: &wire::Requester) -> Person {
+        Person::new(
+            requester.first_name.as_deref(),
+            requester.last_name.as_deref(),
+            requester.primary_email.as_deref(),
+        )
+    }
+
+    /// The `include=requester` embed that names this person.
+    pub fn as_embed(&self, id: i64) -> wire::EmbeddedRequester {
+        wire::EmbeddedRequester {
+            id: Some(id),
+            name: self.name.clone(),
+            email: self.email.clone(),
         }
     }
 }
@@ -507,8 +539,8 @@ pub fn time_entries_fingerprint(entries: &[Result<wire::TimeEntry, ItemError>]) 
     hash
 }
 
-/// Requester name and email: the `include=requester` embed, else the agent with that id (agents
-/// raise tickets too).
+/// Requester name and email: the `include=requester` embed, else the requester directory, else
+/// the agent with that id (agents raise tickets too).
 fn requester(ticket: &wire::Ticket, ctx: &Context<'_>) -> (Option<String>, Option<String>) {
     let clean = |s: &Option<String>| {
         s.as_ref()
@@ -516,13 +548,15 @@ fn requester(ticket: &wire::Ticket, ctx: &Context<'_>) -> (Option<String>, Optio
             .filter(|s| !s.is_empty())
     };
     let embedded = ticket.requester.as_ref();
-    let agent = ticket.requester_id.and_then(|id| ctx.agents.get(&id));
+    let known = ticket
+        .requester_id
+        .and_then(|id| ctx.requesters.get(&id).or_else(|| ctx.agents.get(&id)));
     let name = embedded
         .and_then(|r| clean(&r.name))
-        .or_else(|| agent.and_then(|a| a.name.clone()));
+        .or_else(|| known.and_then(|p| p.name.clone()));
     let email = embedded
         .and_then(|r| clean(&r.email))
-        .or_else(|| agent.and_then(|a| a.email.clone()));
+        .or_else(|| known.and_then(|p| p.email.clone()));
     (name, email)
 }
 

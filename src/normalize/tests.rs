@@ -20,10 +20,10 @@ fn accounts() -> AccountMap {
     AccountMap::new(&depts, "account_number", &HashMap::new())
 }
 
-fn agents() -> HashMap<i64, AgentInfo> {
+fn agents() -> HashMap<i64, Person> {
     HashMap::from([(
         456,
-        AgentInfo {
+        Person {
             name: Some("Terry Tech".into()),
             email: Some("tech@integotec.com".into()),
         },
@@ -86,6 +86,7 @@ fn run(
     let ctx = Context {
         accounts: &accounts,
         agents: &agents,
+        requesters: &HashMap::new(),
         settings: &settings,
     };
     normalize_ticket(ticket, convs, entries, &ctx)

@@ -57,11 +57,15 @@ pub enum Error {
 
 impl Error {
     /// Whether the location itself is wrong (a configuration error, not a failed read).
+    /// Credentials the store refuses and a bucket that does not exist are configuration
+    /// errors too (exit 3, like `sync`); a missing local directory or an empty prefix is a
+    /// missing dataset (exit 2).
     pub fn is_config(&self) -> bool {
-        matches!(
-            self,
-            Error::Unsupported { .. } | Error::Storage(storage::Error::InvalidLocation { .. })
-        )
+        match self {
+            Error::Unsupported { .. } => true,
+            Error::Storage(e) => e.is_config(),
+            _ => false,
+        }
     }
 }
 

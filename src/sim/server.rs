@@ -379,6 +379,7 @@ pub(crate) enum Route {
     Departments,
     Agents,
     Requesters,
+    RequesterView(i64),
     TicketList,
     TicketView(i64),
     Conversations(i64),
@@ -397,6 +398,7 @@ impl Route {
             ["departments"] => Route::Departments,
             ["agents"] => Route::Agents,
             ["requesters"] => Route::Requesters,
+            ["requesters", r] => id(r).map_or(Route::Unknown, Route::RequesterView),
             ["tickets"] => Route::TicketList,
             ["tickets", t] => id(t).map_or(Route::Unknown, Route::TicketView),
             ["tickets", t, "conversations"] => id(t).map_or(Route::Unknown, Route::Conversations),
@@ -411,6 +413,7 @@ impl Route {
             Route::Departments => "departments",
             Route::Agents => "agents",
             Route::Requesters => "requesters",
+            Route::RequesterView(_) => "requester_view",
             Route::TicketList => "tickets_list",
             Route::TicketView(_) => "ticket_view",
             Route::Conversations(_) => "conversations",
@@ -662,6 +665,11 @@ fn serve(truth: &GroundTruth, route: Route, ctx: &RequestCtx) -> Reply {
         }
         Route::Agents => simple_list(ctx, "agents", &truth.agents, render::agent),
         Route::Requesters => requesters(truth, ctx),
+        // Agents are not requesters here, as in the list without `include_agents`.
+        Route::RequesterView(id) => match truth.requesters.iter().find(|r| r.id == id) {
+            Some(r) => Reply::ok(json!({"requester": render::requester(r, truth)}), 1),
+            None => Reply::not_found(&format!("requester {id}")),
+        },
         Route::TicketList => list_tickets(truth, ctx),
         Route::TicketView(id) => view_ticket(truth, id, ctx),
         Route::Conversations(id) => match live_ticket(truth, id) {

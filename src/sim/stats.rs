@@ -10,10 +10,11 @@ use serde::Serialize;
 
 /// Endpoint keys used in [`SimStats::by_endpoint`], [`RequestLog::endpoint`] and
 /// `FaultRule::endpoint`.
-pub const ENDPOINTS: [&str; 8] = [
+pub const ENDPOINTS: [&str; 9] = [
     "departments",
     "agents",
     "requesters",
+    "requester_view",
     "tickets_list",
     "ticket_view",
     "conversations",

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::normalize::{self, AccountMap, AgentInfo, Outcome, RejectReason, Rejection, Settings};
+use crate::normalize::{self, AccountMap, Outcome, Person, RejectReason, Rejection, Settings};
 use crate::source::wire;
 
 const ACCOUNTS: [&str; 3] = ["100", "200", "300"];
@@ -60,7 +60,7 @@ fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize
         })
         .collect();
     let accounts = AccountMap::new(&departments, "account_number", &HashMap::new());
-    let agents: HashMap<i64, AgentInfo> = HashMap::new();
+    let agents: HashMap<i64, Person> = HashMap::new();
     let settings = Settings {
         default_minutes: 15,
         synced_at: "2026-01-01T00:00:00Z".parse().unwrap(),
@@ -68,6 +68,7 @@ fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize
     let ctx = normalize::Context {
         accounts: &accounts,
         agents: &agents,
+        requesters: &agents,
         settings: &settings,
     };
     match normalize::normalize_ticket(&ticket, &convs, &[], &ctx) {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-/// A ticket as listed by `GET /tickets?include=stats,requester` or viewed by `GET /tickets/{id}`.
+/// A ticket as listed by `GET /tickets?include=stats[,requester]` or viewed by `GET /tickets/{id}`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Ticket {
     pub id: i64,
@@ -150,6 +150,18 @@ pub struct Agent {
     pub last_name: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
+}
+
+/// A requester (a customer's user), from `GET /requesters` or `GET /requesters/{id}`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Requester {
+    pub id: i64,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub primary_email: Option<String>,
 }
 
 /// Why one object of a page could not be decoded.
