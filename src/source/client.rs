@@ -193,7 +193,7 @@ impl Client {
         loop {
             attempt += 1;
             self.limiter
-                .acquire(estimated, endpoint.is_ticket_list())
+                .acquire(estimated, endpoint.is_ticket_list(), endpoint.class())
                 .await;
             let sent = Instant::now();
             let result = self

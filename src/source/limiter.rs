@@ -6,6 +6,9 @@
 //! burst allowance, keeps in step with the server through `X-RateLimit-Total`,
 //! `X-RateLimit-Remaining` and `X-RateLimit-Used-CurrentRequest`, and stops everyone after a 429
 //! until `Retry-After` has passed, resuming with an empty bucket (no second burst).
+//! The calls that feed the workers (listing pages, reference lists) go first: while one waits,
+//! per-ticket calls leave it the credits it needs, so a deep queue of workers never starves the
+//! listing that fills it.
 //! [`Budget`] is pure (time is a parameter, so it is unit-tested without sleeping);
 //! [`Limiter`] wraps it for async callers. Nothing else in the crate waits for the budget.
 
@@ -84,11 +87,34 @@ impl Bucket {
         not_before + Duration::from_secs_f64(missing / self.rate_per_sec)
     }
 
+    /// Like [`Self::wait_for`], but `reserved` tokens must stay in the bucket afterwards.
+    fn wait_for_beyond(&self, cost: f64, reserved: f64, now: Instant) -> Duration {
+        if reserved <= 0.0 {
+            return self.wait_for(cost, now);
+        }
+        let missing = cost.min(self.capacity) + reserved - self.tokens;
+        let not_before = self.last.saturating_duration_since(now);
+        if missing <= 0.0 {
+            return not_before;
+        }
+        not_before + Duration::from_secs_f64(missing / self.rate_per_sec)
+    }
+
     fn reshape(&mut self, per_window: f64, window: Duration, burst: f64) {
         self.rate_per_sec = per_window / window.as_secs_f64();
         self.capacity = burst;
         self.tokens = self.tokens.min(burst);
     }
+}
+
+/// Who asks for credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Calls that feed the workers (listing pages, departments, agents, requesters): served
+    /// before any [`Class::Work`] call that is waiting.
+    Feed,
+    /// Per-ticket calls (conversations, time entries, views).
+    Work,
 }
 
 /// The budget arithmetic, with time passed in.
@@ -99,6 +125,16 @@ pub struct Budget {
     credits: Bucket,
     list_calls: Bucket,
     paused_until: Option<Instant>,
+    /// Credits held back for waiting [`Class::Feed`] calls.
+    reserved: f64,
+}
+
+/// Why a call cannot go yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub wait: Duration,
+    /// The credit budget (not the list sub-limit or a 429 pause) is what is missing.
+    pub for_credits: bool,
 }
 
 /// The rate-limit headers of one response.
@@ -119,6 +155,7 @@ impl Budget {
             credits,
             list_calls,
             paused_until: None,
+            reserved: 0.0,
         }
     }
 
@@ -151,34 +188,74 @@ impl Budget {
         self.config.budget_share.clamp(0.01, 1.0) * self.total as f64
     }
 
-    /// Takes `cost` credits (and one list call when `list_tickets`), or says how long to wait.
+    /// Takes `cost` credits for a [`Class::Work`] call (and one list call when
+    /// `list_tickets`), or says how long to wait.
     pub fn try_acquire(
         &mut self,
         cost: u32,
         list_tickets: bool,
         now: Instant,
     ) -> Result<(), Duration> {
+        self.try_acquire_as(Class::Work, cost, list_tickets, now)
+            .map_err(|w| w.wait)
+    }
+
+    /// Takes `cost` credits (and one list call when `list_tickets`), or says how long to wait
+    /// and whether the credits (not the list sub-limit or a 429 pause) are what is missing.
+    /// A [`Class::Work`] call leaves the [reserved](Self::reserve) credits alone.
+    pub fn try_acquire_as(
+        &mut self,
+        class: Class,
+        cost: u32,
+        list_tickets: bool,
+        now: Instant,
+    ) -> Result<(), Wait> {
         if let Some(until) = self.paused_until {
             if now < until {
-                return Err(until - now);
+                return Err(Wait {
+                    wait: until - now,
+                    for_credits: false,
+                });
             }
             self.paused_until = None;
         }
         self.credits.refill(now);
         self.list_calls.refill(now);
         let cost = cost as f64;
-        let mut wait = self.credits.wait_for(cost, now);
         if list_tickets {
-            wait = wait.max(self.list_calls.wait_for(1.0, now));
+            let wait = self.list_calls.wait_for(1.0, now);
+            if !wait.is_zero() {
+                return Err(Wait {
+                    wait,
+                    for_credits: false,
+                });
+            }
         }
+        let wait = match class {
+            Class::Feed => self.credits.wait_for(cost, now),
+            Class::Work => self.credits.wait_for_beyond(cost, self.reserved, now),
+        };
         if !wait.is_zero() {
-            return Err(wait);
+            return Err(Wait {
+                wait,
+                for_credits: true,
+            });
         }
         self.credits.tokens -= cost;
         if list_tickets {
             self.list_calls.tokens -= 1.0;
         }
         Ok(())
+    }
+
+    /// Holds `cost` credits back for a waiting [`Class::Feed`] call.
+    pub fn reserve(&mut self, cost: u32) {
+        self.reserved += cost as f64;
+    }
+
+    /// Undoes [`Self::reserve`].
+    pub fn unreserve(&mut self, cost: u32) {
+        self.reserved = (self.reserved - cost as f64).max(0.0);
     }
 
     /// Brings the budget in step with a response. `estimated` is what [`Self::try_acquire`] took.
@@ -246,16 +323,42 @@ impl Limiter {
         }
     }
 
-    /// Waits until `cost` credits may be spent.
-    pub async fn acquire(&self, cost: u32, list_tickets: bool) {
+    /// Waits until `cost` credits may be spent. A [`Class::Feed`] call that waits for credits
+    /// reserves them, so that [`Class::Work`] calls stop taking them until it has gone.
+    pub async fn acquire(&self, cost: u32, list_tickets: bool, class: Class) {
         let started = Instant::now();
         let mut waited = false;
+        // Releases the reservation also when the caller is cancelled mid-wait.
+        let mut reservation = Reservation {
+            budget: &self.budget,
+            cost,
+            held: false,
+        };
         loop {
             // The lock is never held across the sleep.
-            let wait = lock(&self.budget).try_acquire(cost, list_tickets, Instant::now());
+            let wait = {
+                let mut budget = lock(&self.budget);
+                let result = budget.try_acquire_as(class, cost, list_tickets, Instant::now());
+                match result {
+                    Ok(()) => {
+                        if reservation.held {
+                            budget.unreserve(cost);
+                            reservation.held = false;
+                        }
+                        None
+                    }
+                    Err(w) => {
+                        if class == Class::Feed && w.for_credits && !reservation.held {
+                            budget.reserve(cost);
+                            reservation.held = true;
+                        }
+                        Some(w.wait)
+                    }
+                }
+            };
             match wait {
-                Ok(()) => break,
-                Err(wait) => {
+                None => break,
+                Some(wait) => {
                     waited = true;
                     tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
                 }
@@ -287,6 +390,21 @@ impl Limiter {
     /// Credits per window this run aims to spend, given what the server reported.
     pub fn target_per_window(&self) -> f64 {
         lock(&self.budget).target_per_window()
+    }
+}
+
+/// Credits a waiting [`Class::Feed`] call holds back; released on drop.
+struct Reservation<'a> {
+    budget: &'a Mutex<Budget>,
+    cost: u32,
+    held: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            lock(self.budget).unreserve(self.cost);
+        }
     }
 }
 
@@ -413,6 +531,59 @@ mod tests {
         // And over the next window the spend stays within the share.
         let spent = spend_greedily(&mut budget, at, 60, 60);
         assert!(spent[0] <= 181, "{spent:?}");
+    }
+
+    #[test]
+    fn a_waiting_feed_call_goes_before_work() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(0.9, 60), start);
+        // Drain the bucket with work.
+        while budget.try_acquire(1, false, start).is_ok() {}
+        // A listing page (5 credits) has to wait for credits, and reserves them.
+        let wait = budget
+            .try_acquire_as(Class::Feed, 5, true, start)
+            .unwrap_err();
+        assert!(wait.for_credits, "{wait:?}");
+        budget.reserve(5);
+        // From now on, work waits until the reserved credits are there and one more.
+        let at = start + wait.wait;
+        assert!(budget.try_acquire(1, false, at).is_err());
+        assert_eq!(budget.try_acquire_as(Class::Feed, 5, true, at), Ok(()));
+        budget.unreserve(5);
+        // Then work goes on at the normal pace.
+        let next = budget.try_acquire(1, false, at).unwrap_err();
+        assert!(next <= Duration::from_millis(400), "{next:?}");
+    }
+
+    #[test]
+    fn a_feed_call_waiting_for_the_list_sublimit_reserves_nothing() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(1.0, 60), start);
+        while budget.try_acquire_as(Class::Feed, 1, true, start).is_ok() {}
+        let wait = budget
+            .try_acquire_as(Class::Feed, 1, true, start)
+            .unwrap_err();
+        assert!(!wait.for_credits, "{wait:?}");
+        assert_eq!(budget.try_acquire(1, false, start), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_feed_call_releases_its_reservation() {
+        let limiter = Limiter::new(LimiterConfig {
+            budget_share: 1.0,
+            window: Duration::from_secs(60),
+            initial_total: 100,
+        });
+        // Empty the bucket; the feed call then waits for its credits and is cancelled.
+        while lock(&limiter.budget)
+            .try_acquire(1, false, Instant::now())
+            .is_ok()
+        {}
+        let waiting = limiter.acquire(5, true, Class::Feed);
+        assert!(tokio::time::timeout(Duration::from_millis(20), waiting)
+            .await
+            .is_err());
+        assert_eq!(lock(&limiter.budget).reserved, 0.0);
     }
 
     #[test]

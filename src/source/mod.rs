@@ -104,6 +104,19 @@ impl Endpoint {
         }
     }
 
+    /// Listing pages and reference lists feed the workers: they go before per-ticket calls.
+    pub fn class(self) -> limiter::Class {
+        match self {
+            Endpoint::Departments
+            | Endpoint::Agents
+            | Endpoint::Requesters
+            | Endpoint::TicketsList => limiter::Class::Feed,
+            Endpoint::TicketView | Endpoint::Conversations | Endpoint::TimeEntries => {
+                limiter::Class::Work
+            }
+        }
+    }
+
     /// Whether the call counts against the "List All Tickets" sub-limit.
     pub fn is_ticket_list(self) -> bool {
         self == Endpoint::TicketsList
