@@ -11,7 +11,7 @@
 //!
 //! - [`source`]: the Freshservice v2 client. `wire` holds the API's JSON shapes, `client` the
 //!   HTTP calls and paging, `retry` the retry decisions and backoff, `limiter` the one credit budget
-//!   shared by every request of a run.
+//!   shared by every request of a run (listing pages go before per-ticket calls).
 //! - [`normalize`]: pure functions from wire types to our rows (status/priority names, HTML → text,
 //!   hours in exact minutes, account mapping) and to the KnowledgeTree markdown document.
 //! - [`tables`]: the Arrow schemas of the output tables (the contract in `schemas/*.json`) and the
