@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput                       # Growth, 200 ms, ~3,000 tickets
-//! cargo run --release --example throughput -- --matrix           # Starter/Growth/Enterprise × 200/600 ms
+//! cargo run --release --example throughput -- --matrix           # every plan × 200/600 ms
 //! cargo run --release --example throughput -- --plan starter --latency-ms 600
 //! ```
 //!
@@ -53,7 +53,7 @@ struct Args {
     /// become rejects without any per-ticket call).
     #[arg(long)]
     unmapped: bool,
-    /// Run Starter, Growth and Enterprise at 200 ms, and Growth and Enterprise at 600 ms.
+    /// Run every plan (Starter, Growth, Pro, Enterprise) at 200 ms and at 600 ms.
     #[arg(long)]
     matrix: bool,
 }
@@ -116,13 +116,13 @@ struct Figures {
 async fn main() {
     let args = Args::parse();
     let runs: Vec<(Plan, u64)> = if args.matrix {
-        vec![
-            (Plan::Starter, 200),
-            (Plan::Growth, 200),
-            (Plan::Enterprise, 200),
-            (Plan::Growth, 600),
-            (Plan::Enterprise, 600),
-        ]
+        [200, 600]
+            .into_iter()
+            .flat_map(|latency| {
+                [Plan::Starter, Plan::Growth, Plan::Pro, Plan::Enterprise]
+                    .map(|plan| (plan, latency))
+            })
+            .collect()
     } else {
         vec![(args.plan, args.latency_ms)]
     };

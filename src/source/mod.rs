@@ -262,7 +262,7 @@ impl Source {
         pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
     ) -> Result<(), Error> {
         let url = self.tickets_url(since, filter, requesters);
-        self.each_page(Endpoint::TicketsList, url, "tickets", |items| {
+        self.each_page_ahead(Endpoint::TicketsList, url, "tickets", |items| {
             let pages = pages.clone();
             async move { pages.send(items).await.is_ok() }
         })
@@ -349,6 +349,84 @@ impl Source {
         Ok(out)
     }
 
+    /// Like [`Self::each_page`], with the next page requested while the current one is in flight:
+    /// a listing whose pages take longer than the work they bring would otherwise leave the
+    /// budget unspent. The page asked for ahead is the current one's URL with `page` + 1 (how the
+    /// API numbers pages); it is used only when the current page's `Link` names that very page,
+    /// so a server whose links are not page numbers is followed link by link. Past the last page
+    /// this costs one page's credits.
+    async fn each_page_ahead<T, F, Fut>(
+        &self,
+        endpoint: Endpoint,
+        first: Url,
+        key: &'static str,
+        mut on_page: F,
+    ) -> Result<(), Error>
+    where
+        T: for<'de> serde::Deserialize<'de>,
+        F: FnMut(Items<T>) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let fetch = |url: Url| async move {
+            let page = self
+                .client
+                .get(endpoint, &url, |body| {
+                    wire::decode_each::<serde_json::Value>(body, key).map(|_| ())
+                })
+                .await?;
+            let items =
+                wire::decode_each::<T>(&page.body, key).map_err(|detail| Error::Decode {
+                    endpoint: endpoint.name(),
+                    path: url.path().to_string(),
+                    detail,
+                })?;
+            Ok::<_, Error>((items, page.next))
+        };
+        // In order: the page being read, then (when guessed) the one after it.
+        let mut queue = futures::stream::FuturesOrdered::new();
+        queue.push_back(fetch(first));
+        let mut ahead: Option<Url> = None;
+        let mut link_by_link = false;
+        let mut pages = 0u32;
+        while let Some(result) = futures::StreamExt::next(&mut queue).await {
+            let (items, next) = result?;
+            pages += 1;
+            let empty = items.is_empty();
+            if !on_page(items).await {
+                return Ok(());
+            }
+            let Some(next) = next else {
+                return Ok(()); // the last page; a page asked for ahead is dropped unread
+            };
+            // An empty page that still links onwards would loop forever on a broken server.
+            if empty {
+                tracing::warn!(
+                    endpoint = endpoint.name(),
+                    pages,
+                    "empty page with a next link; stopping"
+                );
+                return Ok(());
+            }
+            match ahead.take() {
+                Some(guess) if same_request(&guess, &next) => {}
+                Some(_) => {
+                    // The links are not page numbers: drop the guess, follow the link.
+                    queue = futures::stream::FuturesOrdered::new();
+                    queue.push_back(fetch(next.clone()));
+                    link_by_link = true;
+                }
+                None => queue.push_back(fetch(next.clone())),
+            }
+            if !link_by_link {
+                if let Some(guess) = following_page(&next) {
+                    queue.push_back(fetch(guess.clone()));
+                    ahead = Some(guess);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Follows `Link: <…>; rel="next"` until it is absent, handing each page's items to
     /// `on_page` (which returns `false` to stop). A page that is not the expected envelope is
     /// retried (it is usually a truncated body) and then fails the listing: silently skipping a
@@ -400,9 +478,69 @@ impl Source {
     }
 }
 
+/// `url` with its `page` parameter incremented; `None` without a numeric `page`.
+fn following_page(url: &Url) -> Option<Url> {
+    let page: u64 = url
+        .query_pairs()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse().ok())?;
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "page" {
+                (page + 1).to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    let mut next = url.clone();
+    next.query_pairs_mut().clear().extend_pairs(pairs);
+    Some(next)
+}
+
+/// The same resource and parameters, whatever the parameters' order and encoding.
+fn same_request(a: &Url, b: &Url) -> bool {
+    let params = |u: &Url| {
+        let mut p: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+        p.sort();
+        p
+    };
+    a.origin() == b.origin() && a.path() == b.path() && params(a) == params(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_after_is_the_same_query_with_page_plus_one() {
+        let url = Url::parse(
+            "https://x.example/api/v2/tickets?updated_since=2025-03-01T00%3A00%3A00Z&include=stats&per_page=100&page=2",
+        )
+        .unwrap();
+        let next = following_page(&url).unwrap();
+        let link = Url::parse(
+            "https://x.example/api/v2/tickets?page=3&per_page=100&include=stats&updated_since=2025-03-01T00:00:00Z",
+        )
+        .unwrap();
+        assert!(same_request(&next, &link), "{next}");
+        assert!(!same_request(&url, &link));
+        let other_host = Url::parse(
+            "https://y.example/api/v2/tickets?page=3&per_page=100&include=stats&updated_since=2025-03-01T00:00:00Z",
+        )
+        .unwrap();
+        assert!(!same_request(&next, &other_host));
+        assert_eq!(
+            following_page(&Url::parse("https://x.example/a?per_page=100").unwrap()),
+            None
+        );
+        assert_eq!(
+            following_page(&Url::parse("https://x.example/a?page=next").unwrap()),
+            None
+        );
+    }
 
     #[test]
     fn credit_estimates_follow_the_reference() {

@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod incremental;
 mod kill;
+mod paging;
 mod query;
 mod rate_limit;
 mod run_basic;
