@@ -262,7 +262,7 @@ impl Source {
         pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
     ) -> Result<(), Error> {
         let url = self.tickets_url(since, filter, requesters);
-        self.each_page_ahead(Endpoint::TicketsList, url, "tickets", |items| {
+        self.each_page(Endpoint::TicketsList, url, "tickets", true, |items| {
             let pages = pages.clone();
             async move { pages.send(items).await.is_ok() }
         })
@@ -341,7 +341,7 @@ impl Source {
     ) -> Result<Items<T>, Error> {
         let mut out = Vec::new();
         let out_ref = &mut out;
-        self.each_page(endpoint, first, key, |items| {
+        self.each_page(endpoint, first, key, false, |items| {
             out_ref.extend(items);
             std::future::ready(true)
         })
@@ -349,17 +349,23 @@ impl Source {
         Ok(out)
     }
 
-    /// Like [`Self::each_page`], with the next page requested while the current one is in flight:
-    /// a listing whose pages take longer than the work they bring would otherwise leave the
-    /// budget unspent. The page asked for ahead is the current one's URL with `page` + 1 (how the
-    /// API numbers pages); it is used only when the current page's `Link` names that very page,
-    /// so a server whose links are not page numbers is followed link by link. Past the last page
-    /// this costs one page's credits.
-    async fn each_page_ahead<T, F, Fut>(
+    /// Follows `Link: <…>; rel="next"` until it is absent, handing each page's items to
+    /// `on_page` (which returns `false` to stop). A page that is not the expected envelope is
+    /// retried (it is usually a truncated body) and then fails the listing: silently skipping a
+    /// page would lose tickets.
+    ///
+    /// With `read_ahead`, the next page is requested while the current one is in flight: a
+    /// listing whose pages take longer than the work they bring would otherwise leave the budget
+    /// unspent. The page asked for ahead is the current one's URL with `page` + 1 (how the API
+    /// numbers pages); it is used only when the current page's `Link` names that very page, so a
+    /// server whose links are not page numbers is followed link by link. Past the last page this
+    /// costs one page's credits.
+    async fn each_page<T, F, Fut>(
         &self,
         endpoint: Endpoint,
         first: Url,
         key: &'static str,
+        read_ahead: bool,
         mut on_page: F,
     ) -> Result<(), Error>
     where
@@ -386,7 +392,7 @@ impl Source {
         let mut queue = futures::stream::FuturesOrdered::new();
         queue.push_back(fetch(first));
         let mut ahead: Option<Url> = None;
-        let mut link_by_link = false;
+        let mut link_by_link = !read_ahead;
         let mut pages = 0u32;
         while let Some(result) = futures::StreamExt::next(&mut queue).await {
             let (items, next) = result?;
@@ -422,56 +428,6 @@ impl Source {
                     queue.push_back(fetch(guess.clone()));
                     ahead = Some(guess);
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// Follows `Link: <…>; rel="next"` until it is absent, handing each page's items to
-    /// `on_page` (which returns `false` to stop). A page that is not the expected envelope is
-    /// retried (it is usually a truncated body) and then fails the listing: silently skipping a
-    /// page would lose tickets.
-    async fn each_page<T, F, Fut>(
-        &self,
-        endpoint: Endpoint,
-        first: Url,
-        key: &'static str,
-        mut on_page: F,
-    ) -> Result<(), Error>
-    where
-        T: for<'de> serde::Deserialize<'de>,
-        F: FnMut(Items<T>) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let mut next = Some(first);
-        let mut pages = 0u32;
-        while let Some(url) = next {
-            pages += 1;
-            let page = self
-                .client
-                .get(endpoint, &url, |body| {
-                    wire::decode_each::<serde_json::Value>(body, key).map(|_| ())
-                })
-                .await?;
-            let items =
-                wire::decode_each::<T>(&page.body, key).map_err(|detail| Error::Decode {
-                    endpoint: endpoint.name(),
-                    path: url.path().to_string(),
-                    detail,
-                })?;
-            let empty = items.is_empty();
-            next = page.next;
-            if !on_page(items).await {
-                return Ok(());
-            }
-            // An empty page that still links onwards would loop forever on a broken server.
-            if empty && next.is_some() {
-                tracing::warn!(
-                    endpoint = endpoint.name(),
-                    pages,
-                    "empty page with a next link; stopping"
-                );
-                break;
             }
         }
         Ok(())
