@@ -187,14 +187,14 @@ impl Source {
         let url = self
             .client
             .url("departments", &[("per_page", PER_PAGE.into())]);
-        self.all_pages(Endpoint::Departments, url, "departments")
+        self.all_pages(Endpoint::Departments, url, "departments", true)
             .await
     }
 
     /// Every agent, all pages (to name note and time-entry authors).
     pub async fn agents(&self) -> Result<Items<wire::Agent>, Error> {
         let url = self.client.url("agents", &[("per_page", PER_PAGE.into())]);
-        self.all_pages(Endpoint::Agents, url, "agents").await
+        self.all_pages(Endpoint::Agents, url, "agents", true).await
     }
 
     /// Every requester, all pages (agents are not in this list; they come from [`Self::agents`]).
@@ -202,7 +202,7 @@ impl Source {
         let url = self
             .client
             .url("requesters", &[("per_page", PER_PAGE.into())]);
-        self.all_pages(Endpoint::Requesters, url, "requesters")
+        self.all_pages(Endpoint::Requesters, url, "requesters", true)
             .await
     }
 
@@ -248,7 +248,8 @@ impl Source {
         requesters: Requesters,
     ) -> Result<Items<wire::Ticket>, Error> {
         let url = self.tickets_url(since, filter, requesters);
-        self.all_pages(Endpoint::TicketsList, url, "tickets").await
+        self.all_pages(Endpoint::TicketsList, url, "tickets", false)
+            .await
     }
 
     /// Like [`Self::tickets_updated_since`], but hands each page to `pages` as soon as it
@@ -318,7 +319,7 @@ impl Source {
             &format!("tickets/{ticket_id}/conversations"),
             &[("per_page", PER_PAGE.into())],
         );
-        self.all_pages(Endpoint::Conversations, url, "conversations")
+        self.all_pages(Endpoint::Conversations, url, "conversations", false)
             .await
     }
 
@@ -328,20 +329,24 @@ impl Source {
             &format!("tickets/{ticket_id}/time_entries"),
             &[("per_page", PER_PAGE.into())],
         );
-        self.all_pages(Endpoint::TimeEntries, url, "time_entries")
+        self.all_pages(Endpoint::TimeEntries, url, "time_entries", false)
             .await
     }
 
     /// Every page of a listing, collected.
+    /// `read_ahead` (see [`Self::each_page`]) for the run's long reference lists (a requester
+    /// directory can run to hundreds of pages); not for a ticket's conversations or time entries,
+    /// where a second page is rare and a guessed third would cost a call per such ticket.
     async fn all_pages<T: for<'de> serde::Deserialize<'de>>(
         &self,
         endpoint: Endpoint,
         first: Url,
         key: &'static str,
+        read_ahead: bool,
     ) -> Result<Items<T>, Error> {
         let mut out = Vec::new();
         let out_ref = &mut out;
-        self.each_page(endpoint, first, key, false, |items| {
+        self.each_page(endpoint, first, key, read_ahead, |items| {
             out_ref.extend(items);
             std::future::ready(true)
         })
