@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ticketsync::job::{Job, JobSpec};
-use ticketsync::pipeline;
+use ticketsync::pipeline::{self, RunOutcome};
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 use ticketsync::source::retry::RetryPolicy;
 use ticketsync::source::{ClientConfig, ListFilter, Requesters, Source};
@@ -70,22 +70,13 @@ async fn local_ceiling(args: &Args) {
         ..SimConfig::default()
     };
     let sim = Simulator::start(config, 0).await.expect("simulator");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
-    let spec = JobSpec {
-        data: Some(dir.path().to_str().unwrap().into()),
-        base_url: Some(sim.base_url()),
-        full_sync: Some(true),
+    let tuning = JobSpec {
         budget_share: Some(1.0),
         rate_window_secs: Some(0.01),
         concurrency: Some(64),
         ..JobSpec::default()
     };
-    let job = Job::resolve(spec, None).expect("job");
-    let source = Arc::new(source_for(&sim, &job));
-    let started = Instant::now();
-    let outcome = pipeline::run(&job, source, &storage).await.expect("run");
-    let wall = started.elapsed().as_secs_f64();
+    let (outcome, wall) = full_sync(&sim, tuning).await;
     let fetched = outcome.report.tickets.fetched as f64;
     let per_sec = fetched / wall;
     println!(
@@ -173,24 +164,15 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
     let sim = Simulator::start(config.clone(), 0)
         .await
         .expect("simulator");
-    let dir = tempfile::tempdir().expect("temp dir");
     let account_map = every_department_mapped(&sim);
-    let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
-    let spec = JobSpec {
-        data: Some(dir.path().to_str().unwrap().into()),
-        base_url: Some(sim.base_url()),
-        full_sync: Some(true),
+    let tuning = JobSpec {
         budget_share: Some(args.share),
         rate_window_secs: Some(args.minute_secs),
         concurrency: Some(256),
         account_map: (!args.unmapped).then(|| account_map.path().to_path_buf()),
         ..JobSpec::default()
     };
-    let job = Job::resolve(spec, None).expect("job");
-    let source = Arc::new(source_for(&sim, &job));
-    let started = Instant::now();
-    let outcome = pipeline::run(&job, source, &storage).await.expect("run");
-    let wall = started.elapsed().as_secs_f64();
+    let (outcome, wall) = full_sync(&sim, tuning).await;
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     let stats = sim.stats();
     let budget = plan.credits_per_minute() as f64 * args.share;
@@ -242,6 +224,24 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
         wall_vs_min: wall / minimum,
         baseline_wall,
     }
+}
+
+/// A full sync from `sim` into a fresh temporary directory, with `tuning` (budget, window,
+/// concurrency, account map); returns the outcome and the wall time in seconds.
+async fn full_sync(sim: &Simulator, tuning: JobSpec) -> (RunOutcome, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+    let spec = JobSpec {
+        data: Some(dir.path().to_str().unwrap().into()),
+        base_url: Some(sim.base_url()),
+        full_sync: Some(true),
+        ..tuning
+    };
+    let job = Job::resolve(spec, None).expect("job");
+    let source = Arc::new(source_for(sim, &job));
+    let started = Instant::now();
+    let outcome = pipeline::run(&job, source, &storage).await.expect("run");
+    (outcome, started.elapsed().as_secs_f64())
 }
 
 /// An account map (CSV) that gives every department of the simulated account a number.
