@@ -345,10 +345,7 @@ impl Storage {
                 let s3 = self.display.starts_with("s3://");
                 let not_found = matches!(e, object_store::Error::NotFound { .. });
                 if s3 && (not_found || error_chain(&e).contains("404 Not Found")) {
-                    Err(Error::NoBucket {
-                        location: self.display.clone(),
-                        detail: redact(&error_chain(&e)),
-                    })
+                    Err(self.no_bucket(&e))
                 } else if not_found {
                     Ok(Vec::new())
                 } else {
@@ -382,11 +379,15 @@ impl Storage {
     /// Like [`Storage::err`], for writes: a write answers 404 only when the bucket is missing.
     fn write_err(&self, path: &Path, source: object_store::Error) -> Error {
         match source {
-            object_store::Error::NotFound { .. } => Error::NoBucket {
-                location: self.display.clone(),
-                detail: error_chain(&source),
-            },
+            object_store::Error::NotFound { .. } => self.no_bucket(&source),
             source => self.err(path, source),
+        }
+    }
+
+    fn no_bucket(&self, source: &object_store::Error) -> Error {
+        Error::NoBucket {
+            location: self.display.clone(),
+            detail: redact(&error_chain(source)),
         }
     }
 }

@@ -76,22 +76,10 @@ impl Bucket {
         }
     }
 
-    /// Time until `cost` tokens are available (zero if they are).
-    fn wait_for(&self, cost: f64, now: Instant) -> Duration {
+    /// Time until `cost` tokens are available with `reserved` tokens left over (zero if they
+    /// are).
+    fn wait_for(&self, cost: f64, reserved: f64, now: Instant) -> Duration {
         // A cost above the burst size waits for a full bucket and then runs the bucket negative.
-        let missing = cost.min(self.capacity) - self.tokens;
-        let not_before = self.last.saturating_duration_since(now);
-        if missing <= 0.0 {
-            return not_before;
-        }
-        not_before + Duration::from_secs_f64(missing / self.rate_per_sec)
-    }
-
-    /// Like [`Self::wait_for`], but `reserved` tokens must stay in the bucket afterwards.
-    fn wait_for_beyond(&self, cost: f64, reserved: f64, now: Instant) -> Duration {
-        if reserved <= 0.0 {
-            return self.wait_for(cost, now);
-        }
         let missing = cost.min(self.capacity) + reserved - self.tokens;
         let not_before = self.last.saturating_duration_since(now);
         if missing <= 0.0 {
@@ -223,7 +211,7 @@ impl Budget {
         self.list_calls.refill(now);
         let cost = cost as f64;
         if list_tickets {
-            let wait = self.list_calls.wait_for(1.0, now);
+            let wait = self.list_calls.wait_for(1.0, 0.0, now);
             if !wait.is_zero() {
                 return Err(Wait {
                     wait,
@@ -231,10 +219,11 @@ impl Budget {
                 });
             }
         }
-        let wait = match class {
-            Class::Feed => self.credits.wait_for(cost, now),
-            Class::Work => self.credits.wait_for_beyond(cost, self.reserved, now),
+        let reserved = match class {
+            Class::Feed => 0.0,
+            Class::Work => self.reserved,
         };
+        let wait = self.credits.wait_for(cost, reserved, now);
         if !wait.is_zero() {
             return Err(Wait {
                 wait,

@@ -20,7 +20,7 @@ use ticketsync::state::Index;
 use ticketsync::storage::{S3Options, Storage};
 
 use crate::support::s3::{Logged, S3Server, SECRET_KEY};
-use crate::support::{minutes_of, Harness};
+use crate::support::{binary, minutes_of, Harness};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -951,20 +951,11 @@ async fn a_closed_pipe_is_exit_0() {
 // S3: the same files on a real S3 protocol server give the same answers, byte for byte, and a
 // one-account-year query reads only that partition's objects.
 
-/// The binary with nothing from this process's environment but `env` (the AWS variables that
-/// reach the test server), run off the runtime so the in-process server keeps answering.
+/// The binary with only `env` (the AWS variables that reach the test server) from this
+/// process's environment.
 async fn ticketsync_with(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_ticketsync"))
-            .args(&args)
-            .env_clear()
-            .env("RUST_LOG", "warn")
-            .envs(env)
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .unwrap()
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::support::output(binary(&args, &env)).await
 }
 
 /// Puts every file under `dir` into `storage` at the same relative key.

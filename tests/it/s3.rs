@@ -2,7 +2,6 @@
 //! points of their S3 traffic, a killed binary, multipart uploads, wrong credentials, a missing
 //! bucket, a locked dataset. Every-backend suites are in `backends.rs`.
 
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,29 +13,11 @@ use ticketsync::storage::{layout, MULTIPART_THRESHOLD};
 
 use crate::backends::{assert_same_dataset, assert_settled, config, fixed_now};
 use crate::support::s3::{S3Server, BUCKET, SECRET_KEY};
-use crate::support::{Backend, Dump, Harness, S3_PREFIX};
+use crate::support::{binary, output, Backend, Dump, Harness, S3_PREFIX};
 
 /// A short lock lifetime, so a rerun can take over a killed run's lock without a long wait
 /// (long enough that a loaded test machine still refreshes in time).
 const LOCK_TTL_SECS: f64 = 3.0;
-
-/// The real binary with nothing from this process's environment but `env`.
-fn ticketsync(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
-    cmd.args(args)
-        .env_clear()
-        .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
-        .await
-        .unwrap()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -144,7 +125,7 @@ async fn a_killed_binary_is_finished_by_the_next_run() {
         .chain([("FRESHSERVICE_API_KEY", h.sim.api_key())])
         .collect();
 
-    let mut child = ticketsync(&args, &env).spawn().unwrap();
+    let mut child = binary(&args, &env).spawn().unwrap();
     // Kill it once it is well into its commits.
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.served() < 200 && Instant::now() < deadline {
@@ -162,7 +143,7 @@ async fn a_killed_binary_is_finished_by_the_next_run() {
     );
 
     tokio::time::sleep(Duration::from_secs_f64(LOCK_TTL_SECS + 0.2)).await;
-    let out = output(ticketsync(&args, &env)).await;
+    let out = output(binary(&args, &env)).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("taking over the lock"), "{stderr}");
@@ -199,11 +180,7 @@ async fn wrong_credentials_fail_clearly_leave_the_cursor_and_never_print_the_sec
         .collect();
     let data = server.url(S3_PREFIX);
     let url = h.sim.base_url();
-    let out = output(ticketsync(
-        &["sync", "--base-url", &url, "--data", &data],
-        &env,
-    ))
-    .await;
+    let out = output(binary(&["sync", "--base-url", &url, "--data", &data], &env)).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("refused the credentials"), "{stderr}");
@@ -225,7 +202,7 @@ async fn a_bucket_that_does_not_exist_is_a_clear_error() {
         .into_iter()
         .chain([("FRESHSERVICE_API_KEY", "unused".to_string())])
         .collect();
-    let out = output(ticketsync(
+    let out = output(binary(
         &[
             "sync",
             "--base-url",
@@ -260,11 +237,7 @@ async fn a_locked_dataset_exits_2_naming_the_other_run() {
         .collect();
     let data = server.url(S3_PREFIX);
     let url = h.sim.base_url();
-    let out = output(ticketsync(
-        &["sync", "--base-url", &url, "--data", &data],
-        &env,
-    ))
-    .await;
+    let out = output(binary(&["sync", "--base-url", &url, "--data", &data], &env)).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for needle in [

@@ -7,6 +7,7 @@
 pub mod s3;
 
 use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,26 @@ use ticketsync::storage::{S3Options, Storage};
 use ticketsync::tables::Table;
 
 use self::s3::S3Server;
+
+/// The real binary with nothing from this process's environment but `env` (and
+/// `RUST_LOG=info`), so a test decides exactly which credentials it sees.
+pub fn binary(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
+    cmd.args(args)
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd` to the end off the async runtime, so in-process servers keep answering.
+pub async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
 
 /// The window every harness run covers (the simulator's data spans ~14 months).
 pub const FULL_DAYS: i64 = 365;
