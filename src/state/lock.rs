@@ -377,7 +377,9 @@ mod tests {
         (dir, storage)
     }
 
-    const TTL: Duration = Duration::from_millis(300);
+    /// Long enough that a busy machine (CI runs the tests in parallel on two cores) does not
+    /// delay a refresh past the expiry; the expiry test uses its own short TTL.
+    const TTL: Duration = Duration::from_secs(3);
 
     #[tokio::test]
     async fn a_second_run_is_refused_until_the_first_releases() {
@@ -416,15 +418,16 @@ mod tests {
     #[tokio::test]
     async fn the_expired_lock_of_a_killed_run_is_taken_over() {
         let (_dir, storage) = local();
+        let ttl = Duration::from_secs(1);
         // A run that was killed: its lock is not refreshed any more.
-        let killed = Lock::acquire(&storage, "run-a", TTL).await.unwrap();
+        let killed = Lock::acquire(&storage, "run-a", ttl).await.unwrap();
         drop(killed);
         assert!(matches!(
-            Lock::acquire(&storage, "run-b", TTL).await,
+            Lock::acquire(&storage, "run-b", ttl).await,
             Err(Error::Held { .. })
         ));
-        tokio::time::sleep(TTL + Duration::from_millis(100)).await;
-        let next = Lock::acquire(&storage, "run-b", TTL).await.unwrap();
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        let next = Lock::acquire(&storage, "run-b", ttl).await.unwrap();
         assert_eq!(read(&storage).await.unwrap().unwrap().run_id, "run-b");
         next.release().await.unwrap();
     }
@@ -439,8 +442,17 @@ mod tests {
             .put(&layout::state(LOCK), to_json(&other))
             .await
             .unwrap();
-        tokio::time::sleep(TTL / 2).await;
-        let err = lock.check().unwrap_err();
+        // The next refresh (a third of the TTL from the start) notices.
+        let err = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match lock.check() {
+                    Err(err) => break err,
+                    Ok(()) => tokio::time::sleep(TTL / 10).await,
+                }
+            }
+        })
+        .await
+        .expect("the takeover is noticed");
         assert!(
             err.to_string()
                 .contains("taken over by run run-b on elsewhere"),
