@@ -1,6 +1,7 @@
 //! Crash safety: the real binary is killed with SIGKILL at seeded random moments (while
 //! listing, fetching, writing Parquet and markdown, committing), then rerun to completion; the
-//! dataset must equal a clean run's, table for table and document for document.
+//! dataset must equal a clean run's, table for table and document for document. CI runs 20
+//! kill points; [`soak`] runs as many as asked for.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,10 +40,52 @@ async fn dump(dir: &std::path::Path) -> Dump {
     Dump::of(&storage).await
 }
 
+/// CI's share of the crash-safety check: 20 kill points on 100 tickets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_any_moment_then_rerun_equals_a_clean_run() {
-    let config = SimConfig {
+    kill_and_rerun(Soak {
+        points: 20,
         tickets: 100,
+        seed: 20_251_126,
+    })
+    .await;
+}
+
+/// The same check at any size, for a soak outside CI:
+///
+/// ```text
+/// KILL_POINTS=200 KILL_TICKETS=300 KILL_SEED=7 \
+///     cargo test --release --test it kill::soak -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a long soak; run it by name"]
+async fn soak() {
+    let var = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        })
+    };
+    kill_and_rerun(Soak {
+        points: var("KILL_POINTS", 100) as usize,
+        tickets: var("KILL_TICKETS", 200) as usize,
+        seed: var("KILL_SEED", 7),
+    })
+    .await;
+}
+
+struct Soak {
+    points: usize,
+    tickets: usize,
+    /// Seed of the kill moments.
+    seed: u64,
+}
+
+/// Kills a full sync at `points` seeded moments (every second point twice in a row), reruns it
+/// to completion each time and compares the dataset with a clean run's.
+async fn kill_and_rerun(soak: Soak) {
+    let config = SimConfig {
+        tickets: soak.tickets,
         seed: 41,
         plan: Plan::Enterprise,
         minute_secs: 1.0,
@@ -66,10 +109,9 @@ async fn killed_at_any_moment_then_rerun_equals_a_clean_run() {
     let clean = dump(clean_dir.path()).await;
     assert!(!clean.table("tickets").is_empty());
 
-    let mut rng = StdRng::seed_from_u64(20_251_126);
-    let kill_points = 20;
+    let mut rng = StdRng::seed_from_u64(soak.seed);
     let mut killed_mid_run = 0;
-    for point in 0..kill_points {
+    for point in 0..soak.points {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_string();
         // Up to two kills in a row before the run is allowed to finish.
@@ -104,8 +146,13 @@ async fn killed_at_any_moment_then_rerun_equals_a_clean_run() {
             );
         }
     }
+    println!(
+        "survived {} kill points, {killed_mid_run} kills hit a running sync (clean run {:.2} s)",
+        soak.points,
+        clean_time.as_secs_f64()
+    );
     assert!(
-        killed_mid_run >= kill_points / 2,
+        killed_mid_run >= soak.points / 2,
         "most kills must hit a running sync ({killed_mid_run})"
     );
 }
