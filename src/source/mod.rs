@@ -364,7 +364,8 @@ impl Source {
     /// unspent. The page asked for ahead is the current one's URL with `page` + 1 (how the API
     /// numbers pages); it is used only when the current page's `Link` names that very page, so a
     /// server whose links are not page numbers is followed link by link. Past the last page this
-    /// costs one page's credits.
+    /// costs one page's credits. A page asked for ahead and not used is still read to the end
+    /// (and its answer discarded), so every credit the server charged is counted.
     async fn each_page<T, F, Fut>(
         &self,
         endpoint: Endpoint,
@@ -398,8 +399,14 @@ impl Source {
         queue.push_back(fetch(first));
         let mut ahead: Option<Url> = None;
         let mut link_by_link = !read_ahead;
+        // Answers to wrong guesses still to come out of `queue`, to be read and discarded.
+        let mut wrong = 0usize;
         let mut pages = 0u32;
         while let Some(result) = futures::StreamExt::next(&mut queue).await {
+            if wrong > 0 {
+                wrong -= 1;
+                continue;
+            }
             let (items, next) = result?;
             pages += 1;
             let empty = items.is_empty();
@@ -407,7 +414,10 @@ impl Source {
                 return Ok(());
             }
             let Some(next) = next else {
-                return Ok(()); // the last page; a page asked for ahead is dropped unread
+                // The last page. A page asked for ahead is read to the end all the same: the
+                // server charged it, and the run's credit count must match the server's.
+                while futures::StreamExt::next(&mut queue).await.is_some() {}
+                return Ok(());
             };
             // An empty page that still links onwards would loop forever on a broken server.
             if empty {
@@ -416,13 +426,14 @@ impl Source {
                     pages,
                     "empty page with a next link; stopping"
                 );
+                while futures::StreamExt::next(&mut queue).await.is_some() {}
                 return Ok(());
             }
             match ahead.take() {
                 Some(guess) if same_request(&guess, &next) => {}
                 Some(_) => {
-                    // The links are not page numbers: drop the guess, follow the link.
-                    queue = futures::stream::FuturesOrdered::new();
+                    // The links are not page numbers: discard the guess, follow the link.
+                    wrong += 1;
                     queue.push_back(fetch(next.clone()));
                     link_by_link = true;
                 }
