@@ -345,6 +345,13 @@ impl Simulator {
         lock(&shared.limiter).set_budget(shared.started.elapsed(), credits);
     }
 
+    /// Scripts a budget cut that lands mid-burst whatever the timing: the first request that
+    /// finds its window has charged at least `window_credits` changes the budget to `credits` per
+    /// window before it is decided (so, with `credits < window_credits`, it is refused with 429).
+    pub fn cut_credits_when(&self, window_credits: u64, credits: u32) {
+        lock(&self.inner.shared.limiter).cut_when(window_credits, credits);
+    }
+
     /// Once, right after page `after_page` of any `GET /tickets` listing is served intact
     /// (a 200 not spoiled by a fault), touches `ticket_id` as [`Simulator::touch_ticket`] does.
     /// Several can be queued; each fires once.

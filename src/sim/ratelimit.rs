@@ -45,6 +45,8 @@ pub(crate) struct RateLimiter {
     /// Whether `current` saw any request (only such windows are reported).
     touched: bool,
     finished: Vec<WindowStat>,
+    /// A scripted cut: `(window_credits, budget)`.
+    cut: Option<(u64, u32)>,
 }
 
 impl RateLimiter {
@@ -58,7 +60,16 @@ impl RateLimiter {
             current: fresh_window(0, budget, list_limit),
             touched: false,
             finished: Vec::new(),
+            cut: None,
         }
+    }
+
+    /// Scripts a budget cut: the first call that finds its window has charged at least
+    /// `window_credits` changes the budget to `budget` before it is decided. With a `budget`
+    /// below `window_credits` that call and the rest of the window are refused: a 429 storm
+    /// that does not depend on when the calls arrive.
+    pub(crate) fn cut_when(&mut self, window_credits: u64, budget: u32) {
+        self.cut = Some((window_credits, budget));
     }
 
     /// The window `elapsed` falls in.
@@ -117,6 +128,12 @@ impl RateLimiter {
         list_call: bool,
     ) -> Decision {
         self.roll(elapsed);
+        if let Some((at, budget)) = self.cut {
+            if self.current.credits_used >= at {
+                self.cut = None;
+                self.set_budget(elapsed, budget);
+            }
+        }
         self.touched = true;
         let over_total = self.current.credits_used + u64::from(credits) > u64::from(self.budget);
         let over_list = list_call && self.current.list_tickets_calls >= self.list_limit;
@@ -297,6 +314,28 @@ mod tests {
         rl.set_budget(ms(2500), 7);
         admitted(rl.try_acquire(ms(2600), 1, false));
         assert_eq!(rl.windows()[2].limit, 7);
+    }
+
+    #[test]
+    fn a_scripted_cut_refuses_the_call_that_triggers_it() {
+        let mut rl = RateLimiter::new(ms(1000), 10, 10, true);
+        rl.cut_when(6, 4);
+        admitted(rl.try_acquire(ms(0), 5, false));
+        // Below the trigger: the old budget still holds.
+        let q = admitted(rl.try_acquire(ms(1), 1, false));
+        assert_eq!((q.total, q.remaining), (10, 4));
+        // The window has charged 6: this call cuts the budget to 4 and is refused.
+        match rl.try_acquire(ms(2), 1, false) {
+            Decision::Reject { quota, .. } => assert_eq!((quota.total, quota.remaining), (4, 0)),
+            d => panic!("expected rejection, got {d:?}"),
+        }
+        // The cut fires once and stays: the next window has the new budget.
+        let q = admitted(rl.try_acquire(ms(1000), 4, false));
+        assert_eq!((q.total, q.remaining), (4, 0));
+        assert!(matches!(
+            rl.try_acquire(ms(1001), 1, false),
+            Decision::Reject { .. }
+        ));
     }
 
     #[test]

@@ -48,40 +48,53 @@ async fn the_limiter_never_exceeds_the_budget_share() {
             w.credits_used
         );
     }
-    // Simulator and client agree on the credits spent.
-    assert_eq!(run.report.api.credits_used, stats.credits_used);
+    // Simulator and client agree on the credits spent, except for requests whose answer the
+    // client never read (a timeout on a starved machine, then a retry): the server charged those.
+    let api = &run.report.api;
+    if api.retries == 0 {
+        assert_eq!(api.credits_used, stats.credits_used);
+    } else {
+        assert!(api.credits_used <= stats.credits_used, "{api:?}");
+        assert!(
+            stats.credits_used - api.credits_used <= 5 * api.retries,
+            "{api:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_is_ridden_out_without_losing_a_ticket() {
     let now = minute();
-    let clean = Harness::with_config(growth(now, 160, 32)).await;
+    // About 300 credits in all: most of the run comes after the cut below.
+    let clean = Harness::with_config(growth(now, 320, 32)).await;
     assert!(clean.full_sync().await.error.is_none());
 
-    let stormy = Harness::with_config(growth(now, 160, 32)).await;
-    // The client believes it may use the whole budget, then the budget drops to a quarter.
-    let spec = JobSpec {
-        budget_share: Some(1.0),
-        ..stormy.full_spec()
-    };
-    let sim = stormy.sim.clone();
-    let cut = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        sim.set_credits_per_minute(50);
-    });
+    let stormy = Harness::with_config(growth(now, 320, 32)).await;
+    let spec = stormy.full_spec();
+    // The cut is placed by the simulator's own counts, not by a timer, so a slow and a fast
+    // machine see the same storm: the request that finds its window has charged 60 credits
+    // (more than the new budget; a starved machine may not reach much more in a window) cuts
+    // the budget to 50, and is refused with the rest of the window's requests.
+    stormy.sim.cut_credits_when(60, 50);
     let run = stormy.sync_with(spec, None).await;
-    cut.await.unwrap();
     assert!(run.error.is_none(), "{:?}", run.error);
     assert_eq!(run.report.tickets.failed, 0);
     let stats = stormy.sim.stats();
-    // Requests in flight when the budget drops are refused; after that the client follows the
-    // new X-RateLimit-Total: at most one 429 in any later window.
-    let cut_window = stats
+    // Requests in flight when the budget drops are refused, in the window of the cut and, on a
+    // busy machine, in the next one (up to `concurrency` calls were already on their way).
+    // After that the client follows the new X-RateLimit-Total: at most one 429 in any window.
+    let after_cut = stats
         .windows
         .iter()
-        .position(|w| w.rejected_429 > 0)
-        .expect("the cut was felt");
-    for w in &stats.windows[cut_window + 1..] {
+        .position(|w| w.limit == 50)
+        .unwrap_or_else(|| panic!("the run went on after the cut: {:?}", stats.windows));
+    let cut_window = after_cut - 1;
+    assert!(
+        stats.windows[cut_window].rejected_429 > 0,
+        "the cut was felt: {:?}",
+        stats.windows
+    );
+    for w in stats.windows.iter().skip(cut_window + 2) {
         assert!(
             w.rejected_429 <= 1,
             "window {}: {:?}",
