@@ -272,6 +272,12 @@ impl Simulator {
         self.inner.shared.stats()
     }
 
+    /// Requests received so far, as [`SimStats::requests`], without copying the request log:
+    /// cheap enough to poll.
+    pub fn requests(&self) -> u64 {
+        self.inner.shared.requests()
+    }
+
     /// The fault script.
     pub fn faults(&self) -> &Faults {
         &self.inner.shared.faults

@@ -123,6 +123,10 @@ impl Shared {
         lock(&self.world).truth.clone()
     }
 
+    pub(crate) fn requests(&self) -> u64 {
+        lock(&self.recorder).requests()
+    }
+
     pub(crate) fn stats(&self) -> SimStats {
         let windows = lock(&self.limiter).windows();
         lock(&self.recorder).snapshot(windows)

@@ -143,6 +143,11 @@ impl Recorder {
         self.log.push_back(entry);
     }
 
+    /// Requests received so far (cheap: no snapshot).
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests
+    }
+
     pub(crate) fn snapshot(&self, windows: Vec<WindowStat>) -> SimStats {
         SimStats {
             requests: self.requests,

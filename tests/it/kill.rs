@@ -102,6 +102,7 @@ async fn kill_and_rerun(soak: Soak) {
     let started = Instant::now();
     let status = command(&sim, &clean_data).status().unwrap();
     let clean_time = started.elapsed();
+    let clean_requests = sim.requests();
     assert!(
         matches!(status.code(), Some(0 | 1)),
         "clean run: {status:?}"
@@ -114,11 +115,19 @@ async fn kill_and_rerun(soak: Soak) {
     for point in 0..soak.points {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_string();
-        // Up to two kills in a row before the run is allowed to finish.
+        // Up to two kills in a row before the run is allowed to finish. A kill moment is a
+        // share of the clean run's requests, then a few milliseconds more (so kills also land
+        // between requests: in a Parquet write, a commit): a clock would hit different moments
+        // on a busy and an idle machine.
         for _ in 0..(1 + point % 2) {
-            let at = clean_time.mul_f64(rng.gen_range(0.02..1.0));
+            let target = (clean_requests as f64 * rng.gen_range(0.02..1.0)) as u64;
+            let extra = Duration::from_micros(rng.gen_range(0..20_000));
+            let before = sim.requests();
             let mut child = command(&sim, &data).spawn().unwrap();
-            tokio::time::sleep(at).await;
+            while sim.requests() - before < target && child.try_wait().unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(extra).await;
             if child.try_wait().unwrap().is_none() {
                 killed_mid_run += 1;
             }
@@ -147,7 +156,7 @@ async fn kill_and_rerun(soak: Soak) {
         }
     }
     println!(
-        "survived {} kill points, {killed_mid_run} kills hit a running sync (clean run {:.2} s)",
+        "survived {} kill points, {killed_mid_run} kills hit a running sync (clean run {:.2} s, {clean_requests} requests)",
         soak.points,
         clean_time.as_secs_f64()
     );
