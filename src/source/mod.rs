@@ -209,18 +209,10 @@ impl Source {
     /// One requester; `None` when there is no such requester (404).
     pub async fn requester(&self, id: i64) -> Result<Option<wire::Requester>, Error> {
         let url = self.client.url(&format!("requesters/{id}"), &[]);
-        let page = match self
-            .client
-            .get(Endpoint::Requesters, &url, |b| {
-                wire::decode_one::<serde_json::Value>(b, "requester").map(|_| ())
-            })
-            .await
-        {
-            Ok(page) => page,
-            Err(Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(body) = self.one(Endpoint::Requesters, &url, "requester").await? else {
+            return Ok(None);
         };
-        match wire::decode_one::<wire::Requester>(&page.body, "requester") {
+        match wire::decode_one::<wire::Requester>(&body, "requester") {
             Ok(Ok(r)) => Ok(Some(r)),
             Ok(Err(item)) => Err(Error::Decode {
                 endpoint: Endpoint::Requesters.name(),
@@ -293,18 +285,10 @@ impl Source {
             &format!("tickets/{id}"),
             &[("include", "stats,requester".into())],
         );
-        let page = match self
-            .client
-            .get(Endpoint::TicketView, &url, |b| {
-                wire::decode_one::<serde_json::Value>(b, "ticket").map(|_| ())
-            })
-            .await
-        {
-            Ok(page) => page,
-            Err(Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(body) = self.one(Endpoint::TicketView, &url, "ticket").await? else {
+            return Ok(None);
         };
-        wire::decode_one(&page.body, "ticket")
+        wire::decode_one(&body, "ticket")
             .map(Some)
             .map_err(|detail| Error::Decode {
                 endpoint: Endpoint::TicketView.name(),
@@ -337,6 +321,22 @@ impl Source {
     /// `read_ahead` (see [`Self::each_page`]) for the run's long reference lists (a requester
     /// directory can run to hundreds of pages); not for a ticket's conversations or time entries,
     /// where a second page is rare and a guessed third would cost a call per such ticket.
+    /// The body of a single-object response (`{"<key>": {…}}`); `None` when the object does not
+    /// exist (404).
+    async fn one(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        key: &'static str,
+    ) -> Result<Option<bytes::Bytes>, Error> {
+        let validate = |b: &[u8]| wire::decode_one::<serde_json::Value>(b, key).map(|_| ());
+        match self.client.get(endpoint, url, validate).await {
+            Ok(page) => Ok(Some(page.body)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn all_pages<T: for<'de> serde::Deserialize<'de>>(
         &self,
         endpoint: Endpoint,
