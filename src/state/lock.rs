@@ -45,9 +45,70 @@ pub struct LockInfo {
     pub run_id: String,
     pub host: String,
     pub pid: u32,
+    /// The holder's boot id (`/proc/sys/kernel/random/boot_id`); absent in locks written by
+    /// older versions or where `/proc` does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's pid namespace (`readlink /proc/self/ns/pid`, e.g. `pid:[4026531836]`): its
+    /// pid means something only in that namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
     pub started_at: DateTime<Utc>,
     pub refreshed_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Who this process is, for the lock object and for deciding whether a holder is gone.
+/// [`Identity::current`] reads the real one; tests build others (another container, another
+/// boot) to exercise [`provably_gone`] without containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub host: String,
+    pub pid: u32,
+    /// `None` where the kernel does not tell (no `/proc`): then no holder is provably gone.
+    pub boot_id: Option<String>,
+    /// `None` where the kernel does not tell: then no holder is provably gone.
+    pub pid_ns: Option<String>,
+}
+
+impl Identity {
+    /// This process, as the kernel reports it.
+    pub fn current() -> Identity {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty());
+        Identity {
+            host: host_name(),
+            pid: std::process::id(),
+            boot_id,
+            pid_ns,
+        }
+    }
+}
+
+/// Whether the holder of a live lock is provably gone, so waiting for its expiry would only
+/// delay the rerun: it ran under the same kernel boot (`boot_id`) in the same pid namespace
+/// (`pid_ns`), is not this process, and `running(pid)` says no such process exists. Every
+/// missing piece of evidence (an old lock without the fields, a system without `/proc`) means
+/// "not provably gone". The host name is not evidence: containers sharing the host's network
+/// share its name but not its pids.
+pub fn provably_gone(holder: &LockInfo, me: &Identity, running: impl Fn(u32) -> bool) -> bool {
+    let same = |theirs: &Option<String>, ours: &Option<String>| matches!((theirs, ours), (Some(a), Some(b)) if a == b);
+    same(&holder.boot_id, &me.boot_id)
+        && same(&holder.pid_ns, &me.pid_ns)
+        && holder.pid != me.pid
+        && !running(holder.pid)
+}
+
+/// Whether a process with this pid exists in our pid namespace (as `/proc` shows it). A zombie
+/// counts as running; that only delays a takeover.
+fn pid_running(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl std::fmt::Display for LockInfo {
@@ -115,12 +176,22 @@ struct Shared {
 impl Lock {
     /// Takes the lock for `run_id`, or fails with [`Error::Held`] naming the run that has it.
     pub async fn acquire(storage: &Storage, run_id: &str, ttl: Duration) -> Result<Lock> {
+        Self::acquire_as(storage, run_id, ttl, &Identity::current()).await
+    }
+
+    /// [`Lock::acquire`] as the process `me` (tests pretend to be another container or boot).
+    pub async fn acquire_as(
+        storage: &Storage,
+        run_id: &str,
+        ttl: Duration,
+        me: &Identity,
+    ) -> Result<Lock> {
         let path = layout::state(LOCK);
         let ttl = ttl.max(Duration::from_millis(100));
         let mut held_by = None;
         // A few rounds: a lock can be released or taken over between our create and our read.
         for _ in 0..3 {
-            let mine = LockInfo::new(run_id, ttl);
+            let mine = LockInfo::new(run_id, ttl, me);
             if storage.create(&path, to_json(&mine)).await? {
                 // Read back: a store that ignores the condition lets the last writer win.
                 match read(storage).await? {
@@ -135,7 +206,10 @@ impl Lock {
             match read(storage).await? {
                 // Released between our create and our read: try again.
                 None => continue,
-                Some(holder) if holder.expires_at > Utc::now() && !holder.is_dead_here() => {
+                Some(holder)
+                    if holder.expires_at > Utc::now()
+                        && !provably_gone(&holder, me, pid_running) =>
+                {
                     return Err(held(storage, holder))
                 }
                 Some(stale) => {
@@ -143,7 +217,7 @@ impl Lock {
                         stale_run_id = %stale.run_id,
                         stale_host = %stale.host,
                         expired_at = %stale.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                        "taking over the lock of a run that did not finish (expired, or its process on this host is gone)"
+                        "taking over the lock of a run that did not finish (expired, or its process is provably gone: same boot and pid namespace, no such pid)"
                     );
                     storage.delete(&path).await?;
                     held_by = Some(stale);
@@ -238,12 +312,14 @@ impl Drop for Lock {
 }
 
 impl LockInfo {
-    fn new(run_id: &str, ttl: Duration) -> LockInfo {
+    fn new(run_id: &str, ttl: Duration, me: &Identity) -> LockInfo {
         let now = Utc::now();
         LockInfo {
             run_id: run_id.to_string(),
-            host: host_name(),
-            pid: std::process::id(),
+            host: me.host.clone(),
+            pid: me.pid,
+            boot_id: me.boot_id.clone(),
+            pid_ns: me.pid_ns.clone(),
             started_at: now,
             refreshed_at: now,
             expires_at: now + ttl,
@@ -344,18 +420,6 @@ fn to_json(info: &LockInfo) -> bytes::Bytes {
 }
 
 /// This machine's name, for the operator reading a refusal.
-impl LockInfo {
-    /// The holder ran on this host and its process no longer exists: it was killed (a crash,
-    /// the OOM killer, a reboot), so waiting for the expiry would only delay the rerun.
-    /// Only checkable where `/proc` exists; elsewhere the expiry decides.
-    fn is_dead_here(&self) -> bool {
-        self.host == host_name()
-            && self.pid != std::process::id()
-            && std::path::Path::new("/proc/self").exists()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
-    }
-}
-
 fn host_name() -> String {
     // std has no hostname call; Linux exposes it here, other systems usually in the environment.
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -436,7 +500,7 @@ mod tests {
     async fn a_run_whose_lock_was_taken_over_notices() {
         let (_dir, storage) = local();
         let lock = Lock::acquire(&storage, "run-a", TTL).await.unwrap();
-        let mut other = LockInfo::new("run-b", TTL * 10);
+        let mut other = LockInfo::new("run-b", TTL * 10, &Identity::current());
         other.host = "elsewhere".into();
         storage
             .put(&layout::state(LOCK), to_json(&other))
@@ -466,7 +530,7 @@ mod tests {
     #[tokio::test]
     async fn the_live_lock_of_a_dead_process_on_this_host_is_taken_over() {
         let (_dir, storage) = local();
-        let mut dead = LockInfo::new("killed-run", Duration::from_secs(600));
+        let mut dead = LockInfo::new("killed-run", Duration::from_secs(600), &Identity::current());
         // A pid above the kernel's maximum never exists.
         dead.pid = 4_194_304 + 1;
         storage
@@ -477,9 +541,11 @@ mod tests {
             .await
             .unwrap();
         lock.release().await.unwrap();
-        // Another host's live lock is respected.
-        let mut remote = LockInfo::new("remote-run", Duration::from_secs(600));
+        // Another machine's live lock is respected (another boot: its pids are not ours).
+        let mut remote =
+            LockInfo::new("remote-run", Duration::from_secs(600), &Identity::current());
         remote.host = "elsewhere".into();
+        remote.boot_id = Some("another-machine".into());
         remote.pid = 4_194_304 + 1;
         storage
             .put(&layout::state(LOCK), to_json(&remote))
@@ -489,6 +555,151 @@ mod tests {
             Lock::acquire(&storage, "next-run", Duration::from_secs(600))
                 .await
                 .is_err()
+        );
+    }
+
+    /// A pid above the kernel's maximum (2^22) never exists.
+    const DEAD_PID: u32 = 4_194_304 + 1;
+
+    fn identity(host: &str, pid: u32, boot: &str, ns: &str) -> Identity {
+        Identity {
+            host: host.into(),
+            pid,
+            boot_id: Some(boot.into()),
+            pid_ns: Some(ns.into()),
+        }
+    }
+
+    #[test]
+    fn only_the_same_boot_and_pid_namespace_prove_a_holder_gone() {
+        let me = identity("shared", 100, "boot-1", "pid:[1]");
+        let holder = |host: &str, pid: u32, boot: Option<&str>, ns: Option<&str>| LockInfo {
+            boot_id: boot.map(String::from),
+            pid_ns: ns.map(String::from),
+            ..LockInfo::new("other", TTL, &identity(host, pid, "x", "x"))
+        };
+        let nothing_runs = |_: u32| false;
+        // (holder, gone?)
+        let cases = [
+            // Same boot, namespace, no such pid: gone, whatever the host name says.
+            (holder("shared", 7, Some("boot-1"), Some("pid:[1]")), true),
+            (holder("renamed", 7, Some("boot-1"), Some("pid:[1]")), true),
+            // Another container with --network host: same name, its own pids.
+            (holder("shared", 7, Some("boot-1"), Some("pid:[2]")), false),
+            // Another boot (or machine): its pids say nothing about ours.
+            (holder("shared", 7, Some("boot-0"), Some("pid:[1]")), false),
+            // An older lock without the evidence.
+            (holder("shared", 7, None, None), false),
+            (holder("shared", 7, Some("boot-1"), None), false),
+            // This very process.
+            (
+                holder("shared", 100, Some("boot-1"), Some("pid:[1]")),
+                false,
+            ),
+        ];
+        for (i, (holder, gone)) in cases.iter().enumerate() {
+            assert_eq!(provably_gone(holder, &me, nothing_runs), *gone, "case {i}");
+        }
+        // A process with that pid exists: not gone.
+        assert!(!provably_gone(&cases[0].0, &me, |_| true));
+        // We cannot tell who we are: nobody is provably gone.
+        let blind = Identity {
+            boot_id: None,
+            pid_ns: None,
+            ..me.clone()
+        };
+        assert!(!provably_gone(&cases[0].0, &blind, nothing_runs));
+    }
+
+    #[tokio::test]
+    async fn a_live_lock_from_another_container_is_not_stolen() {
+        let (_dir, storage) = local();
+        let ttl = Duration::from_secs(600);
+        let me = identity("shared-host", 100, "boot-1", "pid:[4026531836]");
+        // A run in another container on the same host (same name, same boot): its pid does
+        // not exist in our namespace, yet it runs.
+        let neighbour = identity("shared-host", DEAD_PID, "boot-1", "pid:[4026532999]");
+        let live = LockInfo::new("neighbour-run", ttl, &neighbour);
+        storage
+            .put(&layout::state(LOCK), to_json(&live))
+            .await
+            .unwrap();
+        let err = Lock::acquire_as(&storage, "next-run", ttl, &me)
+            .await
+            .unwrap_err();
+        let Error::Held { holder, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(holder.run_id, "neighbour-run");
+
+        // Same boot and namespace, and the pid is gone: the holder was killed; take over.
+        let killed = identity("shared-host", DEAD_PID, "boot-1", "pid:[4026531836]");
+        storage
+            .put(
+                &layout::state(LOCK),
+                to_json(&LockInfo::new("killed-run", ttl, &killed)),
+            )
+            .await
+            .unwrap();
+        let lock = Lock::acquire_as(&storage, "next-run", ttl, &me)
+            .await
+            .unwrap();
+        let taken = read(&storage).await.unwrap().unwrap();
+        assert_eq!(taken.run_id, "next-run");
+        assert_eq!(taken.boot_id.as_deref(), Some("boot-1"));
+        assert_eq!(taken.pid_ns.as_deref(), Some("pid:[4026531836]"));
+        lock.release().await.unwrap();
+
+        // Another boot id (a rebooted host, another machine): refused until it expires.
+        let before_reboot = identity("shared-host", DEAD_PID, "boot-0", "pid:[4026531836]");
+        let mut old = LockInfo::new("before-reboot", ttl, &before_reboot);
+        storage
+            .put(&layout::state(LOCK), to_json(&old))
+            .await
+            .unwrap();
+        assert!(matches!(
+            Lock::acquire_as(&storage, "next-run", ttl, &me).await,
+            Err(Error::Held { .. })
+        ));
+        old.expires_at = Utc::now() - chrono::Duration::seconds(1);
+        storage
+            .put(&layout::state(LOCK), to_json(&old))
+            .await
+            .unwrap();
+        let lock = Lock::acquire_as(&storage, "next-run", ttl, &me)
+            .await
+            .unwrap();
+        lock.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lock_written_without_boot_id_waits_for_its_expiry() {
+        let (_dir, storage) = local();
+        // The format of older versions: this host, a pid that does not exist, no boot id or
+        // namespace. Nothing proves its holder gone (it may run in another container).
+        let now = Utc::now();
+        let old = serde_json::json!({
+            "run_id": "old-run",
+            "host": host_name(),
+            "pid": DEAD_PID,
+            "started_at": now,
+            "refreshed_at": now,
+            "expires_at": now + chrono::Duration::seconds(600),
+        });
+        storage
+            .put(
+                &layout::state(LOCK),
+                serde_json::to_vec(&old).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        let err = Lock::acquire(&storage, "next-run", TTL).await.unwrap_err();
+        let Error::Held { holder, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            (holder.boot_id.as_ref(), holder.pid_ns.as_ref()),
+            (None, None)
         );
     }
 
