@@ -372,6 +372,9 @@ impl Client {
     }
 }
 
+/// The `X-RateLimit-*` headers, [sanitised](RateHeaders::sane): a value that is not a
+/// non-negative integer below 2^32 (`-5`, `abc`, `1e20`) counts as absent, and out-of-range
+/// numbers are dropped or clamped before the limiter or the run report sees them.
 fn rate_headers(headers: &HeaderMap) -> RateHeaders {
     let num = |name: &str| {
         headers
@@ -384,6 +387,7 @@ fn rate_headers(headers: &HeaderMap) -> RateHeaders {
         remaining: num("x-ratelimit-remaining"),
         used: num("x-ratelimit-used-currentrequest"),
     }
+    .sane()
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -479,6 +483,36 @@ mod tests {
         assert_eq!(next_link(h).unwrap(), "https://x/a?page=3");
         assert_eq!(next_link(r#"<https://x/a?page=1>; rel="prev""#), None);
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn rate_headers_ignore_what_is_not_a_sane_number() {
+        let parse = |total: &str, remaining: &str, used: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-ratelimit-total", HeaderValue::from_str(total).unwrap());
+            h.insert(
+                "x-ratelimit-remaining",
+                HeaderValue::from_str(remaining).unwrap(),
+            );
+            h.insert(
+                "x-ratelimit-used-currentrequest",
+                HeaderValue::from_str(used).unwrap(),
+            );
+            rate_headers(&h)
+        };
+        let none = RateHeaders::default();
+        assert_eq!(parse("-5", "abc", "1e20"), none);
+        assert_eq!(parse("4294967295", "4294967295", "4294967295"), none);
+        assert_eq!(parse("99999999999", "-0", "NaN"), none);
+        assert_eq!(parse("0", "", " "), none);
+        assert_eq!(
+            parse(" 500 ", "900", "3"),
+            RateHeaders {
+                total: Some(500),
+                remaining: Some(500),
+                used: Some(3)
+            }
+        );
     }
 
     #[test]

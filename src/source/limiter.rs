@@ -9,6 +9,11 @@
 //! The calls that feed the workers (listing pages, reference lists) go first: while one waits,
 //! per-ticket calls leave it the credits it needs, so a deep queue of workers never starves the
 //! listing that fills it.
+//! The headers are not trusted blindly ([`RateHeaders::sane`]): values outside what an account
+//! can have (a total of 0 or above [`MAX_TOTAL`], a call costing more than
+//! [`MAX_CREDITS_PER_CALL`], a remainder above the total) are ignored or clamped, and the debt a
+//! response can put on the bucket is at most one window's worth, so a broken header never makes
+//! the limiter divide by zero, overflow, or wait for decades.
 //! [`Budget`] is pure (time is a parameter, so it is unit-tested without sleeping);
 //! [`Limiter`] wraps it for async callers. Nothing else in the crate waits for the budget.
 
@@ -85,7 +90,10 @@ impl Bucket {
         if missing <= 0.0 {
             return not_before;
         }
-        not_before + Duration::from_secs_f64(missing / self.rate_per_sec)
+        // The rate is positive and finite (the window is at least a millisecond, the share at
+        // least 1 %) and the debt is bounded, so this is finite; fall back to no extra wait
+        // rather than panic if that ever breaks.
+        not_before + Duration::try_from_secs_f64(missing / self.rate_per_sec).unwrap_or_default()
     }
 
     fn reshape(&mut self, per_window: f64, window: Duration, burst: f64) {
@@ -133,9 +141,42 @@ pub struct RateHeaders {
     pub used: Option<u32>,
 }
 
+/// The largest `X-RateLimit-Total` believed: 200 times the Enterprise allowance. A larger one is
+/// a broken header, and believing it would switch pacing off.
+pub const MAX_TOTAL: u32 = 100_000;
+
+/// The most credits one call is believed to cost (`X-RateLimit-Used-CurrentRequest`): the
+/// dearest call we make costs 11 (a listing with five includes). Charging more would stall
+/// every worker for the debt.
+pub const MAX_CREDITS_PER_CALL: u32 = 100;
+
+impl RateHeaders {
+    /// The headers with nonsense removed: a total of 0 or above [`MAX_TOTAL`] and a used count
+    /// above [`MAX_CREDITS_PER_CALL`] are dropped (as if absent: the estimate and the allowance
+    /// believed so far stand), a remainder above the total is cut to the total (and dropped when
+    /// above [`MAX_TOTAL`]). Non-numeric and negative values never get here (they do not parse
+    /// as `u32`).
+    pub fn sane(self) -> RateHeaders {
+        let total = self.total.filter(|t| (1..=MAX_TOTAL).contains(t));
+        let remaining = self
+            .remaining
+            .filter(|&r| r <= MAX_TOTAL)
+            .map(|r| total.map_or(r, |t| r.min(t)));
+        let used = self.used.filter(|&u| u <= MAX_CREDITS_PER_CALL);
+        RateHeaders {
+            total,
+            remaining,
+            used,
+        }
+    }
+}
+
 impl Budget {
-    pub fn new(config: LimiterConfig, now: Instant) -> Budget {
-        let total = config.initial_total.max(1);
+    pub fn new(mut config: LimiterConfig, now: Instant) -> Budget {
+        // A zero window would make every rate infinite (and 0 × ∞ a NaN); the job refuses
+        // one, this is the last line.
+        config.window = config.window.max(Duration::from_millis(1));
+        let total = config.initial_total.clamp(1, MAX_TOTAL);
         let (credits, list_calls) = Self::buckets(&config, total, now);
         Budget {
             config,
@@ -248,7 +289,9 @@ impl Budget {
     }
 
     /// Brings the budget in step with a response. `estimated` is what [`Self::try_acquire`] took.
+    /// The headers are [sanitised](RateHeaders::sane) first.
     pub fn observe(&mut self, headers: RateHeaders, estimated: u32, now: Instant) {
+        let headers = headers.sane();
         if let Some(total) = headers.total.filter(|&t| t > 0) {
             if total != self.total {
                 self.total = total;
@@ -262,8 +305,13 @@ impl Budget {
             }
         }
         if let Some(used) = headers.used {
-            // Refund or charge the difference between the estimate and the real cost.
-            self.credits.tokens += estimated as f64 - used as f64;
+            // Refund or charge the difference between the estimate and the real cost; the
+            // bucket never holds more than it can, nor a debt beyond one window (the server
+            // forgets older spending when its window turns).
+            let tokens = self.credits.tokens + estimated as f64 - used as f64;
+            self.credits.tokens = tokens
+                .min(self.credits.capacity)
+                .max(-self.target_per_window());
         }
         if let Some(remaining) = headers.remaining {
             // Never plan to spend what the server says is left for the others on the account.
@@ -367,9 +415,14 @@ impl Limiter {
         lock(&self.stats).total = budget.total();
     }
 
-    /// Stops every worker for `after` (a 429's `Retry-After`).
+    /// Stops every worker for `after` (a 429's `Retry-After`, already capped by `retry`).
     pub fn pause(&self, after: Duration) {
-        lock(&self.budget).pause(Instant::now() + after);
+        let now = Instant::now();
+        // An `after` beyond what an `Instant` can hold would panic; pause a day instead.
+        let until = now
+            .checked_add(after)
+            .unwrap_or(now + Duration::from_secs(86_400));
+        lock(&self.budget).pause(until);
     }
 
     pub fn stats(&self) -> LimiterStats {
@@ -499,6 +552,95 @@ mod tests {
             start,
         );
         assert!((budget.credits.tokens - (before - 5.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn absurd_headers_are_ignored_or_clamped() {
+        let h = |total, remaining, used| RateHeaders {
+            total,
+            remaining,
+            used,
+        };
+        // (what the server sent, what is believed)
+        let cases = [
+            (
+                h(Some(500), Some(499), Some(1)),
+                h(Some(500), Some(499), Some(1)),
+            ),
+            // Total 0 would divide by zero; u32::MAX would switch pacing off.
+            (h(Some(0), Some(0), Some(1)), h(None, Some(0), Some(1))),
+            (h(Some(u32::MAX), None, None), h(None, None, None)),
+            // A call cannot cost four billion credits.
+            (h(None, None, Some(u32::MAX)), h(None, None, None)),
+            (h(None, None, Some(101)), h(None, None, None)),
+            // Remaining above total.
+            (h(Some(200), Some(900), None), h(Some(200), Some(200), None)),
+            (h(None, Some(u32::MAX), None), h(None, None, None)),
+        ];
+        for (sent, believed) in cases {
+            assert_eq!(sent.sane(), believed, "{sent:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_headers_never_stall_or_break_the_budget() {
+        let start = Instant::now();
+        let absurd = [
+            RateHeaders {
+                total: Some(u32::MAX),
+                remaining: Some(u32::MAX),
+                used: Some(u32::MAX),
+            },
+            RateHeaders {
+                total: Some(0),
+                remaining: Some(0),
+                used: Some(0),
+            },
+            RateHeaders {
+                total: Some(200),
+                remaining: Some(u32::MAX),
+                used: Some(100),
+            },
+        ];
+        for headers in absurd {
+            let mut budget = Budget::new(config(0.9, 60), start);
+            // Many responses in a row, as a burst of workers would see them.
+            for _ in 0..64 {
+                budget.observe(headers, 1, start);
+            }
+            assert!(
+                budget.total() >= 1 && budget.total() <= MAX_TOTAL,
+                "{headers:?}"
+            );
+            assert!(budget.credits.tokens.is_finite(), "{headers:?}");
+            // The next call waits at most about two windows (one window of debt, then the
+            // call itself), never decades.
+            let wait = budget
+                .try_acquire(1, false, start)
+                .err()
+                .unwrap_or_default();
+            assert!(wait <= Duration::from_secs(121), "{headers:?}: {wait:?}");
+        }
+        // A zero window and a zero allowance do not divide by zero.
+        let mut budget = Budget::new(
+            LimiterConfig {
+                budget_share: 0.9,
+                window: Duration::ZERO,
+                initial_total: 0,
+            },
+            start,
+        );
+        let wait = budget
+            .try_acquire(1000, true, start)
+            .err()
+            .unwrap_or_default();
+        assert!(wait < Duration::from_secs(1), "{wait:?}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_pause_does_not_panic() {
+        let limiter = Limiter::new(LimiterConfig::default());
+        limiter.pause(Duration::MAX);
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! Nothing here sleeps or does I/O; `client` asks [`decide`] what to do after each attempt and
 //! the shared [`super::limiter::Limiter`] does the waiting. Rules (API reference §4):
 //! 429 → retry after `Retry-After` (integer seconds or an HTTP date; absent → one rate window);
+//! the server is not trusted with the length of the pause: a value that is not a number of
+//! seconds or a date (`abc`, `-5`, `NaN`) counts as absent, and anything longer than
+//! [`MAX_RATE_LIMIT_WINDOWS`] rate windows (`4294967295`, `1e20`, a date in the year 9999) is cut
+//! to that, so a broken header costs at most a few minutes, never a sleep of decades or a panic;
 //! 5xx, timeouts, dropped connections and broken or truncated bodies → capped exponential
 //! backoff with decorrelated jitter; every other 4xx → give up at once.
 
@@ -51,6 +55,10 @@ pub enum Attempt<'a> {
     BrokenBody,
 }
 
+/// The longest 429 pause, in rate windows (3 minutes on Freshservice). A real `Retry-After`
+/// never exceeds one window; a longer one is a leftover of an hourly limit or garbage.
+pub const MAX_RATE_LIMIT_WINDOWS: u32 = 3;
+
 /// What to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -83,7 +91,7 @@ pub fn decide(
                 .and_then(|v| parse_retry_after(v, now))
                 .unwrap_or(policy.rate_window);
             // An absurd value (an hourly-limit leftover like 1521 s) is capped at a few windows.
-            let after = after.min(policy.rate_window * 3);
+            let after = after.min(policy.rate_window.saturating_mul(MAX_RATE_LIMIT_WINDOWS));
             Decision::Retry {
                 after,
                 rate_limited: true,
@@ -105,14 +113,17 @@ pub fn backoff(policy: &RetryPolicy, prev_delay: Duration, rng: &mut impl Rng) -
     let secs = rng
         .gen_range(base..=upper)
         .min(policy.max_delay.as_secs_f64());
-    Duration::from_secs_f64(secs)
+    Duration::try_from_secs_f64(secs).unwrap_or(policy.max_delay)
 }
 
-/// `Retry-After` as integer (or fractional) seconds or as an HTTP date.
+/// `Retry-After` as integer (or fractional) seconds or as an HTTP date. `None` for anything
+/// else, negative numbers and NaN included; a number too large for a [`Duration`] saturates
+/// (the caller caps it).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        // `inf` parses too; NaN and negatives fail `>= 0`.
+        return (secs >= 0.0).then(|| Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -281,6 +292,65 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn absurd_retry_after_values_never_panic_or_stall() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for (value, expected) in [
+            // Too long: three windows at most.
+            ("4294967295", Duration::from_secs(180)),
+            ("1e20", Duration::from_secs(180)),
+            ("1e400", Duration::from_secs(180)),
+            ("inf", Duration::from_secs(180)),
+            ("18446744073709551616", Duration::from_secs(180)),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Duration::from_secs(180)),
+            // Not a wait: as if absent, one window.
+            ("-5", Duration::from_secs(60)),
+            ("-1e20", Duration::from_secs(60)),
+            ("NaN", Duration::from_secs(60)),
+            ("abc", Duration::from_secs(60)),
+            ("", Duration::from_secs(60)),
+            ("Mon, 99 Foo 2025 99:99:99 GMT", Duration::from_secs(60)),
+        ] {
+            let d = run(
+                Attempt::Status {
+                    status: 429,
+                    retry_after: Some(value),
+                },
+                1,
+                0,
+            );
+            assert_eq!(
+                d,
+                Decision::Retry {
+                    after: expected,
+                    rate_limited: true
+                },
+                "Retry-After: {value}"
+            );
+        }
+        assert_eq!(parse_retry_after("1e20", now), Some(Duration::MAX));
+        assert_eq!(parse_retry_after("-5", now), None);
+        // A policy with an enormous window does not overflow while capping.
+        let policy = RetryPolicy {
+            rate_window: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let d = decide(
+            &policy,
+            Attempt::Status {
+                status: 429,
+                retry_after: Some("1e20"),
+            },
+            1,
+            0,
+            Duration::ZERO,
+            now,
+            &mut rng,
+        );
+        assert!(matches!(d, Decision::Retry { .. }));
     }
 
     #[test]
