@@ -50,32 +50,39 @@ pub struct JobSpec {
     pub account_map: Option<PathBuf>,
     /// Sync every ticket updated in the past `full_sync_days`.
     pub full_sync: Option<bool>,
-    /// Window of a full sync (and of the first incremental run), in days (default 365).
+    /// Window of a full sync (and of the first incremental run), in days (default 365;
+    /// 1 to 7300).
     pub full_sync_days: Option<u32>,
     /// Sync tickets updated since this instant instead of the stored cursor.
     pub since: Option<DateTime<Utc>>,
-    /// The next cursor is run start minus this overlap, in minutes (default 10).
+    /// The next cursor is run start minus this overlap, in minutes (default 10; 0 to 10080,
+    /// a week).
     pub overlap_minutes: Option<u64>,
-    /// Hours billed for a ticket without time entries (default 0.25).
+    /// Hours billed for a ticket without time entries (default 0.25; 0 to 24).
     pub default_hours: Option<f64>,
-    /// Share of the account's API budget this job may use (default 0.9).
+    /// Share of the account's API budget this job may use (default 0.9; 0.01 to 1).
     pub budget_share: Option<f64>,
-    /// Length of the API's rate window in seconds (default 60).
+    /// Length of the API's rate window in seconds (default 60; 0.001 to 3600).
     pub rate_window_secs: Option<f64>,
-    /// Most tickets fetched at once (default 64); the budget limits the rate below that.
+    /// Most tickets fetched at once (default 64; 1 to 256); the budget limits the rate below
+    /// that.
     pub concurrency: Option<usize>,
-    /// Commit (checkpoint) after this many fetched tickets (default 250).
+    /// Commit (checkpoint) after this many fetched tickets (default 250; 1 to 100000).
     pub checkpoint_every: Option<usize>,
-    /// Re-read the time entries of tickets closed in the last N days (default 7; 0 = off):
-    /// time logged after close does not always move a ticket's updated_at.
+    /// Re-read the time entries of tickets closed in the last N days (default 7; 0 = off; at
+    /// most 365): time logged after close does not always move a ticket's updated_at.
     pub rescan_days: Option<u32>,
-    /// Hours between two re-scans (default 24: once a day even when the job runs more often).
+    /// Hours between two re-scans (default 24: once a day even when the job runs more often;
+    /// 0 to 8760, a year).
     pub rescan_every_hours: Option<f64>,
     /// Remove tickets that were deleted or marked spam (`filter=deleted`/`spam`; default true).
     pub reconcile: Option<bool>,
-    /// How long the run lock lives without a refresh, in seconds (default 600): a killed run
-    /// blocks the dataset this long.
+    /// How long the run lock lives without a refresh, in seconds (default 600; 0.1 to 86400):
+    /// a killed run blocks the dataset this long.
     pub lock_ttl_secs: Option<f64>,
+    /// Largest API response body read, in MiB (default 64; 1 to 4096). A larger one fails the
+    /// call (not retried) instead of the process running out of memory.
+    pub max_response_mb: Option<u64>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
@@ -86,12 +93,14 @@ pub struct JobSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatorSpec {
+    /// Tickets to generate (0 to 100000: they are held in memory).
     pub tickets: Option<usize>,
     pub seed: Option<u64>,
     /// starter, growth, pro or enterprise.
     pub plan: Option<String>,
-    /// Length of the simulator's rate window in seconds (60 = real time).
+    /// Length of the simulator's rate window in seconds (60 = real time; 0.001 to 3600).
     pub minute_secs: Option<f64>,
+    /// Latency added to every response, in milliseconds (0 to 60000).
     pub latency_ms: Option<u64>,
 }
 
@@ -141,6 +150,7 @@ impl JobSpec {
             rescan_every_hours: over.rescan_every_hours.or(self.rescan_every_hours),
             reconcile: over.reconcile.or(self.reconcile),
             lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
+            max_response_mb: over.max_response_mb.or(self.max_response_mb),
             s3: over.s3.or(self.s3),
             simulator: if api_given {
                 None
@@ -193,6 +203,8 @@ pub struct Job {
     pub reconcile: bool,
     /// Lifetime of the run lock between refreshes.
     pub lock_ttl: Duration,
+    /// Largest API response body read, in bytes (`max_response_mb`).
+    pub max_response_bytes: u64,
 }
 
 impl Job {
@@ -260,51 +272,82 @@ impl Job {
                 ))
             }
         };
-        let budget_share = spec.budget_share.unwrap_or(0.9);
-        if !(budget_share > 0.0 && budget_share <= 1.0) {
-            return Err(invalid(format!(
-                "budget_share {budget_share} must be in (0, 1]"
-            )));
-        }
-        let rate_window_secs = spec.rate_window_secs.unwrap_or(60.0);
-        if !(rate_window_secs.is_finite() && rate_window_secs > 0.0) {
-            return Err(invalid(format!(
-                "rate_window_secs {rate_window_secs} must be positive"
-            )));
-        }
-        let default_hours = spec.default_hours.unwrap_or(0.25);
-        if !(default_hours.is_finite() && (0.0..=24.0).contains(&default_hours)) {
-            return Err(invalid(format!(
-                "default_hours {default_hours} must be between 0 and 24"
-            )));
-        }
-        let concurrency = spec.concurrency.unwrap_or(64);
-        if !(1..=256).contains(&concurrency) {
-            return Err(invalid(format!(
-                "concurrency {concurrency} must be between 1 and 256"
-            )));
-        }
-        let checkpoint_every = spec.checkpoint_every.unwrap_or(250).max(1);
-        let rescan_every_hours = spec.rescan_every_hours.unwrap_or(24.0);
-        if !(rescan_every_hours.is_finite() && rescan_every_hours >= 0.0) {
-            return Err(invalid(format!(
-                "rescan_every_hours {rescan_every_hours} must be zero or positive"
-            )));
-        }
-        let lock_ttl = match spec.lock_ttl_secs {
-            None => crate::state::lock::DEFAULT_TTL,
-            Some(secs) if secs.is_finite() && (0.1..=86_400.0).contains(&secs) => {
-                Duration::from_secs_f64(secs)
+        // Every number is range-checked here, so nothing downstream can panic on it (a
+        // `Duration` from 1e20 seconds, a date 2^32 days back) or wait for decades.
+        let budget_share = in_range(
+            "budget_share",
+            spec.budget_share.unwrap_or(0.9),
+            0.01..=1.0,
+            "",
+        )?;
+        let rate_window_secs = in_range(
+            "rate_window_secs",
+            spec.rate_window_secs.unwrap_or(60.0),
+            0.001..=3600.0,
+            " seconds",
+        )?;
+        let default_hours = in_range(
+            "default_hours",
+            spec.default_hours.unwrap_or(0.25),
+            0.0..=24.0,
+            " hours",
+        )?;
+        let concurrency = in_range("concurrency", spec.concurrency.unwrap_or(64), 1..=256, "")?;
+        let checkpoint_every = in_range(
+            "checkpoint_every",
+            spec.checkpoint_every.unwrap_or(250),
+            1..=100_000,
+            " tickets",
+        )?;
+        let rescan_every_hours = in_range(
+            "rescan_every_hours",
+            spec.rescan_every_hours.unwrap_or(24.0),
+            0.0..=8760.0,
+            " hours",
+        )?;
+        let lock_ttl_secs = spec
+            .lock_ttl_secs
+            .unwrap_or(crate::state::lock::DEFAULT_TTL.as_secs_f64());
+        let lock_ttl = Duration::from_secs_f64(in_range(
+            "lock_ttl_secs",
+            lock_ttl_secs,
+            0.1..=86_400.0,
+            " seconds",
+        )?);
+        let full_sync_days = in_range(
+            "full_sync_days",
+            spec.full_sync_days.unwrap_or(365),
+            1..=7300,
+            " days",
+        )?;
+        let overlap_minutes = in_range(
+            "overlap_minutes",
+            spec.overlap_minutes.unwrap_or(10),
+            0..=10_080,
+            " minutes",
+        )?;
+        let rescan_days = in_range(
+            "rescan_days",
+            spec.rescan_days.unwrap_or(7),
+            0..=365,
+            " days",
+        )?;
+        let max_response_mb = in_range(
+            "max_response_mb",
+            spec.max_response_mb.unwrap_or(DEFAULT_MAX_RESPONSE_MB),
+            1..=4096,
+            " MiB",
+        )?;
+        if let Api::Simulator(sim) = &api {
+            if let Some(n) = sim.tickets {
+                in_range("simulator.tickets", n, 0..=100_000, "")?;
             }
-            Some(secs) => {
-                return Err(invalid(format!(
-                    "lock_ttl_secs {secs} must be between 0.1 and 86400"
-                )))
+            if let Some(secs) = sim.minute_secs {
+                in_range("simulator.minute_secs", secs, 0.001..=3600.0, " seconds")?;
             }
-        };
-        let full_sync_days = spec.full_sync_days.unwrap_or(365);
-        if full_sync_days == 0 {
-            return Err(invalid("full_sync_days must be at least 1".into()));
+            if let Some(ms) = sim.latency_ms {
+                in_range("simulator.latency_ms", ms, 0..=60_000, " ms")?;
+            }
         }
         let account_field = spec
             .account_field
@@ -320,7 +363,7 @@ impl Job {
             account_map,
             window,
             full_sync_days,
-            overlap: Duration::from_secs(spec.overlap_minutes.unwrap_or(10) * 60),
+            overlap: Duration::from_secs(overlap_minutes * 60),
             default_minutes: (default_hours * 60.0).round() as i64,
             limiter: LimiterConfig {
                 budget_share,
@@ -329,11 +372,35 @@ impl Job {
             },
             concurrency,
             checkpoint_every,
-            rescan_days: spec.rescan_days.unwrap_or(7),
+            rescan_days,
             rescan_every: Duration::from_secs_f64(rescan_every_hours * 3600.0),
             reconcile: spec.reconcile.unwrap_or(true),
             lock_ttl,
+            max_response_bytes: max_response_mb * 1024 * 1024,
         })
+    }
+}
+
+/// Default of `max_response_mb`: far above any page of 100 tickets or conversations (a few
+/// MiB at most), far below what would get the process killed.
+pub const DEFAULT_MAX_RESPONSE_MB: u64 = 64;
+
+/// `value` when it lies in `allowed`; otherwise an [`Error::Invalid`] naming the key and the
+/// range. NaN lies in no range.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    value: T,
+    allowed: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T> {
+    if allowed.contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::Invalid(format!(
+            "{key} = {value} is out of range: allowed {} to {}{unit}",
+            allowed.start(),
+            allowed.end()
+        )))
     }
 }
 
@@ -404,7 +471,7 @@ mod tests {
             ("data = \"d\"", "no Freshservice account"),
             (
                 "data = \"d\"\ndomain = \"a\"\nbudget_share = 1.5",
-                "budget_share 1.5",
+                "budget_share = 1.5",
             ),
             (
                 "data = \"d\"\ndomain = \"a\"\nrate_window_secs = 0.0",
@@ -412,7 +479,7 @@ mod tests {
             ),
             (
                 "data = \"d\"\ndomain = \"a\"\nconcurrency = 0",
-                "concurrency 0",
+                "concurrency = 0",
             ),
         ];
         for (text, needle) in cases {
@@ -431,6 +498,78 @@ mod tests {
         );
     }
 
+    /// Every numeric key, with values that are NaN, infinite, negative, huge or 2^32 − 1: each is
+    /// refused with the key and its range named, and none panics.
+    #[test]
+    fn every_number_is_range_checked() {
+        // (key and value as written in the job file, the range the error must name)
+        let cases = [
+            ("budget_share = nan", "budget_share = NaN is out of range: allowed 0.01 to 1"),
+            ("budget_share = 0.0", "allowed 0.01 to 1"),
+            ("budget_share = -0.5", "allowed 0.01 to 1"),
+            ("budget_share = inf", "budget_share = inf"),
+            ("rate_window_secs = 1e20", "rate_window_secs = 100000000000000000000 is out of range: allowed 0.001 to 3600 seconds"),
+            ("rate_window_secs = nan", "rate_window_secs = NaN"),
+            ("rate_window_secs = -inf", "rate_window_secs = -inf"),
+            ("rate_window_secs = 4294967295.0", "allowed 0.001 to 3600 seconds"),
+            ("lock_ttl_secs = 1e20", "lock_ttl_secs = 100000000000000000000 is out of range: allowed 0.1 to 86400 seconds"),
+            ("lock_ttl_secs = nan", "lock_ttl_secs = NaN"),
+            ("lock_ttl_secs = -1.0", "lock_ttl_secs = -1"),
+            ("rescan_every_hours = 1e20", "rescan_every_hours = 100000000000000000000 is out of range: allowed 0 to 8760 hours"),
+            ("rescan_every_hours = inf", "rescan_every_hours = inf"),
+            ("rescan_every_hours = -1.0", "rescan_every_hours = -1"),
+            ("default_hours = nan", "default_hours = NaN is out of range: allowed 0 to 24 hours"),
+            ("default_hours = 1e20", "allowed 0 to 24 hours"),
+            ("default_hours = -0.25", "default_hours = -0.25"),
+            ("overlap_minutes = 4294967295", "overlap_minutes = 4294967295 is out of range: allowed 0 to 10080 minutes"),
+            ("overlap_minutes = 9223372036854775807", "overlap_minutes = 9223372036854775807"),
+            ("full_sync_days = 4294967295", "full_sync_days = 4294967295 is out of range: allowed 1 to 7300 days"),
+            ("full_sync_days = 0", "full_sync_days = 0"),
+            ("concurrency = 4294967295", "concurrency = 4294967295 is out of range: allowed 1 to 256"),
+            ("concurrency = 0", "concurrency = 0"),
+            ("checkpoint_every = 4294967295", "checkpoint_every = 4294967295 is out of range: allowed 1 to 100000 tickets"),
+            ("checkpoint_every = 0", "checkpoint_every = 0"),
+            ("rescan_days = 4294967295", "rescan_days = 4294967295 is out of range: allowed 0 to 365 days"),
+            ("max_response_mb = 0", "max_response_mb = 0 is out of range: allowed 1 to 4096 MiB"),
+            ("max_response_mb = 4294967295", "max_response_mb = 4294967295"),
+        ];
+        for (line, needle) in cases {
+            let text = format!("data = \"d\"\ndomain = \"a\"\n{line}");
+            let err = Job::resolve(spec(&text), None).unwrap_err();
+            assert!(matches!(err, Error::Invalid(_)), "{line}: {err}");
+            assert!(err.to_string().contains(needle), "{line}: {err}");
+        }
+        let simulator = [
+            ("tickets = 4294967295", "simulator.tickets = 4294967295 is out of range: allowed 0 to 100000"),
+            ("minute_secs = 1e20", "simulator.minute_secs = 100000000000000000000 is out of range: allowed 0.001 to 3600 seconds"),
+            ("minute_secs = nan", "simulator.minute_secs = NaN"),
+            ("minute_secs = -1.0", "simulator.minute_secs = -1"),
+            ("latency_ms = 4294967295", "simulator.latency_ms = 4294967295 is out of range: allowed 0 to 60000 ms"),
+        ];
+        for (line, needle) in simulator {
+            let text = format!("data = \"d\"\n[simulator]\n{line}");
+            let err = Job::resolve(spec(&text), None).unwrap_err();
+            assert!(err.to_string().contains(needle), "{line}: {err}");
+        }
+        // Values a TOML integer field cannot hold are parse errors (also exit 3), not panics.
+        for line in [
+            "full_sync_days = -1",
+            "concurrency = 1e20",
+            "overlap_minutes = nan",
+        ] {
+            assert!(toml::from_str::<JobSpec>(line).is_err(), "{line}");
+        }
+        // The edges are allowed.
+        let edges =
+            "data = \"d\"\ndomain = \"a\"\nbudget_share = 0.01\nrate_window_secs = 3600.0\n\
+                     lock_ttl_secs = 86400.0\nrescan_every_hours = 0.0\ndefault_hours = 24.0\n\
+                     overlap_minutes = 10080\nfull_sync_days = 7300\nconcurrency = 256\n\
+                     checkpoint_every = 1\nrescan_days = 365\nmax_response_mb = 4096";
+        let job = Job::resolve(spec(edges), None).unwrap();
+        assert_eq!(job.max_response_bytes, 4096 << 20);
+        assert_eq!(job.overlap, Duration::from_secs(10_080 * 60));
+    }
+
     #[test]
     fn defaults() {
         let job = Job::resolve(spec("data = \"d\"\ndomain = \"a\""), None).unwrap();
@@ -439,5 +578,6 @@ mod tests {
         assert_eq!(job.full_sync_days, 365);
         assert_eq!(job.account_field, "account_number");
         assert_eq!(job.limiter.window, Duration::from_secs(60));
+        assert_eq!(job.max_response_bytes, 64 << 20);
     }
 }
