@@ -1,6 +1,6 @@
 //! Scriptable faults: tests queue [`FaultRule`]s that make matching requests fail in a chosen
 //! way (5xx bursts, slow or truncated responses, dropped connections, non-JSON bodies, scripted
-//! 429s).
+//! 429s, absurd rate-limit headers, huge bodies).
 //!
 //! Semantics, in push order: a rule *matches* a request when its endpoint key and ticket id (if
 //! set) agree. Each matching rule first lets `skip` requests pass, then hits the next `times`
@@ -38,6 +38,32 @@ pub enum FaultAction {
     RateLimited {
         /// The `Retry-After` to send (used as is, so 0 is possible).
         retry_after_secs: u64,
+    },
+    /// 429 with this raw `Retry-After` text (`1e20`, `-5`, `abc`, a date in the year 9999);
+    /// charged nothing, counted as rate limited, like [`FaultAction::RateLimited`].
+    RateLimitedRaw {
+        /// The header value, sent as is.
+        retry_after: &'static str,
+    },
+    /// Served normally, but the three `X-RateLimit-*` headers carry these raw values (`-5`,
+    /// `abc`, `1e20`, `4294967295`, a remainder above the total, a total of 0): what a broken
+    /// proxy or API might send. The call is charged as usual.
+    AbsurdHeaders {
+        /// `X-RateLimit-Total`.
+        total: &'static str,
+        /// `X-RateLimit-Remaining`.
+        remaining: &'static str,
+        /// `X-RateLimit-Used-CurrentRequest`.
+        used: &'static str,
+    },
+    /// 200 with a valid JSON object of `bytes` bytes (at least 10) instead of the reply,
+    /// streamed 64 KiB at a time (the simulator never holds it): with a `Content-Length` when
+    /// `content_length`, chunked otherwise. Charged as the request it replaces.
+    HugeBody {
+        /// Size of the body.
+        bytes: u64,
+        /// Announce the size up front.
+        content_length: bool,
     },
 }
 

@@ -205,17 +205,21 @@ impl Shared {
                 let secs = retry_after_secs(retry_after);
                 (self.too_many(quota, secs, retry_after), 429, 0)
             }
-            Verdict::Scripted429 { quota, secs } => (
-                self.too_many(quota, secs, Duration::from_secs(secs)),
-                429,
-                0,
-            ),
+            Verdict::Scripted429 { quota, secs, raw } => {
+                let mut response = self.too_many(quota, secs, Duration::from_secs(secs));
+                if let Some(raw) = raw {
+                    set_header(&mut response, header::RETRY_AFTER, raw.to_owned());
+                }
+                (response, 429, 0)
+            }
             Verdict::Serve { quota, fault } => {
                 if let Some(FaultAction::Slow(d)) = fault {
                     slow = Some(d);
                 }
-                intact = matches!(fault, None | Some(FaultAction::Slow(_)))
-                    && reply.status == StatusCode::OK;
+                intact = matches!(
+                    fault,
+                    None | Some(FaultAction::Slow(_) | FaultAction::AbsurdHeaders { .. })
+                ) && reply.status == StatusCode::OK;
                 let (response, status) = build(&reply, fault.as_ref(), quota);
                 (response, status, quota.used)
             }
@@ -247,11 +251,22 @@ impl Shared {
         fault: Option<&FaultAction>,
     ) -> Verdict {
         let mut limiter = lock(&self.limiter);
-        if let Some(&FaultAction::RateLimited { retry_after_secs }) = fault {
-            return Verdict::Scripted429 {
-                quota: limiter.record_rejection(elapsed),
-                secs: retry_after_secs,
-            };
+        match fault {
+            Some(&FaultAction::RateLimited { retry_after_secs }) => {
+                return Verdict::Scripted429 {
+                    quota: limiter.record_rejection(elapsed),
+                    secs: retry_after_secs,
+                    raw: None,
+                }
+            }
+            Some(&FaultAction::RateLimitedRaw { retry_after }) => {
+                return Verdict::Scripted429 {
+                    quota: limiter.record_rejection(elapsed),
+                    secs: 0,
+                    raw: Some(retry_after),
+                }
+            }
+            _ => {}
         }
         // A scripted error status replaces the work, so it costs what any failed call costs.
         let credits = match fault {
@@ -272,7 +287,10 @@ impl Shared {
     /// while the window is still closed).
     fn too_many(&self, quota: Quota, secs: u64, wait: Duration) -> Response {
         let retry_after = if self.config.retry_after_http_date {
-            let at = SystemTime::now() + wait;
+            // A scripted absurd wait must not panic the simulator.
+            let at = SystemTime::now()
+                .checked_add(wait)
+                .unwrap_or_else(SystemTime::now);
             let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
             let whole = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
             httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(whole))
@@ -322,8 +340,12 @@ enum Verdict {
     },
     /// Rejected by the limiter.
     Limited { quota: Quota, retry_after: Duration },
-    /// A scripted 429.
-    Scripted429 { quota: Quota, secs: u64 },
+    /// A scripted 429; `raw` replaces the `Retry-After` value.
+    Scripted429 {
+        quota: Quota,
+        secs: u64,
+        raw: Option<&'static str>,
+    },
 }
 
 /// The router: every path goes through [`handle`].
@@ -931,12 +953,62 @@ fn build(reply: &Reply, fault: Option<&FaultAction>, quota: Quota) -> (Response,
             respond(StatusCode::OK, JSON_TYPE, Body::empty(), quota),
             200,
         ),
-        // Decided in `Shared::charge`; never reaches the builder.
-        Some(FaultAction::RateLimited { .. }) => {
+        Some(&FaultAction::AbsurdHeaders {
+            total,
+            remaining,
+            used,
+        }) => {
+            let mut response = respond(reply.status, JSON_TYPE, Body::from(json_bytes()), quota);
+            set_header(&mut response, X_TOTAL, total.to_owned());
+            set_header(&mut response, X_REMAINING, remaining.to_owned());
+            set_header(&mut response, X_USED, used.to_owned());
+            (with_link(response), reply.status.as_u16())
+        }
+        Some(&FaultAction::HugeBody {
+            bytes,
+            content_length,
+        }) => {
+            let (length, stream) = huge_json(bytes);
+            let mut response = respond(StatusCode::OK, JSON_TYPE, Body::from_stream(stream), quota);
+            if content_length {
+                set_header(&mut response, header::CONTENT_LENGTH, length.to_string());
+            }
+            (response, 200)
+        }
+        // Decided in `Shared::charge`; never reach the builder.
+        Some(FaultAction::RateLimited { .. } | FaultAction::RateLimitedRaw { .. }) => {
             let response = respond(reply.status, JSON_TYPE, Body::from(json_bytes()), quota);
             (response, reply.status.as_u16())
         }
     }
+}
+
+/// A valid JSON object (`{"pad":"   …"}`) of `bytes` bytes (at least 10), as a stream of
+/// chunks of at most 64 KiB taken from one static buffer: a body of gigabytes costs no memory.
+/// Returns the exact length with the stream.
+fn huge_json(
+    bytes: u64,
+) -> (
+    u64,
+    impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) {
+    const HEAD: &[u8] = b"{\"pad\":\"";
+    const TAIL: &[u8] = b"\"}";
+    static PAD: [u8; 64 * 1024] = [b' '; 64 * 1024];
+    let frame = (HEAD.len() + TAIL.len()) as u64;
+    let fill = bytes.saturating_sub(frame);
+    let middle = futures::stream::unfold(fill, |left| async move {
+        let n = left.min(PAD.len() as u64);
+        (n > 0).then(|| (Ok(Bytes::from_static(&PAD[..n as usize])), left - n))
+    });
+    let stream = futures::StreamExt::chain(
+        futures::StreamExt::chain(
+            futures::stream::once(async { Ok(Bytes::from_static(HEAD)) }),
+            middle,
+        ),
+        futures::stream::once(async { Ok(Bytes::from_static(TAIL)) }),
+    );
+    (frame + fill, stream)
 }
 
 /// The body of a scripted error status: an edge proxy's HTML page for gateway errors, the API's

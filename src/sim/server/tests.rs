@@ -674,6 +674,51 @@ async fn faults_shape_responses() {
 }
 
 #[tokio::test]
+async fn absurd_headers_and_huge_bodies_are_scripted() {
+    let h = Harness::new(config());
+    let faults = &h.shared.faults;
+    faults.push(FaultRule::new(FaultAction::AbsurdHeaders {
+        total: "0",
+        remaining: "-5",
+        used: "1e20",
+    }));
+    let r = h.get("/api/v2/agents").await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["agents"].is_array(), "the body is the normal one");
+    assert_eq!(r.header("x-ratelimit-total").as_deref(), Some("0"));
+    assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("-5"));
+    assert_eq!(
+        r.header("x-ratelimit-used-currentrequest").as_deref(),
+        Some("1e20")
+    );
+
+    faults.push(FaultRule::new(FaultAction::RateLimitedRaw {
+        retry_after: "4294967295",
+    }));
+    let r = h.get("/api/v2/agents").await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after").as_deref(), Some("4294967295"));
+    assert_eq!(r.used(), 0);
+
+    for content_length in [true, false] {
+        faults.push(FaultRule::new(FaultAction::HugeBody {
+            bytes: 200_000,
+            content_length,
+        }));
+        let r = h.get("/api/v2/agents").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), 200_000);
+        assert!(r.json()["pad"].is_string());
+        assert_eq!(
+            r.header("content-length").is_some(),
+            content_length,
+            "{content_length}"
+        );
+    }
+    assert_eq!(faults.pending(), 0);
+}
+
+#[tokio::test]
 async fn faults_do_not_fire_on_unauthenticated_requests() {
     let h = Harness::new(config());
     h.shared
