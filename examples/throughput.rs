@@ -264,6 +264,7 @@ fn source_for(sim: &Simulator, job: &Job) -> Source {
         limiter: job.limiter.clone(),
         retry: RetryPolicy::default(),
         timeout: Duration::from_secs(60),
+        max_response_bytes: job.max_response_bytes,
     })
     .unwrap()
 }

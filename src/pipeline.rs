@@ -1102,6 +1102,7 @@ mod tests {
             limiter: LimiterConfig::default(),
             retry: RetryPolicy::default(),
             timeout: std::time::Duration::from_secs(5),
+            max_response_bytes: crate::source::client::DEFAULT_MAX_RESPONSE_BYTES,
         })
         .unwrap();
         let truth = sim.ground_truth();

@@ -164,6 +164,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
         limiter: job.limiter.clone(),
         retry: RetryPolicy::default(),
         timeout: Duration::from_secs(60),
+        max_response_bytes: job.max_response_bytes,
     })?;
     let outcome = pipeline::run(&job, Arc::new(source), &storage).await?;
     if let Some(sim) = simulator {

@@ -33,7 +33,13 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Largest response body read, in bytes (job key `max_response_mb`); a larger one is
+    /// [`Error::TooLarge`]. See [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: u64,
 }
+
+/// The default body cap: 64 MiB, far above any page of 100 tickets or conversations.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = crate::job::DEFAULT_MAX_RESPONSE_MB << 20;
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,6 +47,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("base_url", &self.base_url.as_str())
             .field("api_key", &"<redacted>")
             .field("limiter", &self.limiter)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -74,6 +81,8 @@ pub struct Client {
     auth: HeaderValue,
     limiter: Limiter,
     policy: RetryPolicy,
+    /// Largest response body read, in bytes.
+    max_body: u64,
     stats: Mutex<CallStats>,
     /// Moving average of successful request latencies, in seconds (sizes the concurrency).
     latency: Mutex<Option<f64>>,
@@ -121,6 +130,7 @@ impl Client {
             auth,
             limiter: Limiter::new(config.limiter),
             policy,
+            max_body: config.max_response_bytes,
             stats: Mutex::new(CallStats::default()),
             latency: Mutex::new(None),
         })
@@ -207,7 +217,7 @@ impl Client {
                     // No response: the budget was probably not charged, but we cannot know.
                     (Attempt::Transport, None, None, describe_transport(&e))
                 }
-                Ok(response) => {
+                Ok(mut response) => {
                     let status = response.status();
                     let headers = rate_headers(response.headers());
                     self.limiter.observe(headers, estimated);
@@ -224,7 +234,18 @@ impl Client {
                         .get(LINK)
                         .and_then(|v| v.to_str().ok())
                         .map(String::from);
-                    match response.bytes().await {
+                    // A body above the cap fails the call at once: not retried (it would be as
+                    // large again), and never held, so a runaway response cannot get the
+                    // process killed. Checked against Content-Length first, then while
+                    // reading (a chunked response announces no size).
+                    let body = match response.content_length() {
+                        Some(length) if length > self.max_body => None,
+                        _ => read_capped(&mut response, self.max_body).await.transpose(),
+                    };
+                    let Some(body) = body else {
+                        return Err(self.too_large(endpoint, url));
+                    };
+                    match body {
                         Err(e) => (
                             Attempt::BrokenBody,
                             None,
@@ -310,6 +331,21 @@ impl Client {
         }
     }
 
+    fn too_large(&self, endpoint: Endpoint, url: &Url) -> Error {
+        tracing::error!(
+            endpoint = endpoint.name(),
+            path = url.path(),
+            limit_bytes = self.max_body,
+            "response body above max_response_mb; not read, not retried"
+        );
+        Error::TooLarge {
+            endpoint: endpoint.name(),
+            // Host and path, never the query or credentials.
+            path: format!("{}{}", url.host_str().unwrap_or(""), url.path()),
+            limit_bytes: self.max_body,
+        }
+    }
+
     fn check_next(&self, endpoint: Endpoint, current: &Url, next: &str) -> Result<Url, Error> {
         let next = current.join(next).map_err(|_| Error::ForeignLink {
             endpoint: endpoint.name(),
@@ -388,6 +424,24 @@ fn rate_headers(headers: &HeaderMap) -> RateHeaders {
         used: num("x-ratelimit-used-currentrequest"),
     }
     .sane()
+}
+
+/// Reads a body chunk by chunk; `Ok(None)` as soon as it passes `limit` bytes (what was read
+/// is dropped, the rest is never read).
+async fn read_capped(
+    response: &mut reqwest::Response,
+    limit: u64,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    // Content-Length (checked against the limit by the caller) sizes the buffer once.
+    let hint = response.content_length().unwrap_or(0).min(limit);
+    let mut body = bytes::BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() as u64).saturating_add(chunk.len() as u64) > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -526,6 +580,76 @@ mod tests {
         assert_eq!(error_message(b"<html>oops</html>"), "<html>oops</html>");
     }
 
+    /// A body above the cap, announced by Content-Length or not, fails the call at once (no
+    /// retry), naming host and path but not the query; one at the cap is read whole.
+    #[tokio::test]
+    async fn a_body_above_the_cap_fails_at_once_naming_the_path() {
+        use crate::sim::{FaultAction, FaultRule, SimConfig, Simulator};
+        let sim = Simulator::start(
+            SimConfig {
+                tickets: 5,
+                ..SimConfig::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+        let client = Client::new(ClientConfig {
+            base_url: Url::parse(&sim.base_url()).unwrap(),
+            api_key: sim.api_key(),
+            limiter: LimiterConfig::default(),
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 1 << 20,
+        })
+        .unwrap();
+        let url = client.url("agents", &[("per_page", "100".into())]);
+        for content_length in [true, false] {
+            sim.faults().push(
+                FaultRule::new(FaultAction::HugeBody {
+                    bytes: 3 << 20,
+                    content_length,
+                })
+                .endpoint("agents"),
+            );
+            let before = sim.requests();
+            let err = client
+                .get(Endpoint::Agents, &url, |_| Ok(()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::TooLarge {
+                        limit_bytes: 1_048_576,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("127.0.0.1"), "{text}");
+            assert!(text.contains("/api/v2/agents"), "{text}");
+            assert!(!text.contains("per_page"), "{text}");
+            assert!(!err.is_auth());
+            assert_eq!(sim.requests() - before, 1, "not retried ({content_length})");
+        }
+        sim.faults().push(
+            FaultRule::new(FaultAction::HugeBody {
+                bytes: 1 << 20,
+                content_length: false,
+            })
+            .endpoint("agents"),
+        );
+        let page = client
+            .get(Endpoint::Agents, &url, |_| Ok(()))
+            .await
+            .unwrap();
+        assert_eq!(page.body.len(), 1 << 20);
+        assert_eq!(sim.faults().pending(), 0);
+        sim.shutdown().await;
+    }
+
     #[test]
     fn api_key_stays_out_of_debug_output() {
         let config = ClientConfig {
@@ -534,6 +658,7 @@ mod tests {
             limiter: LimiterConfig::default(),
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(5),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         };
         assert!(!format!("{config:?}").contains("sekrit"));
         let client = Client::new(config).unwrap();
@@ -552,6 +677,7 @@ mod tests {
             limiter: LimiterConfig::default(),
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(5),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         };
         let client = Client::new(config).unwrap();
         let url = client.url("tickets/5/conversations", &[("per_page", "100".into())]);

@@ -67,6 +67,14 @@ pub enum Error {
     },
     #[error("invalid source configuration: {0}")]
     Config(String),
+    /// A response body above the cap (`max_response_mb`): failed, not retried (it would be as
+    /// large again), instead of the process running out of memory. `path` is host and path.
+    #[error("{endpoint} {path}: the response body is larger than the cap of {limit_bytes} bytes (max_response_mb); not read")]
+    TooLarge {
+        endpoint: &'static str,
+        path: String,
+        limit_bytes: u64,
+    },
 }
 
 impl Error {

@@ -154,6 +154,7 @@ async fn run_against(base: &str) -> (pipeline::RunOutcome, Dump) {
                 ..RetryPolicy::default()
             },
             timeout: std::time::Duration::from_secs(30),
+            max_response_bytes: job.max_response_bytes,
         })
         .unwrap(),
     );

@@ -108,6 +108,7 @@ async fn list(links: Links, pages: u64) -> (Vec<i64>, Vec<String>, u64) {
         },
         retry: RetryPolicy::default(),
         timeout: Duration::from_secs(5),
+        max_response_bytes: ticketsync::source::client::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);

@@ -154,6 +154,7 @@ impl Harness {
                 limiter: job.limiter.clone(),
                 retry,
                 timeout: Duration::from_secs(5),
+                max_response_bytes: job.max_response_bytes,
             })
             .unwrap(),
         )
