@@ -5,6 +5,7 @@ mod support;
 mod backends;
 mod cli;
 mod faults;
+mod guards;
 mod hostile;
 mod incremental;
 mod kill;
