@@ -381,9 +381,8 @@ impl Job {
     }
 }
 
-/// Default of `max_response_mb`: far above any page of 100 tickets or conversations (a few
-/// MiB at most), far below what would get the process killed.
-pub const DEFAULT_MAX_RESPONSE_MB: u64 = 64;
+/// Default of `max_response_mb` (64).
+pub const DEFAULT_MAX_RESPONSE_MB: u64 = crate::source::client::DEFAULT_MAX_RESPONSE_BYTES >> 20;
 
 /// `value` when it lies in `allowed`; otherwise an [`Error::Invalid`] naming the key and the
 /// range. NaN lies in no range.

@@ -38,8 +38,9 @@ pub struct ClientConfig {
     pub max_response_bytes: u64,
 }
 
-/// The default body cap: 64 MiB, far above any page of 100 tickets or conversations.
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = crate::job::DEFAULT_MAX_RESPONSE_MB << 20;
+/// The default body cap: 64 MiB, far above any page of 100 tickets or conversations (a few
+/// MiB at most), far below what would get the process killed.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -332,12 +333,6 @@ impl Client {
     }
 
     fn too_large(&self, endpoint: Endpoint, url: &Url) -> Error {
-        tracing::error!(
-            endpoint = endpoint.name(),
-            path = url.path(),
-            limit_bytes = self.max_body,
-            "response body above max_response_mb; not read, not retried"
-        );
         Error::TooLarge {
             endpoint: endpoint.name(),
             // Host and path, never the query or credentials.
