@@ -76,6 +76,14 @@ pub struct JobSpec {
     /// How long the run lock lives without a refresh, in seconds (default 600): a killed run
     /// blocks the dataset this long.
     pub lock_ttl_secs: Option<f64>,
+    /// Most tickets one run may remove (reopened, deleted, spam) before it refuses to remove
+    /// any (default: 100 or 5 % of the placed tickets, whichever is larger).
+    pub max_removals: Option<u64>,
+    /// A run still going after this many minutes stops fetching, commits what it has and fails
+    /// with `timed_out` (default 360; 1 to 10080).
+    pub max_run_minutes: Option<f64>,
+    /// Most pages one listing may have (default 20,000; 1 to 10,000,000).
+    pub max_pages: Option<u32>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
@@ -141,6 +149,9 @@ impl JobSpec {
             rescan_every_hours: over.rescan_every_hours.or(self.rescan_every_hours),
             reconcile: over.reconcile.or(self.reconcile),
             lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
+            max_removals: over.max_removals.or(self.max_removals),
+            max_run_minutes: over.max_run_minutes.or(self.max_run_minutes),
+            max_pages: over.max_pages.or(self.max_pages),
             s3: over.s3.or(self.s3),
             simulator: if api_given {
                 None
@@ -193,6 +204,12 @@ pub struct Job {
     pub reconcile: bool,
     /// Lifetime of the run lock between refreshes.
     pub lock_ttl: Duration,
+    /// The removal guard's limit; `None`: the default, from the dataset's size.
+    pub max_removals: Option<u64>,
+    /// How long a run may go on before it stops fetching and fails with `timed_out`.
+    pub max_run: Duration,
+    /// Most pages one listing may have.
+    pub max_pages: u32,
 }
 
 impl Job {
@@ -306,6 +323,18 @@ impl Job {
         if full_sync_days == 0 {
             return Err(invalid("full_sync_days must be at least 1".into()));
         }
+        let max_run_minutes = spec.max_run_minutes.unwrap_or(360.0);
+        if !(max_run_minutes.is_finite() && (0.01..=10_080.0).contains(&max_run_minutes)) {
+            return Err(invalid(format!(
+                "max_run_minutes {max_run_minutes} must be between 0.01 and 10080 (a week)"
+            )));
+        }
+        let max_pages = spec.max_pages.unwrap_or(crate::source::DEFAULT_MAX_PAGES);
+        if !(1..=10_000_000).contains(&max_pages) {
+            return Err(invalid(format!(
+                "max_pages {max_pages} must be between 1 and 10000000"
+            )));
+        }
         let account_field = spec
             .account_field
             .unwrap_or_else(|| "account_number".into());
@@ -333,6 +362,9 @@ impl Job {
             rescan_every: Duration::from_secs_f64(rescan_every_hours * 3600.0),
             reconcile: spec.reconcile.unwrap_or(true),
             lock_ttl,
+            max_removals: spec.max_removals,
+            max_run: Duration::from_secs_f64(max_run_minutes * 60.0),
+            max_pages,
         })
     }
 }
