@@ -4,7 +4,7 @@
 //! list left out).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::normalize::{self, AccountMap, Person, Settings};
 use crate::source::{self, wire, Requesters, Source};
@@ -22,8 +22,9 @@ pub(crate) struct Reference {
     pub(crate) account_overrides: HashMap<i64, String>,
     /// Requesters the directory did not have, looked up one by one (`None`: no such requester).
     pub(crate) looked_up: Mutex<HashMap<i64, Option<Person>>>,
-    /// Departments the list did not have, looked up one by one.
-    pub(crate) departments: Mutex<HashMap<i64, Department>>,
+    /// Departments the list did not have, looked up one by one (one lookup per department,
+    /// however many of its tickets are in flight at once).
+    pub(crate) departments: Mutex<HashMap<i64, Arc<tokio::sync::OnceCell<Department>>>>,
 }
 
 /// A department looked up with `GET /departments/{id}`.
@@ -135,24 +136,22 @@ impl Reference {
         source: &Source,
         id: i64,
     ) -> Result<Department, source::Error> {
-        if let Some(known) = self
+        let cell = self
             .departments
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
-            return Ok(known.clone());
-        }
-        let found = match source.department(id).await? {
-            None => Department::Missing,
-            Some(Ok(d)) => Department::Found(d),
-            Some(Err(e)) => Department::Unreadable(e.detail),
-        };
-        self.departments
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, found.clone());
-        Ok(found)
+            .entry(id)
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            Ok(match source.department(id).await? {
+                None => Department::Missing,
+                Some(Ok(d)) => Department::Found(d),
+                Some(Err(e)) => Department::Unreadable(e.detail),
+            })
+        })
+        .await
+        .cloned()
     }
 
     /// The account map with a looked-up department added.
