@@ -48,7 +48,7 @@ use tokio::task::JoinHandle;
 
 pub use data::{Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry};
 pub use faults::{FaultAction, FaultRule, Faults};
-pub use quirks::{PageQuirk, Quirks};
+pub use quirks::{PageQuirk, QuirkArg, Quirks};
 pub use stats::{RequestLog, SimStats, WindowStat, ENDPOINTS, LOG_CAPACITY};
 
 use server::Shared;

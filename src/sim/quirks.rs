@@ -83,6 +83,93 @@ impl Quirks {
     }
 }
 
+/// One quirk as written on the command line (`ticketsync sim --quirk …`): `ignore-filter`,
+/// `loop-link=ENDPOINT:PAGE`, `empty-page=ENDPOINT:PAGE`, `malformed-department=ID`,
+/// `unlisted-department=ID`, `malformed-ticket-view=ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuirkArg(String);
+
+impl std::str::FromStr for QuirkArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<QuirkArg, String> {
+        let mut q = Quirks::default();
+        q.add(s)?;
+        Ok(QuirkArg(s.to_string()))
+    }
+}
+
+impl Quirks {
+    /// Quirks from command-line arguments (each already checked by [`QuirkArg`]'s parser).
+    pub fn from_args(args: &[QuirkArg]) -> Result<Quirks, String> {
+        let mut quirks = Quirks::default();
+        for arg in args {
+            quirks.add(&arg.0)?;
+        }
+        Ok(quirks)
+    }
+
+    fn add(&mut self, arg: &str) -> Result<(), String> {
+        let (name, value) = arg.split_once('=').unwrap_or((arg, ""));
+        let page = |v: &str| -> Result<PageQuirk, String> {
+            let (endpoint, page) = v
+                .split_once(':')
+                .ok_or_else(|| format!("{name} wants ENDPOINT:PAGE, e.g. tickets_list:2"))?;
+            let page = page
+                .parse()
+                .map_err(|_| format!("{name}: {page:?} is not a page number"))?;
+            Ok(PageQuirk::new(endpoint, page))
+        };
+        let id = |v: &str| -> Result<i64, String> {
+            v.parse().map_err(|_| format!("{name}: {v:?} is not an id"))
+        };
+        match name {
+            "ignore-filter" => self.ignore_filter = true,
+            "loop-link" => self.link_loop = Some(page(value)?),
+            "empty-page" => self.empty_page_with_next = Some(page(value)?),
+            "malformed-department" => self.malformed_departments.push(id(value)?),
+            "unlisted-department" => self.unlisted_departments.push(id(value)?),
+            "malformed-ticket-view" => self.malformed_ticket_views.push(id(value)?),
+            _ => {
+                return Err(format!(
+                    "unknown quirk {name:?} (ignore-filter, loop-link=E:P, empty-page=E:P, malformed-department=ID, unlisted-department=ID, malformed-ticket-view=ID)"
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
 fn id_of(v: &Value) -> i64 {
     v.get("id").and_then(Value::as_i64).unwrap_or(i64::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quirks_from_the_command_line() {
+        let args: Vec<QuirkArg> = [
+            "ignore-filter",
+            "loop-link=tickets_list:2",
+            "empty-page=conversations:1",
+            "malformed-department=7",
+            "unlisted-department=8",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let q = Quirks::from_args(&args).unwrap();
+        assert!(q.ignore_filter);
+        assert_eq!(q.link_loop, Some(PageQuirk::new("tickets_list", 2)));
+        assert_eq!(
+            q.empty_page_with_next,
+            Some(PageQuirk::new("conversations", 1))
+        );
+        assert_eq!(q.malformed_departments, vec![7]);
+        assert_eq!(q.unlisted_departments, vec![8]);
+        assert!("loop-link=tickets_list".parse::<QuirkArg>().is_err());
+        assert!("nonsense".parse::<QuirkArg>().is_err());
+    }
 }
