@@ -183,11 +183,20 @@ async fn fetch_one(
     let (conversations, time_entries) = match (conversations, time_entries) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(source::Error::NotFound { .. }), _) | (_, Err(source::Error::NotFound { .. })) => {
-            return reject(
-                RejectReason::TicketDeleted,
-                "its conversations or time entries answered 404 (deleted after it was listed)"
-                    .into(),
-            );
+            // A 404 of a child list is evidence only when the ticket itself answers 404 too (a
+            // proxy that does not know a path answers 404 as well).
+            return match source.ticket(id).await {
+                Ok(None) => reject(
+                    RejectReason::TicketDeleted,
+                    "GET /tickets/{id} answered 404 (deleted after it was listed)"
+                        .replace("{id}", &id.to_string()),
+                ),
+                Ok(Some(_)) => Fetched::Failed {
+                    ticket_id: id,
+                    error: format!("ticket {id}: its conversations or time entries answered 404 but the ticket exists; not taken as deleted"),
+                },
+                Err(e) => failed(e),
+            };
         }
         (Err(e), _) | (_, Err(e)) => return failed(e),
     };
