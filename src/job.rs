@@ -83,6 +83,14 @@ pub struct JobSpec {
     /// Largest API response body read, in MiB (default 64; 1 to 4096). A larger one fails the
     /// call (not retried) instead of the process running out of memory.
     pub max_response_mb: Option<u64>,
+    /// Most tickets one run may remove (reopened, deleted, spam) before it refuses to remove
+    /// any (default: 100 or 5 % of the placed tickets, whichever is larger).
+    pub max_removals: Option<u64>,
+    /// A run still going after this many minutes stops fetching, commits what it has and fails
+    /// with `timed_out` (default 360; 1 to 10080).
+    pub max_run_minutes: Option<f64>,
+    /// Most pages one listing may have (default 20,000; 1 to 10,000,000).
+    pub max_pages: Option<u32>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
@@ -151,6 +159,9 @@ impl JobSpec {
             reconcile: over.reconcile.or(self.reconcile),
             lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
             max_response_mb: over.max_response_mb.or(self.max_response_mb),
+            max_removals: over.max_removals.or(self.max_removals),
+            max_run_minutes: over.max_run_minutes.or(self.max_run_minutes),
+            max_pages: over.max_pages.or(self.max_pages),
             s3: over.s3.or(self.s3),
             simulator: if api_given {
                 None
@@ -205,6 +216,12 @@ pub struct Job {
     pub lock_ttl: Duration,
     /// Largest API response body read, in bytes (`max_response_mb`).
     pub max_response_bytes: u64,
+    /// The removal guard's limit; `None`: the default, from the dataset's size.
+    pub max_removals: Option<u64>,
+    /// How long a run may go on before it stops fetching and fails with `timed_out`.
+    pub max_run: Duration,
+    /// Most pages one listing may have.
+    pub max_pages: u32,
 }
 
 impl Job {
@@ -349,6 +366,18 @@ impl Job {
                 in_range("simulator.latency_ms", ms, 0..=60_000, " ms")?;
             }
         }
+        let max_run_minutes = spec.max_run_minutes.unwrap_or(360.0);
+        if !(max_run_minutes.is_finite() && (0.01..=10_080.0).contains(&max_run_minutes)) {
+            return Err(invalid(format!(
+                "max_run_minutes {max_run_minutes} must be between 0.01 and 10080 (a week)"
+            )));
+        }
+        let max_pages = spec.max_pages.unwrap_or(crate::source::DEFAULT_MAX_PAGES);
+        if !(1..=10_000_000).contains(&max_pages) {
+            return Err(invalid(format!(
+                "max_pages {max_pages} must be between 1 and 10000000"
+            )));
+        }
         let account_field = spec
             .account_field
             .unwrap_or_else(|| "account_number".into());
@@ -377,6 +406,9 @@ impl Job {
             reconcile: spec.reconcile.unwrap_or(true),
             lock_ttl,
             max_response_bytes: max_response_mb * 1024 * 1024,
+            max_removals: spec.max_removals,
+            max_run: Duration::from_secs_f64(max_run_minutes * 60.0),
+            max_pages,
         })
     }
 }

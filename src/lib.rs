@@ -22,7 +22,11 @@
 //!   incremental cursor and the commit journal, all under `<data>/_state/`; [`state::lock`] the
 //!   run lock that keeps a second run from writing the same dataset.
 //! - [`storage`]: the only code that builds object paths and talks to `object_store`.
-//! - [`pipeline`]: wires the stages for one run and writes the run report.
+//! - [`pipeline`]: one run. [`pipeline::policy`] holds every decision as a pure function (the
+//!   window, how a listed ticket is classified, what counts as evidence that a ticket is gone,
+//!   the removal guard, when the cursor moves); the rest is mechanism: the listing task, the
+//!   fetch workers, the dispatcher between them, checkpoints and commits.
+//! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary.
 //! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
 //!   JSON shape, hour rollups per month or year — opening only the partitions a query needs.
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
@@ -39,6 +43,11 @@
 //! - Partition files are replaced whole, by one atomic put/rename each; the commit journal makes a
 //!   multi-partition change roll forward after a crash, so a rerun converges on the clean result.
 //! - The cursor moves only after every sink has committed; a failed run leaves it unchanged.
+//! - Data leaves the dataset only on positive evidence (the API says the ticket is deleted,
+//!   spam or no longer closed, or the ticket itself answers 404), never more than
+//!   `max_removals` tickets in one run, and only after a listing that read to its end.
+//! - A listing ends only where it can show it read everything: a looping `Link`, an empty page
+//!   that links on, or more than `max_pages` pages fail the run.
 //! - At most one run writes a dataset: [`pipeline::run`] takes the run lock before its first
 //!   read and releases it after the run report, and checks it before every commit.
 //! - `sim` shares no types with `source`.

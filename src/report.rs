@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::sink::CommitStats;
+use crate::source::limiter::LimiterStats;
 use crate::source::CallStats;
 
 /// How a run ended, in the terms a scheduler acts on.
@@ -18,8 +19,12 @@ pub enum RunStatus {
     Ok,
     /// Finished, but some closed tickets went to `rejects`.
     OkWithRejects,
-    /// Some tickets could not be fetched or written; the cursor was not moved.
+    /// Some tickets could not be fetched or written, or the removal guard refused the run's
+    /// removals; the cursor was not moved.
     Failed,
+    /// `max_run_minutes` passed: the run stopped fetching and committed what it had; the cursor
+    /// was not moved.
+    TimedOut,
 }
 
 /// Ticket counts of a run.
@@ -37,7 +42,7 @@ pub struct TicketCounts {
     pub written: u64,
     /// Written to `rejects`.
     pub rejected: u64,
-    /// Removed from the dataset (reopened).
+    /// Removed from the dataset (reopened, deleted or spam).
     pub removed: u64,
     /// Could not be fetched (after retries) and were not written; the next run retries them.
     pub failed: u64,
@@ -47,6 +52,22 @@ pub struct TicketCounts {
     pub rescanned: u64,
     /// Of those, tickets whose time entries had changed and that were written again.
     pub rescan_changed: u64,
+    /// Items of the `filter=deleted` / `filter=spam` views that did not say `deleted: true` /
+    /// `spam: true` (or did not decode): no evidence, so nothing was removed for them. Non-zero
+    /// on a server or proxy that ignores the filter.
+    pub reconcile_ignored: u64,
+}
+
+/// Removals the removal guard refused (see `max_removals`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RemovalGuardReport {
+    /// The limit in force.
+    pub limit: u64,
+    /// Tickets the run would have removed (or kept from the dataset).
+    pub would_remove: u64,
+    /// Their ids by reason (`reopened`, `deleted`, `spam`; `not_written`: fetched this run and
+    /// then reported gone, now written after all).
+    pub ids: BTreeMap<String, Vec<i64>>,
 }
 
 /// The rate budget as the run saw it.
@@ -81,6 +102,8 @@ pub struct RunReport {
     pub rejects_by_reason: BTreeMap<String, u64>,
     /// Tickets removed from the dataset, by reason (reopened, deleted, spam), with their ids.
     pub removed: BTreeMap<String, Vec<i64>>,
+    /// Set when the removal guard refused this run's removals: none was made.
+    pub removal_guard: Option<RemovalGuardReport>,
     pub api: CallStats,
     pub budget: BudgetReport,
     pub output: CommitStats,
@@ -92,7 +115,70 @@ pub struct RunReport {
     pub error: Option<String>,
 }
 
+/// What a run hands over for its report.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub run_id: String,
+    pub mode: String,
+    pub data: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub elapsed: std::time::Duration,
+    pub window_since: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub tickets: TicketCounts,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub removed: BTreeMap<String, Vec<i64>>,
+    pub removal_guard: Option<RemovalGuardReport>,
+    pub api: CallStats,
+    pub limiter: LimiterStats,
+    /// Credits per window the run aimed to use.
+    pub target_per_window: f64,
+    pub window_secs: f64,
+    pub output: CommitStats,
+    pub recovered_interrupted_commit: bool,
+    pub next_cursor: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
 impl RunReport {
+    /// The report of a run: the facts, plus the budget utilization computed from them.
+    pub fn assemble(f: RunFacts) -> RunReport {
+        let elapsed = f.elapsed.as_secs_f64();
+        let utilization = if elapsed > 0.0 && f.target_per_window > 0.0 && f.window_secs > 0.0 {
+            (f.api.credits_used as f64 / (elapsed / f.window_secs)) / f.target_per_window
+        } else {
+            0.0
+        };
+        RunReport {
+            run_id: f.run_id,
+            mode: f.mode,
+            data: f.data,
+            started_at: f.started_at,
+            finished_at: f.finished_at,
+            elapsed_secs: elapsed,
+            window_since: f.window_since,
+            status: f.status,
+            tickets: f.tickets,
+            rejects_by_reason: f.rejects_by_reason,
+            removed: f.removed,
+            removal_guard: f.removal_guard,
+            budget: BudgetReport {
+                account_total: f.limiter.total,
+                target_per_window: f.target_per_window,
+                window_secs: f.window_secs,
+                utilization,
+                waits: f.limiter.waits,
+                waited_ms: f.limiter.waited.as_millis() as u64,
+            },
+            api: f.api,
+            output: f.output,
+            recovered_interrupted_commit: f.recovered_interrupted_commit,
+            next_cursor: f.next_cursor,
+            error: f.error,
+        }
+    }
+
     /// The one-line summary for stderr.
     pub fn summary(&self) -> String {
         let calls: u64 = self.api.calls.values().sum();
@@ -102,6 +188,7 @@ impl RunReport {
                 RunStatus::Ok => "ok",
                 RunStatus::OkWithRejects => "ok with rejects",
                 RunStatus::Failed => "FAILED",
+                RunStatus::TimedOut => "TIMED OUT",
             },
             listed = self.tickets.listed,
             closed = self.tickets.closed,

@@ -96,6 +96,14 @@ impl Index {
         self.entries.len()
     }
 
+    /// Tickets placed in the tables (rejects not counted).
+    pub fn placed(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| matches!(e.location, Location::Placed { .. }))
+            .count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -15,6 +15,14 @@ use crate::sim::{Plan, SimConfig, Simulator};
 ///   ticketsync sim --port 8089 --tickets 3000 --plan growth --minute-secs 6
 ///   FRESHSERVICE_API_KEY=sim-api-key ticketsync sync --base-url http://127.0.0.1:8089 \
 ///       --data ./data --full-sync --rate-window-secs 6
+///
+/// --quirk makes it answer like a misbehaving server, proxy or gateway (repeatable):
+///   ignore-filter               filter=deleted|spam answered with the live listing
+///   loop-link=ENDPOINT:PAGE     that page's Link points at itself (e.g. tickets_list:2)
+///   empty-page=ENDPOINT:PAGE    that page has no rows but a Link to the next
+///   malformed-department=ID     that department's record does not decode
+///   unlisted-department=ID      left out of GET /departments (GET /departments/ID serves it)
+///   malformed-ticket-view=ID    GET /tickets/ID does not decode
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SimArgs {
@@ -36,6 +44,9 @@ pub struct SimArgs {
     /// Latency added to every response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// A server misbehaviour to reproduce (see above); repeatable.
+    #[arg(long, value_name = "QUIRK")]
+    pub quirk: Vec<crate::sim::QuirkArg>,
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<Completion> {
@@ -51,6 +62,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<Completion> {
     let sim = Simulator::start(config, args.port)
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let quirks = crate::sim::Quirks::from_args(&args.quirk).map_err(anyhow::Error::msg)?;
+    sim.set_quirks(quirks);
     println!("Freshservice simulator at {}", sim.base_url());
     println!(
         "API key: {}  (export FRESHSERVICE_API_KEY={})",

@@ -88,6 +88,17 @@ pub struct SyncArgs {
     /// Commit a checkpoint after this many fetched tickets [default: 250].
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
+
+    /// Allow this run to remove up to N tickets (reopened, deleted, spam) [default: 100 or 5 %
+    /// of the dataset, whichever is larger]. A run that would remove more removes none and fails
+    /// (exit 2), so a server that wrongly reports tickets as deleted cannot empty the dataset.
+    #[arg(long, value_name = "N")]
+    pub max_removals: Option<u64>,
+
+    /// Stop fetching after this many minutes, commit what was fetched and fail with
+    /// status timed_out (exit 2; the cursor stays) [default: 360].
+    #[arg(long, value_name = "MINUTES")]
+    pub max_run_minutes: Option<f64>,
 }
 
 impl SyncArgs {
@@ -104,6 +115,8 @@ impl SyncArgs {
             rate_window_secs: self.rate_window_secs,
             concurrency: self.concurrency,
             checkpoint_every: self.checkpoint_every,
+            max_removals: self.max_removals,
+            max_run_minutes: self.max_run_minutes,
             ..JobSpec::default()
         }
     }
@@ -165,7 +178,8 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
         retry: RetryPolicy::default(),
         timeout: Duration::from_secs(60),
         max_response_bytes: job.max_response_bytes,
-    })?;
+    })?
+    .with_max_pages(job.max_pages);
     let outcome = pipeline::run(&job, Arc::new(source), &storage).await?;
     if let Some(sim) = simulator {
         sim.shutdown().await;
@@ -180,6 +194,6 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
     Ok(match outcome.report.status {
         RunStatus::Ok => Completion::Ok,
         RunStatus::OkWithRejects => Completion::OkWithRejects,
-        RunStatus::Failed => Completion::Failed,
+        RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
     })
 }

@@ -19,6 +19,24 @@ pub enum Account {
     Valid(String),
     Missing,
     Invalid(String),
+    /// The department's record did not decode: its account number is not known this run. Its
+    /// tickets are neither placed nor rejected (a transient reference problem is never a
+    /// reason to move a ticket).
+    Unreadable(String),
+}
+
+/// What the pipeline knows about a ticket's department before it fetches anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check<'a> {
+    /// Placed under this account number.
+    Account(&'a str),
+    /// Cannot be placed, for a lasting reason (no department, no or an invalid account number).
+    Unplaced(Unplaced),
+    /// The department is not in the departments list: the list may have ended early, so look
+    /// it up (`GET /departments/{id}`) before deciding anything.
+    NotListed(i64),
+    /// The department's record did not decode: its tickets fail this run.
+    Unreadable { department_id: i64, detail: String },
 }
 
 /// The account numbers of a run.
@@ -52,6 +70,53 @@ impl AccountMap {
         AccountMap { by_department }
     }
 
+    /// Marks departments whose records did not decode (unless the account map names them: the
+    /// map needs no record).
+    pub fn with_unreadable(
+        mut self,
+        unreadable: impl IntoIterator<Item = (i64, String)>,
+        overrides: &HashMap<i64, String>,
+    ) -> AccountMap {
+        for (id, detail) in unreadable {
+            if !overrides.contains_key(&id) {
+                self.by_department.insert(id, Account::Unreadable(detail));
+            }
+        }
+        self
+    }
+
+    /// Adds a department looked up one by one (overrides still win).
+    pub fn add(
+        &mut self,
+        department: &wire::Department,
+        field: &str,
+        overrides: &HashMap<i64, String>,
+    ) {
+        if overrides.contains_key(&department.id) {
+            return;
+        }
+        let raw = department.custom_fields.as_ref().and_then(|c| c.get(field));
+        self.by_department.insert(department.id, classify(raw));
+    }
+
+    /// What is known about a department before any call: see [`Check`].
+    pub fn check(&self, department_id: Option<i64>) -> Check<'_> {
+        match (
+            department_id,
+            department_id.and_then(|id| self.by_department.get(&id)),
+        ) {
+            (Some(id), None) => Check::NotListed(id),
+            (Some(id), Some(Account::Unreadable(detail))) => Check::Unreadable {
+                department_id: id,
+                detail: detail.clone(),
+            },
+            _ => match self.resolve(department_id) {
+                Ok(account) => Check::Account(account),
+                Err(unplaced) => Check::Unplaced(unplaced),
+            },
+        }
+    }
+
     /// The account of a ticket's department.
     pub fn resolve(&self, department_id: Option<i64>) -> Result<&str, Unplaced> {
         let Some(id) = department_id else {
@@ -72,6 +137,11 @@ impl AccountMap {
             Some(Account::Invalid(raw)) => Err(Unplaced {
                 reason: RejectReason::InvalidAccountNumber,
                 detail: format!("department {id} has account number {raw} (allowed: letters, digits, '.', '_', '-', at most 64, starting with a letter or digit)"),
+            }),
+            // Only reached when the caller skipped `check`: never a lasting reason.
+            Some(Account::Unreadable(detail)) => Err(Unplaced {
+                reason: RejectReason::UnknownDepartment,
+                detail: format!("department {id} does not decode: {detail}"),
             }),
             Some(Account::Valid(account)) => Ok(account),
         }
@@ -229,6 +299,43 @@ mod tests {
         assert!(parse_account_map("1,2\nx,3")
             .unwrap_err()
             .contains("line 2"));
+    }
+
+    #[test]
+    fn unreadable_and_unlisted_departments_are_not_reasons_to_reject() {
+        let depts = vec![dept(1, json!({"account_number": 1}))];
+        let overrides = HashMap::from([(3, "ACME-3".to_string())]);
+        let mut map = AccountMap::new(&depts, "account_number", &overrides).with_unreadable(
+            [(2, "name: expected a string".into()), (3, "x".into())],
+            &overrides,
+        );
+        assert_eq!(map.check(Some(1)), Check::Account("1"));
+        assert!(matches!(
+            map.check(Some(2)),
+            Check::Unreadable {
+                department_id: 2,
+                ..
+            }
+        ));
+        // The account map needs no record.
+        assert_eq!(map.check(Some(3)), Check::Account("ACME-3"));
+        assert_eq!(map.check(Some(9)), Check::NotListed(9));
+        assert!(matches!(
+            map.check(None),
+            Check::Unplaced(Unplaced {
+                reason: RejectReason::NoDepartment,
+                ..
+            })
+        ));
+        // Looked up one by one: now known.
+        map.add(&dept(9, json!({})), "account_number", &overrides);
+        assert!(matches!(
+            map.check(Some(9)),
+            Check::Unplaced(Unplaced {
+                reason: RejectReason::NoAccountNumber,
+                ..
+            })
+        ));
     }
 
     #[test]

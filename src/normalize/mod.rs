@@ -239,13 +239,16 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// Freshservice's status code of a closed ticket: the only tickets the dataset holds.
+pub const STATUS_CLOSED: i64 = 5;
+
 /// The status name of a status code; custom codes stay visible as `Status N`.
 pub fn status_name(code: i64) -> String {
     match code {
         2 => "Open".into(),
         3 => "Pending".into(),
         4 => "Resolved".into(),
-        5 => "Closed".into(),
+        STATUS_CLOSED => "Closed".into(),
         other => format!("Status {other}"),
     }
 }

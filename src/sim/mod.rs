@@ -29,6 +29,7 @@
 
 mod data;
 mod faults;
+mod quirks;
 mod ratelimit;
 mod render;
 mod server;
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 
 pub use data::{Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry};
 pub use faults::{FaultAction, FaultRule, Faults};
+pub use quirks::{PageQuirk, QuirkArg, Quirks};
 pub use stats::{RequestLog, SimStats, WindowStat, ENDPOINTS, LOG_CAPACITY};
 
 use server::Shared;
@@ -356,6 +358,12 @@ impl Simulator {
     /// window before it is decided (so, with `credits < window_credits`, it is refused with 429).
     pub fn cut_credits_when(&self, window_credits: u64, credits: u32) {
         lock(&self.inner.shared.limiter).cut_when(window_credits, credits);
+    }
+
+    /// Switches the server's misbehaviours (see [`Quirks`]); `Quirks::default()` restores the
+    /// documented behaviour.
+    pub fn set_quirks(&self, quirks: Quirks) {
+        *lock(&self.inner.shared.quirks) = quirks;
     }
 
     /// Once, right after page `after_page` of any `GET /tickets` listing is served intact

@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 
 use super::data::{GroundTruth, Ticket, World};
 use super::faults::{FaultAction, Faults};
+use super::quirks::Quirks;
 use super::ratelimit::{retry_after_secs, Decision, Quota, RateLimiter};
 use super::render::{self, Embeds, Shape};
 use super::stats::{Recorder, RequestLog, SimStats};
@@ -76,6 +77,7 @@ pub(crate) struct Shared {
     pub(crate) world: Mutex<World>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) faults: Faults,
+    pub(crate) quirks: Mutex<Quirks>,
     recorder: Mutex<Recorder>,
     latency_rng: Mutex<StdRng>,
     listing_hooks: Mutex<Vec<ListingHook>>,
@@ -101,6 +103,7 @@ impl Shared {
             world: Mutex::new(world),
             limiter: Mutex::new(limiter),
             faults: Faults::default(),
+            quirks: Mutex::new(Quirks::default()),
             recorder: Mutex::new(Recorder::new()),
             latency_rng: Mutex::new(latency_rng),
             listing_hooks: Mutex::new(Vec::new()),
@@ -177,14 +180,22 @@ impl Shared {
                 &format!("{} is not allowed on {}", req.method(), uri.path()),
             )
         } else {
+            let quirks = lock(&self.quirks).clone();
+            let mut query = Query::parse(uri.query());
+            if quirks.ignore_filter && route == Route::TicketList {
+                query.pairs.retain(|(k, _)| k != "filter");
+            }
             let request = RequestCtx {
-                query: Query::parse(uri.query()),
+                query,
                 origin: origin(req.headers(), self.local_addr),
                 path: uri.path().to_owned(),
                 clock: self.sim_clock(),
             };
             let world = lock(&self.world);
-            serve(&world.truth, route, &request)
+            let mut reply = serve(&world.truth, route, &request);
+            drop(world);
+            misbehave(&quirks, route, &request, &mut reply);
+            reply
         };
 
         let elapsed = self.started.elapsed();
@@ -403,6 +414,7 @@ fn origin(headers: &HeaderMap, local: SocketAddr) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
     Departments,
+    DepartmentView(i64),
     Agents,
     Requesters,
     RequesterView(i64),
@@ -422,6 +434,7 @@ impl Route {
         let id = |s: &str| s.parse::<i64>().ok();
         match segments.as_slice() {
             ["departments"] => Route::Departments,
+            ["departments", d] => id(d).map_or(Route::Unknown, Route::DepartmentView),
             ["agents"] => Route::Agents,
             ["requesters"] => Route::Requesters,
             ["requesters", r] => id(r).map_or(Route::Unknown, Route::RequesterView),
@@ -437,6 +450,7 @@ impl Route {
     pub(crate) fn endpoint(self) -> &'static str {
         match self {
             Route::Departments => "departments",
+            Route::DepartmentView(_) => "department_view",
             Route::Agents => "agents",
             Route::Requesters => "requesters",
             Route::RequesterView(_) => "requester_view",
@@ -689,6 +703,10 @@ fn serve(truth: &GroundTruth, route: Route, ctx: &RequestCtx) -> Reply {
         Route::Departments => {
             simple_list(ctx, "departments", &truth.departments, render::department)
         }
+        Route::DepartmentView(id) => match truth.department(id) {
+            Some(d) => Reply::ok(json!({"department": render::department(d)}), 1),
+            None => Reply::not_found(&format!("department {id}")),
+        },
         Route::Agents => simple_list(ctx, "agents", &truth.agents, render::agent),
         Route::Requesters => requesters(truth, ctx),
         // Agents are not requesters here, as in the list without `include_agents`.
@@ -707,6 +725,45 @@ fn serve(truth: &GroundTruth, route: Route, ctx: &RequestCtx) -> Reply {
             Err(reply) => reply,
         },
         Route::Unknown => Reply::not_found(&format!("the resource {}", ctx.path)),
+    }
+}
+
+/// Applies the server's misbehaviours (see [`Quirks`]) to a reply its handler built.
+fn misbehave(quirks: &Quirks, route: Route, ctx: &RequestCtx, reply: &mut Reply) {
+    match route {
+        Route::Departments | Route::DepartmentView(_) => quirks.departments(&mut reply.body),
+        Route::TicketView(id) => quirks.ticket_view(id, &mut reply.body),
+        _ => {}
+    }
+    if reply.status != StatusCode::OK {
+        return;
+    }
+    let page = ctx
+        .query
+        .get("page")
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(1);
+    let endpoint = route.endpoint();
+    if quirks
+        .link_loop
+        .as_ref()
+        .is_some_and(|q| q.hits(endpoint, page))
+    {
+        reply.next_link = Some(ctx.next_link(page));
+    }
+    if quirks
+        .empty_page_with_next
+        .as_ref()
+        .is_some_and(|q| q.hits(endpoint, page))
+    {
+        if let Some(Value::Array(rows)) = reply
+            .body
+            .as_object_mut()
+            .and_then(|o| o.values_mut().next())
+        {
+            rows.clear();
+        }
+        reply.next_link = Some(ctx.next_link(page + 1));
     }
 }
 

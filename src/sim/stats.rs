@@ -10,8 +10,9 @@ use serde::Serialize;
 
 /// Endpoint keys used in [`SimStats::by_endpoint`], [`RequestLog::endpoint`] and
 /// `FaultRule::endpoint`.
-pub const ENDPOINTS: [&str; 9] = [
+pub const ENDPOINTS: [&str; 10] = [
     "departments",
+    "department_view",
     "agents",
     "requesters",
     "requester_view",

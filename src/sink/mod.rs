@@ -104,8 +104,10 @@ impl std::ops::AddAssign for CommitStats {
     }
 }
 
-/// How many partition files are rebuilt at once.
-const PARALLEL_PARTITIONS: usize = 4;
+/// How many partition files are rebuilt at once. Each holds a whole partition in memory, so this
+/// sets how much of the dataset a commit holds at once (4 gave 2.26x the peak memory for 10x the
+/// tickets, 2 gives 1.74x; commits are far from the bottleneck either way).
+const PARALLEL_PARTITIONS: usize = 2;
 
 /// Writes `changeset` and updates `index` to match, atomically per the module's protocol.
 /// `tag` names the staging area and must be unique per commit.

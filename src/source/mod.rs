@@ -65,6 +65,15 @@ pub enum Error {
         path: String,
         detail: String,
     },
+    /// A listing that cannot show it read every page: a `Link` back to a page already read, an
+    /// empty page that links onwards, or more pages than `max_pages`. Taking what was read as
+    /// complete could lose tickets (or, for the deleted/spam views, remove them).
+    #[error("{endpoint} listing {path}: {detail}; the run cannot show it read every page")]
+    Paging {
+        endpoint: &'static str,
+        path: String,
+        detail: String,
+    },
     #[error("invalid source configuration: {0}")]
     Config(String),
     /// A response body above the cap (`max_response_mb`): failed, not retried (it would be as
@@ -175,15 +184,30 @@ pub type Items<T> = Vec<Result<T, ItemError>>;
 #[derive(Debug)]
 pub struct Source {
     client: Client,
+    /// Most pages one listing may have before the run gives up on it (a server that links on
+    /// forever must not keep the run, and its lock, alive).
+    max_pages: u32,
 }
 
 const PER_PAGE: &str = "100";
+
+/// Default for [`Source::with_max_pages`]: 20,000 pages of 100 tickets is two million tickets in
+/// one window, far past any real account.
+pub const DEFAULT_MAX_PAGES: u32 = 20_000;
 
 impl Source {
     pub fn new(config: ClientConfig) -> Result<Source, Error> {
         Ok(Source {
             client: Client::new(config)?,
+            max_pages: DEFAULT_MAX_PAGES,
         })
+    }
+
+    /// Caps every listing at `max_pages` pages (at least 1).
+    #[must_use]
+    pub fn with_max_pages(mut self, max_pages: u32) -> Source {
+        self.max_pages = max_pages.max(1);
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -203,6 +227,25 @@ impl Source {
     pub async fn agents(&self) -> Result<Items<wire::Agent>, Error> {
         let url = self.client.url("agents", &[("per_page", PER_PAGE.into())]);
         self.all_pages(Endpoint::Agents, url, "agents", true).await
+    }
+
+    /// One department, for a ticket whose department the list did not have; `None` when there
+    /// is no such department (404: the only evidence that it was really removed).
+    pub async fn department(
+        &self,
+        id: i64,
+    ) -> Result<Option<Result<wire::Department, ItemError>>, Error> {
+        let url = self.client.url(&format!("departments/{id}"), &[]);
+        let Some(body) = self.one(Endpoint::Departments, &url, "department").await? else {
+            return Ok(None);
+        };
+        wire::decode_one(&body, "department")
+            .map(Some)
+            .map_err(|detail| Error::Decode {
+                endpoint: Endpoint::Departments.name(),
+                path: url.path().to_string(),
+                detail,
+            })
     }
 
     /// Every requester, all pages (agents are not in this list; they come from [`Self::agents`]).
@@ -325,10 +368,6 @@ impl Source {
             .await
     }
 
-    /// Every page of a listing, collected.
-    /// `read_ahead` (see [`Self::each_page`]) for the run's long reference lists (a requester
-    /// directory can run to hundreds of pages); not for a ticket's conversations or time entries,
-    /// where a second page is rare and a guessed third would cost a call per such ticket.
     /// The body of a single-object response (`{"<key>": {…}}`); `None` when the object does not
     /// exist (404).
     async fn one(
@@ -345,6 +384,10 @@ impl Source {
         }
     }
 
+    /// Every page of a listing, collected.
+    /// `read_ahead` (see [`Self::each_page`]) for the run's long reference lists (a requester
+    /// directory can run to hundreds of pages); not for a ticket's conversations or time entries,
+    /// where a second page is rare and a guessed third would cost a call per such ticket.
     async fn all_pages<T: for<'de> serde::Deserialize<'de>>(
         &self,
         endpoint: Endpoint,
@@ -366,6 +409,10 @@ impl Source {
     /// `on_page` (which returns `false` to stop). A page that is not the expected envelope is
     /// retried (it is usually a truncated body) and then fails the listing: silently skipping a
     /// page would lose tickets.
+    ///
+    /// The end of a listing is a claim to verify, never assumed: a `Link` back to a page already
+    /// read (a loop), an empty page that still links onwards, or more than `max_pages` pages fail
+    /// the listing with [`Error::Paging`] (see [`paging_problem`]).
     ///
     /// With `read_ahead`, the next page is requested while the current one is in flight: a
     /// listing whose pages take longer than the work they bring would otherwise leave the budget
@@ -404,6 +451,9 @@ impl Source {
         };
         // In order: the page being read, then (when guessed) the one after it.
         let mut queue = futures::stream::FuturesOrdered::new();
+        // Every page asked for by a link (or the first URL), as a canonical request.
+        let mut read = std::collections::HashSet::from([canonical(&first)]);
+        let path = first.path().to_string();
         queue.push_back(fetch(first));
         let mut ahead: Option<Url> = None;
         let mut link_by_link = !read_ahead;
@@ -418,6 +468,20 @@ impl Source {
             let (items, next) = result?;
             pages += 1;
             let empty = items.is_empty();
+            if let Some(next) = &next {
+                if let Some(detail) =
+                    paging_problem(&read, &canonical(next), empty, pages, self.max_pages)
+                {
+                    // A page asked for ahead is read to the end: the server charged it.
+                    while futures::StreamExt::next(&mut queue).await.is_some() {}
+                    return Err(Error::Paging {
+                        endpoint: endpoint.name(),
+                        path,
+                        detail,
+                    });
+                }
+                read.insert(canonical(next));
+            }
             if !on_page(items).await {
                 return Ok(());
             }
@@ -427,16 +491,6 @@ impl Source {
                 while futures::StreamExt::next(&mut queue).await.is_some() {}
                 return Ok(());
             };
-            // An empty page that still links onwards would loop forever on a broken server.
-            if empty {
-                tracing::warn!(
-                    endpoint = endpoint.name(),
-                    pages,
-                    "empty page with a next link; stopping"
-                );
-                while futures::StreamExt::next(&mut queue).await.is_some() {}
-                return Ok(());
-            }
             match ahead.take() {
                 Some(guess) if same_request(&guess, &next) => {}
                 Some(_) => {
@@ -455,6 +509,57 @@ impl Source {
             }
         }
         Ok(())
+    }
+}
+
+/// Why a listing cannot go on to `next` after its `pages`-th page, if it cannot: `next` was
+/// read before (the server links in a loop), the page was empty yet links onwards (a broken
+/// server or proxy; the real API ends a listing with a page without `Link`), or the listing
+/// passed `max_pages`. `read` holds the canonical requests read so far (see [`canonical`]).
+pub fn paging_problem(
+    read: &std::collections::HashSet<String>,
+    next: &str,
+    empty: bool,
+    pages: u32,
+    max_pages: u32,
+) -> Option<String> {
+    if read.contains(next) {
+        Some(format!(
+            "page {pages} links back to a page already read ({})",
+            truncate_url(next)
+        ))
+    } else if empty {
+        Some(format!(
+            "page {pages} is empty but links to another page ({})",
+            truncate_url(next)
+        ))
+    } else if pages >= max_pages {
+        Some(format!(
+            "more than max_pages = {max_pages} pages (raise max_pages if the account really is this large)"
+        ))
+    } else {
+        None
+    }
+}
+
+/// A URL's path and query parameters in a canonical order and encoding, so that the same
+/// request written two ways compares equal.
+fn canonical(url: &Url) -> String {
+    let mut params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    params.sort();
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{}?{}", url.path(), query.join("&"))
+}
+
+fn truncate_url(s: &str) -> String {
+    let mut end = s.len().min(160);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < s.len() {
+        format!("{}…", &s[..end])
+    } else {
+        s.to_string()
     }
 }
 
@@ -520,6 +625,27 @@ mod tests {
             following_page(&Url::parse("https://x.example/a?page=next").unwrap()),
             None
         );
+    }
+
+    #[test]
+    fn a_listing_ends_only_where_it_can_show_it_read_everything() {
+        let u = |q: &str| Url::parse(&format!("https://x.example/api/v2/tickets?{q}")).unwrap();
+        let mut read = std::collections::HashSet::new();
+        read.insert(canonical(&u("per_page=100&page=1")));
+        read.insert(canonical(&u("per_page=100&page=2")));
+        // The same request in another order or encoding is a loop.
+        let back = canonical(&u("page=2&per_page=100"));
+        assert!(paging_problem(&read, &back, false, 2, 100)
+            .unwrap()
+            .contains("links back"));
+        let onwards = canonical(&u("page=3&per_page=100"));
+        assert_eq!(paging_problem(&read, &onwards, false, 2, 100), None);
+        assert!(paging_problem(&read, &onwards, true, 2, 100)
+            .unwrap()
+            .contains("is empty but links"));
+        assert!(paging_problem(&read, &onwards, false, 100, 100)
+            .unwrap()
+            .contains("max_pages = 100"));
     }
 
     #[test]

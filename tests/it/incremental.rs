@@ -159,7 +159,8 @@ async fn a_ticket_deleted_between_list_and_detail_is_rejected() {
         .map(|t| t.id)
         .next()
         .unwrap();
-    // Make it look changed, then have its conversations answer 404 as if deleted meanwhile.
+    // Make it look changed, then have its conversations answer 404 while the ticket itself
+    // still answers: a proxy that lost a path is no evidence of deletion.
     h.sim.touch_ticket(victim);
     h.sim.faults().push(
         FaultRule::new(FaultAction::Status(404))
@@ -167,6 +168,19 @@ async fn a_ticket_deleted_between_list_and_detail_is_rejected() {
             .ticket(victim)
             .times(10),
     );
+    let run = h.incremental().await;
+    assert_eq!(run.report.tickets.failed, 1, "{:?}", run.report.tickets);
+    assert_eq!(ticket_rows(&h.dump().await, victim).len(), 1, "rows kept");
+    // Now the ticket answers 404 as well, as if deleted meanwhile.
+    h.sim.faults().clear();
+    for endpoint in ["conversations", "ticket_view"] {
+        h.sim.faults().push(
+            FaultRule::new(FaultAction::Status(404))
+                .endpoint(endpoint)
+                .ticket(victim)
+                .times(10),
+        );
+    }
     let run = h.incremental().await;
     assert!(run.error.is_none());
     let dump = h.dump().await;

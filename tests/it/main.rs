@@ -4,6 +4,7 @@ mod support;
 
 mod backends;
 mod cli;
+mod distrust;
 mod faults;
 mod guards;
 mod hostile;

@@ -1,0 +1,222 @@
+//! The fetch workers: each queued ticket's conversations and time entries (and, when the
+//! department list did not have its department, that department), normalized on the blocking
+//! pool. As many tickets in flight as the budget can use; the limiter, not the workers, sets the
+//! pace.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use tokio::sync::mpsc;
+
+use super::reference::{Department, Reference};
+use crate::normalize::accounts::Check;
+use crate::normalize::{self, AccountMap, Outcome, RejectReason, Rejection};
+use crate::source::{self, wire, Source};
+
+/// What a fetch worker hands back for one ticket.
+pub(crate) enum Fetched {
+    Done {
+        updated_at: Option<DateTime<Utc>>,
+        outcome: Outcome,
+    },
+    /// This ticket could not be fetched; the run goes on and fails at the end.
+    Failed { ticket_id: i64, error: String },
+    /// The credentials stopped working: the run stops.
+    Fatal(source::Error),
+}
+
+/// Runs the fetch workers until `queue` closes: as many tickets in flight as the budget can use
+/// given the observed latency, at most `max_concurrency`. Results go to `tx` in completion
+/// order; the commit sorts rows, so the dataset does not depend on that order.
+pub(crate) async fn fetch_all(
+    source: Arc<Source>,
+    mut queue: mpsc::Receiver<wire::Ticket>,
+    reference: Arc<Reference>,
+    max_concurrency: usize,
+    tx: mpsc::Sender<Fetched>,
+) {
+    let mut running = tokio::task::JoinSet::new();
+    let spawn = |running: &mut tokio::task::JoinSet<Fetched>, ticket: wire::Ticket| {
+        running.spawn(guarded(source.clone(), ticket, reference.clone()));
+    };
+    let mut queue_open = true;
+    loop {
+        let cap = concurrency_for(&source, max_concurrency);
+        while queue_open && running.len() < cap {
+            match queue.try_recv() {
+                Ok(ticket) => spawn(&mut running, ticket),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => queue_open = false,
+            }
+        }
+        let fetched = if running.is_empty() {
+            if !queue_open {
+                break;
+            }
+            // Idle: wait for the dispatcher to queue more.
+            match queue.recv().await {
+                Some(ticket) => {
+                    spawn(&mut running, ticket);
+                    continue;
+                }
+                None => break,
+            }
+        } else {
+            // What races: a worker finishing and (while under the cap) new work arriving.
+            tokio::select! {
+                done = running.join_next() => match done {
+                    Some(Ok(fetched)) => fetched,
+                    // Only an abort gets here (panics are caught per ticket, with its id).
+                    Some(Err(_)) | None => continue,
+                },
+                ticket = queue.recv(), if queue_open && running.len() < cap => {
+                    match ticket {
+                        Some(ticket) => spawn(&mut running, ticket),
+                        None => queue_open = false,
+                    }
+                    continue;
+                }
+            }
+        };
+        if tx.send(fetched).await.is_err() {
+            running.abort_all();
+            break; // the dispatcher stopped (an error, a timeout); stop fetching
+        }
+    }
+}
+
+/// Tickets to keep in flight: each ticket makes two requests at once, so tickets =
+/// rate × latency / 2, times 4 for headroom (normalization time, multi-page tickets, latency
+/// jitter), plus 4. Over-provisioning costs nothing: the limiter, not the workers, sets the pace.
+/// Never more than `max` (the job's `concurrency`).
+fn concurrency_for(source: &Source, max: usize) -> usize {
+    let client = source.client();
+    let latency = client.latency().map_or(0.5, |l| l.as_secs_f64());
+    let wanted = (client.target_rate_per_sec() * latency * 4.0 / 2.0).ceil() as usize + 4;
+    wanted.clamp(1, max.max(1))
+}
+
+/// [`fetch_one`], with a panic turned into a failed ticket that names the ticket.
+async fn guarded(source: Arc<Source>, ticket: wire::Ticket, reference: Arc<Reference>) -> Fetched {
+    let id = ticket.id;
+    match std::panic::AssertUnwindSafe(fetch_one(source, ticket, reference))
+        .catch_unwind()
+        .await
+    {
+        Ok(fetched) => fetched,
+        Err(_) => Fetched::Failed {
+            ticket_id: id,
+            error: format!("fetching ticket {id} panicked (a bug; please report it)"),
+        },
+    }
+}
+
+/// Fetches one ticket's conversations and time entries and normalizes it (on the blocking pool:
+/// HTML rendering of large bodies is CPU work).
+async fn fetch_one(
+    source: Arc<Source>,
+    mut ticket: wire::Ticket,
+    reference: Arc<Reference>,
+) -> Fetched {
+    let id = ticket.id;
+    let failed = |e: source::Error| {
+        if e.is_auth() {
+            Fetched::Fatal(e)
+        } else {
+            Fetched::Failed {
+                ticket_id: id,
+                error: e.to_string(),
+            }
+        }
+    };
+    let reject = |reason, detail: String| Fetched::Done {
+        updated_at: ticket.updated_at,
+        outcome: Outcome::Rejected(Rejection {
+            ticket_id: id,
+            reason,
+            department_id: ticket.department_id,
+            detail: format!("ticket {id}: {detail}"),
+            updated_at: ticket.updated_at,
+            seen_at: reference.settings.synced_at,
+        }),
+    };
+    // A department the list did not have: look it up before deciding anything. Only a 404 is
+    // evidence that it is gone.
+    let mut accounts: Option<AccountMap> = None;
+    if let Check::NotListed(department) = reference.accounts.check(ticket.department_id) {
+        match reference.department(&source, department).await {
+            Ok(Department::Found(d)) => {
+                let map = reference.accounts_with(&d);
+                if let Check::Unplaced(u) = map.check(ticket.department_id) {
+                    return reject(u.reason, u.detail);
+                }
+                accounts = Some(map);
+            }
+            Ok(Department::Missing) => {
+                return reject(
+                    RejectReason::UnknownDepartment,
+                    format!("department {department} does not exist (GET /departments/{department} answered 404)"),
+                )
+            }
+            Ok(Department::Unreadable(detail)) => {
+                return Fetched::Failed {
+                    ticket_id: id,
+                    error: format!("ticket {id}: its department {department} does not decode ({detail}); its rows stay as they are"),
+                }
+            }
+            Err(e) => return failed(e),
+        }
+    }
+    let (conversations, time_entries, requester) = tokio::join!(
+        source.conversations(id),
+        source.time_entries(id),
+        reference.missing_requester(&source, &ticket)
+    );
+    let requester = match requester {
+        Ok(embed) => embed,
+        Err(e) => return failed(e),
+    };
+    if requester.is_some() {
+        ticket.requester = requester;
+    }
+    let (conversations, time_entries) = match (conversations, time_entries) {
+        (Ok(c), Ok(t)) => (c, t),
+        (Err(source::Error::NotFound { .. }), _) | (_, Err(source::Error::NotFound { .. })) => {
+            // A 404 of a child list is evidence only when the ticket itself answers 404 too (a
+            // proxy that does not know a path answers 404 as well).
+            return match source.ticket(id).await {
+                Ok(None) => reject(
+                    RejectReason::TicketDeleted,
+                    "GET /tickets/{id} answered 404 (deleted after it was listed)"
+                        .replace("{id}", &id.to_string()),
+                ),
+                Ok(Some(_)) => Fetched::Failed {
+                    ticket_id: id,
+                    error: format!("ticket {id}: its conversations or time entries answered 404 but the ticket exists; not taken as deleted"),
+                },
+                Err(e) => failed(e),
+            };
+        }
+        (Err(e), _) | (_, Err(e)) => return failed(e),
+    };
+    let updated_at = ticket.updated_at;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let ctx = match &accounts {
+            Some(map) => reference.context_with(map),
+            None => reference.context(),
+        };
+        normalize::normalize_ticket(&ticket, &conversations, &time_entries, &ctx)
+    })
+    .await;
+    match outcome {
+        Ok(outcome) => Fetched::Done {
+            updated_at,
+            outcome,
+        },
+        Err(panic) => Fetched::Failed {
+            ticket_id: id,
+            error: format!("normalizing ticket {id} panicked: {panic}"),
+        },
+    }
+}

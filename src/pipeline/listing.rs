@@ -1,0 +1,167 @@
+//! The listing task: the live listing page by page, then the deleted and spam views, then the
+//! re-scan of recently closed tickets for time entries logged after close. It hands everything
+//! to the dispatcher (`sync.rs`) through a bounded channel, so a dispatcher with enough work
+//! queued slows the listing down instead of buffering it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::policy::{self, Gone, Recheck, View};
+use super::Error;
+use crate::normalize;
+use crate::source::{self, wire, ListFilter, Requesters, Source};
+
+/// What the listing task hands the dispatcher.
+pub(crate) enum Listed {
+    /// A page of the live listing (or the one ticket of a single-ticket run).
+    Live(source::Items<wire::Ticket>),
+    /// Tickets the API positively reported deleted or spam (see [`policy::removal_evidence`]).
+    Gone(Vec<Gone>),
+    /// Items of the deleted/spam views that were no evidence (no `deleted: true`/`spam: true`,
+    /// or not decodable): ignored, counted.
+    Ignored(u64),
+    /// A ticket in the re-scan window whose time entries changed: fetch it again.
+    Changed(Box<wire::Ticket>),
+    /// A ticket the re-scan could not check: the run fails, the ticket stays as it is.
+    Failed { ticket_id: i64, error: String },
+    /// How many tickets the re-scan checked.
+    Rescanned(u64),
+}
+
+/// What the listing task reads besides the live listing.
+pub(crate) struct ListingPlan {
+    pub(crate) since: DateTime<Utc>,
+    /// Whether the live listing embeds the requester.
+    pub(crate) requesters: Requesters,
+    /// `updated_since` of the deleted/spam reconciliation (`None`: off).
+    pub(crate) reconcile_since: Option<DateTime<Utc>>,
+    /// Placed tickets closed recently, with their stored time-entry fingerprints.
+    pub(crate) rescan: Vec<(i64, Option<u64>)>,
+}
+
+/// Runs the listing. Ends early (with `Ok`) when the dispatcher stops listening.
+pub(crate) async fn list(
+    source: Arc<Source>,
+    plan: ListingPlan,
+    tx: mpsc::Sender<Listed>,
+) -> Result<(), Error> {
+    let (pages_tx, mut pages_rx) = mpsc::channel(2);
+    let live = {
+        let source = source.clone();
+        tokio::spawn(async move {
+            source
+                .stream_tickets_updated_since(
+                    plan.since,
+                    ListFilter::Live,
+                    plan.requesters,
+                    pages_tx,
+                )
+                .await
+        })
+    };
+    let mut listed = HashSet::new();
+    while let Some(items) = pages_rx.recv().await {
+        listed.extend(
+            items
+                .iter()
+                .filter_map(|t: &Result<wire::Ticket, _>| t.as_ref().ok().map(|t| t.id)),
+        );
+        if tx.send(Listed::Live(items)).await.is_err() {
+            live.abort();
+            return Ok(());
+        }
+    }
+    live.await.map_err(Error::task("the listing"))??;
+
+    if let Some(since) = plan.reconcile_since {
+        for filter in [ListFilter::Deleted, ListFilter::Spam] {
+            let items = source
+                .tickets_updated_since(since, filter, plan.requesters)
+                .await?;
+            let gone: Vec<Gone> = items
+                .iter()
+                .filter_map(|item| policy::removal_evidence(item, filter))
+                .collect();
+            let ignored = (items.len() - gone.len()) as u64;
+            if ignored > 0 {
+                tracing::warn!(
+                    view = ?filter,
+                    ignored,
+                    "items of the deleted/spam view do not say they are deleted/spam; ignored (a server or proxy that ignores the filter?)"
+                );
+                if tx.send(Listed::Ignored(ignored)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !gone.is_empty() && tx.send(Listed::Gone(gone)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    // Time entries can be added after close without the ticket's updated_at moving: re-read
+    // them (one cheap call per ticket) for recently closed tickets the listing did not bring.
+    let candidates: Vec<(i64, Option<u64>)> = plan
+        .rescan
+        .into_iter()
+        .filter(|(id, _)| !listed.contains(id))
+        .collect();
+    let checked = candidates.len() as u64;
+    let mut checks = futures::stream::iter(candidates)
+        .map(|(id, stored)| {
+            let source = source.clone();
+            async move { rescan_one(&source, id, stored).await }
+        })
+        .buffer_unordered(16);
+    while let Some(result) = checks.next().await {
+        if let Some(listed) = result? {
+            if tx.send(listed).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = tx.send(Listed::Rescanned(checked)).await;
+    Ok(())
+}
+
+/// Re-reads one ticket's time entries; when they changed (or answer 404), asks the ticket view
+/// what happened (see [`policy::recheck`]). Only credential errors end the run.
+async fn rescan_one(
+    source: &Source,
+    id: i64,
+    stored: Option<u64>,
+) -> Result<Option<Listed>, source::Error> {
+    match source.time_entries(id).await {
+        Ok(entries) if Some(normalize::time_entries_fingerprint(&entries)) == stored => {
+            return Ok(None)
+        }
+        Ok(_) | Err(source::Error::NotFound { .. }) => {}
+        Err(e) if e.is_auth() => return Err(e),
+        Err(e) => {
+            return Ok(Some(Listed::Failed {
+                ticket_id: id,
+                error: format!("ticket {id}: the re-scan could not read its time entries: {e}"),
+            }))
+        }
+    }
+    let view = match source.ticket(id).await {
+        Ok(None) => View::NotFound,
+        Ok(Some(Ok(ticket))) => View::Ticket(Box::new(ticket)),
+        Ok(Some(Err(item))) => View::Undecodable(item.detail),
+        Err(source::Error::Decode { detail, .. }) => View::Undecodable(detail),
+        Err(e) if e.is_auth() => return Err(e),
+        Err(e) => View::Error(e.to_string()),
+    };
+    Ok(Some(match policy::recheck(id, view) {
+        Recheck::Changed(ticket) => Listed::Changed(ticket),
+        Recheck::Gone(gone) => Listed::Gone(vec![gone]),
+        Recheck::Failed(error) => Listed::Failed {
+            ticket_id: id,
+            error,
+        },
+    }))
+}

@@ -1,0 +1,262 @@
+//! One sync run: source → normalize → sinks → state, and the run report.
+//!
+//! 0. Take the dataset's run lock (`_state/lock.json`); a second run is refused with
+//!    [`Error::Locked`]. It is released at the end, also when the run failed.
+//! 1. Finish an interrupted commit, load the index and the cursor.
+//! 2. Departments (account numbers) and agents, once; for a long window (a full sync) also the
+//!    requester directory, which costs less than embedding the requester in every listed page.
+//! 3. The listing (or the one ticket), de-duplicated by id: closed tickets that cannot be
+//!    placed go to rejects without further calls; unchanged ones (same `updated_at` as in the
+//!    index) are skipped; tickets that left Closed, or that the deleted/spam views positively
+//!    report, become pending removals.
+//! 4. The rest: conversations and time entries fetched concurrently (the shared limiter sets the
+//!    pace), normalized on the blocking pool, and committed every `checkpoint_every` tickets, so
+//!    a killed run resumes without refetching what it already committed.
+//! 5. Removals go ahead only when the listing read to the end and the removal guard allows them.
+//! 6. The cursor moves only when everything listed has been committed.
+//!
+//! Layout: `policy` holds every decision as a pure function (window, classification, removal
+//! evidence, the removal guard, the cursor); `sync` is the mechanism (dispatcher, checkpoints);
+//! `listing` and `fetch` are its two tasks; `reference` the data read once per run.
+
+mod fetch;
+mod listing;
+pub mod policy;
+mod reference;
+mod sync;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::job::{Job, Window};
+use crate::report::{RunFacts, RunReport, RunStatus};
+use crate::sink;
+use crate::source::{self, Source};
+use crate::state::lock::{self, Lock};
+use crate::state::{self, Cursor};
+use crate::storage::{layout, Storage};
+
+use self::policy::Ending;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Source(#[from] source::Error),
+    #[error(transparent)]
+    Sink(#[from] sink::Error),
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
+    #[error("ticket {0} does not exist (404)")]
+    TicketNotFound(i64),
+    /// A task of the run panicked or was cancelled (a bug, not a configuration problem).
+    #[error("{what} failed: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The run did not start: another run holds the dataset's lock (or the lock object is
+    /// unreadable). Nothing was read or written; retry later.
+    #[error(transparent)]
+    Locked(lock::Error),
+    /// The run stopped because it no longer holds the lock; what it committed before stays.
+    #[error(transparent)]
+    LockLost(lock::Error),
+    /// The run would have removed more tickets than `max_removals`: it removed none.
+    #[error("this run would remove {would_remove} tickets (reopened, deleted or spam), more than max_removals = {limit}; it removed none and kept everything it fetched (the ids are in the run report). If these removals are real, rerun once with --max-removals {would_remove}")]
+    RemovalGuard { would_remove: u64, limit: u64 },
+    /// `max_run_minutes` passed: the run stopped fetching and committed what it had.
+    #[error("the run was still going after max_run_minutes = {minutes}; it stopped fetching and committed what it had; the next run goes on from there")]
+    TimedOut { minutes: f64 },
+}
+
+impl From<lock::Error> for Error {
+    fn from(e: lock::Error) -> Self {
+        match e {
+            lock::Error::Storage(e) => Error::Storage(e),
+            e @ lock::Error::Lost { .. } => Error::LockLost(e),
+            e => Error::Locked(e),
+        }
+    }
+}
+
+impl Error {
+    /// Configuration or credential problems (the operator must fix something before a rerun):
+    /// the API refused the key, the store refused its credentials or has no such bucket.
+    pub fn is_auth(&self) -> bool {
+        match self {
+            Error::Source(e) => e.is_auth(),
+            Error::Storage(e)
+            | Error::State(state::Error::Storage(e))
+            | Error::Sink(sink::Error::Storage(e))
+            | Error::Sink(sink::Error::State(state::Error::Storage(e))) => e.is_config(),
+            _ => false,
+        }
+    }
+
+    /// Maps a failed task's `JoinError` (a panic or a cancellation) to [`Error::Task`].
+    fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Error {
+        move |source| Error::Task { what, source }
+    }
+}
+
+/// The result of a run that got far enough to write a report.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: RunReport,
+    /// The failure that made the run stop early, if any (the report says `failed`).
+    pub error: Option<Error>,
+}
+
+/// Runs one sync. Returns `Err` only when nothing could be written (another run holds the
+/// lock, storage or state unreadable); other failures are in the outcome, with a report written.
+pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<RunOutcome, Error> {
+    let started = Instant::now();
+    let started_at = truncate_secs(Utc::now());
+    let run_id = format!(
+        "{}-{:04x}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    );
+    // Nothing is read or written before the lock is ours.
+    let lock = Lock::acquire(storage, &run_id, job.lock_ttl).await?;
+    let result = run_locked(
+        job,
+        source,
+        storage,
+        &lock,
+        Start {
+            instant: started,
+            at: started_at,
+            run_id: run_id.clone(),
+        },
+    )
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(run_id = %run_id, error = %e, "cannot release the run lock; it expires on its own");
+    }
+    result
+}
+
+/// When and as what a run started.
+pub(crate) struct Start {
+    instant: Instant,
+    at: DateTime<Utc>,
+    run_id: String,
+}
+
+/// The run itself, under the lock.
+async fn run_locked(
+    job: &Job,
+    source: Arc<Source>,
+    storage: &Storage,
+    lock: &Lock,
+    start: Start,
+) -> Result<RunOutcome, Error> {
+    let recovered = state::recover(storage).await?;
+    let mut index = state::load_index(storage).await?;
+    let cursor = state::load_cursor(storage).await?;
+
+    let rescan_due = policy::rescan_due(
+        job.rescan_days,
+        job.rescan_every,
+        job.window,
+        cursor.as_ref(),
+        start.at,
+    );
+    let mut run = sync::Run::new(job, source.clone(), storage, lock, &start, rescan_due);
+    let window_since =
+        policy::listing_since(job.window, cursor.as_ref(), start.at, job.full_sync_days);
+    let since_text = window_since.map_or_else(
+        || "-".to_string(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    );
+    tracing::info!(run_id = %start.run_id, data = storage.display(), window_since = %since_text, "sync started");
+
+    // A run that lost its lock by the end fails like one that lost it before a commit.
+    let result = match run.sync(&mut index, window_since).await {
+        Ok(()) => lock.check().map_err(Error::from),
+        Err(e) => Err(e),
+    };
+
+    let ending = match (&result, run.counts.failed) {
+        (Ok(()), 0) => Ending::Complete,
+        _ => Ending::Incomplete,
+    };
+    let next = policy::next_cursor(
+        ending,
+        job.window,
+        window_since,
+        cursor.as_ref(),
+        start.at,
+        job.overlap,
+        rescan_due,
+    );
+    if let Some((updated_since, rescanned_at)) = next {
+        state::store_cursor(
+            storage,
+            &Cursor {
+                updated_since,
+                run_id: start.run_id.clone(),
+                rescanned_at,
+            },
+        )
+        .await?;
+    }
+    let status = match (&result, ending) {
+        (Err(Error::TimedOut { .. }), _) => RunStatus::TimedOut,
+        (_, Ending::Incomplete) => RunStatus::Failed,
+        (_, Ending::Complete) if run.counts.rejected > 0 => RunStatus::OkWithRejects,
+        (_, Ending::Complete) => RunStatus::Ok,
+    };
+    let error = match (&result, run.counts.failed) {
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(()), 0) => None,
+        (Ok(()), n) => Some(format!(
+            "{n} tickets could not be fetched; they will be retried by the next run"
+        )),
+    };
+    let report = RunReport::assemble(RunFacts {
+        run_id: start.run_id.clone(),
+        mode: match job.window {
+            Window::Incremental => "incremental".into(),
+            Window::Full => "full".into(),
+            Window::Since(_) => "since".into(),
+            Window::Ticket(id) => format!("ticket {id}"),
+        },
+        data: storage.display().to_string(),
+        started_at: start.at,
+        finished_at: truncate_secs(Utc::now()),
+        elapsed: start.instant.elapsed(),
+        window_since,
+        status,
+        tickets: run.counts.clone(),
+        rejects_by_reason: run.rejects_by_reason.clone(),
+        removed: run.removed.clone(),
+        removal_guard: run.guard.clone(),
+        api: source.client().stats(),
+        limiter: source.client().limiter_stats(),
+        target_per_window: source.client().target_per_window(),
+        window_secs: job.limiter.window.as_secs_f64(),
+        output: run.output,
+        recovered_interrupted_commit: recovered,
+        next_cursor: next.map(|(at, _)| at),
+        error,
+    });
+    let body = serde_json::to_vec_pretty(&report).expect("report serializes");
+    storage
+        .put(&layout::run_report(&start.run_id), body.into())
+        .await?;
+    Ok(RunOutcome {
+        report,
+        error: result.err(),
+    })
+}
+
+fn truncate_secs(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}

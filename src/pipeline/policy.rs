@@ -1,0 +1,554 @@
+//! The decisions that keep the dataset correct, as pure functions: no I/O, no tasks, no clock
+//! of their own. The mechanism (`sync.rs`, `listing.rs`, `fetch.rs`) asks them and does what they
+//! say, so each rule is stated, and tested, once:
+//!
+//! - [`listing_since`]: which window a run lists;
+//! - [`rescan_due`]: whether this run re-reads recently closed tickets' time entries;
+//! - [`requester_source`]: embed requesters in the listing or read the directory;
+//! - [`classify`]: what happens to one listed ticket (skip, fetch, reject, remove, fail);
+//! - [`removal_evidence`] / [`recheck`]: when the API's answer is evidence that a ticket is gone;
+//! - [`removal_limit`] / [`removals_allowed`]: the removal guard;
+//! - [`backlog_limit`]: how many listed tickets may wait for a worker;
+//! - [`next_cursor`]: when, and where to, the cursor moves.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::job::Window;
+use crate::normalize::accounts::Check;
+use crate::normalize::{RejectReason, Rejection, STATUS_CLOSED};
+use crate::sink::Removal;
+use crate::source::{wire, ListFilter, Requesters};
+use crate::state::Cursor;
+
+/// `updated_since` of the listing: the stored cursor (or the full window on a first run), the
+/// full window, the given instant; `None` for a single-ticket run.
+pub fn listing_since(
+    window: Window,
+    cursor: Option<&Cursor>,
+    now: DateTime<Utc>,
+    full_sync_days: u32,
+) -> Option<DateTime<Utc>> {
+    let full = now - chrono::Duration::days(full_sync_days.into());
+    match window {
+        Window::Ticket(_) => None,
+        Window::Since(since) => Some(since),
+        Window::Full => Some(full),
+        Window::Incremental => Some(cursor.map_or(full, |c| c.updated_since)),
+    }
+}
+
+/// Whether an incremental run re-reads the time entries of recently closed tickets: once per
+/// `every` (time logged after close does not always move `updated_at`). A first run or a full
+/// window reads those tickets anyway.
+pub fn rescan_due(
+    rescan_days: u32,
+    every: Duration,
+    window: Window,
+    cursor: Option<&Cursor>,
+    now: DateTime<Utc>,
+) -> bool {
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+    rescan_days > 0
+        && matches!(window, Window::Incremental)
+        && cursor.is_some_and(|c| c.rescanned_at.is_none_or(|t| now - t >= every))
+}
+
+/// A listing window at least this long reads the requester directory instead of embedding the
+/// requester in every listing page.
+pub const DIRECTORY_WINDOW_DAYS: i64 = 30;
+
+/// A full sync lists a year of tickets: reading the requester directory once is cheaper than
+/// embedding the requester in every listing page (2 credits a page). A nightly run lists a page
+/// or two: the embed is cheaper there.
+pub fn requester_source(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Requesters {
+    match since {
+        Some(since) if now - since >= chrono::Duration::days(DIRECTORY_WINDOW_DAYS) => {
+            Requesters::Directory
+        }
+        _ => Requesters::Embedded,
+    }
+}
+
+/// What the dataset knows of a listed ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// The ticket is in the dataset (placed or rejected).
+    pub in_dataset: bool,
+    /// The dataset holds exactly this `updated_at`, placed.
+    pub current: bool,
+}
+
+/// What happens to one ticket of the listing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Not closed and not in the dataset: nothing to do.
+    Skip,
+    /// Closed, placed, and the dataset already holds this version.
+    Unchanged,
+    /// Fetch its conversations and time entries (a department the list did not have is looked
+    /// up first).
+    Fetch,
+    /// Closed but cannot be placed, for a lasting reason: a row in `rejects`, no further calls.
+    Reject(Rejection),
+    /// It left Closed while in the dataset: its rows go (until it closes again).
+    Remove(Removal),
+    /// Its account cannot be known this run (a transient reference problem): not written, not
+    /// moved; the run fails and the next run retries it.
+    Fail(String),
+}
+
+/// Sorts one listed ticket. `refetch`: fetch even an unchanged version (a single-ticket run, or
+/// a ticket whose time entries changed after close).
+pub fn classify(
+    ticket: &wire::Ticket,
+    known: Known,
+    refetch: bool,
+    department: Check<'_>,
+    seen_at: DateTime<Utc>,
+) -> Action {
+    if ticket.status != Some(STATUS_CLOSED) {
+        return if known.in_dataset {
+            Action::Remove(Removal::Reopened)
+        } else {
+            Action::Skip
+        };
+    }
+    let id = ticket.id;
+    let reject = |reason, detail: String| {
+        Action::Reject(Rejection {
+            ticket_id: id,
+            reason,
+            department_id: ticket.department_id,
+            detail: format!("ticket {id}: {detail}"),
+            updated_at: ticket.updated_at,
+            seen_at,
+        })
+    };
+    if ticket.updated_at.is_none() {
+        return reject(
+            RejectReason::MalformedTicket,
+            "updated_at is missing".into(),
+        );
+    }
+    match department {
+        Check::Unplaced(u) => reject(u.reason, u.detail),
+        Check::Unreadable {
+            department_id,
+            detail,
+        } => Action::Fail(format!(
+            "ticket {id}: its department {department_id} does not decode ({detail}); its rows stay as they are"
+        )),
+        Check::NotListed(_) => Action::Fetch,
+        Check::Account(_) if known.current && !refetch => Action::Unchanged,
+        Check::Account(_) => Action::Fetch,
+    }
+}
+
+/// A ticket the API positively says is gone. Only [`removal_evidence`] and [`recheck`] make
+/// one, so nothing else can take a ticket out of the dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone {
+    pub id: i64,
+    pub reason: Removal,
+}
+
+/// Whether an item of the `filter=deleted` / `filter=spam` view is evidence that the ticket is
+/// deleted or spam: only when it says so itself (`deleted: true` / `spam: true`). A server or
+/// proxy that ignores the filter answers with live tickets, which say `false` or nothing; an
+/// item that does not decode is no evidence either. `None`: ignore it (and count it).
+pub fn removal_evidence(
+    item: &Result<wire::Ticket, wire::ItemError>,
+    filter: ListFilter,
+) -> Option<Gone> {
+    let ticket = item.as_ref().ok()?;
+    let (flag, reason) = match filter {
+        ListFilter::Live => return None,
+        ListFilter::Deleted => (ticket.deleted, Removal::Deleted),
+        ListFilter::Spam => (ticket.spam, Removal::Spam),
+    };
+    (flag == Some(true)).then_some(Gone {
+        id: ticket.id,
+        reason,
+    })
+}
+
+/// What `GET /tickets/{id}` answered when a re-scan needed it.
+#[derive(Debug)]
+pub enum View {
+    /// 404.
+    NotFound,
+    /// A ticket that decodes.
+    Ticket(Box<wire::Ticket>),
+    /// A body that does not decode.
+    Undecodable(String),
+    /// Any other failure (5xx after retries, timeouts, other 4xx).
+    Error(String),
+}
+
+/// The re-scan's verdict on a recently closed ticket whose time entries changed (or answered
+/// 404): only a 404 of the ticket itself is deletion evidence; a view that does not decode or
+/// fails is a failed ticket, never a removal.
+#[derive(Debug)]
+pub enum Recheck {
+    /// Fetch it again and write the new version.
+    Changed(Box<wire::Ticket>),
+    Gone(Gone),
+    Failed(String),
+}
+
+pub fn recheck(id: i64, view: View) -> Recheck {
+    match view {
+        View::NotFound => Recheck::Gone(Gone {
+            id,
+            reason: Removal::Deleted,
+        }),
+        View::Ticket(ticket) => Recheck::Changed(ticket),
+        View::Undecodable(detail) => Recheck::Failed(format!(
+            "ticket {id}: GET /tickets/{id} does not decode ({detail}); not taken as deleted"
+        )),
+        View::Error(error) => Recheck::Failed(format!(
+            "ticket {id}: the re-scan could not read it ({error}); not taken as deleted"
+        )),
+    }
+}
+
+/// The removal guard's limit: the configured `max_removals`, or 100 or 5 % of the placed
+/// tickets, whichever is larger (rsync's `--max-delete` is the model).
+pub fn removal_limit(configured: Option<u64>, placed: usize) -> u64 {
+    configured.unwrap_or_else(|| 100.max((placed as u64).div_ceil(20)))
+}
+
+/// Whether a run may remove `would_remove` tickets. Past the limit it removes none of them.
+pub fn removals_allowed(would_remove: usize, limit: u64) -> bool {
+    would_remove as u64 <= limit
+}
+
+/// Listed tickets that may wait for a fetch worker before the dispatcher stops reading the
+/// listing: memory follows `concurrency`, not the number of tickets listed (a page is 100).
+pub fn backlog_limit(concurrency: usize) -> usize {
+    concurrency.saturating_mul(2).max(200)
+}
+
+/// How a run ended, as far as the cursor cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every listed ticket was committed (placed, rejected or removed as decided).
+    Complete,
+    /// Something was not: failed tickets, an error, a timeout, a refused removal.
+    Incomplete,
+}
+
+/// The cursor a run stores, if it may move one: only a complete run whose window reaches back
+/// to (or before) the stored cursor moves it, to run start − overlap. `rescanned_at` moves
+/// with a re-scan, a first run or a full window (those read every recently closed ticket).
+pub fn next_cursor(
+    ending: Ending,
+    window: Window,
+    since: Option<DateTime<Utc>>,
+    stored: Option<&Cursor>,
+    started_at: DateTime<Utc>,
+    overlap: Duration,
+    rescanned: bool,
+) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    if ending != Ending::Complete {
+        return None;
+    }
+    let covers = match (since, stored) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(since), Some(c)) => since <= c.updated_since,
+    };
+    if !covers {
+        return None;
+    }
+    let next = started_at - chrono::Duration::from_std(overlap).unwrap_or_default();
+    let rescanned_now = rescanned || !matches!(window, Window::Incremental) || stored.is_none();
+    let rescanned_at = if rescanned_now {
+        Some(started_at)
+    } else {
+        stored.and_then(|c| c.rescanned_at)
+    };
+    Some((next, rescanned_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::normalize::accounts::Unplaced;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn cursor(updated_since: &str, rescanned_at: Option<&str>) -> Cursor {
+        Cursor {
+            updated_since: at(updated_since),
+            run_id: "r".into(),
+            rescanned_at: rescanned_at.map(at),
+        }
+    }
+
+    fn ticket(value: serde_json::Value) -> wire::Ticket {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn closed(id: i64) -> wire::Ticket {
+        ticket(
+            json!({"id": id, "status": 5, "department_id": 1, "updated_at": "2025-06-01T00:00:00Z"}),
+        )
+    }
+
+    const NEW: Known = Known {
+        in_dataset: false,
+        current: false,
+    };
+    const HELD: Known = Known {
+        in_dataset: true,
+        current: false,
+    };
+    const CURRENT: Known = Known {
+        in_dataset: true,
+        current: true,
+    };
+
+    #[test]
+    fn windows() {
+        let now = at("2025-06-01T00:00:00Z");
+        let c = cursor("2025-05-31T00:00:00Z", None);
+        assert_eq!(listing_since(Window::Ticket(1), Some(&c), now, 365), None);
+        assert_eq!(
+            listing_since(Window::Incremental, Some(&c), now, 365),
+            Some(c.updated_since)
+        );
+        assert_eq!(
+            listing_since(Window::Incremental, None, now, 10),
+            Some(at("2025-05-22T00:00:00Z"))
+        );
+        assert_eq!(
+            listing_since(Window::Full, Some(&c), now, 10),
+            Some(at("2025-05-22T00:00:00Z"))
+        );
+        assert_eq!(
+            requester_source(Some(c.updated_since), now),
+            Requesters::Embedded
+        );
+        assert_eq!(
+            requester_source(Some(at("2025-01-01T00:00:00Z")), now),
+            Requesters::Directory
+        );
+        assert_eq!(requester_source(None, now), Requesters::Embedded);
+    }
+
+    #[test]
+    fn the_rescan_runs_once_per_period_on_incremental_runs() {
+        let now = at("2025-06-02T00:00:00Z");
+        let day = Duration::from_secs(86_400);
+        let fresh = cursor("2025-06-01T00:00:00Z", Some("2025-06-01T12:00:00Z"));
+        let stale = cursor("2025-06-01T00:00:00Z", Some("2025-06-01T00:00:00Z"));
+        let never = cursor("2025-06-01T00:00:00Z", None);
+        assert!(!rescan_due(7, day, Window::Incremental, Some(&fresh), now));
+        assert!(rescan_due(7, day, Window::Incremental, Some(&stale), now));
+        assert!(rescan_due(7, day, Window::Incremental, Some(&never), now));
+        assert!(!rescan_due(0, day, Window::Incremental, Some(&never), now));
+        assert!(!rescan_due(7, day, Window::Full, Some(&never), now));
+        assert!(!rescan_due(7, day, Window::Incremental, None, now));
+        // An absurd period never overflows: it just never comes.
+        assert!(!rescan_due(
+            7,
+            Duration::MAX,
+            Window::Incremental,
+            Some(&stale),
+            now
+        ));
+    }
+
+    #[test]
+    fn a_listed_ticket_is_skipped_fetched_rejected_removed_or_failed() {
+        let now = at("2025-06-02T00:00:00Z");
+        let t = closed(1);
+        assert_eq!(
+            classify(&t, NEW, false, Check::Account("42"), now),
+            Action::Fetch
+        );
+        assert_eq!(
+            classify(&t, CURRENT, false, Check::Account("42"), now),
+            Action::Unchanged
+        );
+        assert_eq!(
+            classify(&t, CURRENT, true, Check::Account("42"), now),
+            Action::Fetch
+        );
+        // A department the list did not have is looked up, never rejected on the spot.
+        assert_eq!(
+            classify(&t, HELD, false, Check::NotListed(1), now),
+            Action::Fetch
+        );
+        // A department that does not decode fails the ticket; its rows stay.
+        let unreadable = Check::Unreadable {
+            department_id: 1,
+            detail: "name: expected a string".into(),
+        };
+        assert!(matches!(
+            classify(&t, HELD, false, unreadable, now),
+            Action::Fail(detail) if detail.contains("department 1 does not decode")
+        ));
+        // A lasting reason is a reject, in the dataset or not.
+        let unplaced = Check::Unplaced(Unplaced {
+            reason: RejectReason::NoAccountNumber,
+            detail: "department 1 has no account number".into(),
+        });
+        assert!(matches!(
+            classify(&t, HELD, false, unplaced, now),
+            Action::Reject(r) if r.reason == RejectReason::NoAccountNumber
+        ));
+        let open = ticket(json!({"id": 2, "status": 2, "updated_at": "2025-06-01T00:00:00Z"}));
+        assert_eq!(
+            classify(&open, HELD, false, Check::Account("42"), now),
+            Action::Remove(Removal::Reopened)
+        );
+        assert_eq!(
+            classify(&open, NEW, false, Check::Account("42"), now),
+            Action::Skip
+        );
+        let undated = ticket(json!({"id": 3, "status": 5, "department_id": 1}));
+        assert!(matches!(
+            classify(&undated, NEW, false, Check::Account("42"), now),
+            Action::Reject(r) if r.reason == RejectReason::MalformedTicket
+        ));
+    }
+
+    #[test]
+    fn only_an_item_that_says_so_is_evidence_of_removal() {
+        let deleted = Ok(ticket(json!({"id": 1, "deleted": true})));
+        let spam = Ok(ticket(json!({"id": 2, "spam": true})));
+        let live = Ok(ticket(json!({"id": 3, "deleted": false, "spam": false})));
+        let silent = Ok(ticket(json!({"id": 4})));
+        let broken: Result<wire::Ticket, _> = Err(wire::ItemError {
+            id: Some(5),
+            detail: "status: invalid type".into(),
+        });
+        assert_eq!(
+            removal_evidence(&deleted, ListFilter::Deleted),
+            Some(Gone {
+                id: 1,
+                reason: Removal::Deleted
+            })
+        );
+        assert_eq!(removal_evidence(&deleted, ListFilter::Spam), None);
+        assert_eq!(
+            removal_evidence(&spam, ListFilter::Spam),
+            Some(Gone {
+                id: 2,
+                reason: Removal::Spam
+            })
+        );
+        for item in [&live, &silent, &broken] {
+            assert_eq!(removal_evidence(item, ListFilter::Deleted), None);
+            assert_eq!(removal_evidence(item, ListFilter::Spam), None);
+        }
+        assert_eq!(removal_evidence(&deleted, ListFilter::Live), None);
+    }
+
+    #[test]
+    fn only_a_404_of_the_ticket_is_deletion_evidence() {
+        assert!(matches!(
+            recheck(7, View::NotFound),
+            Recheck::Gone(Gone {
+                id: 7,
+                reason: Removal::Deleted
+            })
+        ));
+        assert!(matches!(
+            recheck(7, View::Ticket(Box::new(closed(7)))),
+            Recheck::Changed(_)
+        ));
+        assert!(matches!(
+            recheck(7, View::Undecodable("x".into())),
+            Recheck::Failed(d) if d.contains("not taken as deleted")
+        ));
+        assert!(matches!(
+            recheck(7, View::Error("503".into())),
+            Recheck::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn the_removal_guard() {
+        assert_eq!(removal_limit(None, 0), 100);
+        assert_eq!(removal_limit(None, 2_000), 100);
+        assert_eq!(removal_limit(None, 10_000), 500);
+        assert_eq!(removal_limit(None, 10_001), 501);
+        assert_eq!(removal_limit(Some(3), 10_000), 3);
+        assert_eq!(removal_limit(Some(0), 10_000), 0);
+        assert!(removals_allowed(100, 100));
+        assert!(!removals_allowed(101, 100));
+        assert!(removals_allowed(0, 0));
+        assert!(!removals_allowed(1, 0));
+    }
+
+    #[test]
+    fn the_backlog_follows_concurrency() {
+        assert_eq!(backlog_limit(1), 200);
+        assert_eq!(backlog_limit(64), 200);
+        assert_eq!(backlog_limit(256), 512);
+    }
+
+    #[test]
+    fn the_cursor_moves_only_after_a_complete_run_that_covers_it() {
+        let start = at("2025-06-02T00:00:00Z");
+        let overlap = Duration::from_secs(600);
+        let stored = cursor("2025-06-01T00:00:00Z", Some("2025-06-01T00:00:00Z"));
+        let next = at("2025-06-01T23:50:00Z");
+        let inc = |ending, since: &str, rescanned| {
+            next_cursor(
+                ending,
+                Window::Incremental,
+                Some(at(since)),
+                Some(&stored),
+                start,
+                overlap,
+                rescanned,
+            )
+        };
+        assert_eq!(
+            inc(Ending::Complete, "2025-06-01T00:00:00Z", false),
+            Some((next, stored.rescanned_at))
+        );
+        assert_eq!(
+            inc(Ending::Complete, "2025-06-01T00:00:00Z", true),
+            Some((next, Some(start)))
+        );
+        assert_eq!(inc(Ending::Incomplete, "2025-06-01T00:00:00Z", false), None);
+        // A window that starts after the stored cursor leaves a gap: no move.
+        assert_eq!(inc(Ending::Complete, "2025-06-01T06:00:00Z", false), None);
+        // A single ticket never moves it; a first run does, and counts as a re-scan.
+        assert_eq!(
+            next_cursor(
+                Ending::Complete,
+                Window::Ticket(1),
+                None,
+                Some(&stored),
+                start,
+                overlap,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            next_cursor(
+                Ending::Complete,
+                Window::Incremental,
+                Some(at("2024-06-01T00:00:00Z")),
+                None,
+                start,
+                overlap,
+                false
+            ),
+            Some((next, Some(start)))
+        );
+    }
+}

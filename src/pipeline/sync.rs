@@ -1,0 +1,595 @@
+//! The mechanism of one run under the lock: the listing task, the fetch workers and the
+//! dispatcher between them, checkpoints and the final commit. Every decision it makes is a
+//! function of `policy`; this file only moves tickets between tasks and counts them.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+
+use super::fetch::{fetch_all, Fetched};
+use super::listing::{list, Listed, ListingPlan};
+use super::policy::{self, Action, Gone, Known};
+use super::reference::Reference;
+use super::{Error, Start};
+use crate::job::{Job, Window};
+use crate::normalize::{Outcome, RejectReason, Rejection, Settings};
+use crate::report::{RemovalGuardReport, TicketCounts};
+use crate::sink::{self, Changeset, CommitStats, Removal};
+use crate::source::{self, wire, Source};
+use crate::state;
+use crate::state::lock::Lock;
+use crate::storage::Storage;
+
+/// The state of one run while it syncs.
+pub(crate) struct Run<'a> {
+    pub(crate) job: &'a Job,
+    pub(crate) source: Arc<Source>,
+    pub(crate) storage: &'a Storage,
+    /// Checked before every commit: a run that lost its lock must stop writing.
+    pub(crate) lock: &'a Lock,
+    pub(crate) run_id: String,
+    pub(crate) settings: Settings,
+    pub(crate) counts: TicketCounts,
+    pub(crate) rejects_by_reason: BTreeMap<String, u64>,
+    /// Removals committed, by reason.
+    pub(crate) removed: BTreeMap<String, Vec<i64>>,
+    /// Removals this run would make, decided at the end (the removal guard sees them all).
+    pending_removals: BTreeMap<i64, Removal>,
+    /// What was fetched of tickets later reported gone: dropped if the removals go ahead,
+    /// written if the guard refuses them.
+    held: HashMap<i64, Outcome>,
+    /// Set when the removal guard refused this run's removals.
+    pub(crate) guard: Option<RemovalGuardReport>,
+    /// Whether this run re-reads the time entries of recently closed tickets.
+    pub(crate) rescan_due: bool,
+    pub(crate) output: CommitStats,
+    commits: u32,
+    started: Instant,
+}
+
+/// Which version of each listed ticket is the latest (the listing can show a ticket twice when
+/// it changes while we page), and which tickets the API reported gone.
+#[derive(Default)]
+struct Dispatch {
+    latest: HashMap<i64, Option<DateTime<Utc>>>,
+    gone: HashSet<i64>,
+}
+
+impl Dispatch {
+    /// Records `updated_at` for `id`; `false` when an equal or newer version was seen before.
+    fn newer(&mut self, id: i64, updated_at: Option<DateTime<Utc>>) -> bool {
+        match self.latest.get(&id) {
+            Some(seen) if *seen >= updated_at => false,
+            _ => {
+                self.latest.insert(id, updated_at);
+                true
+            }
+        }
+    }
+
+    /// Whether a fetched version is still the latest one listed.
+    fn is_latest(&self, id: i64, updated_at: Option<DateTime<Utc>>) -> bool {
+        self.latest.get(&id).is_none_or(|seen| *seen <= updated_at)
+    }
+}
+
+fn outcome_id(outcome: &Outcome) -> i64 {
+    match outcome {
+        Outcome::Placed(p) => p.ticket.ticket_id,
+        Outcome::Rejected(r) => r.ticket_id,
+    }
+}
+
+/// Removes whatever is pending for `id` from a changeset; returns it (a newer version, or a
+/// removal, supersedes it).
+fn take_pending(changeset: &mut Changeset, id: i64) -> Option<Outcome> {
+    let mut taken = None;
+    if let Some(i) = changeset
+        .placed
+        .iter()
+        .position(|p| p.ticket.ticket_id == id)
+    {
+        taken = Some(Outcome::Placed(Box::new(changeset.placed.swap_remove(i))));
+    }
+    if let Some(i) = changeset.rejected.iter().position(|r| r.ticket_id == id) {
+        taken = Some(Outcome::Rejected(changeset.rejected.swap_remove(i)));
+    }
+    taken
+}
+
+fn push(changeset: &mut Changeset, outcome: Outcome) {
+    match outcome {
+        Outcome::Placed(p) => changeset.placed.push(*p),
+        Outcome::Rejected(r) => changeset.rejected.push(r),
+    }
+}
+
+/// Where a ticket to classify comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// The live listing.
+    Listing,
+    /// A single-ticket run: fetched even when unchanged.
+    Single,
+    /// The re-scan found its time entries changed: fetched again whatever the listing said.
+    Rescan,
+}
+
+/// How the dispatcher loop ended.
+enum Stop {
+    /// Listing and fetching are done.
+    Done,
+    /// The credentials stopped working.
+    Fatal(source::Error),
+    /// `max_run_minutes` passed.
+    TimedOut,
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(
+        job: &'a Job,
+        source: Arc<Source>,
+        storage: &'a Storage,
+        lock: &'a Lock,
+        start: &Start,
+        rescan_due: bool,
+    ) -> Run<'a> {
+        Run {
+            job,
+            source,
+            storage,
+            lock,
+            run_id: start.run_id.clone(),
+            settings: Settings {
+                default_minutes: job.default_minutes,
+                synced_at: start.at,
+            },
+            counts: TicketCounts::default(),
+            rejects_by_reason: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            pending_removals: BTreeMap::new(),
+            held: HashMap::new(),
+            guard: None,
+            rescan_due,
+            output: CommitStats::default(),
+            commits: 0,
+            started: start.instant,
+        }
+    }
+
+    pub(crate) async fn sync(
+        &mut self,
+        index: &mut state::Index,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
+        let source = self.source.clone();
+        let reference = Arc::new(
+            Reference::load(
+                &source,
+                policy::requester_source(since, self.settings.synced_at),
+                &self.job.account_field,
+                &self.job.account_map,
+                self.settings.clone(),
+            )
+            .await?,
+        );
+
+        // The listing streams pages into the dispatcher below; a single-ticket run feeds one
+        // "page" of one ticket.
+        let (page_tx, mut page_rx) = mpsc::channel::<Listed>(4);
+        let lister = match (self.job.window, since) {
+            (Window::Ticket(id), _) => {
+                match source.ticket(id).await? {
+                    Some(t) => {
+                        let _ = page_tx.send(Listed::Live(vec![t])).await;
+                    }
+                    None if index.get(id).is_some() => {
+                        let rejection = Rejection {
+                            ticket_id: id,
+                            reason: RejectReason::TicketDeleted,
+                            department_id: None,
+                            detail: format!(
+                                "ticket {id}: GET /tickets/{id} answered 404 (deleted)"
+                            ),
+                            updated_at: None,
+                            seen_at: self.settings.synced_at,
+                        };
+                        let changeset = Changeset {
+                            rejected: vec![rejection],
+                            ..Default::default()
+                        };
+                        return self.commit(index, changeset).await;
+                    }
+                    None => return Err(Error::TicketNotFound(id)),
+                }
+                drop(page_tx);
+                None
+            }
+            (_, Some(since)) => {
+                let synced_at = self.settings.synced_at;
+                let plan = ListingPlan {
+                    since,
+                    requesters: reference.requester_source,
+                    reconcile_since: self.job.reconcile.then(|| {
+                        synced_at - chrono::Duration::days(self.job.full_sync_days.into())
+                    }),
+                    rescan: if self.rescan_due {
+                        index.closed_since(
+                            synced_at - chrono::Duration::days(self.job.rescan_days.into()),
+                        )
+                    } else {
+                        Vec::new()
+                    },
+                };
+                Some(tokio::spawn(list(source.clone(), plan, page_tx)))
+            }
+            (_, None) => None,
+        };
+
+        // Bounded all the way: the listing waits when the backlog is full, the workers when
+        // the dispatcher has not taken their results. Memory follows `concurrency` and
+        // `checkpoint_every`, not the number of tickets listed.
+        let (queue_tx, queue_rx) = mpsc::channel::<wire::Ticket>(self.job.concurrency);
+        let (result_tx, mut result_rx) =
+            mpsc::channel::<Fetched>(self.job.checkpoint_every.clamp(64, 1024));
+        let fetcher = tokio::spawn(fetch_all(
+            source.clone(),
+            queue_rx,
+            reference.clone(),
+            self.job.concurrency,
+            result_tx,
+        ));
+        let mut queue = Some(queue_tx);
+        let mut backlog: VecDeque<wire::Ticket> = VecDeque::new();
+        let backlog_limit = policy::backlog_limit(self.job.concurrency);
+
+        let progress = tracing::info_span!("fetching", indicatif.pb_show = true);
+        progress.pb_set_style(&progress_style());
+        progress.pb_set_length(0);
+        progress.pb_start();
+
+        let single = matches!(self.job.window, Window::Ticket(_));
+        let deadline = tokio::time::Instant::from_std(self.started + self.job.max_run);
+        let mut dispatch = Dispatch::default();
+        let mut changeset = Changeset::default();
+        let (mut listing_open, mut results_open) = (true, true);
+        let mut done = 0u64;
+        let stop = loop {
+            // What races: the next listing message (only while the backlog has room), handing a
+            // ticket to the workers, the next fetched ticket, and the run's deadline.
+            tokio::select! {
+                message = page_rx.recv(), if listing_open && backlog.len() < backlog_limit => match message {
+                    Some(Listed::Live(items)) => {
+                        let from = if single { From::Single } else { From::Listing };
+                        let queued = self.classify(items, from, index, &reference, &mut dispatch, &mut changeset, &mut backlog);
+                        progress.pb_inc_length(queued);
+                    }
+                    Some(Listed::Changed(ticket)) => {
+                        self.counts.rescan_changed += 1;
+                        let queued = self.classify(vec![Ok(*ticket)], From::Rescan, index, &reference, &mut dispatch, &mut changeset, &mut backlog);
+                        progress.pb_inc_length(queued);
+                    }
+                    Some(Listed::Rescanned(n)) => self.counts.rescanned += n,
+                    Some(Listed::Ignored(n)) => self.counts.reconcile_ignored += n,
+                    Some(Listed::Failed { ticket_id, error }) => self.fail(ticket_id, &error),
+                    Some(Listed::Gone(gone)) => {
+                        for g in gone {
+                            self.gone(g, index, &mut dispatch, &mut changeset);
+                        }
+                    }
+                    None => listing_open = false,
+                },
+                permit = reserve(&queue), if !backlog.is_empty() => match permit {
+                    Some(permit) => {
+                        if let Some(ticket) = backlog.pop_front() {
+                            permit.send(ticket);
+                        }
+                    }
+                    None => backlog.clear(), // the workers are gone (an error); nothing to feed
+                },
+                item = result_rx.recv(), if results_open => match item {
+                    None => results_open = false,
+                    Some(Fetched::Fatal(error)) => break Stop::Fatal(error),
+                    Some(Fetched::Failed { ticket_id, error }) => {
+                        done += 1;
+                        progress.pb_inc(1);
+                        self.fail(ticket_id, &error);
+                    }
+                    Some(Fetched::Done { updated_at, outcome }) => {
+                        done += 1;
+                        progress.pb_inc(1);
+                        self.counts.fetched += 1;
+                        let id = outcome_id(&outcome);
+                        if dispatch.gone.contains(&id) {
+                            self.held.insert(id, outcome);
+                        } else if dispatch.is_latest(id, updated_at) {
+                            // (A newer version listed meanwhile makes this one stale.)
+                            push(&mut changeset, outcome);
+                        }
+                        if done % 25 == 0 {
+                            progress.pb_set_message(&budget_message(&source, self.started));
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(deadline), if listing_open || results_open => break Stop::TimedOut,
+                else => break Stop::Done,
+            }
+            // The listing is over and everything listed was handed over: the workers finish
+            // their queue and stop, which closes the results.
+            if !listing_open && backlog.is_empty() {
+                queue = None;
+            }
+            if changeset.placed.len() + changeset.rejected.len() >= self.job.checkpoint_every {
+                let batch = std::mem::take(&mut changeset);
+                self.commit(index, batch).await?;
+                tracing::info!(done, "checkpoint committed");
+            }
+        };
+        drop(queue);
+        drop(page_rx);
+        drop(result_rx);
+        let _ = fetcher.await;
+        self.counts.listed = dispatch.latest.len() as u64;
+
+        let listing = match lister {
+            Some(lister) if matches!(stop, Stop::Done) => match lister.await {
+                Ok(result) => result,
+                Err(e) => Err(Error::task("the listing")(e)),
+            },
+            Some(lister) => {
+                lister.abort();
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        // Removals only when the listing (and the deleted/spam views) read to the end, and
+        // only as many as the guard allows.
+        if matches!(stop, Stop::Done) && listing.is_ok() {
+            self.decide_removals(index, &mut changeset);
+        }
+        // Whatever was fetched is valid data: commit it even when the run stops early.
+        self.commit(index, changeset).await?;
+        match stop {
+            Stop::Fatal(e) => return Err(Error::Source(e)),
+            Stop::TimedOut => {
+                return Err(Error::TimedOut {
+                    minutes: self.job.max_run.as_secs_f64() / 60.0,
+                })
+            }
+            Stop::Done => {}
+        }
+        listing?;
+        if let Some(guard) = &self.guard {
+            return Err(Error::RemovalGuard {
+                would_remove: guard.would_remove,
+                limit: guard.limit,
+            });
+        }
+        tracing::info!(
+            listed = self.counts.listed,
+            closed = self.counts.closed,
+            unchanged = self.counts.unchanged,
+            fetched = self.counts.fetched,
+            "listing and fetching done"
+        );
+        Ok(())
+    }
+
+    fn fail(&mut self, ticket_id: i64, error: &str) {
+        self.counts.failed += 1;
+        tracing::error!(ticket_id, error = %error, "ticket not written; the next run retries it");
+    }
+
+    /// The API reported `gone.id` deleted or spam: whatever is pending for it waits for the
+    /// removal guard's decision instead of being written.
+    fn gone(
+        &mut self,
+        gone: Gone,
+        index: &state::Index,
+        dispatch: &mut Dispatch,
+        changeset: &mut Changeset,
+    ) {
+        dispatch.gone.insert(gone.id);
+        if let Some(outcome) = take_pending(changeset, gone.id) {
+            self.held.insert(gone.id, outcome);
+        }
+        if index.get(gone.id).is_some() {
+            self.pending_removals.insert(gone.id, gone.reason);
+        } else {
+            self.pending_removals.remove(&gone.id);
+        }
+    }
+
+    /// The removal guard: every pending removal goes ahead, or (past `max_removals`) none
+    /// does and what was held back is written as fetched.
+    fn decide_removals(&mut self, index: &state::Index, changeset: &mut Changeset) {
+        let affected: std::collections::BTreeSet<i64> = self
+            .pending_removals
+            .keys()
+            .chain(self.held.keys())
+            .copied()
+            .collect();
+        let limit = policy::removal_limit(self.job.max_removals, index.placed());
+        let held = std::mem::take(&mut self.held);
+        let pending = std::mem::take(&mut self.pending_removals);
+        if policy::removals_allowed(affected.len(), limit) {
+            changeset.removed.extend(pending);
+            return;
+        }
+        let mut ids: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (id, reason) in &pending {
+            ids.entry(reason.as_str().into()).or_default().push(*id);
+        }
+        let reported: HashSet<i64> = pending.keys().copied().collect();
+        for id in held.keys().filter(|id| !reported.contains(id)) {
+            ids.entry("not_written".into()).or_default().push(*id);
+        }
+        for list in ids.values_mut() {
+            list.sort_unstable();
+        }
+        tracing::error!(
+            would_remove = affected.len(),
+            limit,
+            "the run would remove more tickets than max_removals allows; it removes none"
+        );
+        for (_, outcome) in held {
+            push(changeset, outcome);
+        }
+        self.guard = Some(RemovalGuardReport {
+            limit,
+            would_remove: affected.len() as u64,
+            ids,
+        });
+    }
+
+    /// Sorts one page of the listing (see [`policy::classify`]): closed tickets that cannot be
+    /// placed → rejects (no further calls), unchanged → skipped, tickets that left Closed →
+    /// pending removal, the rest → the backlog of the fetch workers. Returns how many were
+    /// queued.
+    #[allow(clippy::too_many_arguments)]
+    fn classify(
+        &mut self,
+        items: source::Items<wire::Ticket>,
+        from: From,
+        index: &state::Index,
+        reference: &Reference,
+        dispatch: &mut Dispatch,
+        changeset: &mut Changeset,
+        backlog: &mut VecDeque<wire::Ticket>,
+    ) -> u64 {
+        let mut queued = 0;
+        for item in items {
+            let ticket = match item {
+                Ok(t) => t,
+                Err(e) => {
+                    match crate::normalize::malformed(&e, self.settings.synced_at) {
+                        // Only if no decodable version of it was seen.
+                        Some(r) if !dispatch.latest.contains_key(&r.ticket_id) => {
+                            dispatch.latest.insert(r.ticket_id, None);
+                            self.counts.closed += 1;
+                            changeset.rejected.push(r);
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.counts.unidentifiable += 1;
+                            tracing::error!(detail = %e.detail, "a listed ticket has no usable id and cannot be placed or rejected");
+                        }
+                    }
+                    continue;
+                }
+            };
+            let id = ticket.id;
+            if dispatch.gone.contains(&id) {
+                continue; // reported deleted or spam: the removal guard decides
+            }
+            if from != From::Rescan && !dispatch.newer(id, ticket.updated_at) {
+                continue; // a duplicate (page shift) or an older version
+            }
+            // A newer version supersedes whatever is pending for this ticket.
+            take_pending(changeset, id);
+            self.pending_removals.remove(&id);
+            backlog.retain(|t| t.id != id);
+            let known = Known {
+                in_dataset: index.get(id).is_some(),
+                current: ticket.updated_at.is_some_and(|u| index.is_current(id, u)),
+            };
+            let action = policy::classify(
+                &ticket,
+                known,
+                from != From::Listing,
+                reference.accounts.check(ticket.department_id),
+                self.settings.synced_at,
+            );
+            if !matches!(action, Action::Skip | Action::Remove(_)) {
+                self.counts.closed += 1;
+            }
+            match action {
+                Action::Skip => {}
+                Action::Unchanged => self.counts.unchanged += 1,
+                Action::Remove(reason) => {
+                    self.pending_removals.insert(id, reason);
+                }
+                Action::Reject(rejection) => changeset.rejected.push(rejection),
+                Action::Fail(error) => self.fail(id, &error),
+                Action::Fetch => {
+                    backlog.push_back(ticket);
+                    queued += 1;
+                }
+            }
+        }
+        queued
+    }
+
+    pub(crate) async fn commit(
+        &mut self,
+        index: &mut state::Index,
+        changeset: Changeset,
+    ) -> Result<(), Error> {
+        if changeset.is_empty() && self.commits > 0 {
+            return Ok(());
+        }
+        self.counts.written += changeset.placed.len() as u64;
+        self.counts.rejected += changeset.rejected.len() as u64;
+        self.counts.removed += changeset.removed.len() as u64;
+        for r in &changeset.rejected {
+            *self
+                .rejects_by_reason
+                .entry(r.reason.as_str().to_string())
+                .or_default() += 1;
+        }
+        for (id, reason) in &changeset.removed {
+            tracing::info!(
+                ticket_id = id,
+                reason = reason.as_str(),
+                "ticket removed from the closed dataset"
+            );
+            self.removed
+                .entry(reason.as_str().to_string())
+                .or_default()
+                .push(*id);
+        }
+        self.lock.check()?;
+        let tag = format!("{}-{}", self.run_id, self.commits);
+        self.commits += 1;
+        let stats = sink::commit(self.storage, index, changeset, &tag).await?;
+        self.output += stats;
+        Ok(())
+    }
+}
+
+/// A slot in the workers' queue; `None` when the queue is closed or the workers are gone.
+async fn reserve<T>(queue: &Option<mpsc::Sender<T>>) -> Option<mpsc::Permit<'_, T>> {
+    match queue {
+        Some(queue) => queue.reserve().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{span_child_prefix}{spinner} tickets {pos}/{len} [{wide_bar}] eta {eta} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// "budget 171/180 per window" for the progress bar.
+fn budget_message(source: &Source, started: Instant) -> String {
+    let client = source.client();
+    let stats = client.stats();
+    let windows = started.elapsed().as_secs_f64()
+        / (client.target_per_window() / client.target_rate_per_sec()).max(1e-9);
+    let per_window = if windows > 0.0 {
+        stats.credits_used as f64 / windows
+    } else {
+        0.0
+    };
+    format!(
+        "credits {per_window:.0}/{:.0} per window, {} 429s",
+        client.target_per_window(),
+        stats.rate_limited
+    )
+}
