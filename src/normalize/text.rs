@@ -325,12 +325,12 @@ impl FlattenState {
     fn tag(&mut self, tag: &Tag) -> TokenSinkResult<()> {
         let name = &tag.name;
         if tag.kind == TagKind::EndTag {
+            self.close(name);
             if self.skipping {
                 // In a raw-text state the tokenizer emits only the matching end tag.
                 self.skipping = false;
                 return TokenSinkResult::Continue;
             }
-            self.close(name);
             if self.foreign == 0 && matches!(&**name, "pre" | "textarea" | "listing") {
                 self.preformatted = self.preformatted.saturating_sub(1);
             }
@@ -637,6 +637,144 @@ mod tests {
         );
         assert_eq!(strip_tags("broken <tag"), "broken");
         assert_eq!(strip_tags("&bogus; & &amp"), "&bogus; & &");
+    }
+
+    #[test]
+    fn non_ascii_after_an_entity_is_kept() {
+        // The old stripper sliced 12 bytes after `&` and panicked inside a multi-byte character.
+        assert_eq!(strip_tags("&amp;für"), "&für");
+        assert_eq!(strip_tags("&nbsp;Привет"), "\u{a0}Привет");
+        assert_eq!(strip_tags("&ä &#x41ü &#233€ &notit; &AMP;"), "&ä Aü é€ ¬it; &");
+        assert_eq!(strip_tags("<ä <1 </ä> x"), "<ä <1 x");
+        // The reply that failed its ticket every night: 450 line breaks sent it to the stripper.
+        let reply = format!("Hallo{}&amp;äöüß", "<br>".repeat(450));
+        let text = html_to_text(&reply);
+        assert!(text.starts_with("Hallo\n"), "{text}");
+        assert!(text.ends_with("&äöüß"), "{text}");
+    }
+
+    #[test]
+    fn void_elements_do_not_nest() {
+        let voids = "<br><br/><img src=x><hr><meta charset=utf-8><input><link rel=x><wbr><area>\
+                     <base><col><embed><source><track><param>";
+        assert_eq!(nesting_depth(&voids.repeat(100)), 0);
+        assert_eq!(nesting_depth(&format!("<div><p>{}</p></div>", "a<br>".repeat(500))), 2);
+        // Unclosed paragraphs and list items close their predecessor.
+        assert_eq!(nesting_depth(&"<p>para".repeat(500)), 1);
+        assert_eq!(nesting_depth(&format!("<ul>{}</ul>", "<li>x".repeat(500))), 2);
+        // Tags inside comments, scripts and attribute values are not tags.
+        let hidden = format!(
+            "<!--{0}--><script>'{0}'</script><span title='{0}'>x</span>",
+            "<div>".repeat(500)
+        );
+        assert_eq!(nesting_depth(&hidden), 1);
+    }
+
+    #[test]
+    fn stray_end_tags_do_not_hide_depth() {
+        // The tree builder ignores `</x>` with no open <x>: these divs nest 1000 deep.
+        assert!(nesting_depth(&"<div></x>".repeat(1000)) > MAX_NESTING);
+        // HTML ignores the slash of a non-void self-closing tag: `<div/>` opens a div.
+        assert!(nesting_depth(&"<div/>".repeat(1000)) > MAX_NESTING);
+        // An end tag closes its element and everything opened inside it.
+        assert_eq!(
+            nesting_depth(&"<div><b><i><u></div>".repeat(1000)),
+            4,
+            "each </div> closes its own <b><i><u>"
+        );
+    }
+
+    #[test]
+    fn an_email_with_many_line_breaks_keeps_its_layout() {
+        // 400 <br> used to count as 400 open elements and sent ordinary mail to the stripper,
+        // which drops list bullets and link brackets.
+        let html = format!(
+            "<ul><li>first</li></ul>{}<a href=\"https://x.example\">link</a>",
+            "line<br>\n".repeat(400)
+        );
+        let text = html_to_text(&html);
+        assert!(text.starts_with("* first\n"), "{}", &text[..40]);
+        assert!(text.ends_with("[link]"), "{text}");
+    }
+
+    #[test]
+    fn stripper_keeps_text_the_tree_builder_keeps() {
+        // Head content goes, raw-text elements stay text, foreign CDATA is text.
+        assert_eq!(
+            strip_tags("<html><head><title>T</title><style>p{}</style></head><body>x</body>"),
+            "x"
+        );
+        assert_eq!(strip_tags("<title>T</title>x"), "x");
+        assert_eq!(strip_tags("<p>x</p><title>T2</title>"), "\nx\nT2");
+        assert_eq!(strip_tags("<textarea>a &amp; <b>b</b></textarea>"), "a & <b>b</b>");
+        assert_eq!(strip_tags("<xmp><i>x</i></xmp>"), "<i>x</i>");
+        assert_eq!(strip_tags("<svg><![CDATA[c]]></svg><![CDATA[d]]>"), "c");
+        assert_eq!(strip_tags("<script>a</b>c</script>d<style>e</style>"), "d");
+        assert_eq!(strip_tags("<img src=\"data:image/png;base64,AA\" alt=\"Logo\">"), "[Logo]");
+        assert_eq!(strip_tags("<pre> a\n  b</pre>c  d\n e"), "\n a\n  b\nc d e");
+        assert_eq!(strip_tags("<table><tr><td>a</td><td>b</td></tr></table>"), "\n\na b\n\n");
+    }
+
+    #[test]
+    fn excess_attributes_are_cut_before_tokenizing() {
+        let few = "<a x=1 y='>' z>t</a>";
+        assert!(matches!(cap_attributes(few, 3), Cow::Borrowed(_)));
+        assert_eq!(cap_attributes(few, 2), "<a x=1 y='>' >t</a>");
+        assert_eq!(cap_attributes("<a b c d e", 2), "<a b c ");
+        assert_eq!(cap_attributes("<p a b c>x<p d e f>y", 1), "<p a >x<p d >y");
+        assert_eq!(cap_attributes("</p a b c>x", 1), "</p a >x");
+        assert_eq!(cap_attributes("a < b c d e > f", 1), "a < b c d e > f");
+        // A hostile tag with 100 000 distinct attributes is cheap and still a tag.
+        let attrs: String = (0..100_000).map(|i| format!(" a{i}=\"v\"")).collect();
+        assert_eq!(html_to_text(&format!("<span{attrs}>kept</span>")), "kept");
+    }
+
+    #[test]
+    fn hostile_repetitions_stay_correct() {
+        assert_eq!(strip_tags(&"<script".repeat(1000)), "");
+        assert_eq!(strip_tags(&"<style>".repeat(1000)), "");
+        assert_eq!(strip_tags(&"&".repeat(1000)), "&".repeat(1000));
+        assert_eq!(strip_tags(&"<".repeat(1000)), "<".repeat(1000));
+        assert_eq!(strip_tags(&"&amp;".repeat(1000)), "&".repeat(1000));
+        assert_eq!(strip_tags("<!--<!--x-->y"), "y");
+    }
+
+    /// Release timings of hostile 10 MB bodies:
+    /// `cargo test --release --lib hostile_body_timings -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints timings; run in release"]
+    fn hostile_body_timings() {
+        const SIZE: usize = 10 * 1024 * 1024;
+        let fill = |unit: &str| unit.repeat(SIZE / unit.len());
+        let attrs: String = (0..).map(|i| format!(" a{i}")).take_while({
+            let mut len = 0;
+            move |s: &String| {
+                len += s.len();
+                len < SIZE
+            }
+        }).collect();
+        let cases = [
+            ("<script repeated", fill("<script")),
+            ("<style repeated", fill("<style")),
+            ("& repeated", fill("&")),
+            ("< repeated", fill("<")),
+            ("&amp;für repeated", fill("&amp;für")),
+            ("<div> nesting", fill("<div>")),
+            ("<br> lines", fill("line<br>")),
+            ("<!-- repeated", fill("<!--")),
+            ("one tag, distinct attributes", format!("<a{attrs}>")),
+            ("plain text", fill("lorem ipsum ")),
+        ];
+        for (name, html) in cases {
+            let start = std::time::Instant::now();
+            let text = html_to_text(&html);
+            println!(
+                "{name:32} {:>6} KiB in {:>8.3} s → {} bytes",
+                html.len() / 1024,
+                start.elapsed().as_secs_f64(),
+                text.len()
+            );
+        }
     }
 
     #[test]
