@@ -32,12 +32,17 @@ pub fn html_to_text(html: &str) -> String {
     let rendered = if html.len() > MAX_RENDERED_BYTES || nesting_depth(&html) > MAX_NESTING {
         strip_tags(&html)
     } else {
-        html2text::config::plain_no_decorate()
-            .allow_width_overflow()
-            .string_from_read(html.as_bytes(), WIDTH)
-            .unwrap_or_else(|_| strip_tags(&html))
+        tree_text(&html).unwrap_or_else(|| strip_tags(&html))
     };
     tidy(&rendered)
+}
+
+/// The normal path: html2text's layout (paragraphs, `* ` bullets, `[link]` brackets, tables).
+fn tree_text(html: &str) -> Option<String> {
+    html2text::config::plain_no_decorate()
+        .allow_width_overflow()
+        .string_from_read(html.as_bytes(), WIDTH)
+        .ok()
 }
 
 /// Trims trailing spaces on each line, drops control characters (keeping newlines and tabs),
@@ -142,7 +147,7 @@ struct FlattenState {
     text: String,
     /// No body content seen yet: text here is in the (implied) `<head>`, which html2text drops.
     before_body: bool,
-    /// Inside `<script>`/`<style>` (or `<title>`/`<noscript>` in the head): characters are dropped.
+    /// Inside `<script>`/`<style>` (or `<title>`/`<noframes>` in the head): characters are dropped.
     skipping: bool,
     /// Open `<pre>`/`<textarea>`/`<listing>`/`<plaintext>` elements: whitespace is kept.
     preformatted: usize,
@@ -165,8 +170,9 @@ impl TokenSink for Flatten {
         match token {
             Token::CharacterTokens(chars) => state.characters(&chars),
             Token::TagToken(tag) => return state.tag(&tag),
-            // NUL is dropped in the body, as the tree builder does; comments and doctypes are
-            // not text; parse errors are not ours to report.
+            // NUL is dropped in the body, as the tree builder does, but it starts the body.
+            Token::NullCharacterToken => state.before_body = false,
+            // Comments and doctypes are not text; parse errors are not ours to report.
             _ => {}
         }
         TokenSinkResult::Continue
@@ -285,10 +291,7 @@ fn is_html_space(c: char) -> bool {
 
 impl FlattenState {
     fn characters(&mut self, chars: &str) {
-        if self.skipping || !self.collect_text {
-            if self.before_body && !chars.chars().all(is_html_space) {
-                self.before_body = false;
-            }
+        if self.skipping {
             return;
         }
         if self.before_body {
@@ -297,11 +300,18 @@ impl FlattenState {
             }
             self.before_body = false;
         }
+        if !self.collect_text {
+            return;
+        }
         for c in chars.chars() {
-            if self.preformatted > 0 {
+            if c == '\u{200b}' {
+                // A zero-width space only marks where a line may wrap; html2text drops it too.
+                continue;
+            } else if self.preformatted > 0 {
                 self.text.push(c);
                 self.line_start = c == '\n';
-            } else if is_html_space(c) {
+            } else if c.is_whitespace() && c != '\u{a0}' {
+                // Collapsed as html2text collapses it: any Unicode space but the no-break one.
                 self.pending_space = true;
             } else {
                 if self.pending_space && !self.line_start {
@@ -381,8 +391,8 @@ impl FlattenState {
                 self.preformatted += 1;
                 return TokenSinkResult::RawData(RawKind::Rcdata);
             }
-            "noscript" | "noembed" | "noframes" | "iframe" | "xmp" => {
-                // html2text's parser runs with scripting on: <noscript> content is raw text.
+            // html2text parses with scripting off: <noscript> content is markup, not raw text.
+            "noembed" | "noframes" | "iframe" | "xmp" => {
                 self.skipping = in_head;
                 return TokenSinkResult::RawData(RawKind::Rawtext);
             }
@@ -395,8 +405,8 @@ impl FlattenState {
         TokenSinkResult::Continue
     }
 
-    /// An image with a source reads as `[alt]`, as html2text writes it; its `src` (often a
-    /// `data:` payload) never does.
+    /// An image with a source and an alt text reads as `[alt]`, as html2text writes it; its `src`
+    /// (often a `data:` payload) never does.
     fn image(&mut self, tag: &Tag) {
         let attr = |key: &str| {
             tag.attrs
@@ -404,8 +414,7 @@ impl FlattenState {
                 .find(|a| &*a.name.local == key && !a.value.is_empty())
                 .map(|a| a.value.to_string())
         };
-        if attr("src").is_some() {
-            let alt = attr("alt").unwrap_or_default();
+        if let (Some(_), Some(alt)) = (attr("src"), attr("alt")) {
             let saved = self.preformatted;
             self.preformatted = 0;
             self.characters("[");
@@ -792,5 +801,154 @@ mod tests {
         assert_eq!(html_to_text(""), "");
         assert_eq!(html_to_text("   "), "");
         assert_eq!(html_to_text("<div></div>"), "");
+    }
+
+    mod properties {
+        //! Fuzzing of the HTML paths: arbitrary UTF-8 (with multi-byte characters right after `&`
+        //! and `<`, entity-like prefixes, tag soup) never panics; script and style bodies never
+        //! leak; the flat path keeps exactly the characters of the normal path.
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        use super::super::*;
+
+        const LEAK: &str = "⟦leak⟧";
+
+        /// Text pieces that put multi-byte characters and entity-like prefixes next to `&` and
+        /// `<`. `open_constructs` adds `</ä`, `<!`, `<?` and friends, which swallow text up to
+        /// the next `>` (bogus comments), and any character after `<` (so tags may appear).
+        fn re(pattern: &str) -> BoxedStrategy<String> {
+            proptest::string::string_regex(pattern).unwrap().boxed()
+        }
+
+        fn tricky_text(open_constructs: bool) -> BoxedStrategy<String> {
+            let wide = "[äöüßПри日本🎉\u{a0}\u{202e}\u{200b}\u{ad}]";
+            let mut pieces: Vec<BoxedStrategy<String>> = vec![
+                "[a-zA-Z0-9 äöüßПривет日本語🎉\u{a0}\n\t;#=\"'/>]{1,6}".boxed(),
+                Just("&amp;".to_string()).boxed(),
+                Just("&amp".to_string()).boxed(),
+                Just("&nbsp;".to_string()).boxed(),
+                Just("&notit;".to_string()).boxed(),
+                Just("&#x1F600;".to_string()).boxed(),
+                Just("&#0;".to_string()).boxed(),
+                Just("&#x110000;".to_string()).boxed(),
+                Just("&#128;".to_string()).boxed(),
+                "&[a-zA-Z#0-9xX]{0,8};?".boxed(),
+                re(&format!("&{wide}")),
+                re(&format!("&#{wide}")),
+                re(&format!("&amp;{wide}")),
+                re(&format!("<{wide}")),
+                "<[ 0-9=;&]".boxed(),
+                "<![a-z]{0,3}>".boxed(),
+                "<\\?[a-z]{0,3}>".boxed(),
+                "<!--[a-z<>]{0,4}-->".boxed(),
+            ];
+            if open_constructs {
+                pieces.push(re(&format!("</{wide}")));
+                pieces.push(any::<char>().prop_map(|c| format!("&{c}")).boxed());
+                pieces.push(any::<char>().prop_map(|c| format!("<{c}")).boxed());
+                pieces.push(any::<char>().prop_map(|c| format!("</{c}")).boxed());
+                pieces.push(Just("<!--".to_string()).boxed());
+                pieces.push(Just("<script".to_string()).boxed());
+                pieces.push(Just("<![CDATA[".to_string()).boxed());
+            }
+            vec(proptest::strategy::Union::new(pieces), 0..8)
+                .prop_map(|p| p.concat())
+                .boxed()
+        }
+
+        /// Markup html2text renders without decorations: inline and block elements, void
+        /// elements, comments, scripts, styles, images with and without a source, raw-text
+        /// elements (when `raw_text`), closed or left open. Lists, links, headings, tables and
+        /// `<svg>` are left out: html2text adds bullets, brackets, `#` marks and borders there,
+        /// which the flat path leaves out by design.
+        fn fragment(raw_text: bool, hidden: &'static str) -> BoxedStrategy<String> {
+            let text = tricky_text(false);
+            let leaf = prop_oneof![
+                4 => text.clone(),
+                1 => select(vec!["<br>", "<br/>", "<wbr>", "<hr>", "<img alt=x>", "</br>", "</p>"])
+                    .prop_map(String::from),
+                1 => text.clone().prop_map(|t| format!("<!--{t}-->")),
+                1 => text.clone().prop_map(move |t| format!("<script>{hidden}{t}</script>")),
+                1 => text.clone().prop_map(move |t| format!("<style>{hidden}{t}</style>")),
+                1 => Just(format!("<script type=x>if (a<b) {hidden}</script>")),
+                1 => "[a-zäöü <>&;]{0,8}"
+                    .prop_map(|alt| format!("<img src=\"data:image/png;base64,AAAA\" alt=\"{alt}\">")),
+                1 => text.clone().prop_map(|t| format!("<span title=\"a > b & ä\">{t}</span>")),
+            ];
+            leaf.prop_recursive(4, 48, 6, move |inner| {
+                let mut names = vec![
+                    "b", "i", "em", "strong", "span", "code", "font", "small", "u", "div", "p",
+                    "pre", "section", "center", "address",
+                ];
+                if raw_text {
+                    names.extend(["textarea", "xmp", "noscript", "title", "iframe"]);
+                }
+                (select(names), vec(inner, 0..5), any::<bool>()).prop_map(|(name, kids, close)| {
+                    let close = if close { format!("</{name}>") } else { String::new() };
+                    format!("<{name}>{}{close}", kids.concat())
+                })
+            })
+            .boxed()
+        }
+
+        fn document(raw_text: bool, hidden: &'static str) -> impl Strategy<Value = String> {
+            vec(fragment(raw_text, hidden), 0..6).prop_map(|f| f.concat())
+        }
+
+        /// The characters a reader sees, ignoring layout.
+        fn visible(text: &str) -> String {
+            tidy(text).chars().filter(|c| !c.is_whitespace()).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_utf8_never_panics(html in any::<String>(), tricky in tricky_text(true)) {
+                let _ = strip_tags(&html);
+                let _ = html_to_text(&html);
+                let _ = nesting_depth(&html);
+                let _ = strip_tags(&tricky);
+                let _ = html_to_text(&tricky);
+                let _ = cap_attributes(&tricky, 2);
+            }
+
+            #[test]
+            fn cut_attributes_keep_the_text(html in tricky_text(true), max in 0usize..3) {
+                // Only attributes go: the tokenizer sees the same text either way.
+                let cut = cap_attributes(&html, max);
+                prop_assert_eq!(visible(&strip_tags(&cut)), visible(&strip_tags(&html)));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+            #[test]
+            fn flat_path_keeps_the_characters_of_the_normal_path(html in document(true, "")) {
+                let normal = tree_text(&html).unwrap();
+                let flat = strip_tags(&html);
+                prop_assert_eq!(visible(&flat), visible(&normal), "flat {:?} normal {:?}", flat, normal);
+            }
+
+            #[test]
+            fn script_and_style_bodies_never_leak(html in document(false, LEAK)) {
+                prop_assert!(!strip_tags(&html).contains(LEAK));
+                prop_assert!(!html_to_text(&html).contains(LEAK));
+                let deep = format!("{}{html}", "<div>".repeat(MAX_NESTING + 1));
+                prop_assert!(!html_to_text(&deep).contains(LEAK));
+            }
+
+            #[test]
+            fn the_paths_differ_only_in_layout_even_when_deep(html in document(true, "")) {
+                // Past MAX_NESTING html_to_text switches to the flat path; the text stays.
+                let deep = format!("{}{html}", "<div>".repeat(MAX_NESTING + 1));
+                let shallow = format!("<div>{html}");
+                prop_assert_eq!(visible(&html_to_text(&deep)), visible(&html_to_text(&shallow)));
+            }
+        }
     }
 }
