@@ -559,32 +559,138 @@ fn cap_attributes(html: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
-/// Makes one line of user text safe inside a markdown heading or bullet: no line breaks.
+/// Makes one line of user text safe inside a markdown heading or bullet: no line breaks, no
+/// control characters.
 pub fn inline(text: &str) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    joined
+    text.split_whitespace()
+        .map(|word| word.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Makes one line of user text safe as the text of a markdown heading: [`inline`], and the
+/// characters a markdown reader would take as inline markup (emphasis, code spans, links,
+/// autolinks and HTML, entity references, backslash escapes, a closing `#` sequence) are
+/// backslash-escaped, so the heading reads exactly as the text was typed.
+pub fn heading(text: &str) -> String {
+    let text = inline(text);
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, c) in text.char_indices() {
+        let rest = &text[i + c.len_utf8()..];
+        let escape = match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' => true,
+            '&' => is_entity_like(rest),
+            '#' => rest.is_empty(),
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether the text after a `&` makes it an entity or numeric character reference.
+fn is_entity_like(after_amp: &str) -> bool {
+    let body = after_amp.strip_prefix('#').unwrap_or(after_amp);
+    let name_len = body.bytes().take_while(u8::is_ascii_alphanumeric).count();
+    name_len > 0 && body[name_len..].starts_with(';')
 }
 
 /// Makes multi-line user text safe as a markdown block: lines that a markdown reader would take
-/// as structure (headings, thematic breaks such as our `---` separators, setext underlines) are
-/// escaped with a backslash, so a body can never end a message or open a section.
+/// as structure that outlives the line (headings, thematic breaks such as our `---` separators,
+/// setext underlines, code fences, and the HTML blocks that run until a closing marker:
+/// `<!--`, `<?`, `<!X`, `<![CDATA[`, `<script`, `<pre`, `<style`, `<textarea`) are escaped with
+/// a backslash, also inside block quotes and list items, so a body can never end a message,
+/// open a section or swallow the headings after it. A lone CR ends a line, as in CommonMark.
 pub fn block(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut out = String::with_capacity(text.len() + 16);
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        if trimmed.starts_with('#') || is_break_or_underline(trimmed) {
-            out.push_str(indent);
-            out.push('\\');
-            out.push_str(trimmed);
-        } else {
-            out.push_str(line);
+        match escape_point(line) {
+            Some(at) => {
+                out.push_str(&line[..at]);
+                out.push('\\');
+                out.push_str(&line[at..]);
+            }
+            None => out.push_str(line),
         }
     }
     out
+}
+
+/// Where a backslash defuses the line: before its first structural character, after any block
+/// quote (`>`) and list item (`-`, `+`, `*`, `1.`, `1)`) markers; `None` for a plain line.
+fn escape_point(line: &str) -> Option<usize> {
+    let mut pos = 0;
+    loop {
+        let rest = &line[pos..];
+        let trimmed = rest.trim_start();
+        let start = pos + (rest.len() - trimmed.len());
+        if trimmed.is_empty() {
+            return None;
+        }
+        if opens_structure(trimmed) {
+            return Some(start);
+        }
+        pos = start + container_marker_len(trimmed)?;
+    }
+}
+
+/// Whether a line (without its indentation) is a heading, rule or setext underline, or opens a
+/// code fence or an HTML block that only a closing marker ends.
+fn opens_structure(line: &str) -> bool {
+    const RAW_HTML: [&str; 4] = ["<script", "<pre", "<style", "<textarea"];
+    let starts_raw_html = RAW_HTML.iter().any(|tag| {
+        line.get(..tag.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(tag))
+            && line[tag.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| matches!(c, ' ' | '\t' | '>'))
+    });
+    let declaration = line
+        .strip_prefix("<!")
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| c.is_ascii_alphabetic());
+    line.starts_with('#')
+        || is_break_or_underline(line)
+        || line.starts_with("```")
+        || line.starts_with("~~~")
+        || line.starts_with("<!--")
+        || line.starts_with("<?")
+        || line.starts_with("<![CDATA[")
+        || declaration
+        || starts_raw_html
+}
+
+/// The length of a block quote or list item marker at the start of `line`, if it has one.
+fn container_marker_len(line: &str) -> Option<usize> {
+    let spaced = |n: usize| {
+        line[n..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == ' ' || c == '\t')
+            .then_some(n)
+    };
+    match line.as_bytes().first()? {
+        b'>' => Some(1),
+        b'-' | b'+' | b'*' => spaced(1),
+        b'0'..=b'9' => {
+            let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+            if digits <= 9 && matches!(line.as_bytes().get(digits), Some(b'.' | b')')) {
+                spaced(digits + 1)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
 }
 
 fn is_break_or_underline(line: &str) -> bool {
