@@ -210,9 +210,17 @@ mod tests {
     }
 
     /// The headings `render` writes for these inputs.
-    fn expected(subject: &str, messages: &[ConversationRow], notes: &[NoteRow]) -> Vec<(usize, String)> {
+    fn expected(
+        subject: &str,
+        messages: &[ConversationRow],
+        notes: &[NoteRow],
+    ) -> Vec<(usize, String)> {
         let subject = inline(subject);
-        let subject = if subject.is_empty() { "(no subject)".to_string() } else { subject };
+        let subject = if subject.is_empty() {
+            "(no subject)".to_string()
+        } else {
+            subject
+        };
         let mut h = vec![
             (1, format!("Ticket #7: {subject}")),
             (2, "Ticket Information".to_string()),
@@ -221,7 +229,11 @@ mod tests {
         if !messages.is_empty() {
             h.push((2, "Conversation History".to_string()));
             for (i, m) in messages.iter().enumerate() {
-                let direction = if m.incoming { "→ Incoming" } else { "← Outgoing" };
+                let direction = if m.incoming {
+                    "→ Incoming"
+                } else {
+                    "← Outgoing"
+                };
                 h.push((3, format!("Message {} - {direction}", i + 1)));
             }
         }
@@ -236,7 +248,10 @@ mod tests {
 
     #[test]
     fn fences_and_comments_in_bodies_do_not_swallow_headings() {
-        let t = ticket("Fence *and* `code` [x](y) <b> &amp; #", "Log:\n```\nerror\n   ~~~ \n<!-- start");
+        let t = ticket(
+            "Fence *and* `code` [x](y) <b> &amp; #",
+            "Log:\n```\nerror\n   ~~~ \n<!-- start",
+        );
         let messages = [
             message("<script>\nalert(1)", true),
             message("> <!--\n> - ```\n<?php\n<!DOCTYPE\n<![CDATA[\n<pre>", false),

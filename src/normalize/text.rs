@@ -759,7 +759,10 @@ mod tests {
         // The old stripper sliced 12 bytes after `&` and panicked inside a multi-byte character.
         assert_eq!(strip_tags("&amp;für"), "&für");
         assert_eq!(strip_tags("&nbsp;Привет"), "\u{a0}Привет");
-        assert_eq!(strip_tags("&ä &#x41ü &#233€ &notit; &AMP;"), "&ä Aü é€ ¬it; &");
+        assert_eq!(
+            strip_tags("&ä &#x41ü &#233€ &notit; &AMP;"),
+            "&ä Aü é€ ¬it; &"
+        );
         assert_eq!(strip_tags("<ä <1 </ä> x"), "<ä <1 x");
         // The reply that failed its ticket every night: 450 line breaks sent it to the stripper.
         let reply = format!("Hallo{}&amp;äöüß", "<br>".repeat(450));
@@ -773,10 +776,16 @@ mod tests {
         let voids = "<br><br/><img src=x><hr><meta charset=utf-8><input><link rel=x><wbr><area>\
                      <base><col><embed><source><track><param>";
         assert_eq!(nesting_depth(&voids.repeat(100)), 0);
-        assert_eq!(nesting_depth(&format!("<div><p>{}</p></div>", "a<br>".repeat(500))), 2);
+        assert_eq!(
+            nesting_depth(&format!("<div><p>{}</p></div>", "a<br>".repeat(500))),
+            2
+        );
         // Unclosed paragraphs and list items close their predecessor.
         assert_eq!(nesting_depth(&"<p>para".repeat(500)), 1);
-        assert_eq!(nesting_depth(&format!("<ul>{}</ul>", "<li>x".repeat(500))), 2);
+        assert_eq!(
+            nesting_depth(&format!("<ul>{}</ul>", "<li>x".repeat(500))),
+            2
+        );
         // Tags inside comments, scripts and attribute values are not tags.
         let hidden = format!(
             "<!--{0}--><script>'{0}'</script><span title='{0}'>x</span>",
@@ -821,13 +830,22 @@ mod tests {
         );
         assert_eq!(strip_tags("<title>T</title>x"), "x");
         assert_eq!(strip_tags("<p>x</p><title>T2</title>"), "\nx\nT2");
-        assert_eq!(strip_tags("<textarea>a &amp; <b>b</b></textarea>"), "a & <b>b</b>");
+        assert_eq!(
+            strip_tags("<textarea>a &amp; <b>b</b></textarea>"),
+            "a & <b>b</b>"
+        );
         assert_eq!(strip_tags("<xmp><i>x</i></xmp>"), "<i>x</i>");
         assert_eq!(strip_tags("<svg><![CDATA[c]]></svg><![CDATA[d]]>"), "c");
         assert_eq!(strip_tags("<script>a</b>c</script>d<style>e</style>"), "d");
-        assert_eq!(strip_tags("<img src=\"data:image/png;base64,AA\" alt=\"Logo\">"), "[Logo]");
+        assert_eq!(
+            strip_tags("<img src=\"data:image/png;base64,AA\" alt=\"Logo\">"),
+            "[Logo]"
+        );
         assert_eq!(strip_tags("<pre> a\n  b</pre>c  d\n e"), "\n a\n  b\nc d e");
-        assert_eq!(strip_tags("<table><tr><td>a</td><td>b</td></tr></table>"), "\n\na b\n\n");
+        assert_eq!(
+            strip_tags("<table><tr><td>a</td><td>b</td></tr></table>"),
+            "\n\na b\n\n"
+        );
     }
 
     #[test]
@@ -861,13 +879,16 @@ mod tests {
     fn hostile_body_timings() {
         const SIZE: usize = 10 * 1024 * 1024;
         let fill = |unit: &str| unit.repeat(SIZE / unit.len());
-        let attrs: String = (0..).map(|i| format!(" a{i}")).take_while({
-            let mut len = 0;
-            move |s: &String| {
-                len += s.len();
-                len < SIZE
-            }
-        }).collect();
+        let attrs: String = (0..)
+            .map(|i| format!(" a{i}"))
+            .take_while({
+                let mut len = 0;
+                move |s: &String| {
+                    len += s.len();
+                    len < SIZE
+                }
+            })
+            .collect();
         let cases = [
             ("<script repeated", fill("<script")),
             ("<style repeated", fill("<style")),
@@ -993,7 +1014,11 @@ mod tests {
                     names.extend(["textarea", "xmp", "noscript", "title", "iframe"]);
                 }
                 (select(names), vec(inner, 0..5), any::<bool>()).prop_map(|(name, kids, close)| {
-                    let close = if close { format!("</{name}>") } else { String::new() };
+                    let close = if close {
+                        format!("</{name}>")
+                    } else {
+                        String::new()
+                    };
                     format!("<{name}>{}{close}", kids.concat())
                 })
             })

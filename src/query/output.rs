@@ -353,7 +353,10 @@ mod tests {
     #[test]
     fn csv_text_cells_cannot_run_as_formulas() {
         for (cell, safe) in [
-            ("=HYPERLINK(\"http://x.example\",\"click\")", "'=HYPERLINK(\"http://x.example\",\"click\")"),
+            (
+                "=HYPERLINK(\"http://x.example\",\"click\")",
+                "'=HYPERLINK(\"http://x.example\",\"click\")",
+            ),
             ("+1+2", "'+1+2"),
             ("-2+3", "'-2+3"),
             ("@SUM(A1)", "'@SUM(A1)"),

@@ -500,16 +500,26 @@ mod tests {
 
     #[test]
     fn error_bodies_reach_the_terminal_without_escape_sequences() {
-        let hostile = "\x1b]8;;http://evil\x07click here\x1b]8;;\x07 \x1b[31mred\u{9b}0m \u{202e}gpj.exe";
+        let hostile =
+            "\x1b]8;;http://evil\x07click here\x1b]8;;\x07 \x1b[31mred\u{9b}0m \u{202e}gpj.exe";
         let json = serde_json::json!({"message": hostile, "errors": [{"field": "\x1b[2J", "message": "\x07"}]});
-        for body in [hostile.as_bytes().to_vec(), serde_json::to_vec(&json).unwrap()] {
+        for body in [
+            hostile.as_bytes().to_vec(),
+            serde_json::to_vec(&json).unwrap(),
+        ] {
             let message = error_message(&body);
             assert!(
                 !message.contains(['\x1b', '\x07', '\u{9b}', '\u{202e}']),
                 "{message:?}"
             );
-            assert!(message.contains("\\u{1b}]8;;http://evil\\u{7}click here"), "{message}");
-            assert!(message.contains("\\u{1b}[31mred\\u{9b}0m \\u{202e}gpj.exe"), "{message}");
+            assert!(
+                message.contains("\\u{1b}]8;;http://evil\\u{7}click here"),
+                "{message}"
+            );
+            assert!(
+                message.contains("\\u{1b}[31mred\\u{9b}0m \\u{202e}gpj.exe"),
+                "{message}"
+            );
         }
         // A cut never splits a character, and the cut text is escaped too.
         assert_eq!(truncate("\x1bé\x1b", 3), "\\u{1b}é…");

@@ -423,7 +423,10 @@ mod tests {
             escape_controls(hostile),
             "\\u{1b}]8;;http://evil\\u{7}click\\u{1b}]8;;\\u{7} \\u{1b}[31mred\\u{9b}0m \\u{202e}txt.exe\\u{a}"
         );
-        assert!(matches!(escape_controls("plain ünïcødé 日本"), Cow::Borrowed(_)));
+        assert!(matches!(
+            escape_controls("plain ünïcødé 日本"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
