@@ -22,8 +22,18 @@ const MAX_RENDERED_BYTES: usize = 512 * 1024;
 /// No text line is wrapped: we want the author's lines, not a terminal's.
 const WIDTH: usize = 10_000;
 
+/// At most this many attributes of one tag reach the tokenizer. html5ever checks each new
+/// attribute against all earlier ones of the same tag (quadratic), so a single hostile tag with a
+/// million distinct attributes would take hours; real tags have a dozen. Attributes never become
+/// text except an image's `alt`, so dropping the excess changes nothing readable.
+const MAX_ATTRIBUTES: usize = 64;
+
 /// Renders HTML as plain text: no tags, no `<script>`/`<style>` content, no inline `data:` image
 /// payloads, entities decoded, unicode intact, trailing whitespace trimmed.
+///
+/// Documents too large or too deeply nested for html2text go through [`strip_tags`], which reads
+/// them with the same tokenizer: the text keeps the same characters, in a plainer layout. Either
+/// way the work is linear in the input (see `hostile_body_timings` for 10 MB bodies).
 pub fn html_to_text(html: &str) -> String {
     if html.trim().is_empty() {
         return String::new();
@@ -71,12 +81,6 @@ fn tidy(text: &str) -> String {
     }
     out.trim().to_string()
 }
-
-/// At most this many attributes of one tag reach the tokenizer. html5ever checks each new
-/// attribute against all earlier ones of the same tag (quadratic), so a single hostile tag with a
-/// million distinct attributes would take hours; real tags have a dozen. Attributes never become
-/// text except an image's `alt`, so dropping the excess changes nothing readable.
-const MAX_ATTRIBUTES: usize = 64;
 
 /// An upper bound of the element nesting depth html2text would see, stopping early once it is
 /// above `MAX_NESTING` (the caller only needs to know that).
@@ -359,7 +363,11 @@ impl FlattenState {
         if !in_head {
             self.before_body = false;
         }
-        self.open(name);
+        // Foreign elements (<svg>, <math> and what they hold) honour the self-closing slash.
+        let foreign = self.foreign > 0 || matches!(&**name, "svg" | "math");
+        if !(tag.self_closing && foreign) {
+            self.open(name);
+        }
         if is_block(name) {
             self.end_line();
         } else if matches!(&**name, "td" | "th") {
@@ -800,6 +808,12 @@ mod tests {
         assert!(nesting_depth(&"<div></x>".repeat(1000)) > MAX_NESTING);
         // HTML ignores the slash of a non-void self-closing tag: `<div/>` opens a div.
         assert!(nesting_depth(&"<div/>".repeat(1000)) > MAX_NESTING);
+        // SVG and MathML honour it: an inline logo with 1000 paths is shallow.
+        let logo = format!(
+            "<svg>{}<g><circle/></g></svg><math/>",
+            "<path d=\"M0\"/>".repeat(1000)
+        );
+        assert_eq!(nesting_depth(&logo), 2);
         // An end tag closes its element and everything opened inside it.
         assert_eq!(
             nesting_depth(&"<div><b><i><u></div>".repeat(1000)),
