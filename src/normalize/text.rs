@@ -906,6 +906,8 @@ mod tests {
         let cases = [
             ("<script repeated", fill("<script")),
             ("<style repeated", fill("<style")),
+            ("<script>x</script> repeated", fill("<script>x</script>")),
+            ("<style>x</style>y repeated", fill("<style>x</style>y")),
             ("& repeated", fill("&")),
             ("< repeated", fill("<")),
             ("&amp;für repeated", fill("&amp;für")),
