@@ -116,7 +116,8 @@ fn scan(html: &str, collect_text: bool) -> Scan {
         state: RefCell::new(FlattenState {
             collect_text,
             text: String::with_capacity(if collect_text { html.len() / 2 } else { 0 }),
-            before_body: true,
+            mode: Mode::Head,
+            template: 0,
             skipping: false,
             preformatted: 0,
             foreign: 0,
@@ -149,8 +150,11 @@ struct Flatten {
 struct FlattenState {
     collect_text: bool,
     text: String,
-    /// No body content seen yet: text here is in the (implied) `<head>`, which html2text drops.
-    before_body: bool,
+    /// Whether content goes to the head (which html2text drops) or the body.
+    mode: Mode,
+    /// Open `<template>` elements: their content is not part of the document (html2text drops
+    /// it too).
+    template: usize,
     /// Inside `<script>`/`<style>` (or `<title>`/`<noframes>` in the head): characters are dropped.
     skipping: bool,
     /// Open `<pre>`/`<textarea>`/`<listing>`/`<plaintext>` elements: whitespace is kept.
@@ -175,7 +179,7 @@ impl TokenSink for Flatten {
             Token::CharacterTokens(chars) => state.characters(&chars),
             Token::TagToken(tag) => return state.tag(&tag),
             // NUL is dropped in the body, as the tree builder does, but it starts the body.
-            Token::NullCharacterToken => state.before_body = false,
+            Token::NullCharacterToken => state.mode = Mode::Body,
             // Comments and doctypes are not text; parse errors are not ours to report.
             _ => {}
         }
@@ -261,11 +265,23 @@ fn is_block(name: &LocalName) -> bool {
     )
 }
 
-/// Tags that may appear before the body without starting it (the tree builder puts them in the
-/// head).
-fn is_head_tag(name: &LocalName) -> bool {
+/// Where the HTML tree builder puts what comes next, as far as the head is concerned (html2text
+/// drops the head): its insertion modes up to the body, with scripting off as html2text parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Before the head, or in it.
+    Head,
+    /// In a `<noscript>` in the head.
+    HeadNoscript,
+    /// After `</head>`, before the body.
+    AfterHead,
+    Body,
+}
+
+/// Start tags the tree builder puts in the head when no body content came yet.
+fn is_head_content(name: &str) -> bool {
     matches!(
-        &**name,
+        name,
         "html"
             | "head"
             | "base"
@@ -273,12 +289,41 @@ fn is_head_tag(name: &LocalName) -> bool {
             | "bgsound"
             | "link"
             | "meta"
-            | "noscript"
+            | "noframes"
             | "script"
             | "style"
             | "template"
             | "title"
     )
+}
+
+impl Mode {
+    /// The mode after a start tag.
+    fn start(self, name: &str) -> Mode {
+        match self {
+            Mode::Body => Mode::Body,
+            Mode::Head if name == "noscript" => Mode::HeadNoscript,
+            Mode::Head | Mode::AfterHead if is_head_content(name) => self,
+            Mode::Head | Mode::AfterHead => Mode::Body,
+            Mode::HeadNoscript => match name {
+                "html" | "head" | "noscript" | "basefont" | "bgsound" | "link" | "meta"
+                | "noframes" | "style" => Mode::HeadNoscript,
+                // Anything else closes the <noscript> and is seen again in the head.
+                _ => Mode::Head.start(name),
+            },
+        }
+    }
+
+    /// The mode after an end tag.
+    fn end(self, name: &str) -> Mode {
+        match (self, name) {
+            (Mode::Body, _) | (_, "br") => Mode::Body,
+            (Mode::HeadNoscript, "noscript") => Mode::Head,
+            (Mode::Head, "head") => Mode::AfterHead,
+            (Mode::Head | Mode::AfterHead, "body" | "html") => Mode::Body,
+            (mode, _) => mode,
+        }
+    }
 }
 
 /// Elements the tree builder closes when a sibling of the same name starts (`<p>a<p>b`).
@@ -295,14 +340,14 @@ fn is_html_space(c: char) -> bool {
 
 impl FlattenState {
     fn characters(&mut self, chars: &str) {
-        if self.skipping {
+        if self.skipping || self.template > 0 {
             return;
         }
-        if self.before_body {
+        if self.mode != Mode::Body {
             if chars.chars().all(is_html_space) {
                 return;
             }
-            self.before_body = false;
+            self.mode = Mode::Body;
         }
         if !self.collect_text {
             return;
@@ -329,7 +374,7 @@ impl FlattenState {
     }
 
     fn end_line(&mut self) {
-        if self.collect_text && !self.skipping {
+        if self.collect_text && !self.skipping && self.template == 0 {
             self.text.push('\n');
             self.line_start = true;
             self.pending_space = false;
@@ -340,6 +385,9 @@ impl FlattenState {
         let name = &tag.name;
         if tag.kind == TagKind::EndTag {
             self.close(name);
+            if self.template == 0 {
+                self.mode = self.mode.end(name);
+            }
             if self.skipping {
                 // In a raw-text state the tokenizer emits only the matching end tag.
                 self.skipping = false;
@@ -351,6 +399,9 @@ impl FlattenState {
             if matches!(&**name, "svg" | "math") {
                 self.foreign = self.foreign.saturating_sub(1);
             }
+            if &**name == "template" {
+                self.template = self.template.saturating_sub(1);
+            }
             if is_block(name) {
                 self.end_line();
             } else if matches!(&**name, "td" | "th") {
@@ -359,10 +410,10 @@ impl FlattenState {
             return TokenSinkResult::Continue;
         }
 
-        let in_head = self.before_body && is_head_tag(name);
-        if !in_head {
-            self.before_body = false;
+        if self.template == 0 {
+            self.mode = self.mode.start(name);
         }
+        let in_head = self.mode != Mode::Body;
         // Foreign elements (<svg>, <math> and what they hold) honour the self-closing slash.
         let foreign = self.foreign > 0 || matches!(&**name, "svg" | "math");
         if !(tag.self_closing && foreign) {
@@ -382,6 +433,7 @@ impl FlattenState {
         match &**name {
             "svg" | "math" if !tag.self_closing => self.foreign += 1,
             "img" => self.image(tag),
+            "template" => self.template += 1,
             "pre" | "listing" => self.preformatted += 1,
             "script" => {
                 self.skipping = true;
@@ -863,6 +915,30 @@ mod tests {
     }
 
     #[test]
+    fn head_content_goes_where_the_tree_builder_puts_it() {
+        // (document, the flat text's visible characters); html2text must agree on each.
+        let cases = [
+            ("<title>T</title>x", "x"),
+            ("<head></head><title>T</title>x", "x"),
+            ("<noscript><title>T</title></noscript>x", "x"),
+            ("<noscript></br><title>T</title>", "T"),
+            ("<noscript></body><title>T</title>", ""),
+            ("</body><title>T</title>", "T"),
+            (
+                "<meta charset=utf-8><noframes>N</noframes>x<noframes>M</noframes>",
+                "xM",
+            ),
+            ("<template>T<b>U</b></template>x<template>V</template>", "x"),
+            ("\u{0}<title>T</title>", "T"),
+        ];
+        let visible = |t: &str| -> String { tidy(t).split_whitespace().collect() };
+        for (html, expected) in cases {
+            assert_eq!(visible(&strip_tags(html)), expected, "{html}");
+            assert_eq!(visible(&tree_text(html).unwrap()), expected, "{html}");
+        }
+    }
+
+    #[test]
     fn excess_attributes_are_cut_before_tokenizing() {
         let few = "<a x=1 y='>' z>t</a>";
         assert!(matches!(cap_attributes(few, 3), Cow::Borrowed(_)));
@@ -986,7 +1062,9 @@ mod tests {
                 "<[ 0-9=;&]".boxed(),
                 "<![a-z]{0,3}>".boxed(),
                 "<\\?[a-z]{0,3}>".boxed(),
-                "<!--[a-z<>]{0,4}-->".boxed(),
+                // Comments, also the abrupt `<!-->`, `<!--->` and `--!>` forms (no tags
+                // inside: a comment that ends early would expose them).
+                "<!-{2,3}[a-z >!-]{0,4}-->".boxed(),
             ];
             if open_constructs {
                 pieces.push(re(&format!("</{wide}")));
@@ -1011,7 +1089,10 @@ mod tests {
             let text = tricky_text(false);
             let leaf = prop_oneof![
                 4 => text.clone(),
-                1 => select(vec!["<br>", "<br/>", "<wbr>", "<hr>", "<img alt=x>", "</br>", "</p>"])
+                1 => select(vec![
+                    "<br>", "<br/>", "<wbr>", "<hr>", "<img alt=x>", "</br>", "</p>", "</head>",
+                    "</body>", "</html>", "<meta charset=utf-8>", "<link rel=x>", "<body>",
+                ])
                     .prop_map(String::from),
                 1 => text.clone().prop_map(|t| format!("<!--{t}-->")),
                 1 => text.clone().prop_map(move |t| format!("<script>{hidden}{t}</script>")),
@@ -1024,10 +1105,10 @@ mod tests {
             leaf.prop_recursive(4, 48, 6, move |inner| {
                 let mut names = vec![
                     "b", "i", "em", "strong", "span", "code", "font", "small", "u", "div", "p",
-                    "pre", "section", "center", "address",
+                    "pre", "section", "center", "address", "template", "noscript",
                 ];
                 if raw_text {
-                    names.extend(["textarea", "xmp", "noscript", "title", "iframe"]);
+                    names.extend(["textarea", "xmp", "title", "iframe", "noframes", "head"]);
                 }
                 (select(names), vec(inner, 0..5), any::<bool>()).prop_map(|(name, kids, close)| {
                     let close = if close {
