@@ -4,15 +4,17 @@
 //! `## Internal Notes` with `### Note N` blocks, each block closed by `---`.
 //!
 //! Sections without content are left out (a ticket without notes has no `## Internal Notes`).
-//! User text never breaks the structure: titles and labels are single-line, bodies have their
-//! heading and rule lines escaped (see [`super::text::block`]).
+//! User text never breaks the structure: titles and labels are single-line (the title's inline
+//! markup escaped, see [`super::text::heading`]), bodies have their heading, rule, code fence and
+//! HTML block lines escaped (see [`super::text::block`]): a CommonMark reader finds exactly the
+//! headings written here.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::hours::format_hours;
-use super::text::{block, inline};
+use super::text::{block, heading, inline};
 use super::{ConversationRow, NoteRow, TicketRow};
 
 fn ts(t: Option<DateTime<Utc>>) -> String {
@@ -35,7 +37,7 @@ fn body_or(text: &str, empty: &str) -> String {
 pub fn render(ticket: &TicketRow, conversations: &[ConversationRow], notes: &[NoteRow]) -> String {
     let mut md = String::with_capacity(1024);
     // `write!` into a String cannot fail.
-    let subject = inline(ticket.subject.as_deref().unwrap_or(""));
+    let subject = heading(ticket.subject.as_deref().unwrap_or(""));
     let subject = if subject.is_empty() {
         "(no subject)".to_string()
     } else {
@@ -107,4 +109,243 @@ pub fn render(ticket: &TicketRow, conversations: &[ConversationRow], notes: &[No
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+
+    use super::*;
+
+    fn ticket(subject: &str, description: &str) -> TicketRow {
+        let at = Utc.with_ymd_and_hms(2025, 1, 10, 9, 0, 0).unwrap();
+        TicketRow {
+            ticket_id: 7,
+            company_account_number: "482913".into(),
+            ticket_number: "7".into(),
+            subject: Some(subject.into()),
+            description: None,
+            description_text: Some(description.into()),
+            status: "Closed".into(),
+            priority: Some("High".into()),
+            requester_email: Some("user@example.test".into()),
+            requester_name: Some("User".into()),
+            created_at: Some(at),
+            last_updated_at: at,
+            closed_at: at,
+            total_hours_spent: 0.25,
+            billable_hours: 0.25,
+            total_minutes: 15,
+            billable_minutes: 15,
+            hours_defaulted: true,
+            department_id: 1,
+            requester_id: None,
+            responder_id: None,
+            group_id: None,
+            ticket_type: None,
+            source: None,
+            conversation_count: 0,
+            note_count: 0,
+            time_entry_count: 0,
+            synced_at: at,
+        }
+    }
+
+    fn message(body: &str, incoming: bool) -> ConversationRow {
+        ConversationRow {
+            ticket_id: 7,
+            conversation_id: 1,
+            body: body.into(),
+            body_html: None,
+            from_email: Some("a@example.test".into()),
+            to_emails: vec![],
+            created_at: None,
+            updated_at: None,
+            incoming,
+            private: false,
+            user_id: None,
+            support_email: None,
+        }
+    }
+
+    fn note(body: &str) -> NoteRow {
+        NoteRow {
+            ticket_id: 7,
+            note_id: 2,
+            body: body.into(),
+            body_html: None,
+            from_email: None,
+            created_at: None,
+            user_id: None,
+        }
+    }
+
+    /// The headings a CommonMark reader finds: level and text.
+    fn headings(md: &str) -> Vec<(usize, String)> {
+        let mut found = Vec::new();
+        let mut current: Option<(usize, String)> = None;
+        for event in Parser::new(md) {
+            match event {
+                Event::Start(Tag::Heading { level, .. }) => {
+                    current = Some((level as usize, String::new()));
+                }
+                Event::End(TagEnd::Heading(_)) => found.extend(current.take()),
+                Event::Text(t) | Event::Code(t) | Event::InlineHtml(t) | Event::Html(t) => {
+                    if let Some((_, text)) = current.as_mut() {
+                        text.push_str(&t);
+                    }
+                }
+                Event::SoftBreak | Event::HardBreak => {
+                    if let Some((_, text)) = current.as_mut() {
+                        text.push('\n');
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// The headings `render` writes for these inputs.
+    fn expected(
+        subject: &str,
+        messages: &[ConversationRow],
+        notes: &[NoteRow],
+    ) -> Vec<(usize, String)> {
+        let subject = inline(subject);
+        let subject = if subject.is_empty() {
+            "(no subject)".to_string()
+        } else {
+            subject
+        };
+        let mut h = vec![
+            (1, format!("Ticket #7: {subject}")),
+            (2, "Ticket Information".to_string()),
+            (2, "Description".to_string()),
+        ];
+        if !messages.is_empty() {
+            h.push((2, "Conversation History".to_string()));
+            for (i, m) in messages.iter().enumerate() {
+                let direction = if m.incoming {
+                    "→ Incoming"
+                } else {
+                    "← Outgoing"
+                };
+                h.push((3, format!("Message {} - {direction}", i + 1)));
+            }
+        }
+        if !notes.is_empty() {
+            h.push((2, "Internal Notes".to_string()));
+            for i in 0..notes.len() {
+                h.push((3, format!("Note {}", i + 1)));
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn fences_and_comments_in_bodies_do_not_swallow_headings() {
+        let t = ticket(
+            "Fence *and* `code` [x](y) <b> &amp; #",
+            "Log:\n```\nerror\n   ~~~ \n<!-- start",
+        );
+        let messages = [
+            message("<script>\nalert(1)", true),
+            message("> <!--\n> - ```\n<?php\n<!DOCTYPE\n<![CDATA[\n<pre>", false),
+        ];
+        let notes = [note("text\n===\n  ## h\n> # quoted\n- # listed\n1) ---")];
+        let md = render(&t, &messages, &notes);
+        assert_eq!(
+            headings(&md),
+            expected("Fence *and* `code` [x](y) <b> &amp; #", &messages, &notes),
+            "{md}"
+        );
+    }
+
+    fn body_line() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[a-zA-Z0-9 äöü日本🎉.,:;!?'\"()/|]{1,8}",
+            Just("```".to_string()),
+            Just("~~~".to_string()),
+            Just("````rust".to_string()),
+            Just("<!--".to_string()),
+            Just("-->".to_string()),
+            Just("<?".to_string()),
+            Just("?>".to_string()),
+            Just("<!DOCTYPE".to_string()),
+            Just("<![CDATA[".to_string()),
+            Just("]]>".to_string()),
+            Just("<div>".to_string()),
+            Just("</div>".to_string()),
+            Just("<pre>".to_string()),
+            Just("</pre>".to_string()),
+            Just("<script>".to_string()),
+            Just("<STYLE".to_string()),
+            Just("<textarea>".to_string()),
+            Just("<table>".to_string()),
+            Just("<b>".to_string()),
+            "#{1,7}".prop_map(String::from),
+            Just(" ".to_string()),
+            Just("   ".to_string()),
+            Just("    ".to_string()),
+            Just("\t".to_string()),
+            "[=\\-*_]{1,4}".prop_map(String::from),
+            Just("> ".to_string()),
+            Just(">".to_string()),
+            Just("- ".to_string()),
+            Just("+ ".to_string()),
+            Just("* ".to_string()),
+            Just("1. ".to_string()),
+            Just("2) ".to_string()),
+            Just("`".to_string()),
+            Just("\\".to_string()),
+            Just("[a]: /url".to_string()),
+            Just("&amp;".to_string()),
+            Just("<".to_string()),
+            Just("\r".to_string()),
+        ];
+        vec(piece, 0..5).prop_map(|p| p.concat())
+    }
+
+    fn body() -> impl Strategy<Value = String> {
+        vec(body_line(), 0..8).prop_map(|lines| lines.join("\n"))
+    }
+
+    fn subject() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[a-zA-Z0-9 äöü日本🎉.,:;!?'\"()/|]{1,6}",
+            "[#*_`\\[\\]<>&\\\\~!]{1,3}",
+            Just("&amp;".to_string()),
+            Just("&#35;".to_string()),
+            Just("<b>".to_string()),
+            Just("<http://x.example>".to_string()),
+            Just("[a](b)".to_string()),
+            Just("\n".to_string()),
+            Just("\u{0}".to_string()),
+            Just("\u{1b}".to_string()),
+        ];
+        vec(piece, 0..6).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_reader_finds_exactly_the_template_headings(
+            subject in subject(),
+            description in body(),
+            messages in vec((body(), any::<bool>()), 0..3),
+            notes in vec(body(), 0..3),
+        ) {
+            let t = ticket(&subject, &description);
+            let messages: Vec<ConversationRow> =
+                messages.iter().map(|(b, incoming)| message(b, *incoming)).collect();
+            let notes: Vec<NoteRow> = notes.iter().map(|b| note(b)).collect();
+            let md = render(&t, &messages, &notes);
+            prop_assert_eq!(headings(&md), expected(&subject, &messages, &notes), "{}", md);
+        }
+    }
 }

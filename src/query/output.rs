@@ -55,14 +55,14 @@ pub fn write_tickets<W: Write>(
                 let num = |v: f64| serde_json::to_string(&v).map_err(io::Error::from);
                 csv.write_record([
                     t.ticket_id.to_string(),
-                    t.ticket_number.clone(),
-                    opt(&t.subject),
-                    opt(&t.description),
-                    opt(&t.description_text),
-                    t.status.clone(),
-                    opt(&t.priority),
-                    opt(&t.requester_email),
-                    opt(&t.requester_name),
+                    csv_text(t.ticket_number.clone()),
+                    csv_text(opt(&t.subject)),
+                    csv_text(opt(&t.description)),
+                    csv_text(opt(&t.description_text)),
+                    csv_text(t.status.clone()),
+                    csv_text(opt(&t.priority)),
+                    csv_text(opt(&t.requester_email)),
+                    csv_text(opt(&t.requester_name)),
                     t.created_at.as_ref().map(iso_text).unwrap_or_default(),
                     iso_text(&t.last_updated_at),
                     iso_text(&t.closed_at),
@@ -180,7 +180,9 @@ pub fn write_rollup<W: Write>(out: &mut W, rows: &[RollupRow], format: Format) -
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(out);
             csv.write_record(ROLLUP_COLUMNS)?;
-            for record in texts() {
+            for mut record in texts() {
+                // The account is text (the hour columns are numbers, see `csv_text`).
+                record[0] = csv_text(std::mem::take(&mut record[0]));
                 csv.write_record(record)?;
             }
             csv.flush()
@@ -211,6 +213,23 @@ fn ndjson<W: Write, T: Serialize>(out: &mut W, items: &[T]) -> io::Result<()> {
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+/// A text cell made inert for spreadsheets (OWASP's CSV injection rule): a cell that starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so a subject such as
+/// `=HYPERLINK(…)` is shown, not run, when the file is opened in Excel or LibreOffice.
+///
+/// Only text columns go through here. Numeric columns (ids, hours, ticket counts) are written as
+/// numbers and left alone: a `'` would turn them into text in the sheet, and they never start with
+/// one of those characters anyway (hours come from non-negative minutes; a negative total could
+/// only come from a corrupt file, and `-1.5` is a number, not a formula). Timestamps and the
+/// nested JSON arrays start with a digit or `[`.
+fn csv_text(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
 }
 
 fn opt(value: &Option<String>) -> String {
@@ -329,6 +348,57 @@ mod tests {
     fn subjects_become_one_short_line() {
         assert_eq!(shorten("a\nb\tc ", 10), "a b c");
         assert_eq!(shorten("abcdefghijk", 5), "abcd…");
+    }
+
+    #[test]
+    fn csv_text_cells_cannot_run_as_formulas() {
+        for (cell, safe) in [
+            (
+                "=HYPERLINK(\"http://x.example\",\"click\")",
+                "'=HYPERLINK(\"http://x.example\",\"click\")",
+            ),
+            ("+1+2", "'+1+2"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("Printer = broken", "Printer = broken"),
+            ("", ""),
+            ("ünïcødé", "ünïcødé"),
+        ] {
+            assert_eq!(csv_text(cell.to_string()), safe, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn csv_tickets_escape_text_but_not_numbers() {
+        let at = |t: &str| t.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let doc = TicketDoc {
+            ticket_id: 17531,
+            ticket_number: "17531".into(),
+            subject: Some("=HYPERLINK(\"http://x.example\")".into()),
+            description: Some("@cmd".into()),
+            description_text: Some("-1+1".into()),
+            status: "Closed".into(),
+            priority: Some("+High".into()),
+            requester_email: Some("\tuser@example.test".into()),
+            requester_name: Some("-Joe".into()),
+            created_at: Some(at("2025-01-10T09:00:00Z")),
+            last_updated_at: at("2025-01-15T16:30:00Z"),
+            closed_at: at("2025-01-15T16:30:00Z"),
+            total_hours_spent: 1.5,
+            billable_hours: 1.5,
+            conversations: vec![],
+            notes: vec![],
+        };
+        let mut out = Vec::new();
+        write_tickets(&mut out, &[doc], Format::Csv).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert_eq!(
+            row,
+            "17531,17531,\"'=HYPERLINK(\"\"http://x.example\"\")\",'@cmd,'-1+1,Closed,'+High,'\tuser@example.test,'-Joe,2025-01-10T09:00:00Z,2025-01-15T16:30:00Z,2025-01-15T16:30:00Z,1.5,1.5,[],[]"
+        );
     }
 
     #[test]

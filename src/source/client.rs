@@ -457,6 +457,8 @@ pub fn next_link(header: &str) -> Option<String> {
 
 /// A short, safe description of an error body: the API's `message`/`description`/`errors`, or the
 /// start of the text. Bodies never contain our credentials (they are only in request headers).
+/// The server's words reach the terminal with control characters and bidi overrides escaped
+/// (by [`truncate`]): an error body cannot colour, retitle or hyperlink the operator's terminal.
 fn error_message(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         let mut parts = Vec::new();
@@ -503,15 +505,19 @@ fn describe_transport(e: &reqwest::Error) -> String {
     format!("{kind}: {root}")
 }
 
+/// Server text for an error message: at most `max` bytes of it (an ellipsis marks the cut), with
+/// control characters and bidi overrides escaped ([`super::wire::escape_controls`]).
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    let shown = super::wire::escape_controls(&s[..end]);
+    if end < s.len() {
+        format!("{shown}…")
+    } else {
+        shown.into_owned()
+    }
 }
 
 /// Shared so the pipeline can hold the client in tasks.
@@ -643,6 +649,34 @@ mod tests {
         assert_eq!(page.body.len(), 1 << 20);
         assert_eq!(sim.faults().pending(), 0);
         sim.shutdown().await;
+    }
+
+    #[test]
+    fn error_bodies_reach_the_terminal_without_escape_sequences() {
+        let hostile =
+            "\x1b]8;;http://evil\x07click here\x1b]8;;\x07 \x1b[31mred\u{9b}0m \u{202e}gpj.exe";
+        let json = serde_json::json!({"message": hostile, "errors": [{"field": "\x1b[2J", "message": "\x07"}]});
+        for body in [
+            hostile.as_bytes().to_vec(),
+            serde_json::to_vec(&json).unwrap(),
+        ] {
+            let message = error_message(&body);
+            assert!(
+                !message.contains(['\x1b', '\x07', '\u{9b}', '\u{202e}']),
+                "{message:?}"
+            );
+            assert!(
+                message.contains("\\u{1b}]8;;http://evil\\u{7}click here"),
+                "{message}"
+            );
+            assert!(
+                message.contains("\\u{1b}[31mred\\u{9b}0m \\u{202e}gpj.exe"),
+                "{message}"
+            );
+        }
+        // A cut never splits a character, and the cut text is escaped too.
+        assert_eq!(truncate("\x1bé\x1b", 3), "\\u{1b}é…");
+        assert_eq!(truncate("ok\n", 10), "ok\\u{a}");
     }
 
     #[test]

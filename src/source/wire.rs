@@ -5,6 +5,9 @@
 //! A value of a type we cannot interpret fails the decode of that one object, and
 //! [`decode_each`] reports which object and which field, so one bad ticket never fails a page.
 
+use std::borrow::Cow;
+use std::fmt::Write;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -209,7 +212,7 @@ fn parse_envelope(body: &[u8]) -> Result<serde_json::Map<String, Value>, String>
     match serde_json::from_slice(body) {
         Ok(map) => Ok(map),
         Err(e) => serde_json::from_slice(&repair_lone_surrogates(body))
-            .map_err(|_| format!("not a JSON object: {e}")),
+            .map_err(|_| format!("not a JSON object: {}", escape_controls(&e.to_string()))),
     }
 }
 
@@ -267,8 +270,35 @@ fn decode_item<T: for<'de> Deserialize<'de>>(item: Value) -> Result<T, ItemError
         } else {
             format!("{path}: {}", e.inner())
         };
+        // serde quotes the offending value with `{:?}` today; this holds whatever it quotes.
+        let detail = escape_controls(&detail).into_owned();
         ItemError { id, detail }
     })
+}
+
+/// Server text made safe to print: C0 and C1 control characters (ESC, BEL, CSI U+009B, … and
+/// also newlines and tabs: an error is one line) and the bidirectional formatting characters
+/// (embeddings, overrides, isolates, marks) become `\u{1b}`-style escapes. An error message that
+/// quotes the server can then neither drive the terminal (ANSI colours, OSC 8 hyperlinks, title
+/// changes) nor reorder the text the reader sees.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            // Writing into a String cannot fail.
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -384,6 +414,31 @@ mod tests {
         assert!(decode_each::<Ticket>(b"{\"x\": []}", "tickets")
             .unwrap_err()
             .contains("missing"));
+    }
+
+    #[test]
+    fn controls_and_bidi_overrides_are_escaped() {
+        let hostile = "\u{1b}]8;;http://evil\u{7}click\u{1b}]8;;\u{7} \u{1b}[31mred\u{9b}0m \u{202e}txt.exe\n";
+        assert_eq!(
+            escape_controls(hostile),
+            "\\u{1b}]8;;http://evil\\u{7}click\\u{1b}]8;;\\u{7} \\u{1b}[31mred\\u{9b}0m \\u{202e}txt.exe\\u{a}"
+        );
+        assert!(matches!(
+            escape_controls("plain ünïcødé 日本"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn item_errors_quote_server_text_escaped() {
+        let body = "{\"tickets\": [{\"id\": 1, \"status\": \"\\u001b]8;;http://evil\\u0007\\u001b[31m\\u009b\\u202e\"}]}";
+        let items = decode_each::<Ticket>(body.as_bytes(), "tickets").unwrap();
+        let detail = &items[0].as_ref().unwrap_err().detail;
+        assert!(
+            !detail.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']),
+            "{detail:?}"
+        );
+        assert!(detail.contains("\\u{1b}]8;;http://evil\\u{7}"), "{detail}");
     }
 
     #[test]
