@@ -138,6 +138,25 @@ pub struct Rejection {
     pub seen_at: DateTime<Utc>,
 }
 
+impl Rejection {
+    /// A rejection of a listed ticket, its detail prefixed with `ticket <id>: `.
+    pub fn of(
+        ticket: &wire::Ticket,
+        reason: RejectReason,
+        detail: &str,
+        seen_at: DateTime<Utc>,
+    ) -> Rejection {
+        Rejection {
+            ticket_id: ticket.id,
+            reason,
+            department_id: ticket.department_id,
+            detail: format!("ticket {}: {detail}", ticket.id),
+            updated_at: ticket.updated_at,
+            seen_at,
+        }
+    }
+}
+
 /// A row of `tickets`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TicketRow {
@@ -307,14 +326,12 @@ pub fn normalize_ticket(
 ) -> Outcome {
     let id = ticket.id;
     let reject = |reason, detail: String| {
-        Outcome::Rejected(Rejection {
-            ticket_id: id,
+        Outcome::Rejected(Rejection::of(
+            ticket,
             reason,
-            department_id: ticket.department_id,
-            detail: format!("ticket {id}: {detail}"),
-            updated_at: ticket.updated_at,
-            seen_at: ctx.settings.synced_at,
-        })
+            &detail,
+            ctx.settings.synced_at,
+        ))
     };
     if let Err(r) = placement(ticket, ctx) {
         return Outcome::Rejected(r);

@@ -130,16 +130,10 @@ async fn fetch_one(
             }
         }
     };
-    let reject = |reason, detail: String| Fetched::Done {
+    let seen_at = reference.settings.synced_at;
+    let reject = |ticket: &wire::Ticket, reason, detail: String| Fetched::Done {
         updated_at: ticket.updated_at,
-        outcome: Outcome::Rejected(Rejection {
-            ticket_id: id,
-            reason,
-            department_id: ticket.department_id,
-            detail: format!("ticket {id}: {detail}"),
-            updated_at: ticket.updated_at,
-            seen_at: reference.settings.synced_at,
-        }),
+        outcome: Outcome::Rejected(Rejection::of(ticket, reason, &detail, seen_at)),
     };
     // A department the list did not have: look it up before deciding anything. Only a 404 is
     // evidence that it is gone.
@@ -149,12 +143,13 @@ async fn fetch_one(
             Ok(Department::Found(d)) => {
                 let map = reference.accounts_with(&d);
                 if let Check::Unplaced(u) = map.check(ticket.department_id) {
-                    return reject(u.reason, u.detail);
+                    return reject(&ticket, u.reason, u.detail);
                 }
                 accounts = Some(map);
             }
             Ok(Department::Missing) => {
                 return reject(
+                    &ticket,
                     RejectReason::UnknownDepartment,
                     format!("department {department} does not exist (GET /departments/{department} answered 404)"),
                 )
@@ -187,6 +182,7 @@ async fn fetch_one(
             // proxy that does not know a path answers 404 as well).
             return match source.ticket(id).await {
                 Ok(None) => reject(
+                    &ticket,
                     RejectReason::TicketDeleted,
                     "GET /tickets/{id} answered 404 (deleted after it was listed)"
                         .replace("{id}", &id.to_string()),

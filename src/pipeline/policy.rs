@@ -116,16 +116,8 @@ pub fn classify(
         };
     }
     let id = ticket.id;
-    let reject = |reason, detail: String| {
-        Action::Reject(Rejection {
-            ticket_id: id,
-            reason,
-            department_id: ticket.department_id,
-            detail: format!("ticket {id}: {detail}"),
-            updated_at: ticket.updated_at,
-            seen_at,
-        })
-    };
+    let reject =
+        |reason, detail: String| Action::Reject(Rejection::of(ticket, reason, &detail, seen_at));
     if ticket.updated_at.is_none() {
         return reject(
             RejectReason::MalformedTicket,

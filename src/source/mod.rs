@@ -236,16 +236,7 @@ impl Source {
         id: i64,
     ) -> Result<Option<Result<wire::Department, ItemError>>, Error> {
         let url = self.client.url(&format!("departments/{id}"), &[]);
-        let Some(body) = self.one(Endpoint::Departments, &url, "department").await? else {
-            return Ok(None);
-        };
-        wire::decode_one(&body, "department")
-            .map(Some)
-            .map_err(|detail| Error::Decode {
-                endpoint: Endpoint::Departments.name(),
-                path: url.path().to_string(),
-                detail,
-            })
+        self.view(Endpoint::Departments, &url, "department").await
     }
 
     /// Every requester, all pages (agents are not in this list; they come from [`Self::agents`]).
@@ -336,16 +327,7 @@ impl Source {
             &format!("tickets/{id}"),
             &[("include", "stats,requester".into())],
         );
-        let Some(body) = self.one(Endpoint::TicketView, &url, "ticket").await? else {
-            return Ok(None);
-        };
-        wire::decode_one(&body, "ticket")
-            .map(Some)
-            .map_err(|detail| Error::Decode {
-                endpoint: Endpoint::TicketView.name(),
-                path: url.path().to_string(),
-                detail,
-            })
+        self.view(Endpoint::TicketView, &url, "ticket").await
     }
 
     /// Every conversation of a ticket (replies, forwards, public and private notes), all pages.
@@ -366,6 +348,26 @@ impl Source {
         );
         self.all_pages(Endpoint::TimeEntries, url, "time_entries", false)
             .await
+    }
+
+    /// A single object, decoded: `None` when it does not exist (404), `Some(Err)` when the
+    /// envelope is fine but the object does not decode.
+    async fn view<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        key: &'static str,
+    ) -> Result<Option<Result<T, ItemError>>, Error> {
+        let Some(body) = self.one(endpoint, url, key).await? else {
+            return Ok(None);
+        };
+        wire::decode_one(&body, key)
+            .map(Some)
+            .map_err(|detail| Error::Decode {
+                endpoint: endpoint.name(),
+                path: url.path().to_string(),
+                detail,
+            })
     }
 
     /// The body of a single-object response (`{"<key>": {…}}`); `None` when the object does not
