@@ -367,13 +367,15 @@ async fn a_run_past_max_run_minutes_stops_commits_and_fails() {
     let h = Harness::with_config(SimConfig {
         tickets: 300,
         seed: 26,
-        latency_ms: 150,
+        latency_ms: 300,
         minute_secs: 1.0,
         ..SimConfig::default()
     })
     .await;
-    // 0.02 minutes = 1.2 s: far less than the run needs at 150 ms a call.
-    let ran = sync(&h, &["--full-sync", "--max-run-minutes", "0.02"]).await;
+    // 0.01 minutes = 0.6 s. At 300 ms a call the run needs at least four calls one after the
+    // other (reference data, the first listing page, a ticket's conversations, the deleted
+    // view), 1.2 s, however fast the machine.
+    let ran = sync(&h, &["--full-sync", "--max-run-minutes", "0.01"]).await;
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
     assert_eq!(ran.report["status"], "timed_out", "{}", ran.report);
     assert!(ran.stderr.contains("max_run_minutes"), "{}", ran.stderr);
