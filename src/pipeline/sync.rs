@@ -289,7 +289,12 @@ impl<'a> Run<'a> {
                             permit.send(ticket);
                         }
                     }
-                    None => backlog.clear(), // the workers are gone (an error); nothing to feed
+                    None => {
+                        // The workers are gone (a bug): what waits for them fails, loudly.
+                        for ticket in std::mem::take(&mut backlog) {
+                            self.fail(ticket.id, "the fetch workers stopped before this ticket");
+                        }
+                    }
                 },
                 item = result_rx.recv(), if results_open => match item {
                     None => results_open = false,
@@ -332,7 +337,7 @@ impl<'a> Run<'a> {
         drop(queue);
         drop(page_rx);
         drop(result_rx);
-        let _ = fetcher.await;
+        let workers = fetcher.await.map_err(Error::task("the fetch workers"));
         self.counts.listed = dispatch.latest.len() as u64;
 
         let listing = match lister {
@@ -363,6 +368,7 @@ impl<'a> Run<'a> {
             Stop::Done => {}
         }
         listing?;
+        workers?;
         if let Some(guard) = &self.guard {
             return Err(Error::RemovalGuard {
                 would_remove: guard.would_remove,
