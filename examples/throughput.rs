@@ -287,7 +287,7 @@ async fn baseline(args: &Args, config: SimConfig, fetched: u64) -> f64 {
     let started = Instant::now();
     let since = chrono::Utc::now() - chrono::Duration::days(365);
     let listed = source
-        .tickets_updated_since(since, ListFilter::Live, Requesters::Embedded)
+        .tickets_updated_since(since, ListFilter::Live, Requesters::Embedded, None)
         .await
         .expect("list");
     let list_time = started.elapsed().as_secs_f64();

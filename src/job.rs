@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use url::Url;
 
-use crate::normalize::accounts::parse_account_map;
+use crate::normalize::accounts::{parse_account_map, parse_workspace_map};
 use crate::source::limiter::LimiterConfig;
 use crate::storage::S3Options;
 
@@ -44,10 +44,17 @@ pub struct JobSpec {
     pub base_url: Option<String>,
     /// Freshservice account subdomain: `acme` → `https://acme.freshservice.com`.
     pub domain: Option<String>,
-    /// Department custom field holding the account number (default `account_number`).
+    /// Department (or, with `account_from = "workspace"`, workspace) custom field holding the
+    /// account number (default `account_number`).
     pub account_field: Option<String>,
     /// CSV `department_id,account_number` that wins over the custom field.
     pub account_map: Option<PathBuf>,
+    /// Where a ticket's account number comes from: its department (default) or its workspace
+    /// (a client, in Freshservice for MSPs).
+    pub account_from: Option<AccountFrom>,
+    /// With `account_from = "workspace"`: CSV `workspace_id,account_number` that wins over the
+    /// workspace field named by `account_field`.
+    pub workspace_map: Option<PathBuf>,
     /// Sync every ticket updated in the past `full_sync_days`.
     pub full_sync: Option<bool>,
     /// Window of a full sync (and of the first incremental run), in days (default 365;
@@ -141,6 +148,8 @@ impl JobSpec {
             domain: if api_given { over.domain } else { self.domain },
             account_field: over.account_field.or(self.account_field),
             account_map: over.account_map.or(self.account_map),
+            account_from: over.account_from.or(self.account_from),
+            workspace_map: over.workspace_map.or(self.workspace_map),
             full_sync: if window_given {
                 over.full_sync
             } else {
@@ -170,6 +179,17 @@ impl JobSpec {
             },
         }
     }
+}
+
+/// Where a ticket's account number comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountFrom {
+    /// The department's custom field (`account_field`), or the account map.
+    #[default]
+    Department,
+    /// The ticket's workspace: the workspace map, or the workspace field `account_field`.
+    Workspace,
 }
 
 /// Which tickets a run reads.
@@ -202,6 +222,10 @@ pub struct Job {
     pub api: Api,
     pub account_field: String,
     pub account_map: HashMap<i64, String>,
+    pub account_from: AccountFrom,
+    /// `workspace_id` → account number (`workspace_map`); empty unless accounts come from
+    /// workspaces.
+    pub workspace_map: HashMap<i64, String>,
     pub window: Window,
     pub full_sync_days: u32,
     pub overlap: Duration,
@@ -278,6 +302,29 @@ impl Job {
                     .map_err(|e| invalid(format!("account map {}: {e}", path.display())))?
             }
         };
+        let account_from = spec.account_from.unwrap_or_default();
+        let workspace_map =
+            match (&spec.workspace_map, account_from) {
+                (None, _) => HashMap::new(),
+                (Some(path), AccountFrom::Workspace) => {
+                    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    parse_workspace_map(&text)
+                        .map_err(|e| invalid(format!("workspace map {}: {e}", path.display())))?
+                }
+                (Some(_), AccountFrom::Department) => return Err(invalid(
+                    "--workspace-map needs --account-from workspace (account_from = \"workspace\")"
+                        .into(),
+                )),
+            };
+        if account_from == AccountFrom::Workspace && spec.account_map.is_some() {
+            return Err(invalid(
+                "--account-map maps departments; with --account-from workspace use --workspace-map"
+                    .into(),
+            ));
+        }
         let window = match (ticket, spec.full_sync.unwrap_or(false), spec.since) {
             (Some(id), false, None) => Window::Ticket(id),
             (None, true, None) => Window::Full,
@@ -390,6 +437,8 @@ impl Job {
             api,
             account_field,
             account_map,
+            account_from,
+            workspace_map,
             window,
             full_sync_days,
             overlap: Duration::from_secs(overlap_minutes * 60),

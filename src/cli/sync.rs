@@ -61,13 +61,25 @@ pub struct SyncArgs {
     #[arg(long, value_name = "ID")]
     pub ticket: Option<i64>,
 
-    /// Department custom field holding the account number [default: account_number].
+    /// Department (or, with --account-from workspace, workspace) custom field holding the
+    /// account number [default: account_number].
     #[arg(long, value_name = "NAME")]
     pub account_field: Option<String>,
 
     /// CSV of department_id,account_number that wins over the custom field.
     #[arg(long, value_name = "FILE.csv")]
     pub account_map: Option<PathBuf>,
+
+    /// Where account numbers come from: department (its custom field, the default) or
+    /// workspace (the client, in Freshservice for MSPs: --workspace-map, else the workspace
+    /// field named by --account-field).
+    #[arg(long, value_enum, value_name = "FROM")]
+    pub account_from: Option<crate::job::AccountFrom>,
+
+    /// CSV of workspace_id,account_number (with --account-from workspace); wins over the
+    /// workspace field.
+    #[arg(long, value_name = "FILE.csv")]
+    pub workspace_map: Option<PathBuf>,
 
     /// TOML job file (see jobs/); flags override its settings.
     #[arg(long, value_name = "FILE")]
@@ -109,6 +121,8 @@ impl SyncArgs {
             domain: self.domain.clone(),
             account_field: self.account_field.clone(),
             account_map: self.account_map.clone(),
+            account_from: self.account_from,
+            workspace_map: self.workspace_map.clone(),
             full_sync: self.full_sync.then_some(true),
             since: self.since,
             budget_share: self.budget_share,
