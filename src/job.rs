@@ -660,4 +660,54 @@ mod tests {
         assert_eq!(job.limiter.window, Duration::from_secs(60));
         assert_eq!(job.max_response_bytes, 64 << 20);
     }
+
+    #[test]
+    fn accounts_from_workspaces_take_a_validated_workspace_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = dir.path().join("ws.csv");
+        std::fs::write(&map, "workspace_id,account_number\n3,700101\n4, C-4 \n").unwrap();
+        let base = "data = \"./d\"\ndomain = \"acme\"\n";
+
+        let job = Job::resolve(spec(base), None).unwrap();
+        assert_eq!(job.account_from, AccountFrom::Department);
+        assert!(job.workspace_map.is_empty());
+
+        let file = spec(&format!(
+            "{base}account_from = \"workspace\"\nworkspace_map = {:?}\n",
+            map.display().to_string()
+        ));
+        let job = Job::resolve(file.clone(), None).unwrap();
+        assert_eq!(job.account_from, AccountFrom::Workspace);
+        assert_eq!(
+            job.workspace_map,
+            HashMap::from([(3, "700101".to_string()), (4, "C-4".to_string())])
+        );
+        // The flag wins over the file.
+        let flags = JobSpec {
+            account_from: Some(AccountFrom::Department),
+            ..Default::default()
+        };
+        let err = Job::resolve(file.overlay(flags), None).unwrap_err();
+        assert!(err.to_string().contains("--workspace-map needs"), "{err}");
+
+        // Department maps do not apply to workspace accounts; bad lines are refused.
+        let both = JobSpec {
+            account_from: Some(AccountFrom::Workspace),
+            account_map: Some(map.clone()),
+            ..spec(base)
+        };
+        assert!(Job::resolve(both, None).is_err());
+        std::fs::write(&map, "3,../x\n").unwrap();
+        let bad = JobSpec {
+            account_from: Some(AccountFrom::Workspace),
+            workspace_map: Some(map.clone()),
+            ..spec(base)
+        };
+        let err = Job::resolve(bad, None).unwrap_err().to_string();
+        assert!(
+            err.contains("workspace map") && err.contains("not a plain identifier"),
+            "{err}"
+        );
+        assert!(toml::from_str::<JobSpec>("account_from = \"client\"").is_err());
+    }
 }
