@@ -117,6 +117,8 @@ pub struct SimulatorSpec {
     pub minute_secs: Option<f64>,
     /// Latency added to every response, in milliseconds (0 to 60000).
     pub latency_ms: Option<u64>,
+    /// Workspaces of the simulated account (1 = none, the default; 1 to 1000).
+    pub workspaces: Option<usize>,
 }
 
 impl JobSpec {
@@ -411,6 +413,9 @@ impl Job {
             }
             if let Some(ms) = sim.latency_ms {
                 in_range("simulator.latency_ms", ms, 0..=60_000, " ms")?;
+            }
+            if let Some(n) = sim.workspaces {
+                in_range("simulator.workspaces", n, 1..=1000, "")?;
             }
         }
         let max_run_minutes = spec.max_run_minutes.unwrap_or(360.0);

@@ -175,6 +175,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
             if let Some(ms) = spec.latency_ms {
                 config.latency_ms = ms;
             }
+            if let Some(n) = spec.workspaces {
+                config.workspaces = n;
+            }
             let sim = Simulator::start(config, 0)
                 .await
                 .context("starting the built-in simulator")?;
