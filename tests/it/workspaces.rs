@@ -299,3 +299,27 @@ async fn an_account_without_workspaces_makes_todays_calls_plus_one() {
     expected.insert("workspaces", 1);
     assert_eq!(calls, expected);
 }
+
+/// A key that may not read workspaces (403) behaves like an account without them: one call,
+/// then everything as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_may_not_read_workspaces_lists_as_before() {
+    let h = harness(1).await;
+    h.sim.faults().push(
+        ticketsync::sim::FaultRule::new(ticketsync::sim::FaultAction::Status(403))
+            .endpoint("workspaces"),
+    );
+    let outcome = h.full_sync().await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let stats = h.sim.stats();
+    assert_eq!(stats.status_counts.get(&403), Some(&1));
+    let calls: BTreeMap<&str, u64> = stats
+        .by_endpoint
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k.as_str(), *n))
+        .collect();
+    let mut expected: BTreeMap<&str, u64> = CALLS_WITHOUT_WORKSPACES.into_iter().collect();
+    expected.insert("workspaces", 1);
+    assert_eq!(calls, expected);
+}
