@@ -184,7 +184,7 @@ impl JobSpec {
 }
 
 /// Where a ticket's account number comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountFrom {
     /// The department's custom field (`account_field`), or the account map.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::Completion;
-use crate::job::{Api, Job, JobSpec};
+use crate::job::{AccountFrom, Api, Job, JobSpec};
 use crate::pipeline;
 use crate::report::RunStatus;
 use crate::sim::{SimConfig, Simulator};
@@ -74,7 +74,7 @@ pub struct SyncArgs {
     /// workspace (the client, in Freshservice for MSPs: --workspace-map, else the workspace
     /// field named by --account-field).
     #[arg(long, value_enum, value_name = "FROM")]
-    pub account_from: Option<crate::job::AccountFrom>,
+    pub account_from: Option<AccountFromArg>,
 
     /// CSV of workspace_id,account_number (with --account-from workspace); wins over the
     /// workspace field.
@@ -113,6 +113,13 @@ pub struct SyncArgs {
     pub max_run_minutes: Option<f64>,
 }
 
+/// `--account-from` (the job's [`AccountFrom`]; clap stays in `cli`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccountFromArg {
+    Department,
+    Workspace,
+}
+
 impl SyncArgs {
     fn spec(&self) -> JobSpec {
         JobSpec {
@@ -121,7 +128,10 @@ impl SyncArgs {
             domain: self.domain.clone(),
             account_field: self.account_field.clone(),
             account_map: self.account_map.clone(),
-            account_from: self.account_from,
+            account_from: self.account_from.map(|from| match from {
+                AccountFromArg::Department => AccountFrom::Department,
+                AccountFromArg::Workspace => AccountFrom::Workspace,
+            }),
             workspace_map: self.workspace_map.clone(),
             full_sync: self.full_sync.then_some(true),
             since: self.since,
