@@ -323,3 +323,39 @@ async fn a_key_that_may_not_read_workspaces_lists_as_before() {
     expected.insert("workspaces", 1);
     assert_eq!(calls, expected);
 }
+
+/// A nightly run after the full sync lists every workspace again and fetches only what changed,
+/// wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_run_reads_every_workspace() {
+    let h = harness(3).await;
+    let first = h.full_sync().await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let gt = h.sim.ground_truth();
+    let elsewhere = gt
+        .closed_tickets()
+        .filter(|t| t.workspace_id != gt.primary_workspace())
+        .find(|t| {
+            t.department_id
+                .and_then(|d| gt.department(d))
+                .is_some_and(|d| d.account_number.as_ref().is_some_and(Value::is_i64))
+        })
+        .unwrap()
+        .id;
+    h.sim.touch_ticket(elsewhere);
+    let before = h.sim.stats();
+    let second = h.incremental().await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    let after = h.sim.stats();
+    let delta = |k: &str| after.by_endpoint[k] - before.by_endpoint[k];
+    assert_eq!(
+        second.report.tickets.written, 1,
+        "{:?}",
+        second.report.tickets
+    );
+    assert_eq!((delta("conversations"), delta("time_entries")), (1, 1));
+    assert!(
+        delta("tickets_list") >= 9,
+        "3 workspaces × live, deleted, spam"
+    );
+}
