@@ -53,6 +53,10 @@ struct Args {
     /// become rejects without any per-ticket call).
     #[arg(long)]
     unmapped: bool,
+    /// Workspaces of the simulated account (1 = none): with more, every listing is made once
+    /// per workspace.
+    #[arg(long, default_value_t = 1)]
+    workspaces: usize,
     /// Run every plan (Starter, Growth, Pro, Enterprise) at 200 ms and at 600 ms.
     #[arg(long)]
     matrix: bool,
@@ -65,6 +69,7 @@ async fn local_ceiling(args: &Args) {
     let config = SimConfig {
         tickets: args.tickets,
         seed: 1,
+        workspaces: args.workspaces,
         plan: Plan::Enterprise,
         rate_limit: false,
         ..SimConfig::default()
@@ -155,6 +160,7 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
     let config = SimConfig {
         tickets: args.tickets,
         seed: 1,
+        workspaces: args.workspaces,
         plan,
         minute_secs: args.minute_secs,
         latency_ms,
@@ -287,7 +293,7 @@ async fn baseline(args: &Args, config: SimConfig, fetched: u64) -> f64 {
     let started = Instant::now();
     let since = chrono::Utc::now() - chrono::Duration::days(365);
     let listed = source
-        .tickets_updated_since(since, ListFilter::Live, Requesters::Embedded)
+        .tickets_updated_since(since, ListFilter::Live, Requesters::Embedded, None)
         .await
         .expect("list");
     let list_time = started.elapsed().as_secs_f64();

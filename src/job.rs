@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use url::Url;
 
-use crate::normalize::accounts::parse_account_map;
+use crate::normalize::accounts::{parse_account_map, parse_workspace_map};
 use crate::source::limiter::LimiterConfig;
 use crate::storage::S3Options;
 
@@ -44,10 +44,17 @@ pub struct JobSpec {
     pub base_url: Option<String>,
     /// Freshservice account subdomain: `acme` → `https://acme.freshservice.com`.
     pub domain: Option<String>,
-    /// Department custom field holding the account number (default `account_number`).
+    /// Department (or, with `account_from = "workspace"`, workspace) custom field holding the
+    /// account number (default `account_number`).
     pub account_field: Option<String>,
     /// CSV `department_id,account_number` that wins over the custom field.
     pub account_map: Option<PathBuf>,
+    /// Where a ticket's account number comes from: its department (default) or its workspace
+    /// (a client, in Freshservice for MSPs).
+    pub account_from: Option<AccountFrom>,
+    /// With `account_from = "workspace"`: CSV `workspace_id,account_number` that wins over the
+    /// workspace field named by `account_field`.
+    pub workspace_map: Option<PathBuf>,
     /// Sync every ticket updated in the past `full_sync_days`.
     pub full_sync: Option<bool>,
     /// Window of a full sync (and of the first incremental run), in days (default 365;
@@ -110,6 +117,8 @@ pub struct SimulatorSpec {
     pub minute_secs: Option<f64>,
     /// Latency added to every response, in milliseconds (0 to 60000).
     pub latency_ms: Option<u64>,
+    /// Workspaces of the simulated account (1 = none, the default; 1 to 1000).
+    pub workspaces: Option<usize>,
 }
 
 impl JobSpec {
@@ -141,6 +150,8 @@ impl JobSpec {
             domain: if api_given { over.domain } else { self.domain },
             account_field: over.account_field.or(self.account_field),
             account_map: over.account_map.or(self.account_map),
+            account_from: over.account_from.or(self.account_from),
+            workspace_map: over.workspace_map.or(self.workspace_map),
             full_sync: if window_given {
                 over.full_sync
             } else {
@@ -170,6 +181,17 @@ impl JobSpec {
             },
         }
     }
+}
+
+/// Where a ticket's account number comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountFrom {
+    /// The department's custom field (`account_field`), or the account map.
+    #[default]
+    Department,
+    /// The ticket's workspace: the workspace map, or the workspace field `account_field`.
+    Workspace,
 }
 
 /// Which tickets a run reads.
@@ -202,6 +224,10 @@ pub struct Job {
     pub api: Api,
     pub account_field: String,
     pub account_map: HashMap<i64, String>,
+    pub account_from: AccountFrom,
+    /// `workspace_id` → account number (`workspace_map`); empty unless accounts come from
+    /// workspaces.
+    pub workspace_map: HashMap<i64, String>,
     pub window: Window,
     pub full_sync_days: u32,
     pub overlap: Duration,
@@ -278,6 +304,29 @@ impl Job {
                     .map_err(|e| invalid(format!("account map {}: {e}", path.display())))?
             }
         };
+        let account_from = spec.account_from.unwrap_or_default();
+        let workspace_map =
+            match (&spec.workspace_map, account_from) {
+                (None, _) => HashMap::new(),
+                (Some(path), AccountFrom::Workspace) => {
+                    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    parse_workspace_map(&text)
+                        .map_err(|e| invalid(format!("workspace map {}: {e}", path.display())))?
+                }
+                (Some(_), AccountFrom::Department) => return Err(invalid(
+                    "--workspace-map needs --account-from workspace (account_from = \"workspace\")"
+                        .into(),
+                )),
+            };
+        if account_from == AccountFrom::Workspace && spec.account_map.is_some() {
+            return Err(invalid(
+                "--account-map maps departments; with --account-from workspace use --workspace-map"
+                    .into(),
+            ));
+        }
         let window = match (ticket, spec.full_sync.unwrap_or(false), spec.since) {
             (Some(id), false, None) => Window::Ticket(id),
             (None, true, None) => Window::Full,
@@ -365,6 +414,9 @@ impl Job {
             if let Some(ms) = sim.latency_ms {
                 in_range("simulator.latency_ms", ms, 0..=60_000, " ms")?;
             }
+            if let Some(n) = sim.workspaces {
+                in_range("simulator.workspaces", n, 1..=1000, "")?;
+            }
         }
         let max_run_minutes = spec.max_run_minutes.unwrap_or(360.0);
         if !(max_run_minutes.is_finite() && (0.01..=10_080.0).contains(&max_run_minutes)) {
@@ -390,6 +442,8 @@ impl Job {
             api,
             account_field,
             account_map,
+            account_from,
+            workspace_map,
             window,
             full_sync_days,
             overlap: Duration::from_secs(overlap_minutes * 60),
@@ -610,5 +664,55 @@ mod tests {
         assert_eq!(job.account_field, "account_number");
         assert_eq!(job.limiter.window, Duration::from_secs(60));
         assert_eq!(job.max_response_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn accounts_from_workspaces_take_a_validated_workspace_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = dir.path().join("ws.csv");
+        std::fs::write(&map, "workspace_id,account_number\n3,700101\n4, C-4 \n").unwrap();
+        let base = "data = \"./d\"\ndomain = \"acme\"\n";
+
+        let job = Job::resolve(spec(base), None).unwrap();
+        assert_eq!(job.account_from, AccountFrom::Department);
+        assert!(job.workspace_map.is_empty());
+
+        let file = spec(&format!(
+            "{base}account_from = \"workspace\"\nworkspace_map = {:?}\n",
+            map.display().to_string()
+        ));
+        let job = Job::resolve(file.clone(), None).unwrap();
+        assert_eq!(job.account_from, AccountFrom::Workspace);
+        assert_eq!(
+            job.workspace_map,
+            HashMap::from([(3, "700101".to_string()), (4, "C-4".to_string())])
+        );
+        // The flag wins over the file.
+        let flags = JobSpec {
+            account_from: Some(AccountFrom::Department),
+            ..Default::default()
+        };
+        let err = Job::resolve(file.overlay(flags), None).unwrap_err();
+        assert!(err.to_string().contains("--workspace-map needs"), "{err}");
+
+        // Department maps do not apply to workspace accounts; bad lines are refused.
+        let both = JobSpec {
+            account_from: Some(AccountFrom::Workspace),
+            account_map: Some(map.clone()),
+            ..spec(base)
+        };
+        assert!(Job::resolve(both, None).is_err());
+        std::fs::write(&map, "3,../x\n").unwrap();
+        let bad = JobSpec {
+            account_from: Some(AccountFrom::Workspace),
+            workspace_map: Some(map.clone()),
+            ..spec(base)
+        };
+        let err = Job::resolve(bad, None).unwrap_err().to_string();
+        assert!(
+            err.contains("workspace map") && err.contains("not a plain identifier"),
+            "{err}"
+        );
+        assert!(toml::from_str::<JobSpec>("account_from = \"client\"").is_err());
     }
 }

@@ -23,7 +23,7 @@
 //!   run lock that keeps a second run from writing the same dataset.
 //! - [`storage`]: the only code that builds object paths and talks to `object_store`.
 //! - [`pipeline`]: one run. [`pipeline::policy`] holds every decision as a pure function (the
-//!   window, how a listed ticket is classified, what counts as evidence that a ticket is gone,
+//!   window, which workspaces are listed, how a listed ticket is classified, what counts as evidence that a ticket is gone,
 //!   the removal guard, when the cursor moves); the rest is mechanism: the listing task, the
 //!   fetch workers, the dispatcher between them, checkpoints and commits.
 //! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary.

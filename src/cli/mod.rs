@@ -44,7 +44,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     // The help texts are the doc comments of the argument structs.
-    Sync(sync::SyncArgs),
+    Sync(Box<sync::SyncArgs>),
     Query(query::QueryArgs),
     Sim(sim::SimArgs),
 }
@@ -63,7 +63,7 @@ pub enum Completion {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
     match cli.command {
-        Command::Sync(args) => sync::run(args).await,
+        Command::Sync(args) => sync::run(*args).await,
         Command::Query(args) => query::run(args).await,
         Command::Sim(args) => sim::run(args).await,
     }

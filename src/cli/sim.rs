@@ -32,6 +32,11 @@ pub struct SimArgs {
     /// Tickets to generate (all statuses; about three quarters are closed).
     #[arg(long, default_value_t = 200)]
     pub tickets: usize,
+    /// Workspaces (clients, in Freshservice for MSPs), one of them primary: ticket listings
+    /// without workspace_id return the primary one only. 1 = an account without the feature
+    /// (GET /workspaces answers 404). At most 1000.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub workspaces: u16,
     /// Seed of the generated data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -53,6 +58,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<Completion> {
     let config = SimConfig {
         seed: args.seed,
         tickets: args.tickets,
+        workspaces: args.workspaces.into(),
         plan: args.plan,
         minute_secs: args.minute_secs,
         latency_ms: args.latency_ms,
@@ -65,6 +71,15 @@ pub async fn run(args: SimArgs) -> anyhow::Result<Completion> {
     let quirks = crate::sim::Quirks::from_args(&args.quirk).map_err(anyhow::Error::msg)?;
     sim.set_quirks(quirks);
     println!("Freshservice simulator at {}", sim.base_url());
+    let workspaces = sim.ground_truth().workspaces;
+    if !workspaces.is_empty() {
+        let ids: Vec<String> = workspaces.iter().map(|w| w.id.to_string()).collect();
+        println!(
+            "Workspaces: {} (primary {})",
+            ids.join(", "),
+            workspaces[0].id
+        );
+    }
     println!(
         "API key: {}  (export FRESHSERVICE_API_KEY={})",
         sim.api_key(),

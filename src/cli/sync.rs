@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::Completion;
-use crate::job::{Api, Job, JobSpec};
+use crate::job::{AccountFrom, Api, Job, JobSpec};
 use crate::pipeline;
 use crate::report::RunStatus;
 use crate::sim::{SimConfig, Simulator};
@@ -61,13 +61,25 @@ pub struct SyncArgs {
     #[arg(long, value_name = "ID")]
     pub ticket: Option<i64>,
 
-    /// Department custom field holding the account number [default: account_number].
+    /// Department (or, with --account-from workspace, workspace) custom field holding the
+    /// account number [default: account_number].
     #[arg(long, value_name = "NAME")]
     pub account_field: Option<String>,
 
     /// CSV of department_id,account_number that wins over the custom field.
     #[arg(long, value_name = "FILE.csv")]
     pub account_map: Option<PathBuf>,
+
+    /// Where account numbers come from: department (its custom field, the default) or
+    /// workspace (the client, in Freshservice for MSPs: --workspace-map, else the workspace
+    /// field named by --account-field).
+    #[arg(long, value_enum, value_name = "FROM")]
+    pub account_from: Option<AccountFromArg>,
+
+    /// CSV of workspace_id,account_number (with --account-from workspace); wins over the
+    /// workspace field.
+    #[arg(long, value_name = "FILE.csv")]
+    pub workspace_map: Option<PathBuf>,
 
     /// TOML job file (see jobs/); flags override its settings.
     #[arg(long, value_name = "FILE")]
@@ -101,6 +113,13 @@ pub struct SyncArgs {
     pub max_run_minutes: Option<f64>,
 }
 
+/// `--account-from` (the job's [`AccountFrom`]; clap stays in `cli`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccountFromArg {
+    Department,
+    Workspace,
+}
+
 impl SyncArgs {
     fn spec(&self) -> JobSpec {
         JobSpec {
@@ -109,6 +128,11 @@ impl SyncArgs {
             domain: self.domain.clone(),
             account_field: self.account_field.clone(),
             account_map: self.account_map.clone(),
+            account_from: self.account_from.map(|from| match from {
+                AccountFromArg::Department => AccountFrom::Department,
+                AccountFromArg::Workspace => AccountFrom::Workspace,
+            }),
+            workspace_map: self.workspace_map.clone(),
             full_sync: self.full_sync.then_some(true),
             since: self.since,
             budget_share: self.budget_share,
@@ -160,6 +184,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
             }
             if let Some(ms) = spec.latency_ms {
                 config.latency_ms = ms;
+            }
+            if let Some(n) = spec.workspaces {
+                config.workspaces = n;
             }
             let sim = Simulator::start(config, 0)
                 .await

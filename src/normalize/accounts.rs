@@ -1,4 +1,4 @@
-//! department_id → customer account number.
+//! department_id (or, with `account_from = workspace`, workspace_id) → customer account number.
 //!
 //! The account number lives in a department custom field whose name the MSP chooses
 //! (`account_number` by default); it may be a JSON number or a string. An optional CSV
@@ -43,6 +43,9 @@ pub enum Check<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct AccountMap {
     by_department: HashMap<i64, Account>,
+    /// With `account_from = workspace`: each workspace's account (a workspace not in it has
+    /// none). The department then only has to be there (the rows carry its id).
+    by_workspace: Option<HashMap<i64, Account>>,
 }
 
 /// Why a ticket has no account.
@@ -67,7 +70,66 @@ impl AccountMap {
         for (id, account) in overrides {
             by_department.insert(*id, classify(Some(&Value::String(account.clone()))));
         }
-        AccountMap { by_department }
+        AccountMap {
+            by_department,
+            by_workspace: None,
+        }
+    }
+
+    /// Takes accounts from workspaces instead of departments: `values` holds each workspace's
+    /// raw account number (see `pipeline::policy::workspace_account_values`), validated like a
+    /// department's.
+    pub fn with_workspace_accounts(mut self, values: &HashMap<i64, Value>) -> AccountMap {
+        self.by_workspace = Some(
+            values
+                .iter()
+                .map(|(id, raw)| (*id, classify(Some(raw))))
+                .collect(),
+        );
+        self
+    }
+
+    /// What is known about a ticket's account before any call: from its department (see
+    /// [`Self::check`]) or, with workspace accounts, from its workspace.
+    pub fn check_ticket(&self, ticket: &wire::Ticket) -> Check<'_> {
+        match self.by_workspace {
+            None => self.check(ticket.department_id),
+            Some(_) => match self.resolve_ticket(ticket) {
+                Ok(account) => Check::Account(account),
+                Err(unplaced) => Check::Unplaced(unplaced),
+            },
+        }
+    }
+
+    /// The account of a ticket: its department's (see [`Self::resolve`]) or, with workspace
+    /// accounts, its workspace's (the ticket still needs a department: its rows carry the id).
+    pub fn resolve_ticket(&self, ticket: &wire::Ticket) -> Result<&str, Unplaced> {
+        let Some(by_workspace) = &self.by_workspace else {
+            return self.resolve(ticket.department_id);
+        };
+        if ticket.department_id.is_none() {
+            return Err(Unplaced {
+                reason: RejectReason::NoDepartment,
+                detail: "ticket has no department_id".into(),
+            });
+        }
+        let Some(id) = ticket.workspace_id else {
+            return Err(Unplaced {
+                reason: RejectReason::NoAccountNumber,
+                detail: "ticket has no workspace_id (account numbers come from workspaces)".into(),
+            });
+        };
+        match by_workspace.get(&id) {
+            None | Some(Account::Missing | Account::Unreadable(_)) => Err(Unplaced {
+                reason: RejectReason::NoAccountNumber,
+                detail: format!("workspace {id} has no account number (not in the workspace map nor in its fields)"),
+            }),
+            Some(Account::Invalid(raw)) => Err(Unplaced {
+                reason: RejectReason::InvalidAccountNumber,
+                detail: format!("workspace {id} has account number {raw} (allowed: letters, digits, '.', '_', '-', at most 64, starting with a letter or digit)"),
+            }),
+            Some(Account::Valid(account)) => Ok(account),
+        }
     }
 
     /// Marks departments whose records did not decode (unless the account map names them: the
@@ -197,6 +259,17 @@ fn truncate_json(v: &Value) -> String {
 
 /// Reads an account-map CSV: `department_id,account_number`, with or without a header row.
 pub fn parse_account_map(csv_text: &str) -> Result<HashMap<i64, String>, String> {
+    parse_id_map(csv_text, "department_id")
+}
+
+/// Reads a workspace-map CSV: `workspace_id,account_number`, with or without a header row,
+/// validated like the account map.
+pub fn parse_workspace_map(csv_text: &str) -> Result<HashMap<i64, String>, String> {
+    parse_id_map(csv_text, "workspace_id")
+}
+
+/// `<id_name>,account_number` lines → id → account number.
+fn parse_id_map(csv_text: &str, id_name: &str) -> Result<HashMap<i64, String>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .trim(csv::Trim::All)
@@ -206,17 +279,14 @@ pub fn parse_account_map(csv_text: &str) -> Result<HashMap<i64, String>, String>
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("line {}: {e}", i + 1))?;
         if record.len() < 2 {
-            return Err(format!(
-                "line {}: expected department_id,account_number",
-                i + 1
-            ));
+            return Err(format!("line {}: expected {id_name},account_number", i + 1));
         }
         let Ok(id) = record[0].parse::<i64>() else {
             if i == 0 {
                 continue; // a header row
             }
             return Err(format!(
-                "line {}: department_id {:?} is not a number",
+                "line {}: {id_name} {:?} is not a number",
                 i + 1,
                 &record[0]
             ));

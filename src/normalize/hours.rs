@@ -32,19 +32,6 @@ pub fn hours(minutes: i64) -> f64 {
     minutes as f64 / 60.0
 }
 
-/// Hours the way the KnowledgeTree documents print them: at least one decimal, at most two
-/// (`0.25`, `1.5`, `2.0`, `1.33`).
-pub fn format_hours(minutes: i64) -> String {
-    let h = hours(minutes);
-    let two = format!("{h:.2}");
-    let trimmed = two.trim_end_matches('0');
-    if trimmed.ends_with('.') {
-        format!("{trimmed}0")
-    } else {
-        trimmed.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,14 +66,5 @@ mod tests {
             let err = parse_time_spent(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn hours_print_like_the_old_documents() {
-        assert_eq!(format_hours(15), "0.25");
-        assert_eq!(format_hours(90), "1.5");
-        assert_eq!(format_hours(120), "2.0");
-        assert_eq!(format_hours(80), "1.33");
-        assert_eq!(format_hours(0), "0.0");
     }
 }

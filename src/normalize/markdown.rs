@@ -13,7 +13,6 @@ use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::hours::format_hours;
 use super::text::{block, heading, inline};
 use super::{ConversationRow, NoteRow, TicketRow};
 
@@ -21,6 +20,15 @@ fn ts(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
         || "unknown".to_string(),
         |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+/// A ticket date in the format of the Codex JSON of `ticketsync query` (`iso_text` there:
+/// seconds, fractions only when there are some, `Z`).
+fn iso(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "unknown".to_string(),
+        |t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
     )
 }
 
@@ -59,11 +67,19 @@ pub fn render(ticket: &TicketRow, conversations: &[ConversationRow], notes: &[No
         "- **Priority:** {}",
         ticket.priority.as_deref().unwrap_or("Unknown")
     );
-    let _ = writeln!(md, "- **Created:** {}", ts(ticket.created_at));
+    // The dates as `ticketsync query` prints these keys in the Codex JSON (KnowledgeTree's sync
+    // writes that JSON's strings verbatim); hours with exactly two decimals (`{:.2f}` there).
+    let _ = writeln!(md, "- **Created:** {}", iso(ticket.created_at));
     let _ = writeln!(
         md,
-        "- **Hours Spent:** {} hours",
-        format_hours(ticket.total_minutes)
+        "- **Last Updated:** {}",
+        iso(Some(ticket.last_updated_at))
+    );
+    let _ = writeln!(md, "- **Closed:** {}", iso(Some(ticket.closed_at)));
+    let _ = writeln!(
+        md,
+        "- **Hours Spent:** {:.2} hours",
+        ticket.total_hours_spent
     );
     md.push('\n');
     md.push_str("## Description\n");
@@ -244,6 +260,48 @@ mod tests {
             }
         }
         h
+    }
+
+    /// The "Ticket Information" block exactly as KnowledgeTree's `sync_tickets.py` builds it from
+    /// the Codex JSON of `ticketsync query` (its f-string, with that JSON's strings and
+    /// `{total_hours_spent:.2f}`): same lines, same order, two decimals.
+    #[test]
+    fn ticket_information_matches_knowledgetree_sync() {
+        let mut t = ticket("Printer down", "It jams.");
+        t.created_at = Some(Utc.with_ymd_and_hms(2025, 1, 10, 9, 0, 0).unwrap());
+        t.last_updated_at = Utc.with_ymd_and_hms(2025, 1, 15, 16, 30, 5).unwrap();
+        t.closed_at = Utc.with_ymd_and_hms(2025, 1, 15, 16, 30, 0).unwrap();
+        for (hours, printed) in [
+            (3.0, "3.00"),
+            (1.5, "1.50"),
+            (0.25, "0.25"),
+            (80.0 / 60.0, "1.33"),
+        ] {
+            t.total_hours_spent = hours;
+            // sync_tickets.py's f-string with the Codex JSON's values.
+            let knowledgetree = format!(
+                "# Ticket #7: Printer down
+
+## Ticket Information
+- **Requester:** User (user@example.test)
+- **Status:** Closed
+- **Priority:** High
+- **Created:** 2025-01-10T09:00:00Z
+- **Last Updated:** 2025-01-15T16:30:05Z
+- **Closed:** 2025-01-15T16:30:00Z
+- **Hours Spent:** {printed} hours
+
+## Description
+It jams.
+
+"
+            );
+            let md = render(&t, &[], &[]);
+            let head = &md[..md.find("## Description\n").unwrap()];
+            assert!(knowledgetree.starts_with(head), "{md}");
+            assert!(head.contains("## Ticket Information\n"), "{md}");
+            assert_eq!(md, format!("{head}## Description\nIt jams.\n"));
+        }
     }
 
     #[test]

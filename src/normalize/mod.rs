@@ -300,7 +300,7 @@ pub fn placement(ticket: &wire::Ticket, ctx: &Context<'_>) -> Result<(), Rejecti
         ));
     }
     ctx.accounts
-        .resolve(ticket.department_id)
+        .resolve_ticket(ticket)
         .map(|_| ())
         .map_err(|u| reject(u.reason, format!("ticket {}: {}", ticket.id, u.detail)))
 }
@@ -339,7 +339,7 @@ pub fn normalize_ticket(
     // `placement` checked both.
     let (Some(updated_at), Ok(account), Some(department_id)) = (
         ticket.updated_at,
-        ctx.accounts.resolve(ticket.department_id),
+        ctx.accounts.resolve_ticket(ticket),
         ticket.department_id,
     ) else {
         return reject(

@@ -138,11 +138,11 @@ async fn fetch_one(
     // A department the list did not have: look it up before deciding anything. Only a 404 is
     // evidence that it is gone.
     let mut accounts: Option<AccountMap> = None;
-    if let Check::NotListed(department) = reference.accounts.check(ticket.department_id) {
+    if let Check::NotListed(department) = reference.accounts.check_ticket(&ticket) {
         match reference.department(&source, department).await {
             Ok(Department::Found(d)) => {
                 let map = reference.accounts_with(&d);
-                if let Check::Unplaced(u) = map.check(ticket.department_id) {
+                if let Check::Unplaced(u) = map.check_ticket(&ticket) {
                     return reject(&ticket, u.reason, u.detail);
                 }
                 accounts = Some(map);

@@ -1,4 +1,5 @@
-//! The listing task: the live listing page by page, then the deleted and spam views, then the
+//! The listing task: the live listing page by page (one listing per workspace, see
+//! [`policy::listing_workspaces`]), then the deleted and spam views (per workspace too), then the
 //! re-scan of recently closed tickets for time entries logged after close. It hands everything
 //! to the dispatcher (`sync.rs`) through a bounded channel, so a dispatcher with enough work
 //! queued slows the listing down instead of buffering it.
@@ -35,6 +36,8 @@ pub(crate) enum Listed {
 /// What the listing task reads besides the live listing.
 pub(crate) struct ListingPlan {
     pub(crate) since: DateTime<Utc>,
+    /// One listing per entry, by `workspace_id` (`None`: without it).
+    pub(crate) workspaces: Vec<Option<i64>>,
     /// Whether the live listing embeds the requester.
     pub(crate) requesters: Requesters,
     /// `updated_since` of the deleted/spam reconciliation (`None`: off).
@@ -49,38 +52,48 @@ pub(crate) async fn list(
     plan: ListingPlan,
     tx: mpsc::Sender<Listed>,
 ) -> Result<(), Error> {
-    let (pages_tx, mut pages_rx) = mpsc::channel(2);
-    let live = {
-        let source = source.clone();
-        tokio::spawn(async move {
-            source
-                .stream_tickets_updated_since(
-                    plan.since,
-                    ListFilter::Live,
-                    plan.requesters,
-                    pages_tx,
-                )
-                .await
-        })
-    };
     let mut listed = HashSet::new();
-    while let Some(items) = pages_rx.recv().await {
-        listed.extend(
-            items
-                .iter()
-                .filter_map(|t: &Result<wire::Ticket, _>| t.as_ref().ok().map(|t| t.id)),
-        );
-        if tx.send(Listed::Live(items)).await.is_err() {
-            live.abort();
-            return Ok(());
+    // Each workspace's listing is streamed into the dispatcher in turn; each has its own paging
+    // guards (a loop or an early end in one fails the run).
+    for &workspace in &plan.workspaces {
+        let (pages_tx, mut pages_rx) = mpsc::channel(2);
+        let live = {
+            let source = source.clone();
+            let (since, requesters) = (plan.since, plan.requesters);
+            tokio::spawn(async move {
+                source
+                    .stream_tickets_updated_since(
+                        since,
+                        ListFilter::Live,
+                        requesters,
+                        workspace,
+                        pages_tx,
+                    )
+                    .await
+            })
+        };
+        while let Some(items) = pages_rx.recv().await {
+            listed.extend(
+                items
+                    .iter()
+                    .filter_map(|t: &Result<wire::Ticket, _>| t.as_ref().ok().map(|t| t.id)),
+            );
+            if tx.send(Listed::Live(items)).await.is_err() {
+                live.abort();
+                return Ok(());
+            }
         }
+        live.await.map_err(Error::task("the listing"))??;
     }
-    live.await.map_err(Error::task("the listing"))??;
 
     if let Some(since) = plan.reconcile_since {
-        for filter in [ListFilter::Deleted, ListFilter::Spam] {
+        for (&workspace, filter) in plan
+            .workspaces
+            .iter()
+            .flat_map(|w| [(w, ListFilter::Deleted), (w, ListFilter::Spam)])
+        {
             let items = source
-                .tickets_updated_since(since, filter, plan.requesters)
+                .tickets_updated_since(since, filter, plan.requesters, workspace)
                 .await?;
             let gone: Vec<Gone> = items
                 .iter()

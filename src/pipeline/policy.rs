@@ -5,6 +5,8 @@
 //! - [`listing_since`]: which window a run lists;
 //! - [`rescan_due`]: whether this run re-reads recently closed tickets' time entries;
 //! - [`requester_source`]: embed requesters in the listing or read the directory;
+//! - [`listing_workspaces`] / [`department_workspaces`]: which workspaces the run lists
+//!   tickets and departments of; [`workspace_account_values`]: a workspace's account number;
 //! - [`classify`]: what happens to one listed ticket (skip, fetch, reject, remove, fail);
 //! - [`removal_evidence`] / [`recheck`]: when the API's answer is evidence that a ticket is gone;
 //! - [`removal_limit`] / [`removals_allowed`]: the removal guard;
@@ -13,9 +15,11 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
-use crate::job::Window;
+use crate::job::{AccountFrom, Window};
 use crate::normalize::accounts::Check;
 use crate::normalize::{RejectReason, Rejection, STATUS_CLOSED};
 use crate::sink::Removal;
@@ -69,6 +73,58 @@ pub fn requester_source(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Req
         }
         _ => Requesters::Embedded,
     }
+}
+
+/// The ticket listings of a run (and of its deleted/spam views), by `workspace_id`: `None` is
+/// a listing without it. An account without workspaces (`GET /workspaces` answered 404 or 403:
+/// `workspaces` is `None`), or with a single one, is listed as before workspaces existed: one
+/// listing without the parameter. With several, one listing per workspace id, each once, in id
+/// order: the API returns only the primary workspace without the parameter, and the "all
+/// workspaces" value is disputed (`0` in one client, `1` in a doc quote, and `1` can be a real
+/// workspace id), while a listing per id is right whatever the sentinel means.
+pub fn listing_workspaces(workspaces: Option<&[i64]>) -> Vec<Option<i64>> {
+    match workspaces {
+        Some(ids) if ids.len() > 1 => {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter().map(Some).collect()
+        }
+        _ => vec![None],
+    }
+}
+
+/// The department listings a run reads: per workspace like the tickets (departments are
+/// specific to each client), or none when account numbers come from workspaces (a ticket then
+/// needs only its department's id, which it carries).
+pub fn department_workspaces(from: AccountFrom, listings: &[Option<i64>]) -> Vec<Option<i64>> {
+    match from {
+        AccountFrom::Department => listings.to_vec(),
+        AccountFrom::Workspace => Vec::new(),
+    }
+}
+
+/// Each workspace's raw account number with `account_from = workspace`: the workspace map's
+/// entry, else the workspace's custom field `field` (where the API returns one). Workspaces
+/// with neither are left out (their tickets are rejected `no_account_number`); the map also
+/// names workspaces `GET /workspaces` did not list (an account without the feature still tags
+/// tickets with a `workspace_id`). Validation is the account map's.
+pub fn workspace_account_values(
+    workspaces: &[wire::Workspace],
+    field: &str,
+    map: &HashMap<i64, String>,
+) -> HashMap<i64, serde_json::Value> {
+    let mut values: HashMap<i64, serde_json::Value> = workspaces
+        .iter()
+        .filter_map(|w| {
+            let raw = w.custom_fields.as_ref()?.get(field)?;
+            (!raw.is_null()).then(|| (w.id, raw.clone()))
+        })
+        .collect();
+    for (id, account) in map {
+        values.insert(*id, serde_json::Value::String(account.clone()));
+    }
+    values
 }
 
 /// What the dataset knows of a listed ticket.
@@ -542,5 +598,97 @@ mod tests {
             ),
             Some((next, Some(start)))
         );
+    }
+
+    #[test]
+    fn one_listing_without_workspaces_one_per_workspace_with_them() {
+        // No feature (404/403), an empty list or a single workspace: exactly as before.
+        assert_eq!(listing_workspaces(None), vec![None]);
+        assert_eq!(listing_workspaces(Some(&[])), vec![None]);
+        assert_eq!(listing_workspaces(Some(&[2])), vec![None]);
+        // Several: each id once, in order; never a sentinel (0 or 1) for "all".
+        assert_eq!(
+            listing_workspaces(Some(&[4, 2, 3, 2])),
+            vec![Some(2), Some(3), Some(4)]
+        );
+        assert_eq!(listing_workspaces(Some(&[1, 2])), vec![Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn departments_are_read_per_workspace_only_for_department_accounts() {
+        let listings = [Some(2), Some(3)];
+        assert_eq!(
+            department_workspaces(AccountFrom::Department, &listings),
+            listings.to_vec()
+        );
+        assert_eq!(
+            department_workspaces(AccountFrom::Department, &[None]),
+            vec![None]
+        );
+        assert!(department_workspaces(AccountFrom::Workspace, &listings).is_empty());
+    }
+
+    #[test]
+    fn workspace_accounts_come_from_the_map_then_the_field() {
+        let workspace =
+            |v: serde_json::Value| -> wire::Workspace { serde_json::from_value(v).unwrap() };
+        let workspaces = [
+            workspace(
+                json!({"id": 2, "primary": true, "custom_fields": {"account_number": 700100}}),
+            ),
+            workspace(json!({"id": 3, "custom_fields": {"account_number": "  700101 "}})),
+            workspace(json!({"id": 4, "custom_fields": {"account_number": null}})),
+            workspace(json!({"id": 5})),
+        ];
+        let map = HashMap::from([(3, "555001".to_string()), (9, "555009".to_string())]);
+        let values = workspace_account_values(&workspaces, "account_number", &map);
+        assert_eq!(values.len(), 3);
+        assert_eq!(values[&2], json!(700100));
+        assert_eq!(values[&3], json!("555001"), "the map wins");
+        assert_eq!(
+            values[&9],
+            json!("555009"),
+            "the map names unlisted workspaces too"
+        );
+        assert!(!values.contains_key(&4) && !values.contains_key(&5));
+
+        // Resolved and validated like departments; the department must still be there.
+        let accounts = crate::normalize::AccountMap::new(&[], "account_number", &HashMap::new())
+            .with_workspace_accounts(&values);
+        let in_workspace = |ws: serde_json::Value, dept: serde_json::Value| {
+            ticket(json!({"id": 1, "status": 5, "workspace_id": ws, "department_id": dept}))
+        };
+        assert_eq!(
+            accounts.resolve_ticket(&in_workspace(json!(2), json!(7))),
+            Ok("700100")
+        );
+        assert_eq!(
+            accounts.check_ticket(&in_workspace(json!(3), json!(7))),
+            Check::Account("555001")
+        );
+        for (ws, dept, reason) in [
+            (json!(4), json!(7), RejectReason::NoAccountNumber),
+            (json!(5), json!(7), RejectReason::NoAccountNumber),
+            (json!(null), json!(7), RejectReason::NoAccountNumber),
+            (json!(2), json!(null), RejectReason::NoDepartment),
+        ] {
+            assert!(
+                matches!(
+                    accounts.check_ticket(&in_workspace(ws.clone(), dept.clone())),
+                    Check::Unplaced(Unplaced { reason: r, .. }) if r == reason
+                ),
+                "{ws} {dept}"
+            );
+        }
+        let bad = HashMap::from([(2, json!("../x"))]);
+        let accounts = crate::normalize::AccountMap::new(&[], "account_number", &HashMap::new())
+            .with_workspace_accounts(&bad);
+        assert!(matches!(
+            accounts.resolve_ticket(&in_workspace(json!(2), json!(7))),
+            Err(Unplaced {
+                reason: RejectReason::InvalidAccountNumber,
+                ..
+            })
+        ));
     }
 }

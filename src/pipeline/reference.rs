@@ -1,16 +1,22 @@
-//! What every ticket of a run is normalized against: departments (account numbers), agents and,
-//! for long windows, the requester directory, read once at the start; plus the one-by-one
+//! What every ticket of a run is normalized against: the workspaces (which listings the run
+//! makes; account numbers with `account_from = workspace`), departments (account numbers, per
+//! workspace), agents and, for long windows, the requester directory, read once at the start;
+//! plus the one-by-one
 //! lookups for what those lists did not have (a requester added meanwhile, a department a short
 //! list left out).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::policy;
+use crate::job::{AccountFrom, Job};
 use crate::normalize::{self, AccountMap, Person, Settings};
-use crate::source::{self, wire, Requesters, Source};
+use crate::source::{self, wire, Endpoint, Requesters, Source};
 
 /// The reference data of a run.
 pub(crate) struct Reference {
+    /// The ticket listings to make, by `workspace_id` (see [`policy::listing_workspaces`]).
+    pub(crate) listings: Vec<Option<i64>>,
     pub(crate) accounts: AccountMap,
     pub(crate) agents: HashMap<i64, Person>,
     /// The requester directory; empty when the listing embeds requesters.
@@ -38,26 +44,55 @@ pub(crate) enum Department {
 }
 
 impl Reference {
-    /// Reads departments, agents and (with [`Requesters::Directory`]) the requester directory.
-    /// A department whose record does not decode is kept as unreadable (its tickets fail this
-    /// run, see `policy::classify`); a department listing that fails fails the run.
+    /// Reads the workspaces, then the departments of each (see
+    /// [`policy::department_workspaces`]), agents and (with [`Requesters::Directory`]) the
+    /// requester directory. A department whose record does not decode is kept as unreadable (its
+    /// tickets fail this run, see `policy::classify`); a department listing that fails fails the
+    /// run, and so does a workspace record that does not decode (its tickets would be missed).
     pub(crate) async fn load(
         source: &Source,
         requester_source: Requesters,
-        account_field: &str,
-        overrides: &HashMap<i64, String>,
+        job: &Job,
         settings: Settings,
     ) -> Result<Reference, source::Error> {
-        let (departments, agents, requesters) =
-            tokio::join!(source.departments(), source.agents(), async {
-                match requester_source {
-                    Requesters::Directory => source.requesters().await,
-                    Requesters::Embedded => Ok(Vec::new()),
-                }
-            });
+        let account_field = job.account_field.as_str();
+        let overrides = &job.account_map;
+        let scoped = async {
+            let workspaces = match source.workspaces().await? {
+                None => None,
+                Some(items) => Some(
+                    items
+                        .into_iter()
+                        .map(|w| {
+                            w.map_err(|e| source::Error::Decode {
+                                endpoint: Endpoint::Workspaces.name(),
+                                path: "workspaces".into(),
+                                detail: format!("a workspace does not decode, so its tickets cannot be listed: {}", e.detail),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            let ids: Option<Vec<i64>> = workspaces
+                .as_ref()
+                .map(|ws| ws.iter().map(|w| w.id).collect());
+            let listings = policy::listing_workspaces(ids.as_deref());
+            let mut departments = Vec::new();
+            for workspace in policy::department_workspaces(job.account_from, &listings) {
+                departments.extend(source.departments(workspace).await?);
+            }
+            Ok::<_, source::Error>((workspaces.unwrap_or_default(), listings, departments))
+        };
+        let (scoped, agents, requesters) = tokio::join!(scoped, source.agents(), async {
+            match requester_source {
+                Requesters::Directory => source.requesters().await,
+                Requesters::Embedded => Ok(Vec::new()),
+            }
+        });
+        let (workspaces, listings, departments) = scoped?;
         let mut good = Vec::new();
         let mut unreadable = Vec::new();
-        for d in departments? {
+        for d in departments {
             match d {
                 Ok(d) => good.push(d),
                 Err(e) => {
@@ -68,8 +103,13 @@ impl Reference {
                 }
             }
         }
-        let accounts =
-            AccountMap::new(&good, account_field, overrides).with_unreadable(unreadable, overrides);
+        let accounts = match job.account_from {
+            AccountFrom::Department => AccountMap::new(&good, account_field, overrides)
+                .with_unreadable(unreadable, overrides),
+            AccountFrom::Workspace => AccountMap::default().with_workspace_accounts(
+                &policy::workspace_account_values(&workspaces, account_field, &job.workspace_map),
+            ),
+        };
         let agents: HashMap<i64, Person> = agents?
             .into_iter()
             .filter_map(|a| a.ok())
@@ -95,12 +135,15 @@ impl Reference {
             })
             .collect();
         tracing::info!(
+            workspaces = workspaces.len(),
+            listings = listings.len(),
             departments = accounts.len(),
             agents = agents.len(),
             requesters = requesters.len(),
             "reference data loaded"
         );
         Ok(Reference {
+            listings,
             accounts,
             agents,
             requesters,
@@ -219,6 +262,7 @@ mod tests {
 
     fn reference(requesters: HashMap<i64, Person>, source: Requesters) -> Reference {
         Reference {
+            listings: vec![None],
             accounts: AccountMap::new(&[], "account_number", &HashMap::new()),
             agents: HashMap::new(),
             requesters,

@@ -171,8 +171,7 @@ impl<'a> Run<'a> {
             Reference::load(
                 &source,
                 policy::requester_source(since, self.settings.synced_at),
-                &self.job.account_field,
-                &self.job.account_map,
+                self.job,
                 self.settings.clone(),
             )
             .await?,
@@ -213,6 +212,7 @@ impl<'a> Run<'a> {
                 let synced_at = self.settings.synced_at;
                 let plan = ListingPlan {
                     since,
+                    workspaces: reference.listings.clone(),
                     requesters: reference.requester_source,
                     reconcile_since: self.job.reconcile.then(|| {
                         synced_at - chrono::Duration::days(self.job.full_sync_days.into())
@@ -507,7 +507,7 @@ impl<'a> Run<'a> {
                 &ticket,
                 known,
                 from != From::Listing,
-                reference.accounts.check(ticket.department_id),
+                reference.accounts.check_ticket(&ticket),
                 self.settings.synced_at,
             );
             if !matches!(action, Action::Skip | Action::Remove(_)) {

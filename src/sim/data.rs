@@ -27,6 +27,9 @@ const FIRST_TICKET_ID: i64 = 10_001;
 const AGENT_BASE: i64 = 21_000_000_000;
 const REQUESTER_BASE: i64 = 21_000_400_000;
 const DEPARTMENT_BASE: i64 = 21_000_350_000;
+/// The primary workspace's id (as in the API document's example); the others follow it. An
+/// account without the workspaces feature still serves `workspace_id: 2` everywhere.
+pub(crate) const PRIMARY_WORKSPACE: i64 = 2;
 const GROUP_BASE: i64 = 21_000_188_000;
 const CONVERSATION_BASE: i64 = 21_001_000_000;
 const TIME_ENTRY_BASE: i64 = 21_002_000_000;
@@ -38,6 +41,9 @@ const HISTORY_DAYS: i64 = 425;
 /// Everything the simulator serves, as a snapshot. Compare ETL output against this.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroundTruth {
+    /// `GET /workspaces`, in id order (the first is the primary one); empty when the account
+    /// has no workspaces feature (`GET /workspaces` answers 404).
+    pub workspaces: Vec<Workspace>,
     /// `GET /departments`, in id order.
     pub departments: Vec<Department>,
     /// `GET /agents`, in id order.
@@ -70,6 +76,19 @@ impl GroundTruth {
             .filter(|t| t.status == 5 && !t.deleted && !t.spam)
     }
 
+    /// The primary workspace's id ([`PRIMARY_WORKSPACE`]).
+    pub fn primary_workspace(&self) -> i64 {
+        PRIMARY_WORKSPACE
+    }
+
+    /// The workspace of a new ticket: its department's, else spread by ticket id.
+    fn workspace_for(&self, department_id: Option<i64>, ticket_id: i64) -> i64 {
+        department_id.and_then(|d| self.department(d)).map_or_else(
+            || workspace_of(ticket_id, self.workspaces.len()),
+            |d| d.workspace_id,
+        )
+    }
+
     /// Display name and email of a user id, whether requester or agent.
     pub fn user(&self, id: i64) -> Option<(String, String)> {
         if let Some(r) = self.requesters.iter().find(|r| r.id == id) {
@@ -82,6 +101,60 @@ impl GroundTruth {
             .iter()
             .find(|a| a.id == id)
             .map(|a| (format!("{} {}", a.first_name, a.last_name), a.email.clone()))
+    }
+}
+
+/// A workspace (a client in Freshservice for MSPs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workspace {
+    /// Workspace id (`2` is the primary one, then `3`, `4`, …).
+    pub id: i64,
+    /// `name`.
+    pub name: String,
+    /// `primary`: listings without `workspace_id` return this workspace only.
+    pub primary: bool,
+    /// `custom_fields.account_number` (a 6-digit number), the client field an MSP may use.
+    pub account_number: i64,
+}
+
+/// The workspace of the `n`-th item when there are `count` workspaces (0 or 1: the primary).
+fn workspace_of(n: i64, count: usize) -> i64 {
+    PRIMARY_WORKSPACE + n.rem_euclid(count.max(1) as i64)
+}
+
+/// Spreads departments (round robin) and tickets (their department's workspace, or by id) over
+/// `count` workspaces. Draws nothing from the generator: the data of every other field stays
+/// what `(seed, tickets, now)` makes it.
+fn assign_workspaces(truth: &mut GroundTruth, count: usize) {
+    truth.workspaces = if count > 1 {
+        (0..count as i64)
+            .map(|i| Workspace {
+                id: PRIMARY_WORKSPACE + i,
+                name: if i == 0 {
+                    "IT".to_owned()
+                } else {
+                    format!("Client {i}")
+                },
+                primary: i == 0,
+                account_number: 700_100 + i,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (i, d) in truth.departments.iter_mut().enumerate() {
+        d.workspace_id = workspace_of(i as i64, count);
+    }
+    let departments: Vec<(i64, i64)> = truth
+        .departments
+        .iter()
+        .map(|d| (d.id, d.workspace_id))
+        .collect();
+    for t in &mut truth.tickets {
+        t.workspace_id = t
+            .department_id
+            .and_then(|id| departments.iter().find(|(d, _)| *d == id))
+            .map_or_else(|| workspace_of(t.id, count), |(_, w)| *w);
     }
 }
 
@@ -104,6 +177,8 @@ pub struct Department {
     pub account_number: Option<Value>,
     /// `custom_fields.plan_selected`.
     pub plan_selected: String,
+    /// `workspace_id`.
+    pub workspace_id: i64,
     /// `created_at`.
     pub created_at: DateTime<Utc>,
     /// `updated_at`.
@@ -194,6 +269,8 @@ pub struct Ticket {
     pub group_id: Option<i64>,
     /// `department_id`; `null` for a few tickets.
     pub department_id: Option<i64>,
+    /// `workspace_id`: its department's workspace (or spread by id when it has none).
+    pub workspace_id: i64,
     /// `category`.
     pub category: Option<String>,
     /// `sub_category`.
@@ -573,6 +650,7 @@ fn gen_departments(rng: &mut StdRng, now: DateTime<Utc>) -> Vec<Department> {
                 prime_user_id: None,
                 account_number,
                 plan_selected: ["Gold", "Silver", "Bronze"][i % 3].to_owned(),
+                workspace_id: PRIMARY_WORKSPACE,
                 created_at,
                 updated_at: between(rng, created_at, now - Duration::days(1)),
             }
@@ -1033,6 +1111,7 @@ fn generate_ticket(
             .gen_bool(0.85)
             .then(|| GROUP_BASE + rng.gen_range(1..=NUM_GROUPS)),
         department_id: parties.department_id,
+        workspace_id: PRIMARY_WORKSPACE,
         category,
         sub_category,
         tags,
@@ -1057,7 +1136,18 @@ fn generate_ticket(
 
 impl World {
     /// Generates the account. `now` should be whole seconds; generated timestamps never exceed it.
+    #[cfg(test)]
     pub(crate) fn generate(seed: u64, tickets: usize, now: DateTime<Utc>) -> World {
+        World::generate_with_workspaces(seed, tickets, now, 1)
+    }
+
+    /// Generates the account with `workspaces` workspaces (1: no workspaces feature).
+    pub(crate) fn generate_with_workspaces(
+        seed: u64,
+        tickets: usize,
+        now: DateTime<Utc>,
+        workspaces: usize,
+    ) -> World {
         let mut rng = StdRng::seed_from_u64(seed);
         let departments = gen_departments(&mut rng, now);
         let agents = gen_agents(now);
@@ -1093,16 +1183,15 @@ impl World {
             })
             .collect();
 
-        World {
-            truth: GroundTruth {
-                departments,
-                agents,
-                requesters,
-                tickets,
-            },
-            rng,
-            ids,
-        }
+        let mut truth = GroundTruth {
+            workspaces: Vec::new(),
+            departments,
+            agents,
+            requesters,
+            tickets,
+        };
+        assign_workspaces(&mut truth, workspaces);
+        World { truth, rng, ids }
     }
 
     fn ticket_mut(&mut self, id: i64, op: &str) -> &mut Ticket {
@@ -1241,6 +1330,7 @@ impl World {
             ),
         ];
         let mut entry = make_time_entry(rng, ids, agent.id, "00:45".to_owned(), 45, note_at, false);
+        let workspace_id = self.truth.workspace_for(r.department_id, id);
         entry.billable = true;
         let ticket = Ticket {
             id,
@@ -1258,6 +1348,7 @@ impl World {
             responder_id: Some(agent.id),
             group_id: Some(GROUP_BASE + 1),
             department_id: r.department_id,
+            workspace_id,
             category: Some("Software".to_owned()),
             sub_category: Some("Email".to_owned()),
             tags: Vec::new(),

@@ -46,7 +46,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use data::{Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry};
+pub use data::{
+    Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry, Workspace,
+};
 pub use faults::{FaultAction, FaultRule, Faults};
 pub use quirks::{PageQuirk, QuirkArg, Quirks};
 pub use stats::{RequestLog, SimStats, WindowStat, ENDPOINTS, LOG_CAPACITY};
@@ -132,6 +134,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// Number of generated tickets of all statuses.
     pub tickets: usize,
+    /// Workspaces of the account (clients, in Freshservice for MSPs); 1 = no workspaces
+    /// feature (`GET /workspaces` answers 404, everything is in workspace 2). With more, one is
+    /// primary and ticket listings without `workspace_id` return only that one.
+    pub workspaces: usize,
     /// The plan whose budgets the limiter enforces.
     pub plan: Plan,
     /// Length of a rate window in real seconds (tests shrink it, e.g. to 1.0).
@@ -156,6 +162,7 @@ impl Default for SimConfig {
         SimConfig {
             seed: 42,
             tickets: 200,
+            workspaces: 1,
             plan: Plan::Growth,
             minute_secs: 60.0,
             latency_ms: 0,

@@ -10,7 +10,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::data::{Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry};
+use super::data::{
+    Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry, Workspace,
+};
 
 /// `2025-03-05T16:30:02Z`: UTC, whole seconds, `Z` (§14).
 pub(crate) fn ts(at: DateTime<Utc>) -> String {
@@ -67,7 +69,7 @@ pub(crate) fn department(d: &Department) -> Value {
         "prime_user_id": d.prime_user_id,
         "domains": d.domains,
         "custom_fields": custom,
-        "workspace_id": 2,
+        "workspace_id": d.workspace_id,
         "created_at": ts(d.created_at),
         "updated_at": ts(d.updated_at),
     })
@@ -224,7 +226,7 @@ pub(crate) fn ticket(t: &Ticket, truth: &GroundTruth, embeds: Embeds, shape: Sha
         "responder_id": t.responder_id,
         "group_id": t.group_id,
         "department_id": t.department_id,
-        "workspace_id": 2,
+        "workspace_id": t.workspace_id,
         "category": t.category,
         "sub_category": t.sub_category,
         "item_category": null,
@@ -315,7 +317,22 @@ pub(crate) fn conversation(c: &Conversation) -> Value {
     })
 }
 
-pub(crate) fn time_entry(e: &TimeEntry) -> Value {
+/// A workspace as `GET /workspaces` lists it (§18).
+pub(crate) fn workspace(w: &Workspace) -> Value {
+    json!({
+        "id": w.id,
+        "name": w.name,
+        "description": null,
+        "primary": w.primary,
+        "state": "active",
+        "custom_fields": {"account_number": w.account_number},
+        "created_at": "2020-01-01T00:00:00Z",
+        "updated_at": "2020-01-01T00:00:00Z",
+    })
+}
+
+/// A time entry of a ticket in workspace `workspace_id`.
+pub(crate) fn time_entry(e: &TimeEntry, workspace_id: i64) -> Value {
     json!({
         "id": e.id,
         "start_time": ts(e.start_time),
@@ -327,7 +344,7 @@ pub(crate) fn time_entry(e: &TimeEntry) -> Value {
         "note": e.note,
         "agent_id": e.agent_id,
         "custom_fields": {},
-        "workspace_id": 2,
+        "workspace_id": workspace_id,
         "created_at": ts(e.created_at),
         "updated_at": ts(e.updated_at),
     })

@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::data::{GroundTruth, Ticket, World};
+use super::data::{Department, GroundTruth, Ticket, World};
 use super::faults::{FaultAction, Faults};
 use super::quirks::Quirks;
 use super::ratelimit::{retry_after_secs, Decision, Quota, RateLimiter};
@@ -87,7 +87,8 @@ impl Shared {
     /// `window` is `config.minute_secs`, already validated as non-zero.
     pub(crate) fn new(config: SimConfig, local_addr: SocketAddr, window: Duration) -> Self {
         let now = config.now.trunc_subsecs(0);
-        let world = World::generate(config.seed, config.tickets, now);
+        let world =
+            World::generate_with_workspaces(config.seed, config.tickets, now, config.workspaces);
         let limiter = RateLimiter::new(
             window,
             config.plan.credits_per_minute(),
@@ -413,6 +414,7 @@ fn origin(headers: &HeaderMap, local: SocketAddr) -> String {
 /// The endpoints the simulator knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
+    Workspaces,
     Departments,
     DepartmentView(i64),
     Agents,
@@ -433,6 +435,7 @@ impl Route {
         let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
         let id = |s: &str| s.parse::<i64>().ok();
         match segments.as_slice() {
+            ["workspaces"] => Route::Workspaces,
             ["departments"] => Route::Departments,
             ["departments", d] => id(d).map_or(Route::Unknown, Route::DepartmentView),
             ["agents"] => Route::Agents,
@@ -449,6 +452,7 @@ impl Route {
     /// The endpoint key used by stats and fault rules.
     pub(crate) fn endpoint(self) -> &'static str {
         match self {
+            Route::Workspaces => "workspaces",
             Route::Departments => "departments",
             Route::DepartmentView(_) => "department_view",
             Route::Agents => "agents",
@@ -700,9 +704,23 @@ fn parse_embeds(raw: Option<&str>, allowed: &[&str], errors: &mut Vec<FieldError
 /// Dispatches an authenticated GET.
 fn serve(truth: &GroundTruth, route: Route, ctx: &RequestCtx) -> Reply {
     match route {
-        Route::Departments => {
-            simple_list(ctx, "departments", &truth.departments, render::department)
+        // An account without the feature does not know the path (§18: 404).
+        Route::Workspaces if truth.workspaces.is_empty() => {
+            Reply::not_found(&format!("the resource {}", ctx.path))
         }
+        Route::Workspaces => simple_list(ctx, "workspaces", &truth.workspaces, render::workspace),
+        // Departments are specific to each workspace (client), scoped like the ticket list.
+        Route::Departments => match workspace_scope(truth, ctx.query.get("workspace_id")) {
+            Ok(scope) => {
+                let rows: Vec<&Department> = truth
+                    .departments
+                    .iter()
+                    .filter(|d| scope.as_ref().is_none_or(|s| s.contains(&d.workspace_id)))
+                    .collect();
+                simple_list(ctx, "departments", &rows, |d| render::department(d))
+            }
+            Err(e) => Reply::invalid(vec![e]),
+        },
         Route::DepartmentView(id) => match truth.department(id) {
             Some(d) => Reply::ok(json!({"department": render::department(d)}), 1),
             None => Reply::not_found(&format!("department {id}")),
@@ -721,7 +739,9 @@ fn serve(truth: &GroundTruth, route: Route, ctx: &RequestCtx) -> Reply {
             Err(reply) => reply,
         },
         Route::TimeEntries(id) => match live_ticket(truth, id) {
-            Ok(t) => simple_list(ctx, "time_entries", &t.time_entries, render::time_entry),
+            Ok(t) => simple_list(ctx, "time_entries", &t.time_entries, |e| {
+                render::time_entry(e, t.workspace_id)
+            }),
             Err(reply) => reply,
         },
         Route::Unknown => Reply::not_found(&format!("the resource {}", ctx.path)),
@@ -768,7 +788,12 @@ fn misbehave(quirks: &Quirks, route: Route, ctx: &RequestCtx, reply: &mut Reply)
 }
 
 /// A paged list with no parameters beyond `page`/`per_page`.
-fn simple_list<T>(ctx: &RequestCtx, envelope: &str, items: &[T], render: fn(&T) -> Value) -> Reply {
+fn simple_list<T>(
+    ctx: &RequestCtx,
+    envelope: &str,
+    items: &[T],
+    render: impl Fn(&T) -> Value,
+) -> Reply {
     let mut errors = Vec::new();
     let paging = parse_paging(&ctx.query, &mut errors);
     if !errors.is_empty() {
@@ -793,6 +818,33 @@ fn requesters(truth: &GroundTruth, ctx: &RequestCtx) -> Reply {
         rows.extend(truth.agents.iter().map(render::agent_as_requester));
     }
     list_reply("requesters", &rows, paging, ctx, 1, Value::clone)
+}
+
+/// The workspaces a listing with `workspace_id` covers (§2, §18); `None`: every workspace.
+/// Without the parameter, the primary workspace only (an account without the feature has just
+/// that one). `0` is every workspace (FreshservicePS's "all"; the filter doc's `1` is disputed
+/// and is no workspace here, whose ids start at 2); otherwise comma-separated ids, each of which
+/// must exist (400 otherwise).
+fn workspace_scope(truth: &GroundTruth, raw: Option<&str>) -> Result<Option<Vec<i64>>, FieldError> {
+    let primary = truth.primary_workspace();
+    let Some(raw) = raw else {
+        return Ok(Some(vec![primary]));
+    };
+    let known = |id: i64| id == primary || truth.workspaces.iter().any(|w| w.id == id);
+    let mut ids = Vec::new();
+    for part in raw.split(',').map(str::trim) {
+        match part.parse::<i64>() {
+            Ok(0) => return Ok(None),
+            Ok(id) if known(id) => ids.push(id),
+            _ => {
+                return Err(invalid(
+                    "workspace_id",
+                    format!("There is no workspace with id {part}"),
+                ))
+            }
+        }
+    }
+    Ok(Some(ids))
 }
 
 /// A ticket that child endpoints may serve: exists and is not deleted.
@@ -884,6 +936,13 @@ fn list_tickets(truth: &GroundTruth, ctx: &RequestCtx) -> Reply {
             true
         }
     };
+    let scope = match workspace_scope(truth, q.get("workspace_id")) {
+        Ok(scope) => scope,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
     let requester_id = match q.get("requester_id").map(str::parse::<i64>) {
         None => None,
         Some(Ok(id)) => Some(id),
@@ -929,6 +988,7 @@ fn list_tickets(truth: &GroundTruth, ctx: &RequestCtx) -> Reply {
             Some(since) => t.updated_at >= since,
             None => t.created_at >= created_cutoff,
         })
+        .filter(|t| scope.as_ref().is_none_or(|s| s.contains(&t.workspace_id)))
         .filter(|t| requester_id.is_none_or(|id| t.requester_id == id))
         .filter(|t| email_user.is_none_or(|user| Some(t.requester_id) == user))
         .filter(|t| ticket_type.is_none_or(|ty| t.ticket_type == ty))

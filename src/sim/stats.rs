@@ -10,7 +10,8 @@ use serde::Serialize;
 
 /// Endpoint keys used in [`SimStats::by_endpoint`], [`RequestLog::endpoint`] and
 /// `FaultRule::endpoint`.
-pub const ENDPOINTS: [&str; 10] = [
+pub const ENDPOINTS: [&str; 11] = [
+    "workspaces",
     "departments",
     "department_view",
     "agents",

@@ -99,6 +99,7 @@ impl Error {
 /// The API endpoints we call, for budgeting and statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
+    Workspaces,
     Departments,
     Agents,
     Requesters,
@@ -111,6 +112,7 @@ pub enum Endpoint {
 impl Endpoint {
     pub fn name(self) -> &'static str {
         match self {
+            Endpoint::Workspaces => "workspaces",
             Endpoint::Departments => "departments",
             Endpoint::Agents => "agents",
             Endpoint::Requesters => "requesters",
@@ -124,7 +126,8 @@ impl Endpoint {
     /// Listing pages and reference lists feed the workers: they go before per-ticket calls.
     pub fn class(self) -> limiter::Class {
         match self {
-            Endpoint::Departments
+            Endpoint::Workspaces
+            | Endpoint::Departments
             | Endpoint::Agents
             | Endpoint::Requesters
             | Endpoint::TicketsList => limiter::Class::Feed,
@@ -214,11 +217,39 @@ impl Source {
         &self.client
     }
 
-    /// Every department (customer company), all pages.
-    pub async fn departments(&self) -> Result<Items<wire::Department>, Error> {
+    /// Every workspace (client, in Freshservice for MSPs), all pages; `None` when the account
+    /// has no workspaces feature (`GET /workspaces` answers 404) or the key may not read them
+    /// (403): then every listing without `workspace_id` is the whole account, as before
+    /// workspaces existed.
+    pub async fn workspaces(&self) -> Result<Option<Items<wire::Workspace>>, Error> {
         let url = self
             .client
-            .url("departments", &[("per_page", PER_PAGE.into())]);
+            .url("workspaces", &[("per_page", PER_PAGE.into())]);
+        match self
+            .all_pages(Endpoint::Workspaces, url, "workspaces", false)
+            .await
+        {
+            Ok(items) => Ok(Some(items)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e @ Error::Forbidden { .. }) => {
+                tracing::warn!(error = %e, "the workspaces cannot be read; listing without workspace_id (on an account with workspaces that is the primary workspace only)");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every department (customer company), all pages; with `workspace`, those of that
+    /// workspace (departments are specific to each client in Freshservice for MSPs).
+    pub async fn departments(
+        &self,
+        workspace: Option<i64>,
+    ) -> Result<Items<wire::Department>, Error> {
+        let mut query = vec![("per_page", PER_PAGE.to_string())];
+        if let Some(id) = workspace {
+            query.push(("workspace_id", id.to_string()));
+        }
+        let url = self.client.url("departments", &query);
         self.all_pages(Endpoint::Departments, url, "departments", true)
             .await
     }
@@ -275,13 +306,16 @@ impl Source {
     /// embed nothing (1 credit a page instead of 3 or 5).
     /// Default `created_at` order: tickets updated while we page only push rows down, so none is
     /// skipped; the caller dedupes by id.
+    /// `workspace`: list that workspace (`workspace_id=`); `None`: no `workspace_id` (the whole
+    /// account without workspaces, the primary workspace with them).
     pub async fn tickets_updated_since(
         &self,
         since: DateTime<Utc>,
         filter: ListFilter,
         requesters: Requesters,
+        workspace: Option<i64>,
     ) -> Result<Items<wire::Ticket>, Error> {
-        let url = self.tickets_url(since, filter, requesters);
+        let url = self.tickets_url(since, filter, requesters, workspace);
         self.all_pages(Endpoint::TicketsList, url, "tickets", false)
             .await
     }
@@ -294,9 +328,10 @@ impl Source {
         since: DateTime<Utc>,
         filter: ListFilter,
         requesters: Requesters,
+        workspace: Option<i64>,
         pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
     ) -> Result<(), Error> {
-        let url = self.tickets_url(since, filter, requesters);
+        let url = self.tickets_url(since, filter, requesters, workspace);
         self.each_page(Endpoint::TicketsList, url, "tickets", true, |items| {
             let pages = pages.clone();
             async move { pages.send(items).await.is_ok() }
@@ -304,7 +339,13 @@ impl Source {
         .await
     }
 
-    fn tickets_url(&self, since: DateTime<Utc>, filter: ListFilter, requesters: Requesters) -> Url {
+    fn tickets_url(
+        &self,
+        since: DateTime<Utc>,
+        filter: ListFilter,
+        requesters: Requesters,
+        workspace: Option<i64>,
+    ) -> Url {
         let mut query = vec![(
             "updated_since",
             since.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -318,6 +359,9 @@ impl Source {
             (ListFilter::Spam, _) => query.push(("filter", "spam".into())),
         }
         query.push(("per_page", PER_PAGE.into()));
+        if let Some(id) = workspace {
+            query.push(("workspace_id", id.to_string()));
+        }
         self.client.url("tickets", &query)
     }
 

@@ -40,6 +40,9 @@ pub struct Ticket {
     /// The customer company in MSP mode; null tickets go to rejects.
     #[serde(default)]
     pub department_id: Option<i64>,
+    /// The workspace (the client, in Freshservice for MSPs) the ticket belongs to.
+    #[serde(default)]
+    pub workspace_id: Option<i64>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -139,6 +142,25 @@ pub struct Department {
     #[serde(default)]
     pub name: Option<String>,
     /// Holds the account number under an MSP-chosen key (number or string).
+    #[serde(default)]
+    pub custom_fields: Option<serde_json::Map<String, Value>>,
+    /// The workspace (client) the department belongs to, on accounts with workspaces.
+    #[serde(default)]
+    pub workspace_id: Option<i64>,
+}
+
+/// A workspace (a client in Freshservice for MSPs), from `GET /workspaces`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Workspace {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The workspace that listings without `workspace_id` return.
+    #[serde(default)]
+    pub primary: Option<bool>,
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Workspace (client) fields, where the API returns them.
     #[serde(default)]
     pub custom_fields: Option<serde_json::Map<String, Value>>,
 }

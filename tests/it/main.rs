@@ -15,3 +15,4 @@ mod query;
 mod rate_limit;
 mod run_basic;
 mod s3;
+mod workspaces;

@@ -942,3 +942,149 @@ async fn simulator_mutations() {
     assert!(head.starts_with("HTTP/1.1 429") || head2.starts_with("HTTP/1.1 429"));
     sim.shutdown().await;
 }
+
+/// Every id of a ticket listing, all pages.
+async fn all_ticket_ids(h: &Harness, query: &str) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for page in 1.. {
+        let r = h
+            .get(&format!(
+                "/api/v2/tickets?{ALL}&per_page=100&page={page}{query}"
+            ))
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{query}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        ids.extend(r.ids("tickets"));
+        if r.header("link").is_none() {
+            return ids;
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn an_account_without_workspaces_answers_404_and_lists_everything() {
+    let h = Harness::new(config());
+    assert_eq!(h.get("/api/v2/workspaces").await.status, 404);
+    let truth = h.truth();
+    assert!(truth.workspaces.is_empty());
+    assert!(truth.tickets.iter().all(|t| t.workspace_id == 2));
+    let live = truth
+        .tickets
+        .iter()
+        .filter(|t| !t.deleted && !t.spam)
+        .count();
+    assert_eq!(all_ticket_ids(&h, "").await.len(), live);
+}
+
+/// The "all workspaces" sentinel is disputed (`0` or `1`); a listing per workspace id covers
+/// every ticket exactly once whatever the sentinel means, while a listing without
+/// `workspace_id` returns the primary workspace only.
+#[tokio::test]
+async fn listings_are_scoped_to_the_primary_workspace_unless_told() {
+    let h = Harness::new(SimConfig {
+        workspaces: 3,
+        ..config()
+    });
+    let listed = h.get("/api/v2/workspaces?per_page=100").await;
+    assert_eq!(listed.status, 200);
+    let body = listed.json();
+    let workspaces = body["workspaces"].as_array().unwrap();
+    assert_eq!(listed.ids("workspaces"), vec![2, 3, 4]);
+    let primaries: Vec<i64> = workspaces
+        .iter()
+        .filter(|w| w["primary"] == true)
+        .map(|w| w["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(primaries, vec![2]);
+    assert_eq!(workspaces[1]["custom_fields"]["account_number"], 700_101);
+
+    let truth = h.truth();
+    let live: Vec<&Ticket> = truth
+        .tickets
+        .iter()
+        .filter(|t| !t.deleted && !t.spam)
+        .collect();
+    let mut every: Vec<i64> = live.iter().map(|t| t.id).collect();
+    every.sort_unstable();
+
+    let primary = all_ticket_ids(&h, "").await;
+    assert!(primary.len() < every.len());
+    assert!(primary
+        .iter()
+        .all(|id| truth.ticket(*id).unwrap().workspace_id == 2));
+
+    let mut per_workspace = Vec::new();
+    for ws in [2, 3, 4] {
+        let ids = all_ticket_ids(&h, &format!("&workspace_id={ws}")).await;
+        assert!(!ids.is_empty());
+        assert!(ids
+            .iter()
+            .all(|id| truth.ticket(*id).unwrap().workspace_id == ws));
+        per_workspace.extend(ids);
+    }
+    per_workspace.sort_unstable();
+    assert_eq!(
+        per_workspace, every,
+        "each ticket once across the workspaces"
+    );
+
+    // FreshservicePS's `0` is "all" here; the doc quote's `1` is no workspace of this account.
+    let mut all = all_ticket_ids(&h, "&workspace_id=0").await;
+    all.sort_unstable();
+    assert_eq!(all, every);
+    let one = h
+        .get(&format!("/api/v2/tickets?{ALL}&workspace_id=1"))
+        .await;
+    assert_eq!(one.status, 400);
+
+    // The deleted view is scoped the same way; departments too.
+    let deleted: usize = truth.tickets.iter().filter(|t| t.deleted).count();
+    let mut scoped_deleted = 0;
+    for ws in [2, 3, 4] {
+        let r = h
+            .get(&format!(
+                "/api/v2/tickets?{ALL}&filter=deleted&per_page=100&workspace_id={ws}"
+            ))
+            .await;
+        scoped_deleted += r.ids("tickets").len();
+    }
+    assert_eq!(scoped_deleted, deleted);
+    let departments = h.get("/api/v2/departments?per_page=100").await;
+    let primary_departments = departments.ids("departments");
+    assert!(primary_departments.len() < truth.departments.len());
+    let mut per_workspace = Vec::new();
+    for ws in [2, 3, 4] {
+        let r = h
+            .get(&format!(
+                "/api/v2/departments?per_page=100&workspace_id={ws}"
+            ))
+            .await;
+        for d in r.json()["departments"].as_array().unwrap() {
+            assert_eq!(d["workspace_id"], ws);
+        }
+        per_workspace.extend(r.ids("departments"));
+    }
+    assert_eq!(per_workspace.len(), truth.departments.len());
+}
+
+/// Workspaces change nothing else of the generated account.
+#[test]
+fn workspaces_leave_the_rest_of_the_data_as_it_was() {
+    let one = World::generate_with_workspaces(42, 120, now(), 1).truth;
+    let mut three = World::generate_with_workspaces(42, 120, now(), 3).truth;
+    assert_eq!(three.workspaces.len(), 3);
+    assert!(three.tickets.iter().any(|t| t.workspace_id == 4));
+    three.workspaces.clear();
+    for d in &mut three.departments {
+        d.workspace_id = 2;
+    }
+    for t in &mut three.tickets {
+        t.workspace_id = 2;
+    }
+    assert_eq!(one, three);
+}
