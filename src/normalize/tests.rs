@@ -87,6 +87,7 @@ fn run(
         accounts: &accounts,
         agents: &agents,
         requesters: &HashMap::new(),
+        groups: &HashMap::new(),
         settings: &settings,
     };
     normalize_ticket(ticket, convs, entries, &ctx)

@@ -10,10 +10,11 @@ use serde::Serialize;
 
 /// Endpoint keys used in [`SimStats::by_endpoint`], [`RequestLog::endpoint`] and
 /// `FaultRule::endpoint`.
-pub const ENDPOINTS: [&str; 10] = [
+pub const ENDPOINTS: [&str; 11] = [
     "departments",
     "department_view",
     "agents",
+    "groups",
     "requesters",
     "requester_view",
     "tickets_list",
