@@ -100,7 +100,9 @@ impl GroundTruth {
 pub struct Group {
     /// `21000188000 + n` (n = 1..=3).
     pub id: i64,
+    /// `name`: what `group_name` must say.
     pub name: String,
+    /// `description`.
     pub description: String,
 }
 
@@ -108,9 +110,13 @@ pub struct Group {
 /// the id; the content is never served).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attachment {
+    /// `id`.
     pub id: i64,
+    /// `name`: the file name (spaces and non-ASCII included).
     pub name: String,
+    /// `content_type`.
     pub content_type: String,
+    /// `size` in bytes.
     pub size: i64,
 }
 

@@ -46,7 +46,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use data::{Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry};
+pub use data::{
+    Agent, Attachment, Conversation, Department, GroundTruth, Group, Requester, Ticket, TimeEntry,
+};
 pub use faults::{FaultAction, FaultRule, Faults};
 pub use quirks::{PageQuirk, QuirkArg, Quirks};
 pub use stats::{RequestLog, SimStats, WindowStat, ENDPOINTS, LOG_CAPACITY};

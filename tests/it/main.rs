@@ -6,6 +6,7 @@ mod backends;
 mod cli;
 mod distrust;
 mod faults;
+mod fields;
 mod guards;
 mod hostile;
 mod incremental;
