@@ -16,3 +16,4 @@ mod query;
 mod rate_limit;
 mod run_basic;
 mod s3;
+mod upgrade;
