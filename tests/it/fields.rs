@@ -1,6 +1,6 @@
 //! Issue 11 part 2: the columns analysts, SLA reports and billing read, end to end from the
-//! simulator's ground truth to the written Parquet; and a dataset written before these columns
-//! existed keeps syncing.
+//! simulator's ground truth to the written Parquet; and partition files without these columns
+//! keep syncing (null-filled when a partition is rewritten).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -398,7 +398,9 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
 
     // The rewritten partition has today's schema: the untouched (old) rows are kept with the
     // added columns null, the touched ticket has its values.
-    // (Partitions the run did not touch keep the old layout: upgrading those is part 3.)
+    // (The dataset says format 2, so no upgrade runs: this is decoding an old file during a
+    // partition rewrite on its own, as after an older release wrote to an upgraded dataset.
+    // Partitions the run did not touch keep their layout.)
     let after = read_parquet(&h.storage, &path).await;
     let mut kept = Vec::new();
     let mut seen = BTreeSet::new();
