@@ -668,6 +668,11 @@ mod tests {
         assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 5);
         let u = Url::parse("https://x/api/v2/tickets?include=stats&per_page=100").unwrap();
         assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 3);
+        // What the live listing asks for: stats and tags (+ requester for a short window).
+        let u = Url::parse("https://x/api/v2/tickets?include=stats,tags&per_page=100").unwrap();
+        assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 5);
+        let u = Url::parse("https://x/api/v2/tickets?include=stats,requester,tags").unwrap();
+        assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 7);
         let u = Url::parse("https://x/api/v2/tickets?filter=deleted&per_page=100").unwrap();
         assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 1);
         let u = Url::parse("https://x/api/v2/tickets/1?include=stats").unwrap();

@@ -151,7 +151,24 @@ async fn the_new_columns_carry_what_the_api_sent() {
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     let gt = h.sim.ground_truth();
     // Groups are read once per run, like agents.
-    assert_eq!(h.sim.stats().endpoint("groups"), 1);
+    let stats = h.sim.stats();
+    assert_eq!(stats.endpoint("groups"), 1);
+    // The live listing embeds tags: 1 + 2 × (stats, tags) = 5 credits a page (a full sync reads
+    // the requester directory instead of embedding requesters).
+    let live: Vec<_> = stats
+        .log
+        .iter()
+        .filter(|r| r.endpoint == "tickets_list" && !r.path_and_query.contains("filter="))
+        .collect();
+    assert!(!live.is_empty());
+    for r in live {
+        assert!(
+            r.path_and_query.contains("include=stats%2Ctags"),
+            "{}",
+            r.path_and_query
+        );
+        assert_eq!(r.credits, 5, "{}", r.path_and_query);
+    }
 
     let mut tickets = 0;
     let (mut tagged, mut grouped, mut responded) = (0, 0, 0);
