@@ -31,7 +31,7 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::job::{Job, Window};
-use crate::report::{RunFacts, RunReport, RunStatus};
+use crate::report::{FormatUpgrade, RunFacts, RunReport, RunStatus};
 use crate::sink;
 use crate::source::{self, Source};
 use crate::state::lock::{self, Lock};
@@ -167,7 +167,7 @@ async fn run_locked(
     start: Start,
 ) -> Result<RunOutcome, Error> {
     let recovered = state::recover(storage).await?;
-    let new_dataset = upgrade(storage, lock, &start.run_id).await?;
+    let (new_dataset, format_upgrade) = upgrade(storage, lock, &start.run_id).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
 
@@ -254,6 +254,7 @@ async fn run_locked(
         window_secs: job.limiter.window.as_secs_f64(),
         output: run.output,
         recovered_interrupted_commit: recovered,
+        format_upgrade,
         next_cursor: next.map(|(at, _)| at),
         error,
     });
@@ -273,12 +274,17 @@ async fn run_locked(
 }
 
 /// Brings a dataset written by an older release to today's format (see [`sink::upgrade`]),
-/// refuses one written by a newer release, and tells whether the dataset is new (no format yet).
-async fn upgrade(storage: &Storage, lock: &Lock, run_id: &str) -> Result<bool, Error> {
+/// refuses one written by a newer release, and tells whether the dataset is new (no format yet)
+/// and what the upgrade did.
+async fn upgrade(
+    storage: &Storage,
+    lock: &Lock,
+    run_id: &str,
+) -> Result<(bool, Option<FormatUpgrade>), Error> {
     use sink::upgrade::{self, Format, CHUNK_FILES, FORMAT};
     let from = match upgrade::format(storage).await? {
-        Format::Current => return Ok(false),
-        Format::New => return Ok(true),
+        Format::Current => return Ok((false, None)),
+        Format::New => return Ok((true, None)),
         Format::Newer(found) => {
             return Err(Error::NewerFormat {
                 data: storage.display().to_string(),
@@ -296,20 +302,31 @@ async fn upgrade(storage: &Storage, lock: &Lock, run_id: &str) -> Result<bool, E
         "upgrading the dataset's partition files to the current format"
     );
     let chunks: Vec<_> = files.chunks(CHUNK_FILES).collect();
-    let mut rewritten = 0;
+    let mut done = FormatUpgrade {
+        from,
+        to: FORMAT,
+        files_checked: 0,
+        files_rewritten: 0,
+    };
     for (i, chunk) in chunks.iter().enumerate() {
         lock.check()?;
         let last = i + 1 == chunks.len();
         let step =
             upgrade::upgrade_chunk(storage, chunk, &format!("{run_id}-upgrade-{i}"), last).await?;
-        rewritten += step.files_rewritten;
+        done.files_checked += step.files_checked;
+        done.files_rewritten += step.files_rewritten;
     }
     if chunks.is_empty() {
         lock.check()?;
         upgrade::mark_current(storage).await?;
     }
-    tracing::info!(from, to = FORMAT, rewritten, "dataset upgraded");
-    Ok(false)
+    tracing::info!(
+        from,
+        to = FORMAT,
+        rewritten = done.files_rewritten,
+        "dataset upgraded"
+    );
+    Ok((false, Some(done)))
 }
 
 fn truncate_secs(t: DateTime<Utc>) -> DateTime<Utc> {

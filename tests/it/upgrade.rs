@@ -186,6 +186,13 @@ async fn an_old_dataset_is_upgraded_once_by_the_first_run() {
         outcome.report.tickets.written, 0,
         "the run itself wrote nothing"
     );
+    let done = outcome
+        .report
+        .format_upgrade
+        .expect("the report says it upgraded");
+    assert_eq!((done.from, done.to), (1, FORMAT));
+    // Every file checked; all but notes and rejects rewritten (their columns did not change).
+    assert_eq!((done.files_checked, done.files_rewritten), (15, 11));
     assert_upgraded(&h.storage).await;
     // The same rows in the same files (old columns as written), the same markdown, the same index.
     assert_eq!(rows_by_table(&h.storage).await, before_rows);
@@ -212,6 +219,7 @@ async fn an_old_dataset_is_upgraded_once_by_the_first_run() {
     let upgraded = snapshot(&h.storage).await;
     let outcome = h.sync_with(quiet_spec(&h, now), None).await;
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.format_upgrade, None, "once");
     let mut again = snapshot(&h.storage).await;
     again.remove("_state/cursor.json");
     let mut expected = upgraded;
