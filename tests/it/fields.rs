@@ -453,3 +453,38 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
     }
     h.sim.shutdown().await;
 }
+
+/// `group_name` only labels rows: a key that may not read groups (403) still syncs, with the
+/// group names null; a refused key (401) is a credentials error like on any reference list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_that_cannot_be_read_leave_group_name_null() {
+    use ticketsync::sim::{FaultAction, FaultRule};
+
+    let h = Harness::new(40, 9).await;
+    h.sim
+        .faults()
+        .push(FaultRule::new(FaultAction::Status(403)).endpoint("groups"));
+    let outcome = h.full_sync().await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let mut with_group = 0;
+    for (_, b) in batches(&h, Table::Tickets).await {
+        assert!(texts(&b, "group_name").iter().all(Option::is_none));
+        with_group += ints(&b, "group_id").iter().flatten().count();
+    }
+    assert!(
+        with_group > 0,
+        "tickets with a group_id, but no name for it"
+    );
+
+    let h = Harness::new(10, 9).await;
+    h.sim
+        .faults()
+        .push(FaultRule::new(FaultAction::Status(401)).endpoint("groups"));
+    let err = h.try_sync_with(h.full_spec(), None).await;
+    let failed = match err {
+        Err(e) => e.is_auth(),
+        Ok(outcome) => outcome.error.is_some_and(|e| e.is_auth()),
+    };
+    assert!(failed, "a 401 on /groups is a credentials error");
+    h.sim.shutdown().await;
+}
