@@ -275,6 +275,7 @@ fn ticket(rng: &mut SmallRng, account: &str, year: i32, id: i64) -> Placed {
                 private: false,
                 user_id: Some(rng.gen_range(1..500)),
                 support_email: Some("support@msp.example".into()),
+                attachments: Some("[]".into()),
             }
         })
         .collect();
@@ -312,6 +313,11 @@ fn ticket(rng: &mut SmallRng, account: &str, year: i32, id: i64) -> Placed {
                 timer_running: false,
                 executed_at: Some(between(rng, created_at, closed_at)),
                 note: None,
+                workspace_id: Some(2),
+                task_id: None,
+                custom_fields: Some(r#"{"work_type":"Remote"}"#.into()),
+                agent_name: Some("Tech Person".into()),
+                start_time: None,
             }
         })
         .collect();
@@ -359,6 +365,24 @@ fn ticket(rng: &mut SmallRng, account: &str, year: i32, id: i64) -> Placed {
             note_count: notes.len() as i32,
             time_entry_count: time_entries.len() as i32,
             synced_at: closed_at + Duration::hours(3),
+            // The issue-11 columns, filled as a real account fills them (no RNG draws, so the
+            // generated rows above stay the same).
+            details: ticketsync::normalize::TicketDetails {
+                workspace_id: Some(2),
+                category: Some("Software".into()),
+                sub_category: Some("Email".into()),
+                tags: Some(vec![]),
+                custom_fields: Some(r#"{"billing_code":"MSP-STD","onsite_visit":false}"#.into()),
+                due_by: Some(created_at + Duration::days(3)),
+                fr_due_by: Some(created_at + Duration::days(1)),
+                is_escalated: Some(false),
+                fr_escalated: Some(false),
+                resolved_at: Some(closed_at),
+                responder_email: Some("tech@msp.example".into()),
+                responder_name: Some("Tech Person".into()),
+                group_name: Some("Service Desk".into()),
+                ..Default::default()
+            },
         },
         conversations,
         notes,

@@ -17,7 +17,9 @@
 //! - [`tables`]: the Arrow schemas of the output tables (the contract in `schemas/*.json`) and the
 //!   builders that turn rows into `RecordBatch`es.
 //! - [`sink`]: writes a changeset (placed tickets, rejects, removals) as Hive-partitioned Parquet
-//!   and markdown files, staged first and then committed through a journal.
+//!   and markdown files, staged first and then committed through a journal; [`sink::upgrade`]
+//!   the dataset format version (`_state/format.json`) and the one-time upgrade of datasets
+//!   written by an older release, through the same journal.
 //! - [`state`]: the ticket index (where each ticket lives and which `updated_at` it has), the
 //!   incremental cursor and the commit journal, all under `<data>/_state/`; [`state::lock`] the
 //!   run lock that keeps a second run from writing the same dataset.

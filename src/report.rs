@@ -86,6 +86,17 @@ pub struct BudgetReport {
     pub waited_ms: u64,
 }
 
+/// The upgrade of a dataset written by an older release (see `sink::upgrade`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FormatUpgrade {
+    pub from: u32,
+    pub to: u32,
+    /// Partition files checked and rewritten by this run (a resumed upgrade skips the files an
+    /// interrupted one already rewrote).
+    pub files_checked: u64,
+    pub files_rewritten: u64,
+}
+
 /// The JSON report of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -109,6 +120,8 @@ pub struct RunReport {
     pub output: CommitStats,
     /// Whether this run first finished the commit of an interrupted run.
     pub recovered_interrupted_commit: bool,
+    /// Set when this run upgraded the dataset's format before syncing.
+    pub format_upgrade: Option<FormatUpgrade>,
     /// The cursor stored for the next incremental run, if this run moved it.
     pub next_cursor: Option<DateTime<Utc>>,
     /// Why the run failed, when it did.
@@ -137,6 +150,7 @@ pub struct RunFacts {
     pub window_secs: f64,
     pub output: CommitStats,
     pub recovered_interrupted_commit: bool,
+    pub format_upgrade: Option<FormatUpgrade>,
     pub next_cursor: Option<DateTime<Utc>>,
     pub error: Option<String>,
 }
@@ -174,6 +188,7 @@ impl RunReport {
             api: f.api,
             output: f.output,
             recovered_interrupted_commit: f.recovered_interrupted_commit,
+            format_upgrade: f.format_upgrade,
             next_cursor: f.next_cursor,
             error: f.error,
         }

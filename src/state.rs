@@ -10,6 +10,8 @@
 //!   the next run before anything else happens.
 //!
 //! - `lock.json`: the run lock ([`lock`]): at most one run writes the dataset at a time.
+//! - `format.json`: the dataset format version, read and written by
+//!   [`crate::sink::upgrade`] (which upgrades older datasets through the journal).
 //!
 //! Each object is replaced by one atomic put.
 

@@ -197,6 +197,27 @@ const TICKETS: &[Column] = &[
     col("note_count", Int32, false, "Number of private notes."),
     col("time_entry_count", Int32, false, "Number of time entries."),
     col("synced_at", Timestamp, false, "When ticketsync wrote this version of the ticket."),
+    // Added in dataset format 2 (issue 11): nullable, so rows written before are null here.
+    col("workspace_id", Int64, true, "Freshservice workspace id (accounts with workspaces; in Freshservice for MSPs the client)."),
+    col("category", Utf8, true, "Category as the API gives it."),
+    col("sub_category", Utf8, true, "Sub-category."),
+    col("item_category", Utf8, true, "Item category."),
+    col("urgency", Utf8, true, "Urgency name: Low, Medium, High, or 'Urgency N' for unknown codes; null when the API sent none (list rows may omit it)."),
+    col("impact", Utf8, true, "Impact name: Low, Medium, High, or 'Impact N' for unknown codes; null when the API sent none (list rows may omit it)."),
+    col("tags", Utf8List, true, "Tags (the listing's include=tags); empty list for none, null when the API sent no tags."),
+    col("custom_fields", Utf8, true, "The ticket's custom fields: the JSON object exactly as the API sent it (keys, order and value types kept); '{}' when none."),
+    col("due_by", Timestamp, true, "SLA resolution deadline."),
+    col("fr_due_by", Timestamp, true, "SLA first-response deadline."),
+    col("is_escalated", Bool, true, "The resolution SLA was escalated (breached)."),
+    col("fr_escalated", Bool, true, "The first-response SLA was escalated (breached)."),
+    col("resolved_at", Timestamp, true, "stats.resolved_at: when the ticket was resolved."),
+    col("first_responded_at", Timestamp, true, "stats.first_responded_at: the first agent response."),
+    col("agent_responded_at", Timestamp, true, "stats.agent_responded_at: the latest agent response."),
+    col("first_resp_time_secs", Int64, true, "stats.first_resp_time_in_secs: seconds to the first response."),
+    col("resolution_time_secs", Int64, true, "stats.resolution_time_in_secs: seconds to resolution."),
+    col("responder_email", Utf8, true, "The assigned agent's email (agents list, by responder_id)."),
+    col("responder_name", Utf8, true, "The assigned agent's name (agents list, by responder_id)."),
+    col("group_name", Utf8, true, "The assigned group's name (GET /groups, by group_id)."),
 ];
 
 const CONVERSATIONS: &[Column] = &[
@@ -242,6 +263,13 @@ const CONVERSATIONS: &[Column] = &[
     ),
     col("user_id", Int64, true, "Author user id."),
     col("support_email", Utf8, true, "The support mailbox involved."),
+    // Added in dataset format 2 (issue 11).
+    col(
+        "attachments",
+        Utf8,
+        true,
+        "JSON array of the message's attachments as {name, size, content_type} (metadata only, never content or URLs); null when the API sent none.",
+    ),
 ];
 
 const NOTES: &[Column] = &[
@@ -300,6 +328,22 @@ const TIME_ENTRIES: &[Column] = &[
         "The date the work counts for.",
     ),
     col("note", Utf8, true, "The entry's note."),
+    // Added in dataset format 2 (issue 11).
+    col(
+        "workspace_id",
+        Int64,
+        true,
+        "Freshservice workspace id (accounts with workspaces).",
+    ),
+    col("task_id", Int64, true, "The ticket task the time was logged on."),
+    col(
+        "custom_fields",
+        Utf8,
+        true,
+        "The entry's custom fields (e.g. a work type): the JSON object exactly as the API sent it; '{}' when none.",
+    ),
+    col("agent_name", Utf8, true, "That agent's name."),
+    col("start_time", Timestamp, true, "When the work (or its timer) started."),
 ];
 
 const REJECTS: &[Column] = &[
@@ -331,6 +375,27 @@ fn ints(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
 
 fn bools(values: impl Iterator<Item = bool>) -> ArrayRef {
     Arc::new(values.map(Some).collect::<BooleanArray>())
+}
+
+fn opt_bools(values: impl Iterator<Item = Option<bool>>) -> ArrayRef {
+    Arc::new(values.collect::<BooleanArray>())
+}
+
+/// A `list<utf8>` column; `None` is a null list.
+fn string_lists<'a>(values: impl Iterator<Item = Option<&'a [String]>>) -> ArrayRef {
+    let mut list = ListBuilder::new(StringBuilder::new());
+    for value in values {
+        match value {
+            Some(items) => {
+                for item in items {
+                    list.values().append_value(item);
+                }
+                list.append(true);
+            }
+            None => list.append(false),
+        }
+    }
+    Arc::new(list.finish())
 }
 
 fn batch(table: Table, columns: Vec<ArrayRef>) -> RecordBatch {
@@ -388,6 +453,26 @@ pub fn tickets_batch(rows: &[&TicketRow]) -> RecordBatch {
                     .collect::<Int32Array>(),
             ),
             timestamps(r.iter().map(|t| Some(t.synced_at))),
+            ints(r.iter().map(|t| t.details.workspace_id)),
+            strings(r.iter().map(|t| t.details.category.as_deref())),
+            strings(r.iter().map(|t| t.details.sub_category.as_deref())),
+            strings(r.iter().map(|t| t.details.item_category.as_deref())),
+            strings(r.iter().map(|t| t.details.urgency.as_deref())),
+            strings(r.iter().map(|t| t.details.impact.as_deref())),
+            string_lists(r.iter().map(|t| t.details.tags.as_deref())),
+            strings(r.iter().map(|t| t.details.custom_fields.as_deref())),
+            timestamps(r.iter().map(|t| t.details.due_by)),
+            timestamps(r.iter().map(|t| t.details.fr_due_by)),
+            opt_bools(r.iter().map(|t| t.details.is_escalated)),
+            opt_bools(r.iter().map(|t| t.details.fr_escalated)),
+            timestamps(r.iter().map(|t| t.details.resolved_at)),
+            timestamps(r.iter().map(|t| t.details.first_responded_at)),
+            timestamps(r.iter().map(|t| t.details.agent_responded_at)),
+            ints(r.iter().map(|t| t.details.first_resp_time_secs)),
+            ints(r.iter().map(|t| t.details.resolution_time_secs)),
+            strings(r.iter().map(|t| t.details.responder_email.as_deref())),
+            strings(r.iter().map(|t| t.details.responder_name.as_deref())),
+            strings(r.iter().map(|t| t.details.group_name.as_deref())),
         ],
     )
 }
@@ -416,6 +501,7 @@ pub fn conversations_batch(rows: &[&ConversationRow]) -> RecordBatch {
             bools(r.iter().map(|c| c.private)),
             ints(r.iter().map(|c| c.user_id)),
             strings(r.iter().map(|c| c.support_email.as_deref())),
+            strings(r.iter().map(|c| c.attachments.as_deref())),
         ],
     )
 }
@@ -451,6 +537,11 @@ pub fn time_entries_batch(rows: &[&TimeEntryRow]) -> RecordBatch {
             bools(r.iter().map(|e| e.timer_running)),
             timestamps(r.iter().map(|e| e.executed_at)),
             strings(r.iter().map(|e| e.note.as_deref())),
+            ints(r.iter().map(|e| e.workspace_id)),
+            ints(r.iter().map(|e| e.task_id)),
+            strings(r.iter().map(|e| e.custom_fields.as_deref())),
+            strings(r.iter().map(|e| e.agent_name.as_deref())),
+            timestamps(r.iter().map(|e| e.start_time)),
         ],
     )
 }

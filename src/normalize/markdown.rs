@@ -167,6 +167,7 @@ mod tests {
             note_count: 0,
             time_entry_count: 0,
             synced_at: at,
+            details: Default::default(),
         }
     }
 
@@ -184,6 +185,7 @@ mod tests {
             private: false,
             user_id: None,
             support_email: None,
+            attachments: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Context<'a> {
     /// The requester directory (`GET /requesters`) when the listing did not embed requesters;
     /// empty otherwise.
     pub requesters: &'a HashMap<i64, Person>,
+    /// Group names by id (`GET /groups`); empty when the groups could not be read.
+    pub groups: &'a HashMap<i64, String>,
     pub settings: &'a Settings,
 }
 
@@ -188,6 +190,41 @@ pub struct TicketRow {
     pub note_count: i32,
     pub time_entry_count: i32,
     pub synced_at: DateTime<Utc>,
+    /// The columns for Parquet readers only (SLA, categories, custom fields): neither the Codex
+    /// JSON of `query` nor the markdown document shows them.
+    pub details: TicketDetails,
+}
+
+/// The `tickets` columns analysts, SLA reports and billing read (appended after the original
+/// columns of the contract). `None` where the API sent null or nothing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TicketDetails {
+    pub workspace_id: Option<i64>,
+    pub category: Option<String>,
+    pub sub_category: Option<String>,
+    pub item_category: Option<String>,
+    /// `Low`/`Medium`/`High`, `Urgency N` for unknown codes.
+    pub urgency: Option<String>,
+    /// `Low`/`Medium`/`High`, `Impact N` for unknown codes.
+    pub impact: Option<String>,
+    /// `None` when the API sent no `tags` (not embedded), `Some(empty)` for no tags.
+    pub tags: Option<Vec<String>>,
+    /// The custom fields as the API sent them (JSON text); `{}` when it sent none.
+    pub custom_fields: Option<String>,
+    pub due_by: Option<DateTime<Utc>>,
+    pub fr_due_by: Option<DateTime<Utc>>,
+    pub is_escalated: Option<bool>,
+    pub fr_escalated: Option<bool>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub first_responded_at: Option<DateTime<Utc>>,
+    pub agent_responded_at: Option<DateTime<Utc>>,
+    pub first_resp_time_secs: Option<i64>,
+    pub resolution_time_secs: Option<i64>,
+    /// The assigned agent (`responder_id`) from the agents list.
+    pub responder_email: Option<String>,
+    pub responder_name: Option<String>,
+    /// The assigned group's name (`group_id`) from `GET /groups`.
+    pub group_name: Option<String>,
 }
 
 /// A row of `conversations` (public replies and forwards).
@@ -205,6 +242,9 @@ pub struct ConversationRow {
     pub private: bool,
     pub user_id: Option<i64>,
     pub support_email: Option<String>,
+    /// JSON array of `{name, size, content_type}` (metadata only); `None` when the API sent no
+    /// `attachments`.
+    pub attachments: Option<String>,
 }
 
 /// A row of `notes` (private conversations).
@@ -232,6 +272,13 @@ pub struct TimeEntryRow {
     pub timer_running: bool,
     pub executed_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
+    pub workspace_id: Option<i64>,
+    pub task_id: Option<i64>,
+    /// The entry's custom fields as the API sent them (JSON text); `{}` when it sent none.
+    pub custom_fields: Option<String>,
+    /// The agent's name from the agents list.
+    pub agent_name: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
 }
 
 /// A closed ticket ready for the sinks.
@@ -280,6 +327,26 @@ pub fn priority_name(code: i64) -> String {
         3 => "High".into(),
         4 => "Urgent".into(),
         other => format!("Priority {other}"),
+    }
+}
+
+/// The name of an urgency or impact code (1 Low, 2 Medium, 3 High); unknown codes stay
+/// visible as `<label> N` (`Urgency 7`).
+pub fn level_name(label: &str, code: i64) -> String {
+    match code {
+        1 => "Low".into(),
+        2 => "Medium".into(),
+        3 => "High".into(),
+        other => format!("{label} {other}"),
+    }
+}
+
+/// Custom fields as JSON text, exactly as sent (key order and value types kept); `{}` when the
+/// API sent none.
+fn custom_fields_json(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => "{}".to_string(),
+        Some(v) => v.to_string(),
     }
 }
 
@@ -410,6 +477,10 @@ pub fn normalize_ticket(
                 private: false,
                 user_id: c.user_id,
                 support_email: c.support_email.clone(),
+                attachments: c
+                    .attachments
+                    .as_ref()
+                    .map(|a| serde_json::to_string(a).expect("attachment metadata serializes")),
             });
         }
     }
@@ -443,20 +514,23 @@ pub fn normalize_ticket(
                 )
             }
         };
+        let agent = e.agent_id.and_then(|a| ctx.agents.get(&a));
         entries.push(TimeEntryRow {
             ticket_id: id,
             time_entry_id: e.id,
             agent_id: e.agent_id,
-            agent_email: e
-                .agent_id
-                .and_then(|a| ctx.agents.get(&a))
-                .and_then(|a| a.email.clone()),
+            agent_email: agent.and_then(|a| a.email.clone()),
             minutes,
             hours: hours::hours(minutes),
             billable: e.billable.unwrap_or(true),
             timer_running: e.timer_running.unwrap_or(false),
             executed_at: e.executed_at,
             note: e.note.clone(),
+            workspace_id: e.workspace_id,
+            task_id: e.task_id,
+            custom_fields: Some(custom_fields_json(e.custom_fields.as_ref())),
+            agent_name: agent.and_then(|a| a.name.clone()),
+            start_time: e.start_time,
         });
     }
     entries.sort_by_key(|e| e.time_entry_id);
@@ -512,6 +586,7 @@ pub fn normalize_ticket(
         note_count: notes.len() as i32,
         time_entry_count: entries.len() as i32,
         synced_at: ctx.settings.synced_at,
+        details: details(ticket, ctx),
     };
     let markdown = markdown::render(&row, &public, &notes);
     let time_entries_fingerprint = time_entries_fingerprint(time_entries);
@@ -557,6 +632,34 @@ pub fn time_entries_fingerprint(entries: &[Result<wire::TimeEntry, ItemError>]) 
         }
     }
     hash
+}
+
+/// The [`TicketDetails`] of a ticket.
+fn details(ticket: &wire::Ticket, ctx: &Context<'_>) -> TicketDetails {
+    let stats = ticket.stats.clone().unwrap_or_default();
+    let responder = ticket.responder_id.and_then(|id| ctx.agents.get(&id));
+    TicketDetails {
+        workspace_id: ticket.workspace_id,
+        category: ticket.category.clone(),
+        sub_category: ticket.sub_category.clone(),
+        item_category: ticket.item_category.clone(),
+        urgency: ticket.urgency.map(|c| level_name("Urgency", c)),
+        impact: ticket.impact.map(|c| level_name("Impact", c)),
+        tags: ticket.tags.clone(),
+        custom_fields: Some(custom_fields_json(ticket.custom_fields.as_ref())),
+        due_by: ticket.due_by,
+        fr_due_by: ticket.fr_due_by,
+        is_escalated: ticket.is_escalated,
+        fr_escalated: ticket.fr_escalated,
+        resolved_at: stats.resolved_at,
+        first_responded_at: stats.first_responded_at,
+        agent_responded_at: stats.agent_responded_at,
+        first_resp_time_secs: stats.first_resp_time_in_secs,
+        resolution_time_secs: stats.resolution_time_in_secs,
+        responder_email: responder.and_then(|a| a.email.clone()),
+        responder_name: responder.and_then(|a| a.name.clone()),
+        group_name: ticket.group_id.and_then(|g| ctx.groups.get(&g).cloned()),
+    }
 }
 
 /// Requester name and email: the `include=requester` embed, else the requester directory, else

@@ -87,6 +87,7 @@ fn run(
         accounts: &accounts,
         agents: &agents,
         requesters: &HashMap::new(),
+        groups: &HashMap::new(),
         settings: &settings,
     };
     normalize_ticket(ticket, convs, entries, &ctx)
@@ -367,4 +368,178 @@ mod properties {
                 serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
             })
     }
+}
+
+/// The reference list row of the API document (§5) with the issue-11 fields.
+fn reference_ticket(extra: serde_json::Value) -> wire::Ticket {
+    let mut v = json!({
+        "id": 17531, "status": 5, "priority": 3, "department_id": 21000351606_i64,
+        "requester_id": 789, "responder_id": 456, "group_id": 21000188390_i64, "workspace_id": 2,
+        "category": "Software", "sub_category": "Email", "item_category": null,
+        "due_by": "2025-03-04T17:00:00Z", "fr_due_by": "2025-03-03T13:00:00Z",
+        "is_escalated": true, "fr_escalated": false,
+        "custom_fields": {"billing_code": "MSP-STD", "onsite_visit": false, "quoted_hours": null, "rate": 1.5},
+        "tags": ["vip", "onsite"],
+        "created_at": "2025-03-03T08:12:40Z", "updated_at": "2025-03-05T16:30:02Z",
+        "stats": {"resolved_at": "2025-03-05T15:58:11Z", "closed_at": "2025-03-05T16:30:02Z",
+          "first_responded_at": "2025-03-03T08:41:17Z", "agent_responded_at": "2025-03-05T15:57:40Z",
+          "first_resp_time_in_secs": 1717, "resolution_time_in_secs": 200731}
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn run_with_groups(
+    ticket: &wire::Ticket,
+    entries: &[Result<wire::TimeEntry, ItemError>],
+) -> Placed {
+    let accounts = accounts();
+    let agents = agents();
+    let settings = settings();
+    let groups = HashMap::from([(21000188390_i64, "Service Desk".to_string())]);
+    let ctx = Context {
+        accounts: &accounts,
+        agents: &agents,
+        requesters: &HashMap::new(),
+        groups: &groups,
+        settings: &settings,
+    };
+    placed(normalize_ticket(ticket, &[], entries, &ctx))
+}
+
+#[test]
+fn ticket_details_carry_the_api_fields() {
+    let p = run_with_groups(&reference_ticket(json!({"urgency": 2, "impact": 7})), &[]);
+    let d = &p.ticket.details;
+    let at = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
+    assert_eq!(d.workspace_id, Some(2));
+    assert_eq!(d.category.as_deref(), Some("Software"));
+    assert_eq!(d.sub_category.as_deref(), Some("Email"));
+    assert_eq!(d.item_category, None);
+    assert_eq!(d.urgency.as_deref(), Some("Medium"));
+    assert_eq!(
+        d.impact.as_deref(),
+        Some("Impact 7"),
+        "unknown codes stay visible"
+    );
+    assert_eq!(d.tags, Some(vec!["vip".to_string(), "onsite".to_string()]));
+    // Keys in the order sent, value types kept (1.5 stays a number, null stays null).
+    assert_eq!(
+        d.custom_fields.as_deref(),
+        Some(r#"{"billing_code":"MSP-STD","onsite_visit":false,"quoted_hours":null,"rate":1.5}"#)
+    );
+    assert_eq!(d.due_by, at("2025-03-04T17:00:00Z"));
+    assert_eq!(d.fr_due_by, at("2025-03-03T13:00:00Z"));
+    assert_eq!((d.is_escalated, d.fr_escalated), (Some(true), Some(false)));
+    assert_eq!(d.resolved_at, at("2025-03-05T15:58:11Z"));
+    assert_eq!(d.first_responded_at, at("2025-03-03T08:41:17Z"));
+    assert_eq!(d.agent_responded_at, at("2025-03-05T15:57:40Z"));
+    assert_eq!(d.first_resp_time_secs, Some(1717));
+    assert_eq!(d.resolution_time_secs, Some(200731));
+    assert_eq!(d.responder_name.as_deref(), Some("Terry Tech"));
+    assert_eq!(d.responder_email.as_deref(), Some("tech@integotec.com"));
+    assert_eq!(d.group_name.as_deref(), Some("Service Desk"));
+}
+
+#[test]
+fn absent_details_are_null_and_custom_fields_default_to_an_empty_object() {
+    let t: wire::Ticket = serde_json::from_value(json!({
+        "id": 1, "status": 5, "department_id": 21000351606_i64,
+        "updated_at": "2025-03-05T16:30:02Z", "custom_fields": null
+    }))
+    .unwrap();
+    let p = run_with_groups(&t, &[]);
+    let d = &p.ticket.details;
+    assert_eq!(d.custom_fields.as_deref(), Some("{}"));
+    assert_eq!(
+        TicketDetails {
+            custom_fields: None,
+            ..d.clone()
+        },
+        TicketDetails::default()
+    );
+}
+
+#[test]
+fn a_pass_through_field_of_the_wrong_type_is_null_not_a_reject() {
+    let t = reference_ticket(json!({
+        "is_escalated": "yes", "due_by": "next tuesday", "urgency": "high",
+        "category": 12, "sub_category": {"x": 1}, "tags": null,
+        "stats": {"closed_at": "2025-03-05T16:30:02Z", "first_resp_time_in_secs": "soon"}
+    }));
+    let p = run_with_groups(&t, &[]);
+    let d = &p.ticket.details;
+    assert_eq!(d.is_escalated, None);
+    assert_eq!(d.due_by, None);
+    assert_eq!(d.urgency, None);
+    assert_eq!(
+        d.category.as_deref(),
+        Some("12"),
+        "categories were typed int once"
+    );
+    assert_eq!(d.sub_category, None);
+    assert_eq!(d.tags, None, "no tags sent: null, not an empty list");
+    assert_eq!(d.first_resp_time_secs, None);
+}
+
+#[test]
+fn attachments_keep_metadata_only() {
+    let convs: Vec<Result<wire::Conversation, ItemError>> = serde_json::from_value::<
+        Vec<wire::Conversation>,
+    >(json!([
+        {"id": 1, "body": "<p>see attached</p>", "incoming": true, "private": false,
+         "created_at": "2025-03-05T15:40:10Z",
+         "attachments": [{"id": 21000884384_i64, "name": "error.png", "content_type": "image/png", "size": 48213,
+           "attachment_url": "https://files.invalid/error.png?X-Amz-Signature=abc",
+           "created_at": "2025-03-05T15:40:10Z", "updated_at": "2025-03-05T15:40:10Z"}]},
+        {"id": 2, "body": "<p>no files</p>", "private": false, "attachments": []},
+        {"id": 3, "body": "<p>older API</p>", "private": false}
+    ]))
+    .unwrap()
+    .into_iter()
+    .map(Ok)
+    .collect();
+    let p = placed(run(&reference_ticket(json!({})), &convs, &[]));
+    let by_id: HashMap<i64, Option<String>> = p
+        .conversations
+        .iter()
+        .map(|c| (c.conversation_id, c.attachments.clone()))
+        .collect();
+    assert_eq!(
+        by_id[&1].as_deref(),
+        Some(r#"[{"name":"error.png","size":48213,"content_type":"image/png"}]"#)
+    );
+    assert_eq!(by_id[&2].as_deref(), Some("[]"));
+    assert_eq!(by_id[&3], None);
+}
+
+#[test]
+fn time_entry_details() {
+    let entries: Vec<Result<wire::TimeEntry, ItemError>> =
+        serde_json::from_value::<Vec<wire::TimeEntry>>(json!([
+            {"id": 1, "time_spent": "01:30", "agent_id": 456, "task_id": 77, "workspace_id": 2,
+             "start_time": "2025-03-05T15:00:00Z", "custom_fields": {"work_type": "Remote", "rate_code": 1}},
+            {"id": 2, "time_spent": "00:15", "agent_id": 999}
+        ]))
+        .unwrap()
+        .into_iter()
+        .map(Ok)
+        .collect();
+    let p = run_with_groups(&reference_ticket(json!({})), &entries);
+    let (a, b) = (&p.time_entries[0], &p.time_entries[1]);
+    assert_eq!((a.task_id, a.workspace_id), (Some(77), Some(2)));
+    assert_eq!(
+        a.custom_fields.as_deref(),
+        Some(r#"{"work_type":"Remote","rate_code":1}"#)
+    );
+    assert_eq!(a.agent_name.as_deref(), Some("Terry Tech"));
+    assert_eq!(a.start_time, Some("2025-03-05T15:00:00Z".parse().unwrap()));
+    assert_eq!(
+        (b.task_id, b.workspace_id, b.agent_name.as_deref()),
+        (None, None, None)
+    );
+    assert_eq!(b.custom_fields.as_deref(), Some("{}"));
+    assert_eq!(b.start_time, None);
 }

@@ -31,7 +31,7 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::job::{Job, Window};
-use crate::report::{RunFacts, RunReport, RunStatus};
+use crate::report::{FormatUpgrade, RunFacts, RunReport, RunStatus};
 use crate::sink;
 use crate::source::{self, Source};
 use crate::state::lock::{self, Lock};
@@ -69,6 +69,14 @@ pub enum Error {
     /// The run would have removed more tickets than `max_removals`: it removed none.
     #[error("this run would remove {would_remove} tickets (reopened, deleted or spam), more than max_removals = {limit}; it removed none and kept everything it fetched (the ids are in the run report). If these removals are real, rerun once with --max-removals {would_remove}")]
     RemovalGuard { would_remove: u64, limit: u64 },
+    /// The dataset was written by a newer release (its `_state/format.json` says so): this
+    /// release would drop columns it does not know. Nothing was written.
+    #[error("the dataset at {data} has format {found} (_state/format.json), written by a newer ticketsync; this release knows format {known} at most and does not write it, so nothing newer is lost. Run the newer release")]
+    NewerFormat {
+        data: String,
+        found: u32,
+        known: u32,
+    },
     /// `max_run_minutes` passed: the run stopped fetching and committed what it had.
     #[error("the run was still going after max_run_minutes = {minutes}; it stopped fetching and committed what it had; the next run goes on from there")]
     TimedOut { minutes: f64 },
@@ -90,6 +98,7 @@ impl Error {
     pub fn is_auth(&self) -> bool {
         match self {
             Error::Source(e) => e.is_auth(),
+            Error::NewerFormat { .. } => true,
             Error::Storage(e)
             | Error::State(state::Error::Storage(e))
             | Error::Sink(sink::Error::Storage(e))
@@ -158,6 +167,7 @@ async fn run_locked(
     start: Start,
 ) -> Result<RunOutcome, Error> {
     let recovered = state::recover(storage).await?;
+    let (new_dataset, format_upgrade) = upgrade(storage, lock, &start.run_id).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
 
@@ -244,9 +254,15 @@ async fn run_locked(
         window_secs: job.limiter.window.as_secs_f64(),
         output: run.output,
         recovered_interrupted_commit: recovered,
+        format_upgrade,
         next_cursor: next.map(|(at, _)| at),
         error,
     });
+    // A new dataset says which format it has once it has data (a run that wrote nothing leaves
+    // nothing behind).
+    if new_dataset && storage.exists(&layout::state(state::INDEX)).await? {
+        sink::upgrade::mark_current(storage).await?;
+    }
     let body = serde_json::to_vec_pretty(&report).expect("report serializes");
     storage
         .put(&layout::run_report(&start.run_id), body.into())
@@ -255,6 +271,62 @@ async fn run_locked(
         report,
         error: result.err(),
     })
+}
+
+/// Brings a dataset written by an older release to today's format (see [`sink::upgrade`]),
+/// refuses one written by a newer release, and tells whether the dataset is new (no format yet)
+/// and what the upgrade did.
+async fn upgrade(
+    storage: &Storage,
+    lock: &Lock,
+    run_id: &str,
+) -> Result<(bool, Option<FormatUpgrade>), Error> {
+    use sink::upgrade::{self, Format, CHUNK_FILES, FORMAT};
+    let from = match upgrade::format(storage).await? {
+        Format::Current => return Ok((false, None)),
+        Format::New => return Ok((true, None)),
+        Format::Newer(found) => {
+            return Err(Error::NewerFormat {
+                data: storage.display().to_string(),
+                found,
+                known: FORMAT,
+            })
+        }
+        Format::Older(from) => from,
+    };
+    let files = upgrade::parquet_files(storage).await?;
+    tracing::info!(
+        from,
+        to = FORMAT,
+        files = files.len(),
+        "upgrading the dataset's partition files to the current format"
+    );
+    let chunks: Vec<_> = files.chunks(CHUNK_FILES).collect();
+    let mut done = FormatUpgrade {
+        from,
+        to: FORMAT,
+        files_checked: 0,
+        files_rewritten: 0,
+    };
+    for (i, chunk) in chunks.iter().enumerate() {
+        lock.check()?;
+        let last = i + 1 == chunks.len();
+        let step =
+            upgrade::upgrade_chunk(storage, chunk, &format!("{run_id}-upgrade-{i}"), last).await?;
+        done.files_checked += step.files_checked;
+        done.files_rewritten += step.files_rewritten;
+    }
+    if chunks.is_empty() {
+        lock.check()?;
+        upgrade::mark_current(storage).await?;
+    }
+    tracing::info!(
+        from,
+        to = FORMAT,
+        rewritten = done.files_rewritten,
+        "dataset upgraded"
+    );
+    Ok((false, Some(done)))
 }
 
 fn truncate_secs(t: DateTime<Utc>) -> DateTime<Utc> {

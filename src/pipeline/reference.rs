@@ -19,6 +19,8 @@ pub(crate) struct Reference {
     pub(crate) listings: Vec<Option<i64>>,
     pub(crate) accounts: AccountMap,
     pub(crate) agents: HashMap<i64, Person>,
+    /// Group names by id (`GET /groups`, read once per run).
+    pub(crate) groups: HashMap<i64, String>,
     /// The requester directory; empty when the listing embeds requesters.
     pub(crate) requesters: HashMap<i64, Person>,
     pub(crate) requester_source: Requesters,
@@ -83,12 +85,13 @@ impl Reference {
             }
             Ok::<_, source::Error>((workspaces.unwrap_or_default(), listings, departments))
         };
-        let (scoped, agents, requesters) = tokio::join!(scoped, source.agents(), async {
-            match requester_source {
-                Requesters::Directory => source.requesters().await,
-                Requesters::Embedded => Ok(Vec::new()),
-            }
-        });
+        let (scoped, agents, groups, requesters) =
+            tokio::join!(scoped, source.agents(), source.groups(), async {
+                match requester_source {
+                    Requesters::Directory => source.requesters().await,
+                    Requesters::Embedded => Ok(Vec::new()),
+                }
+            });
         let (workspaces, listings, departments) = scoped?;
         let mut good = Vec::new();
         let mut unreadable = Vec::new();
@@ -115,6 +118,7 @@ impl Reference {
             .filter_map(|a| a.ok())
             .map(|a| (a.id, Person::from_agent(&a)))
             .collect();
+        let groups = group_names(groups)?;
         // An API key whose role may not read requesters (403), or an API without the list, still
         // syncs: the listing embeds the requester instead.
         let (requester_source, requesters) = match (requester_source, requesters) {
@@ -146,6 +150,7 @@ impl Reference {
             listings,
             accounts,
             agents,
+            groups,
             requesters,
             requester_source,
             settings,
@@ -167,6 +172,7 @@ impl Reference {
             accounts,
             agents: &self.agents,
             requesters: &self.requesters,
+            groups: &self.groups,
             settings: &self.settings,
         }
     }
@@ -250,6 +256,27 @@ impl Reference {
     }
 }
 
+/// Group names by id. Group names only label rows, so a key that may not read groups (403) or
+/// an API without the list (404) still syncs, with `group_name` null; a refused key (401) or
+/// any other failure fails the run like the other reference lists.
+fn group_names(
+    groups: Result<source::Items<wire::Group>, source::Error>,
+) -> Result<HashMap<i64, String>, source::Error> {
+    let groups = match groups {
+        Ok(groups) => groups,
+        Err(e @ (source::Error::Forbidden { .. } | source::Error::NotFound { .. })) => {
+            tracing::warn!(error = %e, "the groups cannot be read; group_name stays null");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(groups
+        .into_iter()
+        .filter_map(|g| g.ok())
+        .filter_map(|g| Some((g.id, g.name?)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
@@ -265,6 +292,7 @@ mod tests {
             listings: vec![None],
             accounts: AccountMap::new(&[], "account_number", &HashMap::new()),
             agents: HashMap::new(),
+            groups: HashMap::new(),
             requesters,
             requester_source: source,
             settings: Settings {

@@ -54,6 +54,7 @@ fn ticket(account: &str, id: i64, closed: &str, entries: &[(i64, bool, Option<&s
             note_count: 1,
             time_entry_count: entries.len() as i32,
             synced_at: at("2026-01-01T00:00:00Z"),
+            details: Default::default(),
         },
         conversations: (0..2)
             .map(|i| ConversationRow {
@@ -70,6 +71,7 @@ fn ticket(account: &str, id: i64, closed: &str, entries: &[(i64, bool, Option<&s
                 private: false,
                 user_id: Some(3),
                 support_email: None,
+                attachments: None,
             })
             .collect(),
         notes: vec![NoteRow {
@@ -95,6 +97,11 @@ fn ticket(account: &str, id: i64, closed: &str, entries: &[(i64, bool, Option<&s
                 timer_running: false,
                 executed_at: executed.map(at),
                 note: None,
+                workspace_id: None,
+                task_id: None,
+                custom_fields: None,
+                agent_name: None,
+                start_time: None,
             })
             .collect(),
         markdown: String::new(),

@@ -50,6 +50,8 @@ pub struct GroundTruth {
     pub agents: Vec<Agent>,
     /// `GET /requesters` (agents are not in this list), in id order.
     pub requesters: Vec<Requester>,
+    /// `GET /groups`, in id order (tickets' `group_id`, agents' `member_of`).
+    pub groups: Vec<Group>,
     /// Every ticket of every status, including deleted and spam ones, in id order.
     pub tickets: Vec<Ticket>,
 }
@@ -61,6 +63,14 @@ impl GroundTruth {
             .binary_search_by_key(&id, |t| t.id)
             .ok()
             .map(|i| &self.tickets[i])
+    }
+
+    /// The name of the group with this id.
+    pub fn group_name(&self, id: i64) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|g| g.id == id)
+            .map(|g| g.name.as_str())
     }
 
     /// The department with this id.
@@ -156,6 +166,31 @@ fn assign_workspaces(truth: &mut GroundTruth, count: usize) {
             .and_then(|id| departments.iter().find(|(d, _)| *d == id))
             .map_or_else(|| workspace_of(t.id, count), |(_, w)| *w);
     }
+}
+
+/// An agent group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group {
+    /// `21000188000 + n` (n = 1..=3).
+    pub id: i64,
+    /// `name`: what `group_name` must say.
+    pub name: String,
+    /// `description`.
+    pub description: String,
+}
+
+/// An attachment's metadata, as the conversation carries it (`attachment_url` is rendered from
+/// the id; the content is never served).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attachment {
+    /// `id`.
+    pub id: i64,
+    /// `name`: the file name (spaces and non-ASCII included).
+    pub name: String,
+    /// `content_type`.
+    pub content_type: String,
+    /// `size` in bytes.
+    pub size: i64,
 }
 
 /// A department (a client company in MSP mode).
@@ -340,6 +375,8 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
     /// `updated_at` (a few notes were edited later).
     pub updated_at: DateTime<Utc>,
+    /// `attachments` (screenshots, logs, PDFs on some messages; `[]` on most).
+    pub attachments: Vec<Attachment>,
 }
 
 /// Time logged against a ticket.
@@ -365,6 +402,10 @@ pub struct TimeEntry {
     pub created_at: DateTime<Utc>,
     /// `updated_at`.
     pub updated_at: DateTime<Utc>,
+    /// `task_id`: the ticket task the time was logged on (rare).
+    pub task_id: Option<i64>,
+    /// `custom_fields`: the work type billing uses (`{}` on some entries).
+    pub custom_fields: Value,
 }
 
 impl TimeEntry {
@@ -620,6 +661,81 @@ const TAGS: &[&str] = &[
 ];
 
 const NUM_GROUPS: i64 = 3;
+
+const GROUP_NAMES: [(&str, &str); NUM_GROUPS as usize] = [
+    ("Service Desk", "First-line support"),
+    ("Network & Infrastructure", "Firewalls, VPN, servers"),
+    ("Field Services", "Onsite visits and hardware"),
+];
+
+const TASK_BASE: i64 = 21_003_000_000;
+
+fn gen_groups() -> Vec<Group> {
+    GROUP_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, description))| Group {
+            id: GROUP_BASE + 1 + i as i64,
+            name: name.to_owned(),
+            description: description.to_owned(),
+        })
+        .collect()
+}
+
+/// A stable pseudo-random number from an id (splitmix64). The fields added for issue 11
+/// (attachments, time-entry task and custom fields) derive from their object's id instead of
+/// drawing from the world's RNG, so every earlier field of a seeded world stays as it was.
+fn id_hash(id: i64) -> u64 {
+    let mut z = (id as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// About one message in six carries attachments (one, sometimes two); notes carry logs.
+fn attachments_for(conversation_id: i64, private: bool) -> Vec<Attachment> {
+    let h = id_hash(conversation_id);
+    if h % 6 != 0 {
+        return Vec::new();
+    }
+    const FILES: &[(&str, &str)] = &[
+        ("screenshot.png", "image/png"),
+        ("error log.txt", "text/plain"),
+        ("Rechnung März.pdf", "application/pdf"),
+        ("photo.jpg", "image/jpeg"),
+        ("export.csv", "text/csv"),
+    ];
+    let count = 1 + usize::from((h >> 8) % 4 == 0);
+    (0..count)
+        .map(|i| {
+            let pick = if private {
+                1
+            } else {
+                ((h >> (16 + 4 * i)) % FILES.len() as u64) as usize
+            };
+            let (name, content_type) = FILES[pick];
+            Attachment {
+                id: 21_000_884_000 + (conversation_id % 100_000) * 10 + i as i64,
+                name: name.to_owned(),
+                content_type: content_type.to_owned(),
+                size: 512 + ((h >> (24 + 8 * i)) % 2_000_000) as i64,
+            }
+        })
+        .collect()
+}
+
+/// `task_id` (one entry in ten) and `custom_fields` of a time entry, from its id.
+fn time_entry_extras(entry_id: i64) -> (Option<i64>, Value) {
+    let h = id_hash(entry_id);
+    let task_id = (h % 10 == 0).then(|| TASK_BASE + (entry_id % 10_000));
+    let custom_fields = match (h >> 8) % 5 {
+        0 => json!({}),
+        1 | 2 => json!({"work_type": "Remote", "rate_code": 1}),
+        3 => json!({"work_type": "Onsite", "rate_code": 2}),
+        _ => json!({"work_type": "Travel", "rate_code": null}),
+    };
+    (task_id, custom_fields)
+}
 
 fn gen_departments(rng: &mut StdRng, now: DateTime<Utc>) -> Vec<Department> {
     let mut used = HashSet::new();
@@ -890,8 +1006,10 @@ fn make_conversation(
             Vec::new(),
         ),
     };
+    let id = ids.next_conversation();
     Conversation {
-        id: ids.next_conversation(),
+        id,
+        attachments: attachments_for(id, private),
         ticket_id,
         user_id,
         body: rich.html,
@@ -922,8 +1040,12 @@ fn make_time_entry(
     timer_running: bool,
 ) -> TimeEntry {
     let start_time = created_at - Duration::minutes(i64::from(minutes));
+    let id = ids.next_time_entry();
+    let (task_id, custom_fields) = time_entry_extras(id);
     TimeEntry {
-        id: ids.next_time_entry(),
+        id,
+        task_id,
+        custom_fields,
         agent_id,
         time_spent,
         billable: rng.gen_bool(0.8),
@@ -1188,6 +1310,7 @@ impl World {
             departments,
             agents,
             requesters,
+            groups: gen_groups(),
             tickets,
         };
         assign_workspaces(&mut truth, workspaces);
@@ -1242,8 +1365,11 @@ impl World {
         let entry_id = self.ids.next_time_entry();
         let t = self.ticket_mut(id, "add_time_entry");
         let start = now - Duration::minutes(i64::from(minutes));
+        let (task_id, custom_fields) = time_entry_extras(entry_id);
         t.time_entries.push(TimeEntry {
             id: entry_id,
+            task_id,
+            custom_fields,
             agent_id: t.responder_id.unwrap_or(fallback_agent),
             time_spent: format_time_spent(minutes, TimeStyle::Padded),
             billable,

@@ -47,7 +47,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use data::{
-    Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry, Workspace,
+    Agent, Attachment, Conversation, Department, GroundTruth, Group, Requester, Ticket, TimeEntry,
+    Workspace,
 };
 pub use faults::{FaultAction, FaultRule, Faults};
 pub use quirks::{PageQuirk, QuirkArg, Quirks};

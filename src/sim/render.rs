@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::data::{
-    Agent, Conversation, Department, GroundTruth, Requester, Ticket, TimeEntry, Workspace,
+    Agent, Conversation, Department, GroundTruth, Group, Requester, Ticket, TimeEntry, Workspace,
 };
 
 /// `2025-03-05T16:30:02Z`: UTC, whole seconds, `Z` (§14).
@@ -91,6 +91,26 @@ pub(crate) fn agent(a: &Agent) -> Value {
         "custom_fields": {},
         "created_at": ts(a.created_at),
         "updated_at": ts(a.updated_at),
+    })
+}
+
+pub(crate) fn group(g: &Group) -> Value {
+    json!({
+        "id": g.id,
+        "name": g.name,
+        "description": g.description,
+        "escalate_to": null,
+        "unassigned_for": "30m",
+        "business_hours_id": null,
+        "agent_ids": [],
+        "members": [],
+        "observers": [],
+        "restricted": false,
+        "approval_required": false,
+        "auto_ticket_assign": false,
+        "workspace_id": 2,
+        "created_at": "2020-06-01T12:00:00Z",
+        "updated_at": "2025-02-20T09:30:00Z",
     })
 }
 
@@ -311,7 +331,15 @@ pub(crate) fn conversation(c: &Conversation) -> Value {
         "to_emails": c.to_emails,
         "cc_emails": if c.private { Value::Null } else { json!([]) },
         "bcc_emails": null,
-        "attachments": [],
+        "attachments": c.attachments.iter().map(|a| json!({
+            "id": a.id,
+            "content_type": a.content_type,
+            "size": a.size,
+            "name": a.name,
+            "attachment_url": format!("https://attachments.invalid/data/helpdesk/attachments/production/{}/original/{}?X-Amz-Signature=0f3a", a.id, a.name),
+            "created_at": ts(c.created_at),
+            "updated_at": ts(c.created_at),
+        })).collect::<Vec<_>>(),
         "created_at": ts(c.created_at),
         "updated_at": ts(c.updated_at),
     })
@@ -340,10 +368,10 @@ pub(crate) fn time_entry(e: &TimeEntry, workspace_id: i64) -> Value {
         "billable": e.billable,
         "time_spent": e.time_spent,
         "executed_at": ts(e.executed_at),
-        "task_id": null,
+        "task_id": e.task_id,
         "note": e.note,
         "agent_id": e.agent_id,
-        "custom_fields": {},
+        "custom_fields": e.custom_fields,
         "workspace_id": workspace_id,
         "created_at": ts(e.created_at),
         "updated_at": ts(e.updated_at),

@@ -418,6 +418,7 @@ pub(crate) enum Route {
     Departments,
     DepartmentView(i64),
     Agents,
+    Groups,
     Requesters,
     RequesterView(i64),
     TicketList,
@@ -439,6 +440,7 @@ impl Route {
             ["departments"] => Route::Departments,
             ["departments", d] => id(d).map_or(Route::Unknown, Route::DepartmentView),
             ["agents"] => Route::Agents,
+            ["groups"] => Route::Groups,
             ["requesters"] => Route::Requesters,
             ["requesters", r] => id(r).map_or(Route::Unknown, Route::RequesterView),
             ["tickets"] => Route::TicketList,
@@ -456,6 +458,7 @@ impl Route {
             Route::Departments => "departments",
             Route::DepartmentView(_) => "department_view",
             Route::Agents => "agents",
+            Route::Groups => "groups",
             Route::Requesters => "requesters",
             Route::RequesterView(_) => "requester_view",
             Route::TicketList => "tickets_list",
@@ -726,6 +729,7 @@ fn serve(truth: &GroundTruth, route: Route, ctx: &RequestCtx) -> Reply {
             None => Reply::not_found(&format!("department {id}")),
         },
         Route::Agents => simple_list(ctx, "agents", &truth.agents, render::agent),
+        Route::Groups => simple_list(ctx, "groups", &truth.groups, render::group),
         Route::Requesters => requesters(truth, ctx),
         // Agents are not requesters here, as in the list without `include_agents`.
         Route::RequesterView(id) => match truth.requesters.iter().find(|r| r.id == id) {

@@ -10,11 +10,12 @@ use serde::Serialize;
 
 /// Endpoint keys used in [`SimStats::by_endpoint`], [`RequestLog::endpoint`] and
 /// `FaultRule::endpoint`.
-pub const ENDPOINTS: [&str; 11] = [
+pub const ENDPOINTS: [&str; 12] = [
     "workspaces",
     "departments",
     "department_view",
     "agents",
+    "groups",
     "requesters",
     "requester_view",
     "tickets_list",

@@ -21,6 +21,7 @@
 
 pub mod markdown;
 pub mod parquet;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -170,6 +170,59 @@ mod tests {
         assert_eq!(ticket_ids(&merged).values().to_vec(), vec![1, 3]);
     }
 
+    /// A partition file written by the release before the issue-11 columns (the committed
+    /// fixture) decodes against today's schema: old columns as written, added columns null.
+    #[test]
+    fn an_old_partition_file_decodes_with_the_added_columns_null() {
+        for (table, file, added) in [
+            (
+                Table::Tickets,
+                "tickets/account=125161/year=2026/part-0.parquet",
+                20,
+            ),
+            (
+                Table::Conversations,
+                "conversations/account=125161/year=2026/part-0.parquet",
+                1,
+            ),
+            (
+                Table::TimeEntries,
+                "time_entries/account=125161/year=2026/part-0.parquet",
+                5,
+            ),
+        ] {
+            let path = format!(
+                "{}/tests/fixtures/dataset-v1/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let bytes = Bytes::from(std::fs::read(&path).unwrap());
+            let raw: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect();
+            let schema = table.schema();
+            let old_width = raw[0].num_columns();
+            assert_eq!(old_width + added, schema.fields().len(), "{file}");
+            let decoded = decode(bytes, &schema, &path).unwrap();
+            assert_eq!(decoded.len(), raw.len());
+            for (old, new) in raw.iter().zip(&decoded) {
+                assert_eq!(new.schema(), schema);
+                assert!(new.num_rows() > 0);
+                for i in 0..old_width {
+                    assert_eq!(old.column(i).as_ref(), new.column(i).as_ref(), "{file} {i}");
+                }
+                for i in old_width..schema.fields().len() {
+                    assert_eq!(new.column(i).null_count(), new.num_rows(), "{file} {i}");
+                }
+            }
+            // And it merges with rows of today's layout.
+            let merged = merge_sorted(table, &[decoded[0].clone(), empty(table)]).unwrap();
+            assert_eq!(merged.num_rows(), decoded[0].num_rows());
+        }
+    }
+
     #[test]
     fn garbage_is_a_read_error_naming_the_file() {
         let err = decode(

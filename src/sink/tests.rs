@@ -69,6 +69,7 @@ fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize
         accounts: &accounts,
         agents: &agents,
         requesters: &agents,
+        groups: &HashMap::new(),
         settings: &settings,
     };
     match normalize::normalize_ticket(&ticket, &convs, &[], &ctx) {

@@ -102,6 +102,7 @@ pub enum Endpoint {
     Workspaces,
     Departments,
     Agents,
+    Groups,
     Requesters,
     TicketsList,
     TicketView,
@@ -115,6 +116,7 @@ impl Endpoint {
             Endpoint::Workspaces => "workspaces",
             Endpoint::Departments => "departments",
             Endpoint::Agents => "agents",
+            Endpoint::Groups => "groups",
             Endpoint::Requesters => "requesters",
             Endpoint::TicketsList => "tickets_list",
             Endpoint::TicketView => "ticket_view",
@@ -129,6 +131,7 @@ impl Endpoint {
             Endpoint::Workspaces
             | Endpoint::Departments
             | Endpoint::Agents
+            | Endpoint::Groups
             | Endpoint::Requesters
             | Endpoint::TicketsList => limiter::Class::Feed,
             Endpoint::TicketView | Endpoint::Conversations | Endpoint::TimeEntries => {
@@ -260,6 +263,12 @@ impl Source {
         self.all_pages(Endpoint::Agents, url, "agents", true).await
     }
 
+    /// Every agent group, all pages (to name a ticket's group).
+    pub async fn groups(&self) -> Result<Items<wire::Group>, Error> {
+        let url = self.client.url("groups", &[("per_page", PER_PAGE.into())]);
+        self.all_pages(Endpoint::Groups, url, "groups", true).await
+    }
+
     /// One department, for a ticket whose department the list did not have; `None` when there
     /// is no such department (404: the only evidence that it was really removed).
     pub async fn department(
@@ -301,9 +310,9 @@ impl Source {
     }
 
     /// Every ticket updated at or after `since` (all statuses; the caller keeps the closed ones).
-    /// The live view embeds `stats` (for `closed_at`) and, with [`Requesters::Embedded`], the
-    /// requester's name and email; the deleted and spam views are read for their ids only and
-    /// embed nothing (1 credit a page instead of 3 or 5).
+    /// The live view embeds `stats` (for `closed_at` and the SLA times), `tags` and, with
+    /// [`Requesters::Embedded`], the requester's name and email; the deleted and spam views are
+    /// read for their ids only and embed nothing (1 credit a page instead of 5 or 7).
     /// Default `created_at` order: tickets updated while we page only push rows down, so none is
     /// skipped; the caller dedupes by id.
     /// `workspace`: list that workspace (`workspace_id=`); `None`: no `workspace_id` (the whole
@@ -352,9 +361,11 @@ impl Source {
         )];
         match (filter, requesters) {
             (ListFilter::Live, Requesters::Embedded) => {
-                query.push(("include", "stats,requester".into()))
+                query.push(("include", "stats,requester,tags".into()))
             }
-            (ListFilter::Live, Requesters::Directory) => query.push(("include", "stats".into())),
+            (ListFilter::Live, Requesters::Directory) => {
+                query.push(("include", "stats,tags".into()))
+            }
             (ListFilter::Deleted, _) => query.push(("filter", "deleted".into())),
             (ListFilter::Spam, _) => query.push(("filter", "spam".into())),
         }
@@ -369,7 +380,7 @@ impl Source {
     pub async fn ticket(&self, id: i64) -> Result<Option<Result<wire::Ticket, ItemError>>, Error> {
         let url = self.client.url(
             &format!("tickets/{id}"),
-            &[("include", "stats,requester".into())],
+            &[("include", "stats,requester,tags".into())],
         );
         self.view(Endpoint::TicketView, &url, "ticket").await
     }
@@ -701,6 +712,11 @@ mod tests {
         assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 5);
         let u = Url::parse("https://x/api/v2/tickets?include=stats&per_page=100").unwrap();
         assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 3);
+        // What the live listing asks for: stats and tags (+ requester for a short window).
+        let u = Url::parse("https://x/api/v2/tickets?include=stats,tags&per_page=100").unwrap();
+        assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 5);
+        let u = Url::parse("https://x/api/v2/tickets?include=stats,requester,tags").unwrap();
+        assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 7);
         let u = Url::parse("https://x/api/v2/tickets?filter=deleted&per_page=100").unwrap();
         assert_eq!(Endpoint::TicketsList.estimated_credits(&u), 1);
         let u = Url::parse("https://x/api/v2/tickets/1?include=stats").unwrap();

@@ -57,6 +57,34 @@ pub struct Ticket {
     /// Present with `include=requester`.
     #[serde(default)]
     pub requester: Option<EmbeddedRequester>,
+    // The fields below are carried into the dataset for analysts; a value of an unexpected type
+    // becomes null instead of rejecting the ticket (see [`lenient`]).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub category: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub sub_category: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub item_category: Option<String>,
+    /// 1 Low, 2 Medium, 3 High; list rows may omit it (§6).
+    #[serde(default, deserialize_with = "lenient")]
+    pub urgency: Option<i64>,
+    /// 1 Low, 2 Medium, 3 High; list rows may omit it (§6).
+    #[serde(default, deserialize_with = "lenient")]
+    pub impact: Option<i64>,
+    /// Present with `include=tags`.
+    #[serde(default, deserialize_with = "optional_string_list")]
+    pub tags: Option<Vec<String>>,
+    /// The account's custom fields, as sent (key order kept: `preserve_order`).
+    #[serde(default)]
+    pub custom_fields: Option<Value>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub due_by: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub fr_due_by: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub is_escalated: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub fr_escalated: Option<bool>,
 }
 
 /// The `stats` embed; only the fields we use.
@@ -64,8 +92,16 @@ pub struct Ticket {
 pub struct Stats {
     #[serde(default)]
     pub closed_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub resolved_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub first_responded_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub agent_responded_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub first_resp_time_in_secs: Option<i64>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub resolution_time_in_secs: Option<i64>,
 }
 
 /// The `requester` embed: `{"id","name","email","mobile","phone"}`.
@@ -107,6 +143,19 @@ pub struct Conversation {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Attachment metadata (`{id, name, size, content_type, attachment_url, ...}`); only the
+    /// name, size and content type are kept (see [`Attachment`]).
+    #[serde(default, deserialize_with = "attachment_list")]
+    pub attachments: Option<Vec<Attachment>>,
+}
+
+/// What the dataset keeps of an attachment: metadata only, never the (signed, expiring) URL
+/// or the content.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Attachment {
+    pub name: Option<String>,
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
 }
 
 /// One item of `GET /tickets/{id}/time_entries`.
@@ -133,6 +182,14 @@ pub struct TimeEntry {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub task_id: Option<i64>,
+    /// Per-account fields (e.g. a work type billing uses), as sent.
+    #[serde(default)]
+    pub custom_fields: Option<Value>,
+    /// Only on accounts with workspaces.
+    #[serde(default, deserialize_with = "lenient")]
+    pub workspace_id: Option<i64>,
 }
 
 /// A department (= a customer company in MSP mode).
@@ -175,6 +232,14 @@ pub struct Agent {
     pub last_name: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
+}
+
+/// An agent group, from `GET /groups` (to name a ticket's group).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Group {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A requester (a customer's user), from `GET /requesters` or `GET /requesters/{id}`.
@@ -373,6 +438,66 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
                 kind(&other)
             )))
         }
+    })
+}
+
+/// An optional field of an expected type; any other value (a string where a number belongs,
+/// a malformed date) is taken as absent, so a field ticketsync only passes through never
+/// rejects the ticket that carries it.
+fn lenient<'de, D: Deserializer<'de>, T: for<'a> Deserialize<'a>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(Option::<T>::deserialize(value).ok().flatten())
+}
+
+/// A text field that some accounts send as a number (categories were typed int once): numbers
+/// as their text, other non-strings as absent.
+fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// `tags`: absent or null → `None`; an array of strings (non-strings as their JSON text).
+fn optional_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => Some(
+            items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s),
+                    Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+                .collect(),
+        ),
+        Value::String(s) => Some(vec![s]),
+        _ => None,
+    })
+}
+
+/// `attachments`: absent or null → `None`; each object's name, size and content type (other
+/// keys, such as the signed `attachment_url`, are dropped here).
+fn attachment_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Attachment>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter(|v| v.is_object())
+                .map(|v| Attachment {
+                    name: v.get("name").and_then(Value::as_str).map(str::to_string),
+                    size: v.get("size").and_then(Value::as_i64),
+                    content_type: v
+                        .get("content_type")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                })
+                .collect(),
+        ),
+        _ => None,
     })
 }
 

@@ -16,3 +16,18 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
   cat "$out/log"; echo "demo job failed with exit code $status"; exit 1
 fi
 "$venv/bin/python" tests/interop/check_duckdb.py "$out/data"
+
+# A dataset of the previous release (tests/fixtures/dataset-v1), upgraded by a run that lists
+# nothing: every file then has the contract's schema, read without union_by_name.
+cp -r tests/fixtures/dataset-v1 "$out/old"
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+printf '%s\n' "data = \"$out/old\"" "since = \"$now\"" "rescan_days = 0" "reconcile = false" \
+  "rate_window_secs = 0.5" "[simulator]" "tickets = 12" "seed = 7" "minute_secs = 0.5" \
+  "latency_ms = 0" >"$out/upgrade.toml"
+status=0
+cargo run --quiet --locked -- sync --job "$out/upgrade.toml" --log-format json 2>"$out/log" || status=$?
+if [ "$status" -ne 0 ]; then
+  cat "$out/log"; echo "upgrade run failed with exit code $status"; exit 1
+fi
+test -f "$out/old/_state/format.json"
+"$venv/bin/python" tests/interop/check_duckdb.py "$out/old" --upgraded

@@ -110,6 +110,7 @@ fn seed_ticket() -> Placed {
             note_count: 1,
             time_entry_count: 0,
             synced_at: at("2025-01-16T02:00:00Z"),
+            details: Default::default(),
         },
         conversations: vec![ConversationRow {
             ticket_id: 17531,
@@ -124,6 +125,7 @@ fn seed_ticket() -> Placed {
             private: false,
             user_id: Some(789),
             support_email: Some("support@integotec.com".into()),
+            attachments: None,
         }],
         notes: vec![NoteRow {
             ticket_id: 17531,

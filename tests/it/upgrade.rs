@@ -1,0 +1,460 @@
+//! Issue 11 part 3: a dataset written by the previous release (`tests/fixtures/dataset-v1`)
+//! upgrades itself on the first run of this one, once, resumably and kill-safely; a dataset of
+//! a newer format is refused.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use chrono::{DurationRound, Utc};
+use object_store::path::Path;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ticketsync::job::JobSpec;
+use ticketsync::sim::{Plan, SimConfig, Simulator};
+use ticketsync::sink::upgrade::{self, Format, FORMAT};
+use ticketsync::storage::{S3Options, Storage};
+use ticketsync::tables::Table;
+
+use crate::support::{binary, canonical_rows, output, read_parquet, Dump, Harness};
+
+fn fixture_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dataset-v1")
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "README.md" {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn storage_of(dir: &std::path::Path) -> Storage {
+    Storage::open(dir.to_str().unwrap(), &S3Options::default()).unwrap()
+}
+
+/// The simulator the fixture was written from (seed 7, 12 tickets), at a fixed moment.
+fn sim_config() -> SimConfig {
+    SimConfig {
+        tickets: 12,
+        seed: 7,
+        plan: Plan::Enterprise,
+        minute_secs: 1.0,
+        now: Utc::now()
+            .duration_trunc(chrono::Duration::minutes(1))
+            .unwrap(),
+        ..SimConfig::default()
+    }
+}
+
+/// A run that lists nothing (a window starting now) and neither re-scans nor reconciles: the
+/// only change to the dataset is the upgrade.
+fn quiet_spec(h: &Harness, now: chrono::DateTime<Utc>) -> JobSpec {
+    JobSpec {
+        since: Some(now),
+        rescan_days: Some(0),
+        reconcile: Some(false),
+        ..h.spec()
+    }
+}
+
+/// Per table, the rows of the fixture (as the old release wrote them) and their partitions.
+async fn rows_by_table(storage: &Storage) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for table in Table::ALL {
+        let mut lines = Vec::new();
+        for (_, path) in upgrade::parquet_files(storage)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(t, _)| *t == table)
+        {
+            for b in read_parquet(storage, &path).await {
+                // Only the columns the old files have, so old and upgraded rows compare.
+                let old: Vec<usize> = (0..b.num_columns())
+                    .filter(|&i| !added(table).contains(&b.schema().field(i).name().as_str()))
+                    .collect();
+                for line in canonical_rows(&b.project(&old).unwrap()) {
+                    lines.push(format!("{path} | {line}"));
+                }
+            }
+        }
+        lines.sort();
+        out.insert(table.name(), lines);
+    }
+    out
+}
+
+fn added(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Tickets => &[
+            "workspace_id",
+            "category",
+            "sub_category",
+            "item_category",
+            "urgency",
+            "impact",
+            "tags",
+            "custom_fields",
+            "due_by",
+            "fr_due_by",
+            "is_escalated",
+            "fr_escalated",
+            "resolved_at",
+            "first_responded_at",
+            "agent_responded_at",
+            "first_resp_time_secs",
+            "resolution_time_secs",
+            "responder_email",
+            "responder_name",
+            "group_name",
+        ],
+        Table::Conversations => &["attachments"],
+        Table::TimeEntries => &[
+            "workspace_id",
+            "task_id",
+            "custom_fields",
+            "agent_name",
+            "start_time",
+        ],
+        Table::Notes | Table::Rejects => &[],
+    }
+}
+
+/// Every partition file has today's schema, the added columns null in every (old) row.
+async fn assert_upgraded(storage: &Storage) {
+    assert_eq!(upgrade::format(storage).await.unwrap(), Format::Current);
+    let files = upgrade::parquet_files(storage).await.unwrap();
+    assert!(files.len() > 10);
+    for (table, path) in files {
+        for b in read_parquet(storage, &path).await {
+            assert_eq!(b.schema(), table.schema(), "{path}");
+            for name in added(table) {
+                let col = b.column_by_name(name).unwrap();
+                assert_eq!(col.null_count(), b.num_rows(), "{path} {name}");
+            }
+        }
+    }
+    assert!(storage
+        .list(&Path::from("_staging"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!storage
+        .exists(&Path::from("_state/journal.json"))
+        .await
+        .unwrap());
+}
+
+/// Every object's bytes (without run reports and the lock).
+async fn snapshot(storage: &Storage) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for path in storage.list(&Path::from("")).await.unwrap() {
+        let p = path.to_string();
+        if p.starts_with("_runs/") || p == "_state/lock.json" {
+            continue;
+        }
+        out.insert(p, storage.get(&path).await.unwrap().unwrap().to_vec());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_dataset_is_upgraded_once_by_the_first_run() {
+    let config = sim_config();
+    let now = config.now;
+    let h = Harness::with_config(config).await;
+    copy_dir(&fixture_dir(), h.dir.path());
+    let before_rows = rows_by_table(&h.storage).await;
+    let before = Dump::of(&h.storage).await;
+    let index = h
+        .storage
+        .get(&Path::from("_state/index.json"))
+        .await
+        .unwrap();
+    assert_eq!(upgrade::format(&h.storage).await.unwrap(), Format::Older(1));
+
+    let outcome = h.sync_with(quiet_spec(&h, now), None).await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(
+        outcome.report.tickets.written, 0,
+        "the run itself wrote nothing"
+    );
+    let done = outcome
+        .report
+        .format_upgrade
+        .expect("the report says it upgraded");
+    assert_eq!((done.from, done.to), (1, FORMAT));
+    // Every file checked; all but notes and rejects rewritten (their columns did not change).
+    assert_eq!((done.files_checked, done.files_rewritten), (15, 11));
+    assert_upgraded(&h.storage).await;
+    // The same rows in the same files (old columns as written), the same markdown, the same index.
+    assert_eq!(rows_by_table(&h.storage).await, before_rows);
+    let after = Dump::of(&h.storage).await;
+    assert_eq!(after.markdown, before.markdown);
+    assert_eq!(after.files, before.files);
+    assert_eq!(
+        h.storage
+            .get(&Path::from("_state/index.json"))
+            .await
+            .unwrap(),
+        index
+    );
+    let format = h
+        .storage
+        .get(&Path::from("_state/format.json"))
+        .await
+        .unwrap()
+        .unwrap();
+    let format: serde_json::Value = serde_json::from_slice(&format).unwrap();
+    assert_eq!(format["format"], FORMAT);
+
+    // Once: the next run rewrites nothing.
+    let upgraded = snapshot(&h.storage).await;
+    let outcome = h.sync_with(quiet_spec(&h, now), None).await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.format_upgrade, None, "once");
+    let mut again = snapshot(&h.storage).await;
+    again.remove("_state/cursor.json");
+    let mut expected = upgraded;
+    expected.remove("_state/cursor.json");
+    assert_eq!(again, expected);
+    h.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_dataset_gets_the_current_format_and_stays_readable() {
+    let h = Harness::new(30, 2).await;
+    assert_eq!(upgrade::format(&h.storage).await.unwrap(), Format::New);
+    assert!(h.full_sync().await.error.is_none());
+    assert_eq!(upgrade::format(&h.storage).await.unwrap(), Format::Current);
+    h.sim.shutdown().await;
+}
+
+/// A kill at each point of the protocol, simulated exactly: staged files without a journal
+/// (before the commit point), a journal written but not applied (after it), the first chunk
+/// committed and the rest not. The next run ends where an uninterrupted upgrade ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_interrupted_anywhere_is_finished_by_the_next_run() {
+    let config = sim_config();
+    let now = config.now;
+
+    // The clean upgrade.
+    let clean = Harness::with_config(config).await;
+    copy_dir(&fixture_dir(), clean.dir.path());
+    let clean_rows = rows_by_table(&clean.storage).await;
+    assert!(clean
+        .sync_with(quiet_spec(&clean, now), None)
+        .await
+        .error
+        .is_none());
+    let clean_dump = Dump::of(&clean.storage).await;
+
+    for case in [
+        "before commit point",
+        "after commit point",
+        "after first chunk",
+    ] {
+        let h = Harness::with_config(sim_config()).await;
+        copy_dir(&fixture_dir(), h.dir.path());
+        let files = upgrade::parquet_files(&h.storage).await.unwrap();
+        match case {
+            "before commit point" => {
+                // Staged rewrites (and a staged format file) but no journal.
+                let tmp = Harness::with_config(sim_config()).await;
+                copy_dir(&fixture_dir(), tmp.dir.path());
+                upgrade::upgrade_chunk(&tmp.storage, &files, "x", true)
+                    .await
+                    .unwrap();
+                for (_, path) in &files {
+                    let staged = Path::from(format!("_staging/dead-upgrade-0/{path}"));
+                    let bytes = tmp.storage.get(path).await.unwrap().unwrap();
+                    h.storage.put(&staged, bytes).await.unwrap();
+                }
+            }
+            "after commit point" => {
+                // The journal of the whole upgrade, written, nothing moved yet.
+                let tmp = Harness::with_config(sim_config()).await;
+                copy_dir(&fixture_dir(), tmp.dir.path());
+                upgrade::upgrade_chunk(&tmp.storage, &files, "x", true)
+                    .await
+                    .unwrap();
+                let mut moves = Vec::new();
+                for (_, path) in &files {
+                    let staged = format!("_staging/dead-upgrade-0/{path}");
+                    let bytes = tmp.storage.get(path).await.unwrap().unwrap();
+                    h.storage
+                        .put(&Path::from(staged.as_str()), bytes)
+                        .await
+                        .unwrap();
+                    moves.push((staged, path.to_string()));
+                }
+                let journal = ticketsync::state::Journal {
+                    version: 1,
+                    tag: "dead-upgrade-0".into(),
+                    moves,
+                    deletes: vec![],
+                };
+                ticketsync::state::write_journal(&h.storage, &journal)
+                    .await
+                    .unwrap();
+                // The format file is not in that journal: files first, format last.
+                assert_eq!(upgrade::format(&h.storage).await.unwrap(), Format::Older(1));
+            }
+            _ => {
+                let step = upgrade::upgrade_chunk(&h.storage, &files[..5], "dead-upgrade-0", false)
+                    .await
+                    .unwrap();
+                assert!(step.files_rewritten > 0, "{step:?}");
+                assert_eq!(upgrade::format(&h.storage).await.unwrap(), Format::Older(1));
+            }
+        }
+        let outcome = h.sync_with(quiet_spec(&h, now), None).await;
+        assert!(outcome.error.is_none(), "{case}: {:?}", outcome.error);
+        assert_upgraded(&h.storage).await;
+        assert_eq!(rows_by_table(&h.storage).await, clean_rows, "{case}");
+        let dump = Dump::of(&h.storage).await;
+        assert_eq!(dump, clean_dump, "{case}");
+        h.sim.shutdown().await;
+    }
+    clean.sim.shutdown().await;
+}
+
+fn command(sim: &Simulator, data: &str, since: &str) -> Command {
+    let job = format!(
+        "data = {data:?}\nbase_url = {:?}\nsince = {since:?}\nrescan_days = 0\nreconcile = false\nrate_window_secs = 1.0\n",
+        sim.base_url()
+    );
+    let job_path = std::path::Path::new(data).with_extension("toml");
+    std::fs::write(&job_path, job).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
+    cmd.args(["sync", "--job", job_path.to_str().unwrap(), "--quiet"])
+        .env("FRESHSERVICE_API_KEY", sim.api_key())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// The real binary, SIGKILLed at seeded moments of its first run on an old dataset, then rerun
+/// to completion: the dataset equals a clean upgrade's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_killed_during_an_upgrade_then_rerun_equals_a_clean_upgrade() {
+    let config = sim_config();
+    let since = config
+        .now
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let sim = Simulator::start(config, 0).await.unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let clean_dir = root.path().join("clean");
+    copy_dir(&fixture_dir(), &clean_dir);
+    let started = Instant::now();
+    let status = command(&sim, clean_dir.to_str().unwrap(), &since)
+        .status()
+        .unwrap();
+    let clean_time = started.elapsed();
+    assert_eq!(status.code(), Some(0), "clean run");
+    let clean = Dump::of(&storage_of(&clean_dir)).await;
+    assert_upgraded(&storage_of(&clean_dir)).await;
+
+    // Files of the fixture that already have today's schema (notes, rejects).
+    let conforming = |storage: Storage| async move {
+        let mut n = 0;
+        for (table, path) in upgrade::parquet_files(&storage).await.unwrap() {
+            if read_parquet(&storage, &path).await[0].schema() == table.schema() {
+                n += 1;
+            }
+        }
+        n
+    };
+    let fresh = root.path().join("fresh");
+    copy_dir(&fixture_dir(), &fresh);
+    let baseline = conforming(storage_of(&fresh)).await;
+
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut mid_upgrade = 0;
+    for point in 0..6 {
+        let dir = root.path().join(format!("killed-{point}"));
+        copy_dir(&fixture_dir(), &dir);
+        let data = dir.to_str().unwrap().to_string();
+        for _ in 0..2 {
+            let mut child = command(&sim, &data, &since).spawn().unwrap();
+            let at = clean_time.mul_f64(rng.gen_range(0.05..0.9));
+            std::thread::sleep(at);
+            let _ = child.kill();
+            let _ = child.wait();
+            let storage = storage_of(&dir);
+            // Count the kills that left the upgrade half done (some files new, some old).
+            if upgrade::format(&storage).await.unwrap() != Format::Current {
+                let journal = storage
+                    .exists(&Path::from("_state/journal.json"))
+                    .await
+                    .unwrap();
+                let staged = !storage
+                    .list(&Path::from("_staging"))
+                    .await
+                    .unwrap()
+                    .is_empty();
+                if journal || staged || conforming(storage).await > baseline {
+                    mid_upgrade += 1;
+                }
+            }
+        }
+        let status = command(&sim, &data, &since).status().unwrap();
+        assert_eq!(status.code(), Some(0), "rerun after kill point {point}");
+        let storage = storage_of(&dir);
+        assert_upgraded(&storage).await;
+        assert_eq!(Dump::of(&storage).await, clean, "kill point {point}");
+    }
+    eprintln!("{mid_upgrade} of 12 kills left the upgrade half done");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_format_is_refused_with_exit_3() {
+    let h = Harness::new(10, 1).await;
+    copy_dir(&fixture_dir(), h.dir.path());
+    h.storage
+        .put(
+            &Path::from("_state/format.json"),
+            bytes::Bytes::from_static(b"{\"format\": 99}"),
+        )
+        .await
+        .unwrap();
+    let before = snapshot(&h.storage).await;
+
+    let err = h
+        .try_sync_with(h.spec(), None)
+        .await
+        .expect_err("a newer format is refused");
+    assert!(err.is_auth(), "a configuration error: {err}");
+
+    let out = output(binary(
+        &[
+            "sync",
+            "--base-url",
+            &h.sim.base_url(),
+            "--data",
+            &h.data(),
+            "--log-format",
+            "json",
+        ],
+        &[("FRESHSERVICE_API_KEY", h.sim.api_key())],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has format 99") && stderr.contains("knows format 2"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&h.storage).await, before, "nothing was written");
+    assert_eq!(h.sim.requests(), 0, "no API call either");
+    h.sim.shutdown().await;
+}
