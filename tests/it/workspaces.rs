@@ -112,6 +112,23 @@ async fn assert_exported_once(
     assert_eq!(workspaces_placed, all, "every workspace has placed tickets");
     assert_eq!(placed(h).await, want_placed);
     assert_eq!(rejected(h).await, want_rejected);
+    // Every row carries its ticket's workspace.
+    let dump = h.dump().await;
+    for line in dump.table("tickets") {
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+                .parse::<i64>()
+                .unwrap()
+        };
+        let id = field("ticket_id");
+        assert_eq!(
+            field("workspace_id"),
+            gt.ticket(id).unwrap().workspace_id,
+            "ticket {id}"
+        );
+    }
     assert_eq!(outcome.report.status, RunStatus::OkWithRejects);
     assert_eq!(
         outcome.report.tickets.written as usize,
