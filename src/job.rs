@@ -87,6 +87,10 @@ pub struct JobSpec {
     /// How long the run lock lives without a refresh, in seconds (default 600; 0.1 to 86400):
     /// a killed run blocks the dataset this long.
     pub lock_ttl_secs: Option<f64>,
+    /// Exit code of a run that finished with rejects (default 1; 0 for schedulers that retry on
+    /// any non-zero code and alert on the run report instead; never 2 or 3, which mean failed
+    /// and misconfigured).
+    pub rejects_exit_code: Option<u8>,
     /// Largest API response body read, in MiB (default 64; 1 to 4096). A larger one fails the
     /// call (not retried) instead of the process running out of memory.
     pub max_response_mb: Option<u64>,
@@ -169,6 +173,7 @@ impl JobSpec {
             rescan_every_hours: over.rescan_every_hours.or(self.rescan_every_hours),
             reconcile: over.reconcile.or(self.reconcile),
             lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
+            rejects_exit_code: over.rejects_exit_code.or(self.rejects_exit_code),
             max_response_mb: over.max_response_mb.or(self.max_response_mb),
             max_removals: over.max_removals.or(self.max_removals),
             max_run_minutes: over.max_run_minutes.or(self.max_run_minutes),
@@ -240,6 +245,8 @@ pub struct Job {
     pub reconcile: bool,
     /// Lifetime of the run lock between refreshes.
     pub lock_ttl: Duration,
+    /// Exit code of a run that finished with rejects.
+    pub rejects_exit_code: u8,
     /// Largest API response body read, in bytes (`max_response_mb`).
     pub max_response_bytes: u64,
     /// The removal guard's limit; `None`: the default, from the dataset's size.
@@ -436,6 +443,12 @@ impl Job {
         if account_field.trim().is_empty() {
             return Err(invalid("account_field must not be empty".into()));
         }
+        let rejects_exit_code = spec.rejects_exit_code.unwrap_or(1);
+        if matches!(rejects_exit_code, 2 | 3) {
+            return Err(invalid(format!(
+                "rejects_exit_code = {rejects_exit_code} is taken: 2 means failed and 3 misconfigured (use 0, 1 or 4 to 255)"
+            )));
+        }
         Ok(Job {
             data,
             s3: spec.s3.unwrap_or_default(),
@@ -459,6 +472,7 @@ impl Job {
             rescan_every: Duration::from_secs_f64(rescan_every_hours * 3600.0),
             reconcile: spec.reconcile.unwrap_or(true),
             lock_ttl,
+            rejects_exit_code,
             max_response_bytes: max_response_mb * 1024 * 1024,
             max_removals: spec.max_removals,
             max_run: Duration::from_secs_f64(max_run_minutes * 60.0),

@@ -7,12 +7,11 @@ use clap::Parser;
 use ticketsync::cli::{self, Cli, Completion, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-/// Exit codes a scheduler can act on.
+/// Exit codes a scheduler can act on. A run that finished with rejects exits with the job's
+/// `rejects_exit_code` (default 1).
 mod code {
     /// Everything was written.
     pub const OK: u8 = 0;
-    /// Finished, but some tickets were rejected (see the rejects table).
-    pub const REJECTS: u8 = 1;
     /// Failed: something was not written; the cursor did not move; a rerun retries.
     pub const FAILED: u8 = 2;
     /// Configuration or credentials are wrong; a rerun will fail the same way.
@@ -45,7 +44,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(Completion::Ok) => ExitCode::from(code::OK),
-        Ok(Completion::OkWithRejects) => ExitCode::from(code::REJECTS),
+        Ok(Completion::OkWithRejects { code }) => ExitCode::from(code),
         Ok(Completion::Failed) => ExitCode::from(code::FAILED),
         Err(e) => {
             eprintln!("error: {e:#}");

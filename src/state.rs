@@ -278,6 +278,7 @@ pub async fn apply_journal(storage: &Storage, journal: &Journal) -> Result<()> {
     storage.delete(&layout::state(JOURNAL)).await?;
     let staging = layout::staging_root().join(journal.tag.as_str());
     delete_all(storage, storage.list(&staging).await?).await?;
+    storage.remove_empty_dirs(&layout::staging_root()).await;
     Ok(())
 }
 
@@ -308,6 +309,7 @@ pub async fn recover(storage: &Storage) -> Result<bool> {
         }
     };
     delete_all(storage, storage.list(&layout::staging_root()).await?).await?;
+    storage.remove_empty_dirs(&layout::staging_root()).await;
     Ok(replayed)
 }
 

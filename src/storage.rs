@@ -308,6 +308,18 @@ impl Storage {
         }
     }
 
+    /// Removes the empty directories under `prefix` (and `prefix` itself when it ends up empty)
+    /// on a local dataset: moving a staged file into place leaves its staging directories
+    /// behind, one tree per commit. Object stores have no directories: nothing to do. Best
+    /// effort: a directory that cannot be removed stays, and says so in the log.
+    pub async fn remove_empty_dirs(&self, prefix: &Path) {
+        let Some(root) = self.root.as_deref().filter(|r| !r.starts_with("s3://")) else {
+            return;
+        };
+        let dir = std::path::Path::new(root).join(prefix.as_ref());
+        let _ = tokio::task::spawn_blocking(move || prune_empty(&dir)).await;
+    }
+
     /// Deletes an object; a missing object is not an error (deletes are replayed after crashes).
     pub async fn delete(&self, path: &Path) -> Result<()> {
         match self.store.delete(path).await {
@@ -431,6 +443,30 @@ fn s3_builder(mut builder: AmazonS3Builder, s3: &S3Options) -> Result<AmazonS3Bu
         }
     }
     Ok(builder)
+}
+
+/// Removes `dir`'s empty subdirectories, then `dir` if it is empty; returns whether it is gone.
+fn prune_empty(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return !dir.exists();
+    };
+    let mut empty = true;
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !(is_dir && prune_empty(&entry.path())) {
+            empty = false;
+        }
+    }
+    if !empty {
+        return false;
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "an empty directory stays");
+            false
+        }
+    }
 }
 
 /// An error and its sources as one line, `a: b: c`.

@@ -55,7 +55,10 @@ pub enum Completion {
     /// Done, nothing to report.
     Ok,
     /// Done, but some records were rejected.
-    OkWithRejects,
+    OkWithRejects {
+        /// The exit code the job asked for (`rejects_exit_code`, default 1).
+        code: u8,
+    },
     /// Finished what it could; something was not written and will be retried.
     Failed,
 }

@@ -111,6 +111,11 @@ pub struct SyncArgs {
     /// status timed_out (exit 2; the cursor stays) [default: 360].
     #[arg(long, value_name = "MINUTES")]
     pub max_run_minutes: Option<f64>,
+
+    /// Exit code of a run that finished with rejects [default: 1]. 0 suits schedulers that
+    /// retry on any non-zero code (alert on the run report's rejects instead).
+    #[arg(long, value_name = "N")]
+    pub rejects_exit_code: Option<u8>,
 }
 
 /// `--account-from` (the job's [`AccountFrom`]; clap stays in `cli`).
@@ -141,6 +146,7 @@ impl SyncArgs {
             checkpoint_every: self.checkpoint_every,
             max_removals: self.max_removals,
             max_run_minutes: self.max_run_minutes,
+            rejects_exit_code: self.rejects_exit_code,
             ..JobSpec::default()
         }
     }
@@ -220,7 +226,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
     }
     Ok(match outcome.report.status {
         RunStatus::Ok => Completion::Ok,
-        RunStatus::OkWithRejects => Completion::OkWithRejects,
+        RunStatus::OkWithRejects => {
+            eprintln!(
+                "ticketsync: {} tickets are in the rejects table ({}/rejects/part-0.parquet), each with its reason; fix the department or workspace and the next run places them",
+                outcome.report.tickets.rejected,
+                storage.display().trim_end_matches('/')
+            );
+            Completion::OkWithRejects {
+                code: job.rejects_exit_code,
+            }
+        }
         RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
     })
 }

@@ -167,6 +167,53 @@ async fn a_sync_through_the_binary_reports_and_exits_1_with_rejects() {
     assert!(report["api"]["calls"]["conversations"].as_u64().unwrap() > 0);
 }
 
+/// The README's first command: the demo job ends cleanly (exit 0) and says where its rejects are.
+#[test]
+fn the_demo_job_exits_0_and_says_where_the_rejects_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let job = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/demo.toml");
+    let out = ticketsync(&["sync", "--job", job, "--data", data], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("ticketsync ok with rejects:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "are in the rejects table ({data}/rejects/part-0.parquet)"
+        )),
+        "{stderr}"
+    );
+    // The same run with the default code exits 1; 2 and 3 are refused (they mean failed and
+    // misconfigured).
+    let again = ticketsync(
+        &[
+            "sync",
+            "--job",
+            job,
+            "--data",
+            data,
+            "--rejects-exit-code",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+    let refused = ticketsync(
+        &[
+            "sync",
+            "--job",
+            job,
+            "--data",
+            data,
+            "--rejects-exit-code",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("rejects_exit_code = 2 is taken"));
+}
+
 #[test]
 fn demo_job_file_points_at_the_simulator() {
     let text =

@@ -280,3 +280,21 @@ async fn conversations_keep_every_page_and_the_order() {
         assert!(md.starts_with(&format!("# Ticket #{id}: ")), "ticket {id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_on_local_disk_leave_no_staging_directories_behind() {
+    let h = Harness::new(120, 31).await;
+    let spec = ticketsync::job::JobSpec {
+        checkpoint_every: Some(10),
+        ..h.full_spec()
+    };
+    let outcome = h.sync_with(spec, None).await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert!(outcome.report.output.parquet_files_written > 0);
+    // Before: one `_staging/<run>-<n>/…` tree of empty directories per commit stayed.
+    let staging = h.dir.path().join("_staging");
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
