@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 ///
 /// Try it without an account:  ticketsync sync --job jobs/demo.toml
 #[derive(Debug, Parser)]
-#[command(name = "ticketsync", version, propagate_version = true)]
+#[command(name = "ticketsync", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -49,6 +49,10 @@ pub enum Command {
     Sim(sim::SimArgs),
 }
 
+/// `--version`: the release and the dataset format it writes (`_state/format.json`; a test
+/// holds the number to `sink::upgrade::FORMAT`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (dataset format 2)");
+
 /// How a command ended, for `main` to turn into an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -69,5 +73,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
         Command::Sync(args) => sync::run(*args).await,
         Command::Query(args) => query::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_names_the_dataset_format_this_release_writes() {
+        assert!(
+            super::VERSION.ends_with(&format!(
+                "(dataset format {})",
+                crate::sink::upgrade::FORMAT
+            )),
+            "{}",
+            super::VERSION
+        );
     }
 }

@@ -12,9 +12,11 @@ use crate::sim::{Plan, SimConfig, Simulator};
 /// tickets of every status with messy HTML, private notes and time entries), Basic auth, paging,
 /// and the plan's rate limits with the real headers and 429s. Point a sync at it:
 ///
+/// Examples:
 ///   ticketsync sim --port 8089 --tickets 3000 --plan growth --minute-secs 6
 ///   FRESHSERVICE_API_KEY=sim-api-key ticketsync sync --base-url http://127.0.0.1:8089 \
 ///       --data ./data --full-sync --rate-window-secs 6
+///   ticketsync sim --workspaces 3 --quirk ignore-filter --quirk loop-link=tickets_list:2
 ///
 /// --quirk makes it answer like a misbehaving server, proxy or gateway (repeatable):
 ///   ignore-filter               filter=deleted|spam answered with the live listing

@@ -32,6 +32,24 @@ async fn sim() -> Simulator {
 }
 
 #[test]
+fn version_names_the_dataset_format_and_every_command_shows_examples() {
+    let out = ticketsync(&["--version"], None);
+    assert!(out.status.success());
+    let version = text(&out.stdout);
+    assert!(
+        version.starts_with("ticketsync ") && version.contains("(dataset format "),
+        "{version}"
+    );
+    for command in ["sync", "query", "sim"] {
+        let help = text(&ticketsync(&[command, "--help"], None).stdout);
+        assert!(
+            help.contains("Examples:"),
+            "{command} --help has no examples:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn help_teaches() {
     let out = ticketsync(&["--help"], None);
     assert!(out.status.success());
