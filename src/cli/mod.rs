@@ -1,5 +1,6 @@
 //! The command line: clap definitions and one `run` per subcommand. Only this module knows clap.
 
+pub mod docs;
 pub mod query;
 pub mod sim;
 pub mod sync;
@@ -47,6 +48,8 @@ pub enum Command {
     Sync(Box<sync::SyncArgs>),
     Query(query::QueryArgs),
     Sim(sim::SimArgs),
+    Completions(docs::CompletionsArgs),
+    Man(docs::ManArgs),
 }
 
 /// `--version`: the release and the dataset format it writes (`_state/format.json`; a test
@@ -73,6 +76,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
         Command::Sync(args) => sync::run(*args).await,
         Command::Query(args) => query::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }
 

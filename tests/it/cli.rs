@@ -40,13 +40,27 @@ fn version_names_the_dataset_format_and_every_command_shows_examples() {
         version.starts_with("ticketsync ") && version.contains("(dataset format "),
         "{version}"
     );
-    for command in ["sync", "query", "sim"] {
+    for command in ["sync", "query", "sim", "completions", "man"] {
         let help = text(&ticketsync(&[command, "--help"], None).stdout);
         assert!(
             help.contains("Examples:"),
             "{command} --help has no examples:\n{help}"
         );
     }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_binary() {
+    let bash = ticketsync(&["completions", "bash"], None);
+    assert!(bash.status.success());
+    assert!(text(&bash.stdout).contains("--max-removals"));
+    let page = ticketsync(&["man", "sync"], None);
+    assert!(page.status.success());
+    let page = text(&page.stdout);
+    assert!(page.contains(".TH ticketsync-sync 1"), "{page}");
+    assert!(page.contains("rejects\\-exit\\-code"), "{page}");
+    let unknown = ticketsync(&["man", "nope"], None);
+    assert_eq!(unknown.status.code(), Some(3));
 }
 
 #[test]
