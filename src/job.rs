@@ -425,18 +425,18 @@ impl Job {
                 in_range("simulator.workspaces", n, 1..=1000, "")?;
             }
         }
-        let max_run_minutes = spec.max_run_minutes.unwrap_or(360.0);
-        if !(max_run_minutes.is_finite() && (0.01..=10_080.0).contains(&max_run_minutes)) {
-            return Err(invalid(format!(
-                "max_run_minutes {max_run_minutes} must be between 0.01 and 10080 (a week)"
-            )));
-        }
-        let max_pages = spec.max_pages.unwrap_or(crate::source::DEFAULT_MAX_PAGES);
-        if !(1..=10_000_000).contains(&max_pages) {
-            return Err(invalid(format!(
-                "max_pages {max_pages} must be between 1 and 10000000"
-            )));
-        }
+        let max_run_minutes = in_range(
+            "max_run_minutes",
+            spec.max_run_minutes.unwrap_or(360.0),
+            0.01..=10_080.0,
+            " minutes",
+        )?;
+        let max_pages = in_range(
+            "max_pages",
+            spec.max_pages.unwrap_or(crate::source::DEFAULT_MAX_PAGES),
+            1..=10_000_000,
+            " pages",
+        )?;
         let account_field = spec
             .account_field
             .unwrap_or_else(|| "account_number".into());

@@ -128,72 +128,33 @@ pub struct RunReport {
     pub error: Option<String>,
 }
 
-/// What a run hands over for its report.
-#[derive(Debug, Clone)]
-pub struct RunFacts {
-    pub run_id: String,
-    pub mode: String,
-    pub data: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    pub elapsed: std::time::Duration,
-    pub window_since: Option<DateTime<Utc>>,
-    pub status: RunStatus,
-    pub tickets: TicketCounts,
-    pub rejects_by_reason: BTreeMap<String, u64>,
-    pub removed: BTreeMap<String, Vec<i64>>,
-    pub removal_guard: Option<RemovalGuardReport>,
-    pub api: CallStats,
-    pub limiter: LimiterStats,
-    /// Credits per window the run aimed to use.
-    pub target_per_window: f64,
-    pub window_secs: f64,
-    pub output: CommitStats,
-    pub recovered_interrupted_commit: bool,
-    pub format_upgrade: Option<FormatUpgrade>,
-    pub next_cursor: Option<DateTime<Utc>>,
-    pub error: Option<String>,
-}
-
-impl RunReport {
-    /// The report of a run: the facts, plus the budget utilization computed from them.
-    pub fn assemble(f: RunFacts) -> RunReport {
-        let elapsed = f.elapsed.as_secs_f64();
-        let utilization = if elapsed > 0.0 && f.target_per_window > 0.0 && f.window_secs > 0.0 {
-            (f.api.credits_used as f64 / (elapsed / f.window_secs)) / f.target_per_window
+impl BudgetReport {
+    /// The budget as a run of `elapsed_secs` used it: credits per window on average over the
+    /// run, divided by the target (0 when nothing can be said).
+    pub fn measure(
+        api: &CallStats,
+        limiter: &LimiterStats,
+        target_per_window: f64,
+        window_secs: f64,
+        elapsed_secs: f64,
+    ) -> BudgetReport {
+        let utilization = if elapsed_secs > 0.0 && target_per_window > 0.0 && window_secs > 0.0 {
+            (api.credits_used as f64 / (elapsed_secs / window_secs)) / target_per_window
         } else {
             0.0
         };
-        RunReport {
-            run_id: f.run_id,
-            mode: f.mode,
-            data: f.data,
-            started_at: f.started_at,
-            finished_at: f.finished_at,
-            elapsed_secs: elapsed,
-            window_since: f.window_since,
-            status: f.status,
-            tickets: f.tickets,
-            rejects_by_reason: f.rejects_by_reason,
-            removed: f.removed,
-            removal_guard: f.removal_guard,
-            budget: BudgetReport {
-                account_total: f.limiter.total,
-                target_per_window: f.target_per_window,
-                window_secs: f.window_secs,
-                utilization,
-                waits: f.limiter.waits,
-                waited_ms: f.limiter.waited.as_millis() as u64,
-            },
-            api: f.api,
-            output: f.output,
-            recovered_interrupted_commit: f.recovered_interrupted_commit,
-            format_upgrade: f.format_upgrade,
-            next_cursor: f.next_cursor,
-            error: f.error,
+        BudgetReport {
+            account_total: limiter.total,
+            target_per_window,
+            window_secs,
+            utilization,
+            waits: limiter.waits,
+            waited_ms: limiter.waited.as_millis() as u64,
         }
     }
+}
 
+impl RunReport {
     /// The one-line summary for stderr.
     pub fn summary(&self) -> String {
         let calls: u64 = self.api.calls.values().sum();

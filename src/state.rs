@@ -211,6 +211,18 @@ pub struct Journal {
     pub deletes: Vec<String>,
 }
 
+impl Journal {
+    /// An empty journal for the commit staged under `tag`.
+    pub fn new(tag: &str) -> Journal {
+        Journal {
+            version: 1,
+            tag: tag.to_string(),
+            moves: Vec::new(),
+            deletes: Vec::new(),
+        }
+    }
+}
+
 pub const INDEX: &str = "index.json";
 pub const CURSOR: &str = "cursor.json";
 pub const JOURNAL: &str = "journal.json";

@@ -31,7 +31,7 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::job::{Job, Window};
-use crate::report::{FormatUpgrade, RunFacts, RunReport, RunStatus};
+use crate::report::{BudgetReport, FormatUpgrade, RunReport, RunStatus};
 use crate::sink;
 use crate::source::{self, Source};
 use crate::state::lock::{self, Lock};
@@ -230,7 +230,9 @@ async fn run_locked(
             "{n} tickets could not be fetched; they will be retried by the next run"
         )),
     };
-    let report = RunReport::assemble(RunFacts {
+    let elapsed_secs = start.instant.elapsed().as_secs_f64();
+    let api = source.client().stats();
+    let report = RunReport {
         run_id: start.run_id.clone(),
         mode: match job.window {
             Window::Incremental => "incremental".into(),
@@ -241,23 +243,27 @@ async fn run_locked(
         data: storage.display().to_string(),
         started_at: start.at,
         finished_at: truncate_secs(Utc::now()),
-        elapsed: start.instant.elapsed(),
+        elapsed_secs,
         window_since,
         status,
         tickets: run.counts.clone(),
         rejects_by_reason: run.rejects_by_reason.clone(),
         removed: run.removed.clone(),
         removal_guard: run.guard.clone(),
-        api: source.client().stats(),
-        limiter: source.client().limiter_stats(),
-        target_per_window: source.client().target_per_window(),
-        window_secs: job.limiter.window.as_secs_f64(),
+        budget: BudgetReport::measure(
+            &api,
+            &source.client().limiter_stats(),
+            source.client().target_per_window(),
+            job.limiter.window.as_secs_f64(),
+            elapsed_secs,
+        ),
+        api,
         output: run.output,
         recovered_interrupted_commit: recovered,
         format_upgrade,
         next_cursor: next.map(|(at, _)| at),
         error,
-    });
+    };
     // A new dataset says which format it has once it has data (a run that wrote nothing leaves
     // nothing behind).
     if new_dataset && storage.exists(&layout::state(state::INDEX)).await? {

@@ -195,12 +195,7 @@ pub async fn commit(
         .try_collect()
         .await?;
 
-    let mut journal = Journal {
-        version: 1,
-        tag: tag.to_string(),
-        moves: Vec::new(),
-        deletes: Vec::new(),
-    };
+    let mut journal = Journal::new(tag);
     for (path, result) in rebuilt {
         match result {
             Rebuilt::Staged { staged, bytes } => {

@@ -145,12 +145,7 @@ pub async fn upgrade_chunk(
         .buffered(PARALLEL_FILES)
         .try_collect()
         .await?;
-    let mut journal = Journal {
-        version: 1,
-        tag: tag.to_string(),
-        moves: Vec::new(),
-        deletes: Vec::new(),
-    };
+    let mut journal = Journal::new(tag);
     for (from, to) in staged.into_iter().flatten() {
         journal.moves.push((from.to_string(), to.to_string()));
     }

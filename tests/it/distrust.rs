@@ -31,18 +31,7 @@ impl Ran {
 async fn sync_into(h: &Harness, data: &str, args: &[&str]) -> Ran {
     let storage = Storage::open(data, &S3Options::default()).unwrap();
     let before = storage.list(&Path::from("_runs")).await.unwrap();
-    let base = h.sim.base_url();
-    let mut all = vec![
-        "sync",
-        "--base-url",
-        &base,
-        "--data",
-        data,
-        "--rate-window-secs",
-        "1",
-    ];
-    all.extend_from_slice(args);
-    let cmd = binary(&all, &[("FRESHSERVICE_API_KEY", h.sim.api_key())]);
+    let cmd = h.sync_command(data, args);
     let out = tokio::time::timeout(Duration::from_secs(120), output(cmd))
         .await
         .expect("the run ends on its own");

@@ -15,54 +15,7 @@ use serde_json::{json, Value};
 use ticketsync::sim::GroundTruth;
 use ticketsync::tables::Table;
 
-use crate::support::{canonical_rows, read_parquet, Harness};
-
-/// The columns added by issue 11 (appended after the original ones).
-const ADDED: &[(&str, &[&str])] = &[
-    (
-        "tickets",
-        &[
-            "workspace_id",
-            "category",
-            "sub_category",
-            "item_category",
-            "urgency",
-            "impact",
-            "tags",
-            "custom_fields",
-            "due_by",
-            "fr_due_by",
-            "is_escalated",
-            "fr_escalated",
-            "resolved_at",
-            "first_responded_at",
-            "agent_responded_at",
-            "first_resp_time_secs",
-            "resolution_time_secs",
-            "responder_email",
-            "responder_name",
-            "group_name",
-        ],
-    ),
-    ("conversations", &["attachments"]),
-    (
-        "time_entries",
-        &[
-            "workspace_id",
-            "task_id",
-            "custom_fields",
-            "agent_name",
-            "start_time",
-        ],
-    ),
-];
-
-fn added(table: Table) -> &'static [&'static str] {
-    ADDED
-        .iter()
-        .find(|(t, _)| *t == table.name())
-        .map_or(&[], |(_, cols)| cols)
-}
+use crate::support::{added_columns, canonical_rows, read_parquet, Harness};
 
 /// Every row of a table as (partition dir, batch), each batch checked against the contract.
 async fn batches(h: &Harness, table: Table) -> Vec<(String, RecordBatch)> {
@@ -333,7 +286,7 @@ async fn a_single_ticket_run_reads_urgency_and_impact_from_the_view() {
 /// Rewrites every partition file as the previous release wrote it: without the added columns.
 async fn downgrade(h: &Harness) {
     for table in Table::ALL {
-        let names = added(table);
+        let names = added_columns(table);
         for path in h.storage.list(&Path::from(table.name())).await.unwrap() {
             let batches = read_parquet(&h.storage, &path).await;
             let schema = Arc::new(Schema::new(
@@ -369,7 +322,7 @@ async fn downgrade(h: &Harness) {
 
 /// Rows without the added columns (what an old file and a rewritten one must agree on).
 fn old_rows(table: Table, b: &RecordBatch) -> Vec<String> {
-    let names = added(table);
+    let names = added_columns(table);
     let keep: Vec<usize> = (0..b.num_columns())
         .filter(|&i| !names.contains(&b.schema().field(i).name().as_str()))
         .collect();
@@ -431,7 +384,7 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
                 assert_eq!(ints(b, "workspace_id")[i], Some(2));
                 assert!(texts(b, "custom_fields")[i].is_some());
             } else {
-                for name in added(Table::Tickets) {
+                for name in added_columns(Table::Tickets) {
                     assert!(b.column_by_name(name).unwrap().is_null(i), "{id} {name}");
                 }
                 kept.push(rows[i].clone());

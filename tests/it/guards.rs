@@ -10,6 +10,7 @@ use chrono::{DurationRound, Utc};
 use ticketsync::sim::{FaultAction, FaultRule, Plan, SimConfig};
 use ticketsync::storage::layout;
 
+use crate::backends::assert_same_dataset;
 use crate::support::{binary, Harness};
 
 fn config(now: chrono::DateTime<Utc>) -> SimConfig {
@@ -82,20 +83,7 @@ async fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
 
 /// `ticketsync sync` against the harness's simulator (full sync, its 1-second rate window).
 fn sync(h: &Harness, extra: &[&str]) -> Command {
-    let url = h.sim.base_url();
-    let data = h.data();
-    let mut args = vec![
-        "sync",
-        "--base-url",
-        &url,
-        "--data",
-        &data,
-        "--full-sync",
-        "--rate-window-secs",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    binary(&args, &[("FRESHSERVICE_API_KEY", h.sim.api_key())])
+    h.sync_command(&h.data(), &[&["--full-sync"], extra].concat())
 }
 
 fn absurd(total: &'static str, remaining: &'static str, used: &'static str) -> FaultAction {
@@ -179,12 +167,7 @@ async fn absurd_rate_headers_and_retry_after_leave_the_clean_dataset() {
         started.elapsed()
     );
 
-    let (a, b) = (clean.dump().await, faulty.dump().await);
-    assert_eq!(a.files, b.files);
-    assert_eq!(a.markdown, b.markdown);
-    for (table, rows) in &a.rows {
-        assert_eq!(rows, &b.rows[table], "table {table}");
-    }
+    assert_same_dataset(&clean.dump().await, &faulty.dump().await, "absurd headers");
 }
 
 /// A body above `max_response_mb` fails the run (exit 2) naming the URL path, whether it is a

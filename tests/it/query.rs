@@ -20,7 +20,7 @@ use ticketsync::state::Index;
 use ticketsync::storage::{S3Options, Storage};
 
 use crate::support::s3::{Logged, S3Server, SECRET_KEY};
-use crate::support::{binary, minutes_of, Harness};
+use crate::support::{binary, copy_dir, minutes_of, Harness};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -690,19 +690,6 @@ fn busiest_account(s: &Synced, year: i32) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Partition pruning: the other partitions are never opened.
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_and_year_opens_only_its_partition() {

@@ -16,23 +16,12 @@ use ticketsync::sink::upgrade::{self, Format, FORMAT};
 use ticketsync::storage::{S3Options, Storage};
 use ticketsync::tables::Table;
 
-use crate::support::{binary, canonical_rows, output, read_parquet, Dump, Harness};
+use crate::support::{
+    added_columns, binary, canonical_rows, copy_dir, output, read_parquet, Dump, Harness,
+};
 
 fn fixture_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dataset-v1")
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "README.md" {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn storage_of(dir: &std::path::Path) -> Storage {
@@ -78,7 +67,9 @@ async fn rows_by_table(storage: &Storage) -> BTreeMap<&'static str, Vec<String>>
             for b in read_parquet(storage, &path).await {
                 // Only the columns the old files have, so old and upgraded rows compare.
                 let old: Vec<usize> = (0..b.num_columns())
-                    .filter(|&i| !added(table).contains(&b.schema().field(i).name().as_str()))
+                    .filter(|&i| {
+                        !added_columns(table).contains(&b.schema().field(i).name().as_str())
+                    })
                     .collect();
                 for line in canonical_rows(&b.project(&old).unwrap()) {
                     lines.push(format!("{path} | {line}"));
@@ -91,42 +82,6 @@ async fn rows_by_table(storage: &Storage) -> BTreeMap<&'static str, Vec<String>>
     out
 }
 
-fn added(table: Table) -> &'static [&'static str] {
-    match table {
-        Table::Tickets => &[
-            "workspace_id",
-            "category",
-            "sub_category",
-            "item_category",
-            "urgency",
-            "impact",
-            "tags",
-            "custom_fields",
-            "due_by",
-            "fr_due_by",
-            "is_escalated",
-            "fr_escalated",
-            "resolved_at",
-            "first_responded_at",
-            "agent_responded_at",
-            "first_resp_time_secs",
-            "resolution_time_secs",
-            "responder_email",
-            "responder_name",
-            "group_name",
-        ],
-        Table::Conversations => &["attachments"],
-        Table::TimeEntries => &[
-            "workspace_id",
-            "task_id",
-            "custom_fields",
-            "agent_name",
-            "start_time",
-        ],
-        Table::Notes | Table::Rejects => &[],
-    }
-}
-
 /// Every partition file has today's schema, the added columns null in every (old) row.
 async fn assert_upgraded(storage: &Storage) {
     assert_eq!(upgrade::format(storage).await.unwrap(), Format::Current);
@@ -135,7 +90,7 @@ async fn assert_upgraded(storage: &Storage) {
     for (table, path) in files {
         for b in read_parquet(storage, &path).await {
             assert_eq!(b.schema(), table.schema(), "{path}");
-            for name in added(table) {
+            for name in added_columns(table) {
                 let col = b.column_by_name(name).unwrap();
                 assert_eq!(col.null_count(), b.num_rows(), "{path} {name}");
             }

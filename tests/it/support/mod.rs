@@ -186,6 +186,23 @@ impl Harness {
         self.sync_with(self.spec(), None).await
     }
 
+    /// `ticketsync sync` (the real binary) against this harness's simulator into `data`, on the
+    /// simulator's 1-second rate window, with the API key in the environment; `extra` follows.
+    pub fn sync_command(&self, data: &str, extra: &[&str]) -> Command {
+        let base = self.sim.base_url();
+        let mut args = vec![
+            "sync",
+            "--base-url",
+            &base,
+            "--data",
+            data,
+            "--rate-window-secs",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        binary(&args, &[("FRESHSERVICE_API_KEY", self.sim.api_key())])
+    }
+
     pub async fn dump(&self) -> Dump {
         Dump::of(&self.storage).await
     }
@@ -296,4 +313,55 @@ pub fn column_strings(batch: &RecordBatch, name: &str) -> Vec<String> {
     (0..batch.num_rows())
         .map(|i| fmt.value(i).to_string())
         .collect()
+}
+
+/// Copies a directory tree (a dataset, a fixture); a fixture's `README.md` stays behind.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "README.md" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The columns dataset format 2 appended to a table (issue 11), in contract order.
+pub fn added_columns(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Tickets => &[
+            "workspace_id",
+            "category",
+            "sub_category",
+            "item_category",
+            "urgency",
+            "impact",
+            "tags",
+            "custom_fields",
+            "due_by",
+            "fr_due_by",
+            "is_escalated",
+            "fr_escalated",
+            "resolved_at",
+            "first_responded_at",
+            "agent_responded_at",
+            "first_resp_time_secs",
+            "resolution_time_secs",
+            "responder_email",
+            "responder_name",
+            "group_name",
+        ],
+        Table::Conversations => &["attachments"],
+        Table::TimeEntries => &[
+            "workspace_id",
+            "task_id",
+            "custom_fields",
+            "agent_name",
+            "start_time",
+        ],
+        Table::Notes | Table::Rejects => &[],
+    }
 }
