@@ -20,6 +20,7 @@ use crate::sim::{Plan, SimConfig, Simulator};
 ///
 /// --quirk makes it answer like a misbehaving server, proxy or gateway (repeatable):
 ///   ignore-filter               filter=deleted|spam answered with the live listing
+///   ignore-workspace            workspace_id ignored: every ticket listing is the primary's
 ///   loop-link=ENDPOINT:PAGE     that page's Link points at itself (e.g. tickets_list:2)
 ///   empty-page=ENDPOINT:PAGE    that page has no rows but a Link to the next
 ///   malformed-department=ID     that department's record does not decode

@@ -73,6 +73,10 @@ pub(crate) async fn list(
             })
         };
         while let Some(items) = pages_rx.recv().await {
+            if let Some((ticket, other)) = policy::foreign_workspace(&items, workspace) {
+                live.abort();
+                return Err(workspace_ignored(workspace, ticket, other));
+            }
             listed.extend(
                 items
                     .iter()
@@ -95,6 +99,9 @@ pub(crate) async fn list(
             let items = source
                 .tickets_updated_since(since, filter, plan.requesters, workspace)
                 .await?;
+            if let Some((ticket, other)) = policy::foreign_workspace(&items, workspace) {
+                return Err(workspace_ignored(workspace, ticket, other));
+            }
             let gone: Vec<Gone> = items
                 .iter()
                 .filter_map(|item| policy::removal_evidence(item, filter))
@@ -139,6 +146,18 @@ pub(crate) async fn list(
     }
     let _ = tx.send(Listed::Rescanned(checked)).await;
     Ok(())
+}
+
+/// The listing of `asked` brought `ticket` of workspace `other`.
+fn workspace_ignored(asked: Option<i64>, ticket: i64, other: i64) -> Error {
+    let asked = asked.map_or_else(|| "-".to_string(), |w| w.to_string());
+    Error::Source(source::Error::Paging {
+        endpoint: source::Endpoint::TicketsList.name(),
+        path: format!("tickets?workspace_id={asked}"),
+        detail: format!(
+            "the listing of workspace {asked} brought ticket {ticket} of workspace {other} (workspace_id ignored by the server or a proxy?)"
+        ),
+    })
 }
 
 /// Re-reads one ticket's time entries; when they changed (or answer 404), asks the ticket view

@@ -222,6 +222,21 @@ pub fn removal_evidence(
     })
 }
 
+/// The first ticket of a page listed for `asked` that says it belongs to another workspace:
+/// the server (or a proxy) ignored `workspace_id` and answered for a workspace not asked for, so
+/// the run cannot show it listed every workspace. `None` for an unscoped listing, or when every
+/// ticket is in the workspace asked for (or does not say).
+pub fn foreign_workspace(
+    items: &[Result<wire::Ticket, wire::ItemError>],
+    asked: Option<i64>,
+) -> Option<(i64, i64)> {
+    let asked = asked?;
+    items.iter().find_map(|item| {
+        let t = item.as_ref().ok()?;
+        t.workspace_id.filter(|&w| w != asked).map(|w| (t.id, w))
+    })
+}
+
 /// What `GET /tickets/{id}` answered when a re-scan needed it.
 #[derive(Debug)]
 pub enum View {
@@ -499,6 +514,18 @@ mod tests {
             assert_eq!(removal_evidence(item, ListFilter::Spam), None);
         }
         assert_eq!(removal_evidence(&deleted, ListFilter::Live), None);
+    }
+
+    #[test]
+    fn a_ticket_of_a_workspace_not_asked_for_is_caught() {
+        let page = vec![
+            Ok(ticket(json!({"id": 1, "workspace_id": 3}))),
+            Ok(ticket(json!({"id": 2}))),
+            Ok(ticket(json!({"id": 4, "workspace_id": 2}))),
+        ];
+        assert_eq!(foreign_workspace(&page, Some(3)), Some((4, 2)));
+        assert_eq!(foreign_workspace(&page[..2], Some(3)), None);
+        assert_eq!(foreign_workspace(&page, None), None);
     }
 
     #[test]

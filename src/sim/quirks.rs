@@ -38,6 +38,9 @@ pub struct Quirks {
     /// `GET /tickets?filter=deleted|spam` is answered as if there were no filter: the live
     /// listing, whose tickets say `deleted: false, spam: false`.
     pub ignore_filter: bool,
+    /// `GET /tickets?workspace_id=…` is answered as if there were no `workspace_id`: the
+    /// primary workspace's tickets, whichever workspace was asked for.
+    pub ignore_workspace: bool,
     /// This page's `Link` points at the page itself.
     pub link_loop: Option<PageQuirk>,
     /// This page comes back with no rows but a `Link` to the next page.
@@ -84,6 +87,7 @@ impl Quirks {
 }
 
 /// One quirk as written on the command line (`ticketsync sim --quirk …`): `ignore-filter`,
+/// `ignore-workspace`,
 /// `loop-link=ENDPOINT:PAGE`, `empty-page=ENDPOINT:PAGE`, `malformed-department=ID`,
 /// `unlisted-department=ID`, `malformed-ticket-view=ID`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +129,7 @@ impl Quirks {
         };
         match name {
             "ignore-filter" => self.ignore_filter = true,
+            "ignore-workspace" => self.ignore_workspace = true,
             "loop-link" => self.link_loop = Some(page(value)?),
             "empty-page" => self.empty_page_with_next = Some(page(value)?),
             "malformed-department" => self.malformed_departments.push(id(value)?),
@@ -132,7 +137,7 @@ impl Quirks {
             "malformed-ticket-view" => self.malformed_ticket_views.push(id(value)?),
             _ => {
                 return Err(format!(
-                    "unknown quirk {name:?} (ignore-filter, loop-link=E:P, empty-page=E:P, malformed-department=ID, unlisted-department=ID, malformed-ticket-view=ID)"
+                    "unknown quirk {name:?} (ignore-filter, ignore-workspace, loop-link=E:P, empty-page=E:P, malformed-department=ID, unlisted-department=ID, malformed-ticket-view=ID)"
                 ))
             }
         }

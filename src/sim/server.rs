@@ -186,6 +186,9 @@ impl Shared {
             if quirks.ignore_filter && route == Route::TicketList {
                 query.pairs.retain(|(k, _)| k != "filter");
             }
+            if quirks.ignore_workspace && route == Route::TicketList {
+                query.pairs.retain(|(k, _)| k != "workspace_id");
+            }
             let request = RequestCtx {
                 query,
                 origin: origin(req.headers(), self.local_addr),

@@ -378,3 +378,20 @@ async fn an_incremental_run_reads_every_workspace() {
         "3 workspaces × live, deleted, spam"
     );
 }
+
+/// A server (or proxy) that ignores `workspace_id` answers every workspace's listing with the
+/// primary workspace: the run cannot show it listed the others, so it fails and keeps the cursor
+/// instead of exporting one workspace and reporting success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ignores_workspace_id_fails_the_run() {
+    let h = harness(3).await;
+    h.sim.set_quirks(ticketsync::sim::Quirks {
+        ignore_workspace: true,
+        ..ticketsync::sim::Quirks::default()
+    });
+    let outcome = h.full_sync().await;
+    let error = outcome.error.expect("the run fails").to_string();
+    assert!(error.contains("workspace_id ignored"), "{error}");
+    assert_eq!(outcome.report.status, RunStatus::Failed);
+    assert!(outcome.report.next_cursor.is_none());
+}
