@@ -108,10 +108,7 @@ impl AccountMap {
             return self.resolve(ticket.department_id);
         };
         if ticket.department_id.is_none() {
-            return Err(Unplaced {
-                reason: RejectReason::NoDepartment,
-                detail: "ticket has no department_id".into(),
-            });
+            return Err(no_department());
         }
         let Some(id) = ticket.workspace_id else {
             return Err(Unplaced {
@@ -124,10 +121,7 @@ impl AccountMap {
                 reason: RejectReason::NoAccountNumber,
                 detail: format!("workspace {id} has no account number (not in the workspace map nor in its fields)"),
             }),
-            Some(Account::Invalid(raw)) => Err(Unplaced {
-                reason: RejectReason::InvalidAccountNumber,
-                detail: format!("workspace {id} has account number {raw} (allowed: letters, digits, '.', '_', '-', at most 64, starting with a letter or digit)"),
-            }),
+            Some(Account::Invalid(raw)) => Err(invalid_account(&format!("workspace {id}"), raw)),
             Some(Account::Valid(account)) => Ok(account),
         }
     }
@@ -182,24 +176,20 @@ impl AccountMap {
     /// The account of a ticket's department.
     pub fn resolve(&self, department_id: Option<i64>) -> Result<&str, Unplaced> {
         let Some(id) = department_id else {
-            return Err(Unplaced {
-                reason: RejectReason::NoDepartment,
-                detail: "ticket has no department_id".into(),
-            });
+            return Err(no_department());
         };
         match self.by_department.get(&id) {
             None => Err(Unplaced {
                 reason: RejectReason::UnknownDepartment,
-                detail: format!("department {id} is not in the departments list or the account map"),
+                detail: format!(
+                    "department {id} is not in the departments list or the account map"
+                ),
             }),
             Some(Account::Missing) => Err(Unplaced {
                 reason: RejectReason::NoAccountNumber,
                 detail: format!("department {id} has no account number"),
             }),
-            Some(Account::Invalid(raw)) => Err(Unplaced {
-                reason: RejectReason::InvalidAccountNumber,
-                detail: format!("department {id} has account number {raw} (allowed: letters, digits, '.', '_', '-', at most 64, starting with a letter or digit)"),
-            }),
+            Some(Account::Invalid(raw)) => Err(invalid_account(&format!("department {id}"), raw)),
             // Only reached when the caller skipped `check`: never a lasting reason.
             Some(Account::Unreadable(detail)) => Err(Unplaced {
                 reason: RejectReason::UnknownDepartment,
@@ -215,6 +205,21 @@ impl AccountMap {
 
     pub fn is_empty(&self) -> bool {
         self.by_department.is_empty()
+    }
+}
+
+fn no_department() -> Unplaced {
+    Unplaced {
+        reason: RejectReason::NoDepartment,
+        detail: "ticket has no department_id".into(),
+    }
+}
+
+/// `owner` (a department or a workspace) has an account number that cannot be a path segment.
+fn invalid_account(owner: &str, raw: &str) -> Unplaced {
+    Unplaced {
+        reason: RejectReason::InvalidAccountNumber,
+        detail: format!("{owner} has account number {raw} (allowed: letters, digits, '.', '_', '-', at most 64, starting with a letter or digit)"),
     }
 }
 
