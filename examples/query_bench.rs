@@ -389,6 +389,7 @@ fn ticket(rng: &mut SmallRng, account: &str, year: i32, id: i64) -> Placed {
         time_entries,
         markdown: String::new(),
         time_entries_fingerprint: 0,
+        privacy: Default::default(),
     }
 }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::normalize::accounts::{parse_account_map, parse_workspace_map};
+use crate::normalize::privacy::{RedactSpec, Redactor};
 use crate::source::limiter::LimiterConfig;
 use crate::storage::S3Options;
 
@@ -102,6 +103,12 @@ pub struct JobSpec {
     pub max_run_minutes: Option<f64>,
     /// Most pages one listing may have (default 20,000; 1 to 10,000,000).
     pub max_pages: Option<u32>,
+    /// Keep tickets closed in the past N days only (1 to 36500; unset keeps everything): older
+    /// tickets leave every table and document at the end of each sync and are never written
+    /// again; rejects seen more than N days ago go too.
+    pub retention_days: Option<u32>,
+    /// Secret redaction: `enabled`, built-in `rules` on/off by name, `extra` named regexes.
+    pub redact: Option<RedactSpec>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
@@ -178,6 +185,8 @@ impl JobSpec {
             max_removals: over.max_removals.or(self.max_removals),
             max_run_minutes: over.max_run_minutes.or(self.max_run_minutes),
             max_pages: over.max_pages.or(self.max_pages),
+            retention_days: over.retention_days.or(self.retention_days),
+            redact: over.redact.or(self.redact),
             s3: over.s3.or(self.s3),
             simulator: if api_given {
                 None
@@ -255,6 +264,10 @@ pub struct Job {
     pub max_run: Duration,
     /// Most pages one listing may have.
     pub max_pages: u32,
+    /// Keep tickets closed in the past N days only; `None` keeps everything.
+    pub retention_days: Option<u32>,
+    /// The secret redaction rules.
+    pub redactor: std::sync::Arc<Redactor>,
 }
 
 impl Job {
@@ -443,6 +456,11 @@ impl Job {
         if account_field.trim().is_empty() {
             return Err(invalid("account_field must not be empty".into()));
         }
+        let retention_days = spec
+            .retention_days
+            .map(|d| in_range("retention_days", d, 1..=36_500, " days"))
+            .transpose()?;
+        let redactor = Redactor::new(&spec.redact.unwrap_or_default()).map_err(invalid)?;
         let rejects_exit_code = spec.rejects_exit_code.unwrap_or(1);
         if matches!(rejects_exit_code, 2 | 3) {
             return Err(invalid(format!(
@@ -477,6 +495,8 @@ impl Job {
             max_removals: spec.max_removals,
             max_run: Duration::from_secs_f64(max_run_minutes * 60.0),
             max_pages,
+            retention_days,
+            redactor: std::sync::Arc::new(redactor),
         })
     }
 }

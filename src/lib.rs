@@ -59,6 +59,7 @@
 //! - Only `cli` knows clap; only `main.rs` knows exit codes and the tracing subscriber.
 
 pub mod cli;
+pub mod dataset;
 pub mod job;
 pub mod normalize;
 pub mod pipeline;

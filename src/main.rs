@@ -72,6 +72,9 @@ fn is_config_error(e: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<ticketsync::query::Error>()
                 .is_some_and(|e| e.is_config())
+            || cause
+                .downcast_ref::<ticketsync::dataset::Error>()
+                .is_some_and(|e| e.is_config())
     })
 }
 

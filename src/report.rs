@@ -56,6 +56,20 @@ pub struct TicketCounts {
     /// `spam: true` (or did not decode): no evidence, so nothing was removed for them. Non-zero
     /// on a server or proxy that ignores the filter.
     pub reconcile_ignored: u64,
+    /// Listed or fetched, but closed before the retention cutoff (`retention_days`): not
+    /// written.
+    pub expired: u64,
+}
+
+/// What redaction and erasure did in a run. Counts only: never a matched value or a person.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PrivacyReport {
+    /// Secrets replaced in the tickets written, by rule.
+    pub redactions: BTreeMap<String, u64>,
+    /// Tickets written with an erased person removed from them.
+    pub tickets_erased: u64,
+    /// Set when this run first finished the rewrite of an interrupted `forget`.
+    pub pending_erasure: Option<crate::dataset::Rewritten>,
 }
 
 /// Removals the removal guard refused (see `max_removals`).
@@ -122,6 +136,10 @@ pub struct RunReport {
     pub recovered_interrupted_commit: bool,
     /// Set when this run upgraded the dataset's format before syncing.
     pub format_upgrade: Option<FormatUpgrade>,
+    /// Redactions and erasures applied.
+    pub privacy: PrivacyReport,
+    /// Set when `retention_days` is: what retention removed at the end of the run.
+    pub retention: Option<crate::dataset::retention::Pruned>,
     /// The cursor stored for the next incremental run, if this run moved it.
     pub next_cursor: Option<DateTime<Utc>>,
     /// Why the run failed, when it did.
@@ -155,11 +173,28 @@ impl BudgetReport {
 }
 
 impl RunReport {
+    /// `, 3 secrets redacted, 1 erased, 40 expired` (only what happened).
+    fn privacy_summary(&self) -> String {
+        let mut parts = String::new();
+        let redacted: u64 = self.privacy.redactions.values().sum();
+        if redacted > 0 {
+            parts += &format!(", {redacted} secrets redacted");
+        }
+        if self.privacy.tickets_erased > 0 {
+            parts += &format!(", {} erased", self.privacy.tickets_erased);
+        }
+        let expired = self.tickets.expired + self.retention.as_ref().map_or(0, |r| r.tickets);
+        if expired > 0 {
+            parts += &format!(", {expired} expired");
+        }
+        parts
+    }
+
     /// The one-line summary for stderr.
     pub fn summary(&self) -> String {
         let calls: u64 = self.api.calls.values().sum();
         format!(
-            "{status}: {listed} listed, {closed} closed, {unchanged} unchanged, {written} written, {rejected} rejected, {removed} removed, {failed} failed; {calls} calls, {credits} credits, {retries} retries, {r429} 429s; {files} files ({mb:.1} MB), {md} markdown; {secs:.1}s",
+            "{status}: {listed} listed, {closed} closed, {unchanged} unchanged, {written} written, {rejected} rejected, {removed} removed, {failed} failed{privacy}; {calls} calls, {credits} credits, {retries} retries, {r429} 429s; {files} files ({mb:.1} MB), {md} markdown; {secs:.1}s",
             status = match self.status {
                 RunStatus::Ok => "ok",
                 RunStatus::OkWithRejects => "ok with rejects",
@@ -173,6 +208,7 @@ impl RunReport {
             rejected = self.tickets.rejected,
             removed = self.tickets.removed,
             failed = self.tickets.failed,
+            privacy = self.privacy_summary(),
             credits = self.api.credits_used,
             retries = self.api.retries,
             r429 = self.api.rate_limited,

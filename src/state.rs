@@ -10,6 +10,8 @@
 //!   the next run before anything else happens.
 //!
 //! - `lock.json`: the run lock ([`lock`]): at most one run writes the dataset at a time.
+//! - `erasures.json` and `erasure.key`: the people `forget` erased, as keyed hashes
+//!   ([`erasures`]).
 //! - `format.json`: the dataset format version, read and written by
 //!   [`crate::sink::upgrade`] (which upgrades older datasets through the journal).
 //!
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::{self, layout, Storage};
 
+pub mod erasures;
 pub mod lock;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,10 @@ pub enum Error {
     Storage(#[from] storage::Error),
     #[error("state object {path} is corrupt: {detail}")]
     Corrupt { path: String, detail: String },
+    /// The erasure key is missing, malformed or not the one the erasures were made with (a
+    /// configuration problem: the operator restores the key).
+    #[error("erasure key: {0}")]
+    ErasureKey(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

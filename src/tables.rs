@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 
 use crate::normalize::{ConversationRow, NoteRow, Placed, Rejection, TicketRow, TimeEntryRow};
 
+pub mod read;
+
 /// The tables ticketsync writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {

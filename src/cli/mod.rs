@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one `run` per subcommand. Only this module knows clap.
 
 pub mod docs;
+pub mod privacy;
 pub mod query;
 pub mod sim;
 pub mod sync;
@@ -48,6 +49,9 @@ pub enum Command {
     Sync(Box<sync::SyncArgs>),
     Query(query::QueryArgs),
     Sim(sim::SimArgs),
+    Forget(privacy::ForgetArgs),
+    ExportPerson(privacy::ExportPersonArgs),
+    Prune(privacy::PruneArgs),
     Completions(docs::CompletionsArgs),
     Man(docs::ManArgs),
 }
@@ -76,6 +80,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
         Command::Sync(args) => sync::run(*args).await,
         Command::Query(args) => query::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Forget(args) => privacy::forget(args).await,
+        Command::ExportPerson(args) => privacy::export_person(args).await,
+        Command::Prune(args) => privacy::prune(args).await,
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     }

@@ -116,6 +116,11 @@ pub struct SyncArgs {
     /// retry on any non-zero code (alert on the run report's rejects instead).
     #[arg(long, value_name = "N")]
     pub rejects_exit_code: Option<u8>,
+
+    /// Keep tickets closed in the past N days only: older ones leave every table and document
+    /// at the end of the run and are never written again [default: keep everything].
+    #[arg(long, value_name = "N")]
+    pub retention_days: Option<u32>,
 }
 
 /// `--account-from` (the job's [`AccountFrom`]; clap stays in `cli`).
@@ -147,6 +152,7 @@ impl SyncArgs {
             max_removals: self.max_removals,
             max_run_minutes: self.max_run_minutes,
             rejects_exit_code: self.rejects_exit_code,
+            retention_days: self.retention_days,
             ..JobSpec::default()
         }
     }

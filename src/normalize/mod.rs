@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod hours;
 pub mod markdown;
+pub mod privacy;
 pub mod text;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Datelike, Utc};
 
 use crate::source::wire::{self, ItemError};
 pub use accounts::AccountMap;
+pub use privacy::{Privacy, PrivacyStats};
 
 /// Settings of the normalization.
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct Settings {
     pub default_minutes: i64,
     /// When this run synced the tickets.
     pub synced_at: DateTime<Utc>,
+    /// Secrets redacted and people erased in every ticket written.
+    pub privacy: Privacy,
 }
 
 /// What normalize needs to know besides the ticket itself.
@@ -160,7 +164,7 @@ impl Rejection {
 }
 
 /// A row of `tickets`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TicketRow {
     pub ticket_id: i64,
     pub company_account_number: String,
@@ -192,12 +196,13 @@ pub struct TicketRow {
     pub synced_at: DateTime<Utc>,
     /// The columns for Parquet readers only (SLA, categories, custom fields): neither the Codex
     /// JSON of `query` nor the markdown document shows them.
+    #[serde(flatten)]
     pub details: TicketDetails,
 }
 
 /// The `tickets` columns analysts, SLA reports and billing read (appended after the original
 /// columns of the contract). `None` where the API sent null or nothing.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct TicketDetails {
     pub workspace_id: Option<i64>,
     pub category: Option<String>,
@@ -228,7 +233,7 @@ pub struct TicketDetails {
 }
 
 /// A row of `conversations` (public replies and forwards).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConversationRow {
     pub ticket_id: i64,
     pub conversation_id: i64,
@@ -248,7 +253,7 @@ pub struct ConversationRow {
 }
 
 /// A row of `notes` (private conversations).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NoteRow {
     pub ticket_id: i64,
     pub note_id: i64,
@@ -260,7 +265,7 @@ pub struct NoteRow {
 }
 
 /// A row of `time_entries`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TimeEntryRow {
     pub ticket_id: i64,
     pub time_entry_id: i64,
@@ -296,6 +301,8 @@ pub struct Placed {
     pub markdown: String,
     /// [`time_entries_fingerprint`] of the entries this version was built from.
     pub time_entries_fingerprint: u64,
+    /// What redaction and erasure changed (counted in the run report).
+    pub privacy: PrivacyStats,
 }
 
 /// Normalize's verdict on one closed ticket.
@@ -557,7 +564,7 @@ pub fn normalize_ticket(
             .clone()
             .map(|t| t.trim().to_string()),
     };
-    let row = TicketRow {
+    let mut row = TicketRow {
         ticket_id: id,
         company_account_number: account.to_string(),
         ticket_number: id.to_string(),
@@ -588,6 +595,10 @@ pub fn normalize_ticket(
         synced_at: ctx.settings.synced_at,
         details: details(ticket, ctx),
     };
+    let privacy = ctx
+        .settings
+        .privacy
+        .apply(&mut row, &mut public, &mut notes, &mut entries);
     let markdown = markdown::render(&row, &public, &notes);
     let time_entries_fingerprint = time_entries_fingerprint(time_entries);
     Outcome::Placed(Box::new(Placed {
@@ -599,6 +610,7 @@ pub fn normalize_ticket(
         time_entries: entries,
         markdown,
         time_entries_fingerprint,
+        privacy,
     }))
 }
 

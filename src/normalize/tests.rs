@@ -8,6 +8,7 @@ fn settings() -> Settings {
     Settings {
         default_minutes: 15,
         synced_at: "2025-02-01T00:00:00Z".parse().unwrap(),
+        privacy: crate::normalize::Privacy::none(),
     }
 }
 

@@ -30,8 +30,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::dataset;
 use crate::job::{Job, Window};
-use crate::report::{BudgetReport, FormatUpgrade, RunReport, RunStatus};
+use crate::normalize::Privacy;
+use crate::report::{BudgetReport, FormatUpgrade, PrivacyReport, RunReport, RunStatus};
 use crate::sink;
 use crate::source::{self, Source};
 use crate::state::lock::{self, Lock};
@@ -50,6 +52,9 @@ pub enum Error {
     State(#[from] state::Error),
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
+    /// Finishing an interrupted erasure, or retention, failed.
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::Error),
     #[error("ticket {0} does not exist (404)")]
     TicketNotFound(i64),
     /// A task of the run panicked or was cancelled (a bug, not a configuration problem).
@@ -99,6 +104,8 @@ impl Error {
         match self {
             Error::Source(e) => e.is_auth(),
             Error::NewerFormat { .. } => true,
+            Error::State(state::Error::ErasureKey(_)) => true,
+            Error::Dataset(e) => e.is_config(),
             Error::Storage(e)
             | Error::State(state::Error::Storage(e))
             | Error::Sink(sink::Error::Storage(e))
@@ -170,6 +177,14 @@ async fn run_locked(
     let (new_dataset, format_upgrade) = upgrade(storage, lock, &start.run_id).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
+    // Erased people stay erased: a `forget` that was killed is finished first, and every
+    // ticket written below is erased (and redacted) before it is written.
+    let (erasures, pending_erasure) =
+        dataset::forget::prepare_for_sync(storage, &mut index, lock, &start.run_id).await?;
+    let privacy = Privacy {
+        redactor: job.redactor.clone(),
+        erasures: Arc::new(erasures),
+    };
 
     let rescan_due = policy::rescan_due(
         job.rescan_days,
@@ -178,9 +193,22 @@ async fn run_locked(
         cursor.as_ref(),
         start.at,
     );
-    let mut run = sync::Run::new(job, source.clone(), storage, lock, &start, rescan_due);
+    let mut run = sync::Run::new(
+        job,
+        source.clone(),
+        storage,
+        lock,
+        &start,
+        rescan_due,
+        privacy,
+    );
     let window_since =
         policy::listing_since(job.window, cursor.as_ref(), start.at, job.full_sync_days);
+    // Nothing updated before the retention cutoff can have closed after it: not listed at all.
+    let window_since = match (window_since, job.retention_days) {
+        (Some(since), Some(days)) => Some(since.max(dataset::retention::cutoff(start.at, days))),
+        (since, _) => since,
+    };
     let since_text = window_since.map_or_else(
         || "-".to_string(),
         |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -191,6 +219,24 @@ async fn run_locked(
     let result = match run.sync(&mut index, window_since).await {
         Ok(()) => lock.check().map_err(Error::from),
         Err(e) => Err(e),
+    };
+    // Retention at the end of every sync that got through its listing.
+    let mut retention = None;
+    let result = match (result, job.retention_days) {
+        (Ok(()), Some(days)) => {
+            let tag = format!("{}-retention", start.run_id);
+            match dataset::retention::apply(storage, &mut index, lock, &tag, days, start.at, false)
+                .await
+            {
+                Ok(pruned) => {
+                    run.output += pruned.output;
+                    retention = Some(pruned);
+                    Ok(())
+                }
+                Err(e) => Err(Error::from(e)),
+            }
+        }
+        (result, _) => result,
     };
 
     let ending = match (&result, run.counts.failed) {
@@ -261,6 +307,12 @@ async fn run_locked(
         output: run.output,
         recovered_interrupted_commit: recovered,
         format_upgrade,
+        privacy: PrivacyReport {
+            redactions: run.redactions.clone(),
+            tickets_erased: run.tickets_erased,
+            pending_erasure,
+        },
+        retention,
         next_cursor: next.map(|(at, _)| at),
         error,
     };

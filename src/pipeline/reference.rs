@@ -298,6 +298,7 @@ mod tests {
             settings: Settings {
                 default_minutes: 15,
                 synced_at: Utc::now(),
+                privacy: crate::normalize::Privacy::none(),
             },
             account_field: "account_number".into(),
             account_overrides: HashMap::new(),

@@ -47,6 +47,12 @@ pub(crate) struct Run<'a> {
     /// Whether this run re-reads the time entries of recently closed tickets.
     pub(crate) rescan_due: bool,
     pub(crate) output: CommitStats,
+    /// Secrets redacted in the tickets committed, by rule.
+    pub(crate) redactions: BTreeMap<String, u64>,
+    /// Tickets committed with an erased person removed from them.
+    pub(crate) tickets_erased: u64,
+    /// Tickets closed before this are not written (`retention_days`).
+    retention_cutoff: Option<DateTime<Utc>>,
     commits: u32,
     started: Instant,
 }
@@ -137,6 +143,7 @@ impl<'a> Run<'a> {
         lock: &'a Lock,
         start: &Start,
         rescan_due: bool,
+        privacy: crate::normalize::Privacy,
     ) -> Run<'a> {
         Run {
             job,
@@ -147,6 +154,7 @@ impl<'a> Run<'a> {
             settings: Settings {
                 default_minutes: job.default_minutes,
                 synced_at: start.at,
+                privacy,
             },
             counts: TicketCounts::default(),
             rejects_by_reason: BTreeMap::new(),
@@ -156,6 +164,11 @@ impl<'a> Run<'a> {
             guard: None,
             rescan_due,
             output: CommitStats::default(),
+            redactions: BTreeMap::new(),
+            tickets_erased: 0,
+            retention_cutoff: job
+                .retention_days
+                .map(|days| crate::dataset::retention::cutoff(start.at, days)),
             commits: 0,
             started: start.instant,
         }
@@ -499,6 +512,17 @@ impl<'a> Run<'a> {
             take_pending(changeset, id);
             self.pending_removals.remove(&id);
             backlog.retain(|t| t.id != id);
+            if self
+                .retention_cutoff
+                .is_some_and(|cutoff| ticket.updated_at.is_some_and(|u| u < cutoff))
+            {
+                // Closed before it was last updated, so before the retention cutoff too.
+                if ticket.status == Some(crate::normalize::STATUS_CLOSED) {
+                    self.counts.closed += 1;
+                    self.counts.expired += 1;
+                }
+                continue;
+            }
             let known = Known {
                 in_dataset: index.get(id).is_some(),
                 current: ticket.updated_at.is_some_and(|u| index.is_current(id, u)),
@@ -533,10 +557,27 @@ impl<'a> Run<'a> {
     pub(crate) async fn commit(
         &mut self,
         index: &mut state::Index,
-        changeset: Changeset,
+        mut changeset: Changeset,
     ) -> Result<(), Error> {
+        if let Some(cutoff) = self.retention_cutoff {
+            // Closed before the retention cutoff: never written again (retention at the end of
+            // the run removes what the dataset still holds of them).
+            let before = changeset.placed.len() + changeset.rejected.len();
+            changeset.placed.retain(|p| p.ticket.closed_at >= cutoff);
+            changeset
+                .rejected
+                .retain(|r| r.updated_at.is_none_or(|u| u >= cutoff));
+            self.counts.expired +=
+                (before - changeset.placed.len() - changeset.rejected.len()) as u64;
+        }
         if changeset.is_empty() && self.commits > 0 {
             return Ok(());
+        }
+        for p in &changeset.placed {
+            for (rule, n) in &p.privacy.redactions {
+                *self.redactions.entry(rule.clone()).or_default() += n;
+            }
+            self.tickets_erased += u64::from(p.privacy.erased);
         }
         self.counts.written += changeset.placed.len() as u64;
         self.counts.rejected += changeset.rejected.len() as u64;

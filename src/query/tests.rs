@@ -106,6 +106,7 @@ fn ticket(account: &str, id: i64, closed: &str, entries: &[(i64, bool, Option<&s
             .collect(),
         markdown: String::new(),
         time_entries_fingerprint: 0,
+        privacy: Default::default(),
     }
 }
 

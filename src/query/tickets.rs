@@ -78,6 +78,59 @@ pub struct NoteDoc {
     pub user_id: Option<i64>,
 }
 
+impl TicketDoc {
+    /// The document of a ticket's rows (as `export-person` builds it from rows read back).
+    pub fn of_rows(
+        t: &crate::normalize::TicketRow,
+        conversations: &[&crate::normalize::ConversationRow],
+        notes: &[&crate::normalize::NoteRow],
+    ) -> TicketDoc {
+        TicketDoc {
+            ticket_id: t.ticket_id,
+            ticket_number: t.ticket_number.clone(),
+            subject: t.subject.clone(),
+            description: t.description.clone(),
+            description_text: t.description_text.clone(),
+            status: t.status.clone(),
+            priority: t.priority.clone(),
+            requester_email: t.requester_email.clone(),
+            requester_name: t.requester_name.clone(),
+            created_at: t.created_at,
+            last_updated_at: t.last_updated_at,
+            closed_at: t.closed_at,
+            total_hours_spent: t.total_hours_spent,
+            billable_hours: t.billable_hours,
+            conversations: conversations
+                .iter()
+                .map(|c| ConversationDoc {
+                    id: c.conversation_id,
+                    body: c.body.clone(),
+                    body_html: c.body_html.clone(),
+                    from_email: c.from_email.clone(),
+                    to_emails: c.to_emails.clone(),
+                    created_at: c.created_at,
+                    updated_at: c.updated_at,
+                    incoming: c.incoming,
+                    private: c.private,
+                    user_id: c.user_id,
+                    support_email: c.support_email.clone(),
+                })
+                .collect(),
+            notes: notes
+                .iter()
+                .map(|n| NoteDoc {
+                    id: n.note_id,
+                    body: n.body.clone(),
+                    from_email: n.from_email.clone(),
+                    created_at: n.created_at,
+                    private: true,
+                    user_id: n.user_id,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// ISO-8601 in UTC with a `Z`, seconds unless the instant has milliseconds:
 /// `2025-01-15T10:30:00Z`.
 pub fn iso_text(t: &DateTime<Utc>) -> String {

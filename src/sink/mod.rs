@@ -59,6 +59,8 @@ pub enum Removal {
     Deleted,
     /// Listed by `filter=spam`.
     Spam,
+    /// Closed (or, in `rejects`, seen) before the retention cutoff.
+    Expired,
 }
 
 impl Removal {
@@ -67,6 +69,7 @@ impl Removal {
             Removal::Reopened => "reopened",
             Removal::Deleted => "deleted",
             Removal::Spam => "spam",
+            Removal::Expired => "expired",
         }
     }
 }

@@ -64,6 +64,7 @@ fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize
     let settings = Settings {
         default_minutes: 15,
         synced_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        privacy: crate::normalize::Privacy::none(),
     };
     let ctx = normalize::Context {
         accounts: &accounts,

@@ -139,6 +139,7 @@ fn seed_ticket() -> Placed {
         time_entries: Vec::new(),
         markdown: "# Ticket #17531: Email not working\n".into(),
         time_entries_fingerprint: 0,
+        privacy: Default::default(),
     }
 }
 

@@ -1,0 +1,213 @@
+//! `ticketsync forget`, `ticketsync export-person` and `ticketsync prune`: the dataset's privacy
+//! operations (see [`crate::dataset`]).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::Completion;
+use crate::dataset::{export, forget, retention};
+use crate::job::{self, JobSpec};
+use crate::state::lock::DEFAULT_TTL;
+use crate::storage::Storage;
+
+/// Where the dataset is: `--data`, else the job file's `data` (and its `[s3]` settings).
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    /// Dataset location: a directory, file:///path or s3://bucket/prefix.
+    #[arg(long, value_name = "DIR|URL")]
+    pub data: Option<String>,
+
+    /// TOML job file: its data location and [s3] settings are used; --data overrides.
+    #[arg(long, value_name = "FILE")]
+    pub job: Option<PathBuf>,
+}
+
+impl DatasetArgs {
+    /// The dataset's storage (it must exist) and the job file, if any.
+    fn open(&self) -> anyhow::Result<(Storage, JobSpec)> {
+        let file = match &self.job {
+            Some(path) => JobSpec::from_file(path)?,
+            None => JobSpec::default(),
+        };
+        let location = self.data.clone().or(file.data.clone()).ok_or_else(|| {
+            job::Error::Invalid("no dataset: give --data DIR|URL or a --job file with data".into())
+        })?;
+        let storage = Storage::open_existing(&location, &file.s3.clone().unwrap_or_default())?;
+        Ok((storage, file))
+    }
+}
+
+/// Erase a person from the dataset, for good (GDPR art. 17).
+///
+/// Every ticket the person requested keeps its ids, timestamps and hours (billing records are
+/// kept), but its requester name and email become a stable pseudonym (erased-<8 hex>); every
+/// message the person wrote becomes "[erased]"; their address and name leave every other text
+/// (subjects, descriptions, other messages, notes, to/from addresses) in every table and every
+/// markdown document.
+///
+/// The erasure is recorded in _state/erasures.json as keyed hashes (HMAC-SHA256; the key is
+/// TICKETSYNC_ERASURE_KEY when set, else _state/erasure.key), so every later sync erases the
+/// person again from whatever it fetches. It runs under the dataset's run lock and writes an
+/// audit record to _runs/ that names the pseudonym, never the address.
+///
+/// Examples:
+///   ticketsync forget --data ./data --email jane.doe@example.com --dry-run
+///   ticketsync forget --job jobs/nightly.toml --email jane.doe@example.com
+///   ticketsync forget --data s3://bucket/fs --email j.doe@example.com --name "Jane Doe"
+///
+/// Exit codes: 0 done; 2 failed (rerun it; an interrupted erasure is also finished by the
+/// next sync); 3 bad arguments, credentials or erasure key.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// The person's email address (matched without regard to case).
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: String,
+
+    /// The person's full name, when no ticket they requested tells it (a name found in their
+    /// tickets is used otherwise).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Count what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub async fn forget(args: ForgetArgs) -> anyhow::Result<Completion> {
+    let (storage, file) = args.dataset.open()?;
+    let lock_ttl = file
+        .lock_ttl_secs
+        .filter(|s| s.is_finite() && (0.1..=86_400.0).contains(s))
+        .map_or(DEFAULT_TTL, std::time::Duration::from_secs_f64);
+    let report = forget::forget(
+        &storage,
+        &forget::Request {
+            email: args.email,
+            name: args.name,
+            dry_run: args.dry_run,
+            lock_ttl,
+        },
+    )
+    .await
+    .context("forget")?;
+    println!("{}", report.summary());
+    if !report.dry_run {
+        println!(
+            "audit record: {}/_runs/{}.json",
+            storage.display().trim_end_matches('/'),
+            report.run_id
+        );
+    }
+    Ok(Completion::Ok)
+}
+
+/// Print everything the dataset holds about a person, as one JSON document (GDPR art. 15).
+///
+/// Every ticket the person requested (the Codex ticket shape, as `query` serves it, plus the
+/// raw rows of every table and its time entries), and of other tickets the conversations they
+/// wrote or received and the notes that mention them. Read-only. After `forget` it finds
+/// nothing.
+///
+/// Examples:
+///   ticketsync export-person --data ./data --email jane.doe@example.com
+///   ticketsync export-person --job jobs/nightly.toml --email jane.doe@example.com --out jane.json
+///
+/// Exit codes: 0 done (also when nothing was found); 2 failed; 3 bad arguments or credentials.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ExportPersonArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// The person's email address (matched without regard to case).
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: String,
+
+    /// Write the document to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub async fn export_person(args: ExportPersonArgs) -> anyhow::Result<Completion> {
+    let (storage, _) = args.dataset.open()?;
+    let export = export::export_person(&storage, &args.email)
+        .await
+        .context("export-person")?;
+    let mut json = serde_json::to_vec_pretty(&export).expect("export serializes");
+    json.push(b'\n');
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&json).context("writing to stdout")?;
+            out.flush().context("writing to stdout")?;
+        }
+    }
+    eprintln!(
+        "ticketsync: {} tickets requested, {} other tickets, {} conversations, {} notes, {} time entries",
+        export.counts.tickets_requested,
+        export.counts.tickets_other,
+        export.counts.conversations,
+        export.counts.notes,
+        export.counts.time_entries
+    );
+    Ok(Completion::Ok)
+}
+
+/// Remove what is older than the retention period (GDPR storage limitation).
+///
+/// Tickets whose closed_at is more than N days ago leave every table, their markdown and the
+/// index; rejects seen more than N days ago go too. A sync with retention_days (or
+/// --retention-days) does the same at its end and never writes such tickets again; prune does
+/// it without a sync. Under the run lock, through the same commit as a sync; an audit record
+/// goes to _runs/.
+///
+/// Examples:
+///   ticketsync prune --data ./data --retention-days 2555 --dry-run
+///   ticketsync prune --job jobs/nightly.toml
+///
+/// Exit codes: 0 done; 2 failed (rerun it); 3 bad arguments or credentials.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// Keep tickets closed in the past N days [default: the job file's retention_days].
+    #[arg(long, value_name = "N")]
+    pub retention_days: Option<u32>,
+
+    /// Count what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub async fn prune(args: PruneArgs) -> anyhow::Result<Completion> {
+    let (storage, file) = args.dataset.open()?;
+    let days = args.retention_days.or(file.retention_days).ok_or_else(|| {
+        job::Error::Invalid(
+            "no retention period: give --retention-days N or a --job file with retention_days"
+                .into(),
+        )
+    })?;
+    if !(1..=36_500).contains(&days) {
+        return Err(job::Error::Invalid(format!(
+            "retention_days = {days} is out of range: allowed 1 to 36500 days"
+        ))
+        .into());
+    }
+    let report = retention::prune(&storage, days, args.dry_run, DEFAULT_TTL)
+        .await
+        .context("prune")?;
+    println!("{}", report.summary());
+    Ok(Completion::Ok)
+}

@@ -1,0 +1,275 @@
+//! `ticketsync forget`: erase a person from the dataset, for good.
+//!
+//! 1. Under the run lock (one writer at a time), after finishing an interrupted commit.
+//! 2. Learn who the address is in the data: the requester name (unless `--name` gives it) and
+//!    the requester ids of the tickets they requested.
+//! 3. Add them to `_state/erasures.json` (keyed hashes, marked pending) — from here on every
+//!    sync erases them from whatever it fetches.
+//! 4. Rewrite every ticket that mentions them, one partition per commit.
+//! 5. Clear the pending mark and write an audit record under `_runs/` (without the address).
+//!
+//! A kill after step 3 leaves the erasure pending: the next sync (or `forget` again) finishes
+//! the rewrite before it writes anything else, so a killed erasure never stays half done.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{check_format, partitions, read_partition, rewrite, Error, Result, Rewritten};
+use crate::normalize::privacy::Erasures;
+use crate::state::erasures::{self, Loaded};
+use crate::state::lock::Lock;
+use crate::state::{self, Index};
+use crate::storage::{layout, Storage};
+
+/// What `forget` is asked to do.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub email: String,
+    /// The person's name when the data does not tell it (no ticket requested by them).
+    pub name: Option<String>,
+    pub dry_run: bool,
+    pub lock_ttl: Duration,
+}
+
+/// The audit record of one erasure (`_runs/<run_id>.json`): what changed, never who.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    pub run_id: String,
+    pub command: &'static str,
+    /// What the person is called in the data from now on.
+    pub pseudonym: String,
+    pub dry_run: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// Tickets the person requested (found by address).
+    pub tickets_requested: u64,
+    /// Whether a name was known (from `--name` or their tickets) and erased from texts too.
+    pub name_erased: bool,
+    /// Whether the address was erased before (then only what a sync wrote since changes).
+    pub already_erased: bool,
+    pub changed: Rewritten,
+    /// Erasures of earlier runs whose rewrite was interrupted and is finished now.
+    pub pending_finished: u64,
+}
+
+impl ForgetReport {
+    /// The lines `forget` prints.
+    pub fn summary(&self) -> String {
+        let rows = self
+            .changed
+            .rows
+            .iter()
+            .map(|(table, n)| format!("{table} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{verb} {pseudonym}: {tickets} tickets changed ({requested} requested by them), rows changed: {rows}; {docs} markdown documents {docs_verb}{name}",
+            verb = if self.dry_run { "would erase" } else { "erased" },
+            pseudonym = self.pseudonym,
+            tickets = self.changed.tickets,
+            requested = self.tickets_requested,
+            docs = self.changed.documents,
+            docs_verb = if self.dry_run { "to rewrite" } else { "rewritten" },
+            name = if self.name_erased {
+                ""
+            } else {
+                "; no name known (pass --name to erase it from texts too)"
+            },
+        )
+    }
+}
+
+fn valid_email(email: &str) -> Result<String> {
+    let e = email.trim();
+    let ok = e.len() <= 320
+        && e.split('@').count() == 2
+        && !e.starts_with('@')
+        && !e.ends_with('@')
+        && !e.chars().any(char::is_whitespace);
+    if ok {
+        Ok(e.to_string())
+    } else {
+        Err(Error::Invalid(
+            "--email is not an email address (one @, no spaces)".into(),
+        ))
+    }
+}
+
+/// Erases `request.email` from the dataset (see the module docs).
+pub async fn forget(storage: &Storage, request: &Request) -> Result<ForgetReport> {
+    let email = valid_email(&request.email)?;
+    if request.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(Error::Invalid("--name must not be empty".into()));
+    }
+    let started_at = now();
+    let run_id = format!(
+        "{}-forget-{:04x}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    );
+    let lock = Lock::acquire(storage, &run_id, request.lock_ttl).await?;
+    let result = forget_locked(storage, request, &email, &lock, &run_id, started_at).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "cannot release the run lock; it expires on its own");
+    }
+    result
+}
+
+async fn forget_locked(
+    storage: &Storage,
+    request: &Request,
+    email: &str,
+    lock: &Lock,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+) -> Result<ForgetReport> {
+    state::recover(storage).await?;
+    check_format(storage).await?;
+    let mut index = state::load_index(storage).await?;
+    let mut loaded = if request.dry_run {
+        erasures::load(storage).await?
+    } else {
+        erasures::load_for_update(storage).await?
+    };
+    let pending_before = loaded
+        .erasures
+        .people()
+        .iter()
+        .filter(|p| p.pending)
+        .count() as u64;
+    let already_erased = loaded.erasures.by_email(email).is_some();
+
+    let found = requested_by(storage, &index, email).await?;
+    let name = request.name.clone().or_else(|| found.name());
+    let ids: Vec<i64> = found.requester_ids.iter().copied().collect();
+    let person = loaded
+        .erasures
+        .person(email, name.as_deref(), &ids, started_at);
+    let pseudonym = person.pseudonym.clone();
+    loaded.erasures.add(person);
+    if !request.dry_run {
+        // From here on every sync erases them, even if this run is killed.
+        erasures::store(storage, &loaded, started_at).await?;
+    }
+    let changed = rewrite_all(storage, &mut index, lock, run_id, request.dry_run, &loaded).await?;
+    let report = ForgetReport {
+        run_id: run_id.to_string(),
+        command: "forget",
+        pseudonym,
+        dry_run: request.dry_run,
+        started_at,
+        finished_at: now(),
+        tickets_requested: found.tickets,
+        name_erased: name.is_some(),
+        already_erased,
+        changed,
+        pending_finished: pending_before,
+    };
+    if !request.dry_run {
+        finish(storage, &mut loaded, started_at).await?;
+        let body = serde_json::to_vec_pretty(&report).expect("report serializes");
+        storage
+            .put(&layout::run_report(run_id), body.into())
+            .await?;
+    }
+    Ok(report)
+}
+
+async fn rewrite_all(
+    storage: &Storage,
+    index: &mut Index,
+    lock: &Lock,
+    tag: &str,
+    dry_run: bool,
+    loaded: &Loaded,
+) -> Result<Rewritten> {
+    let erasures: &Erasures = &loaded.erasures;
+    rewrite(storage, index, lock, tag, dry_run, |p| {
+        erasures.apply(
+            &mut p.ticket,
+            &mut p.conversations,
+            &mut p.notes,
+            &mut p.time_entries,
+        )
+    })
+    .await
+}
+
+/// Clears every pending mark: the dataset holds none of the erased people any more.
+async fn finish(storage: &Storage, loaded: &mut Loaded, at: DateTime<Utc>) -> Result<()> {
+    for p in loaded.erasures.people_mut() {
+        p.pending = false;
+    }
+    erasures::store(storage, loaded, at).await?;
+    Ok(())
+}
+
+/// Loads the dataset's erasures for a sync, first finishing the rewrite of any erasure a killed
+/// `forget` left pending. Returns them and what the rewrite changed.
+pub async fn prepare_for_sync(
+    storage: &Storage,
+    index: &mut Index,
+    lock: &Lock,
+    run_id: &str,
+) -> Result<(Erasures, Option<Rewritten>)> {
+    let mut loaded = erasures::load(storage).await?;
+    if !loaded.erasures.people().iter().any(|p| p.pending) {
+        return Ok((loaded.erasures, None));
+    }
+    tracing::warn!(
+        "an interrupted erasure is pending: rewriting the dataset without the erased people first"
+    );
+    let tag = format!("{run_id}-erasure");
+    let changed = rewrite_all(storage, index, lock, &tag, false, &loaded).await?;
+    finish(storage, &mut loaded, now()).await?;
+    Ok((loaded.erasures, Some(changed)))
+}
+
+/// Who an address is in the data.
+#[derive(Debug, Default)]
+struct Found {
+    tickets: u64,
+    names: BTreeMap<String, u64>,
+    requester_ids: BTreeSet<i64>,
+}
+
+impl Found {
+    /// The name the person's tickets give most often.
+    fn name(&self) -> Option<String> {
+        self.names
+            .iter()
+            .max_by_key(|(name, n)| (**n, std::cmp::Reverse((*name).clone())))
+            .map(|(name, _)| name.clone())
+    }
+}
+
+async fn requested_by(storage: &Storage, index: &Index, email: &str) -> Result<Found> {
+    let target = email.to_lowercase();
+    let mut found = Found::default();
+    for (account, year) in partitions(index) {
+        for p in read_partition(storage, index, &account, year).await? {
+            let t = &p.ticket;
+            if t.requester_email
+                .as_deref()
+                .map(|e| e.trim().to_lowercase())
+                != Some(target.clone())
+            {
+                continue;
+            }
+            found.tickets += 1;
+            if let Some(name) = t.requester_name.as_deref().filter(|n| !n.trim().is_empty()) {
+                *found.names.entry(name.trim().to_string()).or_default() += 1;
+            }
+            found.requester_ids.extend(t.requester_id);
+        }
+    }
+    Ok(found)
+}
+
+fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}

@@ -1,0 +1,232 @@
+//! Operations on a written dataset that need no API: erasure ([`forget`]), subject-access export
+//! ([`export`]) and retention ([`retention`]).
+//!
+//! They read the partition files back into rows ([`crate::tables::read`]), change them with the
+//! same pure functions a sync uses (`normalize::privacy`), render the markdown with the same
+//! renderer, and write through the same commit ([`crate::sink::commit`]): the journal, the index
+//! and the run lock work for them exactly as for a sync.
+
+pub mod export;
+pub mod forget;
+pub mod retention;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::normalize::{markdown, Placed};
+use crate::sink::{self, parquet, Changeset, CommitStats};
+use crate::state::{self, lock, Index, Location};
+use crate::storage::{self, layout, Storage};
+use crate::tables::{self, Table};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Sink(#[from] sink::Error),
+    #[error(transparent)]
+    Parquet(#[from] parquet::Error),
+    /// Another run holds the dataset (or its lock is unreadable): nothing was changed.
+    #[error(transparent)]
+    Locked(lock::Error),
+    #[error("{path}: {detail}")]
+    Rows { path: String, detail: String },
+    /// The dataset needs a sync first (an older format) or is newer than this release.
+    #[error("{0}")]
+    Format(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<lock::Error> for Error {
+    fn from(e: lock::Error) -> Self {
+        match e {
+            lock::Error::Storage(e) => Error::Storage(e),
+            e => Error::Locked(e),
+        }
+    }
+}
+
+impl Error {
+    /// Configuration or credential problems: exit 3.
+    pub fn is_config(&self) -> bool {
+        match self {
+            Error::Invalid(_) | Error::Format(_) => true,
+            Error::State(state::Error::ErasureKey(_)) => true,
+            Error::Storage(e)
+            | Error::State(state::Error::Storage(e))
+            | Error::Sink(sink::Error::Storage(e)) => e.is_config(),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The partitions the index places tickets in, sorted.
+pub fn partitions(index: &Index) -> BTreeSet<(String, i32)> {
+    index
+        .iter()
+        .filter_map(|(_, e)| match &e.location {
+            Location::Placed { account, year } => Some((account.clone(), *year)),
+            Location::Rejected => None,
+        })
+        .collect()
+}
+
+/// Refuses a dataset this release cannot rewrite: an older format needs a sync first (which
+/// upgrades it), a newer one a newer release.
+pub async fn check_format(storage: &Storage) -> Result<()> {
+    use sink::upgrade::{format, Format, FORMAT};
+    match format(storage).await? {
+        Format::Current | Format::New => Ok(()),
+        Format::Older(found) => Err(Error::Format(format!(
+            "the dataset at {} has format {found}; run `ticketsync sync` once (it upgrades the dataset to format {FORMAT}), then retry",
+            storage.display()
+        ))),
+        Format::Newer(found) => Err(Error::Format(format!(
+            "the dataset at {} has format {found}, written by a newer ticketsync; use that release",
+            storage.display()
+        ))),
+    }
+}
+
+/// Every ticket of one partition with its rows (markdown not rendered: empty).
+pub async fn read_partition(
+    storage: &Storage,
+    index: &Index,
+    account: &str,
+    year: i32,
+) -> Result<Vec<Placed>> {
+    let mut batches = BTreeMap::new();
+    for table in Table::PARTITIONED {
+        let path = layout::partition_file(table.name(), account, year);
+        let rows = match storage.get(&path).await? {
+            None => Vec::new(),
+            Some(bytes) => parquet::decode(bytes, &table.schema(), path.as_ref())?,
+        };
+        batches.insert(table, (path.to_string(), rows));
+    }
+    let rows_err = |path: &str| {
+        let path = path.to_string();
+        move |detail: String| Error::Rows { path, detail }
+    };
+    let mut placed: BTreeMap<i64, Placed> = BTreeMap::new();
+    let (path, tickets) = &batches[&Table::Tickets];
+    for batch in tickets {
+        for ticket in tables::read::tickets(batch).map_err(rows_err(path))? {
+            let fingerprint = index
+                .get(ticket.ticket_id)
+                .and_then(|e| e.time_entries)
+                .unwrap_or(0);
+            placed.insert(
+                ticket.ticket_id,
+                Placed {
+                    account: account.to_string(),
+                    year,
+                    ticket,
+                    conversations: Vec::new(),
+                    notes: Vec::new(),
+                    time_entries: Vec::new(),
+                    markdown: String::new(),
+                    time_entries_fingerprint: fingerprint,
+                    privacy: Default::default(),
+                },
+            );
+        }
+    }
+    let (path, conversations) = &batches[&Table::Conversations];
+    for batch in conversations {
+        for row in tables::read::conversations(batch).map_err(rows_err(path))? {
+            if let Some(p) = placed.get_mut(&row.ticket_id) {
+                p.conversations.push(row);
+            }
+        }
+    }
+    let (path, notes) = &batches[&Table::Notes];
+    for batch in notes {
+        for row in tables::read::notes(batch).map_err(rows_err(path))? {
+            if let Some(p) = placed.get_mut(&row.ticket_id) {
+                p.notes.push(row);
+            }
+        }
+    }
+    let (path, entries) = &batches[&Table::TimeEntries];
+    for batch in entries {
+        for row in tables::read::time_entries(batch).map_err(rows_err(path))? {
+            if let Some(p) = placed.get_mut(&row.ticket_id) {
+                p.time_entries.push(row);
+            }
+        }
+    }
+    Ok(placed.into_values().collect())
+}
+
+/// What a rewrite changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rewritten {
+    /// Tickets with at least one changed row.
+    pub tickets: u64,
+    /// Changed rows per table.
+    pub rows: BTreeMap<String, u64>,
+    /// Markdown documents rendered again.
+    pub documents: u64,
+    /// What the commits wrote (all zero on a dry run).
+    pub output: CommitStats,
+}
+
+/// Rewrites every placed ticket that `change` changes (it returns true then), one partition at
+/// a time, each through one commit; with `dry_run`, only counts.
+pub async fn rewrite(
+    storage: &Storage,
+    index: &mut Index,
+    lock: &lock::Lock,
+    tag: &str,
+    dry_run: bool,
+    mut change: impl FnMut(&mut Placed) -> bool,
+) -> Result<Rewritten> {
+    let mut done = Rewritten::default();
+    for (n, (account, year)) in partitions(index).into_iter().enumerate() {
+        let mut changed = Vec::new();
+        for mut p in read_partition(storage, index, &account, year).await? {
+            let before = p.clone();
+            if !change(&mut p) {
+                continue;
+            }
+            for (table, rows) in [
+                (Table::Tickets, u64::from(before.ticket != p.ticket)),
+                (
+                    Table::Conversations,
+                    diff_rows(&before.conversations, &p.conversations),
+                ),
+                (Table::Notes, diff_rows(&before.notes, &p.notes)),
+                (
+                    Table::TimeEntries,
+                    diff_rows(&before.time_entries, &p.time_entries),
+                ),
+            ] {
+                *done.rows.entry(table.name().to_string()).or_default() += rows;
+            }
+            p.markdown = markdown::render(&p.ticket, &p.conversations, &p.notes);
+            done.tickets += 1;
+            done.documents += 1;
+            changed.push(p);
+        }
+        if dry_run || changed.is_empty() {
+            continue;
+        }
+        lock.check()?;
+        let changeset = Changeset {
+            placed: changed,
+            ..Changeset::default()
+        };
+        done.output += sink::commit(storage, index, changeset, &format!("{tag}-{n}")).await?;
+    }
+    Ok(done)
+}
+
+fn diff_rows<T: PartialEq>(before: &[T], after: &[T]) -> u64 {
+    before.iter().zip(after).filter(|(a, b)| a != b).count() as u64
+}

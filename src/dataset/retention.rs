@@ -1,0 +1,188 @@
+//! Retention: tickets whose `closed_at` is older than `retention_days` leave every table, their
+//! markdown and the index; `rejects` rows seen before the cutoff go too. A sync applies it at
+//! its end (and never writes such a ticket again); `ticketsync prune` applies it alone.
+//!
+//! The decision comes from the index (`closed_at` of every placed ticket) and the `rejects`
+//! table's `seen_at`; the removal is one commit, like a sync's.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{check_format, Error, Result};
+use crate::sink::{self, parquet, Changeset, CommitStats, Removal};
+use crate::state::lock::Lock;
+use crate::state::{self, Index, Location};
+use crate::storage::{layout, Storage};
+use crate::tables::{self, Table};
+
+/// The oldest `closed_at` kept: `now` minus `days`.
+pub fn cutoff(now: DateTime<Utc>, days: u32) -> DateTime<Utc> {
+    now - chrono::Duration::days(i64::from(days))
+}
+
+/// What retention removed (or, on a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub retention_days: u32,
+    /// Tickets closed before this instant were removed.
+    pub cutoff: DateTime<Utc>,
+    /// Placed tickets removed (their rows in every table and their markdown).
+    pub tickets: u64,
+    /// `rejects` rows removed.
+    pub rejects: u64,
+    /// Placed tickets the index knows no `closed_at` of (written by a release before 0.1):
+    /// kept; a `--full-sync` records it.
+    pub undated: u64,
+    pub output: CommitStats,
+}
+
+/// Removes what is older than `days` (see the module docs), under a lock the caller holds.
+pub async fn apply(
+    storage: &Storage,
+    index: &mut Index,
+    lock: &Lock,
+    tag: &str,
+    days: u32,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Pruned> {
+    let cutoff = cutoff(now, days);
+    let cutoff_ms = cutoff.timestamp_millis();
+    let mut pruned = Pruned {
+        retention_days: days,
+        cutoff,
+        ..Pruned::default()
+    };
+    let mut removed = Vec::new();
+    for (id, entry) in index.iter() {
+        if let Location::Placed { .. } = entry.location {
+            match entry.closed_at {
+                Some(closed) if closed < cutoff_ms => {
+                    removed.push((*id, Removal::Expired));
+                    pruned.tickets += 1;
+                }
+                Some(_) => {}
+                None => pruned.undated += 1,
+            }
+        }
+    }
+    let rejects_file = layout::table_file(Table::Rejects.name());
+    if let Some(bytes) = storage.get(&rejects_file).await? {
+        for batch in parquet::decode(bytes, &Table::Rejects.schema(), rejects_file.as_ref())? {
+            let rows = tables::read::rejects_seen(&batch).map_err(|detail| Error::Rows {
+                path: rejects_file.to_string(),
+                detail,
+            })?;
+            for (id, seen_at) in rows {
+                let rejected_here = index
+                    .get(id)
+                    .is_some_and(|e| e.location == Location::Rejected);
+                if seen_at < cutoff && rejected_here {
+                    removed.push((id, Removal::Expired));
+                    pruned.rejects += 1;
+                }
+            }
+        }
+    }
+    if dry_run || removed.is_empty() {
+        return Ok(pruned);
+    }
+    lock.check()?;
+    tracing::info!(
+        tickets = pruned.tickets,
+        rejects = pruned.rejects,
+        cutoff = %cutoff,
+        "retention: removing what closed before the cutoff"
+    );
+    let changeset = Changeset {
+        removed,
+        ..Changeset::default()
+    };
+    pruned.output = sink::commit(storage, index, changeset, tag).await?;
+    Ok(pruned)
+}
+
+/// The audit record of a `prune` (`_runs/<run_id>.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub run_id: String,
+    pub command: &'static str,
+    pub dry_run: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub pruned: Pruned,
+}
+
+impl PruneReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} tickets and {} rejects closed or seen before {} (retention {} days){}",
+            if self.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            },
+            self.pruned.tickets,
+            self.pruned.rejects,
+            self.pruned.cutoff.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.pruned.retention_days,
+            if self.pruned.undated > 0 {
+                format!(
+                    "; {} tickets have no recorded closed_at and were kept",
+                    self.pruned.undated
+                )
+            } else {
+                String::new()
+            },
+        )
+    }
+}
+
+/// `ticketsync prune`: retention without a sync, under the run lock.
+pub async fn prune(
+    storage: &Storage,
+    days: u32,
+    dry_run: bool,
+    lock_ttl: Duration,
+) -> Result<PruneReport> {
+    let started_at = Utc::now();
+    let started_at = DateTime::from_timestamp(started_at.timestamp(), 0).unwrap_or(started_at);
+    let run_id = format!(
+        "{}-prune-{:04x}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    );
+    let lock = Lock::acquire(storage, &run_id, lock_ttl).await?;
+    let result = async {
+        state::recover(storage).await?;
+        check_format(storage).await?;
+        let mut index = state::load_index(storage).await?;
+        let pruned = apply(
+            storage, &mut index, &lock, &run_id, days, started_at, dry_run,
+        )
+        .await?;
+        let report = PruneReport {
+            run_id: run_id.clone(),
+            command: "prune",
+            dry_run,
+            started_at,
+            finished_at: Utc::now(),
+            pruned,
+        };
+        if !dry_run {
+            let body = serde_json::to_vec_pretty(&report).expect("report serializes");
+            storage
+                .put(&layout::run_report(&run_id), body.into())
+                .await?;
+        }
+        Ok::<_, Error>(report)
+    }
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "cannot release the run lock; it expires on its own");
+    }
+    result
+}

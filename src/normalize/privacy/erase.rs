@@ -1,0 +1,549 @@
+//! Erasure of a person (`ticketsync forget`): their tickets keep ids, timestamps and hours, but
+//! the requester becomes a stable pseudonym (`erased-<8 hex>`), every message they wrote becomes
+//! `[erased]`, and their address and name leave every other text.
+//!
+//! The record of who was erased holds no clear text: an address, a name or a requester id is
+//! kept as HMAC-SHA256 under a key of the dataset (see `state::erasures`). A text is checked by
+//! hashing what could be one of them (each email address in it, each run of as many words as an
+//! erased name has) and looking the hash up, so the erased values never have to be known again.
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::super::{ConversationRow, NoteRow, TicketRow, TimeEntryRow};
+
+/// What a message an erased person wrote becomes.
+pub const ERASED: &str = "[erased]";
+
+/// One erased person, as `_state/erasures.json` keeps them: keyed hashes only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedPerson {
+    /// `erased-<8 hex>`: what the person's name and address become everywhere.
+    pub pseudonym: String,
+    /// HMAC of the address (trimmed, lowercase), hex.
+    pub email: String,
+    /// HMAC of the name (its words, lowercase, one space apart), hex; `None` when no name was
+    /// known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How many words the name has (0 without a name).
+    #[serde(default)]
+    pub name_words: usize,
+    /// HMACs of the Freshservice user ids the person requested tickets as.
+    #[serde(default)]
+    pub requester_ids: Vec<String>,
+    pub erased_at: DateTime<Utc>,
+    /// True until the dataset has been rewritten without the person (a `forget` that was
+    /// interrupted is finished by the next run).
+    #[serde(default)]
+    pub pending: bool,
+}
+
+type Digest = [u8; 32];
+
+/// The erased people of a dataset, ready to check texts against.
+#[derive(Clone)]
+pub struct Erasures {
+    mac: Hmac<Sha256>,
+    people: Vec<ErasedPerson>,
+    emails: HashMap<Digest, usize>,
+    names: HashMap<Digest, usize>,
+    ids: HashMap<Digest, usize>,
+    /// The word counts of the names, each once.
+    name_lengths: BTreeSet<usize>,
+}
+
+impl std::fmt::Debug for Erasures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Erasures")
+            .field("people", &self.people.len())
+            .finish()
+    }
+}
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+").expect("email regex")
+});
+
+impl Erasures {
+    /// No one erased (and no key needed).
+    pub fn none() -> Erasures {
+        Erasures::new(&[0; 32], Vec::new())
+    }
+
+    /// The erased `people`, hashed under `key`.
+    pub fn new(key: &[u8], people: Vec<ErasedPerson>) -> Erasures {
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
+        let mut e = Erasures {
+            mac,
+            people: Vec::new(),
+            emails: HashMap::new(),
+            names: HashMap::new(),
+            ids: HashMap::new(),
+            name_lengths: BTreeSet::new(),
+        };
+        for p in people {
+            e.add(p);
+        }
+        e
+    }
+
+    /// Adds a person (a second record of the same address merges into the first).
+    pub fn add(&mut self, person: ErasedPerson) -> usize {
+        let Some(email) = unhex(&person.email) else {
+            return usize::MAX;
+        };
+        let i = match self.emails.get(&email) {
+            Some(&i) => {
+                let known = &mut self.people[i];
+                if known.name.is_none() && person.name.is_some() {
+                    known.name = person.name.clone();
+                    known.name_words = person.name_words;
+                }
+                for id in &person.requester_ids {
+                    if !known.requester_ids.contains(id) {
+                        known.requester_ids.push(id.clone());
+                    }
+                }
+                known.pending |= person.pending;
+                i
+            }
+            None => {
+                self.people.push(person);
+                self.people.len() - 1
+            }
+        };
+        self.emails.insert(email, i);
+        let p = self.people[i].clone();
+        if let Some(name) = p.name.as_deref().and_then(unhex) {
+            self.names.insert(name, i);
+            self.name_lengths.insert(p.name_words);
+        }
+        for id in p.requester_ids.iter().filter_map(|h| unhex(h)) {
+            self.ids.insert(id, i);
+        }
+        i
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
+
+    pub fn people(&self) -> &[ErasedPerson] {
+        &self.people
+    }
+
+    pub fn people_mut(&mut self) -> &mut [ErasedPerson] {
+        &mut self.people
+    }
+
+    fn hash(&self, kind: &str, value: &str) -> Digest {
+        let mut mac = self.mac.clone();
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A hex hash of `value` of `kind` ("email", "name", "requester", "key-check").
+    pub fn hash_hex(&self, kind: &str, value: &str) -> String {
+        hex::encode(self.hash(kind, value))
+    }
+
+    /// The record of a person erased now: address, name (when known) and requester ids, hashed.
+    pub fn person(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        requester_ids: &[i64],
+        at: DateTime<Utc>,
+    ) -> ErasedPerson {
+        let email_hash = self.hash("email", &normal_email(email));
+        let name = name.map(normal_name).filter(|(n, _)| !n.is_empty());
+        ErasedPerson {
+            pseudonym: format!("erased-{}", &hex::encode(email_hash)[..8]),
+            email: hex::encode(email_hash),
+            name_words: name.as_ref().map_or(0, |(_, words)| *words),
+            name: name.map(|(n, _)| self.hash_hex("name", &n)),
+            requester_ids: requester_ids
+                .iter()
+                .map(|id| self.hash_hex("requester", &id.to_string()))
+                .collect(),
+            erased_at: at,
+            pending: true,
+        }
+    }
+
+    /// The erased person with this address.
+    pub fn by_email(&self, email: &str) -> Option<&ErasedPerson> {
+        self.emails
+            .get(&self.hash("email", &normal_email(email)))
+            .map(|&i| &self.people[i])
+    }
+
+    fn email_index(&self, email: &str) -> Option<usize> {
+        if self.is_empty() || !email.contains('@') {
+            return None;
+        }
+        self.emails
+            .get(&self.hash("email", &normal_email(email)))
+            .copied()
+    }
+
+    fn id_index(&self, id: i64) -> Option<usize> {
+        if self.ids.is_empty() {
+            return None;
+        }
+        self.ids
+            .get(&self.hash("requester", &id.to_string()))
+            .copied()
+    }
+
+    /// `text` with every erased address and name replaced by the person's pseudonym; with
+    /// `own`, also the single words of that person's name (on their own tickets, "Hi Jane").
+    pub fn scrub<'a>(&self, text: &'a str, own: Option<&Own>) -> Cow<'a, str> {
+        if self.is_empty() || text.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for m in EMAIL.find_iter(text) {
+            if let Some(i) = self.email_index(m.as_str()) {
+                spans.push((m.start(), m.end(), i));
+            }
+        }
+        let words = words(text);
+        for &k in &self.name_lengths {
+            if k == 0 || k > words.len() {
+                continue;
+            }
+            for w in words.windows(k) {
+                // Words of one name are apart by whitespace only.
+                if !w[1..].iter().all(|word| word.2) {
+                    continue;
+                }
+                let name = w
+                    .iter()
+                    .map(|(s, e, _)| text[*s..*e].to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if let Some(&i) = self.names.get(&self.hash("name", &name)) {
+                    spans.push((w[0].0, w[k - 1].1, i));
+                }
+            }
+        }
+        if let Some(own) = own {
+            for (s, e, _) in &words {
+                if own.parts.contains(&text[*s..*e].to_lowercase()) {
+                    spans.push((*s, *e, own.person));
+                }
+            }
+        }
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        // Longest first at each start, then drop what overlaps an earlier span.
+        spans.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for (s, e, i) in spans {
+            if s < last {
+                continue;
+            }
+            out.push_str(&text[last..s]);
+            out.push_str(&self.people[i].pseudonym);
+            last = e;
+        }
+        out.push_str(&text[last..]);
+        Cow::Owned(out)
+    }
+
+    fn scrub_in_place(&self, text: &mut String, own: Option<&Own>) -> bool {
+        match self.scrub(text, own) {
+            Cow::Owned(new) => {
+                *text = new;
+                true
+            }
+            Cow::Borrowed(_) => false,
+        }
+    }
+
+    fn scrub_opt(&self, text: &mut Option<String>, own: Option<&Own>) -> bool {
+        text.as_mut().is_some_and(|t| self.scrub_in_place(t, own))
+    }
+
+    /// Applies the erasures to one ticket's rows; true when anything changed.
+    pub fn apply(
+        &self,
+        ticket: &mut TicketRow,
+        conversations: &mut [ConversationRow],
+        notes: &mut [NoteRow],
+        entries: &mut [TimeEntryRow],
+    ) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let owner = ticket
+            .requester_email
+            .as_deref()
+            .and_then(|e| self.email_index(e))
+            .or_else(|| ticket.requester_id.and_then(|id| self.id_index(id)));
+        let own = owner.map(|person| Own {
+            person,
+            parts: ticket
+                .requester_name
+                .as_deref()
+                .map(|n| {
+                    words(n)
+                        .iter()
+                        .map(|(s, e, _)| n[*s..*e].to_lowercase())
+                        .filter(|w| w.chars().count() >= 2)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+        let own = own.as_ref();
+        let mut changed = false;
+        if let Some(own) = own {
+            let pseudonym = Some(self.people[own.person].pseudonym.clone());
+            for field in [&mut ticket.requester_name, &mut ticket.requester_email] {
+                if field.is_some() && *field != pseudonym {
+                    *field = pseudonym.clone();
+                    changed = true;
+                }
+            }
+        }
+        // Who wrote a message: its sender address, or (on the person's own tickets) the
+        // requester's user id.
+        let author = |from: Option<&str>, user: Option<i64>| {
+            from.and_then(|f| self.email_index(f)).or_else(|| {
+                own.filter(|_| user.is_some() && user == ticket.requester_id)
+                    .map(|o| o.person)
+            })
+        };
+        for c in conversations.iter_mut() {
+            if let Some(i) = author(c.from_email.as_deref(), c.user_id) {
+                changed |= erase_message(&mut c.body, &mut c.body_html);
+                changed |= self.set_pseudonym(&mut c.from_email, i);
+            }
+            changed |= self.scrub_in_place(&mut c.body, own);
+            changed |= self.scrub_opt(&mut c.body_html, own);
+            changed |= self.scrub_opt(&mut c.from_email, own);
+            changed |= self.scrub_opt(&mut c.support_email, own);
+            changed |= self.scrub_opt(&mut c.attachments, own);
+            for to in &mut c.to_emails {
+                changed |= self.scrub_in_place(to, own);
+            }
+        }
+        for n in notes.iter_mut() {
+            if let Some(i) = author(n.from_email.as_deref(), None) {
+                changed |= erase_message(&mut n.body, &mut n.body_html);
+                changed |= self.set_pseudonym(&mut n.from_email, i);
+            }
+            changed |= self.scrub_in_place(&mut n.body, own);
+            changed |= self.scrub_opt(&mut n.body_html, own);
+            changed |= self.scrub_opt(&mut n.from_email, own);
+        }
+        for e in entries.iter_mut() {
+            changed |= self.scrub_opt(&mut e.note, own);
+            changed |= self.scrub_opt(&mut e.agent_email, own);
+            changed |= self.scrub_opt(&mut e.agent_name, own);
+            changed |= self.scrub_opt(&mut e.custom_fields, own);
+        }
+        let d = &mut ticket.details;
+        for text in [
+            &mut ticket.subject,
+            &mut ticket.description,
+            &mut ticket.description_text,
+            &mut ticket.requester_name,
+            &mut ticket.requester_email,
+            &mut d.custom_fields,
+            &mut d.responder_email,
+            &mut d.responder_name,
+            &mut d.category,
+            &mut d.sub_category,
+            &mut d.item_category,
+        ] {
+            changed |= self.scrub_opt(text, own);
+        }
+        if let Some(tags) = &mut d.tags {
+            for tag in tags {
+                changed |= self.scrub_in_place(tag, own);
+            }
+        }
+        changed
+    }
+
+    fn set_pseudonym(&self, field: &mut Option<String>, person: usize) -> bool {
+        let pseudonym = &self.people[person].pseudonym;
+        if field.as_deref() == Some(pseudonym.as_str()) {
+            return false;
+        }
+        *field = Some(pseudonym.clone());
+        true
+    }
+}
+
+/// The ticket's requester is an erased person: their name's single words go too.
+#[derive(Debug)]
+pub struct Own {
+    person: usize,
+    /// The name's words, lowercase, two characters or more.
+    parts: BTreeSet<String>,
+}
+
+fn erase_message(body: &mut String, html: &mut Option<String>) -> bool {
+    let mut changed = false;
+    if body != ERASED {
+        *body = ERASED.to_string();
+        changed = true;
+    }
+    if html.as_deref().is_some_and(|h| h != ERASED) {
+        *html = Some(ERASED.to_string());
+        changed = true;
+    }
+    changed
+}
+
+/// An address as it is hashed: trimmed, lowercase.
+fn normal_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A name as it is hashed: its words, lowercase, one space apart; and how many words.
+fn normal_name(name: &str) -> (String, usize) {
+    let w = words(name);
+    let joined = w
+        .iter()
+        .map(|(s, e, _)| name[*s..*e].to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (joined, w.len())
+}
+
+/// The words of a text as byte spans: runs of letters and digits, with `'`, `’` and `-` inside
+/// (O'Brien, Jean-Luc). The flag tells whether only whitespace separates the word from the one
+/// before it.
+fn words(text: &str) -> Vec<(usize, usize, bool)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut gap_is_space = false;
+    let mut end = 0;
+    let inner = |c: char| c == '\'' || c == '’' || c == '-';
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next_is_word = chars.peek().is_some_and(|&(_, n)| n.is_alphanumeric());
+        if c.is_alphanumeric() || (start.is_some() && inner(c) && next_is_word) {
+            if start.is_none() {
+                start = Some(i);
+            }
+            end = i + c.len_utf8();
+        } else {
+            if let Some(s) = start.take() {
+                out.push((s, end, gap_is_space));
+                gap_is_space = true;
+            }
+            if !c.is_whitespace() {
+                gap_is_space = false;
+            }
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, end, gap_is_space));
+    }
+    // The first word has no word before it.
+    if let Some(first) = out.first_mut() {
+        first.2 = false;
+    }
+    out
+}
+
+fn unhex(text: &str) -> Option<Digest> {
+    let bytes = hex::decode(text).ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn erasures() -> Erasures {
+        let mut e = Erasures::new(b"0123456789abcdef0123456789abcdef", Vec::new());
+        let at = "2026-11-30T00:00:00Z".parse().unwrap();
+        let p = e.person("Jane.Doe@Example.com ", Some("Jane  Doe"), &[42], at);
+        e.add(p);
+        e
+    }
+
+    #[test]
+    fn addresses_and_names_become_the_pseudonym() {
+        let e = erasures();
+        let p = e.people()[0].pseudonym.clone();
+        assert!(p.starts_with("erased-") && p.len() == 15, "{p}");
+        assert_eq!(
+            e.scrub("Forwarded from jane.doe@example.com by Jane Doe.", None),
+            format!("Forwarded from {p} by {p}.")
+        );
+        assert_eq!(
+            e.scrub("-- \nJANE DOE\nAccounting", None),
+            format!("-- \n{p}\nAccounting")
+        );
+        // A name across a line break is still the name; across punctuation it is not.
+        assert_eq!(e.scrub("Jane\nDoe", None), p.to_string());
+        assert_eq!(e.scrub("Jane, Doe", None), "Jane, Doe");
+        // Other people and parts of the name stay (on tickets that are not the person's own).
+        assert_eq!(
+            e.scrub("Hi Jane, John Doe and jane.doe@example.org", None),
+            "Hi Jane, John Doe and jane.doe@example.org"
+        );
+        assert!(matches!(e.scrub("nothing here", None), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_record_holds_no_clear_text() {
+        let e = erasures();
+        let json = serde_json::to_string(&e.people()[0])
+            .unwrap()
+            .to_lowercase();
+        for clear in ["jane", "doe", "example"] {
+            assert!(!json.contains(clear), "{json}");
+        }
+        // Another key gives other hashes: the record is useless without the key.
+        let other = Erasures::new(b"another key", Vec::new());
+        let at = "2026-11-30T00:00:00Z".parse().unwrap();
+        assert_ne!(
+            other.person("jane.doe@example.com", None, &[], at).email,
+            e.people()[0].email
+        );
+    }
+
+    #[test]
+    fn words_keep_inner_apostrophes_and_dashes() {
+        let text = "Dear Seán O'Brien-Smith, re: 'quoted'";
+        let w: Vec<&str> = words(text).iter().map(|(s, e, _)| &text[*s..*e]).collect();
+        assert_eq!(w, ["Dear", "Seán", "O'Brien-Smith", "re", "quoted"]);
+    }
+
+    proptest! {
+        #[test]
+        fn scrub_never_panics_and_is_idempotent(text in "\\PC{0,120}", name_at in 0usize..120) {
+            let e = erasures();
+            let mut t = text.clone();
+            let at = name_at.min(t.len());
+            if t.is_char_boundary(at) {
+                t.insert_str(at, " Jane Doe jane.doe@example.com ");
+            }
+            let once = e.scrub(&t, None).into_owned();
+            let twice = e.scrub(&once, None).into_owned();
+            prop_assert_eq!(&twice, &once);
+            prop_assert!(!once.to_lowercase().contains("jane.doe@example.com"));
+        }
+    }
+}
