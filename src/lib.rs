@@ -13,9 +13,11 @@
 //!   HTTP calls and paging, `retry` the retry decisions and backoff, `limiter` the one credit budget
 //!   shared by every request of a run (listing pages go before per-ticket calls).
 //! - [`normalize`]: pure functions from wire types to our rows (status/priority names, HTML → text,
-//!   hours in exact minutes, account mapping) and to the KnowledgeTree markdown document.
+//!   hours in exact minutes, account mapping) and to the KnowledgeTree markdown document;
+//!   [`normalize::privacy`] redacts secrets and erases forgotten people from a ticket's rows
+//!   before its document is rendered.
 //! - [`tables`]: the Arrow schemas of the output tables (the contract in `schemas/*.json`) and the
-//!   builders that turn rows into `RecordBatch`es.
+//!   builders that turn rows into `RecordBatch`es ([`tables::read`] the way back).
 //! - [`sink`]: writes a changeset (placed tickets, rejects, removals) as Hive-partitioned Parquet
 //!   and markdown files, staged first and then committed through a journal; [`sink::upgrade`]
 //!   the dataset format version (`_state/format.json`) and the one-time upgrade of datasets
@@ -28,6 +30,8 @@
 //!   window, which workspaces are listed, how a listed ticket is classified, what counts as evidence that a ticket is gone,
 //!   the removal guard, when the cursor moves); the rest is mechanism: the listing task, the
 //!   fetch workers, the dispatcher between them, checkpoints and commits.
+//! - [`dataset`]: operations on a written dataset that need no API — `forget` (erasure),
+//!   `export` (subject access), `retention` (prune) — through the same rows, renderer and commit.
 //! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary.
 //! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
 //!   JSON shape, hour rollups per month or year — opening only the partitions a query needs.
@@ -52,6 +56,8 @@
 //!   that links on, or more than `max_pages` pages fail the run.
 //! - At most one run writes a dataset: [`pipeline::run`] takes the run lock before its first
 //!   read and releases it after the run report, and checks it before every commit.
+//! - Nothing is written before redaction and erasure; the erasure record holds keyed hashes only,
+//!   and a sync whose key does not match it refuses to run.
 //! - `sim` shares no types with `source`.
 //! - `query` gets nothing from the pipeline in memory: the Parquet files are the interface, read
 //!   with polars (an Arrow implementation separate from the writer's arrow-rs). It lists the

@@ -129,10 +129,10 @@ async fn forget_locked(
     state::recover(storage).await?;
     check_format(storage).await?;
     let mut index = state::load_index(storage).await?;
-    let mut loaded = if request.dry_run {
-        erasures::load(storage).await?
+    let (mut loaded, provisional) = if request.dry_run {
+        erasures::load_for_dry_run(storage).await?
     } else {
-        erasures::load_for_update(storage).await?
+        (erasures::load_for_update(storage).await?, false)
     };
     let pending_before = loaded
         .erasures
@@ -148,7 +148,12 @@ async fn forget_locked(
     let person = loaded
         .erasures
         .person(email, name.as_deref(), &ids, started_at);
-    let pseudonym = person.pseudonym.clone();
+    let pseudonym = if provisional {
+        // The key is made by the first real erasure: its pseudonym is not known yet.
+        "erased-????????".to_string()
+    } else {
+        person.pseudonym.clone()
+    };
     loaded.erasures.add(person);
     if !request.dry_run {
         // From here on every sync erases them, even if this run is killed.

@@ -98,7 +98,10 @@ const FOLLOWUP_LINES: &[&str] = &[
 ];
 
 const NOTE_BLOCKS: &[&[&str]] = &[
-    &["# Root cause", "Old SMTP port 25 → moved to 587 + STARTTLS"],
+    &[
+        "# Root cause",
+        "Old SMTP port 25 → moved to 587 + STARTTLS, relay Passwort: Relay!2025",
+    ],
     &[
         "--- do not share with client ---",
         "Admin password rotated; stored in the vault, not here.",
@@ -111,7 +114,7 @@ const NOTE_BLOCKS: &[&[&str]] = &[
     &["Customer was **very** upset; escalate if it recurs."],
     &[
         "Vendor case #48213 opened with HP.",
-        "Next step: replace fuser unit",
+        "Next step: replace fuser unit. Printer web admin password: Fuser#48213",
     ],
     &[
         "_Billing_: covered by contract, no charge",

@@ -167,6 +167,29 @@ pub async fn load_for_update(storage: &Storage) -> Result<Loaded> {
     })
 }
 
+/// For a dry run: the erasures and the key a real run would use, writing nothing. When a real
+/// run would make the key, a random one stands in and the second value is true (the pseudonym
+/// shown is then not the one a real run gives).
+pub async fn load_for_dry_run(storage: &Storage) -> Result<(Loaded, bool)> {
+    if storage.exists(&layout::state(ERASURES)).await? {
+        return Ok((load(storage).await?, false));
+    }
+    let (key, key_source, provisional) = match key_from_env()? {
+        Some(key) => (key, KeySource::Env, false),
+        None => match key_from_state(storage).await? {
+            Some(key) => (key, KeySource::State, false),
+            None => (rand::random::<[u8; 32]>().to_vec(), KeySource::State, true),
+        },
+    };
+    Ok((
+        Loaded {
+            erasures: Erasures::new(&key, Vec::new()),
+            key_source,
+        },
+        provisional,
+    ))
+}
+
 /// Stores the erasures (one atomic put).
 pub async fn store(storage: &Storage, loaded: &Loaded, at: DateTime<Utc>) -> Result<()> {
     let record = Record {

@@ -12,6 +12,7 @@ mod hostile;
 mod incremental;
 mod kill;
 mod paging;
+mod privacy;
 mod query;
 mod rate_limit;
 mod run_basic;

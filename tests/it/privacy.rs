@@ -1,0 +1,491 @@
+//! Customer data under control (issue 12): secrets redacted before anything is written, a
+//! person erased for good (`forget`, and every sync after it), subject-access export, retention.
+//! The real binary against the simulator; the dataset is checked by scanning every Parquet
+//! column (all of them, as text) and every markdown document.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use serde_json::Value;
+use ticketsync::job::JobSpec;
+use ticketsync::storage::{S3Options, Storage};
+
+use crate::support::{binary, output, Dump, Harness};
+
+/// Runs the binary; returns exit code, stdout, stderr.
+async fn run(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    let out = output(binary(args, env)).await;
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every place of the dataset that holds `needle` (case-insensitive): table rows and markdown.
+fn occurrences(dump: &Dump, needle: &str) -> Vec<String> {
+    let needle = needle.to_lowercase();
+    let mut hits = Vec::new();
+    for (table, rows) in &dump.rows {
+        hits.extend(
+            rows.iter()
+                .filter(|r| r.to_lowercase().contains(&needle))
+                .map(|r| format!("{table}: {}", &r[..r.len().min(120)])),
+        );
+    }
+    hits.extend(
+        dump.markdown
+            .iter()
+            .filter(|(_, md)| md.to_lowercase().contains(&needle))
+            .map(|(path, _)| path.clone()),
+    );
+    hits
+}
+
+/// `name=value` of a canonical row.
+fn field<'a>(row: &'a str, name: &str) -> Option<&'a str> {
+    let start = row.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &row[start..];
+    Some(rest.split(" ").next().unwrap_or(rest))
+}
+
+/// The requester with the most placed tickets: (email, name).
+fn busiest_requester(dump: &Dump) -> (String, String) {
+    let mut count: BTreeMap<String, u32> = BTreeMap::new();
+    for row in dump.table("tickets") {
+        if let Some(email) = field(row, "requester_email").filter(|e| e.contains('@')) {
+            *count.entry(email.to_string()).or_default() += 1;
+        }
+    }
+    let email = count
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(e, _)| e.clone())
+        .expect("tickets with requesters");
+    let row = dump
+        .table("tickets")
+        .iter()
+        .find(|r| field(r, "requester_email") == Some(email.as_str()))
+        .unwrap();
+    // The name is two words: read them from the row's text.
+    let start = row.find(" requester_name=").unwrap() + " requester_name=".len();
+    let name = row[start..]
+        .split(" created_at=")
+        .next()
+        .unwrap()
+        .to_string();
+    (email, name)
+}
+
+/// Billing per account partition: (tickets, total minutes, billable minutes).
+fn billing(dump: &Dump) -> BTreeMap<String, (u64, i64, i64)> {
+    let mut out: BTreeMap<String, (u64, i64, i64)> = BTreeMap::new();
+    for row in dump.table("tickets") {
+        let partition = row.split(" | ").next().unwrap().to_string();
+        let total: i64 = field(row, "total_minutes").unwrap().parse().unwrap();
+        let billable: i64 = field(row, "billable_minutes").unwrap().parse().unwrap();
+        let e = out.entry(partition).or_default();
+        e.0 += 1;
+        e.1 += total;
+        e.2 += billable;
+    }
+    out
+}
+
+fn ids(dump: &Dump, table: &str, column: &str) -> Vec<String> {
+    dump.table(table)
+        .iter()
+        .map(|r| field(r, column).unwrap().to_string())
+        .collect()
+}
+
+async fn json_objects(storage: &Storage, prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for path in storage.list(&Path::from(prefix)).await.unwrap() {
+        let bytes = storage.get(&path).await.unwrap().unwrap();
+        out.push((
+            path.to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn forget_erases_a_person_everywhere_and_every_later_sync_keeps_it_so() {
+    let h = Harness::new(300, 12).await;
+    h.full_sync().await;
+    let before = h.dump().await;
+    let (email, name) = busiest_requester(&before);
+    assert!(!occurrences(&before, &email).is_empty());
+    assert!(!occurrences(&before, &name).is_empty(), "{name}");
+    let data = h.data();
+
+    // The export finds them first.
+    let (code, stdout, _) = run(&["export-person", "--data", &data, "--email", &email], &[]).await;
+    assert_eq!(code, 0);
+    let export: Value = serde_json::from_str(&stdout).unwrap();
+    let requested = export["counts"]["tickets_requested"].as_u64().unwrap();
+    assert!(requested >= 2, "{}", export["counts"]);
+    let first = &export["tickets"][0];
+    assert!(first["codex"]["ticket_number"].is_string(), "{first}");
+    assert!(
+        first["rows"]["ticket"]["custom_fields"].is_string(),
+        "{first}"
+    );
+
+    // A dry run changes nothing.
+    let (code, stdout, _) = run(
+        &[
+            "forget",
+            "--data",
+            &data,
+            "--email",
+            &email.to_uppercase(),
+            "--dry-run",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("({requested} requested by them)")),
+        "{stdout}"
+    );
+    assert_eq!(h.dump().await, before, "a dry run changed the dataset");
+    assert!(!h
+        .storage
+        .exists(&Path::from("_state/erasures.json"))
+        .await
+        .unwrap());
+
+    let (code, stdout, stderr) = run(&["forget", "--data", &data, "--email", &email], &[]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("erased erased-"), "{stdout}");
+    let after = h.dump().await;
+    assert_eq!(occurrences(&after, &email), Vec::<String>::new());
+    assert_eq!(occurrences(&after, &name), Vec::<String>::new());
+    // Billing records stay: the same tickets, rows and hours per account.
+    assert_eq!(billing(&after), billing(&before));
+    assert_eq!(
+        ids(&after, "tickets", "ticket_id"),
+        ids(&before, "tickets", "ticket_id")
+    );
+    assert_eq!(
+        ids(&after, "time_entries", "time_entry_id"),
+        ids(&before, "time_entries", "time_entry_id")
+    );
+    assert_eq!(
+        after.markdown.keys().collect::<Vec<_>>(),
+        before.markdown.keys().collect::<Vec<_>>()
+    );
+    // Their messages are gone, the pseudonym stands in for them.
+    let pseudonym = stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':');
+    assert!(after
+        .table("conversations")
+        .iter()
+        .any(|r| r.contains("body=[erased]")));
+    assert!(
+        after
+            .table("tickets")
+            .iter()
+            .filter(|r| r.contains(pseudonym))
+            .count() as u64
+            >= requested
+    );
+    // The record, the key and the audit record hold no clear text.
+    for (path, text) in json_objects(&h.storage, "_state")
+        .await
+        .into_iter()
+        .chain(json_objects(&h.storage, "_runs").await)
+    {
+        let lower = text.to_lowercase();
+        assert!(!lower.contains(&email.to_lowercase()), "{path}");
+        assert!(!lower.contains(&name.to_lowercase()), "{path}");
+    }
+    let audit = json_objects(&h.storage, "_runs").await;
+    let audit = audit
+        .iter()
+        .find(|(p, _)| p.contains("-forget-"))
+        .expect("an audit record");
+    let audit: Value = serde_json::from_str(&audit.1).unwrap();
+    assert_eq!(audit["pseudonym"], pseudonym);
+    assert_eq!(audit["changed"]["tickets"].as_u64().unwrap(), requested);
+
+    // After forget, the export finds nothing.
+    let (_, stdout, _) = run(&["export-person", "--data", &data, "--email", &email], &[]).await;
+    let export: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(export["tickets"], serde_json::json!([]));
+
+    // Freshservice still has them: every ticket of theirs changes and comes back, by an
+    // incremental run, a full sync and a single-ticket run. None brings them back.
+    let theirs: Vec<i64> = before
+        .table("tickets")
+        .iter()
+        .filter(|r| field(r, "requester_email") == Some(email.as_str()))
+        .map(|r| field(r, "ticket_id").unwrap().parse().unwrap())
+        .collect();
+    for id in &theirs {
+        h.sim.touch_ticket(*id);
+    }
+    let outcome = h.incremental().await;
+    assert!(outcome.report.privacy.tickets_erased >= theirs.len() as u64);
+    let full = h.full_sync().await;
+    assert!(full.error.is_none(), "{:?}", full.error);
+    h.sim.touch_ticket(theirs[0]);
+    let base = h.sim.base_url();
+    let one = theirs[0].to_string();
+    let (code, _, stderr) = run(
+        &[
+            "sync",
+            "--base-url",
+            &base,
+            "--data",
+            &data,
+            "--ticket",
+            &one,
+            "--rate-window-secs",
+            "1",
+        ],
+        &[("FRESHSERVICE_API_KEY", h.sim.api_key())],
+    )
+    .await;
+    assert!(code == 0 || code == 1, "{stderr}");
+    let resynced = h.dump().await;
+    assert_eq!(occurrences(&resynced, &email), Vec::<String>::new());
+    assert_eq!(occurrences(&resynced, &name), Vec::<String>::new());
+    assert_eq!(billing(&resynced), billing(&before));
+}
+
+#[tokio::test]
+async fn an_interrupted_forget_is_finished_by_the_next_sync() {
+    use ticketsync::state::erasures;
+    let h = Harness::new(200, 5).await;
+    h.full_sync().await;
+    let (email, name) = busiest_requester(&h.dump().await);
+    // What a forget killed right after recording the erasure leaves behind.
+    let mut loaded = erasures::load_for_update(&h.storage).await.unwrap();
+    let at: DateTime<Utc> = Utc::now();
+    let person = loaded.erasures.person(&email, Some(&name), &[], at);
+    assert!(person.pending);
+    loaded.erasures.add(person);
+    erasures::store(&h.storage, &loaded, at).await.unwrap();
+
+    let outcome = h.incremental().await;
+    let finished = outcome
+        .report
+        .privacy
+        .pending_erasure
+        .as_ref()
+        .expect("the sync finished the erasure");
+    assert!(finished.tickets >= 2, "{finished:?}");
+    let dump = h.dump().await;
+    assert_eq!(occurrences(&dump, &email), Vec::<String>::new());
+    assert_eq!(occurrences(&dump, &name), Vec::<String>::new());
+    let loaded = erasures::load(&h.storage).await.unwrap();
+    assert!(loaded.erasures.people().iter().all(|p| !p.pending));
+}
+
+/// `ticketsync sync` into `data`, with `erasure_key` in the environment when given.
+async fn sync(h: &Harness, data: &str, erasure_key: Option<String>) -> (i32, String, String) {
+    let base = h.sim.base_url();
+    let args = [
+        "sync",
+        "--base-url",
+        &base,
+        "--data",
+        data,
+        "--rate-window-secs",
+        "1",
+    ];
+    let mut env = vec![("FRESHSERVICE_API_KEY", h.sim.api_key())];
+    env.extend(erasure_key.map(|k| ("TICKETSYNC_ERASURE_KEY", k)));
+    run(&args, &env).await
+}
+
+#[tokio::test]
+async fn an_erasure_key_from_the_environment_must_stay_the_same() {
+    let h = Harness::new(120, 8).await;
+    h.full_sync().await;
+    let (email, _) = busiest_requester(&h.dump().await);
+    let data = h.data();
+    let key = "ab".repeat(32);
+    let env = [("TICKETSYNC_ERASURE_KEY", key.clone())];
+    let (code, stdout, stderr) = run(&["forget", "--data", &data, "--email", &email], &env).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!h
+        .storage
+        .exists(&Path::from("_state/erasure.key"))
+        .await
+        .unwrap());
+
+    // Without the key (or with another one) a sync refuses to run: it would bring them back.
+    let (code, _, stderr) = sync(&h, &data, None).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("TICKETSYNC_ERASURE_KEY"), "{stderr}");
+    let (code, _, stderr) = sync(&h, &data, Some("cd".repeat(32))).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        !stderr.contains(&"cd".repeat(32)),
+        "the key leaked: {stderr}"
+    );
+    let (code, _, stderr) = sync(&h, &data, Some("short".into())).await;
+    assert_eq!(code, 3, "{stderr}");
+    let (code, _, stderr) = sync(&h, &data, Some(key)).await;
+    assert!(code == 0 || code == 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn secrets_in_notes_are_redacted_before_anything_is_written() {
+    let h = Harness::new(300, 21).await;
+    let outcome = h.full_sync().await;
+    let dump = h.dump().await;
+    for secret in ["Relay!2025", "Fuser#48213"] {
+        assert_eq!(occurrences(&dump, secret), Vec::<String>::new(), "{secret}");
+    }
+    let redactions = &outcome.report.privacy.redactions;
+    assert!(
+        redactions.get("credential").copied().unwrap_or(0) > 0,
+        "{redactions:?}"
+    );
+    assert!(!occurrences(&dump, "[redacted:credential]").is_empty());
+    // What only looks like one stays ("Admin password rotated", "Password reset + MFA").
+    assert!(!occurrences(&dump, "Admin password rotated").is_empty());
+    // The report counts, it never shows a value.
+    let report = serde_json::to_string(&outcome.report).unwrap();
+    assert!(!report.contains("Relay!2025") && !report.contains("Fuser#48213"));
+
+    // Switched off, the notes are written as they are.
+    let off = Harness::new(300, 21).await;
+    let spec = JobSpec {
+        redact: Some(ticketsync::normalize::privacy::RedactSpec {
+            enabled: Some(false),
+            ..Default::default()
+        }),
+        ..off.full_spec()
+    };
+    let outcome = off.sync_with(spec, None).await;
+    assert!(outcome.report.privacy.redactions.is_empty());
+    assert!(!occurrences(&off.dump().await, "Relay!2025").is_empty());
+}
+
+#[tokio::test]
+async fn retention_removes_what_closed_before_the_cutoff_and_keeps_the_rest_as_it_was() {
+    let h = Harness::new(300, 33).await;
+    h.full_sync().await;
+    let before = h.dump().await;
+    let data = h.data();
+    let days = 150;
+    let cutoff = Utc::now() - chrono::Duration::days(days);
+    let closed = |row: &str| -> DateTime<Utc> {
+        let text = field(row, "closed_at").unwrap();
+        text.parse::<DateTime<Utc>>()
+            .or_else(|_| format!("{text}Z").parse())
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let kept = |dump: &Dump| -> Vec<String> {
+        dump.table("tickets")
+            .iter()
+            .filter(|r| closed(r) >= cutoff + chrono::Duration::minutes(5))
+            .map(|r| field(r, "ticket_id").unwrap().to_string())
+            .collect()
+    };
+    let old = before
+        .table("tickets")
+        .iter()
+        .filter(|r| closed(r) < cutoff)
+        .count();
+    assert!(old > 10, "the simulator's year has old tickets");
+
+    let (code, stdout, _) = run(
+        &[
+            "prune",
+            "--data",
+            &data,
+            "--retention-days",
+            &days.to_string(),
+            "--dry-run",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with(&format!("would remove {old} tickets")),
+        "{stdout}"
+    );
+    assert_eq!(h.dump().await, before);
+
+    let (code, stdout, stderr) = run(
+        &[
+            "prune",
+            "--data",
+            &data,
+            "--retention-days",
+            &days.to_string(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("removed {old} tickets")),
+        "{stdout}"
+    );
+    let after = h.dump().await;
+    assert!(after.table("tickets").iter().all(|r| closed(r) >= cutoff));
+    assert_eq!(
+        after.table("tickets").len(),
+        before.table("tickets").len() - old
+    );
+    assert_eq!(after.markdown.len(), after.table("tickets").len());
+    let kept_ids: std::collections::BTreeSet<String> = after
+        .table("tickets")
+        .iter()
+        .map(|r| field(r, "ticket_id").unwrap().to_string())
+        .collect();
+    for table in ["conversations", "notes", "time_entries"] {
+        assert!(after
+            .table(table)
+            .iter()
+            .all(|r| kept_ids.contains(field(r, "ticket_id").unwrap())));
+    }
+    // The kept period is as it was, row for row (its rollups with it).
+    let rows_of = |dump: &Dump| -> Vec<String> {
+        dump.table("tickets")
+            .iter()
+            .filter(|r| closed(r) >= cutoff)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(rows_of(&after), rows_of(&before));
+    assert_eq!(kept(&after), kept(&before));
+
+    // A full sync with the same retention writes none of them again.
+    let spec = JobSpec {
+        retention_days: Some(days as u32),
+        ..h.full_spec()
+    };
+    let outcome = h.sync_with(spec, None).await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.retention.as_ref().unwrap().tickets, 0);
+    assert!(h
+        .dump()
+        .await
+        .table("tickets")
+        .iter()
+        .all(|r| closed(r) >= cutoff));
+    // And a sync without retention brings them back: retention is the job's choice.
+    let outcome = h.full_sync().await;
+    assert!(outcome.report.tickets.written as usize >= old);
+    let storage = Storage::open(&data, &S3Options::default()).unwrap();
+    assert!(storage
+        .exists(&Path::from("_state/index.json"))
+        .await
+        .unwrap());
+}
