@@ -104,6 +104,11 @@ pub struct JobSpec {
     pub max_pages: Option<u32>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
+    /// Write the run's metrics in the Prometheus text format to this file at the end of every
+    /// run (atomically; for node_exporter's textfile collector, name it `*.prom`).
+    pub metrics_file: Option<PathBuf>,
+    /// Push the run's metrics to this Prometheus Pushgateway at the end of every run.
+    pub pushgateway: Option<String>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
     pub simulator: Option<SimulatorSpec>,
 }
@@ -179,6 +184,8 @@ impl JobSpec {
             max_run_minutes: over.max_run_minutes.or(self.max_run_minutes),
             max_pages: over.max_pages.or(self.max_pages),
             s3: over.s3.or(self.s3),
+            metrics_file: over.metrics_file.or(self.metrics_file),
+            pushgateway: over.pushgateway.or(self.pushgateway),
             simulator: if api_given {
                 None
             } else {
@@ -255,12 +262,63 @@ pub struct Job {
     pub max_run: Duration,
     /// Most pages one listing may have.
     pub max_pages: u32,
+    /// Where the run's metrics go (`metrics_file`, `pushgateway`).
+    pub metrics: MetricsOutputs,
+}
+
+/// Where a run publishes its metrics (see [`crate::metrics`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsOutputs {
+    /// The textfile, written atomically at the end of every run.
+    pub file: Option<PathBuf>,
+    /// The Pushgateway's base URL (`http(s)://host:port[/prefix]`).
+    pub pushgateway: Option<Url>,
+    /// The `instance` label of the push: the Freshservice subdomain, else the API's host.
+    pub instance: String,
+}
+
+impl MetricsOutputs {
+    /// The outputs a spec names; an invalid Pushgateway URL is an error naming it.
+    pub fn from_spec(spec: &JobSpec) -> Result<MetricsOutputs> {
+        let pushgateway = match &spec.pushgateway {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+                Some(url.ok_or_else(|| {
+                    // The URL may hold credentials: name it without them.
+                    let shown = Url::parse(raw)
+                        .map(|u| crate::metrics::display_url(&u))
+                        .unwrap_or_else(|_| "the value given".into());
+                    Error::Invalid(format!(
+                        "pushgateway {shown} is not an http(s) URL with a host"
+                    ))
+                })?)
+            }
+        };
+        if spec
+            .metrics_file
+            .as_ref()
+            .is_some_and(|p| p.file_name().is_none())
+        {
+            return Err(Error::Invalid(
+                "metrics_file must name a file, e.g. /var/lib/node_exporter/ticketsync.prom".into(),
+            ));
+        }
+        Ok(MetricsOutputs {
+            file: spec.metrics_file.clone(),
+            pushgateway,
+            instance: crate::metrics::instance(spec.domain.as_deref(), spec.base_url.as_deref()),
+        })
+    }
 }
 
 impl Job {
     /// Validates a merged spec. `ticket` is the single-ticket flag (command line only).
     pub fn resolve(spec: JobSpec, ticket: Option<i64>) -> Result<Job> {
         let invalid = |s: String| Error::Invalid(s);
+        let metrics = MetricsOutputs::from_spec(&spec)?;
         let data = spec.data.ok_or_else(|| {
             invalid(
                 "no data location: pass --data DIR|s3://bucket/prefix or set data in the job file"
@@ -477,6 +535,7 @@ impl Job {
             max_removals: spec.max_removals,
             max_run: Duration::from_secs_f64(max_run_minutes * 60.0),
             max_pages,
+            metrics,
         })
     }
 }
@@ -667,6 +726,34 @@ mod tests {
         let job = Job::resolve(spec(edges), None).unwrap();
         assert_eq!(job.max_response_bytes, 4096 << 20);
         assert_eq!(job.overlap, Duration::from_secs(10_080 * 60));
+    }
+
+    #[test]
+    fn metrics_outputs_come_from_the_file_or_the_flags() {
+        let file = spec(
+            "data = \"d\"\ndomain = \"acme\"\nmetrics_file = \"/var/lib/ne/ts.prom\"\npushgateway = \"http://pg:9091\"",
+        );
+        let job = Job::resolve(file.clone(), None).unwrap();
+        assert_eq!(job.metrics.file, Some(PathBuf::from("/var/lib/ne/ts.prom")));
+        assert_eq!(
+            job.metrics.pushgateway,
+            Some(Url::parse("http://pg:9091").unwrap())
+        );
+        assert_eq!(job.metrics.instance, "acme");
+        let flags = JobSpec {
+            pushgateway: Some("ftp://u:secret@pg".into()),
+            ..Default::default()
+        };
+        let err = Job::resolve(file.overlay(flags), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not an http(s) URL") && !err.contains("secret"),
+            "{err}"
+        );
+        let job = Job::resolve(spec("data = \"d\"\ndomain = \"acme\""), None).unwrap();
+        assert_eq!(job.metrics.file, None);
+        assert_eq!(job.metrics.pushgateway, None);
     }
 
     #[test]

@@ -60,6 +60,7 @@
 
 pub mod cli;
 pub mod job;
+pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod query;

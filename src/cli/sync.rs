@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::Completion;
-use crate::job::{AccountFrom, Api, Job, JobSpec};
+use crate::job::{AccountFrom, Api, Job, JobSpec, MetricsOutputs};
+use crate::metrics::{self, Facts};
 use crate::pipeline;
-use crate::report::RunStatus;
+use crate::report::{RunReport, RunStatus};
 use crate::sim::{SimConfig, Simulator};
 use crate::source::retry::RetryPolicy;
 use crate::source::{ClientConfig, Source};
-use crate::storage::Storage;
+use crate::storage::{layout, Storage};
 
 /// The environment variable holding the Freshservice API key (never a flag: flags end up in
 /// shell history and process lists).
@@ -116,6 +117,16 @@ pub struct SyncArgs {
     /// retry on any non-zero code (alert on the run report's rejects instead).
     #[arg(long, value_name = "N")]
     pub rejects_exit_code: Option<u8>,
+
+    /// Write the run's metrics (Prometheus text format) to this file at the end of every run,
+    /// failed ones too, atomically: for node_exporter's textfile collector (name it *.prom).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the run's metrics to this Prometheus Pushgateway at the end of every run (group
+    /// job="ticketsync", instance=<domain>). A failed push is a warning, not a failed run.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 /// `--account-from` (the job's [`AccountFrom`]; clap stays in `cli`).
@@ -147,17 +158,92 @@ impl SyncArgs {
             max_removals: self.max_removals,
             max_run_minutes: self.max_run_minutes,
             rejects_exit_code: self.rejects_exit_code,
+            metrics_file: self.metrics_file.clone(),
+            pushgateway: self.pushgateway.clone(),
             ..JobSpec::default()
         }
     }
 }
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
-    let file = match &args.job {
-        Some(path) => JobSpec::from_file(path)?,
-        None => JobSpec::default(),
+    let started_at = Utc::now();
+    let started = std::time::Instant::now();
+    // The job file may be unreadable: the flags alone still say where metrics go.
+    let (spec, file_error) = match &args.job {
+        Some(path) => match JobSpec::from_file(path) {
+            Ok(file) => (file.overlay(args.spec()), None),
+            Err(e) => (args.spec(), Some(e)),
+        },
+        None => (JobSpec::default().overlay(args.spec()), None),
     };
-    let job = Job::resolve(file.overlay(args.spec()), args.ticket)?;
+    let outputs = MetricsOutputs::from_spec(&spec).unwrap_or_default();
+    let result = match file_error {
+        Some(e) => Err(e.into()),
+        None => sync(spec, args.ticket).await,
+    };
+    match result {
+        Ok(mut finished) => {
+            let warnings = publish_metrics(&outputs, &Facts::from_report(&finished.report)).await;
+            if !warnings.is_empty() {
+                // The report says so too; rewriting it is best effort like the metrics.
+                finished.report.warnings.extend(warnings);
+                let path = layout::run_report(&finished.report.run_id);
+                if let Ok(body) = serde_json::to_vec_pretty(&finished.report) {
+                    if let Err(e) = finished.storage.put(&path, body.into()).await {
+                        tracing::warn!(error = %e, "cannot add the metrics warning to the run report");
+                    }
+                }
+            }
+            Ok(finished.completion)
+        }
+        Err(e) => {
+            let facts =
+                Facts::without_report(started_at, Utc::now(), started.elapsed().as_secs_f64());
+            publish_metrics(&outputs, &facts).await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes the metrics file and pushes to the Pushgateway, as the job says; returns the
+/// warnings (each also logged). Never fails the run (see [`crate::metrics`]).
+async fn publish_metrics(outputs: &MetricsOutputs, facts: &Facts<'_>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(path) = &outputs.file {
+        // Small synchronous file I/O; the runtime is idle at the end of a run.
+        match metrics::write_file(path, facts) {
+            Ok(()) => tracing::debug!(path = %path.display(), "metrics file written"),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics file not written; the run's result stands");
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    if let Some(url) = &outputs.pushgateway {
+        match metrics::push(url, &outputs.instance, facts).await {
+            Ok(()) => tracing::info!(
+                pushgateway = %metrics::display_url(url),
+                instance = %outputs.instance,
+                "metrics pushed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics not pushed; the run's result stands");
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    warnings
+}
+
+/// What a sync that got as far as a run report leaves.
+struct Finished {
+    completion: Completion,
+    report: RunReport,
+    storage: Storage,
+}
+
+async fn sync(spec: JobSpec, ticket: Option<i64>) -> anyhow::Result<Finished> {
+    let job = Job::resolve(spec, ticket)?;
     let storage = Storage::open(&job.data, &job.s3)?;
 
     // The in-process simulator lives as long as this function.
@@ -224,7 +310,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
         }
         tracing::error!(error = %error, "sync failed; the cursor was not moved");
     }
-    Ok(match outcome.report.status {
+    let completion = match outcome.report.status {
         RunStatus::Ok => Completion::Ok,
         RunStatus::OkWithRejects => {
             eprintln!(
@@ -237,5 +323,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
             }
         }
         RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
+    };
+    Ok(Finished {
+        completion,
+        report: outcome.report,
+        storage,
     })
 }

@@ -11,6 +11,7 @@ mod guards;
 mod hostile;
 mod incremental;
 mod kill;
+mod metrics;
 mod paging;
 mod query;
 mod rate_limit;
