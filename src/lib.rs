@@ -58,6 +58,7 @@
 //!   partitions itself, so polars is handed only the files a query needs.
 //! - Only `cli` knows clap; only `main.rs` knows exit codes and the tracing subscriber.
 
+pub mod check;
 pub mod cli;
 pub mod job;
 pub mod metrics;

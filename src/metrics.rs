@@ -179,13 +179,14 @@ fn endpoints() -> impl Iterator<Item = &'static str> {
         Groups,
         Requesters,
         TicketsList,
+        TicketsFilter,
         TicketView,
         Conversations,
         TimeEntries,
     ];
     let _ = |e: Endpoint| match e {
-        Workspaces | Departments | Agents | Groups | Requesters | TicketsList | TicketView
-        | Conversations | TimeEntries => (),
+        Workspaces | Departments | Agents | Groups | Requesters | TicketsList | TicketsFilter
+        | TicketView | Conversations | TimeEntries => (),
     };
     all.into_iter().map(Endpoint::name)
 }

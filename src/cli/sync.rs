@@ -137,7 +137,8 @@ pub enum AccountFromArg {
 }
 
 impl SyncArgs {
-    fn spec(&self) -> JobSpec {
+    /// What the flags say, as a job spec (the job file's values are overlaid by these).
+    pub(crate) fn spec(&self) -> JobSpec {
         JobSpec {
             data: self.data.clone(),
             base_url: self.base_url.clone(),
@@ -247,6 +248,51 @@ async fn sync(spec: JobSpec, ticket: Option<i64>) -> anyhow::Result<Finished> {
     let storage = Storage::open(&job.data, &job.s3)?;
 
     // The in-process simulator lives as long as this function.
+    let (base_url, api_key, simulator) = connect(&job).await?;
+    let source = Source::new(ClientConfig {
+        base_url,
+        api_key,
+        limiter: job.limiter.clone(),
+        retry: RetryPolicy::default(),
+        timeout: Duration::from_secs(60),
+        max_response_bytes: job.max_response_bytes,
+    })?
+    .with_max_pages(job.max_pages);
+    let outcome = pipeline::run(&job, Arc::new(source), &storage).await?;
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    eprintln!("ticketsync {}", outcome.report.summary());
+    if let Some(error) = outcome.error {
+        if error.is_auth() {
+            return Err(error.into());
+        }
+        tracing::error!(error = %error, "sync failed; the cursor was not moved");
+    }
+    let completion = match outcome.report.status {
+        RunStatus::Ok => Completion::Ok,
+        RunStatus::OkWithRejects => {
+            eprintln!(
+                "ticketsync: {} tickets are in the rejects table ({}/rejects/part-0.parquet), each with its reason; fix the department or workspace and the next run places them",
+                outcome.report.tickets.rejected,
+                storage.display().trim_end_matches('/')
+            );
+            Completion::OkWithRejects {
+                code: job.rejects_exit_code,
+            }
+        }
+        RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
+    };
+    Ok(Finished {
+        completion,
+        report: outcome.report,
+        storage,
+    })
+}
+
+/// The API a job talks to: its base URL and key (from `FRESHSERVICE_API_KEY`), or the built-in
+/// simulator, started here (the caller keeps it alive and shuts it down).
+pub(crate) async fn connect(job: &Job) -> anyhow::Result<(url::Url, String, Option<Simulator>)> {
     let mut simulator = None;
     let (base_url, api_key) = match &job.api {
         Api::Remote(url) => {
@@ -290,43 +336,5 @@ async fn sync(spec: JobSpec, ticket: Option<i64>) -> anyhow::Result<Finished> {
             (url, key)
         }
     };
-    let source = Source::new(ClientConfig {
-        base_url,
-        api_key,
-        limiter: job.limiter.clone(),
-        retry: RetryPolicy::default(),
-        timeout: Duration::from_secs(60),
-        max_response_bytes: job.max_response_bytes,
-    })?
-    .with_max_pages(job.max_pages);
-    let outcome = pipeline::run(&job, Arc::new(source), &storage).await?;
-    if let Some(sim) = simulator {
-        sim.shutdown().await;
-    }
-    eprintln!("ticketsync {}", outcome.report.summary());
-    if let Some(error) = outcome.error {
-        if error.is_auth() {
-            return Err(error.into());
-        }
-        tracing::error!(error = %error, "sync failed; the cursor was not moved");
-    }
-    let completion = match outcome.report.status {
-        RunStatus::Ok => Completion::Ok,
-        RunStatus::OkWithRejects => {
-            eprintln!(
-                "ticketsync: {} tickets are in the rejects table ({}/rejects/part-0.parquet), each with its reason; fix the department or workspace and the next run places them",
-                outcome.report.tickets.rejected,
-                storage.display().trim_end_matches('/')
-            );
-            Completion::OkWithRejects {
-                code: job.rejects_exit_code,
-            }
-        }
-        RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
-    };
-    Ok(Finished {
-        completion,
-        report: outcome.report,
-        storage,
-    })
+    Ok((base_url, api_key, simulator))
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod backends;
+mod check;
 mod cli;
 mod distrust;
 mod faults;
