@@ -804,7 +804,7 @@ pub fn render(report: &CheckReport) -> String {
         let _ = writeln!(out, "\nEstimate  {}", e.summary);
         let _ = writeln!(
             out,
-            "          lists {} tickets in {} pages; of {} closed: {} rejected (no account number), {} unchanged, {} fetched (2 calls each){}",
+            "          lists {} tickets in {} pages; of {} closed: {} rejected (no department or account number), {} unchanged, {} fetched (2 calls each){}",
             thousands(e.listed),
             e.listing_pages,
             thousands(e.closed),

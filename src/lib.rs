@@ -28,7 +28,11 @@
 //!   window, which workspaces are listed, how a listed ticket is classified, what counts as evidence that a ticket is gone,
 //!   the removal guard, when the cursor moves); the rest is mechanism: the listing task, the
 //!   fetch workers, the dispatcher between them, checkpoints and commits.
-//! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary.
+//! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary;
+//!   [`metrics`] the same facts as Prometheus gauges, for node_exporter's textfile collector
+//!   and the Pushgateway.
+//! - [`check`]: `ticketsync check`, the read-only preflight of a job (API, storage, run lock)
+//!   and the pure estimate of the next run's tickets, credits and wall time.
 //! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
 //!   JSON shape, hour rollups per month or year — opening only the partitions a query needs.
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
@@ -52,6 +56,7 @@
 //!   that links on, or more than `max_pages` pages fail the run.
 //! - At most one run writes a dataset: [`pipeline::run`] takes the run lock before its first
 //!   read and releases it after the run report, and checks it before every commit.
+//! - `check` never takes the run lock and writes nothing but one probe object under `_state/`.
 //! - `sim` shares no types with `source`.
 //! - `query` gets nothing from the pipeline in memory: the Parquet files are the interface, read
 //!   with polars (an Arrow implementation separate from the writer's arrow-rs). It lists the
