@@ -146,7 +146,11 @@ fn value(group: &Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_pushgateway_keeps_the_last_success_across_a_failed_run() {
     let Ok(base) = std::env::var(PUSHGATEWAY_ENV) else {
-        eprintln!(
+        // Straight to the process's stderr: libtest would swallow an `eprintln!` of a test
+        // that passes, and this skip must be seen.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "\n*** SKIPPED: {PUSHGATEWAY_ENV} is not set, so the Pushgateway test did not run. \
              .ci/run starts Debian's prometheus-pushgateway and sets it; to run it here: \
              apt-get install prometheus-pushgateway, start it on 127.0.0.1:PORT and export \
