@@ -111,6 +111,11 @@ pub struct JobSpec {
     pub redact: Option<RedactSpec>,
     /// S3 settings for `s3://` data locations.
     pub s3: Option<S3Options>,
+    /// Write the run's metrics in the Prometheus text format to this file at the end of every
+    /// run (atomically; for node_exporter's textfile collector, name it `*.prom`).
+    pub metrics_file: Option<PathBuf>,
+    /// Push the run's metrics to this Prometheus Pushgateway at the end of every run.
+    pub pushgateway: Option<String>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
     pub simulator: Option<SimulatorSpec>,
 }
@@ -188,6 +193,8 @@ impl JobSpec {
             retention_days: over.retention_days.or(self.retention_days),
             redact: over.redact.or(self.redact),
             s3: over.s3.or(self.s3),
+            metrics_file: over.metrics_file.or(self.metrics_file),
+            pushgateway: over.pushgateway.or(self.pushgateway),
             simulator: if api_given {
                 None
             } else {
@@ -268,12 +275,63 @@ pub struct Job {
     pub retention_days: Option<u32>,
     /// The secret redaction rules.
     pub redactor: std::sync::Arc<Redactor>,
+    /// Where the run's metrics go (`metrics_file`, `pushgateway`).
+    pub metrics: MetricsOutputs,
+}
+
+/// Where a run publishes its metrics (see [`crate::metrics`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsOutputs {
+    /// The textfile, written atomically at the end of every run.
+    pub file: Option<PathBuf>,
+    /// The Pushgateway's base URL (`http(s)://host:port[/prefix]`).
+    pub pushgateway: Option<Url>,
+    /// The `instance` label of the push: the Freshservice subdomain, else the API's host.
+    pub instance: String,
+}
+
+impl MetricsOutputs {
+    /// The outputs a spec names; an invalid Pushgateway URL is an error naming it.
+    pub fn from_spec(spec: &JobSpec) -> Result<MetricsOutputs> {
+        let pushgateway = match &spec.pushgateway {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+                Some(url.ok_or_else(|| {
+                    // The URL may hold credentials: name it without them.
+                    let shown = Url::parse(raw)
+                        .map(|u| crate::metrics::display_url(&u))
+                        .unwrap_or_else(|_| "the value given".into());
+                    Error::Invalid(format!(
+                        "pushgateway {shown} is not an http(s) URL with a host"
+                    ))
+                })?)
+            }
+        };
+        if spec
+            .metrics_file
+            .as_ref()
+            .is_some_and(|p| p.file_name().is_none())
+        {
+            return Err(Error::Invalid(
+                "metrics_file must name a file, e.g. /var/lib/node_exporter/ticketsync.prom".into(),
+            ));
+        }
+        Ok(MetricsOutputs {
+            file: spec.metrics_file.clone(),
+            pushgateway,
+            instance: crate::metrics::instance(spec.domain.as_deref(), spec.base_url.as_deref()),
+        })
+    }
 }
 
 impl Job {
     /// Validates a merged spec. `ticket` is the single-ticket flag (command line only).
     pub fn resolve(spec: JobSpec, ticket: Option<i64>) -> Result<Job> {
         let invalid = |s: String| Error::Invalid(s);
+        let metrics = MetricsOutputs::from_spec(&spec)?;
         let data = spec.data.ok_or_else(|| {
             invalid(
                 "no data location: pass --data DIR|s3://bucket/prefix or set data in the job file"
@@ -497,6 +555,7 @@ impl Job {
             max_pages,
             retention_days,
             redactor: std::sync::Arc::new(redactor),
+            metrics,
         })
     }
 }
@@ -687,6 +746,34 @@ mod tests {
         let job = Job::resolve(spec(edges), None).unwrap();
         assert_eq!(job.max_response_bytes, 4096 << 20);
         assert_eq!(job.overlap, Duration::from_secs(10_080 * 60));
+    }
+
+    #[test]
+    fn metrics_outputs_come_from_the_file_or_the_flags() {
+        let file = spec(
+            "data = \"d\"\ndomain = \"acme\"\nmetrics_file = \"/var/lib/ne/ts.prom\"\npushgateway = \"http://pg:9091\"",
+        );
+        let job = Job::resolve(file.clone(), None).unwrap();
+        assert_eq!(job.metrics.file, Some(PathBuf::from("/var/lib/ne/ts.prom")));
+        assert_eq!(
+            job.metrics.pushgateway,
+            Some(Url::parse("http://pg:9091").unwrap())
+        );
+        assert_eq!(job.metrics.instance, "acme");
+        let flags = JobSpec {
+            pushgateway: Some("ftp://u:secret@pg".into()),
+            ..Default::default()
+        };
+        let err = Job::resolve(file.overlay(flags), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not an http(s) URL") && !err.contains("secret"),
+            "{err}"
+        );
+        let job = Job::resolve(spec("data = \"d\"\ndomain = \"acme\""), None).unwrap();
+        assert_eq!(job.metrics.file, None);
+        assert_eq!(job.metrics.pushgateway, None);
     }
 
     #[test]

@@ -32,7 +32,11 @@
 //!   fetch workers, the dispatcher between them, checkpoints and commits.
 //! - [`dataset`]: operations on a written dataset that need no API — `forget` (erasure),
 //!   `export` (subject access), `retention` (prune) — through the same rows, renderer and commit.
-//! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary.
+//! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary;
+//!   [`metrics`] the same facts as Prometheus gauges, for node_exporter's textfile collector
+//!   and the Pushgateway.
+//! - [`check`]: `ticketsync check`, the read-only preflight of a job (API, storage, run lock)
+//!   and the pure estimate of the next run's tickets, credits and wall time.
 //! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
 //!   JSON shape, hour rollups per month or year — opening only the partitions a query needs.
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
@@ -58,15 +62,18 @@
 //!   read and releases it after the run report, and checks it before every commit.
 //! - Nothing is written before redaction and erasure; the erasure record holds keyed hashes only,
 //!   and a sync whose key does not match it refuses to run.
+//! - `check` never takes the run lock and writes nothing but one probe object under `_state/`.
 //! - `sim` shares no types with `source`.
 //! - `query` gets nothing from the pipeline in memory: the Parquet files are the interface, read
 //!   with polars (an Arrow implementation separate from the writer's arrow-rs). It lists the
 //!   partitions itself, so polars is handed only the files a query needs.
 //! - Only `cli` knows clap; only `main.rs` knows exit codes and the tracing subscriber.
 
+pub mod check;
 pub mod cli;
 pub mod dataset;
 pub mod job;
+pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod query;

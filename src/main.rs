@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Ok(Completion::Ok) => ExitCode::from(code::OK),
         Ok(Completion::OkWithRejects { code }) => ExitCode::from(code),
         Ok(Completion::Failed) => ExitCode::from(code::FAILED),
+        Ok(Completion::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(if is_config_error(&e) {

@@ -144,6 +144,12 @@ pub struct RunReport {
     pub next_cursor: Option<DateTime<Utc>>,
     /// Why the run failed, when it did.
     pub error: Option<String>,
+    /// The newest `closed_at` of a placed ticket after this run: how fresh the dataset is.
+    pub newest_closed_at: Option<DateTime<Utc>>,
+    /// What went wrong besides the sync itself (a metrics file or push that failed); the run's
+    /// status does not change for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl BudgetReport {

@@ -121,6 +121,12 @@ impl Index {
         self.entries.iter()
     }
 
+    /// The newest `closed_at` of a placed ticket (the dataset's freshness).
+    pub fn newest_closed_at(&self) -> Option<DateTime<Utc>> {
+        let ms = self.entries.values().filter_map(|e| e.closed_at).max()?;
+        DateTime::from_timestamp_millis(ms)
+    }
+
     /// Placed tickets closed at or after `since` (ms): the re-scan window.
     pub fn closed_since(&self, since: DateTime<Utc>) -> Vec<(i64, Option<u64>)> {
         let since = since.timestamp_millis();

@@ -308,6 +308,19 @@ impl Storage {
         }
     }
 
+    /// Whether the store honours conditional creates (what [`Self::create`] and the run lock
+    /// rely on), tried on `existing`, an object that exists: a second create must be refused.
+    /// `false` when the store answers "not implemented" (the head-then-put fallback) or
+    /// overwrote the object (it ignores the condition). Read-only for stores that refuse.
+    pub async fn conditional_create_works(&self, existing: &Path, bytes: Bytes) -> Result<bool> {
+        let opts = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(existing, bytes.into(), opts).await {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(true),
+            Ok(_) | Err(object_store::Error::NotImplemented { .. }) => Ok(false),
+            Err(e) => Err(self.write_err(existing, e)),
+        }
+    }
+
     /// Removes the empty directories under `prefix` (and `prefix` itself when it ends up empty)
     /// on a local dataset: moving a staged file into place leaves its staging directories
     /// behind, one tree per commit. Object stores have no directories: nothing to do. Best

@@ -32,7 +32,7 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ManArgs {
-    /// A command (sync, query, sim, completions); the overview page when absent.
+    /// A command (sync, check, query, sim, completions); the overview page when absent.
     pub command: Option<String>,
 }
 
@@ -50,7 +50,7 @@ pub fn man(args: ManArgs) -> anyhow::Result<Completion> {
         Some(name) => {
             let sub = root.find_subcommand(name).cloned().ok_or_else(|| {
                 crate::job::Error::Invalid(format!(
-                    "no command {name:?} (sync, query, sim, completions, man)"
+                    "no command {name:?} (sync, check, query, sim, completions, man)"
                 ))
             })?;
             // `ticketsync-sync(1)`, as git and cargo name their pages. clap takes a static name;
@@ -100,7 +100,7 @@ mod tests {
             .unwrap();
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains(".TH ticketsync"), "{page}");
-        for sub in ["sync", "query", "sim", "completions", "man"] {
+        for sub in ["sync", "check", "query", "sim", "completions", "man"] {
             assert!(page.contains(sub), "the overview lacks {sub}");
         }
     }

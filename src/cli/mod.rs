@@ -1,5 +1,6 @@
 //! The command line: clap definitions and one `run` per subcommand. Only this module knows clap.
 
+pub mod check;
 pub mod docs;
 pub mod privacy;
 pub mod query;
@@ -47,6 +48,7 @@ pub enum LogFormat {
 pub enum Command {
     // The help texts are the doc comments of the argument structs.
     Sync(Box<sync::SyncArgs>),
+    Check(Box<check::CheckArgs>),
     Query(query::QueryArgs),
     Sim(sim::SimArgs),
     Forget(privacy::ForgetArgs),
@@ -72,12 +74,16 @@ pub enum Completion {
     },
     /// Finished what it could; something was not written and will be retried.
     Failed,
+    /// A command that chose its exit code itself (`check`: 2 lock held, 3 problems found; it
+    /// has printed why).
+    Exit(u8),
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
     match cli.command {
         Command::Sync(args) => sync::run(*args).await,
+        Command::Check(args) => check::run(*args).await,
         Command::Query(args) => query::run(args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Forget(args) => privacy::forget(args).await,

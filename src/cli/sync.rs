@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::Completion;
-use crate::job::{AccountFrom, Api, Job, JobSpec};
+use crate::job::{AccountFrom, Api, Job, JobSpec, MetricsOutputs};
+use crate::metrics::{self, Facts};
 use crate::pipeline;
-use crate::report::RunStatus;
+use crate::report::{RunReport, RunStatus};
 use crate::sim::{SimConfig, Simulator};
 use crate::source::retry::RetryPolicy;
 use crate::source::{ClientConfig, Source};
-use crate::storage::Storage;
+use crate::storage::{layout, Storage};
 
 /// The environment variable holding the Freshservice API key (never a flag: flags end up in
 /// shell history and process lists).
@@ -121,6 +122,15 @@ pub struct SyncArgs {
     /// at the end of the run and are never written again [default: keep everything].
     #[arg(long, value_name = "N")]
     pub retention_days: Option<u32>,
+    /// Write the run's metrics (Prometheus text format) to this file at the end of every run,
+    /// failed ones too, atomically: for node_exporter's textfile collector (name it *.prom).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Push the run's metrics to this Prometheus Pushgateway at the end of every run (group
+    /// job="ticketsync", instance=<domain>). A failed push is a warning, not a failed run.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 /// `--account-from` (the job's [`AccountFrom`]; clap stays in `cli`).
@@ -131,7 +141,8 @@ pub enum AccountFromArg {
 }
 
 impl SyncArgs {
-    fn spec(&self) -> JobSpec {
+    /// What the flags say, as a job spec (the job file's values are overlaid by these).
+    pub(crate) fn spec(&self) -> JobSpec {
         JobSpec {
             data: self.data.clone(),
             base_url: self.base_url.clone(),
@@ -153,20 +164,140 @@ impl SyncArgs {
             max_run_minutes: self.max_run_minutes,
             rejects_exit_code: self.rejects_exit_code,
             retention_days: self.retention_days,
+            metrics_file: self.metrics_file.clone(),
+            pushgateway: self.pushgateway.clone(),
             ..JobSpec::default()
         }
     }
 }
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
-    let file = match &args.job {
-        Some(path) => JobSpec::from_file(path)?,
-        None => JobSpec::default(),
+    let started_at = Utc::now();
+    let started = std::time::Instant::now();
+    // The job file may be unreadable: the flags alone still say where metrics go.
+    let (spec, file_error) = match &args.job {
+        Some(path) => match JobSpec::from_file(path) {
+            Ok(file) => (file.overlay(args.spec()), None),
+            Err(e) => (args.spec(), Some(e)),
+        },
+        None => (JobSpec::default().overlay(args.spec()), None),
     };
-    let job = Job::resolve(file.overlay(args.spec()), args.ticket)?;
+    let outputs = MetricsOutputs::from_spec(&spec).unwrap_or_default();
+    let result = match file_error {
+        Some(e) => Err(e.into()),
+        None => sync(spec, args.ticket).await,
+    };
+    match result {
+        Ok(mut finished) => {
+            let warnings = publish_metrics(&outputs, &Facts::from_report(&finished.report)).await;
+            if !warnings.is_empty() {
+                // The report says so too; rewriting it is best effort like the metrics.
+                finished.report.warnings.extend(warnings);
+                let path = layout::run_report(&finished.report.run_id);
+                if let Ok(body) = serde_json::to_vec_pretty(&finished.report) {
+                    if let Err(e) = finished.storage.put(&path, body.into()).await {
+                        tracing::warn!(error = %e, "cannot add the metrics warning to the run report");
+                    }
+                }
+            }
+            Ok(finished.completion)
+        }
+        Err(e) => {
+            let facts =
+                Facts::without_report(started_at, Utc::now(), started.elapsed().as_secs_f64());
+            publish_metrics(&outputs, &facts).await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes the metrics file and pushes to the Pushgateway, as the job says; returns the
+/// warnings (each also logged). Never fails the run (see [`crate::metrics`]).
+async fn publish_metrics(outputs: &MetricsOutputs, facts: &Facts<'_>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(path) = &outputs.file {
+        // Small synchronous file I/O; the runtime is idle at the end of a run.
+        match metrics::write_file(path, facts) {
+            Ok(()) => tracing::debug!(path = %path.display(), "metrics file written"),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics file not written; the run's result stands");
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    if let Some(url) = &outputs.pushgateway {
+        match metrics::push(url, &outputs.instance, facts).await {
+            Ok(()) => tracing::info!(
+                pushgateway = %metrics::display_url(url),
+                instance = %outputs.instance,
+                "metrics pushed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics not pushed; the run's result stands");
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    warnings
+}
+
+/// What a sync that got as far as a run report leaves.
+struct Finished {
+    completion: Completion,
+    report: RunReport,
+    storage: Storage,
+}
+
+async fn sync(spec: JobSpec, ticket: Option<i64>) -> anyhow::Result<Finished> {
+    let job = Job::resolve(spec, ticket)?;
     let storage = Storage::open(&job.data, &job.s3)?;
 
     // The in-process simulator lives as long as this function.
+    let (base_url, api_key, simulator) = connect(&job).await?;
+    let source = Source::new(ClientConfig {
+        base_url,
+        api_key,
+        limiter: job.limiter.clone(),
+        retry: RetryPolicy::default(),
+        timeout: Duration::from_secs(60),
+        max_response_bytes: job.max_response_bytes,
+    })?
+    .with_max_pages(job.max_pages);
+    let outcome = pipeline::run(&job, Arc::new(source), &storage).await?;
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    eprintln!("ticketsync {}", outcome.report.summary());
+    if let Some(error) = outcome.error {
+        if error.is_auth() {
+            return Err(error.into());
+        }
+        tracing::error!(error = %error, "sync failed; the cursor was not moved");
+    }
+    let completion = match outcome.report.status {
+        RunStatus::Ok => Completion::Ok,
+        RunStatus::OkWithRejects => {
+            eprintln!(
+                "ticketsync: {} tickets are in the rejects table ({}/rejects/part-0.parquet), each with its reason; fix the department or workspace and the next run places them",
+                outcome.report.tickets.rejected,
+                storage.display().trim_end_matches('/')
+            );
+            Completion::OkWithRejects {
+                code: job.rejects_exit_code,
+            }
+        }
+        RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
+    };
+    Ok(Finished {
+        completion,
+        report: outcome.report,
+        storage,
+    })
+}
+
+/// The API a job talks to: its base URL and key (from `FRESHSERVICE_API_KEY`), or the built-in
+/// simulator, started here (the caller keeps it alive and shuts it down).
+pub(crate) async fn connect(job: &Job) -> anyhow::Result<(url::Url, String, Option<Simulator>)> {
     let mut simulator = None;
     let (base_url, api_key) = match &job.api {
         Api::Remote(url) => {
@@ -210,38 +341,5 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
             (url, key)
         }
     };
-    let source = Source::new(ClientConfig {
-        base_url,
-        api_key,
-        limiter: job.limiter.clone(),
-        retry: RetryPolicy::default(),
-        timeout: Duration::from_secs(60),
-        max_response_bytes: job.max_response_bytes,
-    })?
-    .with_max_pages(job.max_pages);
-    let outcome = pipeline::run(&job, Arc::new(source), &storage).await?;
-    if let Some(sim) = simulator {
-        sim.shutdown().await;
-    }
-    eprintln!("ticketsync {}", outcome.report.summary());
-    if let Some(error) = outcome.error {
-        if error.is_auth() {
-            return Err(error.into());
-        }
-        tracing::error!(error = %error, "sync failed; the cursor was not moved");
-    }
-    Ok(match outcome.report.status {
-        RunStatus::Ok => Completion::Ok,
-        RunStatus::OkWithRejects => {
-            eprintln!(
-                "ticketsync: {} tickets are in the rejects table ({}/rejects/part-0.parquet), each with its reason; fix the department or workspace and the next run places them",
-                outcome.report.tickets.rejected,
-                storage.display().trim_end_matches('/')
-            );
-            Completion::OkWithRejects {
-                code: job.rejects_exit_code,
-            }
-        }
-        RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
-    })
+    Ok((base_url, api_key, simulator))
 }

@@ -315,6 +315,8 @@ async fn run_locked(
         retention,
         next_cursor: next.map(|(at, _)| at),
         error,
+        newest_closed_at: index.newest_closed_at(),
+        warnings: Vec::new(),
     };
     // A new dataset says which format it has once it has data (a run that wrote nothing leaves
     // nothing behind).

@@ -6,7 +6,8 @@
 //! received ([`Simulator::stats`]) and what it contained ([`Simulator::ground_truth`]).
 //!
 //! Behaviour follows `freshservice-api.md` §16: HTTP Basic auth with the API key as username;
-//! `/api/v2/{departments,agents,requesters,tickets}`, `/api/v2/tickets/{id}` and its
+//! `/api/v2/{departments,agents,requesters,tickets}`, `/api/v2/tickets/filter` (the query
+//! language, with `total`), `/api/v2/tickets/{id}` and its
 //! `conversations` / `time_entries`; `page`/`per_page` (default 30, max 100, 400 beyond) with an
 //! absolute `Link: <…>; rel="next"` only when another page exists; the 30-day default window,
 //! `updated_since`, `filter=deleted|spam`, `order_by`/`order_type` and `include` (with credits)
@@ -17,7 +18,8 @@
 //! - `data`: the generator, the world state and its mutations; the public ground-truth types.
 //! - `text`: subjects and messy HTML bodies with their plain-text renderings.
 //! - `render`: API-shaped JSON for every object (the sim shares no types with the client).
-//! - `server`: the request pipeline and endpoint handlers.
+//! - `server`: the request pipeline and endpoint handlers; `filter`: the `/tickets/filter`
+//!   query language.
 //! - `ratelimit`: fixed-window credit accounting (pure; driven by elapsed time).
 //! - `faults`: the scriptable fault rules.
 //! - `stats`: counters, per-window budget use and the request log.
@@ -29,6 +31,7 @@
 
 mod data;
 mod faults;
+mod filter;
 mod quirks;
 mod ratelimit;
 mod render;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 /// Endpoint keys used in [`SimStats::by_endpoint`], [`RequestLog::endpoint`] and
 /// `FaultRule::endpoint`.
-pub const ENDPOINTS: [&str; 12] = [
+pub const ENDPOINTS: [&str; 13] = [
     "workspaces",
     "departments",
     "department_view",
@@ -19,6 +19,7 @@ pub const ENDPOINTS: [&str; 12] = [
     "requesters",
     "requester_view",
     "tickets_list",
+    "tickets_filter",
     "ticket_view",
     "conversations",
     "time_entries",

@@ -105,6 +105,8 @@ pub enum Endpoint {
     Groups,
     Requesters,
     TicketsList,
+    /// `GET /tickets/filter`: only `ticketsync check` counts with it.
+    TicketsFilter,
     TicketView,
     Conversations,
     TimeEntries,
@@ -119,6 +121,7 @@ impl Endpoint {
             Endpoint::Groups => "groups",
             Endpoint::Requesters => "requesters",
             Endpoint::TicketsList => "tickets_list",
+            Endpoint::TicketsFilter => "tickets_filter",
             Endpoint::TicketView => "ticket_view",
             Endpoint::Conversations => "conversations",
             Endpoint::TimeEntries => "time_entries",
@@ -133,7 +136,8 @@ impl Endpoint {
             | Endpoint::Agents
             | Endpoint::Groups
             | Endpoint::Requesters
-            | Endpoint::TicketsList => limiter::Class::Feed,
+            | Endpoint::TicketsList
+            | Endpoint::TicketsFilter => limiter::Class::Feed,
             Endpoint::TicketView | Endpoint::Conversations | Endpoint::TimeEntries => {
                 limiter::Class::Work
             }
@@ -374,6 +378,58 @@ impl Source {
             query.push(("workspace_id", id.to_string()));
         }
         self.client.url("tickets", &query)
+    }
+
+    /// How many tickets match a `/tickets/filter` query (§6; `query` without its double
+    /// quotes, e.g. `status:5 AND updated_at:>'2025-01-01T00:00:00Z'`): the `total` of the
+    /// first page, one call. `workspace`: as for the listing. The count comes from the API's
+    /// search index, which can lag recent changes by minutes: an estimate, not a change feed.
+    pub async fn count_tickets(&self, query: &str, workspace: Option<i64>) -> Result<u64, Error> {
+        let mut params = vec![("query", format!("\"{query}\""))];
+        if let Some(id) = workspace {
+            params.push(("workspace_id", id.to_string()));
+        }
+        let url = self.client.url("tickets/filter", &params);
+        let total = |body: &[u8]| -> Result<u64, String> {
+            let value: serde_json::Value =
+                serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+            value
+                .get("total")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| "the answer has no numeric total".to_string())
+        };
+        let page = self
+            .client
+            .get(Endpoint::TicketsFilter, &url, |b| total(b).map(|_| ()))
+            .await?;
+        total(&page.body).map_err(|detail| Error::Decode {
+            endpoint: Endpoint::TicketsFilter.name(),
+            path: url.path().to_string(),
+            detail,
+        })
+    }
+
+    /// The first page of the requester directory (one call): how many requesters it holds and
+    /// whether more pages follow.
+    pub async fn requesters_first_page(&self) -> Result<(u64, bool), Error> {
+        let url = self
+            .client
+            .url("requesters", &[("per_page", PER_PAGE.into())]);
+        let page = self
+            .client
+            .get(Endpoint::Requesters, &url, |b| {
+                wire::decode_each::<serde_json::Value>(b, "requesters").map(|_| ())
+            })
+            .await?;
+        let items =
+            wire::decode_each::<serde_json::Value>(&page.body, "requesters").map_err(|detail| {
+                Error::Decode {
+                    endpoint: Endpoint::Requesters.name(),
+                    path: url.path().to_string(),
+                    detail,
+                }
+            })?;
+        Ok((items.len() as u64, page.next.is_some()))
     }
 
     /// One ticket with stats and requester; `None` when it does not exist (404).

@@ -387,6 +387,13 @@ async fn refresh(storage: &Storage, info: &mut LockInfo, ttl: Duration) -> Resul
     Ok(None)
 }
 
+/// The lock object as it is now (`None`: no run holds it), read without taking it: what
+/// `ticketsync check` reports. A lock past its `expires_at` belongs to a run that did not
+/// finish; the next run takes it over.
+pub async fn peek(storage: &Storage) -> Result<Option<LockInfo>> {
+    read(storage).await
+}
+
 async fn read(storage: &Storage) -> Result<Option<LockInfo>> {
     let path = layout::state(LOCK);
     match storage.get(&path).await? {

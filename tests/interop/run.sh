@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Interop check: the demo job's dataset read by DuckDB and pyarrow (installed here, in a venv of
-# the project's own, so a fresh machine needs nothing by hand).
+# Interop check: the demo job's dataset read by DuckDB and pyarrow, its metrics file by Python's
+# prometheus-client parsers (installed here, in a venv of the project's own, so a fresh machine
+# needs nothing by hand).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=.venv
@@ -8,14 +9,18 @@ if ! "$venv/bin/python" -c "import duckdb, pyarrow" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb pyarrow
 fi
+if [ "$("$venv/bin/python" -c "import prometheus_client; print(prometheus_client.__version__)" 2>/dev/null)" != "0.26.0" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check prometheus-client==0.26.0
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-cargo run --quiet --locked -- sync --job jobs/demo.toml --data "$out/data" --log-format json 2>"$out/log" || status=$?
+cargo run --quiet --locked -- sync --job jobs/demo.toml --data "$out/data" --metrics-file "$out/ticketsync.prom" --log-format json 2>"$out/log" || status=$?
 if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
   cat "$out/log"; echo "demo job failed with exit code $status"; exit 1
 fi
 "$venv/bin/python" tests/interop/check_duckdb.py "$out/data"
+"$venv/bin/python" tests/interop/check_metrics.py "$out/ticketsync.prom"
 
 # A dataset of the previous release (tests/fixtures/dataset-v1), upgraded by a run that lists
 # nothing: every file then has the contract's schema, read without union_by_name.

@@ -40,7 +40,7 @@ fn version_names_the_dataset_format_and_every_command_shows_examples() {
         version.starts_with("ticketsync ") && version.contains("(dataset format "),
         "{version}"
     );
-    for command in ["sync", "query", "sim", "completions", "man"] {
+    for command in ["sync", "check", "query", "sim", "completions", "man"] {
         let help = text(&ticketsync(&[command, "--help"], None).stdout);
         assert!(
             help.contains("Examples:"),

@@ -3,6 +3,7 @@
 mod support;
 
 mod backends;
+mod check;
 mod cli;
 mod distrust;
 mod faults;
@@ -11,6 +12,7 @@ mod guards;
 mod hostile;
 mod incremental;
 mod kill;
+mod metrics;
 mod paging;
 mod privacy;
 mod query;

@@ -1,0 +1,127 @@
+//! `ticketsync check`: resolve the job as `sync` would, run the read-only checks of
+//! [`crate::check`], print them for a person or as JSON, and exit 0 (a sync would run),
+//! 2 (the run lock is held: a sync now would be refused) or 3 (configuration or credentials).
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::sync::{connect, SyncArgs};
+use super::Completion;
+use crate::check::{self, CheckReport};
+use crate::job::{Api, Job, JobSpec};
+use crate::source::retry::RetryPolicy;
+use crate::source::{ClientConfig, Source};
+use crate::storage::Storage;
+
+/// Check a job before running it: API, storage, run lock, and what the next run will cost.
+///
+/// Read-only and cheap: a few API credits (workspaces, departments, /tickets/filter counts) and
+/// one probe object written to and deleted from <data>/_state/. It never takes the run lock.
+/// Takes the same job file and flags as `sync` (the window flags pick the estimate: the
+/// incremental run from the stored cursor by default, or --full-sync).
+///
+/// Examples:
+///   ticketsync check --job jobs/demo.toml
+///   FRESHSERVICE_API_KEY=... ticketsync check --job jobs/nightly.toml --full-sync
+///   FRESHSERVICE_API_KEY=... ticketsync check --domain acme --data s3://bucket/fs --format json
+///
+/// Exit codes: 0 a sync would run; 2 another run holds the lock (a sync now would be refused);
+/// 3 configuration or credentials problems (all of them are listed).
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct CheckArgs {
+    /// Output: human (default) or json (for automation).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+
+    #[command(flatten)]
+    pub job: SyncArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+/// Exit code of a check that found configuration or credential problems.
+const CONFIG: u8 = 3;
+/// Exit code of a check that found the run lock held.
+const LOCKED: u8 = 2;
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<Completion> {
+    let spec = match &args.job.job {
+        Some(path) => match JobSpec::from_file(path) {
+            Ok(file) => file.overlay(args.job.spec()),
+            Err(e) => return finish(&args, problem_only(format!("{e}"))),
+        },
+        None => JobSpec::default().overlay(args.job.spec()),
+    };
+    let job = match Job::resolve(spec, args.job.ticket) {
+        Ok(job) => job,
+        Err(e) => return finish(&args, problem_only(format!("{e}"))),
+    };
+    let mut problems = Vec::new();
+    let storage = Storage::open(&job.data, &job.s3);
+    let api_url = match &job.api {
+        Api::Remote(url) => url.to_string(),
+        Api::Simulator(_) => "the built-in simulator".to_string(),
+    };
+    let (source, simulator) = match connect(&job).await {
+        Ok((base_url, api_key, simulator)) => {
+            let source = Source::new(ClientConfig {
+                base_url,
+                api_key,
+                limiter: job.limiter.clone(),
+                // A check should answer quickly: an unreachable API is a finding, not a wait.
+                retry: RetryPolicy {
+                    max_attempts: 2,
+                    max_rate_limited_attempts: 3,
+                    ..RetryPolicy::default()
+                },
+                timeout: Duration::from_secs(30),
+                max_response_bytes: job.max_response_bytes,
+            });
+            match source {
+                Ok(source) => (Some(source), simulator),
+                Err(e) => {
+                    problems.push(format!("API: {e}"));
+                    (None, simulator)
+                }
+            }
+        }
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            (None, None)
+        }
+    };
+    let report = check::run(&job, source.as_ref(), api_url, storage, problems).await;
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    finish(&args, report)
+}
+
+fn problem_only(problem: String) -> CheckReport {
+    CheckReport {
+        ok: false,
+        problems: vec![problem],
+        ..CheckReport::default()
+    }
+}
+
+/// Prints the report on stdout and picks the exit code.
+fn finish(args: &CheckArgs, report: CheckReport) -> anyhow::Result<Completion> {
+    match args.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Human => print!("{}", check::render(&report)),
+    }
+    Ok(if !report.ok {
+        Completion::Exit(CONFIG)
+    } else if report.lock.state == "held" {
+        Completion::Exit(LOCKED)
+    } else {
+        Completion::Ok
+    })
+}
