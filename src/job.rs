@@ -591,6 +591,42 @@ mod tests {
     }
 
     #[test]
+    fn redaction_and_retention_settings_are_checked() {
+        let base = "data = \"d\"\ndomain = \"acme\"\n";
+        let job = Job::resolve(spec(base), None).unwrap();
+        assert!(!job.redactor.is_disabled(), "redaction is on by default");
+        assert_eq!(
+            job.retention_days, None,
+            "retention keeps everything by default"
+        );
+        let job = Job::resolve(
+            spec(&format!(
+                "{base}retention_days = 2555\n[redact]\nrules = {{ card_number = false }}\nextra = {{ pin = 'PIN-(?P<value>\\d+)' }}\n"
+            )),
+            None,
+        )
+        .unwrap();
+        assert_eq!(job.retention_days, Some(2555));
+        let mut counts = Default::default();
+        assert_eq!(
+            job.redactor
+                .redact("PIN-1234 4111 1111 1111 1111", &mut counts),
+            "PIN-[redacted:pin] 4111 1111 1111 1111"
+        );
+        for (bad, names) in [
+            ("retention_days = 0\n", "retention_days"),
+            ("[redact]\nrules = { passwords = false }\n", "passwords"),
+            ("[redact]\nextra = { x = '(' }\n", "redact.extra.x"),
+        ] {
+            let err = Job::resolve(spec(&format!("{base}{bad}")), None).unwrap_err();
+            assert!(matches!(err, Error::Invalid(_)), "{bad}: {err}");
+            assert!(err.to_string().contains(names), "{bad}: {err}");
+        }
+        // A misspelled key in [redact] is refused by the file parser.
+        assert!(toml::from_str::<JobSpec>(&format!("{base}[redact]\nenable = false\n")).is_err());
+    }
+
+    #[test]
     fn every_job_file_in_jobs_is_valid() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs");
         let mut seen = 0;

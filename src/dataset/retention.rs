@@ -186,3 +186,64 @@ pub async fn prune(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::{RejectReason, Rejection};
+
+    fn rejection(id: i64, seen_at: &str) -> Rejection {
+        Rejection {
+            ticket_id: id,
+            reason: RejectReason::NoAccountNumber,
+            department_id: Some(3),
+            detail: format!("ticket {id}: department 3 has no account number"),
+            updated_at: Some(seen_at.parse().unwrap()),
+            seen_at: seen_at.parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_seen_before_the_cutoff_go_and_newer_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let mut index = Index::default();
+        let changeset = Changeset {
+            rejected: vec![
+                rejection(1, "2024-01-10T00:00:00Z"),
+                rejection(2, "2026-11-01T00:00:00Z"),
+            ],
+            ..Changeset::default()
+        };
+        sink::commit(&storage, &mut index, changeset, "t0")
+            .await
+            .unwrap();
+        let lock = Lock::acquire(&storage, "t1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let now = "2026-11-30T00:00:00Z".parse().unwrap();
+
+        let dry = apply(&storage, &mut index, &lock, "t1", 365, now, true)
+            .await
+            .unwrap();
+        assert_eq!((dry.tickets, dry.rejects), (0, 1));
+        assert!(index.get(1).is_some(), "a dry run removes nothing");
+
+        let pruned = apply(&storage, &mut index, &lock, "t2", 365, now, false)
+            .await
+            .unwrap();
+        assert_eq!((pruned.tickets, pruned.rejects), (0, 1));
+        assert!(index.get(1).is_none());
+        assert!(index.get(2).is_some());
+        let file = layout::table_file(Table::Rejects.name());
+        let bytes = storage.get(&file).await.unwrap().unwrap();
+        let batches = parquet::decode(bytes, &Table::Rejects.schema(), file.as_ref()).unwrap();
+        let left: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| tables::read::rejects_seen(b).unwrap())
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(left, vec![2]);
+        lock.release().await.unwrap();
+    }
+}

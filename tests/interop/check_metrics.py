@@ -25,6 +25,9 @@ EXPECTED = {
     "ticketsync_run_written_bytes",
     "ticketsync_run_written_files",
     "ticketsync_dataset_newest_closed_timestamp_seconds",
+    "ticketsync_run_redactions",
+    "ticketsync_run_erased_tickets",
+    "ticketsync_run_retention_removed",
 }
 
 
@@ -54,6 +57,9 @@ def main():
         status = {labels[0][1]: v for (n, labels), v in found.items() if n == "ticketsync_run_status"}
         if sorted(status.values()) != [0.0, 0.0, 0.0, 0.0, 1.0]:
             sys.exit(f"run status is not one-hot: {status}")
+        redacted = found[("ticketsync_run_redactions", (("rule", "credential"),))]
+        if redacted <= 0:
+            sys.exit("the demo's notes hold credentials, but none was redacted")
         written = found[("ticketsync_run_tickets", (("outcome", "written"),))]
         if written <= 0:
             sys.exit("no tickets written")

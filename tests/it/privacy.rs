@@ -489,3 +489,53 @@ async fn retention_removes_what_closed_before_the_cutoff_and_keeps_the_rest_as_i
         .await
         .unwrap());
 }
+
+#[tokio::test]
+async fn forget_export_and_prune_work_on_s3_as_on_local_disk() {
+    use ticketsync::dataset::{export, forget, retention};
+    use ticketsync::sim::{Plan, SimConfig};
+    let h = Harness::on(
+        crate::support::Backend::S3,
+        SimConfig {
+            tickets: 150,
+            seed: 3,
+            plan: Plan::Enterprise,
+            minute_secs: 1.0,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    h.full_sync().await;
+    let before = h.dump().await;
+    let (email, name) = busiest_requester(&before);
+    let found = export::export_person(&h.storage, &email).await.unwrap();
+    assert!(found.counts.tickets_requested >= 1);
+
+    let report = forget::forget(
+        &h.storage,
+        &forget::Request {
+            email: email.clone(),
+            name: None,
+            dry_run: false,
+            lock_ttl: std::time::Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.tickets_requested, found.counts.tickets_requested);
+    let after = h.dump().await;
+    assert_eq!(occurrences(&after, &email), Vec::<String>::new());
+    assert_eq!(occurrences(&after, &name), Vec::<String>::new());
+    assert_eq!(billing(&after), billing(&before));
+    let found = export::export_person(&h.storage, &email).await.unwrap();
+    assert!(found.tickets.is_empty());
+
+    let pruned = retention::prune(&h.storage, 120, false, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(pruned.pruned.tickets > 0);
+    assert_eq!(
+        h.dump().await.table("tickets").len() as u64,
+        before.table("tickets").len() as u64 - pruned.pruned.tickets
+    );
+}
