@@ -20,6 +20,9 @@
 //! Expiry compares the holder's clock with ours: hosts that share a dataset need synchronized
 //! clocks (NTP), well within the TTL.
 //!
+//! Time comes from a [`Clock`]: the system clock in production, a [`ManualClock`] in tests, so
+//! expiry and refresh are reached by advancing it instead of sleeping.
+//!
 //! This module does not decide what a run does when it is refused; the pipeline does.
 
 use std::sync::{Arc, Mutex};
@@ -27,7 +30,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::storage::{self, layout, Storage};
@@ -38,6 +41,111 @@ pub const LOCK: &str = "lock.json";
 /// How long a lock lives without a refresh, unless the job says otherwise. A killed run blocks
 /// the dataset this long; a live run refreshes every third of it.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
+
+/// Where the lock reads the time and how its refresh waits.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    /// `Utc::now()` and the runtime's timers: what every real run uses.
+    #[default]
+    System,
+    /// Time that moves only when a test says so ([`ManualClock::advance`]).
+    Manual(ManualClock),
+}
+
+impl Clock {
+    /// The time now, by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Manual(manual) => manual.now(),
+        }
+    }
+
+    /// A timer that fires every `period`, the first time `period` from now. A tick that fires
+    /// late delays the next one (tokio's `MissedTickBehavior::Delay`).
+    fn ticker(&self, period: Duration) -> Ticker {
+        match self {
+            Clock::System => {
+                let start = tokio::time::Instant::now() + period;
+                let mut interval = tokio::time::interval_at(start, period);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                Ticker::System(interval)
+            }
+            Clock::Manual(manual) => Ticker::Manual {
+                clock: manual.clone(),
+                next: manual.now() + period,
+                period,
+            },
+        }
+    }
+}
+
+/// A clock for tests: it stands still until [`ManualClock::advance`] moves it, which also wakes
+/// the lock refreshes whose time has come. Clones share the time.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now: Arc<watch::Sender<DateTime<Utc>>>,
+}
+
+impl ManualClock {
+    /// A clock standing at `now`.
+    pub fn new(now: DateTime<Utc>) -> ManualClock {
+        ManualClock {
+            now: Arc::new(watch::Sender::new(now)),
+        }
+    }
+
+    /// The [`Clock`] that reads this one.
+    pub fn clock(&self) -> Clock {
+        Clock::Manual(self.clone())
+    }
+
+    /// The time it stands at.
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.now.borrow()
+    }
+
+    /// Moves the time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = chrono::Duration::from_std(by).expect("a test advances by a sane duration");
+        self.now.send_modify(|now| *now += by);
+    }
+
+    async fn sleep_until(&self, deadline: DateTime<Utc>) {
+        let mut now = self.now.subscribe();
+        // The sender lives as long as `self`: this returns only once the time has come.
+        let _ = now.wait_for(|now| *now >= deadline).await;
+    }
+}
+
+/// The refresh timer of a [`Clock`].
+enum Ticker {
+    System(tokio::time::Interval),
+    Manual {
+        clock: ManualClock,
+        next: DateTime<Utc>,
+        period: Duration,
+    },
+}
+
+impl Ticker {
+    async fn tick(&mut self) {
+        match self {
+            Ticker::System(interval) => {
+                interval.tick().await;
+            }
+            Ticker::Manual {
+                clock,
+                next,
+                period,
+            } => {
+                clock.sleep_until(*next).await;
+                // On time: the next tick a period later; late: a period from now.
+                *next = (*next).max(clock.now()) + *period;
+            }
+        }
+    }
+}
 
 /// The content of the lock object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +268,7 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Lock {
     storage: Storage,
     run_id: String,
+    clock: Clock,
     shared: Arc<Mutex<Shared>>,
     stop: Option<oneshot::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
@@ -176,28 +285,30 @@ struct Shared {
 impl Lock {
     /// Takes the lock for `run_id`, or fails with [`Error::Held`] naming the run that has it.
     pub async fn acquire(storage: &Storage, run_id: &str, ttl: Duration) -> Result<Lock> {
-        Self::acquire_as(storage, run_id, ttl, &Identity::current()).await
+        Self::acquire_with(storage, run_id, ttl, &Identity::current(), Clock::System).await
     }
 
-    /// [`Lock::acquire`] as the process `me` (tests pretend to be another container or boot).
-    pub async fn acquire_as(
+    /// [`Lock::acquire`] as the process `me`, on `clock` (tests pretend to be another container
+    /// or boot, and move time by hand).
+    pub async fn acquire_with(
         storage: &Storage,
         run_id: &str,
         ttl: Duration,
         me: &Identity,
+        clock: Clock,
     ) -> Result<Lock> {
         let path = layout::state(LOCK);
         let ttl = ttl.max(Duration::from_millis(100));
         let mut held_by = None;
         // A few rounds: a lock can be released or taken over between our create and our read.
         for _ in 0..3 {
-            let mine = LockInfo::new(run_id, ttl, me);
+            let mine = LockInfo::new(run_id, ttl, me, clock.now());
             if storage.create(&path, to_json(&mine)).await? {
                 // Read back: a store that ignores the condition lets the last writer win.
                 match read(storage).await? {
                     Some(info) if info.run_id == run_id => {
                         tracing::debug!(run_id, expires_at = %info.expires_at, "run lock taken");
-                        return Ok(Lock::start(storage, info, ttl));
+                        return Ok(Lock::start(storage, info, ttl, clock));
                     }
                     Some(other) => return Err(held(storage, other)),
                     None => continue,
@@ -207,7 +318,7 @@ impl Lock {
                 // Released between our create and our read: try again.
                 None => continue,
                 Some(holder)
-                    if holder.expires_at > Utc::now()
+                    if holder.expires_at > clock.now()
                         && !provably_gone(&holder, me, pid_running) =>
                 {
                     return Err(held(storage, holder))
@@ -225,7 +336,7 @@ impl Lock {
             }
         }
         Err(match held_by {
-            Some(holder) if holder.expires_at > Utc::now() => held(storage, holder),
+            Some(holder) if holder.expires_at > clock.now() => held(storage, holder),
             _ => Error::Contended {
                 data: storage.display().to_string(),
             },
@@ -237,7 +348,7 @@ impl Lock {
         // A poisoned mutex means the refresher panicked: the lock is not being kept.
         let reason = match self.shared.lock() {
             Ok(shared) if shared.lost.is_some() => shared.lost.clone(),
-            Ok(shared) if shared.expires_at <= Utc::now() => Some(format!(
+            Ok(shared) if shared.expires_at <= self.clock.now() => Some(format!(
                 "it expired at {} and could not be refreshed",
                 shared.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
             )),
@@ -279,7 +390,7 @@ impl Lock {
     }
 
     /// Starts the refresh task of a lock just taken.
-    fn start(storage: &Storage, info: LockInfo, ttl: Duration) -> Lock {
+    fn start(storage: &Storage, info: LockInfo, ttl: Duration, clock: Clock) -> Lock {
         let shared = Arc::new(Mutex::new(Shared {
             expires_at: info.expires_at,
             lost: None,
@@ -289,12 +400,16 @@ impl Lock {
             storage.clone(),
             info.clone(),
             ttl,
+            // From now, not from when the task first runs.
+            clock.ticker(ttl / 3),
+            clock.clone(),
             shared.clone(),
             stopped,
         ));
         Lock {
             storage: storage.clone(),
             run_id: info.run_id,
+            clock,
             shared,
             stop: Some(stop),
             refresher: Some(refresher),
@@ -312,8 +427,7 @@ impl Drop for Lock {
 }
 
 impl LockInfo {
-    fn new(run_id: &str, ttl: Duration, me: &Identity) -> LockInfo {
-        let now = Utc::now();
+    fn new(run_id: &str, ttl: Duration, me: &Identity, now: DateTime<Utc>) -> LockInfo {
         LockInfo {
             run_id: run_id.to_string(),
             host: me.host.clone(),
@@ -327,25 +441,25 @@ impl LockInfo {
     }
 }
 
-/// Pushes the expiry forward every third of the TTL until told to stop or the lock is lost.
+/// Pushes the expiry forward every `tick` (a third of the TTL, the first one a third after the
+/// lock was written) until told to stop or the lock is lost.
 /// (This timer is the lock's own clock; API pacing and retries stay in `source::retry`.)
 async fn refresh_loop(
     storage: Storage,
     mut info: LockInfo,
     ttl: Duration,
+    mut tick: Ticker,
+    clock: Clock,
     shared: Arc<Mutex<Shared>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let mut tick = tokio::time::interval(ttl / 3);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; the lock was just written
     loop {
         // Races the next refresh against `release` asking the task to stop.
         tokio::select! {
             _ = tick.tick() => {}
             _ = &mut stopped => return,
         }
-        let lost = match refresh(&storage, &mut info, ttl).await {
+        let lost = match refresh(&storage, &mut info, ttl, &clock).await {
             Ok(None) => {
                 if let Ok(mut shared) = shared.lock() {
                     shared.expires_at = info.expires_at;
@@ -353,7 +467,7 @@ async fn refresh_loop(
                 continue;
             }
             Ok(Some(reason)) => reason,
-            Err(e) if Utc::now() < info.expires_at => {
+            Err(e) if clock.now() < info.expires_at => {
                 tracing::warn!(run_id = %info.run_id, error = %e, "cannot refresh the run lock; trying again");
                 continue;
             }
@@ -368,7 +482,12 @@ async fn refresh_loop(
 }
 
 /// One refresh: `Ok(Some(reason))` when the lock is no longer ours.
-async fn refresh(storage: &Storage, info: &mut LockInfo, ttl: Duration) -> Result<Option<String>> {
+async fn refresh(
+    storage: &Storage,
+    info: &mut LockInfo,
+    ttl: Duration,
+    clock: &Clock,
+) -> Result<Option<String>> {
     match read(storage).await? {
         None => return Ok(Some("the lock object was deleted".into())),
         Some(other) if other.run_id != info.run_id => {
@@ -376,7 +495,7 @@ async fn refresh(storage: &Storage, info: &mut LockInfo, ttl: Duration) -> Resul
         }
         Some(_) => {}
     }
-    let now = Utc::now();
+    let now = clock.now();
     if now >= info.expires_at {
         // Someone may take it over as we write; do not overwrite what might be theirs.
         return Ok(Some("it expired before it could be refreshed".into()));
@@ -448,9 +567,36 @@ mod tests {
         (dir, storage)
     }
 
-    /// Long enough that a busy machine (CI runs the tests in parallel on two cores) does not
-    /// delay a refresh past the expiry; the expiry test uses its own short TTL.
     const TTL: Duration = Duration::from_secs(3);
+
+    /// A manual clock at the real time now, and the [`Clock`] that reads it.
+    fn manual() -> (ManualClock, Clock) {
+        let manual = ManualClock::new(Utc::now());
+        let clock = manual.clock();
+        (manual, clock)
+    }
+
+    fn me() -> Identity {
+        Identity::current()
+    }
+
+    /// Waits (at most 30 s of real time) until `done` holds: for the refresh task's I/O, which
+    /// runs after the manual clock was advanced; time itself is never waited for.
+    async fn eventually<F, Fut>(what: &str, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never happened: {what}"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 
     #[tokio::test]
     async fn a_second_run_is_refused_until_the_first_releases() {
@@ -476,29 +622,63 @@ mod tests {
     #[tokio::test]
     async fn a_live_lock_is_refreshed_past_its_ttl() {
         let (_dir, storage) = local();
-        let lock = Lock::acquire(&storage, "run-a", TTL).await.unwrap();
-        tokio::time::sleep(TTL * 2).await;
+        let (manual, clock) = manual();
+        let lock = Lock::acquire_with(&storage, "run-a", TTL, &me(), clock.clone())
+            .await
+            .unwrap();
+        // Two TTLs in six steps of a third: each one is a refresh, which moves the expiry.
+        for _ in 0..6 {
+            manual.advance(TTL / 3);
+            let now = manual.now();
+            eventually("the lock is refreshed", || async {
+                read(&storage).await.unwrap().unwrap().refreshed_at == now
+            })
+            .await;
+        }
         lock.check().unwrap();
         assert!(matches!(
-            Lock::acquire(&storage, "run-b", TTL).await,
+            Lock::acquire_with(&storage, "run-b", TTL, &me(), clock).await,
             Err(Error::Held { .. })
         ));
         lock.release().await.unwrap();
     }
 
     #[tokio::test]
+    async fn a_lock_that_cannot_be_refreshed_is_lost_at_its_expiry() {
+        let (_dir, storage) = local();
+        let (manual, clock) = manual();
+        let lock = Lock::acquire_with(&storage, "run-a", TTL, &me(), clock)
+            .await
+            .unwrap();
+        // What a refresher that cannot reach the store amounts to: it never refreshes.
+        lock.refresher.as_ref().unwrap().abort();
+        manual.advance(TTL - Duration::from_millis(1));
+        lock.check().unwrap();
+        manual.advance(Duration::from_millis(1));
+        let err = lock.check().unwrap_err();
+        assert!(err.to_string().contains("could not be refreshed"), "{err}");
+    }
+
+    #[tokio::test]
     async fn the_expired_lock_of_a_killed_run_is_taken_over() {
         let (_dir, storage) = local();
+        let (manual, clock) = manual();
         let ttl = Duration::from_secs(1);
+        let acquire = |run_id: &'static str| {
+            let (storage, clock) = (storage.clone(), clock.clone());
+            async move { Lock::acquire_with(&storage, run_id, ttl, &me(), clock).await }
+        };
         // A run that was killed: its lock is not refreshed any more.
-        let killed = Lock::acquire(&storage, "run-a", ttl).await.unwrap();
+        let killed = acquire("run-a").await.unwrap();
         drop(killed);
-        assert!(matches!(
-            Lock::acquire(&storage, "run-b", ttl).await,
-            Err(Error::Held { .. })
-        ));
-        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
-        let next = Lock::acquire(&storage, "run-b", ttl).await.unwrap();
+        assert!(matches!(acquire("run-b").await, Err(Error::Held { .. })));
+        manual.advance(ttl - Duration::from_millis(1));
+        assert!(
+            matches!(acquire("run-b").await, Err(Error::Held { .. })),
+            "not expired before its expiry"
+        );
+        manual.advance(Duration::from_millis(200));
+        let next = acquire("run-b").await.unwrap();
         assert_eq!(read(&storage).await.unwrap().unwrap().run_id, "run-b");
         next.release().await.unwrap();
     }
@@ -506,24 +686,24 @@ mod tests {
     #[tokio::test]
     async fn a_run_whose_lock_was_taken_over_notices() {
         let (_dir, storage) = local();
-        let lock = Lock::acquire(&storage, "run-a", TTL).await.unwrap();
-        let mut other = LockInfo::new("run-b", TTL * 10, &Identity::current());
+        let (manual, clock) = manual();
+        let lock = Lock::acquire_with(&storage, "run-a", TTL, &me(), clock)
+            .await
+            .unwrap();
+        let mut other = LockInfo::new("run-b", TTL * 10, &me(), manual.now());
         other.host = "elsewhere".into();
         storage
             .put(&layout::state(LOCK), to_json(&other))
             .await
             .unwrap();
+        lock.check().unwrap();
         // The next refresh (a third of the TTL from the start) notices.
-        let err = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                match lock.check() {
-                    Err(err) => break err,
-                    Ok(()) => tokio::time::sleep(TTL / 10).await,
-                }
-            }
+        manual.advance(TTL / 3);
+        eventually("the takeover is noticed", || async {
+            lock.check().is_err()
         })
-        .await
-        .expect("the takeover is noticed");
+        .await;
+        let err = lock.check().unwrap_err();
         assert!(
             err.to_string()
                 .contains("taken over by run run-b on elsewhere"),
@@ -537,7 +717,7 @@ mod tests {
     #[tokio::test]
     async fn the_live_lock_of_a_dead_process_on_this_host_is_taken_over() {
         let (_dir, storage) = local();
-        let mut dead = LockInfo::new("killed-run", Duration::from_secs(600), &Identity::current());
+        let mut dead = LockInfo::new("killed-run", Duration::from_secs(600), &me(), Utc::now());
         // A pid above the kernel's maximum never exists.
         dead.pid = 4_194_304 + 1;
         storage
@@ -549,8 +729,7 @@ mod tests {
             .unwrap();
         lock.release().await.unwrap();
         // Another machine's live lock is respected (another boot: its pids are not ours).
-        let mut remote =
-            LockInfo::new("remote-run", Duration::from_secs(600), &Identity::current());
+        let mut remote = LockInfo::new("remote-run", Duration::from_secs(600), &me(), Utc::now());
         remote.host = "elsewhere".into();
         remote.boot_id = Some("another-machine".into());
         remote.pid = 4_194_304 + 1;
@@ -583,7 +762,7 @@ mod tests {
         let holder = |host: &str, pid: u32, boot: Option<&str>, ns: Option<&str>| LockInfo {
             boot_id: boot.map(String::from),
             pid_ns: ns.map(String::from),
-            ..LockInfo::new("other", TTL, &identity(host, pid, "x", "x"))
+            ..LockInfo::new("other", TTL, &identity(host, pid, "x", "x"), Utc::now())
         };
         let nothing_runs = |_: u32| false;
         // (holder, gone?)
@@ -621,19 +800,19 @@ mod tests {
     #[tokio::test]
     async fn a_live_lock_from_another_container_is_not_stolen() {
         let (_dir, storage) = local();
+        let (manual, clock) = manual();
         let ttl = Duration::from_secs(600);
         let me = identity("shared-host", 100, "boot-1", "pid:[4026531836]");
+        let acquire = || Lock::acquire_with(&storage, "next-run", ttl, &me, clock.clone());
         // A run in another container on the same host (same name, same boot): its pid does
         // not exist in our namespace, yet it runs.
         let neighbour = identity("shared-host", DEAD_PID, "boot-1", "pid:[4026532999]");
-        let live = LockInfo::new("neighbour-run", ttl, &neighbour);
+        let live = LockInfo::new("neighbour-run", ttl, &neighbour, manual.now());
         storage
             .put(&layout::state(LOCK), to_json(&live))
             .await
             .unwrap();
-        let err = Lock::acquire_as(&storage, "next-run", ttl, &me)
-            .await
-            .unwrap_err();
+        let err = acquire().await.unwrap_err();
         let Error::Held { holder, .. } = &err else {
             panic!("{err}")
         };
@@ -644,13 +823,11 @@ mod tests {
         storage
             .put(
                 &layout::state(LOCK),
-                to_json(&LockInfo::new("killed-run", ttl, &killed)),
+                to_json(&LockInfo::new("killed-run", ttl, &killed, manual.now())),
             )
             .await
             .unwrap();
-        let lock = Lock::acquire_as(&storage, "next-run", ttl, &me)
-            .await
-            .unwrap();
+        let lock = acquire().await.unwrap();
         let taken = read(&storage).await.unwrap().unwrap();
         assert_eq!(taken.run_id, "next-run");
         assert_eq!(taken.boot_id.as_deref(), Some("boot-1"));
@@ -659,23 +836,14 @@ mod tests {
 
         // Another boot id (a rebooted host, another machine): refused until it expires.
         let before_reboot = identity("shared-host", DEAD_PID, "boot-0", "pid:[4026531836]");
-        let mut old = LockInfo::new("before-reboot", ttl, &before_reboot);
+        let old = LockInfo::new("before-reboot", ttl, &before_reboot, manual.now());
         storage
             .put(&layout::state(LOCK), to_json(&old))
             .await
             .unwrap();
-        assert!(matches!(
-            Lock::acquire_as(&storage, "next-run", ttl, &me).await,
-            Err(Error::Held { .. })
-        ));
-        old.expires_at = Utc::now() - chrono::Duration::seconds(1);
-        storage
-            .put(&layout::state(LOCK), to_json(&old))
-            .await
-            .unwrap();
-        let lock = Lock::acquire_as(&storage, "next-run", ttl, &me)
-            .await
-            .unwrap();
+        assert!(matches!(acquire().await, Err(Error::Held { .. })));
+        manual.advance(ttl + Duration::from_secs(1));
+        let lock = acquire().await.unwrap();
         lock.release().await.unwrap();
     }
 
