@@ -84,3 +84,9 @@ pub mod source;
 pub mod state;
 pub mod storage;
 pub mod tables;
+
+/// The golden-file helper (`UPDATE_GOLDEN=1` rewrites): the integration suite's own, shared.
+#[cfg(test)]
+#[path = "../tests/it/support/golden.rs"]
+#[allow(unreachable_pub)]
+mod golden;

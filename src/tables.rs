@@ -595,20 +595,8 @@ mod tests {
     #[test]
     fn schema_files_are_the_contract() {
         for table in Table::ALL {
-            let path = format!(
-                "{}/schemas/{}.json",
-                env!("CARGO_MANIFEST_DIR"),
-                table.name()
-            );
-            let expected = serde_json::to_string_pretty(&table.contract_json()).unwrap() + "\n";
-            if std::env::var_os("UPDATE_GOLDEN").is_some() {
-                std::fs::write(&path, &expected).unwrap();
-            }
-            let actual = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            assert_eq!(
-                actual, expected,
-                "{path} and the code disagree (UPDATE_GOLDEN=1 rewrites it)"
-            );
+            let contract = serde_json::to_string_pretty(&table.contract_json()).unwrap() + "\n";
+            crate::golden::check(format!("schemas/{}.json", table.name()), &contract);
         }
     }
 

@@ -111,19 +111,7 @@ fn rejected(outcome: Outcome) -> Rejection {
 #[test]
 fn seed_example_matches_the_golden_markdown() {
     let p = placed(run(&seed_ticket(), &seed_conversations(), &seed_entries()));
-    let golden_path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/it/golden/markdown/seed_example.md"
-    );
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(golden_path, &p.markdown).unwrap();
-    }
-    let golden = std::fs::read_to_string(golden_path).unwrap();
-    assert_eq!(
-        p.markdown, golden,
-        "\n--- actual ---\n{}\n--- expected ---\n{}",
-        p.markdown, golden
-    );
+    crate::golden::check("tests/it/golden/markdown/seed_example.md", &p.markdown);
 }
 
 #[test]
