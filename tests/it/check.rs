@@ -4,36 +4,20 @@
 use serde_json::Value;
 use ticketsync::state::lock::Lock;
 
-use crate::support::{binary, output, Harness};
+use crate::support::{Cmd, Harness};
 
 /// `ticketsync check --format json` against the harness's simulator with `key`, on `data`.
-fn check(h: &Harness, key: &str, data: &str, extra: &[&str]) -> std::process::Command {
-    let base = h.sim.base_url();
-    let mut args = vec![
-        "check",
-        "--format",
-        "json",
-        "--base-url",
-        &base,
-        "--data",
-        data,
-        "--rate-window-secs",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    binary(&args, &[("FRESHSERVICE_API_KEY", key.to_string())])
-}
-
 async fn run_check(h: &Harness, key: &str, data: &str, extra: &[&str]) -> (Option<i32>, Value) {
-    let out = output(check(h, key, data, extra)).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "check printed no JSON ({e}):\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code(), json)
+    let out = h
+        .cmd("check")
+        .args(["--format", "json"])
+        .api_key(key)
+        .data(data)
+        .args(["--rate-window-secs", "1"])
+        .args(extra)
+        .run()
+        .await;
+    (out.code, out.json())
 }
 
 fn within(estimate: f64, actual: f64, share: f64) -> bool {
@@ -42,17 +26,6 @@ fn within(estimate: f64, actual: f64, share: f64) -> bool {
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
-/// The run report a sync left in the dataset.
-fn only_report(dir: &std::path::Path) -> Value {
-    let mut reports: Vec<_> = std::fs::read_dir(dir.join("_runs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    reports.sort();
-    let last = reports.last().expect("a run report");
-    serde_json::from_str(&std::fs::read_to_string(last).unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,14 +59,12 @@ async fn a_clean_simulator_checks_ok_and_the_estimate_holds_against_a_real_run()
     let counted: u64 = unmapped.iter().map(|d| u(&d["closed_tickets"])).sum();
 
     // The real run.
-    let out = output(h.sync_command(&data, &["--full-sync", "--rejects-exit-code", "0"])).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = only_report(h.dir.path());
+    let out = h
+        .sync_command(&data, &["--full-sync", "--rejects-exit-code", "0"])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report = &out.report;
     let tickets = &report["tickets"];
     let pairs = [
         ("listed", u(&estimate["listed"]), u(&tickets["listed"])),
@@ -181,20 +152,12 @@ async fn a_wrong_key_and_unusable_storage_are_both_listed_with_exit_3() {
     assert_eq!(json["problems"].as_array().unwrap().len(), 1, "{json:#}");
 
     // Without a key at all (and the human output).
-    let base = h.sim.base_url();
-    let out = output(binary(
-        &[
-            "check",
-            "--base-url",
-            &base,
-            "--data",
-            h.dir.path().to_str().unwrap(),
-        ],
-        &[],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(3));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = Cmd::new(["check", "--base-url", &h.sim.base_url()])
+        .data(h.dir.path().to_str().unwrap())
+        .run()
+        .await;
+    assert_eq!(out.code, Some(3));
+    let text = &out.stdout;
     assert!(text.contains("FRESHSERVICE_API_KEY is not set"), "{text}");
     assert!(text.contains("problem:"), "{text}");
 }
@@ -207,32 +170,23 @@ async fn an_unreachable_api_and_an_invalid_job_are_problems() {
         .local_addr()
         .unwrap()
         .port();
-    let out = output(binary(
-        &[
-            "check",
-            "--format",
-            "json",
-            "--base-url",
-            &format!("http://127.0.0.1:{port}"),
-            "--data",
-            h.dir.path().to_str().unwrap(),
-        ],
-        &[("FRESHSERVICE_API_KEY", "k".to_string())],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(3));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = Cmd::new(["check", "--format", "json"])
+        .args(["--base-url", &format!("http://127.0.0.1:{port}")])
+        .data(h.dir.path().to_str().unwrap())
+        .api_key("k")
+        .run()
+        .await;
+    assert_eq!(out.code, Some(3));
+    let json = out.json();
     assert_eq!(json["api"]["reachable"], false, "{json:#}");
     // The storage was still checked.
     assert_eq!(json["storage"]["write"], true, "{json:#}");
 
-    let out = output(binary(
-        &["check", "--format", "json", "--domain", "acme"],
-        &[],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(3));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = Cmd::new(["check", "--format", "json", "--domain", "acme"])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(3));
+    let json = out.json();
     assert!(
         json["problems"][0]
             .as_str()

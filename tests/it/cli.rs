@@ -1,23 +1,13 @@
 //! The real binary: help that teaches, exit codes a scheduler can act on, secrets that stay
 //! secret.
 
-use std::process::{Command, Output};
-
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 
-fn ticketsync(args: &[&str], key: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
-    cmd.args(args)
-        .env_remove("FRESHSERVICE_API_KEY")
-        .env("RUST_LOG", "info");
-    if let Some(key) = key {
-        cmd.env("FRESHSERVICE_API_KEY", key);
-    }
-    cmd.output().expect("the binary runs")
-}
+use crate::support::{Cmd, Ran};
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// The binary with `args`, nothing from this process's environment.
+fn ticketsync(args: &[&str]) -> Ran {
+    Cmd::new(args).run_blocking()
 }
 
 async fn sim() -> Simulator {
@@ -33,15 +23,15 @@ async fn sim() -> Simulator {
 
 #[test]
 fn version_names_the_dataset_format_and_every_command_shows_examples() {
-    let out = ticketsync(&["--version"], None);
-    assert!(out.status.success());
-    let version = text(&out.stdout);
+    let out = ticketsync(&["--version"]);
+    assert_eq!(out.code, Some(0));
+    let version = out.stdout;
     assert!(
         version.starts_with("ticketsync ") && version.contains("(dataset format "),
         "{version}"
     );
     for command in ["sync", "check", "query", "sim", "completions", "man"] {
-        let help = text(&ticketsync(&[command, "--help"], None).stdout);
+        let help = ticketsync(&[command, "--help"]).stdout;
         assert!(
             help.contains("Examples:"),
             "{command} --help has no examples:\n{help}"
@@ -51,26 +41,25 @@ fn version_names_the_dataset_format_and_every_command_shows_examples() {
 
 #[test]
 fn completions_and_man_pages_come_from_the_binary() {
-    let bash = ticketsync(&["completions", "bash"], None);
-    assert!(bash.status.success());
-    assert!(text(&bash.stdout).contains("--max-removals"));
-    let page = ticketsync(&["man", "sync"], None);
-    assert!(page.status.success());
-    let page = text(&page.stdout);
+    let bash = ticketsync(&["completions", "bash"]);
+    assert_eq!(bash.code, Some(0));
+    assert!(bash.stdout.contains("--max-removals"));
+    let page = ticketsync(&["man", "sync"]);
+    assert_eq!(page.code, Some(0));
+    let page = page.stdout;
     assert!(page.contains(".TH ticketsync-sync 1"), "{page}");
     assert!(page.contains("rejects\\-exit\\-code"), "{page}");
-    let unknown = ticketsync(&["man", "nope"], None);
-    assert_eq!(unknown.status.code(), Some(3));
+    let unknown = ticketsync(&["man", "nope"]);
+    assert_eq!(unknown.code, Some(3));
 }
 
 #[test]
 fn help_teaches() {
-    let out = ticketsync(&["--help"], None);
-    assert!(out.status.success());
-    let help = text(&out.stdout);
+    let out = ticketsync(&["--help"]);
+    assert_eq!(out.code, Some(0));
+    let help = out.stdout;
     assert!(help.contains("sync") && help.contains("sim"), "{help}");
-    let out = ticketsync(&["sync", "--help"], None);
-    let help = text(&out.stdout);
+    let help = ticketsync(&["sync", "--help"]).stdout;
     for needle in [
         "FRESHSERVICE_API_KEY",
         "--full-sync",
@@ -86,41 +75,25 @@ fn help_teaches() {
 #[test]
 fn missing_api_key_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = ticketsync(
-        &[
-            "sync",
-            "--domain",
-            "acme",
-            "--data",
-            dir.path().to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("FRESHSERVICE_API_KEY is not set"));
+    let out = Cmd::new(["sync", "--domain", "acme"])
+        .data(dir.path().to_str().unwrap())
+        .run_blocking();
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("FRESHSERVICE_API_KEY is not set"));
 }
 
 #[test]
 fn conflicting_flags_are_refused() {
-    let out = ticketsync(
-        &[
-            "sync",
-            "--data",
-            "x",
-            "--domain",
-            "a",
-            "--full-sync",
-            "--ticket",
-            "5",
-        ],
-        Some("k"),
-    );
+    let out = Cmd::new(["sync", "--data", "x", "--domain", "a"])
+        .args(["--full-sync", "--ticket", "5"])
+        .api_key("k")
+        .run_blocking();
     assert_eq!(
-        out.status.code(),
+        out.code,
         Some(3),
         "a bad command line is a configuration error"
     );
-    assert!(text(&out.stderr).contains("cannot be used with"));
+    assert!(out.stderr.contains("cannot be used with"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,26 +101,15 @@ async fn wrong_key_exits_3_names_the_host_and_never_the_key() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let secret = "wrong-secret-key-123";
-    let url = sim.base_url();
-    let data = dir.path().to_str().unwrap().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        ticketsync(
-            &[
-                "sync",
-                "--base-url",
-                &url,
-                "--data",
-                &data,
-                "--log-format",
-                "json",
-            ],
-            Some(secret),
-        )
-    })
-    .await
-    .unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let out = Cmd::new(["sync"])
+        .sim(&sim)
+        .api_key(secret)
+        .data(dir.path().to_str().unwrap())
+        .args(["--log-format", "json"])
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(3), "{stderr}");
     assert!(stderr.contains("refused the API key (401"), "{stderr}");
     assert!(stderr.contains("127.0.0.1"), "{stderr}");
     assert!(!stderr.contains(secret), "the key leaked: {stderr}");
@@ -162,38 +124,20 @@ async fn wrong_key_exits_3_names_the_host_and_never_the_key() {
 async fn a_sync_through_the_binary_reports_and_exits_1_with_rejects() {
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let (url, key) = (sim.base_url(), sim.api_key());
-    let data = dir.path().to_str().unwrap().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        ticketsync(
-            &[
-                "sync",
-                "--base-url",
-                &url,
-                "--data",
-                &data,
-                "--full-sync",
-                "--rate-window-secs",
-                "1",
-            ],
-            Some(&key),
-        )
-    })
-    .await
-    .unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = Cmd::new(["sync"])
+        .sim(&sim)
+        .data(dir.path().to_str().unwrap())
+        .args(["--full-sync", "--rate-window-secs", "1"])
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(stderr.contains("ticketsync ok with rejects:"), "{stderr}");
     assert!(!stderr.contains(&sim.api_key()), "{stderr}");
     assert!(dir.path().join("_state/cursor.json").exists());
     assert!(dir.path().join("rejects/part-0.parquet").exists());
-    let reports: Vec<_> = std::fs::read_dir(dir.path().join("_runs"))
-        .unwrap()
-        .collect();
-    assert_eq!(reports.len(), 1);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(reports[0].as_ref().unwrap().path()).unwrap())
-            .unwrap();
+    assert_eq!(crate::support::reports(dir.path()).len(), 1);
+    let report = &out.report;
     assert_eq!(report["status"], "ok_with_rejects");
     assert!(report["tickets"]["written"].as_u64().unwrap() > 0);
     assert!(report["api"]["calls"]["conversations"].as_u64().unwrap() > 0);
@@ -205,9 +149,10 @@ fn the_demo_job_exits_0_and_says_where_the_rejects_are() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let job = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/demo.toml");
-    let out = ticketsync(&["sync", "--job", job, "--data", data], None);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let demo = || Cmd::new(["sync", "--job", job]).data(data);
+    let out = demo().run_blocking();
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(0), "{stderr}");
     assert!(stderr.contains("ticketsync ok with rejects:"), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -217,33 +162,11 @@ fn the_demo_job_exits_0_and_says_where_the_rejects_are() {
     );
     // The same run with the default code exits 1; 2 and 3 are refused (they mean failed and
     // misconfigured).
-    let again = ticketsync(
-        &[
-            "sync",
-            "--job",
-            job,
-            "--data",
-            data,
-            "--rejects-exit-code",
-            "1",
-        ],
-        None,
-    );
-    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
-    let refused = ticketsync(
-        &[
-            "sync",
-            "--job",
-            job,
-            "--data",
-            data,
-            "--rejects-exit-code",
-            "2",
-        ],
-        None,
-    );
-    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
-    assert!(text(&refused.stderr).contains("rejects_exit_code = 2 is taken"));
+    let again = demo().args(["--rejects-exit-code", "1"]).run_blocking();
+    assert_eq!(again.code, Some(1), "{}", again.stderr);
+    let refused = demo().args(["--rejects-exit-code", "2"]).run_blocking();
+    assert_eq!(refused.code, Some(3), "{}", refused.stderr);
+    assert!(refused.stderr.contains("rejects_exit_code = 2 is taken"));
 }
 
 #[test]

@@ -6,45 +6,18 @@
 use std::time::Duration;
 
 use object_store::path::Path;
-use serde_json::Value;
 use ticketsync::sim::{PageQuirk, Quirks, SimConfig};
 use ticketsync::storage::{S3Options, Storage};
 
-use crate::support::{binary, output, Dump, Harness};
-
-/// What one run of the binary left behind.
-struct Ran {
-    code: Option<i32>,
-    stderr: String,
-    /// The run report it wrote (`Null` if none).
-    report: Value,
-}
-
-impl Ran {
-    fn tickets(&self, key: &str) -> u64 {
-        self.report["tickets"][key].as_u64().unwrap_or(0)
-    }
-}
+use crate::support::{Cmd, Dump, Harness, Ran};
 
 /// Runs `ticketsync sync` against the harness's simulator into `data` (at most 120 s: a run
 /// that does not end is a failure of its own).
 async fn sync_into(h: &Harness, data: &str, args: &[&str]) -> Ran {
-    let storage = Storage::open(data, &S3Options::default()).unwrap();
-    let before = storage.list(&Path::from("_runs")).await.unwrap();
-    let cmd = h.sync_command(data, args);
-    let out = tokio::time::timeout(Duration::from_secs(120), output(cmd))
+    h.sync_command(data, args)
+        .timeout(Duration::from_secs(120))
+        .run()
         .await
-        .expect("the run ends on its own");
-    let after = storage.list(&Path::from("_runs")).await.unwrap();
-    let report = match after.iter().find(|p| !before.contains(p)) {
-        Some(path) => serde_json::from_slice(&storage.get(path).await.unwrap().unwrap()).unwrap(),
-        None => Value::Null,
-    };
-    Ran {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        report,
-    }
 }
 
 async fn sync(h: &Harness, args: &[&str]) -> Ran {
@@ -255,13 +228,12 @@ async fn max_pages_caps_every_listing() {
         ),
     )
     .unwrap();
-    let cmd = binary(
-        &["sync", "--job", job.to_str().unwrap()],
-        &[("FRESHSERVICE_API_KEY", h.sim.api_key())],
-    );
-    let out = output(cmd).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = Cmd::new(["sync", "--job", job.to_str().unwrap()])
+        .api_key(h.sim.api_key())
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(2), "{stderr}");
     assert!(stderr.contains("max_pages = 1"), "{stderr}");
 }
 

@@ -2,8 +2,6 @@
 //! sends absurd rate-limit headers, absurd `Retry-After` values and huge bodies, and job values
 //! that are out of range.
 
-use std::io::Read;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
@@ -11,7 +9,7 @@ use ticketsync::sim::{FaultAction, FaultRule, Plan, SimConfig};
 use ticketsync::storage::layout;
 
 use crate::backends::assert_same_dataset;
-use crate::support::{binary, Harness};
+use crate::support::{Cmd, Harness, Ran};
 
 fn config(now: chrono::DateTime<Utc>) -> SimConfig {
     SimConfig {
@@ -24,66 +22,14 @@ fn config(now: chrono::DateTime<Utc>) -> SimConfig {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs the binary to the end, killing it after `limit`: a run that would sleep for decades
-/// fails the test instead of hanging it. (Off the async runtime, so the simulator answers.)
-async fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("the binary runs");
-        // Drain the pipes while waiting, so a chatty run never blocks on a full pipe.
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut bytes);
-                }
-                bytes
-            })
-        };
-        let stdout = drain(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let stderr = drain(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for the binary") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                let stderr = stderr.join().unwrap();
-                panic!(
-                    "the run did not finish within {limit:?}; stderr:\n{}",
-                    text(&stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Output {
-            status,
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-/// `ticketsync sync` against the harness's simulator (full sync, its 1-second rate window).
-fn sync(h: &Harness, extra: &[&str]) -> Command {
+/// `ticketsync sync` against the harness's simulator (full sync, its 1-second rate window),
+/// killed after two minutes: a run that would sleep for decades fails the test instead of
+/// hanging it.
+async fn sync(h: &Harness, extra: &[&str]) -> Ran {
     h.sync_command(&h.data(), &[&["--full-sync"], extra].concat())
+        .timeout(Duration::from_secs(120))
+        .run()
+        .await
 }
 
 fn absurd(total: &'static str, remaining: &'static str, used: &'static str) -> FaultAction {
@@ -103,13 +49,9 @@ async fn absurd_rate_headers_and_retry_after_leave_the_clean_dataset() {
         .duration_trunc(chrono::Duration::minutes(1))
         .unwrap();
     let clean = Harness::with_config(config(now)).await;
-    let clean_out = run_bounded(sync(&clean, &[]), Duration::from_secs(120)).await;
-    let clean_code = clean_out.status.code();
-    assert!(
-        matches!(clean_code, Some(0 | 1)),
-        "{}",
-        text(&clean_out.stderr)
-    );
+    let clean_out = sync(&clean, &[]).await;
+    let clean_code = clean_out.code;
+    assert!(matches!(clean_code, Some(0 | 1)), "{}", clean_out.stderr);
 
     let faulty = Harness::with_config(config(now)).await;
     let rules = [
@@ -155,9 +97,9 @@ async fn absurd_rate_headers_and_retry_after_leave_the_clean_dataset() {
         faulty.sim.faults().push(rule);
     }
     let started = Instant::now();
-    let out = run_bounded(sync(&faulty, &[]), Duration::from_secs(120)).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), clean_code, "{stderr}");
+    let out = sync(&faulty, &[]).await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, clean_code, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(faulty.sim.faults().pending(), 0, "every fault was hit");
     // Four 429s cost at most three 1-second windows each, not decades.
@@ -190,9 +132,9 @@ async fn a_response_above_max_response_mb_fails_the_run_and_keeps_the_cursor() {
         })
         .endpoint("tickets_list"),
     );
-    let out = run_bounded(sync(&h, &["--job", &job]), Duration::from_secs(120)).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = sync(&h, &["--job", &job]).await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(2), "{stderr}");
     assert!(stderr.contains("/api/v2/tickets:"), "{stderr}");
     assert!(stderr.contains("max_response_mb"), "{stderr}");
     assert!(
@@ -217,9 +159,9 @@ async fn a_response_above_max_response_mb_fails_the_run_and_keeps_the_cursor() {
         })
         .endpoint("conversations"),
     );
-    let out = run_bounded(sync(&h, &["--job", &job]), Duration::from_secs(120)).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = sync(&h, &["--job", &job]).await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(2), "{stderr}");
     assert!(stderr.contains("/conversations:"), "{stderr}");
     assert!(stderr.contains("max_response_mb"), "{stderr}");
     assert!(!h.storage.exists(&cursor).await.unwrap());
@@ -236,12 +178,8 @@ async fn a_response_above_max_response_mb_fails_the_run_and_keeps_the_cursor() {
     assert_eq!(asked, 1, "not retried: {}", first.path_and_query);
 
     // Without the fault the same job goes through and moves the cursor.
-    let out = run_bounded(sync(&h, &["--job", &job]), Duration::from_secs(120)).await;
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        text(&out.stderr)
-    );
+    let out = sync(&h, &["--job", &job]).await;
+    assert!(matches!(out.code, Some(0 | 1)), "{}", out.stderr);
     assert!(h.storage.exists(&cursor).await.unwrap());
 }
 
@@ -251,25 +189,19 @@ async fn a_response_above_max_response_mb_fails_the_run_and_keeps_the_cursor() {
 async fn numbers_out_of_range_exit_3_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
-    let key = [("FRESHSERVICE_API_KEY", "k".to_string())];
-    let out = run_bounded(
-        binary(
-            &[
-                "sync",
-                "--domain",
-                "acme",
-                "--data",
-                &data,
-                "--rate-window-secs",
-                "1e20",
-            ],
-            &key,
-        ),
-        Duration::from_secs(60),
-    )
-    .await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let configured = || {
+        Cmd::new(["sync"])
+            .api_key("k")
+            .timeout(Duration::from_secs(60))
+    };
+    let out = configured()
+        .args(["--domain", "acme"])
+        .data(&data)
+        .args(["--rate-window-secs", "1e20"])
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(3), "{stderr}");
     assert!(
         stderr.contains("rate_window_secs = 100000000000000000000 is out of range: allowed 0.001 to 3600 seconds"),
         "{stderr}"
@@ -288,16 +220,13 @@ async fn numbers_out_of_range_exit_3_naming_the_key() {
     ] {
         let job = dir.path().join("job.toml");
         std::fs::write(&job, file).unwrap();
-        let out = run_bounded(
-            binary(
-                &["sync", "--job", job.to_str().unwrap(), "--data", &data],
-                &key,
-            ),
-            Duration::from_secs(60),
-        )
-        .await;
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{file}: {stderr}");
+        let out = configured()
+            .args(["--job", job.to_str().unwrap()])
+            .data(&data)
+            .run()
+            .await;
+        let stderr = &out.stderr;
+        assert_eq!(out.code, Some(3), "{file}: {stderr}");
         assert!(stderr.contains(needle), "{file}: {stderr}");
     }
 }

@@ -3,7 +3,6 @@
 //! dataset must equal a clean run's, table for table and document for document. CI runs 20
 //! kill points; [`soak`] runs as many as asked for.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
@@ -12,27 +11,16 @@ use rand::{Rng, SeedableRng};
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 use ticketsync::storage::{S3Options, Storage};
 
-use crate::support::Dump;
+use crate::support::{reports, Cmd, Dump};
 
-fn command(sim: &Simulator, data: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
-    cmd.args([
-        "sync",
-        "--base-url",
-        &sim.base_url(),
-        "--data",
-        data,
-        "--full-sync",
-        "--rate-window-secs",
-        "1",
-        "--checkpoint-every",
-        "15",
-        "--quiet",
-    ])
-    .env("FRESHSERVICE_API_KEY", sim.api_key())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    cmd
+/// A quiet full sync of `sim` into `data`.
+fn command(sim: &Simulator, data: &str) -> Cmd {
+    Cmd::new(["sync"])
+        .sim(sim)
+        .data(data)
+        .args(["--full-sync", "--rate-window-secs", "1"])
+        .args(["--checkpoint-every", "15"])
+        .quiet()
 }
 
 async fn dump(dir: &std::path::Path) -> Dump {
@@ -100,13 +88,10 @@ async fn kill_and_rerun(soak: Soak) {
     let clean_dir = tempfile::tempdir().unwrap();
     let clean_data = clean_dir.path().to_str().unwrap().to_string();
     let started = Instant::now();
-    let status = command(&sim, &clean_data).status().unwrap();
+    let ran = command(&sim, &clean_data).run().await;
     let clean_time = started.elapsed();
     let clean_requests = sim.requests();
-    assert!(
-        matches!(status.code(), Some(0 | 1)),
-        "clean run: {status:?}"
-    );
+    assert!(matches!(ran.code, Some(0 | 1)), "clean run: {ran:?}");
     let clean = dump(clean_dir.path()).await;
     assert!(!clean.table("tickets").is_empty());
 
@@ -123,7 +108,7 @@ async fn kill_and_rerun(soak: Soak) {
             let target = (clean_requests as f64 * rng.gen_range(0.02..1.0)) as u64;
             let extra = Duration::from_micros(rng.gen_range(0..20_000));
             let before = sim.requests();
-            let mut child = command(&sim, &data).spawn().unwrap();
+            let mut child = command(&sim, &data).spawn();
             while sim.requests() - before < target && child.try_wait().unwrap().is_none() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -134,10 +119,10 @@ async fn kill_and_rerun(soak: Soak) {
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
         }
-        let status = command(&sim, &data).status().unwrap();
+        let ran = command(&sim, &data).run().await;
         assert!(
-            matches!(status.code(), Some(0 | 1)),
-            "kill point {point}: rerun {status:?}"
+            matches!(ran.code, Some(0 | 1)),
+            "kill point {point}: rerun {ran:?}"
         );
         let after = dump(dir.path()).await;
         assert_eq!(
@@ -185,7 +170,7 @@ async fn a_run_killed_late_resumes_without_refetching_finished_tickets() {
         .closed_tickets()
         .filter(|t| t.updated_at >= since)
         .count();
-    let mut child = command(&sim, &data).spawn().unwrap();
+    let mut child = command(&sim, &data).spawn();
     // Kill at about 80 %: once the index holds that share of the closed tickets.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -204,15 +189,11 @@ async fn a_run_killed_late_resumes_without_refetching_finished_tickets() {
     let _ = child.kill();
     let _ = child.wait();
     let before = sim.stats().endpoint("conversations");
-    let status = command(&sim, &data).status().unwrap();
-    assert!(matches!(status.code(), Some(0 | 1)));
+    let ran = command(&sim, &data).run().await;
+    assert!(matches!(ran.code, Some(0 | 1)));
     let refetched = sim.stats().endpoint("conversations") - before;
-    let reports: Vec<serde_json::Value> = std::fs::read_dir(dir.path().join("_runs"))
-        .unwrap()
-        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
-        .collect();
-    let resumed = reports
-        .iter()
+    let resumed = reports(dir.path())
+        .into_iter()
         .find(|r| r["status"] != "failed")
         .expect("the rerun's report");
     let reused = resumed["tickets"]["unchanged"].as_u64().unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ticketsync::metrics::LAST_SUCCESS;
 
-use crate::support::{binary, output, Harness};
+use crate::support::{Cmd, Harness};
 
 /// The env var `.ci/run` sets to the URL of the Pushgateway it started.
 const PUSHGATEWAY_ENV: &str = "TICKETSYNC_TEST_PUSHGATEWAY";
@@ -19,22 +19,10 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// A sync against the harness's simulator with `key` as the API key and `extra` flags.
-fn sync(h: &Harness, key: &str, extra: &[&str]) -> std::process::Command {
-    let base = h.sim.base_url();
-    let data = h.data();
-    let mut args = vec![
-        "sync",
-        "--base-url",
-        &base,
-        "--data",
-        &data,
-        "--rate-window-secs",
-        "1",
-        "--rejects-exit-code",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    binary(&args, &[("FRESHSERVICE_API_KEY", key.to_string())])
+fn sync(h: &Harness, key: &str, extra: &[&str]) -> Cmd {
+    h.sync_command(&h.data(), &["--rejects-exit-code", "0"])
+        .api_key(key)
+        .args(extra)
 }
 
 fn read(path: &Path) -> String {
@@ -48,13 +36,10 @@ async fn the_textfile_is_written_after_every_run_and_keeps_the_last_success() {
     let prom = textfiles.path().join("ticketsync.prom");
     let prom_arg = prom.to_str().unwrap();
 
-    let out = output(sync(&h, &h.sim.api_key(), &["--metrics-file", prom_arg])).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sync(&h, &h.sim.api_key(), &["--metrics-file", prom_arg])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     let good = read(&prom);
     assert_eq!(sample(&good, "ticketsync_run_success"), Some(1.0), "{good}");
     let success = sample(&good, LAST_SUCCESS).expect("a success writes its timestamp");
@@ -63,8 +48,10 @@ async fn the_textfile_is_written_after_every_run_and_keeps_the_last_success() {
     assert!(sample(&good, "ticketsync_dataset_newest_closed_timestamp_seconds").is_some());
 
     // A wrong key: exit 3, and the metrics say so, with the last success kept.
-    let out = output(sync(&h, "wrong-key", &["--metrics-file", prom_arg])).await;
-    assert_eq!(out.status.code(), Some(3));
+    let out = sync(&h, "wrong-key", &["--metrics-file", prom_arg])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(3));
     let failed = read(&prom);
     assert_eq!(
         sample(&failed, "ticketsync_run_success"),
@@ -95,14 +82,14 @@ async fn a_failed_push_is_a_warning_not_a_failed_run() {
         .unwrap()
         .port();
     let url = format!("http://user:hunter2@127.0.0.1:{port}");
-    let out = output(sync(&h, &h.sim.api_key(), &["--pushgateway", &url])).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out = sync(&h, &h.sim.api_key(), &["--pushgateway", &url])
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(0), "{stderr}");
     assert!(stderr.contains("metrics not pushed"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
-    let reports = std::fs::read_dir(h.dir.path().join("_runs")).unwrap();
-    let report = reports.map(|e| read(&e.unwrap().path())).next().unwrap();
-    let report: Value = serde_json::from_str(&report).unwrap();
+    let report = &out.report;
     let warnings = report["warnings"]
         .as_array()
         .expect("warnings in the report");
@@ -163,13 +150,10 @@ async fn a_real_pushgateway_keeps_the_last_success_across_a_failed_run() {
     // The simulator's host and port: unique to this test run.
     let instance = ticketsync::metrics::instance(None, Some(&h.sim.base_url()));
 
-    let out = output(sync(&h, &h.sim.api_key(), &["--pushgateway", &base])).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sync(&h, &h.sim.api_key(), &["--pushgateway", &base])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     let first = group(&base, &instance).await.expect("the push arrived");
     assert_eq!(value(&first, "ticketsync_run_success", &[]), Some(1.0));
     let success = value(&first, LAST_SUCCESS, &[]).expect("a success pushes its timestamp");
@@ -179,8 +163,8 @@ async fn a_real_pushgateway_keeps_the_last_success_across_a_failed_run() {
 
     // Make sure the failed run's timestamps differ from the first (whole seconds).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let out = output(sync(&h, "wrong-key", &["--pushgateway", &base])).await;
-    assert_eq!(out.status.code(), Some(3));
+    let out = sync(&h, "wrong-key", &["--pushgateway", &base]).run().await;
+    assert_eq!(out.code, Some(3));
     let second = group(&base, &instance).await.unwrap();
     assert_eq!(value(&second, "ticketsync_run_success", &[]), Some(0.0));
     assert_eq!(

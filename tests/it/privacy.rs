@@ -11,16 +11,15 @@ use serde_json::Value;
 use ticketsync::job::JobSpec;
 use ticketsync::storage::{S3Options, Storage};
 
-use crate::support::{binary, output, Dump, Harness};
+use crate::support::{Cmd, Dump, Harness, Ran};
 
-/// Runs the binary; returns exit code, stdout, stderr.
-async fn run(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
-    let out = output(binary(args, env)).await;
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs the binary with `args` (nothing in its environment); returns exit code, stdout, stderr.
+async fn run(args: &[&str]) -> (i32, String, String) {
+    ran(Cmd::new(args).run().await)
+}
+
+fn ran(out: Ran) -> (i32, String, String) {
+    (out.code.unwrap_or(-1), out.stdout, out.stderr)
 }
 
 /// Every place of the dataset that holds `needle` (case-insensitive): table rows and markdown.
@@ -123,7 +122,7 @@ async fn forget_erases_a_person_everywhere_and_every_later_sync_keeps_it_so() {
     let data = h.data();
 
     // The export finds them first.
-    let (code, stdout, _) = run(&["export-person", "--data", &data, "--email", &email], &[]).await;
+    let (code, stdout, _) = run(&["export-person", "--data", &data, "--email", &email]).await;
     assert_eq!(code, 0);
     let export: Value = serde_json::from_str(&stdout).unwrap();
     let requested = export["counts"]["tickets_requested"].as_u64().unwrap();
@@ -136,17 +135,14 @@ async fn forget_erases_a_person_everywhere_and_every_later_sync_keeps_it_so() {
     );
 
     // A dry run changes nothing.
-    let (code, stdout, _) = run(
-        &[
-            "forget",
-            "--data",
-            &data,
-            "--email",
-            &email.to_uppercase(),
-            "--dry-run",
-        ],
-        &[],
-    )
+    let (code, stdout, _) = run(&[
+        "forget",
+        "--data",
+        &data,
+        "--email",
+        &email.to_uppercase(),
+        "--dry-run",
+    ])
     .await;
     assert_eq!(code, 0, "{stdout}");
     assert!(
@@ -160,7 +156,7 @@ async fn forget_erases_a_person_everywhere_and_every_later_sync_keeps_it_so() {
         .await
         .unwrap());
 
-    let (code, stdout, stderr) = run(&["forget", "--data", &data, "--email", &email], &[]).await;
+    let (code, stdout, stderr) = run(&["forget", "--data", &data, "--email", &email]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.starts_with("erased erased-"), "{stdout}");
     let after = h.dump().await;
@@ -218,7 +214,7 @@ async fn forget_erases_a_person_everywhere_and_every_later_sync_keeps_it_so() {
     assert_eq!(audit["changed"]["tickets"].as_u64().unwrap(), requested);
 
     // After forget, the export finds nothing.
-    let (_, stdout, _) = run(&["export-person", "--data", &data, "--email", &email], &[]).await;
+    let (_, stdout, _) = run(&["export-person", "--data", &data, "--email", &email]).await;
     let export: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(export["tickets"], serde_json::json!([]));
 
@@ -238,23 +234,13 @@ async fn forget_erases_a_person_everywhere_and_every_later_sync_keeps_it_so() {
     let full = h.full_sync().await;
     assert!(full.error.is_none(), "{:?}", full.error);
     h.sim.touch_ticket(theirs[0]);
-    let base = h.sim.base_url();
     let one = theirs[0].to_string();
-    let (code, _, stderr) = run(
-        &[
-            "sync",
-            "--base-url",
-            &base,
-            "--data",
-            &data,
-            "--ticket",
-            &one,
-            "--rate-window-secs",
-            "1",
-        ],
-        &[("FRESHSERVICE_API_KEY", h.sim.api_key())],
-    )
-    .await;
+    let (code, _, stderr) = ran(h
+        .cmd("sync")
+        .data(&data)
+        .args(["--ticket", &one, "--rate-window-secs", "1"])
+        .run()
+        .await);
     assert!(code == 0 || code == 1, "{stderr}");
     let resynced = h.dump().await;
     assert_eq!(occurrences(&resynced, &email), Vec::<String>::new());
@@ -293,19 +279,12 @@ async fn an_interrupted_forget_is_finished_by_the_next_sync() {
 
 /// `ticketsync sync` into `data`, with `erasure_key` in the environment when given.
 async fn sync(h: &Harness, data: &str, erasure_key: Option<String>) -> (i32, String, String) {
-    let base = h.sim.base_url();
-    let args = [
-        "sync",
-        "--base-url",
-        &base,
-        "--data",
-        data,
-        "--rate-window-secs",
-        "1",
-    ];
-    let mut env = vec![("FRESHSERVICE_API_KEY", h.sim.api_key())];
-    env.extend(erasure_key.map(|k| ("TICKETSYNC_ERASURE_KEY", k)));
-    run(&args, &env).await
+    let cmd = h.sync_command(data, &[]);
+    let cmd = match erasure_key {
+        Some(key) => cmd.env("TICKETSYNC_ERASURE_KEY", key),
+        None => cmd,
+    };
+    ran(cmd.run().await)
 }
 
 #[tokio::test]
@@ -315,8 +294,10 @@ async fn an_erasure_key_from_the_environment_must_stay_the_same() {
     let (email, _) = busiest_requester(&h.dump().await);
     let data = h.data();
     let key = "ab".repeat(32);
-    let env = [("TICKETSYNC_ERASURE_KEY", key.clone())];
-    let (code, stdout, stderr) = run(&["forget", "--data", &data, "--email", &email], &env).await;
+    let (code, stdout, stderr) = ran(Cmd::new(["forget", "--data", &data, "--email", &email])
+        .env("TICKETSYNC_ERASURE_KEY", key.clone())
+        .run()
+        .await);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(!h
         .storage
@@ -402,17 +383,14 @@ async fn retention_removes_what_closed_before_the_cutoff_and_keeps_the_rest_as_i
         .count();
     assert!(old > 10, "the simulator's year has old tickets");
 
-    let (code, stdout, _) = run(
-        &[
-            "prune",
-            "--data",
-            &data,
-            "--retention-days",
-            &days.to_string(),
-            "--dry-run",
-        ],
-        &[],
-    )
+    let (code, stdout, _) = run(&[
+        "prune",
+        "--data",
+        &data,
+        "--retention-days",
+        &days.to_string(),
+        "--dry-run",
+    ])
     .await;
     assert_eq!(code, 0);
     assert!(
@@ -421,16 +399,13 @@ async fn retention_removes_what_closed_before_the_cutoff_and_keeps_the_rest_as_i
     );
     assert_eq!(h.dump().await, before);
 
-    let (code, stdout, stderr) = run(
-        &[
-            "prune",
-            "--data",
-            &data,
-            "--retention-days",
-            &days.to_string(),
-        ],
-        &[],
-    )
+    let (code, stdout, stderr) = run(&[
+        "prune",
+        "--data",
+        &data,
+        "--retention-days",
+        &days.to_string(),
+    ])
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(

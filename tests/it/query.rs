@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Datelike, Utc};
@@ -20,40 +19,25 @@ use ticketsync::state::Index;
 use ticketsync::storage::{S3Options, Storage};
 
 use crate::support::s3::{Logged, S3Server, SECRET_KEY};
-use crate::support::{binary, copy_dir, minutes_of, Harness};
+use crate::support::{copy_dir, golden, minutes_of, Cmd, Harness};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 
-fn ticketsync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ticketsync"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
+/// The binary with `args`, logging warnings only.
+fn ticketsync<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> Cmd {
+    Cmd::new(args).log("warn")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// `query --data <data>` (more arguments follow), logging warnings only.
+fn query_cmd(data: &str) -> Cmd {
+    ticketsync(["query"]).data(data)
 }
 
-/// Compares `actual` with `tests/it/golden/query/<name>`; `UPDATE_GOLDEN=1` rewrites the file.
-fn golden(name: &str, actual: &str) {
-    let path = format!(
-        "{}/tests/it/golden/query/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (UPDATE_GOLDEN=1 writes it)"));
-    assert!(
-        expected == actual,
-        "{path} differs (UPDATE_GOLDEN=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}"
-    );
+/// The golden file `tests/it/golden/query/<name>`.
+fn golden_path(name: &str) -> String {
+    format!("tests/it/golden/query/{name}")
 }
 
 fn render(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
@@ -191,17 +175,17 @@ async fn the_seed_ticket_comes_back_in_the_codex_shape() {
     got[0].as_object_mut().unwrap().remove("billable_hours");
     assert_eq!(got, example);
 
-    golden("seed_ticket.json", &json);
-    golden(
-        "seed_ticket.ndjson",
+    golden::check(golden_path("seed_ticket.json"), &json);
+    golden::check(
+        golden_path("seed_ticket.ndjson"),
         &render(|out| output::write_tickets(out, &docs, Format::Ndjson)),
     );
-    golden(
-        "seed_ticket.csv",
+    golden::check(
+        golden_path("seed_ticket.csv"),
         &render(|out| output::write_tickets(out, &docs, Format::Csv)),
     );
-    golden(
-        "seed_ticket.txt",
+    golden::check(
+        golden_path("seed_ticket.txt"),
         &render(|out| output::write_tickets(out, &docs, Format::Table)),
     );
 }
@@ -209,42 +193,15 @@ async fn the_seed_ticket_comes_back_in_the_codex_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_prints_the_codex_shape_and_csv_with_a_header() {
     let (dir, _dataset) = seed_dataset().await;
-    let data = dir.path().to_str().unwrap().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        let json = ticketsync(&[
-            "query",
-            "--data",
-            &data,
-            "--account",
-            "482913",
-            "--year",
-            "2025",
-        ]);
-        let csv = ticketsync(&[
-            "query",
-            "--data",
-            &data,
-            "--account",
-            "482913",
-            "--format",
-            "csv",
-        ]);
-        (json, csv)
-    })
-    .await
-    .unwrap();
-    let (json, csv) = out;
-    assert_eq!(json.status.code(), Some(0), "{}", text(&json.stderr));
+    let data = dir.path().to_str().unwrap();
+    let account = query_cmd(data).args(["--account", "482913"]);
+    let json = account.clone().args(["--year", "2025"]).run().await;
+    let csv = account.args(["--format", "csv"]).run().await;
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
     // Not a terminal: JSON by default.
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/it/golden/query/seed_ticket.json"
-    );
-    if std::env::var_os("UPDATE_GOLDEN").is_none() {
-        assert_eq!(text(&json.stdout), std::fs::read_to_string(path).unwrap());
-    }
-    assert_eq!(csv.status.code(), Some(0), "{}", text(&csv.stderr));
-    let csv = text(&csv.stdout);
+    golden::check(golden_path("seed_ticket.json"), &json.stdout);
+    assert_eq!(csv.code, Some(0), "{}", csv.stderr);
+    let csv = csv.stdout;
     assert!(csv.starts_with("ticket_id,ticket_number,subject,"), "{csv}");
     assert_eq!(csv.lines().count(), 2, "{csv}");
 }
@@ -573,17 +530,13 @@ async fn rollups_agree_to_the_minute_with_the_time_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_rolls_up_to_the_minute_in_csv() {
     let s = synced();
-    let data = s.data();
-    let out = tokio::task::spawn_blocking(move || {
-        ticketsync(&[
-            "query", "--data", &data, "--year", "2025", "--rollup", "month", "--basis", "worked",
-            "--format", "csv",
-        ])
-    })
-    .await
-    .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let csv = text(&out.stdout);
+    let out = query_cmd(&s.data())
+        .args(["--year", "2025", "--rollup", "month", "--basis", "worked"])
+        .args(["--format", "csv"])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let csv = out.stdout;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -642,8 +595,8 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
         })
         .await
         .unwrap();
-    golden(
-        "rollup_month_2025.txt",
+    golden::check(
+        golden_path("rollup_month_2025.txt"),
         &render(|out| output::write_rollup(out, &month, Format::Table)),
     );
     let year = dataset
@@ -655,12 +608,12 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
         })
         .await
         .unwrap();
-    golden(
-        "rollup_year_2024_worked.csv",
+    golden::check(
+        golden_path("rollup_year_2024_worked.csv"),
         &render(|out| output::write_rollup(out, &year, Format::Csv)),
     );
-    golden(
-        "rollup_year_2024_worked.json",
+    golden::check(
+        golden_path("rollup_year_2024_worked.json"),
         &render(|out| output::write_rollup(out, &year, Format::Json)),
     );
     let account = busiest_account(s, 2025);
@@ -671,8 +624,8 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
         })
         .await
         .unwrap();
-    golden(
-        "tickets_busiest_2025.txt",
+    golden::check(
+        golden_path("tickets_busiest_2025.txt"),
         &render(|out| output::write_tickets(out, &docs, Format::Table)),
     );
 }
@@ -738,38 +691,24 @@ async fn one_account_and_year_opens_only_its_partition() {
 
     // The same through the binary, and the month rollup of that account (a different year's
     // partition of it is poisoned too).
-    let data = copy.path().to_str().unwrap().to_string();
-    let (tickets, rollup, poisoned_read) = tokio::task::spawn_blocking({
-        let account = account.clone();
-        move || {
-            let base = [
-                "query",
-                "--data",
-                &data,
-                "--account",
-                &account,
-                "--year",
-                "2025",
-            ];
-            let tickets = ticketsync(&[&base[..], &["--format", "ndjson"]].concat());
-            let rollup = ticketsync(&[&base[..], &["--rollup", "month"]].concat());
-            // Control: a query that has to read a poisoned file fails, exit code 2.
-            let all_years = ticketsync(&["query", "--data", &data, "--account", &account]);
-            (tickets, rollup, all_years)
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(tickets.status.code(), Some(0), "{}", text(&tickets.stderr));
-    assert_eq!(text(&tickets.stdout), before);
-    assert_eq!(rollup.status.code(), Some(0), "{}", text(&rollup.stderr));
-    let rows: Value = serde_json::from_slice(&rollup.stdout).unwrap();
+    let account = query_cmd(copy.path().to_str().unwrap()).args(["--account", &account]);
+    let year = account.clone().args(["--year", "2025"]);
+    let tickets = year.clone().args(["--format", "ndjson"]).run().await;
+    let rollup = year.args(["--rollup", "month"]).run().await;
+    // Control: a query that has to read a poisoned file fails, exit code 2.
+    let poisoned_read = account.run().await;
+    assert_eq!(tickets.code, Some(0), "{}", tickets.stderr);
+    assert_eq!(tickets.stdout, before);
+    assert_eq!(rollup.code, Some(0), "{}", rollup.stderr);
+    let rows = rollup.json();
     assert_eq!(rows.as_array().unwrap().len(), 12);
-    assert_eq!(poisoned_read.status.code(), Some(2));
+    assert_eq!(poisoned_read.code, Some(2));
     assert!(
-        text(&poisoned_read.stderr).contains("error: querying tickets of account"),
+        poisoned_read
+            .stderr
+            .contains("error: querying tickets of account"),
         "{}",
-        text(&poisoned_read.stderr)
+        poisoned_read.stderr
     );
 }
 
@@ -780,35 +719,21 @@ async fn one_account_and_year_opens_only_its_partition() {
 fn a_missing_or_empty_dataset_fails_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    let out = ticketsync(&[
-        "query",
-        "--data",
-        missing.to_str().unwrap(),
-        "--account",
-        "1",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("no dataset at"),
-        "{}",
-        text(&out.stderr)
-    );
+    let out = query_cmd(missing.to_str().unwrap())
+        .args(["--account", "1"])
+        .run_blocking();
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("no dataset at"), "{}", out.stderr);
     assert!(!missing.exists(), "query must not create the directory");
 
-    let out = ticketsync(&[
-        "query",
-        "--data",
-        dir.path().to_str().unwrap(),
-        "--year",
-        "2025",
-        "--rollup",
-        "year",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
+    let out = query_cmd(dir.path().to_str().unwrap())
+        .args(["--year", "2025", "--rollup", "year"])
+        .run_blocking();
+    assert_eq!(out.code, Some(2));
     assert!(
-        text(&out.stderr).contains("no tickets in the dataset"),
+        out.stderr.contains("no tickets in the dataset"),
         "{}",
-        text(&out.stderr)
+        out.stderr
     );
 }
 
@@ -827,14 +752,9 @@ fn no_match_is_an_empty_result_and_exit_0() {
             "account,period,tickets,hours,billable_hours,non_billable_hours\n",
         ),
     ] {
-        let out = ticketsync(&[&["query", "--data", &data][..], &args[..]].concat());
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stdout), expected, "{args:?}");
+        let out = query_cmd(&data).args(&args).run_blocking();
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stdout, expected, "{args:?}");
     }
 }
 
@@ -864,16 +784,10 @@ fn a_bad_command_line_is_exit_3() {
         vec!["query", "--account", "1"],
         vec!["query", "--data", "gs://bucket/x", "--account", "1"],
     ] {
-        let out = ticketsync(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(3),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        let out = ticketsync(&args).run_blocking();
+        assert_eq!(out.code, Some(3), "{args:?}: {}", out.stderr);
     }
-    let out = ticketsync(&["query", "--help"]);
-    let help = text(&out.stdout);
+    let help = ticketsync(["query", "--help"]).run_blocking().stdout;
     for needle in ["--rollup", "--basis", "--format", "Codex", "Exit codes"] {
         assert!(
             help.contains(needle),
@@ -903,22 +817,9 @@ async fn a_closed_pipe_is_exit_0() {
     }
     let (size, account) = largest;
     assert!(size > 96 * 1024, "{size} bytes");
-    let data = s.data();
+    let cmd = query_cmd(&s.data()).args(["--account", &account, "--format", "json"]);
     let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketsync"))
-            .args([
-                "query",
-                "--data",
-                &data,
-                "--account",
-                &account,
-                "--format",
-                "json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.command().spawn().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let mut first = [0u8; 20];
         stdout.read_exact(&mut first).unwrap();
@@ -929,24 +830,14 @@ async fn a_closed_pipe_is_exit_0() {
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        !text(&out.stderr).contains("error"),
-        "{}",
-        text(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
 }
 
 // ---------------------------------------------------------------------------------------------
 // S3: the same files on a real S3 protocol server give the same answers, byte for byte, and a
 // one-account-year query reads only that partition's objects.
-
-/// The binary with only `env` (the AWS variables that reach the test server) from this
-/// process's environment.
-async fn ticketsync_with(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    crate::support::output(binary(&args, &env)).await
-}
 
 /// Puts every file under `dir` into `storage` at the same relative key.
 async fn upload(dir: &std::path::Path, storage: &Storage) -> usize {
@@ -1041,28 +932,18 @@ async fn s3_data_gives_the_local_answers_and_the_goldens() {
         ),
     ];
     for (args, golden_file) in cases {
-        let run = |data: &str| {
-            let mut all = vec!["query".to_string(), "--data".to_string(), data.to_string()];
-            all.extend(args.iter().map(|a| a.to_string()));
-            all
-        };
-        let from_s3 = ticketsync_with(run(&s3_data), server.env()).await;
-        let from_disk = ticketsync_with(run(&local_data), Vec::new()).await;
-        assert_eq!(
-            from_s3.status.code(),
-            Some(0),
-            "{args:?} on S3: {}",
-            text(&from_s3.stderr)
-        );
-        assert_eq!(from_disk.status.code(), Some(0), "{args:?} on disk");
+        let on = |data: &str| Cmd::new(["query"]).data(data).args(&args);
+        let from_s3 = on(&s3_data).s3(&server).run().await;
+        let from_disk = on(&local_data).run().await;
+        assert_eq!(from_s3.code, Some(0), "{args:?} on S3: {}", from_s3.stderr);
+        assert_eq!(from_disk.code, Some(0), "{args:?} on disk");
         assert!(!from_s3.stdout.is_empty(), "{args:?} printed nothing");
         assert_eq!(
-            text(&from_s3.stdout),
-            text(&from_disk.stdout),
+            from_s3.stdout, from_disk.stdout,
             "{args:?}: S3 and local answers differ"
         );
         if let Some(name) = golden_file {
-            golden(name, &text(&from_s3.stdout));
+            golden::check(golden_path(name), &from_s3.stdout);
         }
     }
 }
@@ -1075,23 +956,21 @@ async fn s3_one_account_and_year_reads_only_its_partition() {
     upload(&s.dir, &server.storage(prefix)).await;
     let account = busiest_account(s, 2025);
     let before = server.requests().len();
-    let args: Vec<String> = [
-        "query",
-        "--data",
-        &server.url(prefix),
-        "--account",
-        &account,
-        "--year",
-        "2025",
-        "--format",
-        "ndjson",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    let out = ticketsync_with(args, server.env()).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let tickets = text(&out.stdout).lines().count();
+    let out = Cmd::new(["query"])
+        .data(server.url(prefix))
+        .args([
+            "--account",
+            &account,
+            "--year",
+            "2025",
+            "--format",
+            "ndjson",
+        ])
+        .s3(&server)
+        .run()
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let tickets = out.stdout.lines().count();
     assert!(tickets > 0);
 
     let requests = server.requests()[before..].to_vec();
@@ -1120,59 +999,37 @@ async fn s3_credential_errors_exit_3_without_printing_the_secret() {
     let prefix = "exports/denied";
     upload(&s.dir, &server.storage(prefix)).await;
     let wrong = "wrong-query-secret-1b7e44-must-not-leak";
-    let env: Vec<(&'static str, String)> = server
-        .env()
-        .into_iter()
-        .map(|(k, v)| match k {
-            "AWS_SECRET_ACCESS_KEY" => (k, wrong.to_string()),
-            _ => (k, v),
-        })
-        .collect();
     let data = server.url(prefix);
+    let on_s3 = |data: &str| Cmd::new(["query"]).data(data).s3(&server);
     for extra in [
         vec!["--account", "100000", "--year", "2025"],
         vec!["--year", "2025", "--rollup", "year"],
     ] {
-        let mut args: Vec<String> = ["query", "--data", &data]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let out = ticketsync_with(args, env.clone()).await;
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{extra:?}: {stderr}");
+        let out = on_s3(&data)
+            .args(&extra)
+            .env("AWS_SECRET_ACCESS_KEY", wrong)
+            .run()
+            .await;
+        let stderr = &out.stderr;
+        assert_eq!(out.code, Some(3), "{extra:?}: {stderr}");
         assert!(stderr.contains(&data), "names the location: {stderr}");
         assert!(!stderr.contains(wrong), "the secret leaked: {stderr}");
         assert!(!stderr.contains(SECRET_KEY), "{stderr}");
-        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
     }
 
     // A bucket that does not exist is the same kind of error: the location is wrong.
-    let out = ticketsync_with(
-        ["query", "--data", "s3://no-such-bucket/x", "--account", "1"]
-            .iter()
-            .map(|a| a.to_string())
-            .collect(),
-        server.env(),
-    )
-    .await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let out = on_s3("s3://no-such-bucket/x")
+        .args(["--account", "1"])
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(3), "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
     // And an empty prefix in a real bucket is an empty dataset: exit 2, as on disk.
-    let out = ticketsync_with(
-        [
-            "query",
-            "--data",
-            &server.url("nothing/here"),
-            "--account",
-            "1",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect(),
-        server.env(),
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = on_s3(&server.url("nothing/here"))
+        .args(["--account", "1"])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
 }

@@ -13,15 +13,7 @@ use ticketsync::storage::{layout, MULTIPART_THRESHOLD};
 
 use crate::backends::{assert_same_dataset, assert_settled, config, fixed_now};
 use crate::support::s3::{S3Server, BUCKET, SECRET_KEY};
-use crate::support::{binary, output, Backend, Dump, Harness, S3_PREFIX};
-
-/// A short lock lifetime, so a rerun can take over a killed run's lock without a long wait
-/// (long enough that a loaded test machine still refreshes in time).
-const LOCK_TTL_SECS: f64 = 3.0;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::support::{expire_lock, Backend, Cmd, Dump, Harness, S3_PREFIX};
 
 /// The simulated account of these tests: smaller than the every-backend suite's, since every
 /// test here runs several syncs.
@@ -48,7 +40,6 @@ async fn runs_cut_anywhere_in_their_s3_traffic_converge_on_the_clean_result() {
     // A clean run: its dataset, and how much S3 traffic a whole run makes.
     let probe = Harness::on(Backend::S3, small(now)).await;
     let spec = JobSpec {
-        lock_ttl_secs: Some(LOCK_TTL_SECS),
         checkpoint_every: Some(15),
         ..probe.full_spec()
     };
@@ -65,7 +56,6 @@ async fn runs_cut_anywhere_in_their_s3_traffic_converge_on_the_clean_result() {
         let h = Harness::on(Backend::S3, small(now)).await;
         let server = h.s3.as_ref().unwrap();
         let spec = JobSpec {
-            lock_ttl_secs: Some(LOCK_TTL_SECS),
             checkpoint_every: Some(15),
             ..h.full_spec()
         };
@@ -77,7 +67,7 @@ async fn runs_cut_anywhere_in_their_s3_traffic_converge_on_the_clean_result() {
         }
         server.resume();
         // The killed run's lock expires; the next (incremental) run takes it over.
-        tokio::time::sleep(Duration::from_secs_f64(LOCK_TTL_SECS + 0.2)).await;
+        expire_lock(&h.storage).await;
         let rerun = h
             .sync_with(
                 JobSpec {
@@ -100,32 +90,11 @@ async fn a_killed_binary_is_finished_by_the_next_run() {
     let now = fixed_now();
     let h = Harness::on(Backend::S3, small(now)).await;
     let server = h.s3.as_ref().unwrap();
-    let job = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(job.path(), format!("lock_ttl_secs = {LOCK_TTL_SECS:.1}\n")).unwrap();
-    let data = server.url(S3_PREFIX);
-    let url = h.sim.base_url();
-    let args = [
-        "sync",
-        "--job",
-        job.path().to_str().unwrap(),
-        "--base-url",
-        &url,
-        "--data",
-        &data,
-        "--rate-window-secs",
-        "1",
-        "--checkpoint-every",
-        "15",
-        "--log-format",
-        "json",
-    ];
-    let env: Vec<(&str, String)> = server
-        .env()
-        .into_iter()
-        .chain([("FRESHSERVICE_API_KEY", h.sim.api_key())])
-        .collect();
+    let sync = h
+        .sync_command(&server.url(S3_PREFIX), &["--checkpoint-every", "15"])
+        .args(["--log-format", "json"]);
 
-    let mut child = binary(&args, &env).spawn().unwrap();
+    let mut child = sync.spawn();
     // Kill it once it is well into its commits.
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.served() < 200 && Instant::now() < deadline {
@@ -142,17 +111,18 @@ async fn a_killed_binary_is_finished_by_the_next_run() {
         "the killed run left its lock"
     );
 
-    tokio::time::sleep(Duration::from_secs_f64(LOCK_TTL_SECS + 0.2)).await;
-    let out = output(binary(&args, &env)).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Its lock expires (it refreshes no more); the next run takes it over.
+    expire_lock(&h.storage).await;
+    let out = sync.run().await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(stderr.contains("taking over the lock"), "{stderr}");
     assert!(!stderr.contains(SECRET_KEY), "{stderr}");
     assert_settled(&h).await;
     assert_same_dataset(&clean_dump(now).await, &h.dump().await, "after the kill");
     for report in h.storage.list(&Path::from("_runs")).await.unwrap() {
         let body = h.storage.get(&report).await.unwrap().unwrap();
-        assert!(!text(&body).contains(SECRET_KEY));
+        assert!(!String::from_utf8_lossy(&body).contains(SECRET_KEY));
     }
 }
 
@@ -166,23 +136,16 @@ async fn wrong_credentials_fail_clearly_leave_the_cursor_and_never_print_the_sec
     let cursor_before = h.storage.get(&cursor).await.unwrap().expect("a cursor");
 
     let wrong = "wrong-secret-5d1c8e-must-not-leak";
-    let env: Vec<(&str, String)> = server
-        .env()
-        .into_iter()
-        .map(|(k, v)| match k {
-            "AWS_SECRET_ACCESS_KEY" => (k, wrong.to_string()),
-            _ => (k, v),
-        })
-        .chain([
-            ("FRESHSERVICE_API_KEY", h.sim.api_key()),
-            ("AWS_SESSION_TOKEN", "session-token-also-secret".to_string()),
-        ])
-        .collect();
     let data = server.url(S3_PREFIX);
-    let url = h.sim.base_url();
-    let out = output(binary(&["sync", "--base-url", &url, "--data", &data], &env)).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let out = h
+        .cmd("sync")
+        .data(&data)
+        .env("AWS_SECRET_ACCESS_KEY", wrong)
+        .env("AWS_SESSION_TOKEN", "session-token-also-secret")
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(3), "{stderr}");
     assert!(stderr.contains("refused the credentials"), "{stderr}");
     assert!(stderr.contains(&data), "names the location: {stderr}");
     assert!(!stderr.contains(wrong), "the secret leaked: {stderr}");
@@ -197,24 +160,14 @@ async fn wrong_credentials_fail_clearly_leave_the_cursor_and_never_print_the_sec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_that_does_not_exist_is_a_clear_error() {
     let server = S3Server::start().await;
-    let env: Vec<(&str, String)> = server
-        .env()
-        .into_iter()
-        .chain([("FRESHSERVICE_API_KEY", "unused".to_string())])
-        .collect();
-    let out = output(binary(
-        &[
-            "sync",
-            "--base-url",
-            "http://127.0.0.1:9",
-            "--data",
-            "s3://no-such-bucket/exports",
-        ],
-        &env,
-    ))
-    .await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let out = Cmd::new(["sync", "--base-url", "http://127.0.0.1:9"])
+        .data("s3://no-such-bucket/exports")
+        .s3(&server)
+        .api_key("unused")
+        .run()
+        .await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(3), "{stderr}");
     assert!(
         stderr.contains("the bucket of s3://no-such-bucket/exports does not exist"),
         "{stderr}"
@@ -230,16 +183,9 @@ async fn a_locked_dataset_exits_2_naming_the_other_run() {
     let other = Lock::acquire(&h.storage, "20990101T000000Z-beef", Duration::from_secs(60))
         .await
         .unwrap();
-    let env: Vec<(&str, String)> = server
-        .env()
-        .into_iter()
-        .chain([("FRESHSERVICE_API_KEY", h.sim.api_key())])
-        .collect();
-    let data = server.url(S3_PREFIX);
-    let url = h.sim.base_url();
-    let out = output(binary(&["sync", "--base-url", &url, "--data", &data], &env)).await;
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = h.cmd("sync").data(server.url(S3_PREFIX)).run().await;
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(2), "{stderr}");
     for needle in [
         "another run is writing",
         "run 20990101T000000Z-beef on ",

@@ -3,7 +3,6 @@
 //! a newer format is refused.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::{DurationRound, Utc};
@@ -16,9 +15,7 @@ use ticketsync::sink::upgrade::{self, Format, FORMAT};
 use ticketsync::storage::{S3Options, Storage};
 use ticketsync::tables::Table;
 
-use crate::support::{
-    added_columns, binary, canonical_rows, copy_dir, output, read_parquet, Dump, Harness,
-};
+use crate::support::{added_columns, canonical_rows, copy_dir, read_parquet, Cmd, Dump, Harness};
 
 fn fixture_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dataset-v1")
@@ -281,19 +278,16 @@ async fn an_upgrade_interrupted_anywhere_is_finished_by_the_next_run() {
     clean.sim.shutdown().await;
 }
 
-fn command(sim: &Simulator, data: &str, since: &str) -> Command {
+fn command(sim: &Simulator, data: &str, since: &str) -> Cmd {
     let job = format!(
         "data = {data:?}\nbase_url = {:?}\nsince = {since:?}\nrescan_days = 0\nreconcile = false\nrate_window_secs = 1.0\n",
         sim.base_url()
     );
     let job_path = std::path::Path::new(data).with_extension("toml");
     std::fs::write(&job_path, job).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
-    cmd.args(["sync", "--job", job_path.to_str().unwrap(), "--quiet"])
-        .env("FRESHSERVICE_API_KEY", sim.api_key())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    cmd
+    Cmd::new(["sync", "--job", job_path.to_str().unwrap()])
+        .quiet()
+        .api_key(sim.api_key())
 }
 
 /// The real binary, SIGKILLed at seeded moments of its first run on an old dataset, then rerun
@@ -310,11 +304,11 @@ async fn the_binary_killed_during_an_upgrade_then_rerun_equals_a_clean_upgrade()
     let clean_dir = root.path().join("clean");
     copy_dir(&fixture_dir(), &clean_dir);
     let started = Instant::now();
-    let status = command(&sim, clean_dir.to_str().unwrap(), &since)
-        .status()
-        .unwrap();
+    let ran = command(&sim, clean_dir.to_str().unwrap(), &since)
+        .run()
+        .await;
     let clean_time = started.elapsed();
-    assert_eq!(status.code(), Some(0), "clean run");
+    assert_eq!(ran.code, Some(0), "clean run");
     let clean = Dump::of(&storage_of(&clean_dir)).await;
     assert_upgraded(&storage_of(&clean_dir)).await;
 
@@ -339,7 +333,7 @@ async fn the_binary_killed_during_an_upgrade_then_rerun_equals_a_clean_upgrade()
         copy_dir(&fixture_dir(), &dir);
         let data = dir.to_str().unwrap().to_string();
         for _ in 0..2 {
-            let mut child = command(&sim, &data, &since).spawn().unwrap();
+            let mut child = command(&sim, &data, &since).spawn();
             let at = clean_time.mul_f64(rng.gen_range(0.05..0.9));
             std::thread::sleep(at);
             let _ = child.kill();
@@ -361,8 +355,8 @@ async fn the_binary_killed_during_an_upgrade_then_rerun_equals_a_clean_upgrade()
                 }
             }
         }
-        let status = command(&sim, &data, &since).status().unwrap();
-        assert_eq!(status.code(), Some(0), "rerun after kill point {point}");
+        let ran = command(&sim, &data, &since).run().await;
+        assert_eq!(ran.code, Some(0), "rerun after kill point {point}");
         let storage = storage_of(&dir);
         assert_upgraded(&storage).await;
         assert_eq!(Dump::of(&storage).await, clean, "kill point {point}");
@@ -390,21 +384,14 @@ async fn a_newer_format_is_refused_with_exit_3() {
         .expect_err("a newer format is refused");
     assert!(err.is_auth(), "a configuration error: {err}");
 
-    let out = output(binary(
-        &[
-            "sync",
-            "--base-url",
-            &h.sim.base_url(),
-            "--data",
-            &h.data(),
-            "--log-format",
-            "json",
-        ],
-        &[("FRESHSERVICE_API_KEY", h.sim.api_key())],
-    ))
-    .await;
-    assert_eq!(out.status.code(), Some(3));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = h
+        .cmd("sync")
+        .data(h.data())
+        .args(["--log-format", "json"])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(3));
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("has format 99") && stderr.contains("knows format 2"),
         "{stderr}"

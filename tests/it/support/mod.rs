@@ -1,13 +1,14 @@
 //! The integration-test harness: an in-process simulator, a dataset in a temp dir or on an
-//! in-process S3 server, the pipeline run through the library, and canonical dumps of what was
-//! written.
+//! in-process S3 server, the pipeline run through the library, the real binary run through
+//! [`Cmd`], golden files through [`golden::check`], and canonical dumps of what was written.
 
 #![allow(dead_code)]
 
+pub mod cmd;
+pub mod golden;
 pub mod s3;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,30 +21,12 @@ use ticketsync::pipeline::{self, RunOutcome};
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 use ticketsync::source::retry::RetryPolicy;
 use ticketsync::source::{ClientConfig, Source};
-use ticketsync::storage::{S3Options, Storage};
+use ticketsync::state::lock;
+use ticketsync::storage::{layout, S3Options, Storage};
 use ticketsync::tables::Table;
 
+pub use self::cmd::{reports, Cmd, Ran};
 use self::s3::S3Server;
-
-/// The real binary with nothing from this process's environment but `env` (and
-/// `RUST_LOG=info`), so a test decides exactly which credentials it sees.
-pub fn binary(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketsync"));
-    cmd.args(args)
-        .env_clear()
-        .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Runs `cmd` to the end off the async runtime, so in-process servers keep answering.
-pub async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
-        .await
-        .unwrap()
-}
 
 /// The window every harness run covers (the simulator's data spans ~14 months).
 pub const FULL_DAYS: i64 = 365;
@@ -186,26 +169,41 @@ impl Harness {
         self.sync_with(self.spec(), None).await
     }
 
-    /// `ticketsync sync` (the real binary) against this harness's simulator into `data`, on the
-    /// simulator's 1-second rate window, with the API key in the environment; `extra` follows.
-    pub fn sync_command(&self, data: &str, extra: &[&str]) -> Command {
-        let base = self.sim.base_url();
-        let mut args = vec![
-            "sync",
-            "--base-url",
-            &base,
-            "--data",
-            data,
-            "--rate-window-secs",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        binary(&args, &[("FRESHSERVICE_API_KEY", self.sim.api_key())])
+    /// `ticketsync <command>` (the real binary) against this harness's simulator (`--base-url`,
+    /// the API key), with the S3 server's credentials when the dataset is there.
+    pub fn cmd(&self, command: &str) -> Cmd {
+        let cmd = Cmd::new([command]).sim(&self.sim);
+        match &self.s3 {
+            Some(server) => cmd.s3(server),
+            None => cmd,
+        }
+    }
+
+    /// `ticketsync sync` into `data`, on the simulator's 1-second rate window; `extra` follows.
+    pub fn sync_command(&self, data: &str, extra: &[&str]) -> Cmd {
+        self.cmd("sync")
+            .data(data)
+            .args(["--rate-window-secs", "1"])
+            .args(extra)
     }
 
     pub async fn dump(&self) -> Dump {
         Dump::of(&self.storage).await
     }
+}
+
+/// What the passing of its TTL does to the lock of a run that was killed (it refreshes no
+/// more), without waiting for it: the lock's expiry moves into the past. No lock: nothing to do.
+pub async fn expire_lock(storage: &Storage) {
+    let Some(mut info) = lock::peek(storage).await.expect("the lock reads") else {
+        return;
+    };
+    info.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let json = serde_json::to_vec_pretty(&info).unwrap();
+    storage
+        .put(&layout::state(lock::LOCK), json.into())
+        .await
+        .expect("the lock writes");
 }
 
 /// Everything a dataset holds, in canonical text: per table the rows (sorted, without the
