@@ -1,0 +1,155 @@
+//! The seed's example: the Codex API's ticket, written by the sink, read back in its shape.
+
+use serde_json::Value;
+use ticketsync::normalize::{ConversationRow, NoteRow, Placed, TicketRow};
+use ticketsync::query::output::{self, Format};
+use ticketsync::query::{Dataset, TicketQuery};
+use ticketsync::sink::{self, Changeset};
+use ticketsync::state::Index;
+use ticketsync::storage::{S3Options, Storage};
+
+use super::{at, codex_example, golden_path, keys, query_cmd, render};
+use crate::support::golden;
+
+/// The same ticket as our rows: 90 minutes, 60 of them billable.
+fn seed_ticket() -> Placed {
+    let closed_at = at("2025-01-15T16:30:00Z");
+    Placed {
+        account: "482913".into(),
+        year: 2025,
+        ticket: TicketRow {
+            ticket_id: 17531,
+            company_account_number: "482913".into(),
+            ticket_number: "17531".into(),
+            subject: Some("Email not working".into()),
+            description: Some("<div>Can't send emails...</div>".into()),
+            description_text: Some("Can't send emails...".into()),
+            status: "Closed".into(),
+            priority: Some("High".into()),
+            requester_email: Some("user@company.com".into()),
+            requester_name: Some("John Doe".into()),
+            created_at: Some(at("2025-01-10T09:00:00Z")),
+            last_updated_at: closed_at,
+            closed_at,
+            total_hours_spent: 1.5,
+            billable_hours: 1.0,
+            total_minutes: 90,
+            billable_minutes: 60,
+            hours_defaulted: false,
+            department_id: 9,
+            requester_id: Some(789),
+            responder_id: Some(456),
+            group_id: None,
+            ticket_type: Some("Incident".into()),
+            source: Some(1),
+            conversation_count: 1,
+            note_count: 1,
+            time_entry_count: 0,
+            synced_at: at("2025-01-16T02:00:00Z"),
+            details: Default::default(),
+        },
+        conversations: vec![ConversationRow {
+            ticket_id: 17531,
+            conversation_id: 12345,
+            body: "Plain text message".into(),
+            body_html: Some("<p>HTML formatted message</p>".into()),
+            from_email: Some("customer@example.com".into()),
+            to_emails: vec!["support@integotec.com".into()],
+            created_at: Some(at("2025-01-15T10:30:00Z")),
+            updated_at: Some(at("2025-01-15T10:30:00Z")),
+            incoming: true,
+            private: false,
+            user_id: Some(789),
+            support_email: Some("support@integotec.com".into()),
+            attachments: None,
+        }],
+        notes: vec![NoteRow {
+            ticket_id: 17531,
+            note_id: 12346,
+            body: "Internal note text".into(),
+            body_html: Some("<p>Internal note text</p>".into()),
+            from_email: Some("tech@integotec.com".into()),
+            created_at: Some(at("2025-01-15T11:00:00Z")),
+            user_id: Some(456),
+        }],
+        time_entries: Vec::new(),
+        markdown: "# Ticket #17531: Email not working\n".into(),
+        time_entries_fingerprint: 0,
+        privacy: Default::default(),
+    }
+}
+
+async fn seed_dataset() -> (tempfile::TempDir, Dataset) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::local(dir.path()).unwrap();
+    let changeset = Changeset {
+        placed: vec![seed_ticket()],
+        ..Changeset::default()
+    };
+    sink::commit(&storage, &mut Index::default(), changeset, "seed")
+        .await
+        .unwrap();
+    let dataset = Dataset::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+    (dir, dataset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_ticket_comes_back_in_the_codex_shape() {
+    let (_dir, dataset) = seed_dataset().await;
+    let docs = dataset
+        .tickets(&TicketQuery {
+            account: "482913".into(),
+            year: Some(2025),
+        })
+        .await
+        .unwrap();
+    let json = render(|out| output::write_tickets(out, &docs, Format::Json));
+    let mut got: Value = serde_json::from_str(&json).unwrap();
+    let example = codex_example();
+
+    // Exactly the example's keys, at every level, plus billable_hours on the ticket.
+    let (ticket, want) = (&got[0], &example[0]);
+    let mut want_keys = keys(want);
+    want_keys.insert("billable_hours".into());
+    assert_eq!(keys(ticket), want_keys);
+    assert_eq!(
+        keys(&ticket["conversations"][0]),
+        keys(&want["conversations"][0])
+    );
+    assert_eq!(keys(&ticket["notes"][0]), keys(&want["notes"][0]));
+    assert_eq!(ticket["billable_hours"], 1.0);
+
+    // And the example's values.
+    got[0].as_object_mut().unwrap().remove("billable_hours");
+    assert_eq!(got, example);
+
+    golden::check(golden_path("seed_ticket.json"), &json);
+    golden::check(
+        golden_path("seed_ticket.ndjson"),
+        &render(|out| output::write_tickets(out, &docs, Format::Ndjson)),
+    );
+    golden::check(
+        golden_path("seed_ticket.csv"),
+        &render(|out| output::write_tickets(out, &docs, Format::Csv)),
+    );
+    golden::check(
+        golden_path("seed_ticket.txt"),
+        &render(|out| output::write_tickets(out, &docs, Format::Table)),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_prints_the_codex_shape_and_csv_with_a_header() {
+    let (dir, _dataset) = seed_dataset().await;
+    let data = dir.path().to_str().unwrap();
+    let account = query_cmd(data).args(["--account", "482913"]);
+    let json = account.clone().args(["--year", "2025"]).run().await;
+    let csv = account.args(["--format", "csv"]).run().await;
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    // Not a terminal: JSON by default.
+    golden::check(golden_path("seed_ticket.json"), &json.stdout);
+    assert_eq!(csv.code, Some(0), "{}", csv.stderr);
+    let csv = csv.stdout;
+    assert!(csv.starts_with("ticket_id,ticket_number,subject,"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+}
