@@ -580,6 +580,11 @@ mod tests {
         Identity::current()
     }
 
+    /// Takes the lock for `run_id` as this process, on `clock`.
+    async fn take(storage: &Storage, run_id: &str, ttl: Duration, clock: &Clock) -> Result<Lock> {
+        Lock::acquire_with(storage, run_id, ttl, &me(), clock.clone()).await
+    }
+
     /// Waits (at most 30 s of real time) until `done` holds: for the refresh task's I/O, which
     /// runs after the manual clock was advanced; time itself is never waited for.
     async fn eventually<F, Fut>(what: &str, mut done: F)
@@ -623,9 +628,7 @@ mod tests {
     async fn a_live_lock_is_refreshed_past_its_ttl() {
         let (_dir, storage) = local();
         let (manual, clock) = manual();
-        let lock = Lock::acquire_with(&storage, "run-a", TTL, &me(), clock.clone())
-            .await
-            .unwrap();
+        let lock = take(&storage, "run-a", TTL, &clock).await.unwrap();
         // Two TTLs in six steps of a third: each one is a refresh, which moves the expiry.
         for _ in 0..6 {
             manual.advance(TTL / 3);
@@ -637,7 +640,7 @@ mod tests {
         }
         lock.check().unwrap();
         assert!(matches!(
-            Lock::acquire_with(&storage, "run-b", TTL, &me(), clock).await,
+            take(&storage, "run-b", TTL, &clock).await,
             Err(Error::Held { .. })
         ));
         lock.release().await.unwrap();
@@ -647,9 +650,7 @@ mod tests {
     async fn a_lock_that_cannot_be_refreshed_is_lost_at_its_expiry() {
         let (_dir, storage) = local();
         let (manual, clock) = manual();
-        let lock = Lock::acquire_with(&storage, "run-a", TTL, &me(), clock)
-            .await
-            .unwrap();
+        let lock = take(&storage, "run-a", TTL, &clock).await.unwrap();
         // What a refresher that cannot reach the store amounts to: it never refreshes.
         lock.refresher.as_ref().unwrap().abort();
         manual.advance(TTL - Duration::from_millis(1));
@@ -664,21 +665,23 @@ mod tests {
         let (_dir, storage) = local();
         let (manual, clock) = manual();
         let ttl = Duration::from_secs(1);
-        let acquire = |run_id: &'static str| {
-            let (storage, clock) = (storage.clone(), clock.clone());
-            async move { Lock::acquire_with(&storage, run_id, ttl, &me(), clock).await }
-        };
         // A run that was killed: its lock is not refreshed any more.
-        let killed = acquire("run-a").await.unwrap();
+        let killed = take(&storage, "run-a", ttl, &clock).await.unwrap();
         drop(killed);
-        assert!(matches!(acquire("run-b").await, Err(Error::Held { .. })));
+        assert!(matches!(
+            take(&storage, "run-b", ttl, &clock).await,
+            Err(Error::Held { .. })
+        ));
         manual.advance(ttl - Duration::from_millis(1));
         assert!(
-            matches!(acquire("run-b").await, Err(Error::Held { .. })),
+            matches!(
+                take(&storage, "run-b", ttl, &clock).await,
+                Err(Error::Held { .. })
+            ),
             "not expired before its expiry"
         );
         manual.advance(Duration::from_millis(200));
-        let next = acquire("run-b").await.unwrap();
+        let next = take(&storage, "run-b", ttl, &clock).await.unwrap();
         assert_eq!(read(&storage).await.unwrap().unwrap().run_id, "run-b");
         next.release().await.unwrap();
     }
@@ -687,9 +690,7 @@ mod tests {
     async fn a_run_whose_lock_was_taken_over_notices() {
         let (_dir, storage) = local();
         let (manual, clock) = manual();
-        let lock = Lock::acquire_with(&storage, "run-a", TTL, &me(), clock)
-            .await
-            .unwrap();
+        let lock = take(&storage, "run-a", TTL, &clock).await.unwrap();
         let mut other = LockInfo::new("run-b", TTL * 10, &me(), manual.now());
         other.host = "elsewhere".into();
         storage

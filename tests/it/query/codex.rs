@@ -8,8 +8,7 @@ use ticketsync::sink::{self, Changeset};
 use ticketsync::state::Index;
 use ticketsync::storage::{S3Options, Storage};
 
-use super::{at, codex_example, golden_path, keys, query_cmd, render};
-use crate::support::golden;
+use super::{at, codex_example, golden, keys, query_cmd, render};
 
 /// The same ticket as our rows: 90 minutes, 60 of them billable.
 fn seed_ticket() -> Placed {
@@ -123,19 +122,17 @@ async fn the_seed_ticket_comes_back_in_the_codex_shape() {
     got[0].as_object_mut().unwrap().remove("billable_hours");
     assert_eq!(got, example);
 
-    golden::check(golden_path("seed_ticket.json"), &json);
-    golden::check(
-        golden_path("seed_ticket.ndjson"),
-        &render(|out| output::write_tickets(out, &docs, Format::Ndjson)),
-    );
-    golden::check(
-        golden_path("seed_ticket.csv"),
-        &render(|out| output::write_tickets(out, &docs, Format::Csv)),
-    );
-    golden::check(
-        golden_path("seed_ticket.txt"),
-        &render(|out| output::write_tickets(out, &docs, Format::Table)),
-    );
+    golden("seed_ticket.json", &json);
+    for (name, format) in [
+        ("seed_ticket.ndjson", Format::Ndjson),
+        ("seed_ticket.csv", Format::Csv),
+        ("seed_ticket.txt", Format::Table),
+    ] {
+        golden(
+            name,
+            &render(|out| output::write_tickets(out, &docs, format)),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +144,7 @@ async fn the_binary_prints_the_codex_shape_and_csv_with_a_header() {
     let csv = account.args(["--format", "csv"]).run().await;
     assert_eq!(json.code, Some(0), "{}", json.stderr);
     // Not a terminal: JSON by default.
-    golden::check(golden_path("seed_ticket.json"), &json.stdout);
+    golden("seed_ticket.json", &json.stdout);
     assert_eq!(csv.code, Some(0), "{}", csv.stderr);
     let csv = csv.stdout;
     assert!(csv.starts_with("ticket_id,ticket_number,subject,"), "{csv}");

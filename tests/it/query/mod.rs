@@ -38,9 +38,9 @@ fn query_cmd(data: &str) -> Cmd {
     ticketsync(["query"]).data(data)
 }
 
-/// The golden file `tests/it/golden/query/<name>`.
-fn golden_path(name: &str) -> String {
-    format!("tests/it/golden/query/{name}")
+/// Checks `actual` against the golden file `tests/it/golden/query/<name>`.
+fn golden(name: &str, actual: &str) {
+    crate::support::golden::check(format!("tests/it/golden/query/{name}"), actual);
 }
 
 fn render(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {

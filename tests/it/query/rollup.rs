@@ -7,8 +7,8 @@ use ticketsync::query::output::{self, Format};
 use ticketsync::query::{Basis, Period, RollupQuery, RollupRow, TicketQuery};
 use ticketsync::sim::GroundTruth;
 
-use super::{busiest_account, golden_path, placed, query_cmd, render, synced, ticket_minutes};
-use crate::support::{golden, minutes_of};
+use super::{busiest_account, golden, placed, query_cmd, render, synced, ticket_minutes};
+use crate::support::minutes_of;
 
 /// The rollup computed here from the ground truth's time entries alone.
 fn expected_rollup(truth: &GroundTruth, query: &RollupQuery) -> Vec<RollupRow> {
@@ -178,10 +178,8 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
         })
         .await
         .unwrap();
-    golden::check(
-        golden_path("rollup_month_2025.txt"),
-        &render(|out| output::write_rollup(out, &month, Format::Table)),
-    );
+    let table = render(|out| output::write_rollup(out, &month, Format::Table));
+    golden("rollup_month_2025.txt", &table);
     let year = dataset
         .rollup(&RollupQuery {
             account: None,
@@ -191,14 +189,15 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
         })
         .await
         .unwrap();
-    golden::check(
-        golden_path("rollup_year_2024_worked.csv"),
-        &render(|out| output::write_rollup(out, &year, Format::Csv)),
-    );
-    golden::check(
-        golden_path("rollup_year_2024_worked.json"),
-        &render(|out| output::write_rollup(out, &year, Format::Json)),
-    );
+    for (name, format) in [
+        ("rollup_year_2024_worked.csv", Format::Csv),
+        ("rollup_year_2024_worked.json", Format::Json),
+    ] {
+        golden(
+            name,
+            &render(|out| output::write_rollup(out, &year, format)),
+        );
+    }
     let account = busiest_account(s, 2025);
     let docs = dataset
         .tickets(&TicketQuery {
@@ -207,8 +206,6 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
         })
         .await
         .unwrap();
-    golden::check(
-        golden_path("tickets_busiest_2025.txt"),
-        &render(|out| output::write_tickets(out, &docs, Format::Table)),
-    );
+    let table = render(|out| output::write_tickets(out, &docs, Format::Table));
+    golden("tickets_busiest_2025.txt", &table);
 }

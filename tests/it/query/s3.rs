@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use ticketsync::storage::Storage;
 
-use super::{busiest_account, golden_path, synced};
+use super::{busiest_account, golden, synced, Synced};
 use crate::support::s3::{Logged, S3Server, SECRET_KEY};
-use crate::support::{golden, Cmd};
+use crate::support::Cmd;
 
 /// Puts every file under `dir` into `storage` at the same relative key.
 async fn upload(dir: &std::path::Path, storage: &Storage) -> usize {
@@ -37,6 +37,15 @@ async fn upload(dir: &std::path::Path, storage: &Storage) -> usize {
     files
 }
 
+/// The shared synced dataset, uploaded under `prefix` to a new S3 server.
+async fn on_s3(prefix: &str) -> (&'static Synced, S3Server) {
+    let s = synced();
+    let server = S3Server::start().await;
+    let uploaded = upload(&s.dir, &server.storage(prefix)).await;
+    assert!(uploaded > 10, "{uploaded} files");
+    (s, server)
+}
+
 /// The paths (percent-decoded) of object reads (not listings) under `prefix`.
 fn object_reads(requests: &[Logged], prefix: &str) -> Vec<String> {
     requests
@@ -50,11 +59,8 @@ fn object_reads(requests: &[Logged], prefix: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_data_gives_the_local_answers_and_the_goldens() {
-    let s = synced();
-    let server = S3Server::start().await;
     let prefix = "exports/query";
-    let uploaded = upload(&s.dir, &server.storage(prefix)).await;
-    assert!(uploaded > 10, "{uploaded} files");
+    let (s, server) = on_s3(prefix).await;
     let s3_data = server.url(prefix);
     let local_data = s.data();
     let account = busiest_account(s, 2025);
@@ -113,17 +119,15 @@ async fn s3_data_gives_the_local_answers_and_the_goldens() {
             "{args:?}: S3 and local answers differ"
         );
         if let Some(name) = golden_file {
-            golden::check(golden_path(name), &from_s3.stdout);
+            golden(name, &from_s3.stdout);
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_one_account_and_year_reads_only_its_partition() {
-    let s = synced();
-    let server = S3Server::start().await;
     let prefix = "exports/pruned";
-    upload(&s.dir, &server.storage(prefix)).await;
+    let (s, server) = on_s3(prefix).await;
     let account = busiest_account(s, 2025);
     let before = server.requests().len();
     let out = Cmd::new(["query"])
@@ -164,18 +168,16 @@ async fn s3_one_account_and_year_reads_only_its_partition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_credential_errors_exit_3_without_printing_the_secret() {
-    let s = synced();
-    let server = S3Server::start().await;
     let prefix = "exports/denied";
-    upload(&s.dir, &server.storage(prefix)).await;
+    let (_, server) = on_s3(prefix).await;
     let wrong = "wrong-query-secret-1b7e44-must-not-leak";
     let data = server.url(prefix);
-    let on_s3 = |data: &str| Cmd::new(["query"]).data(data).s3(&server);
+    let query = |data: &str| Cmd::new(["query"]).data(data).s3(&server);
     for extra in [
         vec!["--account", "100000", "--year", "2025"],
         vec!["--year", "2025", "--rollup", "year"],
     ] {
-        let out = on_s3(&data)
+        let out = query(&data)
             .args(&extra)
             .env("AWS_SECRET_ACCESS_KEY", wrong)
             .run()
@@ -189,7 +191,7 @@ async fn s3_credential_errors_exit_3_without_printing_the_secret() {
     }
 
     // A bucket that does not exist is the same kind of error: the location is wrong.
-    let out = on_s3("s3://no-such-bucket/x")
+    let out = query("s3://no-such-bucket/x")
         .args(["--account", "1"])
         .run()
         .await;
@@ -197,7 +199,7 @@ async fn s3_credential_errors_exit_3_without_printing_the_secret() {
     assert_eq!(out.code, Some(3), "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
     // And an empty prefix in a real bucket is an empty dataset: exit 2, as on disk.
-    let out = on_s3(&server.url("nothing/here"))
+    let out = query(&server.url("nothing/here"))
         .args(["--account", "1"])
         .run()
         .await;
