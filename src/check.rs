@@ -551,7 +551,9 @@ async fn check_api(
                 let workspace = if scoped { u.workspace_id } else { None };
                 match source.count_tickets(&query, workspace).await {
                     Ok(n) => u.closed_tickets = Some(n),
-                    Err(e) if e.is_auth() => return fail(e, api, problems),
+                    Err(e) if e.class() == crate::error::Class::Config => {
+                        return fail(e, api, problems)
+                    }
                     Err(e) => {
                         warnings.push(format!(
                             "the closed tickets of departments without an account number were not counted: {e}"

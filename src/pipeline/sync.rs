@@ -313,6 +313,7 @@ impl<'a> Run<'a> {
                     None => results_open = false,
                     Some(Fetched::Fatal(error)) => break Stop::Fatal(error),
                     Some(Fetched::Failed { ticket_id, error }) => {
+                        let error = format!("ticket {ticket_id}: {error}");
                         done += 1;
                         progress.pb_inc(1);
                         self.fail(ticket_id, &error);

@@ -13,6 +13,7 @@ pub mod wire;
 use chrono::{DateTime, SecondsFormat, Utc};
 use url::Url;
 
+use crate::error::Class;
 pub use client::{CallStats, Client, ClientConfig};
 use wire::ItemError;
 
@@ -87,12 +88,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the failure is about credentials or permissions (exit code "configuration/auth").
-    pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Config(_)
-        )
+    /// Credentials, permissions and configuration are [`Class::Config`]; what retries outlasted
+    /// is [`Class::Retryable`]; answers that cannot be right (a listing that cannot show it
+    /// ended, a body that does not decode or is too large) are [`Class::Failed`].
+    pub fn class(&self) -> Class {
+        match self {
+            Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Config(_) => {
+                Class::Config
+            }
+            Error::Exhausted { .. } | Error::NotFound { .. } => Class::Retryable,
+            Error::Status { .. }
+            | Error::ForeignLink { .. }
+            | Error::Decode { .. }
+            | Error::Paging { .. }
+            | Error::TooLarge { .. } => Class::Failed,
+        }
     }
 }
 
