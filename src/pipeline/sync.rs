@@ -574,6 +574,11 @@ impl<'a> Run<'a> {
         if changeset.is_empty() && self.commits > 0 {
             return Ok(());
         }
+        for r in &mut changeset.rejected {
+            self.settings
+                .privacy
+                .apply_to_detail(&mut r.detail, &mut self.redactions);
+        }
         for p in &changeset.placed {
             for (rule, n) in &p.privacy.redactions {
                 *self.redactions.entry(rule.clone()).or_default() += n;
