@@ -21,7 +21,7 @@ use super::names::{
 };
 use super::{
     AGENT_BASE, CONVERSATION_BASE, DEPARTMENT_BASE, FIRST_TICKET_ID, GROUP_BASE, HISTORY_DAYS,
-    PRIMARY_WORKSPACE, REQUESTER_BASE, SUPPORT_EMAIL, TIME_ENTRY_BASE,
+    PRIMARY_WORKSPACE, REQUESTER_BASE, STATUS_CLOSED, SUPPORT_EMAIL, TIME_ENTRY_BASE,
 };
 use crate::sim::text;
 
@@ -142,18 +142,24 @@ pub(super) struct Directory<'a> {
 }
 
 /// Attributes forced onto specific tickets so every edge case exists in every world of
-/// reasonable size (>= 50 tickets), whatever the seed.
+/// reasonable size (>= 50 tickets), whatever the seed, and onto the tickets mutations add. A
+/// forced attribute skips the draw it replaces; the default forces nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Forced {
-    status: Option<i64>,
-    priority: Option<i64>,
-    agent_requester: bool,
-    null_department: bool,
-    conversations: Option<usize>,
-    time_entries: Option<usize>,
-    long_time_entry: bool,
-    deleted: bool,
-    spam: bool,
+    pub(super) status: Option<i64>,
+    pub(super) priority: Option<i64>,
+    pub(super) agent_requester: bool,
+    pub(super) null_department: bool,
+    /// This requester (an index into [`Directory::requesters`]) with their own department: no
+    /// agent requester, no `null` department.
+    pub(super) requester: Option<usize>,
+    pub(super) conversations: Option<usize>,
+    /// Exactly these conversations, oldest first (overrides `conversations`).
+    pub(super) conversation_kinds: Option<&'static [ConversationKind]>,
+    pub(super) time_entries: Option<usize>,
+    pub(super) long_time_entry: bool,
+    pub(super) deleted: bool,
+    pub(super) spam: bool,
 }
 
 fn forced_for(index: usize, count: usize) -> Forced {
@@ -162,7 +168,7 @@ fn forced_for(index: usize, count: usize) -> Forced {
         return f;
     }
     // Distinct indices for every count >= 50 (the ratios are far enough apart).
-    let closed = Some(5);
+    let closed = Some(STATUS_CLOSED);
     if index == count / 3 {
         f.status = closed;
         f.conversations = Some(101 + index % 20);
@@ -428,18 +434,19 @@ fn gen_requesters(
 }
 
 /// The people a ticket involves, resolved once.
-pub(super) struct Parties {
-    pub(super) requester_id: i64,
-    pub(super) requester_name: String,
-    pub(super) requester_first: String,
-    pub(super) requester_email: String,
-    pub(super) company: String,
-    pub(super) department_id: Option<i64>,
-    pub(super) responder: Option<(i64, String)>,
+struct Parties {
+    requester_id: i64,
+    requester_name: String,
+    requester_first: String,
+    requester_email: String,
+    company: String,
+    department_id: Option<i64>,
+    responder: Option<(i64, String)>,
 }
 
 fn choose_parties(rng: &mut StdRng, dir: &Directory<'_>, forced: Forced) -> Parties {
-    let agent_requester = forced.agent_requester || rng.gen_bool(0.03);
+    let agent_requester =
+        forced.requester.is_none() && (forced.agent_requester || rng.gen_bool(0.03));
     let (requester_id, first, last, email, mut department_id) = if agent_requester {
         let a = &dir.agents[rng.gen_range(0..dir.agents.len())];
         let dept = rng
@@ -447,7 +454,10 @@ fn choose_parties(rng: &mut StdRng, dir: &Directory<'_>, forced: Forced) -> Part
             .then(|| dir.departments[rng.gen_range(0..dir.departments.len())].id);
         (a.id, &a.first_name, &a.last_name, a.email.clone(), dept)
     } else {
-        let r = &dir.requesters[rng.gen_range(0..dir.requesters.len())];
+        let r = match forced.requester {
+            Some(i) => &dir.requesters[i],
+            None => &dir.requesters[rng.gen_range(0..dir.requesters.len())],
+        };
         (
             r.id,
             &r.first_name,
@@ -456,7 +466,7 @@ fn choose_parties(rng: &mut StdRng, dir: &Directory<'_>, forced: Forced) -> Part
             r.department_id,
         )
     };
-    if forced.null_department || rng.gen_bool(0.04) {
+    if forced.requester.is_none() && (forced.null_department || rng.gen_bool(0.04)) {
         department_id = None;
     }
     let company = department_id
@@ -500,7 +510,7 @@ fn timeline(
     let u: f64 = rng.gen();
     let work = ((u * u * 14.0 * 86_400.0) as i64).max(20 * 60);
     let (resolved_at, closed_at, activity_end) = match status {
-        5 => {
+        STATUS_CLOSED => {
             let resolved = created_at + Duration::seconds(work.min(age * 6 / 10));
             let room = (now - resolved).num_seconds() / 2;
             let gap = rng.gen_range(0..=72 * 3600).min(room);
@@ -544,7 +554,7 @@ pub(super) enum ConversationKind {
     Note,
 }
 
-pub(super) fn make_conversation(
+fn make_conversation(
     rng: &mut StdRng,
     ids: &mut IdCounters,
     ticket_id: i64,
@@ -609,7 +619,7 @@ pub(super) fn make_conversation(
     }
 }
 
-pub(super) fn make_time_entry(
+fn make_time_entry(
     rng: &mut StdRng,
     ids: &mut IdCounters,
     agent_id: i64,
@@ -668,8 +678,10 @@ pub(super) fn generate_ticket(
         })
     };
 
-    let n_conv = forced.conversations.unwrap_or_else(|| {
-        weighted(
+    let n_conv = match (forced.conversation_kinds, forced.conversations) {
+        (Some(kinds), _) => kinds.len(),
+        (None, Some(n)) => n,
+        (None, None) => weighted(
             rng,
             &[
                 (0, 12),
@@ -682,8 +694,8 @@ pub(super) fn generate_ticket(
                 (7, 7),
                 (8, 7),
             ],
-        )
-    });
+        ),
+    };
     let conv_times = sorted_between(
         rng,
         tl.created_at + Duration::seconds(60),
@@ -692,17 +704,17 @@ pub(super) fn generate_ticket(
     );
     let mut conversations = Vec::with_capacity(n_conv);
     for (i, at) in conv_times.into_iter().enumerate() {
-        let kind = if i == 0 && rng.gen_bool(0.6) {
-            ConversationKind::Outgoing
-        } else {
-            weighted(
+        let kind = match forced.conversation_kinds {
+            Some(kinds) => kinds[i],
+            None if i == 0 && rng.gen_bool(0.6) => ConversationKind::Outgoing,
+            None => weighted(
                 rng,
                 &[
                     (ConversationKind::Incoming, 35),
                     (ConversationKind::Outgoing, 40),
                     (ConversationKind::Note, 25),
                 ],
-            )
+            ),
         };
         let agent = any_agent(rng);
         conversations.push(make_conversation(rng, ids, id, kind, &parties, agent, at));

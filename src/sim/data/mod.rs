@@ -45,6 +45,9 @@ const TIME_ENTRY_BASE: i64 = 21_002_000_000;
 pub(crate) const SUPPORT_EMAIL: &str = "support@msp.example";
 /// How far back generated tickets reach (~14 months).
 const HISTORY_DAYS: i64 = 425;
+/// Freshservice's status code of a closed ticket. The simulator's own constant: it shares no
+/// types or constants with the client.
+const STATUS_CLOSED: i64 = 5;
 
 #[cfg(test)]
 mod tests {
@@ -110,7 +113,7 @@ mod tests {
             assert!(t.created_at <= t.updated_at, "ticket {}", t.id);
             assert!(t.updated_at <= now(), "ticket {}", t.id);
             assert!(t.created_at >= now() - Duration::days(HISTORY_DAYS));
-            if t.status == 5 {
+            if t.status == STATUS_CLOSED {
                 let closed = t.closed_at.expect("closed ticket has closed_at");
                 assert!(closed <= t.updated_at && closed >= t.created_at);
                 assert!(t.resolved_at.unwrap() <= closed);
@@ -136,7 +139,11 @@ mod tests {
                 }
             }
         }
-        let closed = w.tickets.iter().filter(|t| t.status == 5).count();
+        let closed = w
+            .tickets
+            .iter()
+            .filter(|t| t.status == STATUS_CLOSED)
+            .count();
         assert!((120..=175).contains(&closed), "closed = {closed}");
         let statuses: HashSet<i64> = w.tickets.iter().map(|t| t.status).collect();
         for s in [2, 5, 9, 23] {
@@ -148,8 +155,9 @@ mod tests {
             .tickets
             .iter()
             .any(|t| w.agents.iter().any(|a| a.id == t.requester_id)));
-        let closed_with =
-            |f: &dyn Fn(&Ticket) -> bool| w.tickets.iter().any(|t| t.status == 5 && f(t));
+        let closed_with = |f: &dyn Fn(&Ticket) -> bool| {
+            w.tickets.iter().any(|t| t.status == STATUS_CLOSED && f(t))
+        };
         assert!(closed_with(&|t| t.conversations.len() > 100));
         assert!(closed_with(&|t| t.time_entries.len() > 100));
         assert!(closed_with(&|t| t.time_entries.is_empty()));
@@ -206,18 +214,29 @@ mod tests {
     #[test]
     fn add_closed_ticket_is_mapped_and_complete() {
         let mut w = World::generate(42, 60, now());
-        let at = now() + Duration::hours(1);
-        let id = w.add_closed_ticket(at);
-        assert_eq!(id, FIRST_TICKET_ID + 60);
-        let t = w.truth.ticket(id).unwrap();
-        assert_eq!(t.status, 5);
-        assert_eq!(t.updated_at, at);
-        assert!(t.closed_at.unwrap() <= at);
-        assert_eq!(t.conversations.len(), 2);
-        assert_eq!(t.conversations.iter().filter(|c| c.private).count(), 1);
-        assert_eq!(t.time_entries.len(), 1);
-        let d = w.truth.department(t.department_id.unwrap()).unwrap();
-        assert!(d.account_number.as_ref().unwrap().is_i64());
+        for n in 0..20 {
+            let at = now() + Duration::hours(1 + n);
+            let id = w.add_closed_ticket(at);
+            assert_eq!(id, FIRST_TICKET_ID + 60 + n);
+            let t = w.truth.ticket(id).unwrap();
+            assert_eq!(t.status, STATUS_CLOSED);
+            assert!(!t.deleted && !t.spam);
+            assert_eq!(t.updated_at, at);
+            assert!(t.created_at >= at - Duration::hours(48));
+            let closed = t.closed_at.unwrap();
+            assert!(t.created_at <= t.resolved_at.unwrap() && t.resolved_at.unwrap() <= closed);
+            assert!(closed <= at);
+            let kinds: Vec<_> = t
+                .conversations
+                .iter()
+                .map(|c| (c.incoming, c.private))
+                .collect();
+            assert_eq!(kinds, [(false, false), (false, true)], "reply, then note");
+            assert_eq!(t.time_entries.len(), 1);
+            assert!(w.truth.requesters.iter().any(|r| r.id == t.requester_id));
+            let d = w.truth.department(t.department_id.unwrap()).unwrap();
+            assert!(d.account_number.as_ref().unwrap().is_i64());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::PRIMARY_WORKSPACE;
+use super::{PRIMARY_WORKSPACE, STATUS_CLOSED};
 
 /// Everything the simulator serves, as a snapshot. Compare ETL output against this.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,7 +52,7 @@ impl GroundTruth {
     pub fn closed_tickets(&self) -> impl Iterator<Item = &Ticket> {
         self.tickets
             .iter()
-            .filter(|t| t.status == 5 && !t.deleted && !t.spam)
+            .filter(|t| t.status == STATUS_CLOSED && !t.deleted && !t.spam)
     }
 
     /// The primary workspace's id ([`PRIMARY_WORKSPACE`]).

@@ -3,15 +3,14 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::generate::{
-    self, format_time_spent, make_conversation, make_time_entry, time_entry_extras,
-    ConversationKind, Directory, IdCounters, Parties, TimeStyle,
+    self, format_time_spent, generate_ticket, time_entry_extras, ConversationKind, Directory,
+    Forced, IdCounters, TimeStyle,
 };
-use super::model::{GroundTruth, Requester, Ticket, TimeEntry};
-use super::{FIRST_TICKET_ID, GROUP_BASE};
-use crate::sim::text;
+use super::model::{GroundTruth, Ticket, TimeEntry};
+use super::{FIRST_TICKET_ID, STATUS_CLOSED};
 
 /// The mutable world behind the server: the ground truth plus what mutations need to continue
 /// deterministically (the generator's rng and the next child ids).
@@ -115,115 +114,51 @@ impl World {
         entry_id
     }
 
-    /// A new closed ticket for a requester whose department has a numeric account number:
-    /// one public agent reply, one private note and one time entry; `updated_at = now`.
+    /// A new closed ticket, generated like the others, for a requester whose department has a
+    /// numeric account number (so a sync places it), created 2 to 48 hours before `now`: one
+    /// public agent reply, then one private note, and one time entry; `updated_at = now`.
     pub(crate) fn add_closed_ticket(&mut self, now: DateTime<Utc>) -> i64 {
+        const KINDS: &[ConversationKind] = &[ConversationKind::Outgoing, ConversationKind::Note];
         let id = self
             .truth
             .tickets
             .last()
             .map_or(FIRST_TICKET_ID, |t| t.id + 1);
-        let dir = Directory {
-            departments: &self.truth.departments,
-            agents: &self.truth.agents,
-            requesters: &self.truth.requesters,
-        };
-        let mapped: Vec<&Requester> = dir
-            .requesters
-            .iter()
-            .filter(|r| {
-                r.department_id
-                    .and_then(|d| dir.departments.iter().find(|x| x.id == d))
+        let truth = &self.truth;
+        let mapped: Vec<usize> = (0..truth.requesters.len())
+            .filter(|&i| {
+                truth.requesters[i]
+                    .department_id
+                    .and_then(|d| truth.department(d))
                     .is_some_and(|d| d.account_number.as_ref().is_some_and(Value::is_i64))
             })
             .collect();
-        let rng = &mut self.rng;
         // Every generated world maps each department to two requesters, so `mapped` is non-empty.
-        let r = mapped[rng.gen_range(0..mapped.len())];
-        let company = r
-            .department_id
-            .and_then(|d| dir.departments.iter().find(|x| x.id == d))
-            .map_or_else(String::new, |d| d.name.clone());
-        let agent = &dir.agents[rng.gen_range(0..dir.agents.len())];
-        let agent_name = format!("{} {}", agent.first_name, agent.last_name);
-        let parties = Parties {
-            requester_id: r.id,
-            requester_name: format!("{} {}", r.first_name, r.last_name),
-            requester_first: r.first_name.clone(),
-            requester_email: r.primary_email.clone(),
-            company,
-            department_id: r.department_id,
-            responder: Some((agent.id, agent_name.clone())),
+        let requester = mapped[self.rng.gen_range(0..mapped.len())];
+        let created_at = now - Duration::hours(self.rng.gen_range(2..48));
+        let forced = Forced {
+            status: Some(STATUS_CLOSED),
+            requester: Some(requester),
+            conversation_kinds: Some(KINDS),
+            time_entries: Some(1),
+            ..Forced::default()
         };
-
-        let created_at = now - Duration::hours(rng.gen_range(2..48));
-        let assigned = created_at + Duration::minutes(5);
-        let resolved = now - Duration::minutes(30);
-        let closed = now - Duration::minutes(10);
-        let desc = text::description(rng, &parties.requester_name, &parties.company);
-        let reply_at = created_at + Duration::minutes(20);
-        let note_at = resolved - Duration::minutes(5);
-        let ids = &mut self.ids;
-        let conversations = vec![
-            make_conversation(
-                rng,
-                ids,
-                id,
-                ConversationKind::Outgoing,
-                &parties,
-                (agent.id, agent_name.clone()),
-                reply_at,
-            ),
-            make_conversation(
-                rng,
-                ids,
-                id,
-                ConversationKind::Note,
-                &parties,
-                (agent.id, agent_name),
-                note_at,
-            ),
-        ];
-        let mut entry = make_time_entry(rng, ids, agent.id, "00:45".to_owned(), 45, note_at, false);
-        let workspace_id = self.truth.workspace_for(r.department_id, id);
-        entry.billable = true;
-        let ticket = Ticket {
+        let dir = Directory {
+            departments: &truth.departments,
+            agents: &truth.agents,
+            requesters: &truth.requesters,
+        };
+        let mut ticket = generate_ticket(
+            &mut self.rng,
+            &mut self.ids,
+            &dir,
             id,
-            subject: text::subject(rng),
-            description: desc.html,
-            description_text: desc.text,
-            ticket_type: "Incident".to_owned(),
-            status: 5,
-            priority: 2,
-            source: 1,
-            urgency: 2,
-            impact: 2,
-            requester_id: r.id,
-            requested_for_id: r.id,
-            responder_id: Some(agent.id),
-            group_id: Some(GROUP_BASE + 1),
-            department_id: r.department_id,
-            workspace_id,
-            category: Some("Software".to_owned()),
-            sub_category: Some("Email".to_owned()),
-            tags: Vec::new(),
-            cc_emails: Vec::new(),
-            custom_fields: json!({"billing_code": "MSP-STD", "onsite_visit": false, "quoted_hours": null}),
-            is_escalated: false,
-            fr_escalated: false,
-            due_by: created_at + Duration::days(3),
-            fr_due_by: created_at + Duration::days(1),
             created_at,
-            updated_at: now,
-            first_assigned_at: Some(assigned),
-            resolved_at: Some(resolved),
-            closed_at: Some(closed),
-            status_updated_at: closed,
-            deleted: false,
-            spam: false,
-            conversations,
-            time_entries: vec![entry],
-        };
+            now,
+            forced,
+        );
+        ticket.workspace_id = truth.workspace_for(ticket.department_id, id);
+        ticket.updated_at = now;
         self.truth.tickets.push(ticket);
         id
     }
