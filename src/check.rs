@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::job::{AccountFrom, Job, Window};
 use crate::normalize::accounts::AccountMap;
+use crate::normalize::STATUS_CLOSED;
 use crate::pipeline::policy;
 use crate::sink::upgrade::{self, Format};
 use crate::source::limiter::list_tickets_sublimit;
@@ -547,7 +548,11 @@ async fn check_api(
             // How many recent closed tickets each one has (their tickets go to rejects).
             let scoped = listings.iter().any(Option::is_some);
             for u in api.unmapped.iter_mut().take(MAX_DEPARTMENT_COUNTS) {
-                let query = format!("department_id:{} AND status:5 AND {}", u.id, after(since));
+                let query = format!(
+                    "department_id:{} AND status:{STATUS_CLOSED} AND {}",
+                    u.id,
+                    after(since)
+                );
                 let workspace = if scoped { u.workspace_id } else { None };
                 match source.count_tickets(&query, workspace).await {
                     Ok(n) => u.closed_tickets = Some(n),
@@ -632,13 +637,19 @@ async fn estimate_next_run(
         for &workspace in &listings {
             let updated = source.count_tickets(&after(since), workspace).await?;
             let closed = source
-                .count_tickets(&format!("status:5 AND {}", after(since)), workspace)
+                .count_tickets(
+                    &format!("status:{STATUS_CLOSED} AND {}", after(since)),
+                    workspace,
+                )
                 .await?;
             // Closed tickets without a department are rejected without calls too.
             if job.account_from == AccountFrom::Department {
                 rejected += source
                     .count_tickets(
-                        &format!("department_id:null AND status:5 AND {}", after(since)),
+                        &format!(
+                            "department_id:null AND status:{STATUS_CLOSED} AND {}",
+                            after(since)
+                        ),
                         workspace,
                     )
                     .await?;
