@@ -105,6 +105,8 @@ pub struct StorageCheck {
     pub cursor: Option<DateTime<Utc>>,
     /// Tickets in the dataset's index.
     pub tickets_in_dataset: u64,
+    /// People `forget` erased (`_state/erasures.json`); their key was checked.
+    pub erased_people: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -455,6 +457,12 @@ async fn check_storage(
             None
         }
     };
+    // A sync refuses to run when the erasure key does not match the record (it would bring
+    // erased people back): the same check, without the sync.
+    match crate::state::erasures::load(storage).await {
+        Ok(loaded) => s.erased_people = loaded.erasures.people().len() as u64,
+        Err(e) => problems.push(format!("erasures: {e}")),
+    }
 }
 
 async fn check_lock(
@@ -808,6 +816,13 @@ pub fn render(report: &CheckReport) -> String {
         s.format.as_deref().unwrap_or("unknown"),
         thousands(s.tickets_in_dataset)
     );
+    if s.erased_people > 0 {
+        let _ = writeln!(
+            out,
+            "          {} erased people, their erasure key matches",
+            s.erased_people
+        );
+    }
     let lock = match &report.lock.holder {
         Some(holder) => format!("{}: {holder}", report.lock.state),
         None => report.lock.state.to_string(),
