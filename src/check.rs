@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::job::{AccountFrom, Job, Window};
 use crate::normalize::accounts::AccountMap;
+use crate::normalize::STATUS_CLOSED;
 use crate::pipeline::policy;
 use crate::sink::upgrade::{self, Format};
 use crate::source::limiter::list_tickets_sublimit;
@@ -104,6 +105,8 @@ pub struct StorageCheck {
     pub cursor: Option<DateTime<Utc>>,
     /// Tickets in the dataset's index.
     pub tickets_in_dataset: u64,
+    /// People `forget` erased (`_state/erasures.json`); their key was checked.
+    pub erased_people: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -454,6 +457,12 @@ async fn check_storage(
             None
         }
     };
+    // A sync refuses to run when the erasure key does not match the record (it would bring
+    // erased people back): the same check, without the sync.
+    match crate::state::erasures::load(storage).await {
+        Ok(loaded) => s.erased_people = loaded.erasures.people().len() as u64,
+        Err(e) => problems.push(format!("erasures: {e}")),
+    }
 }
 
 async fn check_lock(
@@ -547,11 +556,17 @@ async fn check_api(
             // How many recent closed tickets each one has (their tickets go to rejects).
             let scoped = listings.iter().any(Option::is_some);
             for u in api.unmapped.iter_mut().take(MAX_DEPARTMENT_COUNTS) {
-                let query = format!("department_id:{} AND status:5 AND {}", u.id, after(since));
+                let query = format!(
+                    "department_id:{} AND status:{STATUS_CLOSED} AND {}",
+                    u.id,
+                    after(since)
+                );
                 let workspace = if scoped { u.workspace_id } else { None };
                 match source.count_tickets(&query, workspace).await {
                     Ok(n) => u.closed_tickets = Some(n),
-                    Err(e) if e.is_auth() => return fail(e, api, problems),
+                    Err(e) if e.class() == crate::error::Class::Config => {
+                        return fail(e, api, problems)
+                    }
                     Err(e) => {
                         warnings.push(format!(
                             "the closed tickets of departments without an account number were not counted: {e}"
@@ -630,13 +645,19 @@ async fn estimate_next_run(
         for &workspace in &listings {
             let updated = source.count_tickets(&after(since), workspace).await?;
             let closed = source
-                .count_tickets(&format!("status:5 AND {}", after(since)), workspace)
+                .count_tickets(
+                    &format!("status:{STATUS_CLOSED} AND {}", after(since)),
+                    workspace,
+                )
                 .await?;
             // Closed tickets without a department are rejected without calls too.
             if job.account_from == AccountFrom::Department {
                 rejected += source
                     .count_tickets(
-                        &format!("department_id:null AND status:5 AND {}", after(since)),
+                        &format!(
+                            "department_id:null AND status:{STATUS_CLOSED} AND {}",
+                            after(since)
+                        ),
                         workspace,
                     )
                     .await?;
@@ -795,6 +816,13 @@ pub fn render(report: &CheckReport) -> String {
         s.format.as_deref().unwrap_or("unknown"),
         thousands(s.tickets_in_dataset)
     );
+    if s.erased_people > 0 {
+        let _ = writeln!(
+            out,
+            "          {} erased people, their erasure key matches",
+            s.erased_people
+        );
+    }
     let lock = match &report.lock.holder {
         Some(holder) => format!("{}: {holder}", report.lock.state),
         None => report.lock.state.to_string(),

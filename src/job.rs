@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::normalize::accounts::{parse_account_map, parse_workspace_map};
 use crate::normalize::privacy::{RedactSpec, Redactor};
+use crate::sim::SimConfig;
 use crate::source::limiter::LimiterConfig;
 use crate::storage::S3Options;
 
@@ -31,6 +32,13 @@ pub enum Error {
     Parse { path: String, detail: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl Error {
+    /// Every job error is the configuration's.
+    pub fn class(&self) -> crate::error::Class {
+        crate::error::Class::Config
+    }
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -233,8 +241,8 @@ pub enum Window {
 pub enum Api {
     /// A Freshservice account (or anything speaking its API) at this base URL.
     Remote(Url),
-    /// The built-in simulator, started in-process for the run.
-    Simulator(SimulatorSpec),
+    /// The built-in simulator, started in-process for the run, with this configuration.
+    Simulator(Box<SimConfig>),
 }
 
 /// A validated job.
@@ -357,7 +365,7 @@ impl Job {
                         .map_err(|e| invalid(format!("--domain {domain:?}: {e}")))?,
                 )
             }
-            (None, None, Some(sim)) => Api::Simulator(sim),
+            (None, None, Some(sim)) => Api::Simulator(Box::new(simulator_config(&sim)?)),
             (None, None, None) => {
                 return Err(invalid(
                     "no Freshservice account: pass --domain NAME or --base-url URL (or use a job with [simulator])".into(),
@@ -482,20 +490,6 @@ impl Job {
             1..=4096,
             " MiB",
         )?;
-        if let Api::Simulator(sim) = &api {
-            if let Some(n) = sim.tickets {
-                in_range("simulator.tickets", n, 0..=100_000, "")?;
-            }
-            if let Some(secs) = sim.minute_secs {
-                in_range("simulator.minute_secs", secs, 0.001..=3600.0, " seconds")?;
-            }
-            if let Some(ms) = sim.latency_ms {
-                in_range("simulator.latency_ms", ms, 0..=60_000, " ms")?;
-            }
-            if let Some(n) = sim.workspaces {
-                in_range("simulator.workspaces", n, 1..=1000, "")?;
-            }
-        }
         let max_run_minutes = in_range(
             "max_run_minutes",
             spec.max_run_minutes.unwrap_or(360.0),
@@ -558,6 +552,58 @@ impl Job {
             metrics,
         })
     }
+}
+
+impl Job {
+    /// The Freshservice API key, from `FRESHSERVICE_API_KEY` (never a flag or a job key: flags
+    /// end up in shell history and process lists); `None` for the simulator, which makes its
+    /// own.
+    pub fn api_key(&self) -> Result<Option<String>> {
+        match &self.api {
+            Api::Simulator(_) => Ok(None),
+            Api::Remote(_) => std::env::var(API_KEY_ENV)
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{API_KEY_ENV} is not set: export the Freshservice API key of the agent that runs the sync"
+                    ))
+                }),
+        }
+    }
+}
+
+/// The environment variable holding the Freshservice API key.
+pub const API_KEY_ENV: &str = "FRESHSERVICE_API_KEY";
+
+/// The simulator a job's `[simulator]` table describes, every value range-checked and the plan
+/// parsed (a typo in `plan` is a job error, not a failure at run time).
+fn simulator_config(spec: &SimulatorSpec) -> Result<SimConfig> {
+    let mut config = SimConfig::default();
+    if let Some(n) = spec.tickets {
+        config.tickets = in_range("simulator.tickets", n, 0..=100_000, "")?;
+    }
+    if let Some(seed) = spec.seed {
+        config.seed = seed;
+    }
+    if let Some(plan) = &spec.plan {
+        config.plan = plan.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "simulator.plan = {plan:?} is not a plan: starter, growth, pro or enterprise"
+            ))
+        })?;
+    }
+    if let Some(secs) = spec.minute_secs {
+        config.minute_secs = in_range("simulator.minute_secs", secs, 0.001..=3600.0, " seconds")?;
+    }
+    if let Some(ms) = spec.latency_ms {
+        config.latency_ms = in_range("simulator.latency_ms", ms, 0..=60_000, " ms")?;
+    }
+    if let Some(n) = spec.workspaces {
+        config.workspaces = in_range("simulator.workspaces", n, 1..=1000, "")?;
+    }
+    Ok(config)
 }
 
 /// Default of `max_response_mb` (64).

@@ -42,6 +42,8 @@
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
 //! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks).
 //! - [`cli`]: clap definitions and one `run` per subcommand.
+//! - [`error`]: what an error means ([`error::Class`]: configuration, retryable, failed, bug);
+//!   every public error type has one `class()` method, and `main` maps classes to exit codes.
 //!
 //! # Invariants
 //!
@@ -67,11 +69,13 @@
 //! - `query` gets nothing from the pipeline in memory: the Parquet files are the interface, read
 //!   with polars (an Arrow implementation separate from the writer's arrow-rs). It lists the
 //!   partitions itself, so polars is handed only the files a query needs.
-//! - Only `cli` knows clap; only `main.rs` knows exit codes and the tracing subscriber.
+//! - Only `cli` knows clap; only `main.rs` knows exit codes (one `match` on [`error::Class`])
+//!   and the tracing subscriber. No code inspects an error's type to decide what it means.
 
 pub mod check;
 pub mod cli;
 pub mod dataset;
+pub mod error;
 pub mod job;
 pub mod metrics;
 pub mod normalize;

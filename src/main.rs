@@ -10,12 +10,22 @@ use tracing_subscriber::EnvFilter;
 /// Exit codes a scheduler can act on. A run that finished with rejects exits with the job's
 /// `rejects_exit_code` (default 1).
 mod code {
+    use ticketsync::error::Class;
+
     /// Everything was written.
     pub const OK: u8 = 0;
     /// Failed: something was not written; the cursor did not move; a rerun retries.
     pub const FAILED: u8 = 2;
     /// Configuration or credentials are wrong; a rerun will fail the same way.
     pub const CONFIG: u8 = 3;
+
+    /// The exit code of an error's class: the one place that decides it.
+    pub fn of(class: Class) -> u8 {
+        match class {
+            Class::Config => CONFIG,
+            Class::Retryable | Class::Failed | Class::Bug => FAILED,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -46,37 +56,12 @@ fn main() -> ExitCode {
         Ok(Completion::Ok) => ExitCode::from(code::OK),
         Ok(Completion::OkWithRejects { code }) => ExitCode::from(code),
         Ok(Completion::Failed) => ExitCode::from(code::FAILED),
-        Ok(Completion::Exit(code)) => ExitCode::from(code),
+        Ok(Completion::Found(class)) => ExitCode::from(code::of(class)),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(if is_config_error(&e) {
-                code::CONFIG
-            } else {
-                code::FAILED
-            })
+            eprintln!("error: {e}");
+            ExitCode::from(code::of(e.class()))
         }
     }
-}
-
-fn is_config_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause.downcast_ref::<ticketsync::job::Error>().is_some()
-            || cause
-                .downcast_ref::<ticketsync::storage::Error>()
-                .is_some_and(|e| e.is_config())
-            || cause
-                .downcast_ref::<ticketsync::source::Error>()
-                .is_some_and(|e| e.is_auth())
-            || cause
-                .downcast_ref::<ticketsync::pipeline::Error>()
-                .is_some_and(|e| e.is_auth())
-            || cause
-                .downcast_ref::<ticketsync::query::Error>()
-                .is_some_and(|e| e.is_config())
-            || cause
-                .downcast_ref::<ticketsync::dataset::Error>()
-                .is_some_and(|e| e.is_config())
-    })
 }
 
 /// Logs go to stderr: human lines on a terminal (with a progress bar the log lines don't break),

@@ -56,6 +56,13 @@ pub enum Error {
     Push { url: String, detail: String },
 }
 
+impl Error {
+    /// Publishing metrics never fails a run (it is a warning); as an error, it is transient.
+    pub fn class(&self) -> crate::error::Class {
+        crate::error::Class::Retryable
+    }
+}
+
 /// How a run ended, as the metrics say it: the report's status, or `error` for a run that
 /// stopped before it had a report (configuration, credentials, a held lock, unreadable state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,7 +42,11 @@ pub struct TicketCounts {
     pub written: u64,
     /// Written to `rejects`.
     pub rejected: u64,
-    /// Removed from the dataset (reopened, deleted or spam).
+    /// Removed from the dataset by the sync, whatever the reason: reopened (the status left
+    /// Closed), deleted (listed by `filter=deleted`, or a 404 on the detail calls of a ticket in
+    /// the dataset) or spam. [`RunReport::removed`] has their ids by reason. What retention
+    /// removes is not counted here but in [`RunReport::retention`]; tickets too old to be kept
+    /// are never written in the first place ([`Self::expired`]).
     pub removed: u64,
     /// Could not be fetched (after retries) and were not written; the next run retries them.
     pub failed: u64,
@@ -125,7 +129,8 @@ pub struct RunReport {
     pub status: RunStatus,
     pub tickets: TicketCounts,
     pub rejects_by_reason: BTreeMap<String, u64>,
-    /// Tickets removed from the dataset, by reason (reopened, deleted, spam), with their ids.
+    /// Tickets removed from the dataset by the sync, by reason (`reopened`, `deleted`, `spam`),
+    /// with their ids; retention's removals are in [`Self::retention`].
     pub removed: BTreeMap<String, Vec<i64>>,
     /// Set when the removal guard refused this run's removals: none was made.
     pub removal_guard: Option<RemovalGuardReport>,

@@ -41,6 +41,17 @@ pub enum Error {
     ErasureKey(String),
 }
 
+impl Error {
+    pub fn class(&self) -> crate::error::Class {
+        use crate::error::Class;
+        match self {
+            Error::Storage(e) => e.class(),
+            Error::Corrupt { .. } => Class::Failed,
+            Error::ErasureKey(_) => Class::Config,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where a ticket's rows live.

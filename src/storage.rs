@@ -59,13 +59,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether a rerun would fail the same way until the operator fixes the configuration
-    /// (location, credentials, bucket).
-    pub fn is_config(&self) -> bool {
-        matches!(
-            self,
-            Error::InvalidLocation { .. } | Error::Denied { .. } | Error::NoBucket { .. }
-        )
+    /// A wrong location, refused credentials or a missing bucket are [`Class::Config`] (a
+    /// rerun fails the same way until the operator fixes them); the rest is transient.
+    pub fn class(&self) -> crate::error::Class {
+        use crate::error::Class;
+        match self {
+            Error::InvalidLocation { .. } | Error::Denied { .. } | Error::NoBucket { .. } => {
+                Class::Config
+            }
+            Error::Store { .. } | Error::LocalDir { .. } | Error::Missing { .. } => {
+                Class::Retryable
+            }
+        }
     }
 }
 

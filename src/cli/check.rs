@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use super::sync::{connect, SyncArgs};
 use super::Completion;
 use crate::check::{self, CheckReport};
+use crate::error::Class;
 use crate::job::{Api, Job, JobSpec};
 use crate::source::retry::RetryPolicy;
 use crate::source::{ClientConfig, Source};
@@ -45,12 +46,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Exit code of a check that found configuration or credential problems.
-const CONFIG: u8 = 3;
-/// Exit code of a check that found the run lock held.
-const LOCKED: u8 = 2;
-
-pub async fn run(args: CheckArgs) -> anyhow::Result<Completion> {
+pub async fn run(args: CheckArgs) -> super::Result<Completion> {
     let spec = match &args.job.job {
         Some(path) => match JobSpec::from_file(path) {
             Ok(file) => file.overlay(args.job.spec()),
@@ -112,15 +108,20 @@ fn problem_only(problem: String) -> CheckReport {
 }
 
 /// Prints the report on stdout and picks the exit code.
-fn finish(args: &CheckArgs, report: CheckReport) -> anyhow::Result<Completion> {
+fn finish(args: &CheckArgs, report: CheckReport) -> super::Result<Completion> {
     match args.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serializes")
+        ),
         OutputFormat::Human => print!("{}", check::render(&report)),
     }
     Ok(if !report.ok {
-        Completion::Exit(CONFIG)
+        // Configuration or credential problems: exit 3, as `sync` would.
+        Completion::Found(Class::Config)
     } else if report.lock.state == "held" {
-        Completion::Exit(LOCKED)
+        // Another run holds the dataset: exit 2, as `sync` refused by the lock.
+        Completion::Found(Class::Retryable)
     } else {
         Completion::Ok
     })

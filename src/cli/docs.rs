@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use anyhow::Context as _;
 use clap::{Args, CommandFactory};
 
 use super::{Cli, Completion};
@@ -36,21 +35,21 @@ pub struct ManArgs {
     pub command: Option<String>,
 }
 
-pub fn completions(args: CompletionsArgs) -> anyhow::Result<Completion> {
+pub fn completions(args: CompletionsArgs) -> super::Result<Completion> {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "ticketsync", &mut out);
     write_stdout(&out)
 }
 
-pub fn man(args: ManArgs) -> anyhow::Result<Completion> {
+pub fn man(args: ManArgs) -> super::Result<Completion> {
     let root = Cli::command();
     let page = match &args.command {
         None => root,
         Some(name) => {
             let sub = root.find_subcommand(name).cloned().ok_or_else(|| {
-                crate::job::Error::Invalid(format!(
-                    "no command {name:?} (sync, check, query, sim, completions, man)"
+                super::Error::config(format!(
+                    "no command {name:?} (sync, check, query, forget, export-person, prune, sim, completions, man)"
                 ))
             })?;
             // `ticketsync-sync(1)`, as git and cargo name their pages. clap takes a static name;
@@ -63,15 +62,17 @@ pub fn man(args: ManArgs) -> anyhow::Result<Completion> {
     let mut out = Vec::new();
     clap_mangen::Man::new(page)
         .render(&mut out)
-        .context("rendering the man page")?;
+        .map_err(|e| super::Error::failed(e).context("rendering the man page"))?;
     write_stdout(&out)
 }
 
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<Completion> {
+fn write_stdout(bytes: &[u8]) -> super::Result<Completion> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         // A reader that closed the pipe (`| head`) is not an error.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(super::Error::failed(e).context("writing to stdout"))
+        }
         _ => Ok(Completion::Ok),
     }
 }
@@ -100,8 +101,23 @@ mod tests {
             .unwrap();
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains(".TH ticketsync"), "{page}");
-        for sub in ["sync", "check", "query", "sim", "completions", "man"] {
-            assert!(page.contains(sub), "the overview lacks {sub}");
+        for sub in [
+            "sync",
+            "check",
+            "query",
+            "forget",
+            "export-person",
+            "prune",
+            "sim",
+            "completions",
+            "man",
+        ] {
+            // roff writes a hyphen as `\-`.
+            let roff = sub.replace('-', "\\-");
+            assert!(
+                page.contains(sub) || page.contains(&roff),
+                "the overview lacks {sub}"
+            );
         }
     }
 }

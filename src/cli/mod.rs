@@ -9,6 +9,8 @@ pub mod sync;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::error::{Class, Classify};
+
 /// ticketsync: the nightly Freshservice export for managed-service providers.
 ///
 /// Pulls closed tickets with their conversations, private notes and time entries, maps each
@@ -74,13 +76,79 @@ pub enum Completion {
     },
     /// Finished what it could; something was not written and will be retried.
     Failed,
-    /// A command that chose its exit code itself (`check`: 2 lock held, 3 problems found; it
-    /// has printed why).
-    Exit(u8),
+    /// The command found problems of this class and has printed them (`check`: configuration
+    /// problems, or the run lock held).
+    Found(Class),
 }
 
+/// A command's failure: the message (with the context the command added) and its [`Class`],
+/// taken from the error where it happened. `main` maps the class to an exit code.
+#[derive(Debug)]
+pub struct Error {
+    class: Class,
+    error: anyhow::Error,
+}
+
+impl Error {
+    pub fn class(&self) -> Class {
+        self.class
+    }
+
+    /// A configuration problem the command line itself found (a missing flag, a bad value).
+    pub fn config(message: impl std::fmt::Display) -> Error {
+        Error {
+            class: Class::Config,
+            error: anyhow::anyhow!("{message}"),
+        }
+    }
+
+    /// A failure outside the crate's error types (writing to stdout, binding a port).
+    pub fn failed(error: impl Into<anyhow::Error>) -> Error {
+        Error {
+            class: Class::Failed,
+            error: error.into(),
+        }
+    }
+
+    /// The same error, with what the command was doing in front of its message.
+    pub fn context(self, what: impl std::fmt::Display + Send + Sync + 'static) -> Error {
+        Error {
+            class: self.class,
+            error: self.error.context(what),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl<E: Classify + std::error::Error + Send + Sync + 'static> From<E> for Error {
+    fn from(e: E) -> Error {
+        Error {
+            class: e.class(),
+            error: anyhow::Error::new(e),
+        }
+    }
+}
+
+/// `.context(…)` for results of the crate's errors: the class stays the error's own.
+pub trait Context<T> {
+    fn context(self, what: impl std::fmt::Display + Send + Sync + 'static) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: impl std::fmt::Display + Send + Sync + 'static) -> Result<T> {
+        self.map_err(|e| e.into().context(what))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<Completion> {
+pub async fn run(cli: Cli) -> Result<Completion> {
     match cli.command {
         Command::Sync(args) => sync::run(*args).await,
         Command::Check(args) => check::run(*args).await,

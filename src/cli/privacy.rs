@@ -4,12 +4,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Args;
 
-use super::Completion;
+use super::{Completion, Context as _, Error, Result};
 use crate::dataset::{export, forget, retention};
-use crate::job::{self, JobSpec};
+use crate::job::JobSpec;
 use crate::state::lock::DEFAULT_TTL;
 use crate::storage::Storage;
 
@@ -27,13 +26,13 @@ pub struct DatasetArgs {
 
 impl DatasetArgs {
     /// The dataset's storage (it must exist) and the job file, if any.
-    fn open(&self) -> anyhow::Result<(Storage, JobSpec)> {
+    fn open(&self) -> Result<(Storage, JobSpec)> {
         let file = match &self.job {
             Some(path) => JobSpec::from_file(path)?,
             None => JobSpec::default(),
         };
         let location = self.data.clone().or(file.data.clone()).ok_or_else(|| {
-            job::Error::Invalid("no dataset: give --data DIR|URL or a --job file with data".into())
+            Error::config("no dataset: give --data DIR|URL or a --job file with data")
         })?;
         let storage = Storage::open_existing(&location, &file.s3.clone().unwrap_or_default())?;
         Ok((storage, file))
@@ -80,7 +79,7 @@ pub struct ForgetArgs {
     pub dry_run: bool,
 }
 
-pub async fn forget(args: ForgetArgs) -> anyhow::Result<Completion> {
+pub async fn forget(args: ForgetArgs) -> Result<Completion> {
     let (storage, file) = args.dataset.open()?;
     let lock_ttl = file
         .lock_ttl_secs
@@ -135,7 +134,7 @@ pub struct ExportPersonArgs {
     pub out: Option<PathBuf>,
 }
 
-pub async fn export_person(args: ExportPersonArgs) -> anyhow::Result<Completion> {
+pub async fn export_person(args: ExportPersonArgs) -> Result<Completion> {
     let (storage, _) = args.dataset.open()?;
     let export = export::export_person(&storage, &args.email)
         .await
@@ -143,13 +142,13 @@ pub async fn export_person(args: ExportPersonArgs) -> anyhow::Result<Completion>
     let mut json = serde_json::to_vec_pretty(&export).expect("export serializes");
     json.push(b'\n');
     match &args.out {
-        Some(path) => {
-            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?
-        }
+        Some(path) => std::fs::write(path, &json)
+            .map_err(|e| Error::failed(e).context(format!("writing {}", path.display())))?,
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(&json).context("writing to stdout")?;
-            out.flush().context("writing to stdout")?;
+            out.write_all(&json)
+                .and_then(|()| out.flush())
+                .map_err(|e| Error::failed(e).context("writing to stdout"))?;
         }
     }
     eprintln!(
@@ -191,19 +190,17 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
-pub async fn prune(args: PruneArgs) -> anyhow::Result<Completion> {
+pub async fn prune(args: PruneArgs) -> Result<Completion> {
     let (storage, file) = args.dataset.open()?;
     let days = args.retention_days.or(file.retention_days).ok_or_else(|| {
-        job::Error::Invalid(
-            "no retention period: give --retention-days N or a --job file with retention_days"
-                .into(),
+        Error::config(
+            "no retention period: give --retention-days N or a --job file with retention_days",
         )
     })?;
     if !(1..=36_500).contains(&days) {
-        return Err(job::Error::Invalid(format!(
+        return Err(Error::config(format!(
             "retention_days = {days} is out of range: allowed 1 to 36500 days"
-        ))
-        .into());
+        )));
     }
     let report = retention::prune(&storage, days, args.dry_run, DEFAULT_TTL)
         .await

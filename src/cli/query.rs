@@ -3,11 +3,10 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use super::Completion;
-use crate::job::{self, JobSpec};
+use super::{Completion, Context as _, Error, Result};
+use crate::job::JobSpec;
 use crate::normalize::accounts::is_valid_account;
 use crate::query::output::{self, Format};
 use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
@@ -101,13 +100,13 @@ fn account(text: &str) -> Result<String, String> {
     }
 }
 
-pub async fn run(args: QueryArgs) -> anyhow::Result<Completion> {
+pub async fn run(args: QueryArgs) -> Result<Completion> {
     let file = match &args.job {
         Some(path) => JobSpec::from_file(path)?,
         None => JobSpec::default(),
     };
     let location = args.data.clone().or(file.data).ok_or_else(|| {
-        job::Error::Invalid("no dataset: give --data DIR|URL or a --job file with data".into())
+        Error::config("no dataset: give --data DIR|URL or a --job file with data")
     })?;
     let s3 = file.s3.unwrap_or_default();
     let dataset = Dataset::open(&location, &s3)?;
@@ -125,13 +124,15 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<Completion> {
         None => {
             let query = TicketQuery {
                 // clap requires --account without --rollup.
-                account: args.account.context("--account is required")?,
+                account: args
+                    .account
+                    .ok_or_else(|| Error::config("--account is required"))?,
                 year: args.year,
             };
             let tickets = dataset
                 .tickets(&query)
                 .await
-                .with_context(|| format!("querying tickets of account {}", query.account))?;
+                .context(format!("querying tickets of account {}", query.account))?;
             tracing::debug!(tickets = tickets.len(), "query done");
             output::write_tickets(&mut out, &tickets, format)
         }
@@ -139,7 +140,9 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<Completion> {
             let query = RollupQuery {
                 account: args.account,
                 // clap requires --year with --rollup.
-                year: args.year.context("--year is required with --rollup")?,
+                year: args
+                    .year
+                    .ok_or_else(|| Error::config("--year is required with --rollup"))?,
                 period: match rollup {
                     RollupArg::Month => Period::Month,
                     RollupArg::Year => Period::Year,
@@ -152,7 +155,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<Completion> {
             let rows = dataset
                 .rollup(&query)
                 .await
-                .with_context(|| format!("rolling up {}", query.year))?;
+                .context(format!("rolling up {}", query.year))?;
             tracing::debug!(rows = rows.len(), "query done");
             output::write_rollup(&mut out, &rows, format)
         }
@@ -161,6 +164,6 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<Completion> {
         Ok(()) => Ok(Completion::Ok),
         // The reader went away (`| head`): what it wanted was written.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Completion::Ok),
-        Err(e) => Err(anyhow::Error::new(e).context("writing the query result")),
+        Err(e) => Err(Error::failed(e).context("writing the query result")),
     }
 }

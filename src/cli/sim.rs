@@ -1,6 +1,5 @@
 //! `ticketsync sim`: serve the built-in Freshservice simulator until Ctrl-C.
 
-use anyhow::Context as _;
 use clap::Args;
 
 use super::Completion;
@@ -57,7 +56,7 @@ pub struct SimArgs {
     pub quirk: Vec<crate::sim::QuirkArg>,
 }
 
-pub async fn run(args: SimArgs) -> anyhow::Result<Completion> {
+pub async fn run(args: SimArgs) -> super::Result<Completion> {
     let config = SimConfig {
         seed: args.seed,
         tickets: args.tickets,
@@ -68,10 +67,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<Completion> {
         latency_jitter_ms: args.latency_ms / 4,
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, args.port)
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
-    let quirks = crate::sim::Quirks::from_args(&args.quirk).map_err(anyhow::Error::msg)?;
+    let sim = Simulator::start(config, args.port).await.map_err(|e| {
+        super::Error::failed(e).context(format!("cannot listen on 127.0.0.1:{}", args.port))
+    })?;
+    let quirks = crate::sim::Quirks::from_args(&args.quirk).map_err(super::Error::config)?;
     sim.set_quirks(quirks);
     println!("Freshservice simulator at {}", sim.base_url());
     let workspaces = sim.ground_truth().workspaces;
@@ -91,7 +90,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<Completion> {
     println!("Ctrl-C stops it.");
     tokio::signal::ctrl_c()
         .await
-        .context("waiting for Ctrl-C")?;
+        .map_err(|e| super::Error::failed(e).context("waiting for Ctrl-C"))?;
     sim.shutdown().await;
     Ok(Completion::Ok)
 }

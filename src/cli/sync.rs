@@ -4,23 +4,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::Completion;
+use crate::error::Class;
 use crate::job::{AccountFrom, Api, Job, JobSpec, MetricsOutputs};
 use crate::metrics::{self, Facts};
 use crate::pipeline;
 use crate::report::{RunReport, RunStatus};
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::Simulator;
 use crate::source::retry::RetryPolicy;
 use crate::source::{ClientConfig, Source};
 use crate::storage::{layout, Storage};
 
-/// The environment variable holding the Freshservice API key (never a flag: flags end up in
-/// shell history and process lists).
-pub const API_KEY_ENV: &str = "FRESHSERVICE_API_KEY";
+pub use crate::job::API_KEY_ENV;
 
 /// Sync closed tickets into the dataset.
 ///
@@ -171,7 +169,7 @@ impl SyncArgs {
     }
 }
 
-pub async fn run(args: SyncArgs) -> anyhow::Result<Completion> {
+pub async fn run(args: SyncArgs) -> super::Result<Completion> {
     let started_at = Utc::now();
     let started = std::time::Instant::now();
     // The job file may be unreadable: the flags alone still say where metrics go.
@@ -248,7 +246,7 @@ struct Finished {
     storage: Storage,
 }
 
-async fn sync(spec: JobSpec, ticket: Option<i64>) -> anyhow::Result<Finished> {
+async fn sync(spec: JobSpec, ticket: Option<i64>) -> super::Result<Finished> {
     let job = Job::resolve(spec, ticket)?;
     let storage = Storage::open(&job.data, &job.s3)?;
 
@@ -269,7 +267,7 @@ async fn sync(spec: JobSpec, ticket: Option<i64>) -> anyhow::Result<Finished> {
     }
     eprintln!("ticketsync {}", outcome.report.summary());
     if let Some(error) = outcome.error {
-        if error.is_auth() {
+        if error.class() == Class::Config {
             return Err(error.into());
         }
         tracing::error!(error = %error, "sync failed; the cursor was not moved");
@@ -295,51 +293,23 @@ async fn sync(spec: JobSpec, ticket: Option<i64>) -> anyhow::Result<Finished> {
     })
 }
 
-/// The API a job talks to: its base URL and key (from `FRESHSERVICE_API_KEY`), or the built-in
-/// simulator, started here (the caller keeps it alive and shuts it down).
-pub(crate) async fn connect(job: &Job) -> anyhow::Result<(url::Url, String, Option<Simulator>)> {
-    let mut simulator = None;
-    let (base_url, api_key) = match &job.api {
+/// The API a job talks to: its base URL and key, or the built-in simulator, started here (the
+/// caller keeps it alive and shuts it down).
+pub(crate) async fn connect(job: &Job) -> super::Result<(url::Url, String, Option<Simulator>)> {
+    match &job.api {
         Api::Remote(url) => {
-            let key = std::env::var(API_KEY_ENV)
-                .ok()
-                .filter(|k| !k.trim().is_empty())
-                .ok_or_else(|| anyhow::Error::new(crate::job::Error::Invalid(format!(
-                    "{API_KEY_ENV} is not set: export the Freshservice API key of the agent that runs the sync"
-                ))))?;
-            (url.clone(), key)
+            let key = job.api_key()?.unwrap_or_default();
+            Ok((url.clone(), key, None))
         }
-        Api::Simulator(spec) => {
-            let mut config = SimConfig::default();
-            if let Some(n) = spec.tickets {
-                config.tickets = n;
-            }
-            if let Some(seed) = spec.seed {
-                config.seed = seed;
-            }
-            if let Some(plan) = &spec.plan {
-                config.plan = plan.parse().map_err(|_| {
-                    crate::job::Error::Invalid(format!("unknown simulator plan {plan:?}"))
-                })?;
-            }
-            if let Some(secs) = spec.minute_secs {
-                config.minute_secs = secs;
-            }
-            if let Some(ms) = spec.latency_ms {
-                config.latency_ms = ms;
-            }
-            if let Some(n) = spec.workspaces {
-                config.workspaces = n;
-            }
-            let sim = Simulator::start(config, 0)
+        Api::Simulator(config) => {
+            let sim = Simulator::start((**config).clone(), 0)
                 .await
-                .context("starting the built-in simulator")?;
+                .map_err(|e| super::Error::failed(e).context("starting the built-in simulator"))?;
             tracing::info!(url = %sim.base_url(), "built-in simulator started");
-            let url = url::Url::parse(&sim.base_url()).context("simulator URL")?;
+            let url = url::Url::parse(&sim.base_url())
+                .map_err(|e| super::Error::failed(e).context("simulator URL"))?;
             let key = sim.api_key();
-            simulator = Some(sim);
-            (url, key)
+            Ok((url, key, Some(sim)))
         }
-    };
-    Ok((base_url, api_key, simulator))
+    }
 }

@@ -50,15 +50,16 @@ impl From<lock::Error> for Error {
 }
 
 impl Error {
-    /// Configuration or credential problems: exit 3.
-    pub fn is_config(&self) -> bool {
+    pub fn class(&self) -> crate::error::Class {
+        use crate::error::Class;
         match self {
-            Error::Invalid(_) | Error::Format(_) => true,
-            Error::State(state::Error::ErasureKey(_)) => true,
-            Error::Storage(e)
-            | Error::State(state::Error::Storage(e))
-            | Error::Sink(sink::Error::Storage(e)) => e.is_config(),
-            _ => false,
+            Error::Invalid(_) | Error::Format(_) => Class::Config,
+            Error::Storage(e) => e.class(),
+            Error::State(e) => e.class(),
+            Error::Sink(e) => e.class(),
+            Error::Parquet(e) => e.class(),
+            Error::Locked(e) => e.class(),
+            Error::Rows { .. } => Class::Failed,
         }
     }
 }

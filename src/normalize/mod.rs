@@ -571,7 +571,7 @@ pub fn normalize_ticket(
         subject: ticket.subject.clone(),
         description: description_html,
         description_text,
-        status: status_name(ticket.status.unwrap_or(5)),
+        status: status_name(ticket.status.unwrap_or(STATUS_CLOSED)),
         priority: ticket.priority.map(priority_name),
         requester_email,
         requester_name,

@@ -10,6 +10,7 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use super::reference::{Department, Reference};
+use crate::error::Class;
 use crate::normalize::accounts::Check;
 use crate::normalize::{self, AccountMap, Outcome, RejectReason, Rejection};
 use crate::source::{self, wire, Source};
@@ -21,9 +22,26 @@ pub(crate) enum Fetched {
         outcome: Outcome,
     },
     /// This ticket could not be fetched; the run goes on and fails at the end.
-    Failed { ticket_id: i64, error: String },
+    Failed { ticket_id: i64, error: Failure },
     /// The credentials stopped working: the run stops.
     Fatal(source::Error),
+}
+
+/// Why one ticket could not be fetched (the run goes on without it and fails at the end).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    #[error(transparent)]
+    Source(#[from] source::Error),
+    /// Its department's record does not decode: its rows stay as they are.
+    #[error("its department {department} does not decode ({detail}); its rows stay as they are")]
+    Department { department: i64, detail: String },
+    /// A child list answered 404 while the ticket itself exists: a proxy that lost a path, not a
+    /// deletion.
+    #[error("its conversations or time entries answered 404 but the ticket exists; not taken as deleted")]
+    ChildNotFound,
+    /// A bug: fetching or normalizing it panicked.
+    #[error("{what} it panicked (a bug; please report it)")]
+    Panicked { what: &'static str },
 }
 
 /// Runs the fetch workers until `queue` closes: as many tickets in flight as the budget can use
@@ -107,7 +125,7 @@ async fn guarded(source: Arc<Source>, ticket: wire::Ticket, reference: Arc<Refer
         Ok(fetched) => fetched,
         Err(_) => Fetched::Failed {
             ticket_id: id,
-            error: format!("fetching ticket {id} panicked (a bug; please report it)"),
+            error: Failure::Panicked { what: "fetching" },
         },
     }
 }
@@ -121,12 +139,12 @@ async fn fetch_one(
 ) -> Fetched {
     let id = ticket.id;
     let failed = |e: source::Error| {
-        if e.is_auth() {
+        if e.class() == Class::Config {
             Fetched::Fatal(e)
         } else {
             Fetched::Failed {
                 ticket_id: id,
-                error: e.to_string(),
+                error: Failure::Source(e),
             }
         }
     };
@@ -157,7 +175,7 @@ async fn fetch_one(
             Ok(Department::Unreadable(detail)) => {
                 return Fetched::Failed {
                     ticket_id: id,
-                    error: format!("ticket {id}: its department {department} does not decode ({detail}); its rows stay as they are"),
+                    error: Failure::Department { department, detail },
                 }
             }
             Err(e) => return failed(e),
@@ -189,7 +207,7 @@ async fn fetch_one(
                 ),
                 Ok(Some(_)) => Fetched::Failed {
                     ticket_id: id,
-                    error: format!("ticket {id}: its conversations or time entries answered 404 but the ticket exists; not taken as deleted"),
+                    error: Failure::ChildNotFound,
                 },
                 Err(e) => failed(e),
             };
@@ -210,9 +228,11 @@ async fn fetch_one(
             updated_at,
             outcome,
         },
-        Err(panic) => Fetched::Failed {
+        Err(_) => Fetched::Failed {
             ticket_id: id,
-            error: format!("normalizing ticket {id} panicked: {panic}"),
+            error: Failure::Panicked {
+                what: "normalizing",
+            },
         },
     }
 }

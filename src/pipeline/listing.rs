@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::policy::{self, Gone, Recheck, View};
 use super::Error;
+use crate::error::Class;
 use crate::normalize;
 use crate::source::{self, wire, ListFilter, Requesters, Source};
 
@@ -172,7 +173,7 @@ async fn rescan_one(
             return Ok(None)
         }
         Ok(_) | Err(source::Error::NotFound { .. }) => {}
-        Err(e) if e.is_auth() => return Err(e),
+        Err(e) if e.class() == Class::Config => return Err(e),
         Err(e) => {
             return Ok(Some(Listed::Failed {
                 ticket_id: id,
@@ -185,7 +186,7 @@ async fn rescan_one(
         Ok(Some(Ok(ticket))) => View::Ticket(Box::new(ticket)),
         Ok(Some(Err(item))) => View::Undecodable(item.detail),
         Err(source::Error::Decode { detail, .. }) => View::Undecodable(detail),
-        Err(e) if e.is_auth() => return Err(e),
+        Err(e) if e.class() == Class::Config => return Err(e),
         Err(e) => View::Error(e.to_string()),
     };
     Ok(Some(match policy::recheck(id, view) {

@@ -31,6 +31,7 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::dataset;
+use crate::error::Class;
 use crate::job::{Job, Window};
 use crate::normalize::Privacy;
 use crate::report::{BudgetReport, FormatUpgrade, PrivacyReport, RunReport, RunStatus};
@@ -98,19 +99,19 @@ impl From<lock::Error> for Error {
 }
 
 impl Error {
-    /// Configuration or credential problems (the operator must fix something before a rerun):
-    /// the API refused the key, the store refused its credentials or has no such bucket.
-    pub fn is_auth(&self) -> bool {
+    /// What the failure means (see [`Class`]): each wrapped error answers for itself.
+    pub fn class(&self) -> Class {
         match self {
-            Error::Source(e) => e.is_auth(),
-            Error::NewerFormat { .. } => true,
-            Error::State(state::Error::ErasureKey(_)) => true,
-            Error::Dataset(e) => e.is_config(),
-            Error::Storage(e)
-            | Error::State(state::Error::Storage(e))
-            | Error::Sink(sink::Error::Storage(e))
-            | Error::Sink(sink::Error::State(state::Error::Storage(e))) => e.is_config(),
-            _ => false,
+            Error::Source(e) => e.class(),
+            Error::Sink(e) => e.class(),
+            Error::State(e) => e.class(),
+            Error::Storage(e) => e.class(),
+            Error::Dataset(e) => e.class(),
+            Error::Locked(e) | Error::LockLost(e) => e.class(),
+            Error::NewerFormat { .. } => Class::Config,
+            Error::TicketNotFound(_) | Error::RemovalGuard { .. } => Class::Failed,
+            Error::TimedOut { .. } => Class::Retryable,
+            Error::Task { .. } => Class::Bug,
         }
     }
 

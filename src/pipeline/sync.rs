@@ -313,6 +313,7 @@ impl<'a> Run<'a> {
                     None => results_open = false,
                     Some(Fetched::Fatal(error)) => break Stop::Fatal(error),
                     Some(Fetched::Failed { ticket_id, error }) => {
+                        let error = format!("ticket {ticket_id}: {error}");
                         done += 1;
                         progress.pb_inc(1);
                         self.fail(ticket_id, &error);
@@ -572,6 +573,11 @@ impl<'a> Run<'a> {
         }
         if changeset.is_empty() && self.commits > 0 {
             return Ok(());
+        }
+        for r in &mut changeset.rejected {
+            self.settings
+                .privacy
+                .apply_to_detail(&mut r.detail, &mut self.redactions);
         }
         for p in &changeset.placed {
             for (rule, n) in &p.privacy.redactions {

@@ -51,20 +51,24 @@ pub enum Error {
     /// A file's columns are not what `schemas/` promises.
     #[error("unexpected data in {what}: {detail}")]
     Contract { what: String, detail: String },
-    #[error("a query task failed: {0}")]
-    Task(String),
+    #[error("a query task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl Error {
-    /// Whether the location itself is wrong (a configuration error, not a failed read).
-    /// Credentials the store refuses and a bucket that does not exist are configuration
-    /// errors too (exit 3, like `sync`); a missing local directory or an empty prefix is a
-    /// missing dataset (exit 2).
-    pub fn is_config(&self) -> bool {
+    /// A location polars cannot be handed, refused credentials and a bucket that does not exist
+    /// are [`Class::Config`] (like `sync`); a missing or empty dataset, unreadable or foreign
+    /// files are [`Class::Failed`].
+    pub fn class(&self) -> crate::error::Class {
+        use crate::error::Class;
         match self {
-            Error::Unsupported { .. } => true,
-            Error::Storage(e) => e.is_config(),
-            _ => false,
+            Error::Unsupported { .. } => Class::Config,
+            Error::Storage(e) => match e.class() {
+                Class::Config => Class::Config,
+                _ => Class::Failed,
+            },
+            Error::Task(_) => Class::Bug,
+            Error::Empty { .. } | Error::Read { .. } | Error::Contract { .. } => Class::Failed,
         }
     }
 }

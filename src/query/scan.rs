@@ -103,7 +103,7 @@ pub(crate) fn describe(files: &[PartitionFile]) -> String {
 pub(crate) async fn collect(lf: LazyFrame, what: String) -> Result<DataFrame> {
     tokio::task::spawn_blocking(move || lf.collect().map_err(|source| Error::Read { what, source }))
         .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(Error::Task)?
 }
 
 /// A column as a series, or a contract error naming it.

@@ -132,7 +132,7 @@ impl FromStr for Plan {
 }
 
 /// How a simulator is set up. Everything has a default; tests override a few fields.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
     /// Seed of the data generator (and of latency jitter).
     pub seed: u64,

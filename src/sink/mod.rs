@@ -45,8 +45,21 @@ pub enum Error {
     Parquet(#[from] parquet::Error),
     #[error("cannot merge rows of {path}: {detail}")]
     Merge { path: String, detail: String },
-    #[error("a parquet encoding task failed: {0}")]
-    Task(String),
+    #[error("a parquet encoding task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl Error {
+    pub fn class(&self) -> crate::error::Class {
+        use crate::error::Class;
+        match self {
+            Error::Storage(e) => e.class(),
+            Error::State(e) => e.class(),
+            Error::Parquet(e) => e.class(),
+            Error::Merge { .. } => Class::Failed,
+            Error::Task(_) => Class::Bug,
+        }
+    }
 }
 
 /// Why a ticket leaves the dataset entirely.
@@ -324,7 +337,7 @@ async fn rebuild(
         Ok(Some(parquet::encode(&merged, &path_text)?))
     })
     .await
-    .map_err(|e| Error::Task(e.to_string()))??;
+    .map_err(Error::Task)??;
     match encoded {
         None if existed => Ok(Rebuilt::Emptied),
         None => Ok(Rebuilt::Untouched),

@@ -30,6 +30,13 @@ pub enum Error {
     Write { path: String, detail: String },
 }
 
+impl Error {
+    /// A file that does not decode or encode will not by itself on a rerun.
+    pub fn class(&self) -> crate::error::Class {
+        crate::error::Class::Failed
+    }
+}
+
 /// Decodes a whole Parquet file and conforms it to `schema` (columns added since the file was
 /// written become nulls; a column that cannot be conformed is an error naming the file).
 pub fn decode(bytes: Bytes, schema: &SchemaRef, path: &str) -> Result<Vec<RecordBatch>, Error> {

@@ -134,7 +134,7 @@ pub async fn upgrade_chunk(
             let rewritten =
                 tokio::task::spawn_blocking(move || conform_file(table, bytes, &path_text))
                     .await
-                    .map_err(|e| Error::Task(e.to_string()))??;
+                    .map_err(Error::Task)??;
             let Some(bytes) = rewritten else {
                 return Ok(None);
             };

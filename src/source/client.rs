@@ -632,7 +632,7 @@ mod tests {
             assert!(text.contains("127.0.0.1"), "{text}");
             assert!(text.contains("/api/v2/agents"), "{text}");
             assert!(!text.contains("per_page"), "{text}");
-            assert!(!err.is_auth());
+            assert_ne!(err.class(), crate::error::Class::Config);
             assert_eq!(sim.requests() - before, 1, "not retried ({content_length})");
         }
         sim.faults().push(

@@ -13,6 +13,7 @@ pub mod wire;
 use chrono::{DateTime, SecondsFormat, Utc};
 use url::Url;
 
+use crate::error::Class;
 pub use client::{CallStats, Client, ClientConfig};
 use wire::ItemError;
 
@@ -87,12 +88,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the failure is about credentials or permissions (exit code "configuration/auth").
-    pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Config(_)
-        )
+    /// Credentials, permissions and configuration are [`Class::Config`]; what retries outlasted
+    /// is [`Class::Retryable`]; answers that cannot be right (a listing that cannot show it
+    /// ended, a body that does not decode or is too large) are [`Class::Failed`].
+    pub fn class(&self) -> Class {
+        match self {
+            Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Config(_) => {
+                Class::Config
+            }
+            Error::Exhausted { .. } | Error::NotFound { .. } => Class::Retryable,
+            Error::Status { .. }
+            | Error::ForeignLink { .. }
+            | Error::Decode { .. }
+            | Error::Paging { .. }
+            | Error::TooLarge { .. } => Class::Failed,
+        }
     }
 }
 
@@ -481,8 +491,9 @@ impl Source {
             })
     }
 
-    /// The body of a single-object response (`{"<key>": {…}}`); `None` when the object does not
-    /// exist (404).
+    /// The body of a single-object response (`{"<key>": {…}}`), whose envelope is checked (a
+    /// body without the `key` object is retried like a truncated one); `None` when the object
+    /// does not exist (404). [`Self::view`] decodes it.
     async fn one(
         &self,
         endpoint: Endpoint,
@@ -497,10 +508,11 @@ impl Source {
         }
     }
 
-    /// Every page of a listing, collected.
-    /// `read_ahead` (see [`Self::each_page`]) for the run's long reference lists (a requester
-    /// directory can run to hundreds of pages); not for a ticket's conversations or time entries,
-    /// where a second page is rare and a guessed third would cost a call per such ticket.
+    /// Every page of a listing, collected into one list; pages are followed and checked as in
+    /// [`Self::each_page`]. Pass `read_ahead` for the run's long reference lists (a requester
+    /// directory can run to hundreds of pages), not for a ticket's conversations or time
+    /// entries, where a second page is rare and a guessed third would cost a call per such
+    /// ticket.
     async fn all_pages<T: for<'de> serde::Deserialize<'de>>(
         &self,
         endpoint: Endpoint,

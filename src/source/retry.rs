@@ -1,7 +1,10 @@
 //! Retry decisions and backoff: a pure function over (what happened, attempt) plus the delays.
 //!
 //! Nothing here sleeps or does I/O; `client` asks [`decide`] what to do after each attempt and
-//! the shared [`super::limiter::Limiter`] does the waiting. Rules (API reference §4):
+//! does the waiting itself: a 429's pause goes to the shared [`super::limiter::Limiter`], so
+//! every request of the run waits it out before its next send, while a backoff delay is slept
+//! by the failing request alone (it counts in the run's `backoff_ms`, budget waits do not).
+//! Rules (API reference §4):
 //! 429 → retry after `Retry-After` (integer seconds or an HTTP date; absent → one rate window);
 //! the server is not trusted with the length of the pause: a value that is not a number of
 //! seconds or a date (`abc`, `-5`, `NaN`) counts as absent, and anything longer than

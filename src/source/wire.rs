@@ -16,46 +16,29 @@ use serde_json::Value;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Ticket {
     pub id: i64,
-    #[serde(default)]
     pub subject: Option<String>,
     /// HTML; may be empty or null (service requests).
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
     pub description_text: Option<String>,
-    #[serde(default)]
     pub status: Option<i64>,
-    #[serde(default)]
     pub priority: Option<i64>,
-    #[serde(default)]
     pub source: Option<i64>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub ticket_type: Option<String>,
-    #[serde(default)]
     pub requester_id: Option<i64>,
-    #[serde(default)]
     pub responder_id: Option<i64>,
-    #[serde(default)]
     pub group_id: Option<i64>,
     /// The customer company in MSP mode; null tickets go to rejects.
-    #[serde(default)]
     pub department_id: Option<i64>,
     /// The workspace (the client, in Freshservice for MSPs) the ticket belongs to.
-    #[serde(default)]
     pub workspace_id: Option<i64>,
-    #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub deleted: Option<bool>,
-    #[serde(default)]
     pub spam: Option<bool>,
     /// Present with `include=stats`.
-    #[serde(default)]
     pub stats: Option<Stats>,
     /// Present with `include=requester`.
-    #[serde(default)]
     pub requester: Option<EmbeddedRequester>,
     // The fields below are carried into the dataset for analysts; a value of an unexpected type
     // becomes null instead of rejecting the ticket (see [`lenient`]).
@@ -75,7 +58,6 @@ pub struct Ticket {
     #[serde(default, deserialize_with = "optional_string_list")]
     pub tags: Option<Vec<String>>,
     /// The account's custom fields, as sent (key order kept: `preserve_order`).
-    #[serde(default)]
     pub custom_fields: Option<Value>,
     #[serde(default, deserialize_with = "lenient")]
     pub due_by: Option<DateTime<Utc>>,
@@ -90,7 +72,6 @@ pub struct Ticket {
 /// The `stats` embed; only the fields we use.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 pub struct Stats {
-    #[serde(default)]
     pub closed_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "lenient")]
     pub resolved_at: Option<DateTime<Utc>>,
@@ -107,11 +88,8 @@ pub struct Stats {
 /// The `requester` embed: `{"id","name","email","mobile","phone"}`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 pub struct EmbeddedRequester {
-    #[serde(default)]
     pub id: Option<i64>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -119,29 +97,19 @@ pub struct EmbeddedRequester {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Conversation {
     pub id: i64,
-    #[serde(default)]
     pub user_id: Option<i64>,
     /// HTML.
-    #[serde(default)]
     pub body: Option<String>,
-    #[serde(default)]
     pub body_text: Option<String>,
-    #[serde(default)]
     pub incoming: Option<bool>,
     /// `true` = internal note.
-    #[serde(default)]
     pub private: Option<bool>,
-    #[serde(default)]
     pub source: Option<i64>,
-    #[serde(default)]
     pub support_email: Option<String>,
-    #[serde(default)]
     pub from_email: Option<String>,
     #[serde(default, deserialize_with = "string_list")]
     pub to_emails: Vec<String>,
-    #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
     /// Attachment metadata (`{id, name, size, content_type, attachment_url, ...}`); only the
     /// name, size and content type are kept (see [`Attachment`]).
@@ -162,30 +130,21 @@ pub struct Attachment {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct TimeEntry {
     pub id: i64,
-    #[serde(default)]
     pub agent_id: Option<i64>,
     /// `"hh:mm"` (also `h:mm`, `hhh:mm`, `hh:mm:ss`); parsed by normalize.
     #[serde(default, deserialize_with = "lenient_string")]
     pub time_spent: Option<String>,
     /// Defaults to billable, as the API does.
-    #[serde(default)]
     pub billable: Option<bool>,
-    #[serde(default)]
     pub timer_running: Option<bool>,
-    #[serde(default)]
     pub executed_at: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub start_time: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub note: Option<String>,
-    #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "lenient")]
     pub task_id: Option<i64>,
     /// Per-account fields (e.g. a work type billing uses), as sent.
-    #[serde(default)]
     pub custom_fields: Option<Value>,
     /// Only on accounts with workspaces.
     #[serde(default, deserialize_with = "lenient")]
@@ -196,13 +155,10 @@ pub struct TimeEntry {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Department {
     pub id: i64,
-    #[serde(default)]
     pub name: Option<String>,
     /// Holds the account number under an MSP-chosen key (number or string).
-    #[serde(default)]
     pub custom_fields: Option<serde_json::Map<String, Value>>,
     /// The workspace (client) the department belongs to, on accounts with workspaces.
-    #[serde(default)]
     pub workspace_id: Option<i64>,
 }
 
@@ -210,15 +166,11 @@ pub struct Department {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Workspace {
     pub id: i64,
-    #[serde(default)]
     pub name: Option<String>,
     /// The workspace that listings without `workspace_id` return.
-    #[serde(default)]
     pub primary: Option<bool>,
-    #[serde(default)]
     pub state: Option<String>,
     /// Workspace (client) fields, where the API returns them.
-    #[serde(default)]
     pub custom_fields: Option<serde_json::Map<String, Value>>,
 }
 
@@ -226,11 +178,8 @@ pub struct Workspace {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Agent {
     pub id: i64,
-    #[serde(default)]
     pub first_name: Option<String>,
-    #[serde(default)]
     pub last_name: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -238,7 +187,6 @@ pub struct Agent {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Group {
     pub id: i64,
-    #[serde(default)]
     pub name: Option<String>,
 }
 
@@ -246,11 +194,8 @@ pub struct Group {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Requester {
     pub id: i64,
-    #[serde(default)]
     pub first_name: Option<String>,
-    #[serde(default)]
     pub last_name: Option<String>,
-    #[serde(default)]
     pub primary_email: Option<String>,
 }
 

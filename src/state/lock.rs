@@ -260,6 +260,19 @@ pub enum Error {
     Storage(#[from] storage::Error),
 }
 
+impl Error {
+    /// Another run holding the dataset is transient; a corrupt lock object needs the operator
+    /// (or its expiry), so it fails.
+    pub fn class(&self) -> crate::error::Class {
+        use crate::error::Class;
+        match self {
+            Error::Held { .. } | Error::Contended { .. } | Error::Lost { .. } => Class::Retryable,
+            Error::Corrupt { .. } => Class::Failed,
+            Error::Storage(e) => e.class(),
+        }
+    }
+}
+
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A held lock. [`Lock::release`] deletes it; dropping it only stops the refresh (the lock then

@@ -435,8 +435,10 @@ async fn groups_that_cannot_be_read_leave_group_name_null() {
         .push(FaultRule::new(FaultAction::Status(401)).endpoint("groups"));
     let err = h.try_sync_with(h.full_spec(), None).await;
     let failed = match err {
-        Err(e) => e.is_auth(),
-        Ok(outcome) => outcome.error.is_some_and(|e| e.is_auth()),
+        Err(e) => e.class() == ticketsync::error::Class::Config,
+        Ok(outcome) => outcome
+            .error
+            .is_some_and(|e| e.class() == ticketsync::error::Class::Config),
     };
     assert!(failed, "a 401 on /groups is a credentials error");
     h.sim.shutdown().await;

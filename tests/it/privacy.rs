@@ -514,3 +514,44 @@ async fn forget_export_and_prune_work_on_s3_as_on_local_disk() {
         before.table("tickets").len() as u64 - pruned.pruned.tickets
     );
 }
+
+#[tokio::test]
+async fn check_lists_an_erasure_key_that_does_not_match() {
+    let h = Harness::new(80, 9).await;
+    h.full_sync().await;
+    let (email, _) = busiest_requester(&h.dump().await);
+    let data = h.data();
+    let env = [("TICKETSYNC_ERASURE_KEY", "ab".repeat(32))];
+    let (code, _, _) = run(&["forget", "--data", &data, "--email", &email], &env).await;
+    assert_eq!(code, 0);
+    let base = h.sim.base_url();
+    let check = |key: Option<String>| {
+        let mut env = vec![("FRESHSERVICE_API_KEY", h.sim.api_key())];
+        env.extend(key.map(|k| ("TICKETSYNC_ERASURE_KEY", k)));
+        let args = [
+            "check",
+            "--base-url",
+            base.as_str(),
+            "--data",
+            data.as_str(),
+            "--rate-window-secs",
+            "1",
+            "--format",
+            "json",
+        ]
+        .map(String::from);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args, &env).await
+        }
+    };
+    let (code, stdout, _) = check(Some("ab".repeat(32))).await;
+    assert_eq!(code, 0, "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["storage"]["erased_people"], 1);
+    let (code, stdout, _) = check(None).await;
+    assert_eq!(code, 3, "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("TICKETSYNC_ERASURE_KEY"), "{problems}");
+}

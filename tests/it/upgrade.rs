@@ -382,7 +382,11 @@ async fn a_newer_format_is_refused_with_exit_3() {
         .try_sync_with(h.spec(), None)
         .await
         .expect_err("a newer format is refused");
-    assert!(err.is_auth(), "a configuration error: {err}");
+    assert_eq!(
+        err.class(),
+        ticketsync::error::Class::Config,
+        "a configuration error: {err}"
+    );
 
     let out = h
         .cmd("sync")

@@ -6,6 +6,7 @@
 pub mod erase;
 pub mod redact;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use erase::{ErasedPerson, Erasures};
@@ -27,6 +28,17 @@ impl Privacy {
             redactor: Arc::new(Redactor::disabled()),
             erasures: Arc::new(Erasures::none()),
         }
+    }
+}
+
+impl Privacy {
+    /// A reject's detail (it can quote a value the API sent): erased people and secrets out,
+    /// like every other text that is written.
+    pub fn apply_to_detail(&self, detail: &mut String, counts: &mut Counts) {
+        if let Cow::Owned(scrubbed) = self.erasures.scrub(detail, None) {
+            *detail = scrubbed;
+        }
+        self.redactor.redact_in_place(detail, counts);
     }
 }
 
