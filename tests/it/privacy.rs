@@ -521,29 +521,21 @@ async fn check_lists_an_erasure_key_that_does_not_match() {
     h.full_sync().await;
     let (email, _) = busiest_requester(&h.dump().await);
     let data = h.data();
-    let env = [("TICKETSYNC_ERASURE_KEY", "ab".repeat(32))];
-    let (code, _, _) = run(&["forget", "--data", &data, "--email", &email], &env).await;
+    let (code, _, _) = ran(Cmd::new(["forget", "--data", &data, "--email", &email])
+        .env("TICKETSYNC_ERASURE_KEY", "ab".repeat(32))
+        .run()
+        .await);
     assert_eq!(code, 0);
-    let base = h.sim.base_url();
     let check = |key: Option<String>| {
-        let mut env = vec![("FRESHSERVICE_API_KEY", h.sim.api_key())];
-        env.extend(key.map(|k| ("TICKETSYNC_ERASURE_KEY", k)));
-        let args = [
-            "check",
-            "--base-url",
-            base.as_str(),
-            "--data",
-            data.as_str(),
-            "--rate-window-secs",
-            "1",
-            "--format",
-            "json",
-        ]
-        .map(String::from);
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&args, &env).await
-        }
+        let cmd = h
+            .cmd("check")
+            .data(&data)
+            .args(["--rate-window-secs", "1", "--format", "json"]);
+        let cmd = match key {
+            Some(key) => cmd.env("TICKETSYNC_ERASURE_KEY", key),
+            None => cmd,
+        };
+        async move { ran(cmd.run().await) }
     };
     let (code, stdout, _) = check(Some("ab".repeat(32))).await;
     assert_eq!(code, 0, "{stdout}");
