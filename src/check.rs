@@ -39,22 +39,33 @@ const PER_PAGE: u64 = 100;
 pub struct CheckReport {
     /// No problems: a sync would run (unless `lock.state` is `held`).
     pub ok: bool,
+    /// What would make a sync fail, one sentence each, naming the value (the key, a storage step).
     pub problems: Vec<String>,
+    /// What a sync would survive but a person should know (unmapped departments, no conditional
+    /// creates, an older dataset format).
     pub warnings: Vec<String>,
+    /// What the API answered.
     pub api: ApiCheck,
+    /// What the storage allowed.
     pub storage: StorageCheck,
+    /// Who holds the run lock.
     pub lock: LockCheck,
+    /// The next run's cost; `None` when there are problems or `/tickets/filter` did not answer.
     pub estimate: Option<Estimate>,
 }
 
+/// The API half of a check.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ApiCheck {
     /// The API's base URL (`simulator` for the built-in one).
     pub url: String,
+    /// A response came back at all (`false` after retries outlasted on transport errors or 5xx).
     pub reachable: bool,
+    /// The key was accepted (no 401 or 403).
     pub key_accepted: bool,
     /// `X-RateLimit-Total`: the account's credits per rate window.
     pub rate_limit_per_window: Option<u32>,
+    /// The rate window in seconds (the job's `rate_window_secs`, 60 for Freshservice).
     pub window_secs: f64,
     /// The workspaces (`None`: the account has none, or the key may not read them).
     pub workspaces: Option<Vec<WorkspaceInfo>>,
@@ -62,17 +73,22 @@ pub struct ApiCheck {
     pub account_from: &'static str,
     /// Departments (or workspaces) read, and how many of them have a usable account number.
     pub departments: u64,
+    /// Of `departments`, how many have a valid account number.
     pub departments_with_account: u64,
     /// Departments (or workspaces) whose tickets will be rejected.
     pub unmapped: Vec<Unmapped>,
     /// Credits and calls this check spent.
     pub credits_used: u64,
+    /// HTTP calls this check made (successful ones, every endpoint).
     pub calls: u64,
 }
 
+/// A workspace as `check` lists it (`GET /workspaces`).
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkspaceInfo {
+    /// The workspace id.
     pub id: i64,
+    /// The workspace name, when the API gave one.
     pub name: Option<String>,
 }
 
@@ -80,8 +96,11 @@ pub struct WorkspaceInfo {
 /// number.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unmapped {
+    /// The department (or workspace) id.
     pub id: i64,
+    /// Its name, when the API gave one.
     pub name: Option<String>,
+    /// The workspace the department belongs to, on accounts with workspaces.
     pub workspace_id: Option<i64>,
     /// `no_account_number` or `invalid_account_number`.
     pub reason: &'static str,
@@ -90,12 +109,18 @@ pub struct Unmapped {
     pub closed_tickets: Option<u64>,
 }
 
+/// The storage half of a check: each step of the probe object under `_state/`, in order.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StorageCheck {
+    /// The dataset location, as the job names it (credentials never shown).
     pub location: String,
+    /// `_state/` could be listed.
     pub list: bool,
+    /// The probe object could be written.
     pub write: bool,
+    /// The probe read back exactly as written.
     pub read_back: bool,
+    /// The probe could be deleted.
     pub delete: bool,
     /// Whether a second create of the probe was refused (`None`: not tried).
     pub conditional_create: Option<bool>,
@@ -109,11 +134,13 @@ pub struct StorageCheck {
     pub erased_people: u64,
 }
 
+/// The run lock as a check found it (read only: a check never takes it).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LockCheck {
     /// `free`, `held` (a run is writing; a sync now would be refused), `expired` (a run that
     /// did not finish; the next run takes it over) or `unknown`.
     pub state: &'static str,
+    /// The lock's holder (run id, host, since, expiry) when a lock object exists.
     pub holder: Option<lock::LockInfo>,
 }
 
@@ -122,9 +149,11 @@ pub struct LockCheck {
 pub struct Estimate {
     /// `full sync`, `incremental`, `first run`, `since …` or `ticket N`.
     pub mode: String,
+    /// The start of the listing window (`updated_since`); `None` for a single-ticket run.
     pub window_since: Option<DateTime<Utc>>,
     /// Tickets the listing will bring (every status).
     pub listed: u64,
+    /// Of `listed`, the closed ones (status 5), as `/tickets/filter` counts them.
     pub closed: u64,
     /// Closed tickets of departments without an account number (rejected without calls).
     pub rejected: u64,
@@ -134,17 +163,23 @@ pub struct Estimate {
     pub fetch: u64,
     /// Placed tickets whose time entries the re-scan re-reads.
     pub rescan: u64,
+    /// Listing pages, including the page read ahead after the last (charged once there are two).
     pub listing_pages: u64,
+    /// Credits of the whole run, low end (see `credits_low`).
     pub credits: u64,
     /// The range: `credits` assumes every indexed ticket is unchanged and at most 100
     /// conversations and time entries per ticket; the high end assumes none is unchanged and a
     /// few tickets with more.
     pub credits_low: u64,
+    /// Credits if no ticket is unchanged and a few need a second page of children.
     pub credits_high: u64,
     /// Wall time at the budget, in minutes.
     pub minutes: f64,
+    /// Share of the account's allowance the run may use (the job's `budget_share`, 0.01 to 1).
     pub budget_share: f64,
+    /// The account's allowance per rate window (`X-RateLimit-Total`; 0 when unknown).
     pub rate_limit_per_window: u32,
+    /// The rate window in seconds.
     pub window_secs: f64,
     /// One line: `full sync: ~3,020 closed tickets, ~6,200 credits, ~35 min at 90 % of 200/min`.
     pub summary: String,
@@ -153,7 +188,9 @@ pub struct Estimate {
 /// The facts an estimate is made of.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EstimateInput {
+    /// How the window was chosen (see [`Estimate::mode`]).
     pub mode: String,
+    /// The start of the listing window; `None` for a single-ticket run.
     pub window_since: Option<DateTime<Utc>>,
     /// Per listing (workspace): tickets updated since the window start (every status), and
     /// closed ones, as `/tickets/filter` counts them.
@@ -164,14 +201,22 @@ pub struct EstimateInput {
     pub rejected: u64,
     /// Indexed tickets updated at or after the window start (their version is in the dataset).
     pub unchanged: u64,
+    /// Whether the listing embeds requesters or the directory is read (changes the page cost).
     pub requesters: Requesters,
     /// Pages of the requester directory (with [`Requesters::Directory`]).
     pub requester_pages: u64,
+    /// Pages of the departments list (at least one per listing).
     pub department_pages: u64,
+    /// The deleted and spam views are read too (the job's `reconcile`): a page each per listing.
     pub reconcile: bool,
+    /// Placed tickets closed within `rescan_days` whose time entries the re-scan re-reads (0 when
+    /// no re-scan is due).
     pub rescan: u64,
+    /// The account's allowance per rate window (`X-RateLimit-Total`).
     pub rate_limit_per_window: u32,
+    /// Share of the allowance the run may use (the job's `budget_share`).
     pub budget_share: f64,
+    /// The rate window in seconds.
     pub window_secs: f64,
 }
 

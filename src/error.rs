@@ -21,6 +21,7 @@ pub enum Class {
 
 /// An error that knows its [`Class`] (every public error type of the crate).
 pub trait Classify {
+    /// What the error means for the process (and so its exit code).
     fn class(&self) -> Class;
 }
 

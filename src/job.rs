@@ -20,16 +20,27 @@ use crate::sim::SimConfig;
 use crate::source::limiter::LimiterConfig;
 use crate::storage::S3Options;
 
+/// Why a job cannot be used; every variant is a configuration error ([`Error::class`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The job file could not be read.
     #[error("cannot read job file {path}: {source}")]
     Read {
+        /// The job file's path.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The job file is not valid TOML or has an unknown key or a value of the wrong type.
     #[error("job file {path} is invalid: {detail}")]
-    Parse { path: String, detail: String },
+    Parse {
+        /// The job file's path.
+        path: String,
+        /// The TOML parser's message (line, column, key).
+        detail: String,
+    },
+    /// A value is out of range or contradicts another; the message names the key and the value.
     #[error("{0}")]
     Invalid(String),
 }
@@ -134,6 +145,8 @@ pub struct JobSpec {
 pub struct SimulatorSpec {
     /// Tickets to generate (0 to 100000: they are held in memory).
     pub tickets: Option<usize>,
+    /// Seed of the generated data (the same seed, ticket count and start time give the same
+    /// account).
     pub seed: Option<u64>,
     /// starter, growth, pro or enterprise.
     pub plan: Option<String>,
@@ -248,24 +261,41 @@ pub enum Api {
 /// A validated job.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// Dataset location: a directory, `file:///…` or `s3://bucket/prefix`.
     pub data: String,
+    /// S3 settings for `s3://` locations (the environment fills what the job leaves out).
     pub s3: S3Options,
+    /// Freshservice or the built-in simulator.
     pub api: Api,
+    /// The custom field holding the account number (default `account_number`).
     pub account_field: String,
+    /// `department_id` → account number from the `account_map` CSV; wins over the custom field.
     pub account_map: HashMap<i64, String>,
+    /// Whether accounts come from departments or workspaces.
     pub account_from: AccountFrom,
     /// `workspace_id` → account number (`workspace_map`); empty unless accounts come from
     /// workspaces.
     pub workspace_map: HashMap<i64, String>,
+    /// Which tickets the run reads.
     pub window: Window,
+    /// Days of a full sync's window (and of the first incremental run's).
     pub full_sync_days: u32,
+    /// Subtracted from the run's start to make the next cursor, so a ticket updated while a
+    /// run lists is read again next time.
     pub overlap: Duration,
+    /// Minutes billed for a ticket without time entries (`default_hours` × 60, rounded).
     pub default_minutes: i64,
+    /// The credit budget: allowance, `budget_share`, rate window.
     pub limiter: LimiterConfig,
+    /// Most tickets fetched at once (1 to 256).
     pub concurrency: usize,
+    /// Commit after this many fetched tickets (1 to 100000).
     pub checkpoint_every: usize,
+    /// Re-read the time entries of tickets closed in the last N days; 0 turns the re-scan off.
     pub rescan_days: u32,
+    /// Least time between two re-scans.
     pub rescan_every: Duration,
+    /// Remove tickets the API lists as deleted or spam.
     pub reconcile: bool,
     /// Lifetime of the run lock between refreshes.
     pub lock_ttl: Duration,

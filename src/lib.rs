@@ -72,6 +72,8 @@
 //! - Only `cli` knows clap; only `main.rs` knows exit codes (one `match` on [`error::Class`])
 //!   and the tracing subscriber. No code inspects an error's type to decide what it means.
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 pub mod check;
 pub mod cli;
 pub mod dataset;

@@ -42,18 +42,26 @@ pub const JOB: &str = "ticketsync";
 /// The metric a failed run never writes (see the module docs).
 pub const LAST_SUCCESS: &str = "ticketsync_last_success_timestamp_seconds";
 
+/// Why the metrics could not be published; never fails a run (it becomes a warning).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The metrics file (or its temporary sibling) could not be written or renamed.
     #[error("cannot write the metrics file {path}: {source}")]
     File {
+        /// The metrics file.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// The Pushgateway could not be reached or refused the push. `url` has no credentials.
     #[error("cannot push the metrics to {url}: {detail}")]
-    Push { url: String, detail: String },
+    Push {
+        /// The Pushgateway URL, without credentials.
+        url: String,
+        /// The HTTP status and body, or the transport error.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -67,10 +75,15 @@ impl Error {
 /// stopped before it had a report (configuration, credentials, a held lock, unreadable state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// [`RunStatus::Ok`].
     Ok,
+    /// [`RunStatus::OkWithRejects`].
     OkWithRejects,
+    /// [`RunStatus::Failed`].
     Failed,
+    /// [`RunStatus::TimedOut`].
     TimedOut,
+    /// The run stopped before it had a report.
     Error,
 }
 
@@ -113,9 +126,13 @@ impl From<RunStatus> for Status {
 /// What the metrics of one run are made of.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
+    /// How the run ended.
     pub status: Status,
+    /// When the run started.
     pub started_at: DateTime<Utc>,
+    /// When it ended.
     pub finished_at: DateTime<Utc>,
+    /// Wall time, in seconds.
     pub elapsed_secs: f64,
     /// The run report; `None` when the run stopped before it had one (every count is then 0).
     pub report: Option<&'a RunReport>,

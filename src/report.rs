@@ -101,41 +101,57 @@ pub struct BudgetReport {
     pub utilization: f64,
     /// Requests that waited for the budget, and the summed wait.
     pub waits: u64,
+    /// The summed wait of those requests, in milliseconds.
     pub waited_ms: u64,
 }
 
 /// The upgrade of a dataset written by an older release (see `sink::upgrade`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FormatUpgrade {
+    /// The dataset format version found (`_state/format.json`).
     pub from: u32,
+    /// The format version written now.
     pub to: u32,
     /// Partition files checked and rewritten by this run (a resumed upgrade skips the files an
     /// interrupted one already rewrote).
     pub files_checked: u64,
+    /// Of `files_checked`, the files that needed a rewrite.
     pub files_rewritten: u64,
 }
 
 /// The JSON report of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    /// The run's id: its start time and a random suffix; names `_runs/<run_id>.json`.
     pub run_id: String,
+    /// `incremental`, `full`, `since` or `ticket <id>`.
     pub mode: String,
+    /// The dataset location, as displayed (credentials never shown).
     pub data: String,
+    /// When the run started (UTC, whole seconds).
     pub started_at: DateTime<Utc>,
+    /// When the report was made (UTC, whole seconds).
     pub finished_at: DateTime<Utc>,
+    /// Wall time of the run, in seconds.
     pub elapsed_secs: f64,
     /// `updated_since` of the listing (absent for a single-ticket run).
     pub window_since: Option<DateTime<Utc>>,
+    /// How the run ended (and so the exit code).
     pub status: RunStatus,
+    /// What happened to the tickets listed.
     pub tickets: TicketCounts,
+    /// Tickets rejected this run, by reason code (see [`RejectReason`](crate::normalize::RejectReason)).
     pub rejects_by_reason: BTreeMap<String, u64>,
     /// Tickets removed from the dataset by the sync, by reason (`reopened`, `deleted`, `spam`),
     /// with their ids; retention's removals are in [`Self::retention`].
     pub removed: BTreeMap<String, Vec<i64>>,
     /// Set when the removal guard refused this run's removals: none was made.
     pub removal_guard: Option<RemovalGuardReport>,
+    /// API calls, credits, retries and 429s.
     pub api: CallStats,
+    /// How much of the rate budget the run used.
     pub budget: BudgetReport,
+    /// Files written and deleted by this run's commits.
     pub output: CommitStats,
     /// Whether this run first finished the commit of an interrupted run.
     pub recovered_interrupted_commit: bool,

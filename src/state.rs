@@ -29,12 +29,21 @@ use crate::storage::{self, layout, Storage};
 pub mod erasures;
 pub mod lock;
 
+/// State errors: the storage failed, or a state object does not decode.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading or writing a state object failed.
     #[error(transparent)]
     Storage(#[from] storage::Error),
+    /// A state object exists but is not what this release writes (hand-edited, truncated, or
+    /// from a newer release): the run fails rather than guess.
     #[error("state object {path} is corrupt: {detail}")]
-    Corrupt { path: String, detail: String },
+    Corrupt {
+        /// The object's path (`_state/…`).
+        path: String,
+        /// The decode error.
+        detail: String,
+    },
     /// The erasure key is missing, malformed or not the one the erasures were made with (a
     /// configuration problem: the operator restores the key).
     #[error("erasure key: {0}")]
@@ -42,6 +51,8 @@ pub enum Error {
 }
 
 impl Error {
+    /// Storage errors keep their class; a corrupt state object is [`Class::Failed`](crate::error::Class::Failed);
+    /// a wrong erasure key is [`Class::Config`](crate::error::Class::Config).
     pub fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
@@ -52,12 +63,20 @@ impl Error {
     }
 }
 
+/// The result of state operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where a ticket's rows live.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Location {
-    Placed { account: String, year: i32 },
+    /// In the `tickets` table (and the others) under `account=<account>/year=<year>`.
+    Placed {
+        /// The account partition.
+        account: String,
+        /// The year partition (UTC year of `closed_at`).
+        year: i32,
+    },
+    /// In the `rejects` table.
     Rejected,
 }
 
@@ -67,6 +86,7 @@ pub struct IndexEntry {
     /// The `updated_at` (ms since the epoch) of the version in the dataset; `None` when unknown
     /// (a reject whose row did not decode), which never matches, so it is re-read.
     pub updated_at: Option<i64>,
+    /// Where its rows live; a re-synced ticket's old rows are replaced there.
     pub location: Location,
     /// `closed_at` (ms) of a placed ticket: the re-scan window for late time entries uses it.
     pub closed_at: Option<i64>,
@@ -100,18 +120,22 @@ struct IndexFile {
 }
 
 impl Index {
+    /// The entry of a ticket, if the dataset holds it.
     pub fn get(&self, ticket_id: i64) -> Option<&IndexEntry> {
         self.entries.get(&ticket_id)
     }
 
+    /// Adds a ticket or replaces its entry.
     pub fn insert(&mut self, ticket_id: i64, entry: IndexEntry) {
         self.entries.insert(ticket_id, entry);
     }
 
+    /// Drops a ticket, returning its entry.
     pub fn remove(&mut self, ticket_id: i64) -> Option<IndexEntry> {
         self.entries.remove(&ticket_id)
     }
 
+    /// Tickets in the dataset, placed and rejected.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -124,10 +148,12 @@ impl Index {
             .count()
     }
 
+    /// True on the first run (no ticket yet).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Every entry, by ticket id ascending.
     pub fn iter(&self) -> impl Iterator<Item = (&i64, &IndexEntry)> {
         self.entries.iter()
     }
@@ -160,6 +186,7 @@ impl Index {
         )
     }
 
+    /// The `index.json` bytes: version 1, one compact array row per ticket.
     pub fn to_json(&self) -> Vec<u8> {
         let file = IndexFile {
             version: 1,
@@ -183,6 +210,7 @@ impl Index {
         serde_json::to_vec(&file).expect("index serializes")
     }
 
+    /// Parses `index.json` read from `path`; [`Error::Corrupt`] names the path when it does not decode.
     pub fn from_json(bytes: &[u8], path: &str) -> Result<Index> {
         let file: IndexFile = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
             path: path.to_string(),
@@ -226,6 +254,7 @@ pub struct Cursor {
 /// The commit record of one changeset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
+    /// Format of the journal (1).
     pub version: u32,
     /// The staging tag (`_staging/<tag>/…`).
     pub tag: String,
@@ -247,8 +276,11 @@ impl Journal {
     }
 }
 
+/// The ticket index, under `_state/`.
 pub const INDEX: &str = "index.json";
+/// The incremental cursor, under `_state/`.
 pub const CURSOR: &str = "cursor.json";
+/// The commit journal, under `_state/`; present only while a commit is being applied.
 pub const JOURNAL: &str = "journal.json";
 
 /// Loads the index; empty on the first run.

@@ -32,15 +32,30 @@ const MULTIPART_PART: usize = 8 * 1024 * 1024;
 /// Storage errors, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The location is neither a directory, `file:///…` nor `s3://bucket/prefix`, or is one of
+    /// those with something wrong in it.
     #[error("invalid data location {location:?}: {reason}")]
-    InvalidLocation { location: String, reason: String },
+    InvalidLocation {
+        /// The location as given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The detail is object_store's error chain as one line, with whatever an S3 error body
-    /// echoes of the signed request removed (see [`redact`]).
+    /// echoes of the signed request removed (see `redact`).
     #[error("cannot reach storage for {path}: {detail}")]
-    Store { path: String, detail: String },
+    Store {
+        /// The object (or prefix) the call was for.
+        path: String,
+        /// object_store's message, on one line, with the signed request removed.
+        detail: String,
+    },
+    /// A local dataset directory could not be created or resolved.
     #[error("cannot prepare local directory {path}: {source}")]
     LocalDir {
+        /// The directory.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -48,18 +63,32 @@ pub enum Error {
     /// the echoed request removed; it is text, not a `#[source]`, because the
     /// original error may carry the signed request, session token included.
     #[error("storage refused the credentials for {path}: {detail}")]
-    Denied { path: String, detail: String },
+    Denied {
+        /// The object the call was for.
+        path: String,
+        /// The store's message, with the echoed request removed.
+        detail: String,
+    },
     /// A write answered 404: the bucket does not exist (or these credentials cannot see it).
     /// The detail is one line of text: object_store nests the same message three levels deep,
     /// which a printed chain would repeat.
     #[error("the bucket of {location} does not exist or is not visible with these credentials: {detail}")]
-    NoBucket { location: String, detail: String },
+    NoBucket {
+        /// The dataset location.
+        location: String,
+        /// The store's message, on one line.
+        detail: String,
+    },
+    /// A local dataset to be read (`query`, `export-person`) does not exist; nothing is created.
     #[error("no dataset at {path}: the directory does not exist")]
-    Missing { path: String },
+    Missing {
+        /// The directory looked for.
+        path: String,
+    },
 }
 
 impl Error {
-    /// A wrong location, refused credentials or a missing bucket are [`Class::Config`] (a
+    /// A wrong location, refused credentials or a missing bucket are [`Class::Config`](crate::error::Class::Config) (a
     /// rerun fails the same way until the operator fixes them); the rest is transient.
     pub fn class(&self) -> crate::error::Class {
         use crate::error::Class;
@@ -74,6 +103,7 @@ impl Error {
     }
 }
 
+/// The result of storage operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// S3 options that a job file or flags may set on top of the standard `AWS_*` environment.

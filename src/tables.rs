@@ -21,14 +21,20 @@ pub mod read;
 /// The tables ticketsync writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
+    /// `tickets`: one row per closed ticket ([`TicketRow`]).
     Tickets,
+    /// `conversations`: public replies and forwards ([`ConversationRow`]).
     Conversations,
+    /// `notes`: private conversations ([`NoteRow`]).
     Notes,
+    /// `time_entries`: logged time with exact minutes ([`TimeEntryRow`]).
     TimeEntries,
+    /// `rejects`: closed tickets that could not be placed ([`Rejection`]); not partitioned.
     Rejects,
 }
 
 impl Table {
+    /// Every table, in the order runs write them and reports list them.
     pub const ALL: [Table; 5] = [
         Table::Tickets,
         Table::Conversations,
@@ -44,6 +50,7 @@ impl Table {
         Table::TimeEntries,
     ];
 
+    /// The table's name: its directory under the dataset root and its `schemas/<name>.json`.
     pub fn name(self) -> &'static str {
         match self {
             Table::Tickets => "tickets",
@@ -75,6 +82,7 @@ impl Table {
         }
     }
 
+    /// The columns in file order (the contract; `schemas/<table>.json` is generated from them).
     pub fn columns(self) -> &'static [Column] {
         match self {
             Table::Tickets => TICKETS,
@@ -85,6 +93,7 @@ impl Table {
         }
     }
 
+    /// The Arrow schema of the files (without the partition columns, which live in the path).
     pub fn schema(self) -> SchemaRef {
         Arc::new(Schema::new(
             self.columns()
@@ -114,16 +123,24 @@ impl Table {
 /// The column types we use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `int64`: ids and minutes.
     Int64,
+    /// `int32`: per-ticket counts.
     Int32,
+    /// `float64`: hours.
     Float64,
+    /// `bool`.
     Bool,
+    /// `utf8`: text, names, and JSON kept as text (custom fields, attachments).
     Utf8,
+    /// `timestamp[ms, UTC]`.
     Timestamp,
+    /// `list<utf8>`: e-mail recipients, tags.
     Utf8List,
 }
 
 impl Kind {
+    /// The Arrow type of the column.
     pub fn data_type(self) -> DataType {
         match self {
             Kind::Int64 => DataType::Int64,
@@ -153,9 +170,13 @@ impl Kind {
 /// One column of the contract.
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
+    /// The column name, as in Parquet and `schemas/`.
     pub name: &'static str,
+    /// Its type.
     pub kind: Kind,
+    /// Whether it may hold nulls (an `Option` in the row struct).
     pub nullable: bool,
+    /// One line on what it holds, copied into `schemas/<table>.json`.
     pub description: &'static str,
 }
 
@@ -406,6 +427,7 @@ fn batch(table: Table, columns: Vec<ArrayRef>) -> RecordBatch {
     RecordBatch::try_new(table.schema(), columns).expect("builders match the table schema")
 }
 
+/// The `tickets` batch of these rows, in the order given.
 pub fn tickets_batch(rows: &[&TicketRow]) -> RecordBatch {
     let r = rows;
     batch(
@@ -479,6 +501,7 @@ pub fn tickets_batch(rows: &[&TicketRow]) -> RecordBatch {
     )
 }
 
+/// The `conversations` batch of these rows, in the order given.
 pub fn conversations_batch(rows: &[&ConversationRow]) -> RecordBatch {
     let r = rows;
     let mut to = ListBuilder::new(StringBuilder::new());
@@ -508,6 +531,7 @@ pub fn conversations_batch(rows: &[&ConversationRow]) -> RecordBatch {
     )
 }
 
+/// The `notes` batch of these rows, in the order given.
 pub fn notes_batch(rows: &[&NoteRow]) -> RecordBatch {
     let r = rows;
     batch(
@@ -524,6 +548,7 @@ pub fn notes_batch(rows: &[&NoteRow]) -> RecordBatch {
     )
 }
 
+/// The `time_entries` batch of these rows, in the order given.
 pub fn time_entries_batch(rows: &[&TimeEntryRow]) -> RecordBatch {
     let r = rows;
     batch(
@@ -548,6 +573,7 @@ pub fn time_entries_batch(rows: &[&TimeEntryRow]) -> RecordBatch {
     )
 }
 
+/// The `rejects` batch of these rows, in the order given.
 pub fn rejects_batch(rows: &[&Rejection]) -> RecordBatch {
     let r = rows;
     batch(

@@ -36,16 +36,21 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
 
+    /// The job to check, given as for `sync`.
     #[command(flatten)]
     pub job: SyncArgs,
 }
 
+/// `--format` of the check's report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    /// Sentences for a person, one section per part (default).
     Human,
+    /// The whole report as one JSON object, for automation.
     Json,
 }
 
+/// Runs `ticketsync check`: resolves the job, runs the checks and prints the report.
 pub async fn run(args: CheckArgs) -> super::Result<Completion> {
     let spec = match &args.job.job {
         Some(path) => match JobSpec::from_file(path) {

@@ -35,6 +35,7 @@ pub struct ManArgs {
     pub command: Option<String>,
 }
 
+/// Prints the completion script for the shell to stdout.
 pub fn completions(args: CompletionsArgs) -> super::Result<Completion> {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
@@ -42,6 +43,7 @@ pub fn completions(args: CompletionsArgs) -> super::Result<Completion> {
     write_stdout(&out)
 }
 
+/// Prints the man page (roff) of the whole program or one command to stdout.
 pub fn man(args: ManArgs) -> super::Result<Completion> {
     let root = Cli::command();
     let page = match &args.command {

@@ -22,6 +22,7 @@ use crate::error::{Class, Classify};
 #[derive(Debug, Parser)]
 #[command(name = "ticketsync", version = VERSION, propagate_version = true)]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 
@@ -38,25 +39,40 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// `--log-format`: how `main` formats log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human when stderr is a terminal, JSON otherwise.
     Auto,
+    /// Plain text lines, for a person at a terminal.
     Human,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
+/// The subcommands; each variant's arguments struct carries its help text and has one `run`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    // The help texts are the doc comments of the argument structs.
+    // The help texts are the doc comments of the argument structs. clap would let a variant's
+    // own `///` comment replace them, so the variants' rustdoc is written as
+    // `#[doc = concat!(…)]`, which clap leaves to rustc.
+    #[doc = concat!("`ticketsync sync`: one run of a job.")]
     Sync(Box<sync::SyncArgs>),
+    #[doc = concat!("`ticketsync check`: the read-only preflight of a job.")]
     Check(Box<check::CheckArgs>),
+    #[doc = concat!("`ticketsync query`: reads the written Parquet back.")]
     Query(query::QueryArgs),
+    #[doc = concat!("`ticketsync sim`: serves the built-in Freshservice simulator.")]
     Sim(sim::SimArgs),
+    #[doc = concat!("`ticketsync forget`: erases a person from the dataset.")]
     Forget(privacy::ForgetArgs),
+    #[doc = concat!("`ticketsync export-person`: everything the dataset holds about a person.")]
     ExportPerson(privacy::ExportPersonArgs),
+    #[doc = concat!("`ticketsync prune`: removes tickets closed before the retention window.")]
     Prune(privacy::PruneArgs),
+    #[doc = concat!("`ticketsync completions`: a shell completion script.")]
     Completions(docs::CompletionsArgs),
+    #[doc = concat!("`ticketsync man`: a man page.")]
     Man(docs::ManArgs),
 }
 
@@ -90,6 +106,7 @@ pub struct Error {
 }
 
 impl Error {
+    /// What the failure means, for `main`'s exit code.
     pub fn class(&self) -> Class {
         self.class
     }
@@ -136,6 +153,7 @@ impl<E: Classify + std::error::Error + Send + Sync + 'static> From<E> for Error 
 
 /// `.context(…)` for results of the crate's errors: the class stays the error's own.
 pub trait Context<T> {
+    /// Adds `what` in front of the error's message, keeping its [`Class`].
     fn context(self, what: impl std::fmt::Display + Send + Sync + 'static) -> Result<T>;
 }
 
@@ -145,6 +163,7 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     }
 }
 
+/// The result of a command.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the parsed command line.

@@ -62,6 +62,7 @@ impl DatasetArgs {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ForgetArgs {
+    /// Where the dataset is (`--data`, `--job`, S3 settings).
     #[command(flatten)]
     pub dataset: DatasetArgs,
 
@@ -79,6 +80,8 @@ pub struct ForgetArgs {
     pub dry_run: bool,
 }
 
+/// Runs `ticketsync forget`: takes the run lock, records the person and rewrites every ticket
+/// that names them.
 pub async fn forget(args: ForgetArgs) -> Result<Completion> {
     let (storage, file) = args.dataset.open()?;
     let lock_ttl = file
@@ -122,6 +125,7 @@ pub async fn forget(args: ForgetArgs) -> Result<Completion> {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ExportPersonArgs {
+    /// Where the dataset is (`--data`, `--job`, S3 settings).
     #[command(flatten)]
     pub dataset: DatasetArgs,
 
@@ -134,6 +138,7 @@ pub struct ExportPersonArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Runs `ticketsync export-person`: reads the dataset (no lock) and writes the person's document.
 pub async fn export_person(args: ExportPersonArgs) -> Result<Completion> {
     let (storage, _) = args.dataset.open()?;
     let export = export::export_person(&storage, &args.email)
@@ -178,6 +183,7 @@ pub async fn export_person(args: ExportPersonArgs) -> Result<Completion> {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct PruneArgs {
+    /// Where the dataset is (`--data`, `--job`, S3 settings).
     #[command(flatten)]
     pub dataset: DatasetArgs,
 
@@ -190,6 +196,7 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
+/// Runs `ticketsync prune`: takes the run lock and removes tickets closed before the cutoff.
 pub async fn prune(args: PruneArgs) -> Result<Completion> {
     let (storage, file) = args.dataset.open()?;
     let days = args.retention_days.or(file.retention_days).ok_or_else(|| {

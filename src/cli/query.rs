@@ -66,12 +66,16 @@ pub struct QueryArgs {
     pub format: Option<FormatArg>,
 }
 
+/// `--rollup`: the period hours are summed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RollupArg {
+    /// One row per account and month.
     Month,
+    /// One row per account and year.
     Year,
 }
 
+/// `--basis`: which month a ticket's hours count in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BasisArg {
     /// A ticket's hours in the month it closed.
@@ -80,6 +84,7 @@ pub enum BasisArg {
     Worked,
 }
 
+/// `--format`: how the results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
     /// A JSON array.
@@ -100,6 +105,7 @@ fn account(text: &str) -> Result<String, String> {
     }
 }
 
+/// Runs `ticketsync query`: opens the dataset and prints the tickets or the hour rollup.
 pub async fn run(args: QueryArgs) -> Result<Completion> {
     let file = match &args.job {
         Some(path) => JobSpec::from_file(path)?,

@@ -56,6 +56,7 @@ pub struct SimArgs {
     pub quirk: Vec<crate::sim::QuirkArg>,
 }
 
+/// Runs `ticketsync sim`: serves the simulator until interrupted.
 pub async fn run(args: SimArgs) -> super::Result<Completion> {
     let config = SimConfig {
         seed: args.seed,

@@ -134,7 +134,9 @@ pub struct SyncArgs {
 /// `--account-from` (the job's [`AccountFrom`]; clap stays in `cli`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AccountFromArg {
+    /// Accounts from the ticket's department.
     Department,
+    /// Accounts from the ticket's workspace.
     Workspace,
 }
 
@@ -169,6 +171,7 @@ impl SyncArgs {
     }
 }
 
+/// Runs `ticketsync sync`: resolves the job, runs the pipeline and writes the run report.
 pub async fn run(args: SyncArgs) -> super::Result<Completion> {
     let started_at = Utc::now();
     let started = std::time::Instant::now();

@@ -23,40 +23,56 @@ use crate::storage::Storage;
 pub struct Export {
     /// The address asked for.
     pub email: String,
+    /// When the export was made.
     pub generated_at: DateTime<Utc>,
+    /// The dataset location, as displayed.
     pub data: String,
     /// How many tickets, messages and notes were found.
     pub counts: Counts,
+    /// The tickets that concern the person, by `closed_at`, then ticket id.
     pub tickets: Vec<TicketExport>,
 }
 
+/// What an export found.
 #[derive(Debug, Default, Serialize)]
 pub struct Counts {
+    /// Tickets the person requested (exported whole).
     pub tickets_requested: u64,
+    /// Other tickets that concern them (a message they wrote or received, a note naming them).
     pub tickets_other: u64,
+    /// Conversations exported.
     pub conversations: u64,
+    /// Notes exported.
     pub notes: u64,
+    /// Time entries exported (of requested tickets only).
     pub time_entries: u64,
 }
 
 /// One ticket of the export.
 #[derive(Debug, Serialize)]
 pub struct TicketExport {
+    /// The ticket's account partition.
     pub account: String,
+    /// The ticket's year partition.
     pub year: i32,
     /// Why it is here: `requester`, `wrote`, `received`, `mentioned`.
     pub relation: Vec<&'static str>,
     /// The Codex shape, with the conversations and notes that concern the person.
     pub codex: TicketDoc,
+    /// The rows behind `codex`, plus the time entries of a ticket the person requested.
     pub rows: Rows,
 }
 
 /// The raw rows (every column of the tables).
 #[derive(Debug, Serialize)]
 pub struct Rows {
+    /// The ticket's row, for context even when only a message concerns the person.
     pub ticket: TicketRow,
+    /// Every conversation of a requested ticket; otherwise the ones they wrote or received.
     pub conversations: Vec<ConversationRow>,
+    /// Every note of a requested ticket; otherwise the ones they wrote or that mention them.
     pub notes: Vec<NoteRow>,
+    /// The time entries of a requested ticket; empty otherwise.
     pub time_entries: Vec<TimeEntryRow>,
 }
 

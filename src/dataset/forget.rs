@@ -27,22 +27,30 @@ use crate::storage::{layout, Storage};
 /// What `forget` is asked to do.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The person's address; matched trimmed and without regard to case.
     pub email: String,
     /// The person's name when the data does not tell it (no ticket requested by them).
     pub name: Option<String>,
+    /// Count what would change; write nothing.
     pub dry_run: bool,
+    /// Lifetime of the run lock between refreshes (the job's `lock_ttl_secs`).
     pub lock_ttl: Duration,
 }
 
 /// The audit record of one erasure (`_runs/<run_id>.json`): what changed, never who.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForgetReport {
+    /// The run's id (names the audit record).
     pub run_id: String,
+    /// Always `forget`.
     pub command: &'static str,
     /// What the person is called in the data from now on.
     pub pseudonym: String,
+    /// Counted only; nothing was changed.
     pub dry_run: bool,
+    /// When the command started.
     pub started_at: DateTime<Utc>,
+    /// When it finished.
     pub finished_at: DateTime<Utc>,
     /// Tickets the person requested (found by address).
     pub tickets_requested: u64,
@@ -50,6 +58,7 @@ pub struct ForgetReport {
     pub name_erased: bool,
     /// Whether the address was erased before (then only what a sync wrote since changes).
     pub already_erased: bool,
+    /// What the rewrite changed (or, on a dry run, would change).
     pub changed: Rewritten,
     /// Erasures of earlier runs whose rewrite was interrupted and is finished now.
     pub pending_finished: u64,

@@ -18,24 +18,36 @@ use crate::state::{self, lock, Index, Location};
 use crate::storage::{self, layout, Storage};
 use crate::tables::{self, Table};
 
+/// Errors of `forget`, `export-person` and `prune`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An object could not be read, written or listed.
     #[error(transparent)]
     Storage(#[from] storage::Error),
+    /// The index, erasures or journal could not be read or written.
     #[error(transparent)]
     State(#[from] state::Error),
+    /// A commit failed.
     #[error(transparent)]
     Sink(#[from] sink::Error),
+    /// A partition file did not decode.
     #[error(transparent)]
     Parquet(#[from] parquet::Error),
     /// Another run holds the dataset (or its lock is unreadable): nothing was changed.
     #[error(transparent)]
     Locked(lock::Error),
+    /// A partition's batches did not convert back to rows (a column missing, mistyped or null).
     #[error("{path}: {detail}")]
-    Rows { path: String, detail: String },
+    Rows {
+        /// The partition file.
+        path: String,
+        /// Which column, and in which row.
+        detail: String,
+    },
     /// The dataset needs a sync first (an older format) or is newer than this release.
     #[error("{0}")]
     Format(String),
+    /// A bad argument (an address that is not one, an empty name).
     #[error("{0}")]
     Invalid(String),
 }
@@ -50,6 +62,9 @@ impl From<lock::Error> for Error {
 }
 
 impl Error {
+    /// Bad arguments and a dataset of the wrong format are [`Class::Config`](crate::error::Class::Config);
+    /// rows that do not read back are [`Class::Failed`](crate::error::Class::Failed); the rest keep their
+    /// source's class.
     pub fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
@@ -64,6 +79,7 @@ impl Error {
     }
 }
 
+/// The result of dataset operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The partitions the index places tickets in, sorted.

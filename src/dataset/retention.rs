@@ -25,6 +25,7 @@ pub fn cutoff(now: DateTime<Utc>, days: u32) -> DateTime<Utc> {
 /// What retention removed (or, on a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Pruned {
+    /// The retention period in force, in days.
     pub retention_days: u32,
     /// Tickets closed before this instant were removed.
     pub cutoff: DateTime<Utc>,
@@ -35,6 +36,7 @@ pub struct Pruned {
     /// Placed tickets the index knows no `closed_at` of (written by a release before 0.1):
     /// kept; a `--full-sync` records it.
     pub undated: u64,
+    /// What the commit wrote (all zero on a dry run).
     pub output: CommitStats,
 }
 
@@ -107,16 +109,23 @@ pub async fn apply(
 /// The audit record of a `prune` (`_runs/<run_id>.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneReport {
+    /// The run's id (names the audit record).
     pub run_id: String,
+    /// Always `prune`.
     pub command: &'static str,
+    /// Counted only; nothing was removed.
     pub dry_run: bool,
+    /// When the command started.
     pub started_at: DateTime<Utc>,
+    /// When it finished.
     pub finished_at: DateTime<Utc>,
+    /// What was (or would be) removed.
     #[serde(flatten)]
     pub pruned: Pruned,
 }
 
 impl PruneReport {
+    /// The line `prune` prints.
     pub fn summary(&self) -> String {
         format!(
             "{} {} tickets and {} rejects closed or seen before {} (retention {} days){}",

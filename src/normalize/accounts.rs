@@ -16,8 +16,12 @@ use crate::source::wire;
 /// Where a department's account number came from, or why there is none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Account {
+    /// The account number, trimmed, a plain identifier ([`is_valid_account`]).
     Valid(String),
+    /// The custom field is absent, null or blank (reason `no_account_number`).
     Missing,
+    /// The field holds something that is not a plain identifier, as (truncated) JSON text (reason
+    /// `invalid_account_number`).
     Invalid(String),
     /// The department's record did not decode: its account number is not known this run. Its
     /// tickets are neither placed nor rejected (a transient reference problem is never a
@@ -36,7 +40,12 @@ pub enum Check<'a> {
     /// it up (`GET /departments/{id}`) before deciding anything.
     NotListed(i64),
     /// The department's record did not decode: its tickets fail this run.
-    Unreadable { department_id: i64, detail: String },
+    Unreadable {
+        /// The department whose record did not decode.
+        department_id: i64,
+        /// What was wrong with it.
+        detail: String,
+    },
 }
 
 /// The account numbers of a run.
@@ -51,7 +60,9 @@ pub struct AccountMap {
 /// Why a ticket has no account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unplaced {
+    /// `no_department`, `unknown_department`, `no_account_number` or `invalid_account_number`.
     pub reason: RejectReason,
+    /// The rejects `detail`: names the department (or workspace) and the offending value.
     pub detail: String,
 }
 
@@ -199,10 +210,12 @@ impl AccountMap {
         }
     }
 
+    /// Departments known (listed, looked up or in the account map), with or without an account.
     pub fn len(&self) -> usize {
         self.by_department.len()
     }
 
+    /// True when no department is known.
     pub fn is_empty(&self) -> bool {
         self.by_department.is_empty()
     }

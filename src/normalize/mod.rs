@@ -33,20 +33,25 @@ pub struct Settings {
 /// What normalize needs to know besides the ticket itself.
 #[derive(Debug)]
 pub struct Context<'a> {
+    /// Department id → account number (the job's account map over the departments list).
     pub accounts: &'a AccountMap,
+    /// The agents list by agent id: names and emails for responders, note authors and time entries.
     pub agents: &'a HashMap<i64, Person>,
     /// The requester directory (`GET /requesters`) when the listing did not embed requesters;
     /// empty otherwise.
     pub requesters: &'a HashMap<i64, Person>,
     /// Group names by id (`GET /groups`); empty when the groups could not be read.
     pub groups: &'a HashMap<i64, String>,
+    /// The run's normalization settings.
     pub settings: &'a Settings,
 }
 
 /// An agent or a requester, as far as rows and markdown need one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
+    /// "First Last", trimmed; `None` when the API gave neither part.
     pub name: Option<String>,
+    /// The email, trimmed; `None` when the API gave none or an empty one.
     pub email: Option<String>,
 }
 
@@ -69,6 +74,7 @@ impl Person {
         }
     }
 
+    /// The person behind an entry of the agents list (`GET /agents`).
     pub fn from_agent(agent: &wire::Agent) -> Person {
         Person::new(
             agent.first_name.as_deref(),
@@ -77,6 +83,8 @@ impl Person {
         )
     }
 
+    /// The person behind an entry of the requester directory (`GET /requesters`); the email is its
+    /// `primary_email`.
     pub fn from_requester(requester: &wire::Requester) -> Person {
         Person::new(
             requester.first_name.as_deref(),
@@ -118,6 +126,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// The reason code as written in the `reason` column of `rejects`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::NoDepartment => "no_department",
@@ -132,15 +141,20 @@ impl RejectReason {
     }
 }
 
-/// A row of the `rejects` table.
+/// A row of the `rejects` table; the columns are the contract in `schemas/rejects.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
+    /// The closed ticket that could not be placed.
     pub ticket_id: i64,
+    /// Reason code (written as [`RejectReason::as_str`]).
     pub reason: RejectReason,
+    /// The ticket's department id, when it has one.
     pub department_id: Option<i64>,
+    /// What exactly is wrong, naming the ticket and the field or value.
     pub detail: String,
     /// The ticket's `updated_at` when known (the index uses it).
     pub updated_at: Option<DateTime<Utc>>,
+    /// When the run that rejected it started.
     pub seen_at: DateTime<Utc>,
 }
 
@@ -163,36 +177,64 @@ impl Rejection {
     }
 }
 
-/// A row of `tickets`.
+/// A row of `tickets`; the columns are the contract in `schemas/tickets.json` (see [`crate::tables`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TicketRow {
+    /// Freshservice ticket id (primary key).
     pub ticket_id: i64,
+    /// Customer account number from the ticket's department (same value as the account partition).
     pub company_account_number: String,
+    /// Display number (the id as text, as in #17531).
     pub ticket_number: String,
+    /// Ticket title.
     pub subject: Option<String>,
+    /// Original HTML description.
     pub description: Option<String>,
+    /// Plain-text description (HTML rendered to text).
     pub description_text: Option<String>,
+    /// Status name: Open, Pending, Resolved, Closed, or 'Status N' for custom codes.
     pub status: String,
+    /// Priority name: Low, Medium, High, Urgent, or 'Priority N' for unknown codes.
     pub priority: Option<String>,
+    /// Requester email (the requester may be an agent).
     pub requester_email: Option<String>,
+    /// Requester name.
     pub requester_name: Option<String>,
+    /// When the ticket was created.
     pub created_at: Option<DateTime<Utc>>,
+    /// The ticket's `updated_at` when it was synced.
     pub last_updated_at: DateTime<Utc>,
+    /// `stats.closed_at`, or `updated_at` when the API gives none; its year is the year partition.
     pub closed_at: DateTime<Utc>,
+    /// Hours of all time entries (`total_minutes / 60`); the default hours when there are none.
     pub total_hours_spent: f64,
+    /// Hours of billable time entries (`billable_minutes / 60`); the default hours when there are none.
     pub billable_hours: f64,
+    /// Exact minutes behind `total_hours_spent`.
     pub total_minutes: i64,
+    /// Exact minutes behind `billable_hours`.
     pub billable_minutes: i64,
+    /// True when the ticket has no time entries and the hours are the configured default.
     pub hours_defaulted: bool,
+    /// Freshservice department (customer company) id.
     pub department_id: i64,
+    /// Requester user id.
     pub requester_id: Option<i64>,
+    /// Assigned agent id.
     pub responder_id: Option<i64>,
+    /// Assigned group id.
     pub group_id: Option<i64>,
+    /// Ticket type as the API gives it: Incident, Service Request, Alert.
     pub ticket_type: Option<String>,
+    /// Source code as the API gives it (1 Email, 2 Portal, 3 Phone, ...).
     pub source: Option<i64>,
+    /// Number of public conversations.
     pub conversation_count: i32,
+    /// Number of private notes.
     pub note_count: i32,
+    /// Number of time entries.
     pub time_entry_count: i32,
+    /// When ticketsync wrote this version of the ticket.
     pub synced_at: DateTime<Utc>,
     /// The columns for Parquet readers only (SLA, categories, custom fields): neither the Codex
     /// JSON of `query` nor the markdown document shows them.
@@ -204,9 +246,13 @@ pub struct TicketRow {
 /// columns of the contract). `None` where the API sent null or nothing.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct TicketDetails {
+    /// Freshservice workspace id (accounts with workspaces; in Freshservice for MSPs the client).
     pub workspace_id: Option<i64>,
+    /// Category as the API gives it.
     pub category: Option<String>,
+    /// Sub-category.
     pub sub_category: Option<String>,
+    /// Item category.
     pub item_category: Option<String>,
     /// `Low`/`Medium`/`High`, `Urgency N` for unknown codes.
     pub urgency: Option<String>,
@@ -216,73 +262,115 @@ pub struct TicketDetails {
     pub tags: Option<Vec<String>>,
     /// The custom fields as the API sent them (JSON text); `{}` when it sent none.
     pub custom_fields: Option<String>,
+    /// SLA resolution deadline.
     pub due_by: Option<DateTime<Utc>>,
+    /// SLA first-response deadline.
     pub fr_due_by: Option<DateTime<Utc>>,
+    /// The resolution SLA was escalated (breached).
     pub is_escalated: Option<bool>,
+    /// The first-response SLA was escalated (breached).
     pub fr_escalated: Option<bool>,
+    /// `stats.resolved_at`: when the ticket was resolved.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// `stats.first_responded_at`: the first agent response.
     pub first_responded_at: Option<DateTime<Utc>>,
+    /// `stats.agent_responded_at`: the latest agent response.
     pub agent_responded_at: Option<DateTime<Utc>>,
+    /// `stats.first_resp_time_in_secs`: seconds to the first response.
     pub first_resp_time_secs: Option<i64>,
+    /// `stats.resolution_time_in_secs`: seconds to resolution.
     pub resolution_time_secs: Option<i64>,
     /// The assigned agent (`responder_id`) from the agents list.
     pub responder_email: Option<String>,
+    /// The assigned agent's name (agents list, by `responder_id`).
     pub responder_name: Option<String>,
     /// The assigned group's name (`group_id`) from `GET /groups`.
     pub group_name: Option<String>,
 }
 
-/// A row of `conversations` (public replies and forwards).
+/// A row of `conversations` (public replies and forwards); contract: `schemas/conversations.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConversationRow {
+    /// The ticket.
     pub ticket_id: i64,
+    /// Freshservice conversation id.
     pub conversation_id: i64,
+    /// Plain-text body (HTML rendered to text).
     pub body: String,
+    /// Original HTML body.
     pub body_html: Option<String>,
+    /// Sender.
     pub from_email: Option<String>,
+    /// Recipients.
     pub to_emails: Vec<String>,
+    /// When the message was created.
     pub created_at: Option<DateTime<Utc>>,
+    /// When the message was last updated.
     pub updated_at: Option<DateTime<Utc>>,
+    /// True when it came from the requester side.
     pub incoming: bool,
+    /// Always false here: private conversations are in notes.
     pub private: bool,
+    /// Author user id.
     pub user_id: Option<i64>,
+    /// The support mailbox involved.
     pub support_email: Option<String>,
     /// JSON array of `{name, size, content_type}` (metadata only); `None` when the API sent no
     /// `attachments`.
     pub attachments: Option<String>,
 }
 
-/// A row of `notes` (private conversations).
+/// A row of `notes` (private conversations); contract: `schemas/notes.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NoteRow {
+    /// The ticket.
     pub ticket_id: i64,
+    /// Freshservice conversation id of the note.
     pub note_id: i64,
+    /// Plain-text body (HTML rendered to text).
     pub body: String,
+    /// Original HTML body.
     pub body_html: Option<String>,
+    /// Author: the API's `from_email`, else the author agent's email.
     pub from_email: Option<String>,
+    /// When the note was created.
     pub created_at: Option<DateTime<Utc>>,
+    /// Author agent id.
     pub user_id: Option<i64>,
 }
 
-/// A row of `time_entries`.
+/// A row of `time_entries`; contract: `schemas/time_entries.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TimeEntryRow {
+    /// The ticket.
     pub ticket_id: i64,
+    /// Freshservice time entry id.
     pub time_entry_id: i64,
+    /// Agent who logged the time.
     pub agent_id: Option<i64>,
+    /// That agent's email.
     pub agent_email: Option<String>,
+    /// Exact minutes of `time_spent` (hh:mm; seconds rounded to the nearest minute).
     pub minutes: i64,
+    /// `minutes / 60`.
     pub hours: f64,
+    /// Billable flag (the API's default is true).
     pub billable: bool,
+    /// True when the timer was still running: the minutes are provisional.
     pub timer_running: bool,
+    /// The date the work counts for.
     pub executed_at: Option<DateTime<Utc>>,
+    /// The entry's note.
     pub note: Option<String>,
+    /// Freshservice workspace id (accounts with workspaces).
     pub workspace_id: Option<i64>,
+    /// The ticket task the time was logged on.
     pub task_id: Option<i64>,
     /// The entry's custom fields as the API sent them (JSON text); `{}` when it sent none.
     pub custom_fields: Option<String>,
     /// The agent's name from the agents list.
     pub agent_name: Option<String>,
+    /// When the work (or its timer) started.
     pub start_time: Option<DateTime<Utc>>,
 }
 
@@ -293,9 +381,13 @@ pub struct Placed {
     pub account: String,
     /// Partition value: the UTC year of `closed_at`.
     pub year: i32,
+    /// The row of `tickets`.
     pub ticket: TicketRow,
+    /// Its rows of `conversations` (public messages only), oldest first.
     pub conversations: Vec<ConversationRow>,
+    /// Its rows of `notes` (private conversations), oldest first.
     pub notes: Vec<NoteRow>,
+    /// Its rows of `time_entries`, by `time_entry_id`.
     pub time_entries: Vec<TimeEntryRow>,
     /// The KnowledgeTree markdown document.
     pub markdown: String,
@@ -308,7 +400,9 @@ pub struct Placed {
 /// Normalize's verdict on one closed ticket.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// The ticket goes to its account/year partition.
     Placed(Box<Placed>),
+    /// The ticket goes to the `rejects` table.
     Rejected(Rejection),
 }
 

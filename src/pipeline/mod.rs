@@ -43,25 +43,33 @@ use crate::storage::{layout, Storage};
 
 use self::policy::Ending;
 
+/// Why a run failed; each variant answers [`Error::class`] for the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A call to the API failed for good (see [`source::Error`]).
     #[error(transparent)]
     Source(#[from] source::Error),
+    /// A commit failed.
     #[error(transparent)]
     Sink(#[from] sink::Error),
+    /// The index, cursor or journal could not be read or written.
     #[error(transparent)]
     State(#[from] state::Error),
+    /// Storage failed outside a commit (opening, recovery, the run report).
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
     /// Finishing an interrupted erasure, or retention, failed.
     #[error(transparent)]
     Dataset(#[from] crate::dataset::Error),
+    /// A single-ticket run (`--ticket N`): the API answered 404 for that ticket.
     #[error("ticket {0} does not exist (404)")]
     TicketNotFound(i64),
     /// A task of the run panicked or was cancelled (a bug, not a configuration problem).
     #[error("{what} failed: {source}")]
     Task {
+        /// Which task (the listing, a fetch worker, an encoder).
         what: &'static str,
+        /// The panic or cancellation.
         #[source]
         source: tokio::task::JoinError,
     },
@@ -74,18 +82,29 @@ pub enum Error {
     LockLost(lock::Error),
     /// The run would have removed more tickets than `max_removals`: it removed none.
     #[error("this run would remove {would_remove} tickets (reopened, deleted or spam), more than max_removals = {limit}; it removed none and kept everything it fetched (the ids are in the run report). If these removals are real, rerun once with --max-removals {would_remove}")]
-    RemovalGuard { would_remove: u64, limit: u64 },
+    RemovalGuard {
+        /// Tickets the run would have removed.
+        would_remove: u64,
+        /// The `max_removals` in force.
+        limit: u64,
+    },
     /// The dataset was written by a newer release (its `_state/format.json` says so): this
     /// release would drop columns it does not know. Nothing was written.
     #[error("the dataset at {data} has format {found} (_state/format.json), written by a newer ticketsync; this release knows format {known} at most and does not write it, so nothing newer is lost. Run the newer release")]
     NewerFormat {
+        /// The dataset location.
         data: String,
+        /// The format the dataset has.
         found: u32,
+        /// The newest format this release knows.
         known: u32,
     },
     /// `max_run_minutes` passed: the run stopped fetching and committed what it had.
     #[error("the run was still going after max_run_minutes = {minutes}; it stopped fetching and committed what it had; the next run goes on from there")]
-    TimedOut { minutes: f64 },
+    TimedOut {
+        /// The `max_run_minutes` in force.
+        minutes: f64,
+    },
 }
 
 impl From<lock::Error> for Error {
@@ -124,6 +143,7 @@ impl Error {
 /// The result of a run that got far enough to write a report.
 #[derive(Debug)]
 pub struct RunOutcome {
+    /// The run report, as written to `_runs/<run_id>.json`.
     pub report: RunReport,
     /// The failure that made the run stop early, if any (the report says `failed`).
     pub error: Option<Error>,

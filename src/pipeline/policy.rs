@@ -198,7 +198,9 @@ pub fn classify(
 /// one, so nothing else can take a ticket out of the dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gone {
+    /// The ticket.
     pub id: i64,
+    /// What the API said: deleted, or spam (a 404 of the ticket itself counts as deleted).
     pub reason: Removal,
 }
 
@@ -257,10 +259,13 @@ pub enum View {
 pub enum Recheck {
     /// Fetch it again and write the new version.
     Changed(Box<wire::Ticket>),
+    /// The ticket itself answered 404: remove it.
     Gone(Gone),
+    /// Neither: the ticket fails this run (with the reason) and is not removed.
     Failed(String),
 }
 
+/// The verdict on `GET /tickets/{id}` for ticket `id` (see [`Recheck`]).
 pub fn recheck(id: i64, view: View) -> Recheck {
     match view {
         View::NotFound => Recheck::Gone(Gone {

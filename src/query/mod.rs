@@ -34,31 +34,49 @@ pub use tickets::{ConversationDoc, NoteDoc, TicketDoc, TicketQuery};
 pub enum Error {
     /// The location holds no ticket partitions at all: wrong `--data`, or nothing synced yet.
     #[error("no tickets in the dataset at {location}: expected {expected} (wrong --data, or no sync has written tickets yet)")]
-    Empty { location: String, expected: String },
+    Empty {
+        /// The dataset location.
+        location: String,
+        /// Where ticket partitions were looked for (`tickets/account=…/year=…`).
+        expected: String,
+    },
     /// Listing or opening the dataset failed (includes a missing local directory).
     #[error(transparent)]
     Storage(#[from] storage::Error),
     /// The location cannot be handed to polars.
     #[error("cannot query {location}: {reason}")]
-    Unsupported { location: String, reason: String },
+    Unsupported {
+        /// The dataset location.
+        location: String,
+        /// Why polars cannot read it.
+        reason: String,
+    },
     /// polars failed to plan or read the files (unreadable or foreign Parquet, S3 access).
     #[error("reading {what} failed")]
     Read {
+        /// What was being read (a table and its partitions).
         what: String,
+        /// polars' error.
         #[source]
         source: PolarsError,
     },
     /// A file's columns are not what `schemas/` promises.
     #[error("unexpected data in {what}: {detail}")]
-    Contract { what: String, detail: String },
+    Contract {
+        /// The file or table.
+        what: String,
+        /// Which column, and what was found instead.
+        detail: String,
+    },
+    /// The blocking task running polars panicked or was cancelled.
     #[error("a query task failed")]
     Task(#[source] tokio::task::JoinError),
 }
 
 impl Error {
     /// A location polars cannot be handed, refused credentials and a bucket that does not exist
-    /// are [`Class::Config`] (like `sync`); a missing or empty dataset, unreadable or foreign
-    /// files are [`Class::Failed`].
+    /// are [`Class::Config`](crate::error::Class::Config) (like `sync`); a missing or empty
+    /// dataset, unreadable or foreign files are [`Class::Failed`](crate::error::Class::Failed).
     pub fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
@@ -73,6 +91,7 @@ impl Error {
     }
 }
 
+/// The result of a query.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An opened dataset: the storage to list partitions, and how polars reaches the same files.
@@ -90,7 +109,9 @@ pub type FileSet = BTreeMap<Table, Vec<PartitionFile>>;
 /// One partition's data file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PartitionFile {
+    /// The account partition.
     pub account: String,
+    /// The year partition.
     pub year: i32,
     /// Relative to the dataset root, as [`Storage`] names it.
     pub path: Path,

@@ -37,15 +37,20 @@ pub enum Basis {
 pub struct RollupQuery {
     /// A validated account number; `None` for one set of rows per account.
     pub account: Option<String>,
+    /// The year (UTC) the hours count in.
     pub year: i32,
+    /// Months or the whole year.
     pub period: Period,
+    /// Which date decides the period a ticket's (or time entry's) hours count in.
     pub basis: Basis,
 }
 
 /// One period of one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupRow {
+    /// The account number.
     pub account: String,
+    /// The year.
     pub year: i32,
     /// 1–12 in a monthly rollup, `None` in a yearly one.
     pub month: Option<u32>,
@@ -66,6 +71,7 @@ impl RollupRow {
         }
     }
 
+    /// Minutes not billable: `minutes - billable_minutes`.
     pub fn non_billable_minutes(&self) -> i64 {
         self.minutes - self.billable_minutes
     }

@@ -21,24 +21,38 @@ pub struct TicketQuery {
 }
 
 /// A ticket as the Codex API served it, plus `billable_hours`. The field order is the output's
-/// key order (and CSV's column order).
+/// key order (and CSV's column order). Each field holds the `tickets` column of the same name
+/// (`schemas/tickets.json`); times are written as ISO-8601 UTC text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TicketDoc {
+    /// Freshservice ticket id (primary key).
     pub ticket_id: i64,
+    /// Display number (the id as text, as in #17531).
     pub ticket_number: String,
+    /// Ticket title.
     pub subject: Option<String>,
+    /// Original HTML description.
     pub description: Option<String>,
+    /// Plain-text description (HTML rendered to text).
     pub description_text: Option<String>,
+    /// Status name: Open, Pending, Resolved, Closed, or 'Status N' for custom codes.
     pub status: String,
+    /// Priority name: Low, Medium, High, Urgent, or 'Priority N' for unknown codes.
     pub priority: Option<String>,
+    /// Requester email (the requester may be an agent).
     pub requester_email: Option<String>,
+    /// Requester name.
     pub requester_name: Option<String>,
+    /// When the ticket was created.
     #[serde(serialize_with = "iso_opt")]
     pub created_at: Option<DateTime<Utc>>,
+    /// The ticket's `updated_at` when it was synced.
     #[serde(serialize_with = "iso")]
     pub last_updated_at: DateTime<Utc>,
+    /// `stats.closed_at`, or `updated_at` when the API gives none; its year is the year partition.
     #[serde(serialize_with = "iso")]
     pub closed_at: DateTime<Utc>,
+    /// Hours of all time entries (`total_minutes` / 60); the default hours when there are none.
     pub total_hours_spent: f64,
     /// Not in the Codex shape: Ledger bills these.
     pub billable_hours: f64,
@@ -48,33 +62,52 @@ pub struct TicketDoc {
     pub notes: Vec<NoteDoc>,
 }
 
-/// A public conversation in the Codex shape.
+/// A public conversation in the Codex shape: the `conversations` columns
+/// (`schemas/conversations.json`), `conversation_id` as `id`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConversationDoc {
+    /// Freshservice conversation id.
     pub id: i64,
+    /// Plain-text body (HTML rendered to text).
     pub body: String,
+    /// Original HTML body.
     pub body_html: Option<String>,
+    /// Sender.
     pub from_email: Option<String>,
+    /// Recipients.
     pub to_emails: Vec<String>,
+    /// When the message was created.
     #[serde(serialize_with = "iso_opt")]
     pub created_at: Option<DateTime<Utc>>,
+    /// When the message was last updated.
     #[serde(serialize_with = "iso_opt")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// True when it came from the requester side.
     pub incoming: bool,
+    /// Always false here: private conversations are in notes.
     pub private: bool,
+    /// Author user id.
     pub user_id: Option<i64>,
+    /// The support mailbox involved.
     pub support_email: Option<String>,
 }
 
-/// A private note in the Codex shape (`private` is always true).
+/// A private note in the Codex shape: the `notes` columns (`schemas/notes.json`), `note_id` as
+/// `id`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NoteDoc {
+    /// Freshservice conversation id of the note.
     pub id: i64,
+    /// Plain-text body (HTML rendered to text).
     pub body: String,
+    /// Author: the API's `from_email`, else the author agent's email.
     pub from_email: Option<String>,
+    /// When the note was created.
     #[serde(serialize_with = "iso_opt")]
     pub created_at: Option<DateTime<Utc>>,
+    /// Always true: a note is a private conversation.
     pub private: bool,
+    /// Author agent id.
     pub user_id: Option<i64>,
 }
 
@@ -133,7 +166,7 @@ impl TicketDoc {
 
 /// ISO-8601 in UTC with a `Z`, seconds unless the instant has milliseconds:
 /// `2025-01-15T10:30:00Z`.
-pub fn iso_text(t: &DateTime<Utc>) -> String {
+pub(crate) fn iso_text(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 

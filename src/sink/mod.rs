@@ -35,21 +35,35 @@ use crate::state::{self, Index, IndexEntry, Journal, Location};
 use crate::storage::{self, layout, Storage};
 use crate::tables::{self, Table};
 
+/// Sink errors: where a commit failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An object could not be read, written, moved or deleted.
     #[error(transparent)]
     Storage(#[from] storage::Error),
+    /// The index or the journal could not be read or written.
     #[error(transparent)]
     State(#[from] state::Error),
+    /// A partition file did not decode, or the new one did not encode.
     #[error(transparent)]
     Parquet(#[from] parquet::Error),
+    /// The rows already in a partition and the new ones could not be put together (their
+    /// schemas disagree).
     #[error("cannot merge rows of {path}: {detail}")]
-    Merge { path: String, detail: String },
+    Merge {
+        /// The partition file.
+        path: String,
+        /// Arrow's message.
+        detail: String,
+    },
+    /// The blocking task encoding a partition panicked or was cancelled.
     #[error("a parquet encoding task failed")]
     Task(#[source] tokio::task::JoinError),
 }
 
 impl Error {
+    /// Storage and state errors keep their class; a file that does not merge is
+    /// [`Class::Failed`](crate::error::Class::Failed); a failed task is a [`Class::Bug`](crate::error::Class::Bug).
     pub fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
@@ -77,6 +91,7 @@ pub enum Removal {
 }
 
 impl Removal {
+    /// The reason as written in the run report (`removed_by_reason`) and the logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Removal::Reopened => "reopened",
@@ -90,12 +105,16 @@ impl Removal {
 /// What one commit changes.
 #[derive(Debug, Default)]
 pub struct Changeset {
+    /// Tickets to write (or rewrite) into their partitions, with their markdown.
     pub placed: Vec<Placed>,
+    /// Tickets to write to `rejects` (their rows elsewhere leave).
     pub rejected: Vec<Rejection>,
+    /// Tickets whose rows and documents leave the dataset, and why.
     pub removed: Vec<(i64, Removal)>,
 }
 
 impl Changeset {
+    /// True when the commit would change nothing (no staging, no journal).
     pub fn is_empty(&self) -> bool {
         self.placed.is_empty() && self.rejected.is_empty() && self.removed.is_empty()
     }
@@ -104,10 +123,15 @@ impl Changeset {
 /// What a commit wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CommitStats {
+    /// Partition files written (new or replaced).
     pub parquet_files_written: u64,
+    /// Partition files deleted (the partition became empty).
     pub parquet_files_deleted: u64,
+    /// Bytes of the Parquet files written.
     pub parquet_bytes: u64,
+    /// Markdown documents written.
     pub markdown_written: u64,
+    /// Markdown documents deleted (tickets moved, rejected or removed).
     pub markdown_deleted: u64,
 }
 

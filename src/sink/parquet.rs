@@ -24,10 +24,22 @@ use crate::tables::Table;
 /// Decoding or encoding a partition file failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file (already in the dataset, or staged) did not decode as Parquet of the table.
     #[error("cannot read parquet file {path}: {detail}")]
-    Read { path: String, detail: String },
+    Read {
+        /// The object path.
+        path: String,
+        /// The Parquet or Arrow message, or the column that cannot be conformed.
+        detail: String,
+    },
+    /// Rows could not be encoded as Parquet.
     #[error("cannot write parquet for {path}: {detail}")]
-    Write { path: String, detail: String },
+    Write {
+        /// The partition the file was for.
+        path: String,
+        /// The Parquet or Arrow message.
+        detail: String,
+    },
 }
 
 impl Error {

@@ -111,7 +111,9 @@ fn format_bytes() -> Bytes {
 /// What one upgrade step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Step {
+    /// Partition files read in this chunk.
     pub files_checked: u64,
+    /// Of those, the files rewritten (the others already conformed).
     pub files_rewritten: u64,
 }
 

@@ -29,7 +29,9 @@ pub struct ClientConfig {
     pub base_url: Url,
     /// The agent API key (from `FRESHSERVICE_API_KEY`).
     pub api_key: String,
+    /// The credit budget: the account's per-window allowance and how much of it this run may use.
     pub limiter: LimiterConfig,
+    /// Backoff and attempt limits for 429, 5xx, transport errors and broken bodies.
     pub retry: RetryPolicy,
     /// Per-request timeout.
     pub timeout: Duration,
@@ -71,7 +73,9 @@ pub struct CallStats {
 /// A page: its body and the next page's URL, if any.
 #[derive(Debug)]
 pub struct Page {
+    /// The response body as received (at most `max_response_bytes`); decoded by [`super::wire`].
     pub body: Bytes,
+    /// The `Link: <…>; rel="next"` target, checked to be on the same host; `None` on the last page.
     pub next: Option<Url>,
 }
 
@@ -98,6 +102,8 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// Builds the HTTP client (Basic auth with the key, no redirects, the timeout) and the limiter;
+    /// [`Error::Config`] when the base URL or the key cannot be used.
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         let mut api_root = config.base_url.clone();
         if !api_root.path().ends_with('/') {
@@ -150,14 +156,17 @@ impl Client {
         url
     }
 
+    /// The API host (`<domain>.freshservice.com`), as errors and the report name it.
     pub fn host(&self) -> String {
         self.api_root.host_str().unwrap_or("").to_string()
     }
 
+    /// A snapshot of the request counters so far.
     pub fn stats(&self) -> CallStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// A snapshot of the limiter's waits so far.
     pub fn limiter_stats(&self) -> LimiterStats {
         self.limiter.stats()
     }

@@ -128,6 +128,7 @@ pub struct Budget {
 /// Why a call cannot go yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
+    /// How long to wait before asking again.
     pub wait: Duration,
     /// The credit budget (not the list sub-limit or a 429 pause) is what is missing.
     pub for_credits: bool,
@@ -136,8 +137,11 @@ pub struct Wait {
 /// The rate-limit headers of one response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateHeaders {
+    /// `X-RateLimit-Total`: the account's allowance per rate window.
     pub total: Option<u32>,
+    /// `X-RateLimit-Remaining`: credits left in the current window.
     pub remaining: Option<u32>,
+    /// `X-RateLimit-Used-CurrentRequest`: credits this call cost.
     pub used: Option<u32>,
 }
 
@@ -172,6 +176,7 @@ impl RateHeaders {
 }
 
 impl Budget {
+    /// A full budget at `now`, sized from `config.initial_total` until the server reports its own.
     pub fn new(mut config: LimiterConfig, now: Instant) -> Budget {
         // A zero window would make every rate infinite (and 0 × ∞ a NaN); the job refuses
         // one, this is the last line.
@@ -353,6 +358,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
+    /// A limiter with a full budget, starting now.
     pub fn new(config: LimiterConfig) -> Limiter {
         Limiter {
             budget: Mutex::new(Budget::new(config, Instant::now())),
@@ -425,6 +431,7 @@ impl Limiter {
         lock(&self.budget).pause(until);
     }
 
+    /// A snapshot of the waits so far and the allowance last reported.
     pub fn stats(&self) -> LimiterStats {
         *lock(&self.stats)
     }

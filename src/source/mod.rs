@@ -22,33 +22,50 @@ use wire::ItemError;
 pub enum Error {
     /// The key was refused: abort the run, exit with the configuration/auth code.
     #[error("freshservice at {host} refused the API key (401: {message}); check FRESHSERVICE_API_KEY and the domain")]
-    Unauthorized { host: String, message: String },
+    Unauthorized {
+        /// The API host (`<domain>.freshservice.com`, or the simulator's address).
+        host: String,
+        /// The API's error message, if its body had one.
+        message: String,
+    },
     /// The key's agent may not read this: abort (a partial export would look complete).
     #[error("freshservice at {host} denied access to {endpoint} (403: {message}); the API key's agent needs permission to read tickets, conversations and time entries")]
     Forbidden {
+        /// The API host.
         host: String,
+        /// The [`Endpoint::name`] of the refused call.
         endpoint: &'static str,
+        /// The API's error message, if its body had one.
         message: String,
     },
     /// The object is gone (a ticket deleted meanwhile).
     #[error("{endpoint} {path} not found (404)")]
     NotFound {
+        /// The [`Endpoint::name`] of the call.
         endpoint: &'static str,
+        /// The URL path of the missing object (e.g. `/api/v2/tickets/17531/conversations`).
         path: String,
     },
     /// A request the API refused; retrying would not help.
     #[error("{endpoint} answered {status}: {message}")]
     Status {
+        /// The [`Endpoint::name`] of the call.
         endpoint: &'static str,
+        /// The HTTP status (a 4xx other than 401, 403, 404 and 429).
         status: u16,
+        /// The API's error message, if its body had one.
         message: String,
     },
     /// Transient failures (5xx, timeouts, broken bodies, 429s) outlasted the retry policy.
     #[error("{endpoint} {path} failed after {attempts} attempts: {last}")]
     Exhausted {
+        /// The [`Endpoint::name`] of the call.
         endpoint: &'static str,
+        /// Host and path of the last request, never the query or credentials.
         path: String,
+        /// How many requests were sent, the first included.
         attempts: u32,
+        /// The last failure: a status and message, or the transport error.
         last: String,
     },
     /// A `Link` header pointed somewhere we will not send credentials.
@@ -56,14 +73,19 @@ pub enum Error {
         "{endpoint} returned a next-page link to another host ({link}); refusing to follow it"
     )]
     ForeignLink {
+        /// The [`Endpoint::name`] of the listing.
         endpoint: &'static str,
+        /// The `Link` target as the server sent it.
         link: String,
     },
     /// A page decoded as JSON but not as the expected envelope.
     #[error("{endpoint} {path}: {detail}")]
     Decode {
+        /// The [`Endpoint::name`] of the call.
         endpoint: &'static str,
+        /// The URL path of the page.
         path: String,
+        /// What did not decode, with the JSON path of the problem.
         detail: String,
     },
     /// A listing that cannot show it read every page: a `Link` back to a page already read, an
@@ -71,18 +93,26 @@ pub enum Error {
     /// complete could lose tickets (or, for the deleted/spam views, remove them).
     #[error("{endpoint} listing {path}: {detail}; the run cannot show it read every page")]
     Paging {
+        /// The [`Endpoint::name`] of the listing.
         endpoint: &'static str,
+        /// The URL path of the listing.
         path: String,
+        /// What showed the listing incomplete (the looping link, the empty page, the page count).
         detail: String,
     },
+    /// The client could not be built from its configuration (base URL, API key characters, TLS):
+    /// a configuration error, before any request.
     #[error("invalid source configuration: {0}")]
     Config(String),
     /// A response body above the cap (`max_response_mb`): failed, not retried (it would be as
     /// large again), instead of the process running out of memory. `path` is host and path.
     #[error("{endpoint} {path}: the response body is larger than the cap of {limit_bytes} bytes (max_response_mb); not read")]
     TooLarge {
+        /// The [`Endpoint::name`] of the call.
         endpoint: &'static str,
+        /// Host and path, never the query or credentials.
         path: String,
+        /// The cap, in bytes.
         limit_bytes: u64,
     },
 }
@@ -109,20 +139,30 @@ impl Error {
 /// The API endpoints we call, for budgeting and statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
+    /// `GET /workspaces`.
     Workspaces,
+    /// `GET /departments` and `GET /departments/{id}`.
     Departments,
+    /// `GET /agents`.
     Agents,
+    /// `GET /groups`.
     Groups,
+    /// `GET /requesters` and `GET /requesters/{id}`.
     Requesters,
+    /// `GET /tickets` (the closed-ticket listing and the deleted/spam views).
     TicketsList,
     /// `GET /tickets/filter`: only `ticketsync check` counts with it.
     TicketsFilter,
+    /// `GET /tickets/{id}`.
     TicketView,
+    /// `GET /tickets/{id}/conversations`.
     Conversations,
+    /// `GET /tickets/{id}/time_entries`.
     TimeEntries,
 }
 
 impl Endpoint {
+    /// The snake_case name used in errors, logs and the report's per-endpoint call counts.
     pub fn name(self) -> &'static str {
         match self {
             Endpoint::Workspaces => "workspaces",
@@ -197,7 +237,7 @@ pub enum Requesters {
     Directory,
 }
 
-/// A page-level failure inside a listing that the caller may want to report precisely.
+/// The items of a listing or a page, each decoded or the [`ItemError`] saying why not.
 pub type Items<T> = Vec<Result<T, ItemError>>;
 
 /// The Freshservice source of one run.
@@ -216,6 +256,7 @@ const PER_PAGE: &str = "100";
 pub const DEFAULT_MAX_PAGES: u32 = 20_000;
 
 impl Source {
+    /// A source over a new [`Client`], with listings capped at [`DEFAULT_MAX_PAGES`].
     pub fn new(config: ClientConfig) -> Result<Source, Error> {
         Ok(Source {
             client: Client::new(config)?,
@@ -230,6 +271,7 @@ impl Source {
         self
     }
 
+    /// The HTTP client, for its statistics and the credit limiter it shares.
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -640,7 +682,7 @@ impl Source {
 /// Why a listing cannot go on to `next` after its `pages`-th page, if it cannot: `next` was
 /// read before (the server links in a loop), the page was empty yet links onwards (a broken
 /// server or proxy; the real API ends a listing with a page without `Link`), or the listing
-/// passed `max_pages`. `read` holds the canonical requests read so far (see [`canonical`]).
+/// passed `max_pages`. `read` holds the canonical requests read so far (see `canonical`).
 pub fn paging_problem(
     read: &std::collections::HashSet<String>,
     next: &str,

@@ -49,7 +49,9 @@ impl Default for RetryPolicy {
 pub enum Attempt<'a> {
     /// The server answered with a non-success status.
     Status {
+        /// The HTTP status.
         status: u16,
+        /// The `Retry-After` header as sent (integer seconds or an HTTP date), if any.
         retry_after: Option<&'a str>,
     },
     /// No usable response: connect error, reset, timeout.
@@ -66,7 +68,12 @@ pub const MAX_RATE_LIMIT_WINDOWS: u32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Wait `after`, then try again. `rate_limited` means every worker must wait (a 429).
-    Retry { after: Duration, rate_limited: bool },
+    Retry {
+        /// How long to sleep first.
+        after: Duration,
+        /// A 429: every worker must wait, not only this one.
+        rate_limited: bool,
+    },
     /// Stop and report the failure.
     GiveUp,
 }

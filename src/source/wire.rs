@@ -15,26 +15,40 @@ use serde_json::Value;
 /// A ticket as listed by `GET /tickets?include=stats[,requester]` or viewed by `GET /tickets/{id}`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Ticket {
+    /// `id`: the ticket id; also its display number (`#17531`).
     pub id: i64,
+    /// `subject`: the ticket title.
     pub subject: Option<String>,
     /// HTML; may be empty or null (service requests).
     pub description: Option<String>,
+    /// `description_text`: the API's plain-text rendering of `description`.
     pub description_text: Option<String>,
+    /// `status`: 2 Open, 3 Pending, 4 Resolved, 5 Closed, or an account's custom status code.
     pub status: Option<i64>,
+    /// `priority`: 1 Low, 2 Medium, 3 High, 4 Urgent.
     pub priority: Option<i64>,
+    /// `source`: how the ticket came in (1 Email, 2 Portal, 3 Phone, …); unknown codes are kept.
     pub source: Option<i64>,
+    /// `type`: `Incident`, `Service Request` or `Alert`.
     #[serde(rename = "type")]
     pub ticket_type: Option<String>,
+    /// `requester_id`: the user who raised the ticket (a requester, or an agent).
     pub requester_id: Option<i64>,
+    /// `responder_id`: the assigned agent.
     pub responder_id: Option<i64>,
+    /// `group_id`: the assigned agent group.
     pub group_id: Option<i64>,
     /// The customer company in MSP mode; null tickets go to rejects.
     pub department_id: Option<i64>,
     /// The workspace (the client, in Freshservice for MSPs) the ticket belongs to.
     pub workspace_id: Option<i64>,
+    /// `created_at`: when the ticket was created.
     pub created_at: Option<DateTime<Utc>>,
+    /// `updated_at`: the last change; the incremental cursor, and required for a ticket to be placed.
     pub updated_at: Option<DateTime<Utc>>,
+    /// `deleted`: soft-deleted (only listed with `filter=deleted`); evidence that the ticket is gone.
     pub deleted: Option<bool>,
+    /// `spam`: marked as spam (only listed with `filter=spam`); evidence that the ticket is gone.
     pub spam: Option<bool>,
     /// Present with `include=stats`.
     pub stats: Option<Stats>,
@@ -42,10 +56,13 @@ pub struct Ticket {
     pub requester: Option<EmbeddedRequester>,
     // The fields below are carried into the dataset for analysts; a value of an unexpected type
     // becomes null instead of rejecting the ticket (see [`lenient`]).
+    /// `category`, as the account configured it.
     #[serde(default, deserialize_with = "lenient_text")]
     pub category: Option<String>,
+    /// `sub_category`.
     #[serde(default, deserialize_with = "lenient_text")]
     pub sub_category: Option<String>,
+    /// `item_category`.
     #[serde(default, deserialize_with = "lenient_text")]
     pub item_category: Option<String>,
     /// 1 Low, 2 Medium, 3 High; list rows may omit it (§6).
@@ -59,12 +76,16 @@ pub struct Ticket {
     pub tags: Option<Vec<String>>,
     /// The account's custom fields, as sent (key order kept: `preserve_order`).
     pub custom_fields: Option<Value>,
+    /// `due_by`: the SLA resolution deadline.
     #[serde(default, deserialize_with = "lenient")]
     pub due_by: Option<DateTime<Utc>>,
+    /// `fr_due_by`: the SLA first-response deadline.
     #[serde(default, deserialize_with = "lenient")]
     pub fr_due_by: Option<DateTime<Utc>>,
+    /// `is_escalated`: the resolution SLA was escalated (breached).
     #[serde(default, deserialize_with = "lenient")]
     pub is_escalated: Option<bool>,
+    /// `fr_escalated`: the first-response SLA was escalated (breached).
     #[serde(default, deserialize_with = "lenient")]
     pub fr_escalated: Option<bool>,
 }
@@ -72,15 +93,21 @@ pub struct Ticket {
 /// The `stats` embed; only the fields we use.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 pub struct Stats {
+    /// `closed_at`: when the ticket was closed; normalize falls back to `updated_at` without it.
     pub closed_at: Option<DateTime<Utc>>,
+    /// `resolved_at`: when the ticket was resolved.
     #[serde(default, deserialize_with = "lenient")]
     pub resolved_at: Option<DateTime<Utc>>,
+    /// `first_responded_at`: the first agent response.
     #[serde(default, deserialize_with = "lenient")]
     pub first_responded_at: Option<DateTime<Utc>>,
+    /// `agent_responded_at`: the latest agent response.
     #[serde(default, deserialize_with = "lenient")]
     pub agent_responded_at: Option<DateTime<Utc>>,
+    /// `first_resp_time_in_secs`: seconds from creation to the first response.
     #[serde(default, deserialize_with = "lenient")]
     pub first_resp_time_in_secs: Option<i64>,
+    /// `resolution_time_in_secs`: seconds from creation to resolution.
     #[serde(default, deserialize_with = "lenient")]
     pub resolution_time_in_secs: Option<i64>,
 }
@@ -88,28 +115,41 @@ pub struct Stats {
 /// The `requester` embed: `{"id","name","email","mobile","phone"}`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 pub struct EmbeddedRequester {
+    /// `id`: the requester's user id (the ticket's `requester_id`).
     pub id: Option<i64>,
+    /// `name`: the full name, as one string.
     pub name: Option<String>,
+    /// `email`: the primary email.
     pub email: Option<String>,
 }
 
 /// One item of `GET /tickets/{id}/conversations`: a reply, forward or note.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Conversation {
+    /// `id`: the conversation id (`note_id` for a private one).
     pub id: i64,
+    /// `user_id`: the author (a requester or an agent).
     pub user_id: Option<i64>,
     /// HTML.
     pub body: Option<String>,
+    /// `body_text`: the API's plain-text rendering of `body`, used when `body` is empty.
     pub body_text: Option<String>,
+    /// `incoming`: true when the message came from the requester side.
     pub incoming: Option<bool>,
     /// `true` = internal note.
     pub private: Option<bool>,
+    /// `source`: 0 email, 1 form, 2 note, 3 status, 4 meta, 5 feedback, 6 forwarded email.
     pub source: Option<i64>,
+    /// `support_email`: the support mailbox involved; null for notes.
     pub support_email: Option<String>,
+    /// `from_email`: the sender; often null for notes.
     pub from_email: Option<String>,
+    /// `to_emails`: the recipients (empty when the API sent null or nothing).
     #[serde(default, deserialize_with = "string_list")]
     pub to_emails: Vec<String>,
+    /// `created_at`: when the message was written.
     pub created_at: Option<DateTime<Utc>>,
+    /// `updated_at`: when the message was last edited.
     pub updated_at: Option<DateTime<Utc>>,
     /// Attachment metadata (`{id, name, size, content_type, attachment_url, ...}`); only the
     /// name, size and content type are kept (see [`Attachment`]).
@@ -121,27 +161,39 @@ pub struct Conversation {
 /// or the content.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Attachment {
+    /// `name`: the file name.
     pub name: Option<String>,
+    /// `size`: in bytes.
     pub size: Option<i64>,
+    /// `content_type`: the MIME type, e.g. `image/png`.
     pub content_type: Option<String>,
 }
 
 /// One item of `GET /tickets/{id}/time_entries`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct TimeEntry {
+    /// `id`: the time entry id.
     pub id: i64,
+    /// `agent_id`: the agent who logged the time.
     pub agent_id: Option<i64>,
     /// `"hh:mm"` (also `h:mm`, `hhh:mm`, `hh:mm:ss`); parsed by normalize.
     #[serde(default, deserialize_with = "lenient_string")]
     pub time_spent: Option<String>,
     /// Defaults to billable, as the API does.
     pub billable: Option<bool>,
+    /// `timer_running`: the timer is still running, so `time_spent` is provisional.
     pub timer_running: Option<bool>,
+    /// `executed_at`: the date the work counts for (defaults to creation; agents may back-date it).
     pub executed_at: Option<DateTime<Utc>>,
+    /// `start_time`: when the timer (re)started.
     pub start_time: Option<DateTime<Utc>>,
+    /// `note`: the agent's note on the work.
     pub note: Option<String>,
+    /// `created_at`: when the entry was created.
     pub created_at: Option<DateTime<Utc>>,
+    /// `updated_at`: when the entry was last changed (the ticket's `updated_at` may not move with it).
     pub updated_at: Option<DateTime<Utc>>,
+    /// `task_id`: the ticket task the time was logged on.
     #[serde(default, deserialize_with = "lenient")]
     pub task_id: Option<i64>,
     /// Per-account fields (e.g. a work type billing uses), as sent.
@@ -154,7 +206,9 @@ pub struct TimeEntry {
 /// A department (= a customer company in MSP mode).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Department {
+    /// `id`: the department id (a ticket's `department_id`).
     pub id: i64,
+    /// `name`: the company name.
     pub name: Option<String>,
     /// Holds the account number under an MSP-chosen key (number or string).
     pub custom_fields: Option<serde_json::Map<String, Value>>,
@@ -165,10 +219,13 @@ pub struct Department {
 /// A workspace (a client in Freshservice for MSPs), from `GET /workspaces`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Workspace {
+    /// `id`: the workspace id (a ticket's `workspace_id`).
     pub id: i64,
+    /// `name`: the workspace (client) name.
     pub name: Option<String>,
     /// The workspace that listings without `workspace_id` return.
     pub primary: Option<bool>,
+    /// `state`: e.g. `active`.
     pub state: Option<String>,
     /// Workspace (client) fields, where the API returns them.
     pub custom_fields: Option<serde_json::Map<String, Value>>,
@@ -177,25 +234,35 @@ pub struct Workspace {
 /// An agent; notes and time entries name their author by agent id only.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Agent {
+    /// `id`: the agent id (a ticket's `responder_id`, a note's `user_id`, an entry's `agent_id`).
     pub id: i64,
+    /// `first_name`.
     pub first_name: Option<String>,
+    /// `last_name`.
     pub last_name: Option<String>,
+    /// `email`.
     pub email: Option<String>,
 }
 
 /// An agent group, from `GET /groups` (to name a ticket's group).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Group {
+    /// `id`: the group id (a ticket's `group_id`).
     pub id: i64,
+    /// `name`: the group name (the `group_name` column).
     pub name: Option<String>,
 }
 
 /// A requester (a customer's user), from `GET /requesters` or `GET /requesters/{id}`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Requester {
+    /// `id`: the requester's user id (a ticket's `requester_id`).
     pub id: i64,
+    /// `first_name`.
     pub first_name: Option<String>,
+    /// `last_name`.
     pub last_name: Option<String>,
+    /// `primary_email`: the requester's main address (the `requester_email` column).
     pub primary_email: Option<String>,
 }
 

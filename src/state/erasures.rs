@@ -42,6 +42,7 @@ struct Record {
 /// The erasures of a dataset and the key they are hashed under.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The erased people, ready to check texts against.
     pub erasures: Erasures,
     key_source: KeySource,
 }

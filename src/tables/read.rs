@@ -86,6 +86,8 @@ fn req<T>(value: Option<T>, column: &str, row: usize) -> Result<T> {
     value.ok_or_else(|| format!("column {column} is null in row {row}"))
 }
 
+/// The rows of a `tickets` batch, in batch order; an error names the missing, mistyped or
+/// null column (and the row).
 pub fn tickets(batch: &RecordBatch) -> Result<Vec<TicketRow>> {
     let c = Cols(batch);
     let ticket_id = c.ints("ticket_id")?;
@@ -194,6 +196,7 @@ pub fn tickets(batch: &RecordBatch) -> Result<Vec<TicketRow>> {
         .collect()
 }
 
+/// The rows of a `conversations` batch, in batch order.
 pub fn conversations(batch: &RecordBatch) -> Result<Vec<ConversationRow>> {
     let c = Cols(batch);
     let ticket_id = c.ints("ticket_id")?;
@@ -230,6 +233,7 @@ pub fn conversations(batch: &RecordBatch) -> Result<Vec<ConversationRow>> {
         .collect()
 }
 
+/// The rows of a `notes` batch, in batch order.
 pub fn notes(batch: &RecordBatch) -> Result<Vec<NoteRow>> {
     let c = Cols(batch);
     let ticket_id = c.ints("ticket_id")?;
@@ -254,6 +258,7 @@ pub fn notes(batch: &RecordBatch) -> Result<Vec<NoteRow>> {
         .collect()
 }
 
+/// The rows of a `time_entries` batch, in batch order.
 pub fn time_entries(batch: &RecordBatch) -> Result<Vec<TimeEntryRow>> {
     let c = Cols(batch);
     let ticket_id = c.ints("ticket_id")?;

@@ -39,6 +39,7 @@ pub struct ErasedPerson {
     /// HMACs of the Freshservice user ids the person requested tickets as.
     #[serde(default)]
     pub requester_ids: Vec<String>,
+    /// When `forget` recorded the person (the time of that run).
     pub erased_at: DateTime<Utc>,
     /// True until the dataset has been rewritten without the person (a `forget` that was
     /// interrupted is finished by the next run).
@@ -132,14 +133,17 @@ impl Erasures {
         i
     }
 
+    /// True when no one has been erased (the texts pass unchanged).
     pub fn is_empty(&self) -> bool {
         self.people.is_empty()
     }
 
+    /// The erased people, in the order they were recorded (as stored).
     pub fn people(&self) -> &[ErasedPerson] {
         &self.people
     }
 
+    /// The erased people, for `forget` to clear their `pending` marks once the rewrite is done.
     pub fn people_mut(&mut self) -> &mut [ErasedPerson] {
         &mut self.people
     }

@@ -17,7 +17,9 @@ use super::{ConversationRow, NoteRow, TicketRow, TimeEntryRow};
 /// What a run applies to every ticket it writes.
 #[derive(Debug, Clone)]
 pub struct Privacy {
+    /// Replaces secrets in the free texts (the job's `[redact]` settings).
     pub redactor: Arc<Redactor>,
+    /// The dataset's erased people (`_state/erasures.json`), replaced by their pseudonyms.
     pub erasures: Arc<Erasures>,
 }
 

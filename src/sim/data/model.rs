@@ -55,7 +55,7 @@ impl GroundTruth {
             .filter(|t| t.status == STATUS_CLOSED && !t.deleted && !t.spam)
     }
 
-    /// The primary workspace's id ([`PRIMARY_WORKSPACE`]).
+    /// The primary workspace's id (`PRIMARY_WORKSPACE`).
     pub fn primary_workspace(&self) -> i64 {
         PRIMARY_WORKSPACE
     }
