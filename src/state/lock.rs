@@ -150,8 +150,11 @@ impl Ticker {
 /// The content of the lock object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
+    /// The run holding the lock (its report is `_runs/<run_id>.json`).
     pub run_id: String,
+    /// The holder's host name.
     pub host: String,
+    /// The holder's process id (meaningful only in `pid_ns` on `host`).
     pub pid: u32,
     /// The holder's boot id (`/proc/sys/kernel/random/boot_id`); absent in locks written by
     /// older versions or where `/proc` does not exist.
@@ -161,8 +164,11 @@ pub struct LockInfo {
     /// pid means something only in that namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_ns: Option<String>,
+    /// When the holder took the lock.
     pub started_at: DateTime<Utc>,
+    /// When the holder last refreshed it.
     pub refreshed_at: DateTime<Utc>,
+    /// When it expires unless refreshed (`refreshed_at` + the lock's TTL); after that the next run takes it over.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -171,7 +177,9 @@ pub struct LockInfo {
 /// boot) to exercise [`provably_gone`] without containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The host name.
     pub host: String,
+    /// The process id.
     pub pid: u32,
     /// `None` where the kernel does not tell (no `/proc`): then no holder is provably gone.
     pub boot_id: Option<String>,
@@ -233,29 +241,46 @@ impl std::fmt::Display for LockInfo {
     }
 }
 
+/// Run-lock errors: someone else holds or took the lock, or the lock object is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Another run holds an unexpired lock.
     #[error("another run is writing {data}: {holder}; retry after it finished, or delete {path} if that run is known to be dead")]
     Held {
+        /// The dataset location.
         data: String,
+        /// The lock object's path (`_state/lock.json`).
         path: String,
+        /// What the lock object says about its holder.
         holder: Box<LockInfo>,
     },
     /// The lock changed hands repeatedly while this run tried to take it.
     #[error("cannot take the lock on {data}: other runs keep taking it")]
-    Contended { data: String },
+    Contended {
+        /// The dataset location.
+        data: String,
+    },
     /// This run no longer holds its lock; it must not write.
     #[error("run {run_id} lost its lock on {data}: {reason}")]
     Lost {
+        /// This run's id.
         run_id: String,
+        /// The dataset location.
         data: String,
+        /// What showed the lock lost (another holder, an expired or missing lock object).
         reason: String,
     },
     #[error(
         "lock object {path} is corrupt ({detail}); delete it if no run is writing the dataset"
     )]
-    Corrupt { path: String, detail: String },
+    /// A lock object exists but does not decode: runs refuse to start until someone deletes it.
+    Corrupt {
+        /// The lock object's path.
+        path: String,
+        /// The decode error.
+        detail: String,
+    },
+    /// Reading or writing the lock object failed.
     #[error(transparent)]
     Storage(#[from] storage::Error),
 }
