@@ -31,7 +31,7 @@
 //!   the removal guard, when the cursor moves); the rest is mechanism: the listing task, the
 //!   fetch workers, the dispatcher between them, checkpoints and commits.
 //! - [`dataset`]: operations on a written dataset that need no API — `forget` (erasure),
-//!   `export` (subject access), `retention` (prune) — through the same rows, renderer and commit.
+//!   `export` (subject access), `retention` (prune), `redact` — through the same rows, renderer and commit.
 //! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary;
 //!   [`metrics`] the same facts as Prometheus gauges, for node_exporter's textfile collector
 //!   and the Pushgateway.

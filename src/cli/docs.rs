@@ -51,7 +51,7 @@ pub fn man(args: ManArgs) -> super::Result<Completion> {
         Some(name) => {
             let sub = root.find_subcommand(name).cloned().ok_or_else(|| {
                 super::Error::config(format!(
-                    "no command {name:?} (sync, check, query, forget, export-person, prune, sim, completions, man)"
+                    "no command {name:?} (sync, check, query, forget, export-person, prune, redact, sim, completions, man)"
                 ))
             })?;
             // `ticketsync-sync(1)`, as git and cargo name their pages. clap takes a static name;
@@ -110,6 +110,7 @@ mod tests {
             "forget",
             "export-person",
             "prune",
+            "redact",
             "sim",
             "completions",
             "man",

@@ -70,6 +70,8 @@ pub enum Command {
     ExportPerson(privacy::ExportPersonArgs),
     #[doc = concat!("`ticketsync prune`: removes tickets closed before the retention window.")]
     Prune(privacy::PruneArgs),
+    #[doc = concat!("`ticketsync redact`: the redaction rules applied to rows already written.")]
+    Redact(privacy::RedactArgs),
     #[doc = concat!("`ticketsync completions`: a shell completion script.")]
     Completions(docs::CompletionsArgs),
     #[doc = concat!("`ticketsync man`: a man page.")]
@@ -176,6 +178,7 @@ pub async fn run(cli: Cli) -> Result<Completion> {
         Command::Forget(args) => privacy::forget(args).await,
         Command::ExportPerson(args) => privacy::export_person(args).await,
         Command::Prune(args) => privacy::prune(args).await,
+        Command::Redact(args) => privacy::redact(args).await,
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     }

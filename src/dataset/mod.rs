@@ -1,5 +1,6 @@
 //! Operations on a written dataset that need no API: erasure ([`forget`]), subject-access export
-//! ([`export`]) and retention ([`retention`]).
+//! ([`export`]), retention ([`retention`]) and redaction of rows written before a rule existed
+//! ([`redact`]).
 //!
 //! They read the partition files back into rows ([`crate::tables::read`]), change them with the
 //! same pure functions a sync uses (`normalize::privacy`), render the markdown with the same
@@ -8,6 +9,7 @@
 
 pub mod export;
 pub mod forget;
+pub mod redact;
 pub mod retention;
 
 use std::collections::{BTreeMap, BTreeSet};

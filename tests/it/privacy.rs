@@ -547,3 +547,44 @@ async fn check_lists_an_erasure_key_that_does_not_match() {
     let problems = report["problems"].to_string();
     assert!(problems.contains("TICKETSYNC_ERASURE_KEY"), "{problems}");
 }
+
+#[tokio::test]
+async fn redact_applies_the_rules_to_rows_written_before_them() {
+    let h = Harness::new(200, 21).await;
+    let spec = JobSpec {
+        redact: Some(ticketsync::normalize::privacy::RedactSpec {
+            enabled: Some(false),
+            ..Default::default()
+        }),
+        ..h.full_spec()
+    };
+    h.sync_with(spec, None).await;
+    let before = h.dump().await;
+    assert!(!occurrences(&before, "Relay!2025").is_empty());
+    let data = h.data();
+
+    let (code, stdout, stderr) = run(&["redact", "--data", &data, "--dry-run"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("would redact "), "{stdout}");
+    assert_eq!(h.dump().await, before);
+
+    let (code, stdout, stderr) = run(&["redact", "--data", &data]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("credential"), "{stdout}");
+    let after = h.dump().await;
+    for secret in ["Relay!2025", "Fuser#48213"] {
+        assert_eq!(
+            occurrences(&after, secret),
+            Vec::<String>::new(),
+            "{secret}"
+        );
+    }
+    assert_eq!(billing(&after), billing(&before));
+    assert_eq!(after.markdown.len(), before.markdown.len());
+    // Idempotent: a second run finds nothing.
+    let (_, stdout, _) = run(&["redact", "--data", &data]).await;
+    assert!(
+        stdout.starts_with("redacted 0 secrets in 0 tickets"),
+        "{stdout}"
+    );
+}
