@@ -299,7 +299,7 @@ pub fn time_entries(batch: &RecordBatch) -> Result<Vec<TimeEntryRow>> {
         .collect()
 }
 
-/// The `rejects` rows: ticket id, reason code, and when it was seen (all retention needs).
+/// The `rejects` rows as (ticket id, when it was seen): all retention needs.
 pub fn rejects_seen(batch: &RecordBatch) -> Result<Vec<(i64, DateTime<Utc>)>> {
     let c = Cols(batch);
     let ticket_id = c.ints("ticket_id")?;
