@@ -635,6 +635,8 @@ mod tests {
                 redactions: BTreeMap::from([("credential".to_string(), 3)]),
                 tickets_erased: 1,
                 pending_erasure: None,
+                names_learned: 0,
+                names_rewrite: None,
             },
             retention: None,
             next_cursor: None,

@@ -74,6 +74,11 @@ pub struct PrivacyReport {
     pub tickets_erased: u64,
     /// Set when this run first finished the rewrite of an interrupted `forget`.
     pub pending_erasure: Option<crate::dataset::Rewritten>,
+    /// Erased people whose name this run learned from a ticket they requested (their record
+    /// had none); the dataset was then rewritten without the name (`names_rewrite`).
+    pub names_learned: u64,
+    /// What that rewrite changed.
+    pub names_rewrite: Option<crate::dataset::Rewritten>,
 }
 
 /// Removals the removal guard refused (see `max_removals`).

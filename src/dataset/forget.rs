@@ -242,6 +242,33 @@ pub async fn prepare_for_sync(
     Ok((loaded.erasures, Some(changed)))
 }
 
+/// Completes erasure records with names a sync learned (people forgotten before any ticket of
+/// theirs was in the dataset) and rewrites the dataset without those names, under the run's
+/// lock. Returns what the rewrite changed.
+pub async fn complete_names(
+    storage: &Storage,
+    index: &mut Index,
+    lock: &Lock,
+    run_id: &str,
+    learned: &[crate::normalize::privacy::LearnedName],
+) -> Result<Rewritten> {
+    let mut loaded = erasures::load_for_update(storage).await?;
+    let mut completed = false;
+    for name in learned {
+        completed |= loaded.erasures.complete(name);
+    }
+    if !completed {
+        return Ok(Rewritten::default());
+    }
+    let at = now();
+    // Pending first: a run killed during the rewrite leaves it to the next one.
+    erasures::store(storage, &loaded, at).await?;
+    let tag = format!("{run_id}-names");
+    let changed = rewrite_all(storage, index, lock, &tag, false, &loaded).await?;
+    finish(storage, &mut loaded, at).await?;
+    Ok(changed)
+}
+
 /// Who an address is in the data.
 #[derive(Debug, Default)]
 struct Found {

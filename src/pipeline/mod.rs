@@ -259,6 +259,26 @@ async fn run_locked(
         }
         (result, _) => result,
     };
+    // Names learned for erased people: complete their records and rewrite the dataset without
+    // the names (other tickets of this run may hold them in their texts).
+    let learned: Vec<_> = run.learned_names.values().cloned().collect();
+    let mut names_rewrite = None;
+    // Also after a failed run: what it committed holds the person's tickets, which later runs
+    // skip as unchanged. Never without the lock.
+    let result = if learned.is_empty() || lock.check().is_err() {
+        result
+    } else {
+        match dataset::forget::complete_names(storage, &mut index, lock, &start.run_id, &learned)
+            .await
+        {
+            Ok(changed) => {
+                run.output += changed.output;
+                names_rewrite = Some(changed);
+                result
+            }
+            Err(e) => result.and(Err(Error::from(e))),
+        }
+    };
 
     let ending = match (&result, run.counts.failed) {
         (Ok(()), 0) => Ending::Complete,
@@ -332,6 +352,8 @@ async fn run_locked(
             redactions: run.redactions.clone(),
             tickets_erased: run.tickets_erased,
             pending_erasure,
+            names_learned: learned.len() as u64,
+            names_rewrite,
         },
         retention,
         next_cursor: next.map(|(at, _)| at),

@@ -51,6 +51,8 @@ pub(crate) struct Run<'a> {
     pub(crate) redactions: BTreeMap<String, u64>,
     /// Tickets committed with an erased person removed from them.
     pub(crate) tickets_erased: u64,
+    /// Names of erased people learned from the tickets committed (keyed hashes), by address hash.
+    pub(crate) learned_names: BTreeMap<String, crate::normalize::privacy::LearnedName>,
     /// Tickets closed before this are not written (`retention_days`).
     retention_cutoff: Option<DateTime<Utc>>,
     commits: u32,
@@ -166,6 +168,7 @@ impl<'a> Run<'a> {
             output: CommitStats::default(),
             redactions: BTreeMap::new(),
             tickets_erased: 0,
+            learned_names: BTreeMap::new(),
             retention_cutoff: job
                 .retention_days
                 .map(|days| crate::dataset::retention::cutoff(start.at, days)),
@@ -584,6 +587,11 @@ impl<'a> Run<'a> {
                 *self.redactions.entry(rule.clone()).or_default() += n;
             }
             self.tickets_erased += u64::from(p.privacy.erased);
+            if let Some(learned) = &p.privacy.learned {
+                self.learned_names
+                    .entry(learned.email.clone())
+                    .or_insert_with(|| learned.clone());
+            }
         }
         self.counts.written += changeset.placed.len() as u64;
         self.counts.rejected += changeset.rejected.len() as u64;

@@ -645,3 +645,50 @@ async fn forget_killed_at_any_moment_then_rerun_equals_a_clean_erasure() {
     }
     println!("{killed_mid_run} of 6 kills hit a running forget ({clean_time:?} clean)");
 }
+
+/// Forgotten before any ticket of theirs was synced: the record has the address only. The sync
+/// that brings their tickets learns their name from them, completes the record (hashed) and
+/// rewrites the dataset without it.
+#[tokio::test]
+async fn a_name_learned_by_a_later_sync_is_erased_everywhere() {
+    let h = Harness::new(250, 27).await;
+    let truth = h.sim.ground_truth();
+    let mut count: BTreeMap<i64, usize> = BTreeMap::new();
+    for t in truth.closed_tickets() {
+        *count.entry(t.requester_id).or_default() += 1;
+    }
+    let person = truth
+        .requesters
+        .iter()
+        .max_by_key(|r| count.get(&r.id).copied().unwrap_or(0))
+        .unwrap();
+    let email = person.primary_email.clone();
+    let name = format!("{} {}", person.first_name, person.last_name);
+    let data = h.data();
+    std::fs::create_dir_all(&data).unwrap();
+    let (code, stdout, stderr) = run(&["forget", "--data", &data, "--email", &email]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("no name known"), "{stdout}");
+
+    let outcome = h.full_sync().await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.report.privacy.names_learned, 1);
+    let dump = h.dump().await;
+    assert!(!dump.table("tickets").is_empty());
+    assert_eq!(occurrences(&dump, &email), Vec::<String>::new());
+    assert_eq!(occurrences(&dump, &name), Vec::<String>::new());
+    let record = serde_json::to_string(
+        &ticketsync::state::erasures::load(&h.storage)
+            .await
+            .unwrap()
+            .erasures
+            .people()[0],
+    )
+    .unwrap();
+    assert!(record.contains("\"name_words\":2"), "{record}");
+    assert!(!record
+        .to_lowercase()
+        .contains(&person.last_name.to_lowercase()));
+    // Learned once: the next run has nothing to learn.
+    assert_eq!(h.incremental().await.report.privacy.names_learned, 0);
+}

@@ -282,6 +282,54 @@ impl Erasures {
         text.as_mut().is_some_and(|t| self.scrub_in_place(t, own))
     }
 
+    /// The erased person who requested `ticket`, if any.
+    fn owner(&self, ticket: &TicketRow) -> Option<usize> {
+        ticket
+            .requester_email
+            .as_deref()
+            .and_then(|e| self.email_index(e))
+            .or_else(|| ticket.requester_id.and_then(|id| self.id_index(id)))
+    }
+
+    /// When `ticket` was requested by an erased person whose record has no name (they had no
+    /// ticket in the dataset when they were forgotten), the name it gives them, hashed. Call
+    /// before [`Erasures::apply`], which replaces the name.
+    pub fn learn(&self, ticket: &TicketRow) -> Option<LearnedName> {
+        if self.is_empty() {
+            return None;
+        }
+        let person = &self.people[self.owner(ticket)?];
+        if person.name.is_some() {
+            return None;
+        }
+        let (name, words) = normal_name(ticket.requester_name.as_deref()?);
+        if name.is_empty() || name.starts_with("erased-") {
+            return None;
+        }
+        Some(LearnedName {
+            email: person.email.clone(),
+            name: self.hash_hex("name", &name),
+            words,
+        })
+    }
+
+    /// Completes a record with a learned name and marks it pending (the dataset still holds the
+    /// name in other tickets' texts until it is rewritten). False when nothing changed.
+    pub fn complete(&mut self, learned: &LearnedName) -> bool {
+        let Some(i) = unhex(&learned.email).and_then(|e| self.emails.get(&e).copied()) else {
+            return false;
+        };
+        if self.people[i].name.is_some() {
+            return false;
+        }
+        let mut person = self.people[i].clone();
+        person.name = Some(learned.name.clone());
+        person.name_words = learned.words;
+        person.pending = true;
+        self.add(person);
+        true
+    }
+
     /// Applies the erasures to one ticket's rows; true when anything changed.
     pub fn apply(
         &self,
@@ -293,12 +341,7 @@ impl Erasures {
         if self.is_empty() {
             return false;
         }
-        let owner = ticket
-            .requester_email
-            .as_deref()
-            .and_then(|e| self.email_index(e))
-            .or_else(|| ticket.requester_id.and_then(|id| self.id_index(id)));
-        let own = owner.map(|person| Own {
+        let own = self.owner(ticket).map(|person| Own {
             person,
             parts: ticket
                 .requester_name
@@ -392,6 +435,18 @@ impl Erasures {
         *field = Some(pseudonym.clone());
         true
     }
+}
+
+/// A name the erasure record lacks, learned from a ticket the person requested: keyed hashes
+/// only (the record is completed with it, then the dataset is rewritten without the name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedName {
+    /// The person's address hash (which record to complete).
+    pub email: String,
+    /// HMAC of the name (as [`ErasedPerson::name`]).
+    pub name: String,
+    /// Its word count.
+    pub words: usize,
 }
 
 /// The ticket's requester is an erased person: their name's single words go too.

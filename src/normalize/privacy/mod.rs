@@ -9,7 +9,7 @@ pub mod redact;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-pub use erase::{ErasedPerson, Erasures};
+pub use erase::{ErasedPerson, Erasures, LearnedName};
 pub use redact::{Counts, RedactSpec, Redactor};
 
 use super::{ConversationRow, NoteRow, TicketRow, TimeEntryRow};
@@ -51,6 +51,8 @@ pub struct PrivacyStats {
     pub redactions: Counts,
     /// An erased person was removed from the ticket.
     pub erased: bool,
+    /// The ticket gave an erased person the name their record lacked.
+    pub learned: Option<LearnedName>,
 }
 
 impl Privacy {
@@ -62,6 +64,7 @@ impl Privacy {
         notes: &mut [NoteRow],
         entries: &mut [TimeEntryRow],
     ) -> PrivacyStats {
+        let learned = self.erasures.learn(ticket);
         let erased = self.erasures.apply(ticket, conversations, notes, entries);
         let mut redactions = Counts::new();
         if !self.redactor.is_disabled() {
@@ -96,6 +99,10 @@ impl Privacy {
                 }
             }
         }
-        PrivacyStats { redactions, erased }
+        PrivacyStats {
+            redactions,
+            erased,
+            learned,
+        }
     }
 }
