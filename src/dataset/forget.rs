@@ -17,12 +17,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{check_format, partitions, read_partition, rewrite, Error, Result, Rewritten};
+use super::{partitions, read_partition, rewrite, Error, Result, Rewritten, Session};
 use crate::normalize::privacy::Erasures;
 use crate::state::erasures::{self, Loaded};
 use crate::state::lock::Lock;
-use crate::state::{self, Index};
-use crate::storage::{layout, Storage};
+use crate::state::Index;
+use crate::storage::Storage;
 
 /// What `forget` is asked to do.
 #[derive(Debug, Clone)]
@@ -113,31 +113,25 @@ pub async fn forget(storage: &Storage, request: &Request) -> Result<ForgetReport
     if request.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(Error::Invalid("--name must not be empty".into()));
     }
-    let started_at = now();
-    let run_id = format!(
-        "{}-forget-{:04x}",
-        started_at.format("%Y%m%dT%H%M%SZ"),
-        rand::random::<u16>()
-    );
-    let lock = Lock::acquire(storage, &run_id, request.lock_ttl).await?;
-    let result = forget_locked(storage, request, &email, &lock, &run_id, started_at).await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!(error = %e, "cannot release the run lock; it expires on its own");
-    }
-    result
+    super::under_lock(storage, "forget", request.lock_ttl, async |s| {
+        forget_locked(storage, request, &email, s).await
+    })
+    .await
 }
 
 async fn forget_locked(
     storage: &Storage,
     request: &Request,
     email: &str,
-    lock: &Lock,
-    run_id: &str,
-    started_at: DateTime<Utc>,
+    session: Session<'_>,
 ) -> Result<ForgetReport> {
-    state::recover(storage).await?;
-    check_format(storage).await?;
-    let mut index = state::load_index(storage).await?;
+    let Session {
+        run_id,
+        started_at,
+        lock,
+        mut index,
+    } = session;
+    let run_id = run_id.as_str();
     let (mut loaded, provisional) = if request.dry_run {
         erasures::load_for_dry_run(storage).await?
     } else {
@@ -184,10 +178,7 @@ async fn forget_locked(
     };
     if !request.dry_run {
         finish(storage, &mut loaded, started_at).await?;
-        let body = serde_json::to_vec_pretty(&report).expect("report serializes");
-        storage
-            .put(&layout::run_report(run_id), body.into())
-            .await?;
+        super::audit(storage, run_id, &report).await?;
     }
     Ok(report)
 }

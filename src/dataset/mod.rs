@@ -13,10 +13,14 @@ pub mod redact;
 pub mod retention;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::normalize::{markdown, Placed};
 use crate::sink::{self, parquet, Changeset, CommitStats};
-use crate::state::{self, lock, Index, Location};
+use crate::state::lock::{self, Lock};
+use crate::state::{self, Index, Location};
 use crate::storage::{self, layout, Storage};
 use crate::tables::{self, Table};
 
@@ -110,6 +114,64 @@ pub async fn check_format(storage: &Storage) -> Result<()> {
             storage.display()
         ))),
     }
+}
+
+/// One maintenance command's run, under the dataset's run lock.
+#[derive(Debug)]
+pub struct Session<'a> {
+    /// `<start>-<command>-<4 hex>`: names the lock holder, the staging area and the audit record.
+    pub run_id: String,
+    /// When the command started (whole seconds).
+    pub started_at: DateTime<Utc>,
+    /// The run lock the command holds (checked before each commit).
+    pub lock: &'a Lock,
+    /// The dataset's index, after any interrupted commit was finished.
+    pub index: Index,
+}
+
+/// Runs `work` as the maintenance command `command` the way a sync runs: under the run lock,
+/// after finishing an interrupted commit, on a dataset of this release's format; the lock is
+/// released afterwards, also when `work` failed.
+pub async fn under_lock<R>(
+    storage: &Storage,
+    command: &str,
+    lock_ttl: Duration,
+    work: impl AsyncFnOnce(Session<'_>) -> Result<R>,
+) -> Result<R> {
+    let now = Utc::now();
+    let started_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let run_id = format!(
+        "{}-{command}-{:04x}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    );
+    let lock = lock::Lock::acquire(storage, &run_id, lock_ttl).await?;
+    let result = async {
+        state::recover(storage).await?;
+        check_format(storage).await?;
+        let index = state::load_index(storage).await?;
+        work(Session {
+            run_id: run_id.clone(),
+            started_at,
+            lock: &lock,
+            index,
+        })
+        .await
+    }
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "cannot release the run lock; it expires on its own");
+    }
+    result
+}
+
+/// Writes a command's audit record to `_runs/<run_id>.json`.
+pub async fn audit(storage: &Storage, run_id: &str, record: &impl serde::Serialize) -> Result<()> {
+    let body = serde_json::to_vec_pretty(record).expect("audit records serialize");
+    storage
+        .put(&layout::run_report(run_id), body.into())
+        .await?;
+    Ok(())
 }
 
 /// Every ticket of one partition with its rows (markdown not rendered: empty).

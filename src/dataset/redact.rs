@@ -8,10 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{check_format, rewrite, Error, Result, Rewritten};
+use super::{rewrite, Error, Result, Rewritten};
 use crate::normalize::privacy::{Counts, Erasures, Privacy, Redactor};
-use crate::state::{self, lock::Lock};
-use crate::storage::{layout, Storage};
+use crate::storage::Storage;
 
 /// The audit record of a `redact` run (`_runs/<run_id>.json`): counts only, never a value.
 #[derive(Debug, Clone, Serialize)]
@@ -76,24 +75,14 @@ pub async fn redact(
             "redaction is disabled ([redact] enabled = false): nothing to apply".into(),
         ));
     }
-    let now = Utc::now();
-    let started_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-    let run_id = format!(
-        "{}-redact-{:04x}",
-        started_at.format("%Y%m%dT%H%M%SZ"),
-        rand::random::<u16>()
-    );
-    let lock = Lock::acquire(storage, &run_id, lock_ttl).await?;
-    let result = async {
-        state::recover(storage).await?;
-        check_format(storage).await?;
-        let mut index = state::load_index(storage).await?;
+    super::under_lock(storage, "redact", lock_ttl, async |mut s| {
         let privacy = Privacy {
             redactor,
             erasures: Arc::new(Erasures::none()),
         };
         let mut redactions = Counts::new();
-        let changed = rewrite(storage, &mut index, &lock, &run_id, dry_run, |p| {
+        let tag = s.run_id.clone();
+        let changed = rewrite(storage, &mut s.index, s.lock, &tag, dry_run, |p| {
             let before = p.clone();
             let stats = privacy.apply(
                 &mut p.ticket,
@@ -108,25 +97,18 @@ pub async fn redact(
         })
         .await?;
         let report = RedactReport {
-            run_id: run_id.clone(),
+            run_id: s.run_id.clone(),
             command: "redact",
             dry_run,
-            started_at,
+            started_at: s.started_at,
             finished_at: Utc::now(),
             redactions,
             changed,
         };
         if !dry_run {
-            let body = serde_json::to_vec_pretty(&report).expect("report serializes");
-            storage
-                .put(&layout::run_report(&run_id), body.into())
-                .await?;
+            super::audit(storage, &s.run_id, &report).await?;
         }
-        Ok::<_, Error>(report)
-    }
-    .await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!(error = %e, "cannot release the run lock; it expires on its own");
-    }
-    result
+        Ok(report)
+    })
+    .await
 }

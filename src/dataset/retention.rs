@@ -10,10 +10,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{check_format, Error, Result};
+use super::{Error, Result};
 use crate::sink::{self, parquet, Changeset, CommitStats, Removal};
 use crate::state::lock::Lock;
-use crate::state::{self, Index, Location};
+use crate::state::{Index, Location};
 use crate::storage::{layout, Storage};
 use crate::tables::{self, Table};
 
@@ -157,43 +157,32 @@ pub async fn prune(
     dry_run: bool,
     lock_ttl: Duration,
 ) -> Result<PruneReport> {
-    let started_at = Utc::now();
-    let started_at = DateTime::from_timestamp(started_at.timestamp(), 0).unwrap_or(started_at);
-    let run_id = format!(
-        "{}-prune-{:04x}",
-        started_at.format("%Y%m%dT%H%M%SZ"),
-        rand::random::<u16>()
-    );
-    let lock = Lock::acquire(storage, &run_id, lock_ttl).await?;
-    let result = async {
-        state::recover(storage).await?;
-        check_format(storage).await?;
-        let mut index = state::load_index(storage).await?;
+    super::under_lock(storage, "prune", lock_ttl, async |mut s| {
+        let tag = s.run_id.clone();
         let pruned = apply(
-            storage, &mut index, &lock, &run_id, days, started_at, dry_run,
+            storage,
+            &mut s.index,
+            s.lock,
+            &tag,
+            days,
+            s.started_at,
+            dry_run,
         )
         .await?;
         let report = PruneReport {
-            run_id: run_id.clone(),
+            run_id: s.run_id.clone(),
             command: "prune",
             dry_run,
-            started_at,
+            started_at: s.started_at,
             finished_at: Utc::now(),
             pruned,
         };
         if !dry_run {
-            let body = serde_json::to_vec_pretty(&report).expect("report serializes");
-            storage
-                .put(&layout::run_report(&run_id), body.into())
-                .await?;
+            super::audit(storage, &s.run_id, &report).await?;
         }
-        Ok::<_, Error>(report)
-    }
-    .await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!(error = %e, "cannot release the run lock; it expires on its own");
-    }
-    result
+        Ok(report)
+    })
+    .await
 }
 
 #[cfg(test)]

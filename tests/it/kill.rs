@@ -125,20 +125,7 @@ async fn kill_and_rerun(soak: Soak) {
             "kill point {point}: rerun {ran:?}"
         );
         let after = dump(dir.path()).await;
-        assert_eq!(
-            after.files, clean.files,
-            "kill point {point}: objects differ"
-        );
-        assert_eq!(
-            after.markdown, clean.markdown,
-            "kill point {point}: markdown differs"
-        );
-        for (table, rows) in &clean.rows {
-            assert_eq!(
-                &after.rows[table], rows,
-                "kill point {point}: table {table} differs"
-            );
-        }
+        crate::backends::assert_same_dataset(&clean, &after, &format!("kill point {point}"));
     }
     println!(
         "survived {} kill points, {killed_mid_run} kills hit a running sync (clean run {:.2} s, {clean_requests} requests)",
