@@ -166,55 +166,6 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// Every reject reason, so each is always written (a new reason fails to compile here).
-fn reject_reasons() -> impl Iterator<Item = &'static str> {
-    use RejectReason::*;
-    let all = [
-        NoDepartment,
-        UnknownDepartment,
-        NoAccountNumber,
-        InvalidAccountNumber,
-        MalformedTicket,
-        MalformedConversation,
-        InvalidTimeEntry,
-        TicketDeleted,
-    ];
-    // Exhaustive: a variant missing from `all` is a compile error.
-    let _ = |r: RejectReason| match r {
-        NoDepartment
-        | UnknownDepartment
-        | NoAccountNumber
-        | InvalidAccountNumber
-        | MalformedTicket
-        | MalformedConversation
-        | InvalidTimeEntry
-        | TicketDeleted => (),
-    };
-    all.into_iter().map(RejectReason::as_str)
-}
-
-/// Every API endpoint, so each is always written (a new endpoint fails to compile here).
-fn endpoints() -> impl Iterator<Item = &'static str> {
-    use Endpoint::*;
-    let all = [
-        Workspaces,
-        Departments,
-        Agents,
-        Groups,
-        Requesters,
-        TicketsList,
-        TicketsFilter,
-        TicketView,
-        Conversations,
-        TimeEntries,
-    ];
-    let _ = |e: Endpoint| match e {
-        Workspaces | Departments | Agents | Groups | Requesters | TicketsList | TicketsFilter
-        | TicketView | Conversations | TimeEntries => (),
-    };
-    all.into_iter().map(Endpoint::name)
-}
-
 type Value = Gauge<f64, AtomicU64>;
 type Labelled = Family<Vec<(&'static str, String)>, Value>;
 
@@ -315,12 +266,14 @@ pub fn encode_text(facts: &Facts<'_>, last_success: Option<f64>) -> String {
         .map(|(k, v)| (k, v as f64)),
     );
     let privacy = report.map(|r| r.privacy.clone()).unwrap_or_default();
+    let builtin = crate::normalize::privacy::redact::rule_names();
     b.family(
         "ticketsync_run_redactions",
         "Secrets the last run redacted in the tickets it wrote, by rule",
         "rule",
-        crate::normalize::privacy::redact::rule_names()
-            .into_iter()
+        builtin
+            .iter()
+            .copied()
             .map(|rule| {
                 let n = privacy.redactions.get(rule).copied().unwrap_or(0);
                 (rule, n as f64)
@@ -330,9 +283,7 @@ pub fn encode_text(facts: &Facts<'_>, last_success: Option<f64>) -> String {
                 privacy
                     .redactions
                     .iter()
-                    .filter(|(rule, _)| {
-                        !crate::normalize::privacy::redact::rule_names().contains(&rule.as_str())
-                    })
+                    .filter(|(rule, _)| !builtin.contains(&rule.as_str()))
                     .map(|(rule, n)| (rule.as_str(), *n as f64)),
             )
             .collect::<Vec<_>>(),
@@ -353,7 +304,9 @@ pub fn encode_text(facts: &Facts<'_>, last_success: Option<f64>) -> String {
         ],
     );
     let rejects = report.map(|r| &r.rejects_by_reason);
-    let mut reasons: Vec<(&str, f64)> = reject_reasons()
+    let mut reasons: Vec<(&str, f64)> = RejectReason::ALL
+        .into_iter()
+        .map(RejectReason::as_str)
         .map(|reason| {
             let n = rejects.and_then(|m| m.get(reason)).copied().unwrap_or(0);
             (reason, n as f64)
@@ -378,7 +331,10 @@ pub fn encode_text(facts: &Facts<'_>, last_success: Option<f64>) -> String {
         "ticketsync_run_api_calls",
         "Successful API calls of the last run, by endpoint",
         "endpoint",
-        endpoints().map(|e| (e, api.calls.get(e).copied().unwrap_or(0) as f64)),
+        Endpoint::ALL
+            .into_iter()
+            .map(Endpoint::name)
+            .map(|e| (e, api.calls.get(e).copied().unwrap_or(0) as f64)),
     );
     b.gauge(
         "ticketsync_run_api_credits",

@@ -302,6 +302,5 @@ async fn requested_by(storage: &Storage, index: &Index, email: &str) -> Result<F
 }
 
 fn now() -> DateTime<Utc> {
-    let t = Utc::now();
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+    crate::pipeline::truncate_secs(Utc::now())
 }

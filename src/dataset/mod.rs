@@ -138,8 +138,7 @@ pub async fn under_lock<R>(
     lock_ttl: Duration,
     work: impl AsyncFnOnce(Session<'_>) -> Result<R>,
 ) -> Result<R> {
-    let now = Utc::now();
-    let started_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let started_at = crate::pipeline::truncate_secs(Utc::now());
     let run_id = format!(
         "{}-{command}-{:04x}",
         started_at.format("%Y%m%dT%H%M%SZ"),

@@ -126,6 +126,30 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in declaration order (metrics write each, 0 when none).
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::NoDepartment,
+        RejectReason::UnknownDepartment,
+        RejectReason::NoAccountNumber,
+        RejectReason::InvalidAccountNumber,
+        RejectReason::MalformedTicket,
+        RejectReason::MalformedConversation,
+        RejectReason::InvalidTimeEntry,
+        RejectReason::TicketDeleted,
+    ];
+
+    /// A new variant breaks the build here until it is added to [`RejectReason::ALL`] too.
+    const _EXHAUSTIVE: fn(RejectReason) = |r| match r {
+        RejectReason::NoDepartment
+        | RejectReason::UnknownDepartment
+        | RejectReason::NoAccountNumber
+        | RejectReason::InvalidAccountNumber
+        | RejectReason::MalformedTicket
+        | RejectReason::MalformedConversation
+        | RejectReason::InvalidTimeEntry
+        | RejectReason::TicketDeleted => (),
+    };
+
     /// The reason code as written in the `reason` column of `rejects`.
     pub fn as_str(self) -> &'static str {
         match self {

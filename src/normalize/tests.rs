@@ -532,3 +532,19 @@ fn time_entry_details() {
     assert_eq!(b.custom_fields.as_deref(), Some("{}"));
     assert_eq!(b.start_time, None);
 }
+
+#[test]
+fn every_reject_reason_is_in_all_and_in_the_rejects_contract() {
+    let contract = crate::tables::Table::Rejects.contract_json().to_string();
+    let codes: Vec<&str> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+    for code in &codes {
+        assert!(
+            contract.contains(code),
+            "{code} is not in schemas/rejects.json"
+        );
+    }
+    let mut unique = codes.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), codes.len());
+}

@@ -432,6 +432,7 @@ async fn upgrade(
     Ok((false, Some(done)))
 }
 
-fn truncate_secs(t: DateTime<Utc>) -> DateTime<Utc> {
+/// `t` in whole seconds (run ids, reports and audit records carry no fractions).
+pub(crate) fn truncate_secs(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }

@@ -162,6 +162,34 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint, in declaration order (metrics write each, 0 when not called).
+    pub const ALL: [Endpoint; 10] = [
+        Endpoint::Workspaces,
+        Endpoint::Departments,
+        Endpoint::Agents,
+        Endpoint::Groups,
+        Endpoint::Requesters,
+        Endpoint::TicketsList,
+        Endpoint::TicketsFilter,
+        Endpoint::TicketView,
+        Endpoint::Conversations,
+        Endpoint::TimeEntries,
+    ];
+
+    /// A new variant breaks the build here until it is added to [`Endpoint::ALL`] too.
+    const _EXHAUSTIVE: fn(Endpoint) = |e| match e {
+        Endpoint::Workspaces
+        | Endpoint::Departments
+        | Endpoint::Agents
+        | Endpoint::Groups
+        | Endpoint::Requesters
+        | Endpoint::TicketsList
+        | Endpoint::TicketsFilter
+        | Endpoint::TicketView
+        | Endpoint::Conversations
+        | Endpoint::TimeEntries => (),
+    };
+
     /// The snake_case name used in errors, logs and the report's per-endpoint call counts.
     pub fn name(self) -> &'static str {
         match self {

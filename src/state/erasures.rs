@@ -122,6 +122,15 @@ pub async fn load(storage: &Storage) -> Result<Loaded> {
             KeySource::State,
         ),
     };
+    if let Some(bad) = record.people.iter().find(|p| !p.is_well_formed()) {
+        return Err(Error::Corrupt {
+            path: path.to_string(),
+            detail: format!(
+                "the record of {} does not hold 64-hex-digit hashes; it would erase nobody",
+                bad.pseudonym
+            ),
+        });
+    }
     let erasures = Erasures::new(&key, record.people);
     if erasures.hash_hex("key-check", "ticketsync") != record.key_check {
         return Err(Error::ErasureKey(format!(

@@ -47,6 +47,16 @@ pub struct ErasedPerson {
     pub pending: bool,
 }
 
+impl ErasedPerson {
+    /// Whether every hash of the record is one (64 hex digits): a record that is not would
+    /// match nothing, and the person would silently come back.
+    pub fn is_well_formed(&self) -> bool {
+        unhex(&self.email).is_some()
+            && self.name.as_deref().is_none_or(|n| unhex(n).is_some())
+            && self.requester_ids.iter().all(|h| unhex(h).is_some())
+    }
+}
+
 type Digest = [u8; 32];
 
 /// The erased people of a dataset, ready to check texts against.
@@ -96,10 +106,12 @@ impl Erasures {
         e
     }
 
-    /// Adds a person (a second record of the same address merges into the first).
-    pub fn add(&mut self, person: ErasedPerson) -> usize {
+    /// Adds a person (a second record of the same address merges into the first). A record
+    /// whose hashes are not hashes ([`ErasedPerson::is_well_formed`]) is not added: loading
+    /// refuses such a file before it gets here.
+    pub fn add(&mut self, person: ErasedPerson) {
         let Some(email) = unhex(&person.email) else {
-            return usize::MAX;
+            return;
         };
         let i = match self.emails.get(&email) {
             Some(&i) => {
@@ -130,7 +142,6 @@ impl Erasures {
         for id in p.requester_ids.iter().filter_map(|h| unhex(h)) {
             self.ids.insert(id, i);
         }
-        i
     }
 
     /// True when no one has been erased (the texts pass unchanged).
@@ -581,6 +592,29 @@ mod tests {
             other.person("jane.doe@example.com", None, &[], at).email,
             e.people()[0].email
         );
+    }
+
+    #[test]
+    fn a_record_whose_hashes_are_not_hashes_is_not_well_formed() {
+        let e = erasures();
+        let good = e.people()[0].clone();
+        assert!(good.is_well_formed());
+        for bad in [
+            ErasedPerson {
+                email: "jane.doe@example.com".into(),
+                ..good.clone()
+            },
+            ErasedPerson {
+                name: Some("abc".into()),
+                ..good.clone()
+            },
+            ErasedPerson {
+                requester_ids: vec!["42".into()],
+                ..good
+            },
+        ] {
+            assert!(!bad.is_well_formed(), "{bad:?}");
+        }
     }
 
     #[test]
