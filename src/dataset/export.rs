@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{partitions, read_partition, Error, Result};
+use super::{partitions, read_partition, read_tickets, Error, Result};
 use crate::normalize::{ConversationRow, NoteRow, TicketRow, TimeEntryRow};
 use crate::query::TicketDoc;
 use crate::state;
@@ -91,14 +91,10 @@ pub async fn export_person(storage: &Storage, email: &str) -> Result<Export> {
     // partition in memory at a time, in both passes.
     let mut names: Vec<String> = Vec::new();
     for (account, year) in partitions(&index) {
-        for p in read_partition(storage, &index, &account, year).await? {
-            let name = p
-                .ticket
-                .requester_name
-                .as_deref()
-                .map(|n| n.trim().to_lowercase());
+        for t in read_tickets(storage, &account, year).await? {
+            let name = t.requester_name.as_deref().map(|n| n.trim().to_lowercase());
             if let Some(name) = name.filter(|n| n.len() >= 3) {
-                if is_them(p.ticket.requester_email.as_deref()) && !names.contains(&name) {
+                if is_them(t.requester_email.as_deref()) && !names.contains(&name) {
                     names.push(name);
                 }
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{partitions, read_partition, rewrite, Error, Result, Rewritten, Session};
+use super::{partitions, read_tickets, rewrite, Error, Result, Rewritten, Session};
 use crate::normalize::privacy::Erasures;
 use crate::state::erasures::{self, Loaded};
 use crate::state::lock::Lock;
@@ -282,8 +282,7 @@ async fn requested_by(storage: &Storage, index: &Index, email: &str) -> Result<F
     let target = email.to_lowercase();
     let mut found = Found::default();
     for (account, year) in partitions(index) {
-        for p in read_partition(storage, index, &account, year).await? {
-            let t = &p.ticket;
+        for t in read_tickets(storage, &account, year).await? {
             if t.requester_email
                 .as_deref()
                 .map(|e| e.trim().to_lowercase())

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::normalize::{markdown, Placed};
+use crate::normalize::{markdown, Placed, TicketRow};
 use crate::sink::{self, parquet, Changeset, CommitStats};
 use crate::state::lock::{self, Lock};
 use crate::state::{self, Index, Location};
@@ -171,6 +171,22 @@ pub async fn audit(storage: &Storage, run_id: &str, record: &impl serde::Seriali
         .put(&layout::run_report(run_id), body.into())
         .await?;
     Ok(())
+}
+
+/// The `tickets` rows of one partition alone (for the passes that need no other table).
+pub async fn read_tickets(storage: &Storage, account: &str, year: i32) -> Result<Vec<TicketRow>> {
+    let path = layout::partition_file(Table::Tickets.name(), account, year);
+    let Some(bytes) = storage.get(&path).await? else {
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::new();
+    for batch in parquet::decode(bytes, &Table::Tickets.schema(), path.as_ref())? {
+        rows.extend(tables::read::tickets(&batch).map_err(|detail| Error::Rows {
+            path: path.to_string(),
+            detail,
+        })?);
+    }
+    Ok(rows)
 }
 
 /// Every ticket of one partition with its rows (markdown not rendered: empty).
