@@ -54,7 +54,7 @@ pub struct ForgetReport {
     pub finished_at: DateTime<Utc>,
     /// Tickets the person requested (found by address).
     pub tickets_requested: u64,
-    /// Whether a name was known (from `--name` or their tickets) and erased from texts too.
+    /// Whether a full name (two words or more) was known, from `--name` or their tickets, and erased from other texts too.
     pub name_erased: bool,
     /// Whether the address was erased before (then only what a sync wrote since changes).
     pub already_erased: bool,
@@ -85,7 +85,7 @@ impl ForgetReport {
             name = if self.name_erased {
                 ""
             } else {
-                "; no name known (pass --name to erase it from texts too)"
+                "; no name known (pass --name \"First Last\" to erase the full name from other texts too)"
             },
         )
     }
@@ -151,6 +151,7 @@ async fn forget_locked(
     let person = loaded
         .erasures
         .person(email, name.as_deref(), &ids, started_at);
+    let name_erased = person.name.is_some();
     let pseudonym = if provisional {
         // The key is made by the first real erasure: its pseudonym is not known yet.
         "erased-????????".to_string()
@@ -171,7 +172,7 @@ async fn forget_locked(
         started_at,
         finished_at: now(),
         tickets_requested: found.tickets,
-        name_erased: name.is_some(),
+        name_erased,
         already_erased,
         changed,
         pending_finished: pending_before,

@@ -59,6 +59,9 @@ impl ErasedPerson {
 
 type Digest = [u8; 32];
 
+/// Words a name needs before it is erased from other people's tickets too.
+const MIN_NAME_WORDS: usize = 2;
+
 /// The erased people of a dataset, ready to check texts against.
 #[derive(Clone)]
 pub struct Erasures {
@@ -181,7 +184,12 @@ impl Erasures {
         at: DateTime<Utc>,
     ) -> ErasedPerson {
         let email_hash = self.hash("email", &normal_email(email));
-        let name = name.map(normal_name).filter(|(n, _)| !n.is_empty());
+        // A one-word name ("Reception", "IT") would replace that word in every text of the
+        // dataset: only a full name is kept for the other tickets (its single words go on the
+        // person's own tickets anyway).
+        let name = name
+            .map(normal_name)
+            .filter(|(_, words)| *words >= MIN_NAME_WORDS);
         ErasedPerson {
             pseudonym: format!("erased-{}", &hex::encode(email_hash)[..8]),
             email: hex::encode(email_hash),
@@ -314,7 +322,7 @@ impl Erasures {
             return None;
         }
         let (name, words) = normal_name(ticket.requester_name.as_deref()?);
-        if name.is_empty() || name.starts_with("erased-") {
+        if words < MIN_NAME_WORDS || name.starts_with("erased-") {
             return None;
         }
         Some(LearnedName {
