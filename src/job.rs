@@ -159,6 +159,20 @@ pub struct SimulatorSpec {
 }
 
 impl JobSpec {
+    /// The run lock's lifetime (`lock_ttl_secs`, default 600 s), range-checked: also for the
+    /// commands that take the lock without a full job (`forget`, `prune`, `redact`).
+    pub fn lock_ttl(&self) -> Result<Duration> {
+        let secs = self
+            .lock_ttl_secs
+            .unwrap_or(crate::state::lock::DEFAULT_TTL.as_secs_f64());
+        Ok(Duration::from_secs_f64(in_range(
+            "lock_ttl_secs",
+            secs,
+            0.1..=86_400.0,
+            " seconds",
+        )?))
+    }
+
     /// Reads a job file.
     pub fn from_file(path: &Path) -> Result<JobSpec> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -370,6 +384,7 @@ impl Job {
     pub fn resolve(spec: JobSpec, ticket: Option<i64>) -> Result<Job> {
         let invalid = |s: String| Error::Invalid(s);
         let metrics = MetricsOutputs::from_spec(&spec)?;
+        let lock_ttl = spec.lock_ttl()?;
         let data = spec.data.ok_or_else(|| {
             invalid(
                 "no data location: pass --data DIR|s3://bucket/prefix or set data in the job file"
@@ -487,15 +502,6 @@ impl Job {
             0.0..=8760.0,
             " hours",
         )?;
-        let lock_ttl_secs = spec
-            .lock_ttl_secs
-            .unwrap_or(crate::state::lock::DEFAULT_TTL.as_secs_f64());
-        let lock_ttl = Duration::from_secs_f64(in_range(
-            "lock_ttl_secs",
-            lock_ttl_secs,
-            0.1..=86_400.0,
-            " seconds",
-        )?);
         let full_sync_days = in_range(
             "full_sync_days",
             spec.full_sync_days.unwrap_or(365),

@@ -9,7 +9,6 @@ use clap::Args;
 use super::{Completion, Context as _, Error, Result};
 use crate::dataset::{export, forget, redact, retention};
 use crate::job::JobSpec;
-use crate::state::lock::DEFAULT_TTL;
 use crate::storage::Storage;
 
 /// Where the dataset is: `--data`, else the job file's `data` (and its `[s3]` settings).
@@ -84,10 +83,7 @@ pub struct ForgetArgs {
 /// that names them.
 pub async fn forget(args: ForgetArgs) -> Result<Completion> {
     let (storage, file) = args.dataset.open()?;
-    let lock_ttl = file
-        .lock_ttl_secs
-        .filter(|s| s.is_finite() && (0.1..=86_400.0).contains(s))
-        .map_or(DEFAULT_TTL, std::time::Duration::from_secs_f64);
+    let lock_ttl = file.lock_ttl()?;
     let report = forget::forget(
         &storage,
         &forget::Request {
@@ -209,7 +205,7 @@ pub async fn prune(args: PruneArgs) -> Result<Completion> {
             "retention_days = {days} is out of range: allowed 1 to 36500 days"
         )));
     }
-    let report = retention::prune(&storage, days, args.dry_run, DEFAULT_TTL)
+    let report = retention::prune(&storage, days, args.dry_run, file.lock_ttl()?)
         .await
         .context("prune")?;
     println!("{}", report.summary());
@@ -250,7 +246,7 @@ pub async fn redact(args: RedactArgs) -> Result<Completion> {
         &storage,
         std::sync::Arc::new(redactor),
         args.dry_run,
-        DEFAULT_TTL,
+        file.lock_ttl()?,
     )
     .await
     .context("redact")?;
