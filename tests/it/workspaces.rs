@@ -307,16 +307,21 @@ async fn an_account_without_workspaces_makes_todays_calls_plus_one() {
             .all(|e| !e.path_and_query.contains("workspace_id")),
         "no listing is scoped"
     );
-    let calls: BTreeMap<&str, u64> = stats
-        .by_endpoint
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| (k.as_str(), *n))
-        .collect();
+    let calls = calls_made(&stats);
     eprintln!("calls: {calls:?}, credits: {}", stats.credits_used);
     let mut expected: BTreeMap<&str, u64> = CALLS_WITHOUT_WORKSPACES.into_iter().collect();
     expected.insert("workspaces", 1);
     assert_eq!(calls, expected);
+}
+
+/// The endpoints a run called, with their counts.
+fn calls_made(stats: &ticketsync::sim::SimStats) -> BTreeMap<&str, u64> {
+    stats
+        .by_endpoint
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k.as_str(), *n))
+        .collect()
 }
 
 /// A key that may not read workspaces (403) behaves like an account without them: one call,
@@ -332,12 +337,7 @@ async fn a_key_that_may_not_read_workspaces_lists_as_before() {
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     let stats = h.sim.stats();
     assert_eq!(stats.status_counts.get(&403), Some(&1));
-    let calls: BTreeMap<&str, u64> = stats
-        .by_endpoint
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| (k.as_str(), *n))
-        .collect();
+    let calls = calls_made(&stats);
     let mut expected: BTreeMap<&str, u64> = CALLS_WITHOUT_WORKSPACES.into_iter().collect();
     expected.insert("workspaces", 1);
     assert_eq!(calls, expected);
