@@ -570,6 +570,7 @@ mod tests {
                 retries: 3,
                 rate_limited: 1,
                 backoff_ms: 0,
+                ..CallStats::default()
             },
             budget: BudgetReport {
                 account_total: 200,

@@ -63,6 +63,11 @@ pub struct TicketCounts {
     /// Listed or fetched, but closed before the retention cutoff (`retention_days`): not
     /// written.
     pub expired: u64,
+    /// Times the live listing was read again because it changed while it was paged (a ticket
+    /// it had shown was deleted, marked spam or moved to another workspace meanwhile, which
+    /// shifts the later pages by one: see `pipeline::listing`).
+    #[serde(default)]
+    pub relisted: u64,
 }
 
 /// What redaction and erasure did in a run. Counts only: never a matched value or a person.

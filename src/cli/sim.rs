@@ -25,6 +25,23 @@ use crate::sim::{Plan, SimConfig, Simulator};
 ///   malformed-department=ID     that department's record does not decode
 ///   unlisted-department=ID      left out of GET /departments (GET /departments/ID serves it)
 ///   malformed-ticket-view=ID    GET /tickets/ID does not decode
+///
+/// --mutate NAME[=FIELD]@ENDPOINT[:PAGE] is the hostile-API layer (repeatable): without :PAGE it
+/// hits every page of the endpoint, with it that page once. ENDPOINT is tickets_list,
+/// ticket_view, conversations, time_entries, departments, workspaces, agents, requesters, …
+///   strip-link  raw-comma-link  split-link  param-link   Link header dropped or rewritten
+///   drop-rate-headers                                    no X-RateLimit-* headers
+///   reverse  duplicate-first  drop-first                 items reordered, repeated, dropped
+///                                                        (drop-first only on linked pages)
+///   id-as-string  numbers-as-strings  integers-as-floats JSON types drift, values kept
+///   null-field=F  object-to-array=F  word-field=F        a field spoiled (word: "Email")
+///   invalid-utf8                                         one invalid byte in the body
+///   newest-first                                         child lists served newest first
+///   delete-first  spam-first  reopen-first  touch-first  after the page is served: its first
+///   create-ticket  log-time                              ticket changes, a ticket is created,
+///                                                        15 minutes are logged
+///   e.g. --mutate strip-link@tickets_list --mutate delete-first@tickets_list:1
+/// --clock-skew SECS runs the server's clock (Date header, new timestamps) off real time.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SimArgs {
@@ -54,6 +71,12 @@ pub struct SimArgs {
     /// A server misbehaviour to reproduce (see above); repeatable.
     #[arg(long, value_name = "QUIRK")]
     pub quirk: Vec<crate::sim::QuirkArg>,
+    /// A hostile-API mutation (see above); repeatable.
+    #[arg(long, value_name = "MUTATION")]
+    pub mutate: Vec<crate::sim::MutationArg>,
+    /// Seconds the server's clock runs ahead of real time (negative: behind).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_skew: i64,
 }
 
 /// Runs `ticketsync sim`: serves the simulator until interrupted.
@@ -73,6 +96,9 @@ pub async fn run(args: SimArgs) -> super::Result<Completion> {
     })?;
     let quirks = crate::sim::Quirks::from_args(&args.quirk).map_err(super::Error::config)?;
     sim.set_quirks(quirks);
+    sim.hostile()
+        .set(args.mutate.iter().map(|m| m.0.clone()).collect());
+    sim.hostile().set_clock_skew(args.clock_skew);
     println!("Freshservice simulator at {}", sim.base_url());
     let workspaces = sim.ground_truth().workspaces;
     if !workspaces.is_empty() {

@@ -39,6 +39,9 @@ pub(crate) enum Failure {
     /// deletion.
     #[error("its conversations or time entries answered 404 but the ticket exists; not taken as deleted")]
     ChildNotFound,
+    /// The listing showed it, then the ticket and its child lists answered 404.
+    #[error("the listing showed it, then GET /tickets/{{id}} and its conversations or time entries answered 404; not taken as deleted (the deleted view decides)")]
+    Vanished,
     /// A bug: fetching or normalizing it panicked.
     #[error("{what} it panicked (a bug; please report it)")]
     Panicked { what: &'static str },
@@ -198,13 +201,14 @@ async fn fetch_one(
         (Err(source::Error::NotFound { .. }), _) | (_, Err(source::Error::NotFound { .. })) => {
             // A 404 of a child list is evidence only when the ticket itself answers 404 too (a
             // proxy that does not know a path answers 404 as well).
+            // Both 404 still contradicts the listing that just showed the ticket (a proxy that
+            // lost `/tickets/{id}…` answers exactly so): the ticket fails and keeps its rows; a
+            // real deletion shows in the deleted view, which removes it.
             return match source.ticket(id).await {
-                Ok(None) => reject(
-                    &ticket,
-                    RejectReason::TicketDeleted,
-                    "GET /tickets/{id} answered 404 (deleted after it was listed)"
-                        .replace("{id}", &id.to_string()),
-                ),
+                Ok(None) => Fetched::Failed {
+                    ticket_id: id,
+                    error: Failure::Vanished,
+                },
                 Ok(Some(_)) => Fetched::Failed {
                     ticket_id: id,
                     error: Failure::ChildNotFound,

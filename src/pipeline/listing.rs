@@ -32,6 +32,8 @@ pub(crate) enum Listed {
     Failed { ticket_id: i64, error: String },
     /// How many tickets the re-scan checked.
     Rescanned(u64),
+    /// The live listing is read again: it changed while it was paged.
+    Relisted,
 }
 
 /// What the listing task reads besides the live listing.
@@ -47,13 +49,103 @@ pub(crate) struct ListingPlan {
     pub(crate) rescan: Vec<(i64, Option<u64>)>,
 }
 
+/// Passes of the live listing one run makes at most: the first, and re-reads while the
+/// listing keeps changing under it (see [`list`]).
+pub(crate) const MAX_LISTING_PASSES: u32 = 3;
+
 /// Runs the listing. Ends early (with `Ok`) when the dispatcher stops listening.
+///
+/// Offset paging over a live result set skips a row whenever a row before it leaves the set
+/// while later pages load (the default `created_at` order: a ticket deleted, spammed or moved
+/// to another workspace on page 1 pulls the first row of page 2 onto page 1, already read).
+/// Such a row is old, so the next incremental run would not list it either. After each pass
+/// the deleted and spam views are read (the reconciliation does anyway; with it off, from the
+/// listing's own window) and a pass is **shifted** when one of the tickets it listed is now
+/// reported deleted or spam, or when one ticket showed in two workspaces' listings. A shifted
+/// pass is read again, up to [`MAX_LISTING_PASSES`]; a listing still shifting then fails the
+/// run. The rows of every pass go to the dispatcher, which keeps the newest version of each.
 pub(crate) async fn list(
     source: Arc<Source>,
     plan: ListingPlan,
     tx: mpsc::Sender<Listed>,
 ) -> Result<(), Error> {
     let mut listed = HashSet::new();
+    let mut gone_sent = HashSet::new();
+    let mut pass = 1;
+    loop {
+        let Some(this_pass) = live_pass(&source, &plan, &tx).await? else {
+            return Ok(());
+        };
+        listed.extend(this_pass.listed.iter().copied());
+        let views_since = plan.reconcile_since.unwrap_or(plan.since);
+        let Some(gone) = removal_views(&source, &plan, views_since, pass == 1, &tx).await? else {
+            return Ok(());
+        };
+        // Only the reconciliation removes; with it off the views are read for the check alone.
+        if plan.reconcile_since.is_some() {
+            let new: Vec<Gone> = gone
+                .iter()
+                .filter(|g| gone_sent.insert(g.id))
+                .copied()
+                .collect();
+            if !new.is_empty() && tx.send(Listed::Gone(new)).await.is_err() {
+                return Ok(());
+            }
+        }
+        let left = gone.iter().find(|g| this_pass.listed.contains(&g.id));
+        let shifted = match (left, this_pass.moved) {
+            (Some(g), _) => Some(format!(
+                "ticket {} was listed, then reported {} while the listing was read",
+                g.id,
+                g.reason.as_str()
+            )),
+            (None, Some(id)) => Some(format!(
+                "ticket {id} showed in two workspaces' listings (moved while they were read)"
+            )),
+            (None, None) => None,
+        };
+        let Some(why) = shifted else {
+            break;
+        };
+        if pass >= MAX_LISTING_PASSES {
+            return Err(Error::Source(source::Error::Paging {
+                endpoint: source::Endpoint::TicketsList.name(),
+                path: "tickets".into(),
+                detail: format!(
+                    "the listing changed under every one of {MAX_LISTING_PASSES} passes ({why}); rows after the change may have shifted past a page boundary"
+                ),
+            }));
+        }
+        tracing::warn!(pass, reason = %why, "the listing changed while it was paged; reading it again so no row shifted past a page boundary");
+        if tx.send(Listed::Relisted).await.is_err() {
+            return Ok(());
+        }
+        pass += 1;
+    }
+    rescan(&source, plan.rescan, &listed, &tx).await
+}
+
+/// What one pass of the live listing saw.
+struct Pass {
+    /// Every ticket id it listed.
+    listed: HashSet<i64>,
+    /// A ticket that showed in two workspaces' listings.
+    moved: Option<i64>,
+}
+
+/// One pass of the live listing, every workspace in turn, streamed into the dispatcher; `None`
+/// when the dispatcher stopped listening.
+async fn live_pass(
+    source: &Arc<Source>,
+    plan: &ListingPlan,
+    tx: &mpsc::Sender<Listed>,
+) -> Result<Option<Pass>, Error> {
+    let mut pass = Pass {
+        listed: HashSet::new(),
+        moved: None,
+    };
+    let mut workspace_of: std::collections::HashMap<i64, Option<i64>> =
+        std::collections::HashMap::new();
     // Each workspace's listing is streamed into the dispatcher in turn; each has its own paging
     // guards (a loop or an early end in one fails the run).
     for &workspace in &plan.workspaces {
@@ -78,56 +170,75 @@ pub(crate) async fn list(
                 live.abort();
                 return Err(workspace_ignored(workspace, ticket, other));
             }
-            listed.extend(
-                items
-                    .iter()
-                    .filter_map(|t: &Result<wire::Ticket, _>| t.as_ref().ok().map(|t| t.id)),
-            );
+            for id in items.iter().filter_map(|t| t.as_ref().ok().map(|t| t.id)) {
+                pass.listed.insert(id);
+                if let Some(other) = workspace_of.insert(id, workspace) {
+                    if other != workspace {
+                        pass.moved.get_or_insert(id);
+                    }
+                }
+            }
             if tx.send(Listed::Live(items)).await.is_err() {
                 live.abort();
-                return Ok(());
+                return Ok(None);
             }
         }
         live.await.map_err(Error::task("the listing"))??;
     }
+    Ok(Some(pass))
+}
 
-    if let Some(since) = plan.reconcile_since {
-        for (&workspace, filter) in plan
-            .workspaces
+/// The `filter=deleted` and `filter=spam` views since `since`, every workspace: the tickets
+/// they positively report gone (see [`policy::removal_evidence`]); `None` when the dispatcher
+/// stopped listening. Items that are no evidence are counted once (`count_ignored`).
+async fn removal_views(
+    source: &Arc<Source>,
+    plan: &ListingPlan,
+    since: DateTime<Utc>,
+    count_ignored: bool,
+    tx: &mpsc::Sender<Listed>,
+) -> Result<Option<Vec<Gone>>, Error> {
+    let mut all = Vec::new();
+    for (&workspace, filter) in plan
+        .workspaces
+        .iter()
+        .flat_map(|w| [(w, ListFilter::Deleted), (w, ListFilter::Spam)])
+    {
+        let items = source
+            .tickets_updated_since(since, filter, plan.requesters, workspace)
+            .await?;
+        if let Some((ticket, other)) = policy::foreign_workspace(&items, workspace) {
+            return Err(workspace_ignored(workspace, ticket, other));
+        }
+        let gone: Vec<Gone> = items
             .iter()
-            .flat_map(|w| [(w, ListFilter::Deleted), (w, ListFilter::Spam)])
-        {
-            let items = source
-                .tickets_updated_since(since, filter, plan.requesters, workspace)
-                .await?;
-            if let Some((ticket, other)) = policy::foreign_workspace(&items, workspace) {
-                return Err(workspace_ignored(workspace, ticket, other));
-            }
-            let gone: Vec<Gone> = items
-                .iter()
-                .filter_map(|item| policy::removal_evidence(item, filter))
-                .collect();
-            let ignored = (items.len() - gone.len()) as u64;
-            if ignored > 0 {
-                tracing::warn!(
-                    view = ?filter,
-                    ignored,
-                    "items of the deleted/spam view do not say they are deleted/spam; ignored (a server or proxy that ignores the filter?)"
-                );
-                if tx.send(Listed::Ignored(ignored)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if !gone.is_empty() && tx.send(Listed::Gone(gone)).await.is_err() {
-                return Ok(());
+            .filter_map(|item| policy::removal_evidence(item, filter))
+            .collect();
+        let ignored = (items.len() - gone.len()) as u64;
+        if ignored > 0 && count_ignored {
+            tracing::warn!(
+                view = ?filter,
+                ignored,
+                "items of the deleted/spam view do not say they are deleted/spam; ignored (a server or proxy that ignores the filter?)"
+            );
+            if tx.send(Listed::Ignored(ignored)).await.is_err() {
+                return Ok(None);
             }
         }
+        all.extend(gone);
     }
+    Ok(Some(all))
+}
 
-    // Time entries can be added after close without the ticket's updated_at moving: re-read
-    // them (one cheap call per ticket) for recently closed tickets the listing did not bring.
-    let candidates: Vec<(i64, Option<u64>)> = plan
-        .rescan
+/// Time entries can be added after close without the ticket's updated_at moving: re-read them
+/// (one cheap call per ticket) for recently closed tickets the listing did not bring.
+async fn rescan(
+    source: &Arc<Source>,
+    rescan: Vec<(i64, Option<u64>)>,
+    listed: &HashSet<i64>,
+    tx: &mpsc::Sender<Listed>,
+) -> Result<(), Error> {
+    let candidates: Vec<(i64, Option<u64>)> = rescan
         .into_iter()
         .filter(|(id, _)| !listed.contains(id))
         .collect();

@@ -289,7 +289,11 @@ async fn run_locked(
         job.window,
         window_since,
         cursor.as_ref(),
-        start.at,
+        policy::cursor_clock(
+            start.at,
+            source.client().stats().server_clock_offset_secs,
+            window_since,
+        ),
         job.overlap,
         rescan_due,
     );

@@ -299,6 +299,24 @@ pub fn backlog_limit(concurrency: usize) -> usize {
     concurrency.saturating_mul(2).max(200)
 }
 
+/// The instant a run's cursor is measured from: its start by our clock, moved back by how far
+/// the API's clock is behind ours (its `Date` headers, `server_offset_secs` = server − ours;
+/// a server ahead of us changes nothing). The API stamps `updated_at` with its clock, so a
+/// cursor from a clock that runs ahead would skip the tickets updated in the gap. Never
+/// before `since` (the window this run listed): an absurd `Date` cannot move the cursor back.
+pub fn cursor_clock(
+    started_at: DateTime<Utc>,
+    server_offset_secs: Option<i64>,
+    since: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let behind = server_offset_secs.unwrap_or(0).min(0);
+    let at = started_at + chrono::Duration::seconds(behind);
+    match since {
+        Some(since) if at < since => since,
+        _ => at,
+    }
+}
+
 /// How a run ended, as far as the cursor cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {

@@ -42,6 +42,9 @@ pub(crate) struct Run<'a> {
     /// What was fetched of tickets later reported gone: dropped if the removals go ahead,
     /// written if the guard refuses them.
     held: HashMap<i64, Outcome>,
+    /// Placed tickets that would become rejects: they leave the tables like a removal, so
+    /// they wait for the removal guard too (written if it allows, dropped if it refuses).
+    demoted: BTreeMap<i64, Rejection>,
     /// Set when the removal guard refused this run's removals.
     pub(crate) guard: Option<RemovalGuardReport>,
     /// Whether this run re-reads the time entries of recently closed tickets.
@@ -109,6 +112,13 @@ fn take_pending(changeset: &mut Changeset, id: i64) -> Option<Outcome> {
     taken
 }
 
+/// Whether the tables hold this ticket (placed, not rejected).
+fn placed(index: &state::Index, id: i64) -> bool {
+    index
+        .get(id)
+        .is_some_and(|e| matches!(e.location, state::Location::Placed { .. }))
+}
+
 fn push(changeset: &mut Changeset, outcome: Outcome) {
     match outcome {
         Outcome::Placed(p) => changeset.placed.push(*p),
@@ -163,6 +173,7 @@ impl<'a> Run<'a> {
             removed: BTreeMap::new(),
             pending_removals: BTreeMap::new(),
             held: HashMap::new(),
+            demoted: BTreeMap::new(),
             guard: None,
             rescan_due,
             output: CommitStats::default(),
@@ -290,6 +301,7 @@ impl<'a> Run<'a> {
                         progress.pb_inc_length(queued);
                     }
                     Some(Listed::Rescanned(n)) => self.counts.rescanned += n,
+                    Some(Listed::Relisted) => self.counts.relisted += 1,
                     Some(Listed::Ignored(n)) => self.counts.reconcile_ignored += n,
                     Some(Listed::Failed { ticket_id, error }) => self.fail(ticket_id, &error),
                     Some(Listed::Gone(gone)) => {
@@ -330,7 +342,7 @@ impl<'a> Run<'a> {
                             self.held.insert(id, outcome);
                         } else if dispatch.is_latest(id, updated_at) {
                             // (A newer version listed meanwhile makes this one stale.)
-                            push(&mut changeset, outcome);
+                            self.settle(outcome, index, &mut changeset);
                         }
                         if done % 25 == 0 {
                             progress.pb_set_message(&budget_message(&source, self.started));
@@ -402,6 +414,31 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Where a ticket's outcome goes: a reject of a ticket the tables hold takes it out of
+    /// them, so it waits for the removal guard ([`Self::decide_removals`]); a decode problem
+    /// never does (the ticket fails and keeps its rows). Everything else goes into the changeset.
+    fn settle(&mut self, outcome: Outcome, index: &state::Index, changeset: &mut Changeset) {
+        match outcome {
+            Outcome::Rejected(r) if placed(index, r.ticket_id) => {
+                if matches!(
+                    r.reason,
+                    RejectReason::MalformedTicket
+                        | RejectReason::MalformedConversation
+                        | RejectReason::InvalidTimeEntry
+                ) {
+                    let error = format!(
+                        "ticket {}: {}; it is in the dataset, so its rows stay as they are",
+                        r.ticket_id, r.detail
+                    );
+                    self.fail(r.ticket_id, &error);
+                } else {
+                    self.demoted.insert(r.ticket_id, r);
+                }
+            }
+            outcome => push(changeset, outcome),
+        }
+    }
+
     fn fail(&mut self, ticket_id: i64, error: &str) {
         self.counts.failed += 1;
         tracing::error!(ticket_id, error = %error, "ticket not written; the next run retries it");
@@ -417,6 +454,7 @@ impl<'a> Run<'a> {
         changeset: &mut Changeset,
     ) {
         dispatch.gone.insert(gone.id);
+        self.demoted.remove(&gone.id);
         if let Some(outcome) = take_pending(changeset, gone.id) {
             self.held.insert(gone.id, outcome);
         }
@@ -434,13 +472,16 @@ impl<'a> Run<'a> {
             .pending_removals
             .keys()
             .chain(self.held.keys())
+            .chain(self.demoted.keys())
             .copied()
             .collect();
         let limit = policy::removal_limit(self.job.max_removals, index.placed());
         let held = std::mem::take(&mut self.held);
         let pending = std::mem::take(&mut self.pending_removals);
+        let demoted = std::mem::take(&mut self.demoted);
         if policy::removals_allowed(affected.len(), limit) {
             changeset.removed.extend(pending);
+            changeset.rejected.extend(demoted.into_values());
             return;
         }
         let mut ids: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -450,6 +491,12 @@ impl<'a> Run<'a> {
         let reported: HashSet<i64> = pending.keys().copied().collect();
         for id in held.keys().filter(|id| !reported.contains(id)) {
             ids.entry("not_written".into()).or_default().push(*id);
+        }
+        // Kept placed as they are: the rejects are not written.
+        for (id, r) in &demoted {
+            ids.entry(format!("rejected_{}", r.reason.as_str()))
+                .or_default()
+                .push(*id);
         }
         for list in ids.values_mut() {
             list.sort_unstable();
@@ -494,12 +541,15 @@ impl<'a> Run<'a> {
                         Some(r) if !dispatch.latest.contains_key(&r.ticket_id) => {
                             dispatch.latest.insert(r.ticket_id, None);
                             self.counts.closed += 1;
-                            changeset.rejected.push(r);
+                            take_pending(changeset, r.ticket_id);
+                            self.settle(Outcome::Rejected(r), index, changeset);
                         }
                         Some(_) => {}
                         None => {
+                            // Neither placed nor rejected: the run cannot show it saw it.
                             self.counts.unidentifiable += 1;
-                            tracing::error!(detail = %e.detail, "a listed ticket has no usable id and cannot be placed or rejected");
+                            self.counts.failed += 1;
+                            tracing::error!(detail = %e.detail, "a listed ticket has no usable id and cannot be placed or rejected; the run fails");
                         }
                     }
                     continue;
@@ -515,6 +565,7 @@ impl<'a> Run<'a> {
             // A newer version supersedes whatever is pending for this ticket.
             take_pending(changeset, id);
             self.pending_removals.remove(&id);
+            self.demoted.remove(&id);
             backlog.retain(|t| t.id != id);
             if self
                 .retention_cutoff
@@ -547,7 +598,9 @@ impl<'a> Run<'a> {
                 Action::Remove(reason) => {
                     self.pending_removals.insert(id, reason);
                 }
-                Action::Reject(rejection) => changeset.rejected.push(rejection),
+                Action::Reject(rejection) => {
+                    self.settle(Outcome::Rejected(rejection), index, changeset)
+                }
                 Action::Fail(error) => self.fail(id, &error),
                 Action::Fetch => {
                     backlog.push_back(ticket);

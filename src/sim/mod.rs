@@ -30,6 +30,7 @@
 mod data;
 mod faults;
 mod filter;
+mod hostile;
 mod quirks;
 mod ratelimit;
 mod render;
@@ -52,6 +53,7 @@ pub use data::{
     Workspace,
 };
 pub use faults::{FaultAction, FaultRule, Faults};
+pub use hostile::{Hostile, HostileRule, Mutation, MutationArg};
 pub use quirks::{PageQuirk, QuirkArg, Quirks};
 pub use stats::{RequestLog, SimStats, WindowStat, ENDPOINTS, LOG_CAPACITY};
 
@@ -373,6 +375,23 @@ impl Simulator {
     /// documented behaviour.
     pub fn set_quirks(&self, quirks: Quirks) {
         *lock(&self.inner.shared.quirks) = quirks;
+    }
+
+    /// The hostile-API layer (see [`Hostile`]): response mutations per endpoint and page, world
+    /// events between pages, the server's clock skew.
+    pub fn hostile(&self) -> &Hostile {
+        &self.inner.shared.hostile
+    }
+
+    /// Gives ticket `id` `conversations` more private notes and `time_entries` more time
+    /// entries of `minutes` each, without bumping its `updated_at` (set-up for tests whose
+    /// tickets need child lists of several pages).
+    ///
+    /// # Panics
+    /// If the ticket does not exist.
+    pub fn grow_children(&self, id: i64, conversations: usize, time_entries: usize, minutes: u32) {
+        let now = self.inner.shared.bump_now();
+        lock(&self.inner.shared.world).grow_children(id, conversations, time_entries, minutes, now);
     }
 
     /// Once, right after page `after_page` of any `GET /tickets` listing is served intact

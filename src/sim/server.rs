@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 
 use super::data::{Department, GroundTruth, Ticket, World};
 use super::faults::{FaultAction, Faults};
+use super::hostile::{self, Hostile, Mutation, WireChanges};
 use super::quirks::Quirks;
 use super::ratelimit::{retry_after_secs, Decision, Quota, RateLimiter};
 use super::render::{self, Embeds, Shape};
@@ -78,6 +79,7 @@ pub(crate) struct Shared {
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) faults: Faults,
     pub(crate) quirks: Mutex<Quirks>,
+    pub(crate) hostile: Hostile,
     recorder: Mutex<Recorder>,
     latency_rng: Mutex<StdRng>,
     listing_hooks: Mutex<Vec<ListingHook>>,
@@ -105,6 +107,7 @@ impl Shared {
             limiter: Mutex::new(limiter),
             faults: Faults::default(),
             quirks: Mutex::new(Quirks::default()),
+            hostile: Hostile::default(),
             recorder: Mutex::new(Recorder::new()),
             latency_rng: Mutex::new(latency_rng),
             listing_hooks: Mutex::new(Vec::new()),
@@ -114,7 +117,12 @@ impl Shared {
     /// The instant mutations stamp: real time or the configured `now`, whichever is later,
     /// in whole seconds (so a client's real-time cursor always sees scripted changes).
     pub(crate) fn bump_now(&self) -> DateTime<Utc> {
-        Utc::now().max(self.config.now).trunc_subsecs(0)
+        self.server_now().max(self.config.now).trunc_subsecs(0)
+    }
+
+    /// Real time moved by the hostile layer's clock skew: what the server's `Date` says.
+    fn server_now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.hostile.clock_skew())
     }
 
     /// The data's "current time": the configured `now` advanced by the time served so far.
@@ -194,11 +202,28 @@ impl Shared {
                 origin: origin(req.headers(), self.local_addr),
                 path: uri.path().to_owned(),
                 clock: self.sim_clock(),
+                newest_first: self.hostile.newest_first(endpoint),
             };
             let world = lock(&self.world);
             let mut reply = serve(&world.truth, route, &request);
             drop(world);
             misbehave(&quirks, route, &request, &mut reply);
+            if reply.status == StatusCode::OK {
+                let page = request
+                    .query
+                    .get("page")
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .unwrap_or(1);
+                let (wire, events) = self.hostile.on_reply(
+                    endpoint,
+                    page,
+                    route.ticket_id(),
+                    &mut reply.body,
+                    &mut reply.next_link,
+                );
+                reply.wire = wire;
+                reply.events = events;
+            }
             reply
         };
 
@@ -253,6 +278,21 @@ impl Shared {
             if let Some(page) = reply.listing_page {
                 self.run_listing_hook(page);
             }
+        }
+        if intact && !reply.events.is_empty() {
+            self.run_events(route, &reply);
+        }
+        let mut response = response;
+        let skew = self.hostile.clock_skew();
+        if skew != 0 {
+            let (now, by) = (SystemTime::now(), Duration::from_secs(skew.unsigned_abs()));
+            let at = if skew > 0 {
+                now.checked_add(by)
+            } else {
+                now.checked_sub(by)
+            };
+            let at = at.unwrap_or(now);
+            set_header(&mut response, header::DATE, httpdate::fmt_http_date(at));
         }
         Outcome { response, slow }
     }
@@ -324,6 +364,63 @@ impl Shared {
         );
         set_header(&mut response, header::RETRY_AFTER, retry_after);
         response
+    }
+
+    /// The hostile layer's world events of a page served intact: ticket events hit the ticket
+    /// whose child list this is, or the page's first ticket; each is recorded as touched.
+    fn run_events(&self, route: Route, reply: &Reply) {
+        let first = reply
+            .body
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|v| match v {
+                Value::Array(items) => items.first(),
+                item @ Value::Object(_) => Some(item),
+                _ => None,
+            })
+            .and_then(|item| item.get("id"))
+            .and_then(|id| {
+                id.as_i64()
+                    .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
+            });
+        let target = match route {
+            Route::Conversations(id) | Route::TimeEntries(id) | Route::TicketView(id) => Some(id),
+            Route::TicketList => first,
+            _ => None,
+        };
+        let now = self.bump_now();
+        let mut world = lock(&self.world);
+        for event in &reply.events {
+            let touched = match (event, target) {
+                (Mutation::CreateTicket, _) => Some(world.add_closed_ticket(now)),
+                (_, None) => None,
+                (_, Some(id)) if world.truth.ticket(id).is_none() => None,
+                (Mutation::DeleteFirst, Some(id)) => {
+                    world.delete(id);
+                    Some(id)
+                }
+                (Mutation::SpamFirst, Some(id)) => {
+                    world.spam(id);
+                    Some(id)
+                }
+                (Mutation::ReopenFirst, Some(id)) => {
+                    world.reopen(id, now);
+                    Some(id)
+                }
+                (Mutation::TouchFirst, Some(id)) => {
+                    world.touch(id, now);
+                    Some(id)
+                }
+                (Mutation::LogTime, Some(id)) => {
+                    world.add_time_entry(id, 15, true, true, now);
+                    Some(id)
+                }
+                _ => None,
+            };
+            if let Some(id) = touched {
+                self.hostile.record_touched(id);
+            }
+        }
     }
 
     fn run_listing_hook(&self, page: u32) {
@@ -520,6 +617,8 @@ struct RequestCtx {
     path: String,
     /// The data's current time (for the default 30-day window).
     clock: DateTime<Utc>,
+    /// Child lists (conversations, time entries) newest first ([`Mutation::NewestFirst`]).
+    newest_first: bool,
 }
 
 impl RequestCtx {
@@ -560,6 +659,10 @@ struct Reply {
     next_link: Option<String>,
     /// For `GET /tickets`: the page number served.
     listing_page: Option<u32>,
+    /// What the hostile layer changes in the response besides body and `Link`.
+    wire: WireChanges,
+    /// World events the hostile layer runs once this reply was served intact.
+    events: Vec<Mutation>,
 }
 
 impl Reply {
@@ -570,6 +673,8 @@ impl Reply {
             credits,
             next_link: None,
             listing_page: None,
+            wire: WireChanges::default(),
+            events: Vec::new(),
         }
     }
 
@@ -581,6 +686,8 @@ impl Reply {
             credits: 1,
             next_link: None,
             listing_page: None,
+            wire: WireChanges::default(),
+            events: Vec::new(),
         }
     }
 
@@ -604,6 +711,8 @@ impl Reply {
             credits: 1,
             next_link: None,
             listing_page: None,
+            wire: WireChanges::default(),
+            events: Vec::new(),
         }
     }
 }
@@ -747,17 +856,34 @@ fn serve(truth: &GroundTruth, route: Route, ctx: &RequestCtx) -> Reply {
         Route::TicketFilter => filter_tickets(truth, ctx),
         Route::TicketView(id) => view_ticket(truth, id, ctx),
         Route::Conversations(id) => match live_ticket(truth, id) {
-            Ok(t) => simple_list(ctx, "conversations", &t.conversations, render::conversation),
+            Ok(t) => simple_list(
+                ctx,
+                "conversations",
+                &ordered(&t.conversations, ctx.newest_first),
+                |c| render::conversation(c),
+            ),
             Err(reply) => reply,
         },
         Route::TimeEntries(id) => match live_ticket(truth, id) {
-            Ok(t) => simple_list(ctx, "time_entries", &t.time_entries, |e| {
-                render::time_entry(e, t.workspace_id)
-            }),
+            Ok(t) => simple_list(
+                ctx,
+                "time_entries",
+                &ordered(&t.time_entries, ctx.newest_first),
+                |e| render::time_entry(e, t.workspace_id),
+            ),
             Err(reply) => reply,
         },
         Route::Unknown => Reply::not_found(&format!("the resource {}", ctx.path)),
     }
+}
+
+/// A child list as served: oldest first (as created), or newest first.
+fn ordered<T>(items: &[T], newest_first: bool) -> Vec<&T> {
+    let mut rows: Vec<&T> = items.iter().collect();
+    if newest_first {
+        rows.reverse();
+    }
+    rows
 }
 
 /// Applies the server's misbehaviours (see [`Quirks`]) to a reply its handler built.
@@ -1074,7 +1200,35 @@ fn filter_tickets(truth: &GroundTruth, ctx: &RequestCtx) -> Reply {
 /// Turns an admitted reply (and its fault, if any) into the HTTP response; returns the status
 /// for the stats.
 fn build(reply: &Reply, fault: Option<&FaultAction>, quota: Quota) -> (Response, u16) {
-    let json_bytes = || Bytes::from(reply.body.to_string());
+    let (response, status) = build_plain(reply, fault, quota);
+    (rewire(response, &reply.wire), status)
+}
+
+/// The hostile layer's header changes (extra `Link` lines, rate-limit headers dropped).
+fn rewire(mut response: Response, wire: &WireChanges) -> Response {
+    let headers = response.headers_mut();
+    for link in &wire.extra_links {
+        if let Ok(value) = HeaderValue::try_from(link.as_str()) {
+            headers.append(header::LINK, value);
+        }
+    }
+    if wire.drop_rate_headers {
+        headers.remove(X_TOTAL);
+        headers.remove(X_REMAINING);
+        headers.remove(X_USED);
+    }
+    response
+}
+
+fn build_plain(reply: &Reply, fault: Option<&FaultAction>, quota: Quota) -> (Response, u16) {
+    let json_bytes = || {
+        let body = reply.body.to_string();
+        if reply.wire.invalid_utf8 {
+            Bytes::from(hostile::corrupt_utf8(body.as_bytes()))
+        } else {
+            Bytes::from(body)
+        }
+    };
     let with_link = |mut response: Response| {
         if let Some(link) = &reply.next_link {
             set_header(&mut response, header::LINK, link.clone());

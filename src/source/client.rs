@@ -68,6 +68,12 @@ pub struct CallStats {
     pub rate_limited: u64,
     /// Total time spent sleeping in retry backoff (not counting budget waits).
     pub backoff_ms: u64,
+    /// Response bodies that were not valid UTF-8 and were read lossily (each invalid sequence
+    /// became U+FFFD) instead of failing the call.
+    pub lossy_utf8_bodies: u64,
+    /// The API's clock minus ours, from the `Date` headers, in whole seconds: the smallest
+    /// difference seen (`None` without a readable `Date`). The cursor is bounded by it.
+    pub server_clock_offset_secs: Option<i64>,
 }
 
 /// A page: its body and the next page's URL, if any.
@@ -228,6 +234,7 @@ impl Client {
                     (Attempt::Transport, None, None, describe_transport(&e))
                 }
                 Ok(mut response) => {
+                    self.observe_date(response.headers());
                     let status = response.status();
                     let headers = rate_headers(response.headers());
                     self.limiter.observe(headers, estimated);
@@ -239,11 +246,7 @@ impl Client {
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .map(String::from);
-                    let link = response
-                        .headers()
-                        .get(LINK)
-                        .and_then(|v| v.to_str().ok())
-                        .map(String::from);
+                    let link = link_header(response.headers());
                     // A body above the cap fails the call at once: not retried (it would be as
                     // large again), and never held, so a runaway response cannot get the
                     // process killed. Checked against Content-Length first, then while
@@ -262,22 +265,26 @@ impl Client {
                             Some(status.as_u16()),
                             describe_transport(&e),
                         ),
-                        Ok(body) if status.is_success() => match validate(&body) {
-                            Ok(()) => {
-                                self.record_latency(sent.elapsed());
-                                let next = match link.as_deref().and_then(next_link) {
-                                    None => None,
-                                    Some(next) => Some(self.check_next(endpoint, url, &next)?),
-                                };
-                                self.with_stats(|s| {
-                                    *s.calls.entry(endpoint.name()).or_default() += 1
-                                });
-                                return Ok(Page { body, next });
+                        Ok(body) if status.is_success() => {
+                            match validate(&Self::valid_utf8(body.clone())) {
+                                Ok(()) => {
+                                    self.count_lossy(endpoint, &body);
+                                    let body = Self::valid_utf8(body);
+                                    self.record_latency(sent.elapsed());
+                                    let next = match link.as_deref().and_then(next_link) {
+                                        None => None,
+                                        Some(next) => Some(self.check_next(endpoint, url, &next)?),
+                                    };
+                                    self.with_stats(|s| {
+                                        *s.calls.entry(endpoint.name()).or_default() += 1
+                                    });
+                                    return Ok(Page { body, next });
+                                }
+                                Err(problem) => {
+                                    (Attempt::BrokenBody, None, Some(status.as_u16()), problem)
+                                }
                             }
-                            Err(problem) => {
-                                (Attempt::BrokenBody, None, Some(status.as_u16()), problem)
-                            }
-                        },
+                        }
                         Ok(body) => {
                             let status = status.as_u16();
                             let attempt_kind = Attempt::Status {
@@ -339,6 +346,46 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// `body` as valid UTF-8: a body with invalid bytes (one bad byte in a subject would fail
+    /// the page every night, forever) is read lossily and counted, once per call that returns.
+    fn valid_utf8(body: Bytes) -> Bytes {
+        if std::str::from_utf8(&body).is_ok() {
+            return body;
+        }
+        Bytes::from(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Counts a lossily read body (see [`Self::valid_utf8`]).
+    fn count_lossy(&self, endpoint: Endpoint, body: &[u8]) {
+        if std::str::from_utf8(body).is_err() {
+            tracing::warn!(
+                endpoint = endpoint.name(),
+                "a response body is not valid UTF-8; invalid bytes were read as U+FFFD"
+            );
+            self.with_stats(|s| s.lossy_utf8_bodies += 1);
+        }
+    }
+
+    /// Records the API's clock against ours from a `Date` header (the smallest offset wins: the
+    /// cursor must not run ahead of the server's clock).
+    fn observe_date(&self, headers: &HeaderMap) {
+        let Some(date) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        else {
+            return;
+        };
+        let server = chrono::DateTime::<chrono::Utc>::from(date);
+        // The header has whole seconds, truncated: compare with our clock truncated too.
+        let ours = chrono::Utc::now().timestamp();
+        let offset = server.timestamp() - ours;
+        self.with_stats(|s| {
+            s.server_clock_offset_secs =
+                Some(s.server_clock_offset_secs.map_or(offset, |o| o.min(offset)));
+        });
     }
 
     fn too_large(&self, endpoint: Endpoint, url: &Url) -> Error {
@@ -448,20 +495,111 @@ async fn read_capped(
     Ok(Some(body.freeze()))
 }
 
-/// The `rel="next"` target of a `Link` header.
+/// Every `Link` header line of a response as one field value (RFC 9110 §5.3: several lines
+/// are one comma-separated list). Bytes that are not ASCII are read as UTF-8, lossily, instead
+/// of losing the whole header.
+fn link_header(headers: &HeaderMap) -> Option<String> {
+    let lines: Vec<String> = headers
+        .get_all(LINK)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(", "))
+}
+
+/// The `rel="next"` target of a `Link` field value, parsed per RFC 8288 §3: link-values
+/// separated by commas outside `<…>` and quoted strings (a target may hold raw commas and
+/// semicolons), parameters in any order and case, `rel` a space-separated list of relation
+/// types (`rel="next last"`), quoted or not. A link-value that does not parse is skipped, not
+/// taken as the end of the header.
 pub fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        let is_next = params.split(';').any(|p| {
-            matches!(
-                p.trim().replace(' ', "").as_str(),
-                "rel=\"next\"" | "rel=next"
-            )
-        });
-        let target = target.trim();
-        (is_next && target.starts_with('<') && target.ends_with('>'))
-            .then(|| target[1..target.len() - 1].to_string())
-    })
+    let mut rest = header;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        if rest.is_empty() {
+            return None;
+        }
+        let Some(after) = rest.strip_prefix('<') else {
+            // Not a link-value: skip to the next comma outside quotes.
+            rest = skip_value(rest);
+            continue;
+        };
+        let Some(end) = after.find('>') else {
+            return None;
+        };
+        let target = &after[..end];
+        rest = &after[end + 1..];
+        let mut is_next = false;
+        loop {
+            rest = rest.trim_start();
+            let Some(param) = rest.strip_prefix(';') else {
+                break;
+            };
+            let param = param.trim_start();
+            let name_end = param
+                .find(|c: char| c == '=' || c == ';' || c == ',' || c.is_whitespace())
+                .unwrap_or(param.len());
+            let name = &param[..name_end];
+            rest = param[name_end..].trim_start();
+            let mut value = String::new();
+            if let Some(v) = rest.strip_prefix('=') {
+                let (parsed, after) = param_value(v.trim_start());
+                value = parsed;
+                rest = after;
+            }
+            if name.eq_ignore_ascii_case("rel")
+                && value
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+            {
+                is_next = true;
+            }
+        }
+        if is_next {
+            return Some(target.trim().to_string());
+        }
+        rest = skip_value(rest);
+    }
+}
+
+/// A parameter value, quoted (with `\` escapes) or a token; and what follows it.
+fn param_value(s: &str) -> (String, &str) {
+    if let Some(quoted) = s.strip_prefix('"') {
+        let mut value = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                }
+                '"' => return (value, &quoted[i + 1..]),
+                c => value.push(c),
+            }
+        }
+        (value, "")
+    } else {
+        let end = s.find(|c: char| c == ';' || c == ',').unwrap_or(s.len());
+        (s[..end].trim().to_string(), &s[end..])
+    }
+}
+
+/// `s` after the current link-value: past the next comma that is outside `<…>` and quotes.
+fn skip_value(s: &str) -> &str {
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' if !angle => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => return &s[i + 1..],
+            _ => {}
+        }
+    }
+    ""
 }
 
 /// A short, safe description of an error body: the API's `message`/`description`/`errors`, or the
@@ -547,6 +685,55 @@ mod tests {
         assert_eq!(next_link(h).unwrap(), "https://x/a?page=3");
         assert_eq!(next_link(r#"<https://x/a?page=1>; rel="prev""#), None);
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn link_headers_parse_per_rfc_8288() {
+        // A raw comma and semicolon inside the target.
+        let h = r#"<https://x/api/v2/tickets?include=stats,tags;v=1&page=2>; rel="next""#;
+        assert_eq!(
+            next_link(h).unwrap(),
+            "https://x/api/v2/tickets?include=stats,tags;v=1&page=2"
+        );
+        // prev first, other parameters (with commas in quotes), upper case, unquoted, lists.
+        let h = r#"<https://x/a?page=1>; rel="prev", <https://x/a?page=3>; title="page, three"; REL=next"#;
+        assert_eq!(next_link(h).unwrap(), "https://x/a?page=3");
+        let h = r#"<https://x/a?page=1,2>; rel=prev, <https://x/a?page=9>; rel="last next""#;
+        assert_eq!(next_link(h).unwrap(), "https://x/a?page=9");
+        // Garbage before a good value does not hide it.
+        let h = r#"junk; rel="next", <https://x/a?page=4>; rel="next""#;
+        assert_eq!(next_link(h).unwrap(), "https://x/a?page=4");
+        // Non-ASCII in the target survives.
+        let h = "<https://x/a?q=Grüße&page=2>; rel=\"next\"";
+        assert_eq!(next_link(h).unwrap(), "https://x/a?q=Grüße&page=2");
+        assert_eq!(next_link(r#"<https://x/a?page=2>; rel="nextish""#), None);
+        assert_eq!(next_link("<unterminated; rel=next"), None);
+    }
+
+    #[test]
+    fn link_lines_are_one_list() {
+        let mut h = HeaderMap::new();
+        h.append(
+            LINK,
+            HeaderValue::from_static(r#"<https://x/a?page=1>; rel="prev""#),
+        );
+        h.append(
+            LINK,
+            HeaderValue::from_static(r#"<https://x/a?page=3>; rel="next""#),
+        );
+        assert_eq!(
+            next_link(&link_header(&h).unwrap()).unwrap(),
+            "https://x/a?page=3"
+        );
+        let mut h = HeaderMap::new();
+        h.append(
+            LINK,
+            HeaderValue::from_bytes("<https://x/ä?page=2>; rel=next".as_bytes()).unwrap(),
+        );
+        assert_eq!(
+            next_link(&link_header(&h).unwrap()).unwrap(),
+            "https://x/ä?page=2"
+        );
     }
 
     #[test]

@@ -527,7 +527,7 @@ impl Source {
             &format!("tickets/{ticket_id}/conversations"),
             &[("per_page", PER_PAGE.into())],
         );
-        self.all_pages(Endpoint::Conversations, url, "conversations", false)
+        self.child_list(Endpoint::Conversations, url, "conversations")
             .await
     }
 
@@ -537,8 +537,33 @@ impl Source {
             &format!("tickets/{ticket_id}/time_entries"),
             &[("per_page", PER_PAGE.into())],
         );
-        self.all_pages(Endpoint::TimeEntries, url, "time_entries", false)
+        self.child_list(Endpoint::TimeEntries, url, "time_entries")
             .await
+    }
+
+    /// A ticket's child list, deduplicated by id. An id on two pages means the list shifted
+    /// while it was paged (a child added or removed meanwhile), so it is read once more; what
+    /// is still repeated then keeps its newest version (latest `updated_at`). A list whose
+    /// items lost their ids cannot be deduplicated and is kept as read.
+    async fn child_list<T>(
+        &self,
+        endpoint: Endpoint,
+        url: Url,
+        key: &'static str,
+    ) -> Result<Items<T>, Error>
+    where
+        T: for<'de> serde::Deserialize<'de> + wire::Child,
+    {
+        let mut items = self.all_pages(endpoint, url.clone(), key, false).await?;
+        if wire::has_duplicate_ids(&items) {
+            tracing::warn!(
+                endpoint = endpoint.name(),
+                path = url.path(),
+                "a child list repeated an id across pages (it changed while it was read); reading it again"
+            );
+            items = self.all_pages(endpoint, url, key, false).await?;
+        }
+        Ok(wire::dedupe_by_id(items))
     }
 
     /// A single object, decoded: `None` when it does not exist (404), `Some(Err)` when the
@@ -642,7 +667,27 @@ impl Source {
                     path: url.path().to_string(),
                     detail,
                 })?;
-            Ok::<_, Error>((items, page.next))
+            // A full page without a `Link` is no proof of the end (a proxy may have stripped
+            // it): ask for the page after it. An empty page without a `Link` ends the listing.
+            if let (Some(_), Some(n)) = (&page.next, per_page(&url)) {
+                if !items.is_empty() && items.len() < n {
+                    // Pages before the last are full; a short one that links on lost rows.
+                    return Err(Error::Paging {
+                        endpoint: endpoint.name(),
+                        path: url.path().to_string(),
+                        detail: format!(
+                            "a page of {} rows (per_page = {n}) links to another page: rows were left out",
+                            items.len()
+                        ),
+                    });
+                }
+            }
+            let next = match page.next {
+                Some(next) => Some(next),
+                None if per_page(&url).is_some_and(|n| items.len() >= n) => following_page(&url),
+                None => None,
+            };
+            Ok::<_, Error>((items, next))
         };
         // In order: the page being read, then (when guessed) the one after it.
         let mut queue = futures::stream::FuturesOrdered::new();
@@ -758,13 +803,21 @@ fn truncate_url(s: &str) -> String {
     }
 }
 
-/// `url` with its `page` parameter incremented; `None` without a numeric `page`.
+/// The `per_page` a listing URL asks for.
+fn per_page(url: &Url) -> Option<usize> {
+    url.query_pairs()
+        .find(|(k, _)| k == "per_page")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// `url` with its `page` parameter incremented (a URL without one is page 1); `None` with a
+/// `page` that is not a number.
 fn following_page(url: &Url) -> Option<Url> {
-    let page: u64 = url
-        .query_pairs()
-        .find(|(k, _)| k == "page")
-        .and_then(|(_, v)| v.parse().ok())?;
-    let pairs: Vec<(String, String)> = url
+    let page: u64 = match url.query_pairs().find(|(k, _)| k == "page") {
+        Some((_, v)) => v.parse().ok()?,
+        None => 1,
+    };
+    let mut pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
             let v = if k == "page" {
@@ -775,6 +828,9 @@ fn following_page(url: &Url) -> Option<Url> {
             (k.into_owned(), v)
         })
         .collect();
+    if page == 1 && !pairs.iter().any(|(k, _)| k == "page") {
+        pairs.push(("page".into(), "2".into()));
+    }
     let mut next = url.clone();
     next.query_pairs_mut().clear().extend_pairs(pairs);
     Some(next)
@@ -813,8 +869,10 @@ mod tests {
         .unwrap();
         assert!(!same_request(&next, &other_host));
         assert_eq!(
-            following_page(&Url::parse("https://x.example/a?per_page=100").unwrap()),
-            None
+            following_page(&Url::parse("https://x.example/a?per_page=100").unwrap())
+                .map(String::from),
+            Some("https://x.example/a?per_page=100&page=2".to_string()),
+            "a URL without page is page 1"
         );
         assert_eq!(
             following_page(&Url::parse("https://x.example/a?page=next").unwrap()),

@@ -16,6 +16,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Ticket {
     /// `id`: the ticket id; also its display number (`#17531`).
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `subject`: the ticket title.
     pub subject: Option<String>,
@@ -24,23 +25,31 @@ pub struct Ticket {
     /// `description_text`: the API's plain-text rendering of `description`.
     pub description_text: Option<String>,
     /// `status`: 2 Open, 3 Pending, 4 Resolved, 5 Closed, or an account's custom status code.
+    #[serde(default, deserialize_with = "flex_int")]
     pub status: Option<i64>,
     /// `priority`: 1 Low, 2 Medium, 3 High, 4 Urgent.
+    #[serde(default, deserialize_with = "flex_int")]
     pub priority: Option<i64>,
     /// `source`: how the ticket came in (1 Email, 2 Portal, 3 Phone, …); unknown codes are kept.
+    #[serde(default, deserialize_with = "flex_int")]
     pub source: Option<i64>,
     /// `type`: `Incident`, `Service Request` or `Alert`.
     #[serde(rename = "type")]
     pub ticket_type: Option<String>,
     /// `requester_id`: the user who raised the ticket (a requester, or an agent).
+    #[serde(default, deserialize_with = "flex_int")]
     pub requester_id: Option<i64>,
     /// `responder_id`: the assigned agent.
+    #[serde(default, deserialize_with = "flex_int")]
     pub responder_id: Option<i64>,
     /// `group_id`: the assigned agent group.
+    #[serde(default, deserialize_with = "flex_int")]
     pub group_id: Option<i64>,
     /// The customer company in MSP mode; null tickets go to rejects.
+    #[serde(default, deserialize_with = "flex_int")]
     pub department_id: Option<i64>,
     /// The workspace (the client, in Freshservice for MSPs) the ticket belongs to.
+    #[serde(default, deserialize_with = "flex_int")]
     pub workspace_id: Option<i64>,
     /// `created_at`: when the ticket was created.
     pub created_at: Option<DateTime<Utc>>,
@@ -66,10 +75,10 @@ pub struct Ticket {
     #[serde(default, deserialize_with = "lenient_text")]
     pub item_category: Option<String>,
     /// 1 Low, 2 Medium, 3 High; list rows may omit it (§6).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_int")]
     pub urgency: Option<i64>,
     /// 1 Low, 2 Medium, 3 High; list rows may omit it (§6).
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_int")]
     pub impact: Option<i64>,
     /// Present with `include=tags`.
     #[serde(default, deserialize_with = "optional_string_list")]
@@ -105,10 +114,10 @@ pub struct Stats {
     #[serde(default, deserialize_with = "lenient")]
     pub agent_responded_at: Option<DateTime<Utc>>,
     /// `first_resp_time_in_secs`: seconds from creation to the first response.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_int")]
     pub first_resp_time_in_secs: Option<i64>,
     /// `resolution_time_in_secs`: seconds from creation to resolution.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_int")]
     pub resolution_time_in_secs: Option<i64>,
 }
 
@@ -116,6 +125,7 @@ pub struct Stats {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 pub struct EmbeddedRequester {
     /// `id`: the requester's user id (the ticket's `requester_id`).
+    #[serde(default, deserialize_with = "flex_int")]
     pub id: Option<i64>,
     /// `name`: the full name, as one string.
     pub name: Option<String>,
@@ -127,8 +137,10 @@ pub struct EmbeddedRequester {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Conversation {
     /// `id`: the conversation id (`note_id` for a private one).
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `user_id`: the author (a requester or an agent).
+    #[serde(default, deserialize_with = "flex_int")]
     pub user_id: Option<i64>,
     /// HTML.
     pub body: Option<String>,
@@ -139,6 +151,7 @@ pub struct Conversation {
     /// `true` = internal note.
     pub private: Option<bool>,
     /// `source`: 0 email, 1 form, 2 note, 3 status, 4 meta, 5 feedback, 6 forwarded email.
+    #[serde(default, deserialize_with = "flex_int")]
     pub source: Option<i64>,
     /// `support_email`: the support mailbox involved; null for notes.
     pub support_email: Option<String>,
@@ -173,8 +186,10 @@ pub struct Attachment {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct TimeEntry {
     /// `id`: the time entry id.
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `agent_id`: the agent who logged the time.
+    #[serde(default, deserialize_with = "flex_int")]
     pub agent_id: Option<i64>,
     /// `"hh:mm"` (also `h:mm`, `hhh:mm`, `hh:mm:ss`); parsed by normalize.
     #[serde(default, deserialize_with = "lenient_string")]
@@ -194,12 +209,12 @@ pub struct TimeEntry {
     /// `updated_at`: when the entry was last changed (the ticket's `updated_at` may not move with it).
     pub updated_at: Option<DateTime<Utc>>,
     /// `task_id`: the ticket task the time was logged on.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_int")]
     pub task_id: Option<i64>,
     /// Per-account fields (e.g. a work type billing uses), as sent.
     pub custom_fields: Option<Value>,
     /// Only on accounts with workspaces.
-    #[serde(default, deserialize_with = "lenient")]
+    #[serde(default, deserialize_with = "lenient_int")]
     pub workspace_id: Option<i64>,
 }
 
@@ -207,12 +222,14 @@ pub struct TimeEntry {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Department {
     /// `id`: the department id (a ticket's `department_id`).
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `name`: the company name.
     pub name: Option<String>,
     /// Holds the account number under an MSP-chosen key (number or string).
     pub custom_fields: Option<serde_json::Map<String, Value>>,
     /// The workspace (client) the department belongs to, on accounts with workspaces.
+    #[serde(default, deserialize_with = "flex_int")]
     pub workspace_id: Option<i64>,
 }
 
@@ -220,6 +237,7 @@ pub struct Department {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Workspace {
     /// `id`: the workspace id (a ticket's `workspace_id`).
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `name`: the workspace (client) name.
     pub name: Option<String>,
@@ -235,6 +253,7 @@ pub struct Workspace {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Agent {
     /// `id`: the agent id (a ticket's `responder_id`, a note's `user_id`, an entry's `agent_id`).
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `first_name`.
     pub first_name: Option<String>,
@@ -248,6 +267,7 @@ pub struct Agent {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Group {
     /// `id`: the group id (a ticket's `group_id`).
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `name`: the group name (the `group_name` column).
     pub name: Option<String>,
@@ -257,6 +277,7 @@ pub struct Group {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Requester {
     /// `id`: the requester's user id (a ticket's `requester_id`).
+    #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `first_name`.
     pub first_name: Option<String>,
@@ -264,6 +285,76 @@ pub struct Requester {
     pub last_name: Option<String>,
     /// `primary_email`: the requester's main address (the `requester_email` column).
     pub primary_email: Option<String>,
+}
+
+/// A ticket's child (a conversation, a time entry): an id, and a version to keep the newest of
+/// two copies by.
+pub trait Child {
+    /// The child's id.
+    fn id(&self) -> i64;
+    /// When it was last changed.
+    fn updated_at(&self) -> Option<DateTime<Utc>>;
+}
+
+impl Child for Conversation {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.updated_at
+    }
+}
+
+impl Child for TimeEntry {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.updated_at
+    }
+}
+
+fn item_id<T: Child>(item: &Result<T, ItemError>) -> Option<i64> {
+    match item {
+        Ok(c) => Some(c.id()),
+        Err(e) => e.id,
+    }
+}
+
+/// Whether two items of a list carry the same id.
+pub fn has_duplicate_ids<T: Child>(items: &[Result<T, ItemError>]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    items.iter().filter_map(item_id).any(|id| !seen.insert(id))
+}
+
+/// One item per id, in first-seen order: a decoded copy wins over one that does not decode,
+/// the newer `updated_at` over the older. Items without an id are kept as they are.
+pub fn dedupe_by_id<T: Child>(items: Vec<Result<T, ItemError>>) -> Vec<Result<T, ItemError>> {
+    let mut at: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Result<T, ItemError>> = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(id) = item_id(&item) else {
+            out.push(item);
+            continue;
+        };
+        match at.get(&id) {
+            None => {
+                at.insert(id, out.len());
+                out.push(item);
+            }
+            Some(&i) => {
+                let better = match (&out[i], &item) {
+                    (Err(_), Ok(_)) => true,
+                    (Ok(old), Ok(new)) => new.updated_at() > old.updated_at(),
+                    _ => false,
+                };
+                if better {
+                    out[i] = item;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Why one object of a page could not be decoded.
@@ -361,7 +452,7 @@ pub fn repair_lone_surrogates(body: &[u8]) -> Vec<u8> {
 }
 
 fn decode_item<T: for<'de> Deserialize<'de>>(item: Value) -> Result<T, ItemError> {
-    let id = item.get("id").and_then(Value::as_i64);
+    let id = item.get("id").and_then(integer);
     serde_path_to_error::deserialize(&item).map_err(|e| {
         let path = e.path().to_string();
         let detail = if path == "." {
@@ -453,6 +544,57 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     })
 }
 
+/// An integer as the API's numbers drift: a JSON integer, a float with an integral value
+/// (`5.0`), or a string holding either (`"17531"`, `" 5 "`). Anything else is `None`.
+pub fn integer(v: &Value) -> Option<i64> {
+    fn of_f64(f: f64) -> Option<i64> {
+        (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+    }
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(of_f64)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(of_f64))
+        }
+        _ => None,
+    }
+}
+
+/// A required id (see [`integer`]).
+fn flex_id<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let value = Value::deserialize(d)?;
+    integer(&value).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected an integer id, found {}", kind(&value)))
+    })
+}
+
+/// An optional integer (see [`integer`]): null or absent is `None`; another value fails the
+/// object's decode, naming the field.
+fn flex_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let value = Value::deserialize(d)?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    integer(&value).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected an integer, found {}", describe(&value)))
+    })
+}
+
+/// A pass-through integer (see [`integer`]); any other value is absent.
+fn lenient_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(integer(&Value::deserialize(d)?))
+}
+
+/// A value for an error message: its kind, and short strings quoted.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.len() <= 40 => format!("string {s:?}"),
+        other => kind(other).to_string(),
+    }
+}
+
 /// An optional field of an expected type; any other value (a string where a number belongs,
 /// a malformed date) is taken as absent, so a field ticketsync only passes through never
 /// rejects the ticket that carries it.
@@ -501,7 +643,7 @@ fn attachment_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Attachm
                 .filter(|v| v.is_object())
                 .map(|v| Attachment {
                     name: v.get("name").and_then(Value::as_str).map(str::to_string),
-                    size: v.get("size").and_then(Value::as_i64),
+                    size: v.get("size").and_then(integer),
                     content_type: v
                         .get("content_type")
                         .and_then(Value::as_str)

@@ -9,6 +9,7 @@ mod distrust;
 mod faults;
 mod fields;
 mod guards;
+mod harness;
 mod hostile;
 mod incremental;
 mod kill;

@@ -114,6 +114,67 @@ impl World {
         entry_id
     }
 
+    /// Gives a ticket `conversations` more private notes and `time_entries` more entries of
+    /// `minutes` each (created in the hour before `now`, oldest first), without bumping it:
+    /// children that run to several pages, as long-running tickets have.
+    pub(crate) fn grow_children(
+        &mut self,
+        id: i64,
+        conversations: usize,
+        time_entries: usize,
+        minutes: u32,
+        now: DateTime<Utc>,
+    ) {
+        let fallback_agent = self.truth.agents[0].id;
+        let note_ids: Vec<i64> = (0..conversations)
+            .map(|_| self.ids.next_conversation())
+            .collect();
+        let entry_ids: Vec<i64> = (0..time_entries)
+            .map(|_| self.ids.next_time_entry())
+            .collect();
+        let t = self.ticket_mut(id, "grow_children");
+        let agent = t.responder_id.unwrap_or(fallback_agent);
+        let at =
+            |i: usize, n: usize| now - Duration::seconds(3600 * (n - i) as i64 / n.max(1) as i64);
+        for (i, note_id) in note_ids.into_iter().enumerate() {
+            let created_at = at(i, conversations);
+            t.conversations.push(super::model::Conversation {
+                id: note_id,
+                ticket_id: id,
+                user_id: agent,
+                body: format!("<p>Progress note {}</p>", i + 1),
+                body_text: format!("Progress note {}", i + 1),
+                incoming: false,
+                private: true,
+                source: 2,
+                support_email: None,
+                from_email: None,
+                to_emails: Vec::new(),
+                created_at,
+                updated_at: created_at,
+                attachments: Vec::new(),
+            });
+        }
+        for (i, entry_id) in entry_ids.into_iter().enumerate() {
+            let created_at = at(i, time_entries);
+            let (task_id, custom_fields) = time_entry_extras(entry_id);
+            t.time_entries.push(TimeEntry {
+                id: entry_id,
+                task_id,
+                custom_fields,
+                agent_id: agent,
+                time_spent: format_time_spent(minutes, TimeStyle::Padded),
+                billable: true,
+                timer_running: false,
+                executed_at: created_at,
+                start_time: created_at,
+                note: format!("Work block {}", i + 1),
+                created_at,
+                updated_at: created_at,
+            });
+        }
+    }
+
     /// A new closed ticket, generated like the others, for a requester whose department has a
     /// numeric account number (so a sync places it), created 2 to 48 hours before `now`: one
     /// public agent reply, then one private note, and one time entry; `updated_at = now`.

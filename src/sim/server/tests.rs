@@ -807,6 +807,7 @@ fn link_keeps_params_and_replaces_page() {
         origin: "http://h:1".into(),
         path: "/api/v2/tickets".into(),
         clock: now(),
+        newest_first: false,
     };
     assert_eq!(
         ctx.next_link(3),

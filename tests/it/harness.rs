@@ -1,0 +1,714 @@
+//! The hostile-API harness: seeded worlds, a mix of response mutations, mid-listing world
+//! events and faults, the real pipeline, and **one oracle** that judges every run the same way.
+//!
+//! A case (see [`Case`]) is: a simulator world; optionally a clean full sync first (so the run
+//! under test is incremental over stored rows); the mutations switched on; the run under test;
+//! then, with every mutation off, a clean full sync of the server's final data into a fresh
+//! dataset (the expected dataset) and a clean incremental run over the tested dataset.
+//!
+//! The oracle ([`judge`]):
+//!
+//! - exit 0 or 1: the dataset equals the expected one, except tickets a world event changed
+//!   after the run may have read them (`touched`) and tickets a destructive mutation spoiled
+//!   (`spoiled`, whose rejects the served data justifies); independently of ticketsync's code,
+//!   every closed ticket of the world is placed or rejected exactly once, and each placed
+//!   ticket holds exactly the world's time entries and minutes;
+//! - exit 2 or 3: the cursor did not move, and every stored ticket the server still has
+//!   unchanged kept its rows and document;
+//! - either way, the next clean incremental run converges on the expected dataset.
+//!
+//! CI runs `HARNESS_CASES` cases (default 24) of the property test; `cargo test --test it
+//! harness_soak -- --ignored` runs thousands. A failing case prints the smallest mutation set
+//! proptest shrank it to; the named regression tests below are such cases, kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use ticketsync::job::JobSpec;
+use ticketsync::pipeline::RunOutcome;
+use ticketsync::report::RunStatus;
+use ticketsync::sim::{FaultAction, FaultRule, HostileRule, Mutation, Plan, SimConfig};
+use ticketsync::state;
+use ticketsync::storage::{S3Options, Storage};
+
+use crate::support::{minutes_of, Dump, Harness};
+
+/// What the harness draws.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub seed: u64,
+    pub tickets: usize,
+    /// A clean full sync first: the run under test is then incremental over stored rows.
+    pub stored: bool,
+    /// Children that run to several pages: (conversations, time entries) added to the first
+    /// closed ticket of the world.
+    pub big_children: Option<(usize, usize)>,
+    /// Response mutations and world events.
+    pub mutations: Vec<HostileRule>,
+    /// Faults of the fault script (status codes, truncated bodies).
+    pub faults: Vec<FaultRule>,
+}
+
+impl Case {
+    fn new(seed: u64, tickets: usize, stored: bool) -> Case {
+        Case {
+            seed,
+            tickets,
+            stored,
+            big_children: None,
+            mutations: Vec::new(),
+            faults: Vec::new(),
+        }
+    }
+
+    fn mutate(mut self, rule: HostileRule) -> Case {
+        self.mutations.push(rule);
+        self
+    }
+
+    fn fault(mut self, rule: FaultRule) -> Case {
+        self.faults.push(rule);
+        self
+    }
+
+    fn big(mut self, conversations: usize, time_entries: usize) -> Case {
+        self.big_children = Some((conversations, time_entries));
+        self
+    }
+}
+
+/// What a run under test came to, as a scheduler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    OkWithRejects,
+    Failed,
+    Config,
+}
+
+fn exit_of(outcome: &Result<RunOutcome, ticketsync::pipeline::Error>) -> Exit {
+    use ticketsync::error::Class;
+    let class = |c: Class| match c {
+        Class::Config => Exit::Config,
+        _ => Exit::Failed,
+    };
+    match outcome {
+        Err(e) => class(e.class()),
+        Ok(o) => match (&o.error, o.report.status) {
+            (Some(e), _) => class(e.class()),
+            (None, RunStatus::Ok) => Exit::Ok,
+            (None, RunStatus::OkWithRejects) => Exit::OkWithRejects,
+            (None, _) => Exit::Failed,
+        },
+    }
+}
+
+/// The ticket a dump line or document belongs to.
+fn ticket_of_line(line: &str) -> Option<i64> {
+    let at = line.find("ticket_id=")? + "ticket_id=".len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+fn ticket_of_doc(path: &str) -> Option<i64> {
+    path.rsplit_once('/')?.1.strip_suffix(".md")?.parse().ok()
+}
+
+/// A dump per ticket: its rows of every table and its document.
+fn by_ticket(dump: &Dump) -> BTreeMap<i64, Vec<String>> {
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (table, rows) in &dump.rows {
+        for line in rows {
+            if let Some(id) = ticket_of_line(line) {
+                out.entry(id).or_default().push(format!("{table}: {line}"));
+            }
+        }
+    }
+    for (path, text) in &dump.markdown {
+        if let Some(id) = ticket_of_doc(path) {
+            out.entry(id)
+                .or_default()
+                .push(format!("markdown {path}: {text}"));
+        }
+    }
+    out
+}
+
+/// The ids a table holds.
+fn ids(dump: &Dump, table: &str) -> BTreeSet<i64> {
+    dump.table(table)
+        .iter()
+        .filter_map(|l| ticket_of_line(l))
+        .collect()
+}
+
+/// Differences between two dumps outside `except`, as readable lines (empty: equal).
+fn differences(got: &Dump, want: &Dump, except: &BTreeSet<i64>) -> Vec<String> {
+    let got = by_ticket(got);
+    let want = by_ticket(want);
+    let mut out = Vec::new();
+    for id in got.keys().chain(want.keys()).collect::<BTreeSet<_>>() {
+        if except.contains(id) {
+            continue;
+        }
+        let (g, w) = (got.get(id), want.get(id));
+        if g != w {
+            let first = |v: Option<&Vec<String>>| {
+                v.map_or_else(|| "nothing".to_string(), |v| v.join("\n      "))
+            };
+            out.push(format!(
+                "ticket {id}:\n    got  {}\n    want {}",
+                first(g),
+                first(w)
+            ));
+        }
+    }
+    out
+}
+
+/// A dump with every U+FFFD taken out (what a lossily read invalid byte leaves).
+fn without_replacements(dump: &Dump) -> Dump {
+    let strip = |s: &String| s.replace('\u{fffd}', "");
+    Dump {
+        rows: dump
+            .rows
+            .iter()
+            .map(|(t, rows)| (*t, rows.iter().map(strip).collect()))
+            .collect(),
+        markdown: dump
+            .markdown
+            .iter()
+            .map(|(p, text)| (p.clone(), strip(text)))
+            .collect(),
+        files: dump.files.clone(),
+    }
+}
+
+/// The independent check: every closed ticket of the world (live, in the window) is placed
+/// or rejected exactly once, and each placed ticket holds the world's time entries and minutes.
+fn world_check(h: &Harness, dump: &Dump, except: &BTreeSet<i64>) -> Vec<String> {
+    let truth = h.sim.ground_truth();
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(crate::support::FULL_DAYS);
+    let placed = ids(dump, "tickets");
+    let rejected = ids(dump, "rejects");
+    let mut entries: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let mut minutes: BTreeMap<i64, i64> = BTreeMap::new();
+    for line in dump.table("time_entries") {
+        let Some(id) = ticket_of_line(line) else {
+            continue;
+        };
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        entries
+            .entry(id)
+            .or_default()
+            .insert(field("time_entry_id"));
+        *minutes.entry(id).or_default() += field("minutes").parse::<i64>().unwrap_or(0);
+    }
+    let mut out = Vec::new();
+    for t in truth.tickets.iter() {
+        if except.contains(&t.id) || t.deleted || t.spam || t.status != 5 || t.updated_at < cutoff {
+            continue;
+        }
+        match (placed.contains(&t.id), rejected.contains(&t.id)) {
+            (true, true) => out.push(format!("ticket {}: placed and rejected", t.id)),
+            (false, false) => out.push(format!(
+                "ticket {}: closed, neither placed nor rejected",
+                t.id
+            )),
+            (false, true) => {}
+            (true, false) => {
+                let want: BTreeSet<String> =
+                    t.time_entries.iter().map(|e| e.id.to_string()).collect();
+                let got = entries.get(&t.id).cloned().unwrap_or_default();
+                if got != want {
+                    out.push(format!(
+                        "ticket {}: time entries {:?}, the world has {:?}",
+                        t.id, got, want
+                    ));
+                }
+                let want_minutes: i64 = t
+                    .time_entries
+                    .iter()
+                    .map(|e| minutes_of(&e.time_spent))
+                    .sum();
+                let got_minutes = minutes.get(&t.id).copied().unwrap_or(0);
+                if got_minutes != want_minutes {
+                    out.push(format!(
+                        "ticket {}: {got_minutes} minutes stored, the world has {want_minutes}",
+                        t.id
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The run's job: the harness's, with the rate limiter's window and small checkpoints.
+fn spec(h: &Harness, full: bool) -> JobSpec {
+    JobSpec {
+        full_sync: Some(full),
+        ..h.spec()
+    }
+}
+
+async fn cursor(storage: &Storage) -> Option<state::Cursor> {
+    state::load_cursor(storage).await.expect("the cursor reads")
+}
+
+/// Runs one case and returns what the oracle found wrong (empty: the case holds).
+pub async fn check_case(case: &Case) -> Vec<String> {
+    let h = Harness::with_config(SimConfig {
+        tickets: case.tickets,
+        seed: case.seed,
+        plan: Plan::Enterprise,
+        minute_secs: 1.0,
+        rate_limit: false,
+        ..SimConfig::default()
+    })
+    .await;
+    if let Some((conversations, time_entries)) = case.big_children {
+        let id = h
+            .sim
+            .ground_truth()
+            .closed_tickets()
+            .next()
+            .map(|t| t.id)
+            .expect("a closed ticket");
+        h.sim.grow_children(id, conversations, time_entries, 7);
+    }
+    // Invalid UTF-8 is read lossily: a spoiled text is U+FFFD and the original text, so every
+    // dump of such a case is compared without U+FFFD.
+    let lossy = case
+        .mutations
+        .iter()
+        .any(|m| m.mutation == Mutation::InvalidUtf8);
+    let dump = |d: Dump| if lossy { without_replacements(&d) } else { d };
+    let mut problems = Vec::new();
+    if case.stored {
+        let base = h.sync_with(spec(&h, true), None).await;
+        assert!(
+            base.error.is_none(),
+            "the clean first run failed: {:?}",
+            base.error
+        );
+    }
+    let before = dump(h.dump().await);
+    let cursor_before = cursor(&h.storage).await;
+
+    h.sim.hostile().set(case.mutations.clone());
+    for fault in &case.faults {
+        h.sim.faults().push(fault.clone());
+    }
+    let outcome = h.try_sync_with(spec(&h, !case.stored), None).await;
+    let exit = exit_of(&outcome);
+    let after = dump(h.dump().await);
+    let cursor_after = cursor(&h.storage).await;
+    let spoiled = h.sim.hostile().spoiled();
+    let touched = h.sim.hostile().touched();
+    h.sim.hostile().clear();
+    h.sim.faults().clear();
+
+    // The expected dataset: a clean full sync of the server's final data.
+    let clean_dir = tempfile::tempdir().unwrap();
+    let clean_storage =
+        Storage::open(clean_dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+    let clean_spec = JobSpec {
+        data: Some(clean_dir.path().to_str().unwrap().into()),
+        ..spec(&h, true)
+    };
+    let job = ticketsync::job::Job::resolve(clean_spec, None).unwrap();
+    let clean = ticketsync::pipeline::run(&job, h.source(&job), &clean_storage)
+        .await
+        .expect("the clean run starts");
+    assert!(
+        clean.error.is_none(),
+        "the clean run failed: {:?}",
+        clean.error
+    );
+    let want = dump(Dump::of(&clean_storage).await);
+
+    let except: BTreeSet<i64> = touched.union(&spoiled).copied().collect();
+
+    let report = outcome.as_ref().ok().map(|o| &o.report);
+    match exit {
+        Exit::Ok | Exit::OkWithRejects => {
+            for d in differences(&after, &want, &except) {
+                problems.push(format!(
+                    "exit {exit:?} but the dataset differs from a clean run's: {d}"
+                ));
+            }
+            for d in world_check(&h, &after, &except) {
+                problems.push(format!("exit {exit:?}: {d}"));
+            }
+            for id in &spoiled {
+                let places = u8::from(ids(&after, "tickets").contains(id))
+                    + u8::from(ids(&after, "rejects").contains(id));
+                if places > 1 {
+                    problems.push(format!("spoiled ticket {id} is placed and rejected"));
+                }
+            }
+        }
+        Exit::Failed | Exit::Config => {
+            if cursor_after.as_ref().map(|c| c.updated_since)
+                != cursor_before.as_ref().map(|c| c.updated_since)
+            {
+                problems.push(format!(
+                    "exit {exit:?} but the cursor moved from {:?} to {:?}",
+                    cursor_before.map(|c| c.updated_since),
+                    cursor_after.map(|c| c.updated_since)
+                ));
+            }
+            // Every stored ticket the server still has unchanged kept its rows and document.
+            let was = by_ticket(&before);
+            let now = by_ticket(&after);
+            let expected = by_ticket(&want);
+            for (id, rows) in &was {
+                if except.contains(id) || expected.get(id) != Some(rows) {
+                    continue;
+                }
+                if now.get(id) != Some(rows) {
+                    problems.push(format!(
+                        "exit {exit:?} and stored ticket {id} lost rows or its document"
+                    ));
+                }
+            }
+        }
+    }
+
+    // Whatever happened, the next clean run converges on the expected dataset.
+    let next = h.sync_with(spec(&h, false), None).await;
+    if let Some(e) = &next.error {
+        problems.push(format!("the clean run after it failed: {e}"));
+    }
+    let converged = dump(h.dump().await);
+    for d in differences(&converged, &want, &spoiled) {
+        problems.push(format!("the next clean run did not converge: {d}"));
+    }
+    for d in world_check(&h, &converged, &spoiled) {
+        problems.push(format!("after the next clean run: {d}"));
+    }
+    if !problems.is_empty() {
+        problems.insert(
+            0,
+            format!(
+                "exit {exit:?}; report: status {:?}, tickets {:?}, removal guard {:?}, error {:?}; touched {touched:?}, spoiled {spoiled:?}",
+                report.map(|r| r.status),
+                report.map(|r| &r.tickets),
+                report.map(|r| &r.removal_guard),
+                report.and_then(|r| r.error.as_ref()),
+            ),
+        );
+    }
+    problems
+}
+
+async fn holds(case: Case) {
+    let problems = check_case(&case).await;
+    assert!(
+        problems.is_empty(),
+        "{case:#?}\n{}",
+        problems
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+// ---- The generator ----------------------------------------------------------------------
+
+const ENDPOINTS: &[&str] = &[
+    "tickets_list",
+    "conversations",
+    "time_entries",
+    "ticket_view",
+    "departments",
+    "agents",
+    "groups",
+];
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        Just(Mutation::StripLink),
+        Just(Mutation::RawCommaLink),
+        Just(Mutation::SplitLink),
+        Just(Mutation::ParamLink),
+        Just(Mutation::DropRateHeaders),
+        Just(Mutation::Reverse),
+        Just(Mutation::DuplicateFirst),
+        Just(Mutation::DropFirstOfLinkedPage),
+        Just(Mutation::IdAsString),
+        Just(Mutation::NumbersAsStrings),
+        Just(Mutation::IntegersAsFloats),
+        Just(Mutation::NullField("department_id".into())),
+        Just(Mutation::NullField("id".into())),
+        Just(Mutation::ObjectToArray("custom_fields".into())),
+        Just(Mutation::WordField("source".into())),
+        Just(Mutation::InvalidUtf8),
+        Just(Mutation::NewestFirst),
+        Just(Mutation::DeleteFirst),
+        Just(Mutation::SpamFirst),
+        Just(Mutation::ReopenFirst),
+        Just(Mutation::TouchFirst),
+        Just(Mutation::CreateTicket),
+        Just(Mutation::LogTime),
+    ]
+}
+
+fn hostile_rule() -> impl Strategy<Value = HostileRule> {
+    (
+        prop::sample::select(ENDPOINTS),
+        prop_oneof![Just(None), (1u32..=3).prop_map(Some)],
+        mutation(),
+    )
+        .prop_map(|(endpoint, page, mutation)| HostileRule {
+            endpoint: Some(endpoint.to_string()),
+            page,
+            times: if page.is_some() { 1 } else { u32::MAX },
+            mutation,
+        })
+}
+
+fn fault_rule() -> impl Strategy<Value = FaultRule> {
+    (
+        prop::sample::select(ENDPOINTS),
+        prop_oneof![
+            Just(FaultAction::Status(403)),
+            Just(FaultAction::Status(404)),
+            Just(FaultAction::Status(500)),
+            Just(FaultAction::Status(503)),
+            Just(FaultAction::TruncatedJson),
+        ],
+        0u32..20,
+        prop_oneof![1u32..=3, Just(u32::MAX)],
+    )
+        .prop_map(|(endpoint, action, skip, times)| {
+            FaultRule::new(action)
+                .endpoint(endpoint)
+                .skip(skip)
+                .times(times)
+        })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        0u64..10_000,
+        120usize..320,
+        any::<bool>(),
+        prop_oneof![3 => Just(None), 1 => Just(Some((150usize, 120usize)))],
+        prop::collection::vec(hostile_rule(), 0..4),
+        prop::collection::vec(fault_rule(), 0..2),
+    )
+        .prop_map(
+            |(seed, tickets, stored, big_children, mutations, faults)| Case {
+                seed,
+                tickets,
+                stored,
+                big_children,
+                mutations,
+                faults,
+            },
+        )
+}
+
+fn run_cases(cases: u32) {
+    let config = ProptestConfig {
+        cases,
+        max_shrink_iters: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(case in case())| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let problems = runtime.block_on(check_case(&case));
+        prop_assert!(problems.is_empty(), "{}", problems.iter().take(12).cloned().collect::<Vec<_>>().join("\n"));
+    });
+}
+
+#[test]
+fn the_oracle_holds_under_drawn_mutations() {
+    let cases = std::env::var("HARNESS_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(24);
+    run_cases(cases);
+}
+
+#[test]
+#[ignore = "soak: thousands of cases (cargo test --test it harness_soak -- --ignored)"]
+fn harness_soak() {
+    run_cases(3000);
+}
+
+// ---- Regression tests: the review's findings (issue 18 §2), each a case of the harness ----
+
+fn tickets_list(mutation: Mutation) -> HostileRule {
+    HostileRule::always("tickets_list", mutation)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_strips_link_loses_no_ticket() {
+    holds(Case::new(1, 383, false).mutate(tickets_list(Mutation::StripLink))).await;
+    holds(Case::new(2, 383, true).mutate(tickets_list(Mutation::StripLink))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_with_raw_commas_prev_first_or_on_two_lines_are_followed() {
+    for mutation in [
+        Mutation::RawCommaLink,
+        Mutation::SplitLink,
+        Mutation::ParamLink,
+    ] {
+        holds(Case::new(3, 383, false).mutate(tickets_list(mutation))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_lists_keep_every_row_when_their_link_is_stripped() {
+    holds(
+        Case::new(4, 150, false)
+            .big(150, 120)
+            .mutate(HostileRule::always("conversations", Mutation::StripLink))
+            .mutate(HostileRule::always("time_entries", Mutation::StripLink)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_during_paging_loses_no_other_ticket() {
+    for event in [Mutation::DeleteFirst, Mutation::SpamFirst] {
+        holds(Case::new(5, 383, true).mutate(HostileRule::once("tickets_list", 1, event.clone())))
+            .await;
+        holds(Case::new(6, 383, false).mutate(HostileRule::once("tickets_list", 2, event))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placed_tickets_leave_through_rejects_only_under_the_removal_guard() {
+    // A proxy that answers 404 for everything under /tickets/{id}.
+    let case = Case::new(7, 300, true)
+        .fault(
+            FaultRule::new(FaultAction::Status(404))
+                .endpoint("conversations")
+                .times(u32::MAX),
+        )
+        .fault(
+            FaultRule::new(FaultAction::Status(404))
+                .endpoint("ticket_view")
+                .times(u32::MAX),
+        )
+        .mutate(tickets_list(Mutation::TouchFirst));
+    holds(case).await;
+    // An API change: `source` sent as a name. A placed ticket fails and keeps its rows.
+    holds(Case::new(8, 300, true).mutate(HostileRule::once(
+        "tickets_list",
+        1,
+        Mutation::WordField("source".into()),
+    )))
+    .await;
+    // A department id gone from every listed ticket: at most max_removals move to rejects.
+    holds(
+        Case::new(9, 300, true).mutate(tickets_list(Mutation::NullField("department_id".into()))),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_and_numbers_as_strings_or_floats_are_placed() {
+    for mutation in [
+        Mutation::IdAsString,
+        Mutation::NumbersAsStrings,
+        Mutation::IntegersAsFloats,
+    ] {
+        holds(
+            Case::new(10, 250, false)
+                .mutate(tickets_list(mutation.clone()))
+                .mutate(HostileRule::always("time_entries", mutation.clone()))
+                .mutate(HostileRule::always("conversations", mutation)),
+        )
+        .await;
+    }
+    // An item without a usable id fails the run.
+    holds(Case::new(11, 250, true).mutate(HostileRule::once(
+        "tickets_list",
+        1,
+        Mutation::NullField("id".into()),
+    )))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_entry_logged_while_its_list_is_paged_is_stored_once() {
+    holds(
+        Case::new(12, 150, false)
+            .big(0, 150)
+            .mutate(HostileRule::always("time_entries", Mutation::NewestFirst))
+            .mutate(HostileRule::once("time_entries", 1, Mutation::LogTime)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_invalid_utf8_byte_does_not_fail_every_run() {
+    let h = Harness::with_config(SimConfig {
+        tickets: 200,
+        seed: 13,
+        plan: Plan::Enterprise,
+        minute_secs: 1.0,
+        rate_limit: false,
+        ..SimConfig::default()
+    })
+    .await;
+    h.sim
+        .hostile()
+        .set(vec![tickets_list(Mutation::InvalidUtf8)]);
+    let run = h.full_sync().await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert!(run.report.api.lossy_utf8_bodies > 0, "{:?}", run.report.api);
+    holds(Case::new(13, 200, true).mutate(tickets_list(Mutation::InvalidUtf8))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_clock_ahead_of_the_api_loses_no_ticket() {
+    let h = Harness::with_config(SimConfig {
+        tickets: 200,
+        seed: 14,
+        plan: Plan::Enterprise,
+        minute_secs: 1.0,
+        rate_limit: false,
+        ..SimConfig::default()
+    })
+    .await;
+    // The API's clock is an hour behind ours: it stamps changes an hour "early".
+    h.sim.hostile().set_clock_skew(-3600);
+    let first = h.full_sync().await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let offset = first
+        .report
+        .api
+        .server_clock_offset_secs
+        .expect("a Date was read");
+    assert!((-3601..=-3599).contains(&offset), "{offset}");
+    let id = h.sim.add_closed_ticket();
+    let next = h.incremental().await;
+    assert!(next.error.is_none(), "{:?}", next.error);
+    let dump = h.dump().await;
+    assert!(
+        ids(&dump, "tickets").contains(&id) || ids(&dump, "rejects").contains(&id),
+        "ticket {id}, changed after the first run by the API's clock, was not listed"
+    );
+}
