@@ -40,7 +40,9 @@
 //! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
 //!   JSON shape, hour rollups per month or year — opening only the partitions a query needs.
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
-//! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks).
+//! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks), with its
+//!   misbehaviours: quirks, the fault script and the hostile-API layer ([`sim::Hostile`]) the
+//!   harness in `tests/it/harness.rs` draws from.
 //! - [`cli`]: clap definitions and one `run` per subcommand.
 //! - [`error`]: what an error means ([`error::Class`]: configuration, retryable, failed, bug);
 //!   every public error type has one `class()` method, and `main` maps classes to exit codes.
@@ -59,7 +61,11 @@
 //!   spam or no longer closed, or the ticket itself answers 404), never more than
 //!   `max_removals` tickets in one run, and only after a listing that read to its end.
 //! - A listing ends only where it can show it read everything: a looping `Link`, an empty page
-//!   that links on, or more than `max_pages` pages fail the run.
+//!   that links on, a short page that links on, or more than `max_pages` pages fail the run; a
+//!   full page without `Link` is followed by a request for the next page; a listing that changed
+//!   under it (a listed ticket deleted, spammed or moved meanwhile) is read again.
+//! - A placed ticket leaves the tables (removed, or moved into `rejects`) only under the
+//!   removal guard; a ticket that does not decode keeps the rows it has.
 //! - At most one run writes a dataset: [`pipeline::run`] takes the run lock before its first
 //!   read and releases it after the run report, and checks it before every commit.
 //! - Nothing is written before redaction and erasure; the erasure record holds keyed hashes only,

@@ -654,6 +654,8 @@ impl Source {
         F: FnMut(Items<T>) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
+        let first_owned = first.clone();
+        let first_url = &first_owned;
         let fetch = |url: Url| async move {
             let page = self
                 .client
@@ -669,25 +671,25 @@ impl Source {
                 })?;
             // A full page without a `Link` is no proof of the end (a proxy may have stripped
             // it): ask for the page after it. An empty page without a `Link` ends the listing.
-            if let (Some(_), Some(n)) = (&page.next, per_page(&url)) {
-                if !items.is_empty() && items.len() < n {
-                    // Pages before the last are full; a short one that links on lost rows.
-                    return Err(Error::Paging {
-                        endpoint: endpoint.name(),
-                        path: url.path().to_string(),
-                        detail: format!(
-                            "a page of {} rows (per_page = {n}) links to another page: rows were left out",
-                            items.len()
-                        ),
-                    });
+            // Pages before the last are full: the page size is what we asked for, or what the
+            // server's own link says it uses when that is smaller (a server that caps it).
+            let short = match (&page.next, per_page(&url)) {
+                (Some(next), Some(asked)) => {
+                    let size = per_page(next).map_or(asked, |said| said.min(asked));
+                    (!items.is_empty() && items.len() < size).then_some(size)
                 }
-            }
-            let next = match page.next {
-                Some(next) => Some(next),
-                None if per_page(&url).is_some_and(|n| items.len() >= n) => following_page(&url),
-                None => None,
+                _ => None,
             };
-            Ok::<_, Error>((items, next))
+            // A full page without a `Link` is no proof of the end (a proxy may have stripped
+            // it): ask for the page after it. An empty page without a `Link` ends the listing.
+            let (next, guessed) = match page.next {
+                Some(next) => (Some(next), false),
+                None if per_page(&url).is_some_and(|n| items.len() >= n) => {
+                    (page_after(&url, first_url), true)
+                }
+                None => (None, false),
+            };
+            Ok::<_, Error>((items, next, short, guessed))
         };
         // In order: the page being read, then (when guessed) the one after it.
         let mut queue = futures::stream::FuturesOrdered::new();
@@ -705,13 +707,20 @@ impl Source {
                 wrong -= 1;
                 continue;
             }
-            let (items, next) = result?;
+            let (items, next, short, guessed) = result?;
             pages += 1;
             let empty = items.is_empty();
             if let Some(next) = &next {
-                if let Some(detail) =
-                    paging_problem(&read, &canonical(next), empty, pages, self.max_pages)
-                {
+                let problem = paging_problem(&read, &canonical(next), empty, pages, self.max_pages)
+                    .or_else(|| {
+                        short.map(|size| {
+                            format!(
+                                "page {pages} holds {} rows of {size} and links to another page: rows were left out",
+                                items.len()
+                            )
+                        })
+                    });
+                if let Some(detail) = problem {
                     // A page asked for ahead is read to the end: the server charged it.
                     while futures::StreamExt::next(&mut queue).await.is_some() {}
                     return Err(Error::Paging {
@@ -741,7 +750,8 @@ impl Source {
                 }
                 None => queue.push_back(fetch(next.clone())),
             }
-            if !link_by_link {
+            // Past a page that had no `Link`, nothing more is asked for ahead.
+            if !link_by_link && !guessed {
                 if let Some(guess) = following_page(&next) {
                     queue.push_back(fetch(guess.clone()));
                     ahead = Some(guess);
@@ -786,6 +796,10 @@ pub fn paging_problem(
 /// request written two ways compares equal.
 fn canonical(url: &Url) -> String {
     let mut params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    // Without `page`, a listing URL is its page 1 (a link back to `page=1` is a loop).
+    if !params.iter().any(|(k, _)| k == "page") {
+        params.push(("page".into(), "1".into()));
+    }
     params.sort();
     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!("{}?{}", url.path(), query.join("&"))
@@ -803,6 +817,19 @@ fn truncate_url(s: &str) -> String {
     }
 }
 
+/// The page after `url`: `page` + 1, or page 2 of a listing's first URL, which has no `page`
+/// (page 1). `None` for a URL that pages by something else (a cursor).
+fn page_after(url: &Url, first: &Url) -> Option<Url> {
+    if url.query_pairs().any(|(k, _)| k == "page") {
+        return following_page(url);
+    }
+    (url == first).then(|| {
+        let mut next = url.clone();
+        next.query_pairs_mut().append_pair("page", "2");
+        next
+    })
+}
+
 /// The `per_page` a listing URL asks for.
 fn per_page(url: &Url) -> Option<usize> {
     url.query_pairs()
@@ -810,14 +837,13 @@ fn per_page(url: &Url) -> Option<usize> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-/// `url` with its `page` parameter incremented (a URL without one is page 1); `None` with a
-/// `page` that is not a number.
+/// `url` with its `page` parameter incremented; `None` without a numeric `page`.
 fn following_page(url: &Url) -> Option<Url> {
-    let page: u64 = match url.query_pairs().find(|(k, _)| k == "page") {
-        Some((_, v)) => v.parse().ok()?,
-        None => 1,
-    };
-    let mut pairs: Vec<(String, String)> = url
+    let page: u64 = url
+        .query_pairs()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse().ok())?;
+    let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
             let v = if k == "page" {
@@ -828,9 +854,6 @@ fn following_page(url: &Url) -> Option<Url> {
             (k.into_owned(), v)
         })
         .collect();
-    if page == 1 && !pairs.iter().any(|(k, _)| k == "page") {
-        pairs.push(("page".into(), "2".into()));
-    }
     let mut next = url.clone();
     next.query_pairs_mut().clear().extend_pairs(pairs);
     Some(next)
@@ -869,11 +892,17 @@ mod tests {
         .unwrap();
         assert!(!same_request(&next, &other_host));
         assert_eq!(
-            following_page(&Url::parse("https://x.example/a?per_page=100").unwrap())
-                .map(String::from),
-            Some("https://x.example/a?per_page=100&page=2".to_string()),
-            "a URL without page is page 1"
+            following_page(&Url::parse("https://x.example/a?per_page=100").unwrap()),
+            None
         );
+        let first = Url::parse("https://x.example/a?per_page=100").unwrap();
+        assert_eq!(
+            page_after(&first, &first).map(String::from),
+            Some("https://x.example/a?per_page=100&page=2".to_string()),
+            "a listing's first URL is page 1"
+        );
+        let cursor = Url::parse("https://x.example/a?per_page=100&cursor=abc").unwrap();
+        assert_eq!(page_after(&cursor, &first), None);
         assert_eq!(
             following_page(&Url::parse("https://x.example/a?page=next").unwrap()),
             None
@@ -893,6 +922,11 @@ mod tests {
             .contains("links back"));
         let onwards = canonical(&u("page=3&per_page=100"));
         assert_eq!(paging_problem(&read, &onwards, false, 2, 100), None);
+        // A listing's first URL has no `page`: a link back to page 1 is a loop too.
+        assert_eq!(
+            canonical(&u("per_page=100")),
+            canonical(&u("page=1&per_page=100"))
+        );
         assert!(paging_problem(&read, &onwards, true, 2, 100)
             .unwrap()
             .contains("is empty but links"));

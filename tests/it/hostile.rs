@@ -194,7 +194,11 @@ async fn hostile_input_is_rejected_precisely_and_the_run_goes_on() {
     assert!(has("conversations", 7, "to_emails=[a@x.test, b@x.test]"));
     // Rejected, each with the reason and the offending value.
     assert!(has("rejects", 5, "reason=malformed_ticket"));
-    assert!(has("rejects", 5, "status: invalid type"));
+    assert!(has(
+        "rejects",
+        5,
+        "status: expected an integer, found string"
+    ));
     assert!(has("rejects", 6, "reason=invalid_time_entry"));
     assert!(has("rejects", 6, "\"abc\""));
     assert!(has("rejects", 3, "\"99999:99\""));

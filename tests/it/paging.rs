@@ -72,7 +72,7 @@ async fn tickets(
             _ => "page",
         };
         let link = format!(
-            "</api/v2/tickets?per_page=100&updated_since=2024-01-01T00:00:00Z&{param}={next}>; rel=\"next\""
+            "</api/v2/tickets?per_page={PER_PAGE}&updated_since=2024-01-01T00:00:00Z&{param}={next}>; rel=\"next\""
         );
         headers.insert("link", HeaderValue::from_str(&link).unwrap());
     }
