@@ -76,8 +76,8 @@ pub fn requester_source(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Req
 }
 
 /// The ticket listings of a run (and of its deleted/spam views), by `workspace_id`: `None` is
-/// a listing without it. An account without workspaces (`GET /workspaces` answered 404 or 403:
-/// `workspaces` is `None`), or with a single one, is listed as before workspaces existed: one
+/// a listing without it. An account without workspaces (`GET /workspaces` answered 404:
+/// `workspaces` is `None`; a 403 fails the run), or with a single one, is listed as before workspaces existed: one
 /// listing without the parameter. With several, one listing per workspace id, each once, in id
 /// order: the API returns only the primary workspace without the parameter, and the "all
 /// workspaces" value is disputed (`0` in one client, `1` in a doc quote, and `1` can be a real
@@ -634,7 +634,7 @@ mod tests {
 
     #[test]
     fn one_listing_without_workspaces_one_per_workspace_with_them() {
-        // No feature (404/403), an empty list or a single workspace: exactly as before.
+        // No feature (404), an empty list or a single workspace: exactly as before.
         assert_eq!(listing_workspaces(None), vec![None]);
         assert_eq!(listing_workspaces(Some(&[])), vec![None]);
         assert_eq!(listing_workspaces(Some(&[2])), vec![None]);

@@ -324,23 +324,37 @@ fn calls_made(stats: &ticketsync::sim::SimStats) -> BTreeMap<&str, u64> {
         .collect()
 }
 
-/// A key that may not read workspaces (403) behaves like an account without them: one call,
-/// then everything as before.
+/// A key that may not read workspaces (403) on an account with three of them: without the
+/// list only the primary workspace could be listed, so the run fails as a configuration
+/// problem (exit 3) naming `/workspaces`, writes nothing and leaves the cursor. Before, it
+/// warned, listed the primary workspace alone and reported success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_that_may_not_read_workspaces_lists_as_before() {
-    let h = harness(1).await;
+async fn a_key_that_may_not_read_workspaces_fails_the_run() {
+    let h = harness(3).await;
     h.sim.faults().push(
         ticketsync::sim::FaultRule::new(ticketsync::sim::FaultAction::Status(403))
             .endpoint("workspaces"),
     );
-    let outcome = h.full_sync().await;
-    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let ran = h
+        .sync_command(&h.data(), &["--full-sync"])
+        .timeout(std::time::Duration::from_secs(120))
+        .run()
+        .await;
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    assert!(ran.stderr.contains("GET /workspaces"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("403"), "{}", ran.stderr);
     let stats = h.sim.stats();
     assert_eq!(stats.status_counts.get(&403), Some(&1));
-    let calls = calls_made(&stats);
-    let mut expected: BTreeMap<&str, u64> = CALLS_WITHOUT_WORKSPACES.into_iter().collect();
-    expected.insert("workspaces", 1);
-    assert_eq!(calls, expected);
+    assert_eq!(
+        stats.by_endpoint.get("tickets_list").copied().unwrap_or(0),
+        0,
+        "no listing of the primary workspace alone"
+    );
+    assert!(placed(&h).await.is_empty());
+    assert!(
+        !h.dir.path().join("_state/cursor.json").exists(),
+        "the cursor does not move"
+    );
 }
 
 /// A nightly run after the full sync lists every workspace again and fetches only what changed,
