@@ -2,7 +2,8 @@
 //! of their own. The mechanism (`sync.rs`, `listing.rs`, `fetch.rs`) asks them and does what they
 //! say, so each rule is stated, and tested, once:
 //!
-//! - [`listing_since`]: which window a run lists;
+//! - [`listing_since`] / [`ListingWindow::new`]: which window a run lists (never before the retention
+//!   cutoff);
 //! - [`rescan_due`]: whether this run re-reads recently closed tickets' time entries;
 //! - [`requester_source`]: embed requesters in the listing or read the directory;
 //! - [`listing_workspaces`] / [`department_workspaces`]: which workspaces the run lists
@@ -40,6 +41,40 @@ pub fn listing_since(
         Window::Since(since) => Some(since),
         Window::Full => Some(full),
         Window::Incremental => Some(cursor.map_or(full, |c| c.updated_since)),
+    }
+}
+
+/// The window a run listed: from `since` ([`listing_since`]), clipped to the retention cutoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingWindow {
+    /// `updated_since` of the listing; `None` for a single-ticket run.
+    pub since: Option<DateTime<Utc>>,
+    /// With `retention_days`: the oldest `closed_at` kept.
+    pub retention_cutoff: Option<DateTime<Utc>>,
+}
+
+impl ListingWindow {
+    /// The listing starts at `since`, but never before `retention_cutoff`: nothing updated
+    /// before the cutoff can have closed after it, so nothing listed there could be kept.
+    pub fn new(
+        since: Option<DateTime<Utc>>,
+        retention_cutoff: Option<DateTime<Utc>>,
+    ) -> ListingWindow {
+        ListingWindow {
+            since: since.map(|s| retention_cutoff.map_or(s, |cut| s.max(cut))),
+            retention_cutoff,
+        }
+    }
+
+    /// Whether this listing leaves no gap after a cursor at `stored`: it starts at or before
+    /// the cursor, or at or before the retention cutoff (what was updated between the cursor
+    /// and the cutoff closed before the cutoff and is not kept anyway). Without the second
+    /// half, a cursor older than the cutoff never moved again and every run listed the whole
+    /// retention window.
+    pub fn covers(&self, stored: DateTime<Utc>) -> bool {
+        self.since.is_some_and(|since| {
+            since <= stored || self.retention_cutoff.is_some_and(|cut| since <= cut)
+        })
     }
 }
 
@@ -308,13 +343,14 @@ pub enum Ending {
     Incomplete,
 }
 
-/// The cursor a run stores, if it may move one: only a complete run whose window reaches back
-/// to (or before) the stored cursor moves it, to run start − overlap. `rescanned_at` moves
+/// The cursor a run stores, if it may move one: only a complete run whose window covers the
+/// stored cursor ([`ListingWindow::covers`]: reaches back to it, or to the retention cutoff) moves
+/// it, to run start − overlap. `rescanned_at` moves
 /// with a re-scan, a first run or a full window (those read every recently closed ticket).
 pub fn next_cursor(
     ending: Ending,
     window: Window,
-    since: Option<DateTime<Utc>>,
+    listed: ListingWindow,
     stored: Option<&Cursor>,
     started_at: DateTime<Utc>,
     overlap: Duration,
@@ -323,10 +359,10 @@ pub fn next_cursor(
     if ending != Ending::Complete {
         return None;
     }
-    let covers = match (since, stored) {
+    let covers = match (listed.since, stored) {
         (None, _) => false,
         (Some(_), None) => true,
-        (Some(since), Some(c)) => since <= c.updated_since,
+        (Some(_), Some(c)) => listed.covers(c.updated_since),
     };
     if !covers {
         return None;
@@ -587,7 +623,7 @@ mod tests {
             next_cursor(
                 ending,
                 Window::Incremental,
-                Some(at(since)),
+                ListingWindow::new(Some(at(since)), None),
                 Some(&stored),
                 start,
                 overlap,
@@ -610,7 +646,7 @@ mod tests {
             next_cursor(
                 Ending::Complete,
                 Window::Ticket(1),
-                None,
+                ListingWindow::new(None, None),
                 Some(&stored),
                 start,
                 overlap,
@@ -622,7 +658,7 @@ mod tests {
             next_cursor(
                 Ending::Complete,
                 Window::Incremental,
-                Some(at("2024-06-01T00:00:00Z")),
+                ListingWindow::new(Some(at("2024-06-01T00:00:00Z")), None),
                 None,
                 start,
                 overlap,
@@ -630,6 +666,68 @@ mod tests {
             ),
             Some((next, Some(start)))
         );
+    }
+
+    #[test]
+    fn a_cursor_older_than_the_retention_cutoff_moves() {
+        let start = at("2025-06-02T00:00:00Z");
+        let overlap = Duration::from_secs(600);
+        let next = at("2025-06-01T23:50:00Z");
+        let cutoff = at("2025-03-04T00:00:00Z");
+        // The last complete run was before the cutoff (a job that failed for months, or
+        // retention_days lowered): the window is clipped to the cutoff...
+        let stored = cursor("2025-01-01T00:00:00Z", Some("2025-01-01T00:00:00Z"));
+        let listed = ListingWindow::new(Some(stored.updated_since), Some(cutoff));
+        assert_eq!(listed.since, Some(cutoff));
+        // ...and still covers the cursor: before, the cursor stayed and every later run listed
+        // the whole retention window again.
+        assert!(listed.covers(stored.updated_since));
+        assert_eq!(
+            next_cursor(
+                Ending::Complete,
+                Window::Incremental,
+                listed,
+                Some(&stored),
+                start,
+                overlap,
+                false
+            ),
+            Some((next, stored.rescanned_at))
+        );
+        // A cursor after the cutoff is the window, as without retention.
+        let recent = cursor("2025-06-01T00:00:00Z", None);
+        let listed = ListingWindow::new(Some(recent.updated_since), Some(cutoff));
+        assert_eq!(listed.since, Some(recent.updated_since));
+        assert!(listed.covers(recent.updated_since));
+        // A window that starts after both the cursor and the cutoff still leaves a gap.
+        let late = ListingWindow::new(Some(at("2025-05-01T00:00:00Z")), Some(cutoff));
+        assert!(!late.covers(stored.updated_since));
+        assert_eq!(
+            next_cursor(
+                Ending::Complete,
+                Window::Incremental,
+                late,
+                Some(&stored),
+                start,
+                overlap,
+                false
+            ),
+            None
+        );
+        // Nor does retention move the cursor of an incomplete run or a single-ticket run.
+        assert_eq!(
+            next_cursor(
+                Ending::Incomplete,
+                Window::Incremental,
+                listed,
+                Some(&stored),
+                start,
+                overlap,
+                false
+            ),
+            None
+        );
+        assert!(!ListingWindow::new(None, Some(cutoff)).covers(stored.updated_since));
     }
 
     #[test]
