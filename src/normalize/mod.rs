@@ -733,22 +733,29 @@ pub fn normalize_ticket(
 }
 
 /// A stable fingerprint of a ticket's time entries (ids, durations, billable flags, timers,
-/// dates and update times), independent of their order: when a re-scan finds a different one,
-/// time was logged, edited or removed after the ticket closed. FNV-1a, so it is the same on
-/// every build and platform.
+/// dates, update times, agents, and what billing reads besides the hours: the custom fields
+/// (the work type), the note and the task), independent of their order: when a re-scan finds a
+/// different one, time was logged, edited or removed after the ticket closed. FNV-1a over the
+/// custom fields in canonical form (keys sorted at every level), so it is the same on every
+/// build and platform and whatever order the API sends the keys in.
 pub fn time_entries_fingerprint(entries: &[Result<wire::TimeEntry, ItemError>]) -> u64 {
     let mut parts: Vec<String> = entries
         .iter()
         .map(|e| match e {
             Ok(e) => format!(
-                "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
                 e.id,
                 e.time_spent,
                 e.billable,
                 e.timer_running,
                 e.executed_at,
                 e.updated_at,
-                e.agent_id
+                e.agent_id,
+                e.task_id,
+                e.note,
+                e.custom_fields
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), canonical_json)
             ),
             Err(err) => format!("!{:?}|{}", err.id, err.detail),
         })
@@ -762,6 +769,29 @@ pub fn time_entries_fingerprint(entries: &[Result<wire::TimeEntry, ItemError>]) 
         }
     }
     hash
+}
+
+/// `value` as JSON text with the keys of every object sorted (serde_json keeps the API's key
+/// order here, which is not part of the value).
+fn canonical_json(value: &serde_json::Value) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                serde_json::Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
 }
 
 /// The [`TicketDetails`] of a ticket.

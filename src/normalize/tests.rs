@@ -548,3 +548,51 @@ fn every_reject_reason_is_in_all_and_in_the_rejects_contract() {
     unique.dedup();
     assert_eq!(unique.len(), codes.len());
 }
+
+/// A billing edit of a time entry's work type (custom field), note or task is a change the
+/// daily re-scan must see (before, the fingerprint left all three out and the edit was never
+/// re-fetched); the custom fields' key order is not.
+#[test]
+fn the_time_entries_fingerprint_sees_custom_fields_note_and_task() {
+    let fingerprint = |entry: serde_json::Value| {
+        let entry: wire::TimeEntry = serde_json::from_value(entry).unwrap();
+        time_entries_fingerprint(&[Ok(entry)])
+    };
+    let base = json!({"id": 1, "time_spent": "01:00", "agent_id": 456, "task_id": 7,
+                      "note": "on site", "custom_fields": {"work_type": "Remote", "rate_code": 1}});
+    let with = |key: &str, value: serde_json::Value| {
+        let mut e = base.clone();
+        e[key] = value;
+        e
+    };
+    let original = fingerprint(base.clone());
+    assert_eq!(original, fingerprint(base.clone()));
+    for changed in [
+        with(
+            "custom_fields",
+            json!({"work_type": "Travel", "rate_code": 1}),
+        ),
+        with(
+            "custom_fields",
+            json!({"work_type": "Remote", "rate_code": 2}),
+        ),
+        with("custom_fields", json!({"work_type": "Remote"})),
+        with("custom_fields", json!(null)),
+        with("note", json!("remote")),
+        with("note", json!(null)),
+        with("task_id", json!(8)),
+        with("task_id", json!(null)),
+    ] {
+        assert_ne!(fingerprint(changed.clone()), original, "{changed}");
+    }
+    // The same custom fields in another key order (at every level) are the same entry.
+    let a = with(
+        "custom_fields",
+        json!({"b": {"y": 1, "x": [{"q": 1, "p": 2}]}, "a": 1}),
+    );
+    let b = with(
+        "custom_fields",
+        serde_json::from_str(r#"{"a": 1, "b": {"x": [{"p": 2, "q": 1}], "y": 1}}"#).unwrap(),
+    );
+    assert_eq!(fingerprint(a), fingerprint(b));
+}
