@@ -193,7 +193,7 @@ use Kind::*;
 
 const TICKETS: &[Column] = &[
     col("ticket_id", Int64, false, "Freshservice ticket id (primary key)."),
-    col("company_account_number", Utf8, false, "Customer account number from the ticket's department (same value as the account partition)."),
+    col("company_account_number", Utf8, false, "Customer account number from the ticket's department (or its workspace, with account_from = workspace), in canonical form: trimmed, an integral decimal without its zero fraction (482913.0 is 482913), letters upper-case; the same value as the account partition."),
     col("ticket_number", Utf8, false, "Display number (the id as text, as in #17531)."),
     col("subject", Utf8, true, "Ticket title."),
     col("description", Utf8, true, "Original HTML description."),

@@ -206,7 +206,8 @@ impl Rejection {
 pub struct TicketRow {
     /// Freshservice ticket id (primary key).
     pub ticket_id: i64,
-    /// Customer account number from the ticket's department (same value as the account partition).
+    /// Customer account number from the ticket's department (or workspace), in canonical form
+    /// ([`accounts::canonical_account`]); the same value as the account partition.
     pub company_account_number: String,
     /// Display number (the id as text, as in #17531).
     pub ticket_number: String,
