@@ -210,7 +210,9 @@ const TICKETS: &[Column] = &[
     col("total_minutes", Int64, false, "Exact minutes behind total_hours_spent."),
     col("billable_minutes", Int64, false, "Exact minutes behind billable_hours."),
     col("hours_defaulted", Bool, false, "True when the ticket has no time entries and the hours are the configured default."),
-    col("department_id", Int64, false, "Freshservice department (customer company) id."),
+    // Nullable since issue 18 (a workspace account needs no department). Files written before
+    // hold it non-null: the same values, so no format change and no rewrite.
+    col("department_id", Int64, true, "Freshservice department (customer company) id; null only with account_from = workspace, for a ticket filed under no department."),
     col("requester_id", Int64, true, "Requester user id."),
     col("responder_id", Int64, true, "Assigned agent id."),
     col("group_id", Int64, true, "Assigned group id."),
@@ -459,7 +461,7 @@ pub fn tickets_batch(rows: &[&TicketRow]) -> RecordBatch {
             ints(r.iter().map(|t| Some(t.total_minutes))),
             ints(r.iter().map(|t| Some(t.billable_minutes))),
             bools(r.iter().map(|t| t.hours_defaulted)),
-            ints(r.iter().map(|t| Some(t.department_id))),
+            ints(r.iter().map(|t| t.department_id)),
             ints(r.iter().map(|t| t.requester_id)),
             ints(r.iter().map(|t| t.responder_id)),
             ints(r.iter().map(|t| t.group_id)),

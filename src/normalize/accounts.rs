@@ -60,7 +60,8 @@ pub enum Check<'a> {
 pub struct AccountMap {
     by_department: HashMap<i64, Account>,
     /// With `account_from = workspace`: each workspace's account (a workspace not in it has
-    /// none). The department then only has to be there (the rows carry its id).
+    /// none). The department is then not needed: a ticket without one is placed by its
+    /// workspace (its rows carry a null `department_id`).
     by_workspace: Option<HashMap<i64, Account>>,
 }
 
@@ -120,14 +121,13 @@ impl AccountMap {
     }
 
     /// The account of a ticket: its department's (see [`Self::resolve`]) or, with workspace
-    /// accounts, its workspace's (the ticket still needs a department: its rows carry the id).
+    /// accounts, its workspace's. A workspace account needs no department: in Freshservice for
+    /// MSPs the workspace is the client, and a ticket nobody filed under a department is still
+    /// that client's billable work (rejecting it as `no_department` lost 5 % of it).
     pub fn resolve_ticket(&self, ticket: &wire::Ticket) -> Result<&str, Unplaced> {
         let Some(by_workspace) = &self.by_workspace else {
             return self.resolve(ticket.department_id);
         };
-        if ticket.department_id.is_none() {
-            return Err(no_department());
-        }
         let Some(id) = ticket.workspace_id else {
             return Err(Unplaced {
                 reason: RejectReason::NoAccountNumber,
@@ -514,6 +514,45 @@ mod tests {
         assert_eq!(map.resolve_ticket(&ticket(2)), Ok("C-2"));
         assert_eq!(map.resolve_ticket(&ticket(3)), Ok("700103"));
         assert_eq!(map.resolve_ticket(&ticket(4)), Ok("BETA"));
+    }
+
+    #[test]
+    fn workspace_accounts_need_no_department() {
+        let map = AccountMap::default()
+            .with_workspace_accounts(&HashMap::from([(2, json!("C-2")), (3, json!(null))]));
+        let ticket = |value: Value| -> wire::Ticket { serde_json::from_value(value).unwrap() };
+        // Before: `no_department`, although the workspace gives the account.
+        for t in [
+            ticket(json!({"id": 1, "workspace_id": 2})),
+            ticket(json!({"id": 1, "workspace_id": 2, "department_id": null})),
+            ticket(json!({"id": 1, "workspace_id": 2, "department_id": 7})),
+        ] {
+            assert_eq!(map.resolve_ticket(&t), Ok("C-2"), "{t:?}");
+            assert_eq!(map.check_ticket(&t), Check::Account("C-2"));
+        }
+        // Without a workspace account it is still a reject, for that reason.
+        for t in [
+            ticket(json!({"id": 1, "workspace_id": 3})),
+            ticket(json!({"id": 1})),
+        ] {
+            assert_eq!(
+                map.resolve_ticket(&t).unwrap_err().reason,
+                RejectReason::NoAccountNumber
+            );
+        }
+        // Department accounts still need the department.
+        let by_department = AccountMap::new(
+            &[dept(7, json!({"account_number": 1}))],
+            "account_number",
+            &HashMap::new(),
+        );
+        assert_eq!(
+            by_department
+                .resolve_ticket(&ticket(json!({"id": 1, "workspace_id": 2})))
+                .unwrap_err()
+                .reason,
+            RejectReason::NoDepartment
+        );
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Person {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
-    /// `department_id` is null.
+    /// `department_id` is null (with department accounts; workspace accounts need none).
     NoDepartment,
     /// The department is not in the departments list (nor the account map).
     UnknownDepartment,
@@ -241,8 +241,9 @@ pub struct TicketRow {
     pub billable_minutes: i64,
     /// True when the ticket has no time entries and the hours are the configured default.
     pub hours_defaulted: bool,
-    /// Freshservice department (customer company) id.
-    pub department_id: i64,
+    /// Freshservice department (customer company) id; `None` only with workspace accounts
+    /// (`account_from = workspace`), for a ticket without a department.
+    pub department_id: Option<i64>,
     /// Requester user id.
     pub requester_id: Option<i64>,
     /// Assigned agent id.
@@ -530,16 +531,14 @@ pub fn normalize_ticket(
         return Outcome::Rejected(r);
     }
     // `placement` checked both.
-    let (Some(updated_at), Ok(account), Some(department_id)) = (
-        ticket.updated_at,
-        ctx.accounts.resolve_ticket(ticket),
-        ticket.department_id,
-    ) else {
+    let (Some(updated_at), Ok(account)) = (ticket.updated_at, ctx.accounts.resolve_ticket(ticket))
+    else {
         return reject(
             RejectReason::MalformedTicket,
-            "missing updated_at or department".into(),
+            "missing updated_at or account".into(),
         );
     };
+    let department_id = ticket.department_id;
     let closed_at = ticket
         .stats
         .as_ref()

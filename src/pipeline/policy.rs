@@ -782,7 +782,7 @@ mod tests {
         );
         assert!(!values.contains_key(&4) && !values.contains_key(&5));
 
-        // Resolved and validated like departments; the department must still be there.
+        // Resolved and validated like departments; no department needed.
         let accounts = crate::normalize::AccountMap::new(&[], "account_number", &HashMap::new())
             .with_workspace_accounts(&values);
         let in_workspace = |ws: serde_json::Value, dept: serde_json::Value| {
@@ -796,11 +796,15 @@ mod tests {
             accounts.check_ticket(&in_workspace(json!(3), json!(7))),
             Check::Account("555001")
         );
+        assert_eq!(
+            accounts.check_ticket(&in_workspace(json!(2), json!(null))),
+            Check::Account("700100")
+        );
         for (ws, dept, reason) in [
             (json!(4), json!(7), RejectReason::NoAccountNumber),
             (json!(5), json!(7), RejectReason::NoAccountNumber),
             (json!(null), json!(7), RejectReason::NoAccountNumber),
-            (json!(2), json!(null), RejectReason::NoDepartment),
+            (json!(null), json!(null), RejectReason::NoAccountNumber),
         ] {
             assert!(
                 matches!(
