@@ -207,8 +207,8 @@ const TICKETS: &[Column] = &[
     col("closed_at", Timestamp, false, "stats.closed_at, or updated_at when the API gives none; its year is the year partition."),
     col("total_hours_spent", Float64, false, "Hours of all time entries (total_minutes / 60); the default hours when there are none."),
     col("billable_hours", Float64, false, "Hours of billable time entries (billable_minutes / 60); the default hours when there are none."),
-    col("total_minutes", Int64, false, "Exact minutes behind total_hours_spent."),
-    col("billable_minutes", Int64, false, "Exact minutes behind billable_hours."),
+    col("total_minutes", Int64, false, "Minutes behind total_hours_spent: the time entries' time_spent summed in seconds, then rounded to the nearest minute once (half up); hh:mm entries sum exactly."),
+    col("billable_minutes", Int64, false, "Minutes behind billable_hours: the billable entries' seconds summed, then rounded to the nearest minute once (half up)."),
     col("hours_defaulted", Bool, false, "True when the ticket has no time entries and the hours are the configured default."),
     // Nullable since issue 18 (a workspace account needs no department). Files written before
     // hold it non-null: the same values, so no format change and no rewrite.
@@ -331,7 +331,7 @@ const TIME_ENTRIES: &[Column] = &[
         "minutes",
         Int64,
         false,
-        "Exact minutes of time_spent (hh:mm; seconds rounded to the nearest minute).",
+        "Minutes of this entry's time_spent (hh:mm exactly; hh:mm:ss rounded to the nearest minute, half up). The ticket's total_minutes rounds the sum of the seconds instead, so a ticket's entries can add up to more or less than it.",
     ),
     col("hours", Float64, false, "minutes / 60."),
     col(

@@ -235,9 +235,10 @@ pub struct TicketRow {
     pub total_hours_spent: f64,
     /// Hours of billable time entries (`billable_minutes / 60`); the default hours when there are none.
     pub billable_hours: f64,
-    /// Exact minutes behind `total_hours_spent`.
+    /// Minutes behind `total_hours_spent`: the entries' `time_spent` summed in seconds, rounded
+    /// to the nearest minute once.
     pub total_minutes: i64,
-    /// Exact minutes behind `billable_hours`.
+    /// Minutes behind `billable_hours`: the billable entries' seconds summed, rounded once.
     pub billable_minutes: i64,
     /// True when the ticket has no time entries and the hours are the configured default.
     pub hours_defaulted: bool,
@@ -376,7 +377,9 @@ pub struct TimeEntryRow {
     pub agent_id: Option<i64>,
     /// That agent's email.
     pub agent_email: Option<String>,
-    /// Exact minutes of `time_spent` (hh:mm; seconds rounded to the nearest minute).
+    /// Minutes of this entry's `time_spent` (hh:mm; hh:mm:ss rounded to the nearest minute, half
+    /// up). The ticket's totals round the sum of the seconds instead, so they can differ from the
+    /// sum of these.
     pub minutes: i64,
     /// `minutes / 60`.
     pub hours: f64,
@@ -611,6 +614,9 @@ pub fn normalize_ticket(
     }
 
     let mut entries = Vec::with_capacity(time_entries.len());
+    // The ticket's totals are the entries' seconds summed, rounded once: ten 30-second entries
+    // are 5 minutes (each entry's own `minutes` is rounded on its own).
+    let (mut logged_seconds, mut logged_billable_seconds) = (0i64, 0i64);
     for e in time_entries {
         let e = match e {
             Ok(e) => e,
@@ -624,8 +630,8 @@ pub fn normalize_ticket(
                 );
             }
         };
-        let minutes = match e.time_spent.as_deref().map(hours::parse_time_spent) {
-            Some(Ok(m)) => m,
+        let seconds = match e.time_spent.as_deref().map(hours::parse_time_spent_seconds) {
+            Some(Ok(s)) => s,
             Some(Err(why)) => {
                 return reject(
                     RejectReason::InvalidTimeEntry,
@@ -640,6 +646,11 @@ pub fn normalize_ticket(
             }
         };
         let agent = e.agent_id.and_then(|a| ctx.agents.get(&a));
+        let minutes = hours::minutes_of_seconds(seconds);
+        logged_seconds += seconds;
+        if e.billable.unwrap_or(true) {
+            logged_billable_seconds += seconds;
+        }
         entries.push(TimeEntryRow {
             ticket_id: id,
             time_entry_id: e.id,
@@ -660,12 +671,8 @@ pub fn normalize_ticket(
     }
     entries.sort_by_key(|e| e.time_entry_id);
 
-    let logged: i64 = entries.iter().map(|e| e.minutes).sum();
-    let logged_billable: i64 = entries
-        .iter()
-        .filter(|e| e.billable)
-        .map(|e| e.minutes)
-        .sum();
+    let logged = hours::minutes_of_seconds(logged_seconds);
+    let logged_billable = hours::minutes_of_seconds(logged_billable_seconds);
     let hours_defaulted = entries.is_empty();
     let (total_minutes, billable_minutes) = if hours_defaulted {
         (ctx.settings.default_minutes, ctx.settings.default_minutes)

@@ -596,3 +596,31 @@ fn the_time_entries_fingerprint_sees_custom_fields_note_and_task() {
     );
     assert_eq!(fingerprint(a), fingerprint(b));
 }
+
+/// `hh:mm:ss` entries are summed in seconds and rounded once: ten 30-second entries bill 5
+/// minutes (before: each rounded up to a minute, 10). Each entry's own `minutes` stays its own
+/// rounding.
+#[test]
+fn ten_thirty_second_entries_bill_five_minutes() {
+    let mut entries: Vec<serde_json::Value> = (1..=10)
+        .map(|id| json!({"id": id, "time_spent": "00:00:30", "billable": true}))
+        .collect();
+    // Plus a non-billable 00:00:45 + 00:00:20 (65 s: 1 minute; rounded one by one, 1 + 0).
+    entries.push(json!({"id": 11, "time_spent": "00:00:45", "billable": false}));
+    entries.push(json!({"id": 12, "time_spent": "00:00:20", "billable": false}));
+    let entries: Vec<Result<wire::TimeEntry, ItemError>> =
+        serde_json::from_value::<Vec<wire::TimeEntry>>(serde_json::Value::Array(entries))
+            .unwrap()
+            .into_iter()
+            .map(Ok)
+            .collect();
+    let p = placed(run(&seed_ticket(), &[], &entries));
+    assert_eq!(p.ticket.billable_minutes, 5);
+    assert_eq!(p.ticket.total_minutes, 6, "365 seconds");
+    assert_eq!(p.ticket.billable_hours, 5.0 / 60.0);
+    assert!(p.time_entries[..10].iter().all(|e| e.minutes == 1));
+    assert_eq!(
+        (p.time_entries[10].minutes, p.time_entries[11].minutes),
+        (1, 0)
+    );
+}

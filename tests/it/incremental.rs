@@ -325,11 +325,8 @@ async fn time_logged_after_close_is_caught_by_the_rescan() {
             .unwrap()
     };
     let t = h.sim.ground_truth().ticket(id).unwrap().clone();
-    let expected: i64 = t
-        .time_entries
-        .iter()
-        .map(|e| crate::support::minutes_of(&e.time_spent))
-        .sum();
+    let expected =
+        crate::support::total_minutes_of(t.time_entries.iter().map(|e| e.time_spent.as_str()));
     assert_eq!(minutes(&after), expected, "{before}\n{after}");
     assert_ne!(minutes(&before), minutes(&after));
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use ticketsync::report::RunStatus;
 use ticketsync::tables::Table;
 
-use crate::support::{column_strings, minutes_of, read_parquet, Harness};
+use crate::support::{column_strings, read_parquet, total_minutes_of, Harness};
 
 /// Every batch of a table with the partition path it came from.
 async fn table(h: &Harness, table: Table) -> Vec<(String, RecordBatch)> {
@@ -116,17 +116,13 @@ async fn full_sync_matches_the_ground_truth() {
                 "ticket {id}"
             );
             let t = gt.ticket(*id).unwrap();
-            let all: i64 = t
-                .time_entries
-                .iter()
-                .map(|e| minutes_of(&e.time_spent))
-                .sum();
-            let bill: i64 = t
-                .time_entries
-                .iter()
-                .filter(|e| e.billable)
-                .map(|e| minutes_of(&e.time_spent))
-                .sum();
+            let all = total_minutes_of(t.time_entries.iter().map(|e| e.time_spent.as_str()));
+            let bill = total_minutes_of(
+                t.time_entries
+                    .iter()
+                    .filter(|e| e.billable)
+                    .map(|e| e.time_spent.as_str()),
+            );
             if t.time_entries.is_empty() {
                 assert_eq!(
                     (total[i], billable[i], defaulted[i].as_str()),
