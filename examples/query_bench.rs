@@ -355,7 +355,7 @@ fn ticket(rng: &mut SmallRng, account: &str, year: i32, id: i64) -> Placed {
             total_minutes: total,
             billable_minutes: billable,
             hours_defaulted: time_entries.is_empty(),
-            department_id: 1,
+            department_id: Some(1),
             requester_id: Some(rng.gen_range(1..10_000)),
             responder_id: Some(rng.gen_range(1..50)),
             group_id: None,

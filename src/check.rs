@@ -67,7 +67,8 @@ pub struct ApiCheck {
     pub rate_limit_per_window: Option<u32>,
     /// The rate window in seconds (the job's `rate_window_secs`, 60 for Freshservice).
     pub window_secs: f64,
-    /// The workspaces (`None`: the account has none, or the key may not read them).
+    /// The workspaces (`None`: the account has none, `GET /workspaces` answered 404; a key that
+    /// may not read them is a problem).
     pub workspaces: Option<Vec<WorkspaceInfo>>,
     /// Where account numbers come from: `department` or `workspace`.
     pub account_from: &'static str,
@@ -792,7 +793,7 @@ pub fn render(report: &CheckReport) -> String {
         );
         let _ = writeln!(out, "          reachable, key accepted, rate limit {limit}");
         let ws = match &api.workspaces {
-            None => "none (an account without workspaces, or the key may not read them)".into(),
+            None => "none (an account without workspaces)".into(),
             Some(ws) => format!(
                 "{}: {}",
                 ws.len(),

@@ -193,7 +193,7 @@ use Kind::*;
 
 const TICKETS: &[Column] = &[
     col("ticket_id", Int64, false, "Freshservice ticket id (primary key)."),
-    col("company_account_number", Utf8, false, "Customer account number from the ticket's department (same value as the account partition)."),
+    col("company_account_number", Utf8, false, "Customer account number from the ticket's department (or its workspace, with account_from = workspace), in canonical form: trimmed, an integral decimal without its zero fraction (482913.0 is 482913), letters upper-case; the same value as the account partition."),
     col("ticket_number", Utf8, false, "Display number (the id as text, as in #17531)."),
     col("subject", Utf8, true, "Ticket title."),
     col("description", Utf8, true, "Original HTML description."),
@@ -207,10 +207,12 @@ const TICKETS: &[Column] = &[
     col("closed_at", Timestamp, false, "stats.closed_at, or updated_at when the API gives none; its year is the year partition."),
     col("total_hours_spent", Float64, false, "Hours of all time entries (total_minutes / 60); the default hours when there are none."),
     col("billable_hours", Float64, false, "Hours of billable time entries (billable_minutes / 60); the default hours when there are none."),
-    col("total_minutes", Int64, false, "Exact minutes behind total_hours_spent."),
-    col("billable_minutes", Int64, false, "Exact minutes behind billable_hours."),
+    col("total_minutes", Int64, false, "Minutes behind total_hours_spent: the time entries' time_spent summed in seconds, then rounded to the nearest minute once (half up); hh:mm entries sum exactly."),
+    col("billable_minutes", Int64, false, "Minutes behind billable_hours: the billable entries' seconds summed, then rounded to the nearest minute once (half up)."),
     col("hours_defaulted", Bool, false, "True when the ticket has no time entries and the hours are the configured default."),
-    col("department_id", Int64, false, "Freshservice department (customer company) id."),
+    // Nullable since issue 18 (a workspace account needs no department). Files written before
+    // hold it non-null: the same values, so no format change and no rewrite.
+    col("department_id", Int64, true, "Freshservice department (customer company) id; null only with account_from = workspace, for a ticket filed under no department."),
     col("requester_id", Int64, true, "Requester user id."),
     col("responder_id", Int64, true, "Assigned agent id."),
     col("group_id", Int64, true, "Assigned group id."),
@@ -329,7 +331,7 @@ const TIME_ENTRIES: &[Column] = &[
         "minutes",
         Int64,
         false,
-        "Exact minutes of time_spent (hh:mm; seconds rounded to the nearest minute).",
+        "Minutes of this entry's time_spent (hh:mm exactly; hh:mm:ss rounded to the nearest minute, half up). The ticket's total_minutes rounds the sum of the seconds instead, so a ticket's entries can add up to more or less than it.",
     ),
     col("hours", Float64, false, "minutes / 60."),
     col(
@@ -459,7 +461,7 @@ pub fn tickets_batch(rows: &[&TicketRow]) -> RecordBatch {
             ints(r.iter().map(|t| Some(t.total_minutes))),
             ints(r.iter().map(|t| Some(t.billable_minutes))),
             bools(r.iter().map(|t| t.hours_defaulted)),
-            ints(r.iter().map(|t| Some(t.department_id))),
+            ints(r.iter().map(|t| t.department_id)),
             ints(r.iter().map(|t| t.requester_id)),
             ints(r.iter().map(|t| t.responder_id)),
             ints(r.iter().map(|t| t.group_id)),

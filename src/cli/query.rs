@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use super::{Completion, Context as _, Error, Result};
 use crate::job::JobSpec;
-use crate::normalize::accounts::is_valid_account;
+use crate::normalize::accounts::{canonical_account, is_valid_account};
 use crate::query::output::{self, Format};
 use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 
@@ -97,9 +97,11 @@ pub enum FormatArg {
     Table,
 }
 
+/// An account number as the dataset spells it (`acme` finds `account=ACME`).
 fn account(text: &str) -> Result<String, String> {
-    if is_valid_account(text) {
-        Ok(text.to_string())
+    let text = canonical_account(text);
+    if is_valid_account(&text) {
+        Ok(text)
     } else {
         Err("an account number has letters, digits, '.', '_' or '-' (at most 64)".into())
     }

@@ -5,6 +5,12 @@
 //! (`department_id,account_number`) overrides it. Account numbers become partition values and
 //! path segments, so only plain identifiers are accepted: anything else is a reject, never a
 //! strange path.
+//!
+//! Every account number, wherever it comes from (the department field, the account or
+//! workspace map, a workspace's field), is put in one canonical form first
+//! ([`canonical_account`]), so one customer is one partition: `482913`, `482913.0` and
+//! `" 482913 "` are `482913`; `acme` and `ACME` are `ACME` (two directories that differ in case
+//! only are one directory on a case-insensitive disk).
 
 use std::collections::HashMap;
 
@@ -16,7 +22,8 @@ use crate::source::wire;
 /// Where a department's account number came from, or why there is none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Account {
-    /// The account number, trimmed, a plain identifier ([`is_valid_account`]).
+    /// The account number in canonical form ([`canonical_account`]), a plain identifier
+    /// ([`is_valid_account`]).
     Valid(String),
     /// The custom field is absent, null or blank (reason `no_account_number`).
     Missing,
@@ -53,7 +60,8 @@ pub enum Check<'a> {
 pub struct AccountMap {
     by_department: HashMap<i64, Account>,
     /// With `account_from = workspace`: each workspace's account (a workspace not in it has
-    /// none). The department then only has to be there (the rows carry its id).
+    /// none). The department is then not needed: a ticket without one is placed by its
+    /// workspace (its rows carry a null `department_id`).
     by_workspace: Option<HashMap<i64, Account>>,
 }
 
@@ -113,14 +121,13 @@ impl AccountMap {
     }
 
     /// The account of a ticket: its department's (see [`Self::resolve`]) or, with workspace
-    /// accounts, its workspace's (the ticket still needs a department: its rows carry the id).
+    /// accounts, its workspace's. A workspace account needs no department: in Freshservice for
+    /// MSPs the workspace is the client, and a ticket nobody filed under a department is still
+    /// that client's billable work (rejecting it as `no_department` lost 5 % of it).
     pub fn resolve_ticket(&self, ticket: &wire::Ticket) -> Result<&str, Unplaced> {
         let Some(by_workspace) = &self.by_workspace else {
             return self.resolve(ticket.department_id);
         };
-        if ticket.department_id.is_none() {
-            return Err(no_department());
-        }
         let Some(id) = ticket.workspace_id else {
             return Err(Unplaced {
                 reason: RejectReason::NoAccountNumber,
@@ -240,17 +247,42 @@ fn classify(raw: Option<&Value>) -> Account {
     let text = match raw {
         None | Some(Value::Null) => return Account::Missing,
         Some(Value::String(s)) => s.trim().to_string(),
+        // serde_json writes a float with its fraction (`482913.0`), which the canonical form
+        // drops when it is zero.
         Some(Value::Number(n)) => n.to_string(),
         Some(other) => return Account::Invalid(truncate_json(other)),
     };
     if text.is_empty() {
         return Account::Missing;
     }
-    if is_valid_account(&text) {
-        Account::Valid(text)
+    let account = canonical_account(&text);
+    if is_valid_account(&account) {
+        Account::Valid(account)
     } else {
+        // The value as sent (trimmed), not its canonical form: the detail must be findable.
         Account::Invalid(truncate_json(&Value::String(text)))
     }
+}
+
+/// The one spelling of an account number: trimmed; an integral decimal (`482913.0`, `482913.00`:
+/// a numeric field sent as a float, or a CSV written from a float column) without its zero
+/// fraction; ASCII letters upper-cased (`acme` and `ACME` are one customer, and would be one
+/// directory on a case-insensitive disk). Leading zeros of a string are kept (`007` may be a
+/// real code). Not validated: see [`is_valid_account`].
+pub fn canonical_account(raw: &str) -> String {
+    let text = raw.trim();
+    let text = match text.split_once('.') {
+        Some((int, frac))
+            if !int.is_empty()
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && !frac.is_empty()
+                && frac.bytes().all(|b| b == b'0') =>
+        {
+            int
+        }
+        _ => text,
+    };
+    text.to_ascii_uppercase()
 }
 
 /// Letters, digits, `.`, `_`, `-`; at most 64; first character a letter or digit (so never `.`
@@ -275,13 +307,14 @@ fn truncate_json(v: &Value) -> String {
     }
 }
 
-/// Reads an account-map CSV: `department_id,account_number`, with or without a header row.
+/// Reads an account-map CSV: `department_id,account_number`, with or without a header row;
+/// account numbers in canonical form ([`canonical_account`]).
 pub fn parse_account_map(csv_text: &str) -> Result<HashMap<i64, String>, String> {
     parse_id_map(csv_text, "department_id")
 }
 
 /// Reads a workspace-map CSV: `workspace_id,account_number`, with or without a header row,
-/// validated like the account map.
+/// validated and put in canonical form like the account map.
 pub fn parse_workspace_map(csv_text: &str) -> Result<HashMap<i64, String>, String> {
     parse_id_map(csv_text, "workspace_id")
 }
@@ -309,11 +342,12 @@ fn parse_id_map(csv_text: &str, id_name: &str) -> Result<HashMap<i64, String>, S
                 &record[0]
             ));
         };
-        let account = record[1].to_string();
+        let account = canonical_account(&record[1]);
         if !is_valid_account(&account) {
             return Err(format!(
-                "line {}: account number {account:?} is not a plain identifier",
-                i + 1
+                "line {}: account number {:?} is not a plain identifier",
+                i + 1,
+                &record[1]
             ));
         }
         map.insert(id, account);
@@ -424,6 +458,101 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn one_canonical_form_whatever_the_source() {
+        for (raw, canonical) in [
+            ("482913", "482913"),
+            ("  482913 ", "482913"),
+            ("482913.0", "482913"),
+            ("482913.000", "482913"),
+            ("0482913", "0482913"),
+            ("482913.5", "482913.5"),
+            ("1.0.0", "1.0.0"),
+            ("acme", "ACME"),
+            (" Acme-1 ", "ACME-1"),
+            ("a.b_c", "A.B_C"),
+            ("", ""),
+        ] {
+            assert_eq!(canonical_account(raw), canonical, "{raw:?}");
+        }
+        // The department field: a float number, a number, a string, different cases.
+        let depts = vec![
+            dept(1, json!({"account_number": 482913.0})),
+            dept(2, json!({"account_number": 482913})),
+            dept(3, json!({"account_number": "482913.0"})),
+            dept(4, json!({"account_number": "acme"})),
+            dept(5, json!({"account_number": "ACME"})),
+            dept(6, json!({"account_number": 4.82913e5})),
+        ];
+        let map = AccountMap::new(&depts, "account_number", &HashMap::new());
+        for id in [1, 2, 3, 6] {
+            assert_eq!(map.resolve(Some(id)), Ok("482913"), "department {id}");
+        }
+        assert_eq!(map.resolve(Some(4)), Ok("ACME"));
+        assert_eq!(map.resolve(Some(5)), Ok("ACME"));
+        // The account map (CSV), as parsed and as an override.
+        let overrides = parse_account_map("1,acme-9\n2,100200.0\n").unwrap();
+        assert_eq!(overrides[&1], "ACME-9");
+        assert_eq!(overrides[&2], "100200");
+        let map = AccountMap::new(&depts, "account_number", &overrides);
+        assert_eq!(map.resolve(Some(1)), Ok("ACME-9"));
+        assert_eq!(map.resolve(Some(2)), Ok("100200"));
+        // Workspace mode: the workspace map and a workspace's field.
+        let ws = parse_workspace_map("workspace_id,account_number\n2, c-2 \n").unwrap();
+        assert_eq!(ws[&2], "C-2");
+        let map = AccountMap::default().with_workspace_accounts(&HashMap::from([
+            (2, json!(ws[&2])),
+            (3, json!(700103.0)),
+            (4, json!("beta")),
+        ]));
+        let ticket = |workspace: i64| -> wire::Ticket {
+            serde_json::from_value(json!({"id": 1, "department_id": 1, "workspace_id": workspace}))
+                .unwrap()
+        };
+        assert_eq!(map.resolve_ticket(&ticket(2)), Ok("C-2"));
+        assert_eq!(map.resolve_ticket(&ticket(3)), Ok("700103"));
+        assert_eq!(map.resolve_ticket(&ticket(4)), Ok("BETA"));
+    }
+
+    #[test]
+    fn workspace_accounts_need_no_department() {
+        let map = AccountMap::default()
+            .with_workspace_accounts(&HashMap::from([(2, json!("C-2")), (3, json!(null))]));
+        let ticket = |value: Value| -> wire::Ticket { serde_json::from_value(value).unwrap() };
+        // Before: `no_department`, although the workspace gives the account.
+        for t in [
+            ticket(json!({"id": 1, "workspace_id": 2})),
+            ticket(json!({"id": 1, "workspace_id": 2, "department_id": null})),
+            ticket(json!({"id": 1, "workspace_id": 2, "department_id": 7})),
+        ] {
+            assert_eq!(map.resolve_ticket(&t), Ok("C-2"), "{t:?}");
+            assert_eq!(map.check_ticket(&t), Check::Account("C-2"));
+        }
+        // Without a workspace account it is still a reject, for that reason.
+        for t in [
+            ticket(json!({"id": 1, "workspace_id": 3})),
+            ticket(json!({"id": 1})),
+        ] {
+            assert_eq!(
+                map.resolve_ticket(&t).unwrap_err().reason,
+                RejectReason::NoAccountNumber
+            );
+        }
+        // Department accounts still need the department.
+        let by_department = AccountMap::new(
+            &[dept(7, json!({"account_number": 1}))],
+            "account_number",
+            &HashMap::new(),
+        );
+        assert_eq!(
+            by_department
+                .resolve_ticket(&ticket(json!({"id": 1, "workspace_id": 2})))
+                .unwrap_err()
+                .reason,
+            RejectReason::NoDepartment
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ mod tests {
             total_minutes: 15,
             billable_minutes: 15,
             hours_defaulted: true,
-            department_id: 1,
+            department_id: Some(1),
             requester_id: None,
             responder_id: None,
             group_id: None,

@@ -107,7 +107,7 @@ impl Person {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
-    /// `department_id` is null.
+    /// `department_id` is null (with department accounts; workspace accounts need none).
     NoDepartment,
     /// The department is not in the departments list (nor the account map).
     UnknownDepartment,
@@ -206,7 +206,8 @@ impl Rejection {
 pub struct TicketRow {
     /// Freshservice ticket id (primary key).
     pub ticket_id: i64,
-    /// Customer account number from the ticket's department (same value as the account partition).
+    /// Customer account number from the ticket's department (or workspace), in canonical form
+    /// ([`accounts::canonical_account`]); the same value as the account partition.
     pub company_account_number: String,
     /// Display number (the id as text, as in #17531).
     pub ticket_number: String,
@@ -234,14 +235,16 @@ pub struct TicketRow {
     pub total_hours_spent: f64,
     /// Hours of billable time entries (`billable_minutes / 60`); the default hours when there are none.
     pub billable_hours: f64,
-    /// Exact minutes behind `total_hours_spent`.
+    /// Minutes behind `total_hours_spent`: the entries' `time_spent` summed in seconds, rounded
+    /// to the nearest minute once.
     pub total_minutes: i64,
-    /// Exact minutes behind `billable_hours`.
+    /// Minutes behind `billable_hours`: the billable entries' seconds summed, rounded once.
     pub billable_minutes: i64,
     /// True when the ticket has no time entries and the hours are the configured default.
     pub hours_defaulted: bool,
-    /// Freshservice department (customer company) id.
-    pub department_id: i64,
+    /// Freshservice department (customer company) id; `None` only with workspace accounts
+    /// (`account_from = workspace`), for a ticket without a department.
+    pub department_id: Option<i64>,
     /// Requester user id.
     pub requester_id: Option<i64>,
     /// Assigned agent id.
@@ -374,7 +377,9 @@ pub struct TimeEntryRow {
     pub agent_id: Option<i64>,
     /// That agent's email.
     pub agent_email: Option<String>,
-    /// Exact minutes of `time_spent` (hh:mm; seconds rounded to the nearest minute).
+    /// Minutes of this entry's `time_spent` (hh:mm; hh:mm:ss rounded to the nearest minute, half
+    /// up). The ticket's totals round the sum of the seconds instead, so they can differ from the
+    /// sum of these.
     pub minutes: i64,
     /// `minutes / 60`.
     pub hours: f64,
@@ -529,16 +534,14 @@ pub fn normalize_ticket(
         return Outcome::Rejected(r);
     }
     // `placement` checked both.
-    let (Some(updated_at), Ok(account), Some(department_id)) = (
-        ticket.updated_at,
-        ctx.accounts.resolve_ticket(ticket),
-        ticket.department_id,
-    ) else {
+    let (Some(updated_at), Ok(account)) = (ticket.updated_at, ctx.accounts.resolve_ticket(ticket))
+    else {
         return reject(
             RejectReason::MalformedTicket,
-            "missing updated_at or department".into(),
+            "missing updated_at or account".into(),
         );
     };
+    let department_id = ticket.department_id;
     let closed_at = ticket
         .stats
         .as_ref()
@@ -611,6 +614,9 @@ pub fn normalize_ticket(
     }
 
     let mut entries = Vec::with_capacity(time_entries.len());
+    // The ticket's totals are the entries' seconds summed, rounded once: ten 30-second entries
+    // are 5 minutes (each entry's own `minutes` is rounded on its own).
+    let (mut logged_seconds, mut logged_billable_seconds) = (0i64, 0i64);
     for e in time_entries {
         let e = match e {
             Ok(e) => e,
@@ -624,8 +630,8 @@ pub fn normalize_ticket(
                 );
             }
         };
-        let minutes = match e.time_spent.as_deref().map(hours::parse_time_spent) {
-            Some(Ok(m)) => m,
+        let seconds = match e.time_spent.as_deref().map(hours::parse_time_spent_seconds) {
+            Some(Ok(s)) => s,
             Some(Err(why)) => {
                 return reject(
                     RejectReason::InvalidTimeEntry,
@@ -640,6 +646,11 @@ pub fn normalize_ticket(
             }
         };
         let agent = e.agent_id.and_then(|a| ctx.agents.get(&a));
+        let minutes = hours::minutes_of_seconds(seconds);
+        logged_seconds += seconds;
+        if e.billable.unwrap_or(true) {
+            logged_billable_seconds += seconds;
+        }
         entries.push(TimeEntryRow {
             ticket_id: id,
             time_entry_id: e.id,
@@ -660,12 +671,8 @@ pub fn normalize_ticket(
     }
     entries.sort_by_key(|e| e.time_entry_id);
 
-    let logged: i64 = entries.iter().map(|e| e.minutes).sum();
-    let logged_billable: i64 = entries
-        .iter()
-        .filter(|e| e.billable)
-        .map(|e| e.minutes)
-        .sum();
+    let logged = hours::minutes_of_seconds(logged_seconds);
+    let logged_billable = hours::minutes_of_seconds(logged_billable_seconds);
     let hours_defaulted = entries.is_empty();
     let (total_minutes, billable_minutes) = if hours_defaulted {
         (ctx.settings.default_minutes, ctx.settings.default_minutes)
@@ -733,22 +740,29 @@ pub fn normalize_ticket(
 }
 
 /// A stable fingerprint of a ticket's time entries (ids, durations, billable flags, timers,
-/// dates and update times), independent of their order: when a re-scan finds a different one,
-/// time was logged, edited or removed after the ticket closed. FNV-1a, so it is the same on
-/// every build and platform.
+/// dates, update times, agents, and what billing reads besides the hours: the custom fields
+/// (the work type), the note and the task), independent of their order: when a re-scan finds a
+/// different one, time was logged, edited or removed after the ticket closed. FNV-1a over the
+/// custom fields in canonical form (keys sorted at every level), so it is the same on every
+/// build and platform and whatever order the API sends the keys in.
 pub fn time_entries_fingerprint(entries: &[Result<wire::TimeEntry, ItemError>]) -> u64 {
     let mut parts: Vec<String> = entries
         .iter()
         .map(|e| match e {
             Ok(e) => format!(
-                "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+                "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
                 e.id,
                 e.time_spent,
                 e.billable,
                 e.timer_running,
                 e.executed_at,
                 e.updated_at,
-                e.agent_id
+                e.agent_id,
+                e.task_id,
+                e.note,
+                e.custom_fields
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), canonical_json)
             ),
             Err(err) => format!("!{:?}|{}", err.id, err.detail),
         })
@@ -762,6 +776,29 @@ pub fn time_entries_fingerprint(entries: &[Result<wire::TimeEntry, ItemError>]) 
         }
     }
     hash
+}
+
+/// `value` as JSON text with the keys of every object sorted (serde_json keeps the API's key
+/// order here, which is not part of the value).
+fn canonical_json(value: &serde_json::Value) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                serde_json::Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
 }
 
 /// The [`TicketDetails`] of a ticket.

@@ -548,3 +548,79 @@ fn every_reject_reason_is_in_all_and_in_the_rejects_contract() {
     unique.dedup();
     assert_eq!(unique.len(), codes.len());
 }
+
+/// A billing edit of a time entry's work type (custom field), note or task is a change the
+/// daily re-scan must see (before, the fingerprint left all three out and the edit was never
+/// re-fetched); the custom fields' key order is not.
+#[test]
+fn the_time_entries_fingerprint_sees_custom_fields_note_and_task() {
+    let fingerprint = |entry: serde_json::Value| {
+        let entry: wire::TimeEntry = serde_json::from_value(entry).unwrap();
+        time_entries_fingerprint(&[Ok(entry)])
+    };
+    let base = json!({"id": 1, "time_spent": "01:00", "agent_id": 456, "task_id": 7,
+                      "note": "on site", "custom_fields": {"work_type": "Remote", "rate_code": 1}});
+    let with = |key: &str, value: serde_json::Value| {
+        let mut e = base.clone();
+        e[key] = value;
+        e
+    };
+    let original = fingerprint(base.clone());
+    assert_eq!(original, fingerprint(base.clone()));
+    for changed in [
+        with(
+            "custom_fields",
+            json!({"work_type": "Travel", "rate_code": 1}),
+        ),
+        with(
+            "custom_fields",
+            json!({"work_type": "Remote", "rate_code": 2}),
+        ),
+        with("custom_fields", json!({"work_type": "Remote"})),
+        with("custom_fields", json!(null)),
+        with("note", json!("remote")),
+        with("note", json!(null)),
+        with("task_id", json!(8)),
+        with("task_id", json!(null)),
+    ] {
+        assert_ne!(fingerprint(changed.clone()), original, "{changed}");
+    }
+    // The same custom fields in another key order (at every level) are the same entry.
+    let a = with(
+        "custom_fields",
+        json!({"b": {"y": 1, "x": [{"q": 1, "p": 2}]}, "a": 1}),
+    );
+    let b = with(
+        "custom_fields",
+        serde_json::from_str(r#"{"a": 1, "b": {"x": [{"p": 2, "q": 1}], "y": 1}}"#).unwrap(),
+    );
+    assert_eq!(fingerprint(a), fingerprint(b));
+}
+
+/// `hh:mm:ss` entries are summed in seconds and rounded once: ten 30-second entries bill 5
+/// minutes (before: each rounded up to a minute, 10). Each entry's own `minutes` stays its own
+/// rounding.
+#[test]
+fn ten_thirty_second_entries_bill_five_minutes() {
+    let mut entries: Vec<serde_json::Value> = (1..=10)
+        .map(|id| json!({"id": id, "time_spent": "00:00:30", "billable": true}))
+        .collect();
+    // Plus a non-billable 00:00:45 + 00:00:20 (65 s: 1 minute; rounded one by one, 1 + 0).
+    entries.push(json!({"id": 11, "time_spent": "00:00:45", "billable": false}));
+    entries.push(json!({"id": 12, "time_spent": "00:00:20", "billable": false}));
+    let entries: Vec<Result<wire::TimeEntry, ItemError>> =
+        serde_json::from_value::<Vec<wire::TimeEntry>>(serde_json::Value::Array(entries))
+            .unwrap()
+            .into_iter()
+            .map(Ok)
+            .collect();
+    let p = placed(run(&seed_ticket(), &[], &entries));
+    assert_eq!(p.ticket.billable_minutes, 5);
+    assert_eq!(p.ticket.total_minutes, 6, "365 seconds");
+    assert_eq!(p.ticket.billable_hours, 5.0 / 60.0);
+    assert!(p.time_entries[..10].iter().all(|e| e.minutes == 1));
+    assert_eq!(
+        (p.time_entries[10].minutes, p.time_entries[11].minutes),
+        (1, 0)
+    );
+}

@@ -223,13 +223,13 @@ async fn run_locked(
         rescan_due,
         privacy,
     );
-    let window_since =
-        policy::listing_since(job.window, cursor.as_ref(), start.at, job.full_sync_days);
     // Nothing updated before the retention cutoff can have closed after it: not listed at all.
-    let window_since = match (window_since, job.retention_days) {
-        (Some(since), Some(days)) => Some(since.max(dataset::retention::cutoff(start.at, days))),
-        (since, _) => since,
-    };
+    let listed = policy::ListingWindow::new(
+        policy::listing_since(job.window, cursor.as_ref(), start.at, job.full_sync_days),
+        job.retention_days
+            .map(|days| dataset::retention::cutoff(start.at, days)),
+    );
+    let window_since = listed.since;
     let since_text = window_since.map_or_else(
         || "-".to_string(),
         |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -287,7 +287,7 @@ async fn run_locked(
     let next = policy::next_cursor(
         ending,
         job.window,
-        window_since,
+        listed,
         cursor.as_ref(),
         policy::cursor_clock(
             start.at,

@@ -2,7 +2,8 @@
 //! of their own. The mechanism (`sync.rs`, `listing.rs`, `fetch.rs`) asks them and does what they
 //! say, so each rule is stated, and tested, once:
 //!
-//! - [`listing_since`]: which window a run lists;
+//! - [`listing_since`] / [`ListingWindow::new`]: which window a run lists (never before the retention
+//!   cutoff);
 //! - [`rescan_due`]: whether this run re-reads recently closed tickets' time entries;
 //! - [`requester_source`]: embed requesters in the listing or read the directory;
 //! - [`listing_workspaces`] / [`department_workspaces`]: which workspaces the run lists
@@ -43,6 +44,40 @@ pub fn listing_since(
     }
 }
 
+/// The window a run listed: from `since` ([`listing_since`]), clipped to the retention cutoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingWindow {
+    /// `updated_since` of the listing; `None` for a single-ticket run.
+    pub since: Option<DateTime<Utc>>,
+    /// With `retention_days`: the oldest `closed_at` kept.
+    pub retention_cutoff: Option<DateTime<Utc>>,
+}
+
+impl ListingWindow {
+    /// The listing starts at `since`, but never before `retention_cutoff`: nothing updated
+    /// before the cutoff can have closed after it, so nothing listed there could be kept.
+    pub fn new(
+        since: Option<DateTime<Utc>>,
+        retention_cutoff: Option<DateTime<Utc>>,
+    ) -> ListingWindow {
+        ListingWindow {
+            since: since.map(|s| retention_cutoff.map_or(s, |cut| s.max(cut))),
+            retention_cutoff,
+        }
+    }
+
+    /// Whether this listing leaves no gap after a cursor at `stored`: it starts at or before
+    /// the cursor, or at or before the retention cutoff (what was updated between the cursor
+    /// and the cutoff closed before the cutoff and is not kept anyway). Without the second
+    /// half, a cursor older than the cutoff never moved again and every run listed the whole
+    /// retention window.
+    pub fn covers(&self, stored: DateTime<Utc>) -> bool {
+        self.since.is_some_and(|since| {
+            since <= stored || self.retention_cutoff.is_some_and(|cut| since <= cut)
+        })
+    }
+}
+
 /// Whether an incremental run re-reads the time entries of recently closed tickets: once per
 /// `every` (time logged after close does not always move `updated_at`). A first run or a full
 /// window reads those tickets anyway.
@@ -76,8 +111,8 @@ pub fn requester_source(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Req
 }
 
 /// The ticket listings of a run (and of its deleted/spam views), by `workspace_id`: `None` is
-/// a listing without it. An account without workspaces (`GET /workspaces` answered 404 or 403:
-/// `workspaces` is `None`), or with a single one, is listed as before workspaces existed: one
+/// a listing without it. An account without workspaces (`GET /workspaces` answered 404:
+/// `workspaces` is `None`; a 403 fails the run), or with a single one, is listed as before workspaces existed: one
 /// listing without the parameter. With several, one listing per workspace id, each once, in id
 /// order: the API returns only the primary workspace without the parameter, and the "all
 /// workspaces" value is disputed (`0` in one client, `1` in a doc quote, and `1` can be a real
@@ -326,13 +361,14 @@ pub enum Ending {
     Incomplete,
 }
 
-/// The cursor a run stores, if it may move one: only a complete run whose window reaches back
-/// to (or before) the stored cursor moves it, to run start − overlap. `rescanned_at` moves
+/// The cursor a run stores, if it may move one: only a complete run whose window covers the
+/// stored cursor ([`ListingWindow::covers`]: reaches back to it, or to the retention cutoff) moves
+/// it, to run start − overlap. `rescanned_at` moves
 /// with a re-scan, a first run or a full window (those read every recently closed ticket).
 pub fn next_cursor(
     ending: Ending,
     window: Window,
-    since: Option<DateTime<Utc>>,
+    listed: ListingWindow,
     stored: Option<&Cursor>,
     started_at: DateTime<Utc>,
     overlap: Duration,
@@ -341,10 +377,10 @@ pub fn next_cursor(
     if ending != Ending::Complete {
         return None;
     }
-    let covers = match (since, stored) {
+    let covers = match (listed.since, stored) {
         (None, _) => false,
         (Some(_), None) => true,
-        (Some(since), Some(c)) => since <= c.updated_since,
+        (Some(_), Some(c)) => listed.covers(c.updated_since),
     };
     if !covers {
         return None;
@@ -605,7 +641,7 @@ mod tests {
             next_cursor(
                 ending,
                 Window::Incremental,
-                Some(at(since)),
+                ListingWindow::new(Some(at(since)), None),
                 Some(&stored),
                 start,
                 overlap,
@@ -628,7 +664,7 @@ mod tests {
             next_cursor(
                 Ending::Complete,
                 Window::Ticket(1),
-                None,
+                ListingWindow::new(None, None),
                 Some(&stored),
                 start,
                 overlap,
@@ -640,7 +676,7 @@ mod tests {
             next_cursor(
                 Ending::Complete,
                 Window::Incremental,
-                Some(at("2024-06-01T00:00:00Z")),
+                ListingWindow::new(Some(at("2024-06-01T00:00:00Z")), None),
                 None,
                 start,
                 overlap,
@@ -651,8 +687,70 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_older_than_the_retention_cutoff_moves() {
+        let start = at("2025-06-02T00:00:00Z");
+        let overlap = Duration::from_secs(600);
+        let next = at("2025-06-01T23:50:00Z");
+        let cutoff = at("2025-03-04T00:00:00Z");
+        // The last complete run was before the cutoff (a job that failed for months, or
+        // retention_days lowered): the window is clipped to the cutoff...
+        let stored = cursor("2025-01-01T00:00:00Z", Some("2025-01-01T00:00:00Z"));
+        let listed = ListingWindow::new(Some(stored.updated_since), Some(cutoff));
+        assert_eq!(listed.since, Some(cutoff));
+        // ...and still covers the cursor: before, the cursor stayed and every later run listed
+        // the whole retention window again.
+        assert!(listed.covers(stored.updated_since));
+        assert_eq!(
+            next_cursor(
+                Ending::Complete,
+                Window::Incremental,
+                listed,
+                Some(&stored),
+                start,
+                overlap,
+                false
+            ),
+            Some((next, stored.rescanned_at))
+        );
+        // A cursor after the cutoff is the window, as without retention.
+        let recent = cursor("2025-06-01T00:00:00Z", None);
+        let listed = ListingWindow::new(Some(recent.updated_since), Some(cutoff));
+        assert_eq!(listed.since, Some(recent.updated_since));
+        assert!(listed.covers(recent.updated_since));
+        // A window that starts after both the cursor and the cutoff still leaves a gap.
+        let late = ListingWindow::new(Some(at("2025-05-01T00:00:00Z")), Some(cutoff));
+        assert!(!late.covers(stored.updated_since));
+        assert_eq!(
+            next_cursor(
+                Ending::Complete,
+                Window::Incremental,
+                late,
+                Some(&stored),
+                start,
+                overlap,
+                false
+            ),
+            None
+        );
+        // Nor does retention move the cursor of an incomplete run or a single-ticket run.
+        assert_eq!(
+            next_cursor(
+                Ending::Incomplete,
+                Window::Incremental,
+                listed,
+                Some(&stored),
+                start,
+                overlap,
+                false
+            ),
+            None
+        );
+        assert!(!ListingWindow::new(None, Some(cutoff)).covers(stored.updated_since));
+    }
+
+    #[test]
     fn one_listing_without_workspaces_one_per_workspace_with_them() {
-        // No feature (404/403), an empty list or a single workspace: exactly as before.
+        // No feature (404), an empty list or a single workspace: exactly as before.
         assert_eq!(listing_workspaces(None), vec![None]);
         assert_eq!(listing_workspaces(Some(&[])), vec![None]);
         assert_eq!(listing_workspaces(Some(&[2])), vec![None]);
@@ -702,7 +800,7 @@ mod tests {
         );
         assert!(!values.contains_key(&4) && !values.contains_key(&5));
 
-        // Resolved and validated like departments; the department must still be there.
+        // Resolved and validated like departments; no department needed.
         let accounts = crate::normalize::AccountMap::new(&[], "account_number", &HashMap::new())
             .with_workspace_accounts(&values);
         let in_workspace = |ws: serde_json::Value, dept: serde_json::Value| {
@@ -716,11 +814,15 @@ mod tests {
             accounts.check_ticket(&in_workspace(json!(3), json!(7))),
             Check::Account("555001")
         );
+        assert_eq!(
+            accounts.check_ticket(&in_workspace(json!(2), json!(null))),
+            Check::Account("700100")
+        );
         for (ws, dept, reason) in [
             (json!(4), json!(7), RejectReason::NoAccountNumber),
             (json!(5), json!(7), RejectReason::NoAccountNumber),
             (json!(null), json!(7), RejectReason::NoAccountNumber),
-            (json!(2), json!(null), RejectReason::NoDepartment),
+            (json!(null), json!(null), RejectReason::NoAccountNumber),
         ] {
             assert!(
                 matches!(

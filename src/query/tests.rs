@@ -44,7 +44,7 @@ fn ticket(account: &str, id: i64, closed: &str, entries: &[(i64, bool, Option<&s
             total_minutes: total,
             billable_minutes: billable,
             hours_defaulted: entries.is_empty(),
-            department_id: 1,
+            department_id: Some(1),
             requester_id: Some(7),
             responder_id: None,
             group_id: None,

@@ -11,6 +11,10 @@
 //! finishes the journal ([`crate::state::recover`]) and goes on with the files that still have
 //! the old schema. `format.json` is written last, by the journal of the last chunk: a dataset
 //! says format 2 only when every file conforms. Markdown and the state files do not change.
+//!
+//! A column that only became nullable (`tickets.department_id`, issue 18) is no new format:
+//! the files written before hold values the contract still allows, every reader takes them as
+//! the same column, and a partition rewrite writes today's schema.
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};

@@ -304,10 +304,13 @@ impl Source {
         &self.client
     }
 
-    /// Every workspace (client, in Freshservice for MSPs), all pages; `None` when the account
-    /// has no workspaces feature (`GET /workspaces` answers 404) or the key may not read them
-    /// (403): then every listing without `workspace_id` is the whole account, as before
-    /// workspaces existed.
+    /// Every workspace (client, in Freshservice for MSPs), all pages; `None` only when the
+    /// account has no workspaces feature (`GET /workspaces` answers 404): then every listing
+    /// without `workspace_id` is the whole account, as before workspaces existed.
+    ///
+    /// Any other failure is an error, a 403 included: on an account with workspaces a listing
+    /// without `workspace_id` is the primary workspace only, so a key that may not read the
+    /// workspaces would export part of the account and report success.
     pub async fn workspaces(&self) -> Result<Option<Items<wire::Workspace>>, Error> {
         let url = self
             .client
@@ -318,9 +321,21 @@ impl Source {
         {
             Ok(items) => Ok(Some(items)),
             Err(Error::NotFound { .. }) => Ok(None),
-            Err(e @ Error::Forbidden { .. }) => {
-                tracing::warn!(error = %e, "the workspaces cannot be read; listing without workspace_id (on an account with workspaces that is the primary workspace only)");
-                Ok(None)
+            Err(Error::Forbidden {
+                host,
+                endpoint,
+                message,
+            }) => {
+                let why = "the API key may not read GET /workspaces, and without the workspaces only the primary workspace could be listed";
+                Err(Error::Forbidden {
+                    host,
+                    endpoint,
+                    message: if message.is_empty() {
+                        why.to_string()
+                    } else {
+                        format!("{message}; {why}")
+                    },
+                })
             }
             Err(e) => Err(e),
         }

@@ -222,3 +222,28 @@ async fn a_held_lock_is_reported_with_its_holder_and_never_taken() {
     assert_eq!(code, Some(0));
     assert_eq!(json["lock"]["state"], "free");
 }
+
+/// A key that may not read `GET /workspaces` (403) is a problem, not "an account without
+/// workspaces": the run would fail on it (before, check passed and the run listed the primary
+/// workspace only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_may_not_read_workspaces_is_a_problem() {
+    let h = Harness::with_config(ticketsync::sim::SimConfig {
+        tickets: 40,
+        seed: 7,
+        workspaces: 3,
+        plan: ticketsync::sim::Plan::Enterprise,
+        minute_secs: 1.0,
+        ..ticketsync::sim::SimConfig::default()
+    })
+    .await;
+    h.sim.faults().push(
+        ticketsync::sim::FaultRule::new(ticketsync::sim::FaultAction::Status(403))
+            .endpoint("workspaces"),
+    );
+    let data = h.dir.path().to_str().unwrap().to_string();
+    let (code, json) = run_check(&h, &h.sim.api_key(), &data, &[]).await;
+    assert_eq!(code, Some(3), "{json:#}");
+    let problems = json["problems"].to_string();
+    assert!(problems.contains("GET /workspaces"), "{json:#}");
+}

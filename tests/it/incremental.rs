@@ -323,11 +323,53 @@ async fn time_logged_after_close_is_caught_by_the_rescan() {
             .unwrap()
     };
     let t = h.sim.ground_truth().ticket(id).unwrap().clone();
-    let expected: i64 = t
-        .time_entries
-        .iter()
-        .map(|e| crate::support::minutes_of(&e.time_spent))
-        .sum();
+    let expected =
+        crate::support::total_minutes_of(t.time_entries.iter().map(|e| e.time_spent.as_str()));
     assert_eq!(minutes(&after), expected, "{before}\n{after}");
     assert_ne!(minutes(&before), minutes(&after));
+}
+
+/// A cursor older than the retention cutoff (the job failed for longer than its retention, or
+/// `retention_days` was lowered): the run lists from the cutoff, and that window covers the
+/// cursor, so it moves. Before, it stayed where it was and every later run listed the whole
+/// retention window again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_older_than_the_retention_cutoff_moves() {
+    let h = Harness::new(60, 8).await;
+    let days = 90;
+    let spec = || JobSpec {
+        retention_days: Some(days),
+        ..h.spec()
+    };
+    let first = h.sync_with(spec(), None).await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let old = chrono::Utc::now() - chrono::Duration::days(i64::from(days) + 30);
+    ticketsync::state::store_cursor(
+        &h.storage,
+        &ticketsync::state::Cursor {
+            updated_since: old,
+            run_id: "long-ago".into(),
+            rescanned_at: Some(old),
+        },
+    )
+    .await
+    .unwrap();
+
+    let second = h.sync_with(spec(), None).await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    let since = second.report.window_since.unwrap();
+    assert!(
+        since > old,
+        "the window starts at the cutoff, not at the cursor"
+    );
+    let moved = second.report.next_cursor.expect("the cursor moves");
+    let stored = ticketsync::state::load_cursor(&h.storage)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.updated_since, moved);
+    assert!(moved > since);
+    // The next run lists from there, not from the cutoff again.
+    let third = h.sync_with(spec(), None).await;
+    assert_eq!(third.report.window_since, Some(moved));
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use ticketsync::report::RunStatus;
 use ticketsync::tables::Table;
 
-use crate::support::{column_strings, minutes_of, read_parquet, Harness};
+use crate::support::{column_strings, read_parquet, total_minutes_of, Harness};
 
 /// Every batch of a table with the partition path it came from.
 async fn table(h: &Harness, table: Table) -> Vec<(String, RecordBatch)> {
@@ -116,17 +116,13 @@ async fn full_sync_matches_the_ground_truth() {
                 "ticket {id}"
             );
             let t = gt.ticket(*id).unwrap();
-            let all: i64 = t
-                .time_entries
-                .iter()
-                .map(|e| minutes_of(&e.time_spent))
-                .sum();
-            let bill: i64 = t
-                .time_entries
-                .iter()
-                .filter(|e| e.billable)
-                .map(|e| minutes_of(&e.time_spent))
-                .sum();
+            let all = total_minutes_of(t.time_entries.iter().map(|e| e.time_spent.as_str()));
+            let bill = total_minutes_of(
+                t.time_entries
+                    .iter()
+                    .filter(|e| e.billable)
+                    .map(|e| e.time_spent.as_str()),
+            );
             if t.time_entries.is_empty() {
                 assert_eq!(
                     (total[i], billable[i], defaulted[i].as_str()),
@@ -297,4 +293,88 @@ async fn commits_on_local_disk_leave_no_staging_directories_behind() {
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// One customer is one partition whatever the spelling of its account number: `acme` and
+/// `ACME` (two directories that collide on a case-insensitive disk) are `ACME`, `700100.0` (a
+/// numeric field written as a float) and `700100` are `700100`; `query --account acme` finds
+/// them. Before, each spelling was its own partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_an_account_number_is_one_partition() {
+    let h = crate::support::Harness::new(120, 9).await;
+    let gt = h.sim.ground_truth();
+    let since = chrono::Utc::now() - chrono::Duration::days(crate::support::FULL_DAYS);
+    let mut by_department: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    for t in gt.closed_tickets().filter(|t| t.updated_at >= since) {
+        if let Some(d) = t.department_id {
+            by_department.entry(d).or_default().insert(t.id);
+        }
+    }
+    let depts: Vec<i64> = by_department.keys().copied().take(4).collect();
+    assert_eq!(depts.len(), 4, "four departments with closed tickets");
+    let mut csv = tempfile::NamedTempFile::new().unwrap();
+    use std::io::Write;
+    writeln!(
+        csv,
+        "department_id,account_number\n{},acme\n{},ACME\n{},700100.0\n{}, 700100 ",
+        depts[0], depts[1], depts[2], depts[3]
+    )
+    .unwrap();
+    let outcome = h
+        .sync_with(
+            ticketsync::job::JobSpec {
+                account_map: Some(csv.path().to_path_buf()),
+                ..h.full_spec()
+            },
+            None,
+        )
+        .await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+
+    let mut placed: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (dir, batch) in table(&h, Table::Tickets).await {
+        let account = dir
+            .split('/')
+            .find_map(|s| s.strip_prefix("account="))
+            .unwrap()
+            .to_string();
+        let col = batch.column_by_name("ticket_id").unwrap();
+        let col = col.as_any().downcast_ref::<Int64Array>().unwrap();
+        let accounts = column_strings(&batch, "company_account_number");
+        for (i, account_column) in accounts.iter().enumerate() {
+            assert_eq!(
+                account_column, &account,
+                "the column is the partition value"
+            );
+            placed
+                .entry(account.clone())
+                .or_default()
+                .insert(col.value(i));
+        }
+    }
+    let accounts: BTreeSet<&str> = placed.keys().map(String::as_str).collect();
+    for spelling in ["acme", "700100.0"] {
+        assert!(!accounts.contains(spelling), "{accounts:?}");
+    }
+    let union = |a: usize, b: usize| -> BTreeSet<i64> {
+        by_department[&depts[a]]
+            .union(&by_department[&depts[b]])
+            .copied()
+            .collect()
+    };
+    assert_eq!(placed["ACME"], union(0, 1));
+    assert_eq!(placed["700100"], union(2, 3));
+
+    let out = crate::support::Cmd::new(["query"])
+        .data(h.data())
+        .args(["--account", "acme", "--format", "json"])
+        .run()
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.json().as_array().map(Vec::len),
+        Some(placed["ACME"].len()),
+        "{}",
+        out.stdout
+    );
 }

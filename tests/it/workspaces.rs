@@ -129,7 +129,12 @@ async fn assert_exported_once(
             "ticket {id}"
         );
     }
-    assert_eq!(outcome.report.status, RunStatus::OkWithRejects);
+    let status = if want_rejected.is_empty() {
+        RunStatus::Ok
+    } else {
+        RunStatus::OkWithRejects
+    };
+    assert_eq!(outcome.report.status, status);
     assert_eq!(
         outcome.report.tickets.written as usize,
         want_placed.len(),
@@ -205,15 +210,44 @@ async fn three_workspaces_with_workspace_accounts_export_every_ticket_once() {
             None,
         )
         .await;
-    let expected = |gt: &GroundTruth, t: &ticketsync::sim::Ticket| {
-        let ws = gt.workspaces.iter().find(|w| w.id == t.workspace_id);
-        match (t.department_id, ws) {
-            (None, _) => Err("no_department"),
-            (Some(_), Some(ws)) => Ok(ws.account_number.to_string()),
-            (Some(_), None) => Err("no_account_number"),
-        }
+    // A ticket without a department is placed by its workspace like any other (before: a
+    // `no_department` reject, although its account comes from the workspace).
+    let expected = |gt: &GroundTruth, t: &ticketsync::sim::Ticket| match gt
+        .workspaces
+        .iter()
+        .find(|w| w.id == t.workspace_id)
+    {
+        Some(ws) => Ok(ws.account_number.to_string()),
+        None => Err("no_account_number"),
     };
     assert_exported_once(&h, &outcome, expected).await;
+    let gt = h.sim.ground_truth();
+    let since = outcome.report.window_since.unwrap();
+    let without_department: BTreeSet<i64> = gt
+        .closed_tickets()
+        .filter(|t| t.updated_at >= since && t.department_id.is_none())
+        .map(|t| t.id)
+        .collect();
+    assert!(
+        !without_department.is_empty(),
+        "the account has such tickets"
+    );
+    let placed_ids = placed(&h).await;
+    assert!(without_department
+        .iter()
+        .all(|id| placed_ids.contains_key(id)));
+    assert_eq!(outcome.report.rejects_by_reason.get("no_department"), None);
+    for line in h.dump().await.table("tickets") {
+        let id: i64 = line
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("ticket_id="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if without_department.contains(&id) {
+            assert!(line.contains(" department_id=∅ "), "{line}");
+        }
+    }
     assert_eq!(
         h.sim.stats().by_endpoint["departments"],
         0,
@@ -248,10 +282,9 @@ async fn three_workspaces_with_workspace_accounts_export_every_ticket_once() {
     let mut want_rejected = BTreeMap::new();
     for t in gt.closed_tickets().filter(|t| t.updated_at >= since) {
         let year = t.closed_at.unwrap_or(t.updated_at).year();
-        match (t.department_id, t.workspace_id == unmapped) {
-            (None, _) => want_rejected.insert(t.id, "no_department".to_string()),
-            (Some(_), true) => want_rejected.insert(t.id, "no_account_number".to_string()),
-            (Some(_), false) => want_placed.insert(
+        match t.workspace_id == unmapped {
+            true => want_rejected.insert(t.id, "no_account_number".to_string()),
+            false => want_placed.insert(
                 t.id,
                 format!("tickets/account=C-{}/year={year}", t.workspace_id),
             ),
@@ -324,23 +357,37 @@ fn calls_made(stats: &ticketsync::sim::SimStats) -> BTreeMap<&str, u64> {
         .collect()
 }
 
-/// A key that may not read workspaces (403) behaves like an account without them: one call,
-/// then everything as before.
+/// A key that may not read workspaces (403) on an account with three of them: without the
+/// list only the primary workspace could be listed, so the run fails as a configuration
+/// problem (exit 3) naming `/workspaces`, writes nothing and leaves the cursor. Before, it
+/// warned, listed the primary workspace alone and reported success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_that_may_not_read_workspaces_lists_as_before() {
-    let h = harness(1).await;
+async fn a_key_that_may_not_read_workspaces_fails_the_run() {
+    let h = harness(3).await;
     h.sim.faults().push(
         ticketsync::sim::FaultRule::new(ticketsync::sim::FaultAction::Status(403))
             .endpoint("workspaces"),
     );
-    let outcome = h.full_sync().await;
-    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let ran = h
+        .sync_command(&h.data(), &["--full-sync"])
+        .timeout(std::time::Duration::from_secs(120))
+        .run()
+        .await;
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    assert!(ran.stderr.contains("GET /workspaces"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("403"), "{}", ran.stderr);
     let stats = h.sim.stats();
     assert_eq!(stats.status_counts.get(&403), Some(&1));
-    let calls = calls_made(&stats);
-    let mut expected: BTreeMap<&str, u64> = CALLS_WITHOUT_WORKSPACES.into_iter().collect();
-    expected.insert("workspaces", 1);
-    assert_eq!(calls, expected);
+    assert_eq!(
+        stats.by_endpoint.get("tickets_list").copied().unwrap_or(0),
+        0,
+        "no listing of the primary workspace alone"
+    );
+    assert!(placed(&h).await.is_empty());
+    assert!(
+        !h.dir.path().join("_state/cursor.json").exists(),
+        "the cursor does not move"
+    );
 }
 
 /// A nightly run after the full sync lists every workspace again and fetches only what changed,

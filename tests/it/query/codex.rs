@@ -35,7 +35,7 @@ fn seed_ticket() -> Placed {
             total_minutes: 90,
             billable_minutes: 60,
             hours_defaulted: false,
-            department_id: 9,
+            department_id: Some(9),
             requester_id: Some(789),
             responder_id: Some(456),
             group_id: None,

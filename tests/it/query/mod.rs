@@ -22,7 +22,7 @@ use ticketsync::query::Dataset;
 use ticketsync::sim::{GroundTruth, Plan, SimConfig};
 use ticketsync::storage::S3Options;
 
-use crate::support::{copy_dir, minutes_of, Cmd, Harness};
+use crate::support::{copy_dir, total_minutes_of, Cmd, Harness};
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -173,17 +173,13 @@ fn ticket_minutes(t: &ticketsync::sim::Ticket) -> (i64, i64) {
     if t.time_entries.is_empty() {
         return (15, 15);
     }
-    let total = t
-        .time_entries
-        .iter()
-        .map(|e| minutes_of(&e.time_spent))
-        .sum();
-    let billable = t
-        .time_entries
-        .iter()
-        .filter(|e| e.billable)
-        .map(|e| minutes_of(&e.time_spent))
-        .sum();
+    let total = total_minutes_of(t.time_entries.iter().map(|e| e.time_spent.as_str()));
+    let billable = total_minutes_of(
+        t.time_entries
+            .iter()
+            .filter(|e| e.billable)
+            .map(|e| e.time_spent.as_str()),
+    );
     (total, billable)
 }
 

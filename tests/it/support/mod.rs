@@ -294,11 +294,21 @@ pub fn canonical_rows(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
-/// Our own reading of `time_spent` (independent of the code under test): `h:mm[:ss]`.
+/// Our own reading of `time_spent` (independent of the code under test): `h:mm[:ss]`, one
+/// entry's minutes (seconds rounded half up).
 pub fn minutes_of(time_spent: &str) -> i64 {
+    (seconds_of(time_spent) + 30) / 60
+}
+
+/// `time_spent` (`h:mm[:ss]`) in seconds.
+pub fn seconds_of(time_spent: &str) -> i64 {
     let parts: Vec<i64> = time_spent.split(':').map(|p| p.parse().unwrap()).collect();
-    let seconds = parts.get(2).copied().unwrap_or(0);
-    parts[0] * 60 + parts[1] + if seconds >= 30 { 1 } else { 0 }
+    (parts[0] * 60 + parts[1]) * 60 + parts.get(2).copied().unwrap_or(0)
+}
+
+/// A ticket's minutes from its entries' `time_spent`: the seconds summed, rounded once.
+pub fn total_minutes_of<'a>(time_spent: impl IntoIterator<Item = &'a str>) -> i64 {
+    (time_spent.into_iter().map(seconds_of).sum::<i64>() + 30) / 60
 }
 
 /// A column of a batch as strings (for assertions).
