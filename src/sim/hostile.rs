@@ -162,6 +162,20 @@ pub(crate) struct WireChanges {
     pub(crate) invalid_utf8: bool,
 }
 
+/// What the hostile layer did to one reply: its wire changes and the world events to run once
+/// it was served intact (see `server.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Served {
+    pub(crate) wire: WireChanges,
+    pub(crate) events: Vec<Mutation>,
+}
+
+impl Served {
+    pub(crate) fn invalid_utf8(&self) -> bool {
+        self.wire.invalid_utf8
+    }
+}
+
 impl Hostile {
     /// Replaces the rules (an empty list restores the documented behaviour); what was recorded
     /// as spoiled is kept until [`Hostile::clear`].
@@ -387,11 +401,12 @@ fn retype_integers(item: &mut Value, f: impl Fn(i64) -> Value + Copy) {
     }
 }
 
-/// Text fields whose value [`corrupt_utf8`] spoils, first found first: free text a client
-/// passes through (a subject, a body, a note, a name), never a date or a code.
+/// Text fields whose value [`corrupt_utf8`] spoils, first found first: plain free text a
+/// client passes through (a subject, a note, a name, a message's text rendering), never a date,
+/// a code or HTML (where U+FFFD before a tag would also move line breaks).
 const TEXT_KEYS: &[&[u8]] = &[
     b"\"subject\":\"",
-    b"\"body\":\"",
+    b"\"body_text\":\"",
     b"\"note\":\"",
     b"\"name\":\"",
     b"\"first_name\":\"",

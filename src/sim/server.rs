@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use super::data::{Department, GroundTruth, Ticket, World};
 use super::faults::{FaultAction, Faults};
-use super::hostile::{self, Hostile, Mutation, WireChanges};
+use super::hostile::{self, Hostile, Mutation, Served, WireChanges};
 use super::quirks::Quirks;
 use super::ratelimit::{retry_after_secs, Decision, Quota, RateLimiter};
 use super::render::{self, Embeds, Shape};
@@ -221,8 +221,7 @@ impl Shared {
                     &mut reply.body,
                     &mut reply.next_link,
                 );
-                reply.wire = wire;
-                reply.events = events;
+                reply.hostile = Box::new(Served { wire, events });
             }
             reply
         };
@@ -279,7 +278,7 @@ impl Shared {
                 self.run_listing_hook(page);
             }
         }
-        if intact && !reply.events.is_empty() {
+        if intact && !reply.hostile.events.is_empty() {
             self.run_events(route, &reply);
         }
         let mut response = response;
@@ -390,7 +389,7 @@ impl Shared {
         };
         let now = self.bump_now();
         let mut world = lock(&self.world);
-        for event in &reply.events {
+        for event in &reply.hostile.events {
             let touched = match (event, target) {
                 (Mutation::CreateTicket, _) => Some(world.add_closed_ticket(now)),
                 (_, None) => None,
@@ -660,9 +659,7 @@ struct Reply {
     /// For `GET /tickets`: the page number served.
     listing_page: Option<u32>,
     /// What the hostile layer changes in the response besides body and `Link`.
-    wire: WireChanges,
-    /// World events the hostile layer runs once this reply was served intact.
-    events: Vec<Mutation>,
+    hostile: Box<Served>,
 }
 
 impl Reply {
@@ -673,8 +670,7 @@ impl Reply {
             credits,
             next_link: None,
             listing_page: None,
-            wire: WireChanges::default(),
-            events: Vec::new(),
+            hostile: Box::default(),
         }
     }
 
@@ -686,8 +682,7 @@ impl Reply {
             credits: 1,
             next_link: None,
             listing_page: None,
-            wire: WireChanges::default(),
-            events: Vec::new(),
+            hostile: Box::default(),
         }
     }
 
@@ -711,8 +706,7 @@ impl Reply {
             credits: 1,
             next_link: None,
             listing_page: None,
-            wire: WireChanges::default(),
-            events: Vec::new(),
+            hostile: Box::default(),
         }
     }
 }
@@ -1201,7 +1195,7 @@ fn filter_tickets(truth: &GroundTruth, ctx: &RequestCtx) -> Reply {
 /// for the stats.
 fn build(reply: &Reply, fault: Option<&FaultAction>, quota: Quota) -> (Response, u16) {
     let (response, status) = build_plain(reply, fault, quota);
-    (rewire(response, &reply.wire), status)
+    (rewire(response, &reply.hostile.wire), status)
 }
 
 /// The hostile layer's header changes (extra `Link` lines, rate-limit headers dropped).
@@ -1223,7 +1217,7 @@ fn rewire(mut response: Response, wire: &WireChanges) -> Response {
 fn build_plain(reply: &Reply, fault: Option<&FaultAction>, quota: Quota) -> (Response, u16) {
     let json_bytes = || {
         let body = reply.body.to_string();
-        if reply.wire.invalid_utf8 {
+        if reply.hostile.invalid_utf8() {
             Bytes::from(hostile::corrupt_utf8(body.as_bytes()))
         } else {
             Bytes::from(body)

@@ -524,9 +524,7 @@ pub fn next_link(header: &str) -> Option<String> {
             rest = skip_value(rest);
             continue;
         };
-        let Some(end) = after.find('>') else {
-            return None;
-        };
+        let end = after.find('>')?;
         let target = &after[..end];
         rest = &after[end + 1..];
         let mut is_next = false;
@@ -580,7 +578,7 @@ fn param_value(s: &str) -> (String, &str) {
         }
         (value, "")
     } else {
-        let end = s.find(|c: char| c == ';' || c == ',').unwrap_or(s.len());
+        let end = s.find([';', ',']).unwrap_or(s.len());
         (s[..end].trim().to_string(), &s[end..])
     }
 }
