@@ -113,9 +113,8 @@ impl Reference {
                 &policy::workspace_account_values(&workspaces, account_field, &job.workspace_map),
             ),
         };
-        let agents: HashMap<i64, Person> = agents?
+        let agents: HashMap<i64, Person> = every_item(agents?, Endpoint::Agents, "agents")?
             .into_iter()
-            .filter_map(|a| a.ok())
             .map(|a| (a.id, Person::from_agent(&a)))
             .collect();
         let groups = group_names(groups)?;
@@ -256,25 +255,39 @@ impl Reference {
     }
 }
 
-/// Group names by id. Group names only label rows, so a key that may not read groups (403) or
-/// an API without the list (404) still syncs, with `group_name` null; a refused key (401) or
-/// any other failure fails the run like the other reference lists.
+/// Group names by id. Every account has groups: a list that cannot be read (403, 404) or an
+/// item that does not decode fails the run like the other reference lists, rather than writing
+/// every ticket with its `group_name` null and reporting success.
 fn group_names(
     groups: Result<source::Items<wire::Group>, source::Error>,
 ) -> Result<HashMap<i64, String>, source::Error> {
-    let groups = match groups {
-        Ok(groups) => groups,
-        Err(e @ (source::Error::Forbidden { .. } | source::Error::NotFound { .. })) => {
-            tracing::warn!(error = %e, "the groups cannot be read; group_name stays null");
-            Vec::new()
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(groups
+    Ok(every_item(groups?, Endpoint::Groups, "groups")?
         .into_iter()
-        .filter_map(|g| g.ok())
         .filter_map(|g| Some((g.id, g.name?)))
         .collect())
+}
+
+/// A reference list whose every item decoded. An agent or group record that does not (its
+/// `id` unusable: the text fields are lenient) would leave notes, time entries and tickets
+/// without the names it gives, silently: the run fails instead, naming the item.
+fn every_item<T>(
+    items: source::Items<T>,
+    endpoint: Endpoint,
+    path: &str,
+) -> Result<Vec<T>, source::Error> {
+    items
+        .into_iter()
+        .map(|item| {
+            item.map_err(|e| source::Error::Decode {
+                endpoint: endpoint.name(),
+                path: format!("/api/v2/{path}"),
+                detail: format!(
+                    "a record does not decode ({}); the names it gives would be missing",
+                    e.detail
+                ),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -256,10 +256,13 @@ pub struct Agent {
     #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `first_name`.
+    #[serde(default, deserialize_with = "lenient_text")]
     pub first_name: Option<String>,
     /// `last_name`.
+    #[serde(default, deserialize_with = "lenient_text")]
     pub last_name: Option<String>,
     /// `email`.
+    #[serde(default, deserialize_with = "lenient_text")]
     pub email: Option<String>,
 }
 
@@ -270,6 +273,7 @@ pub struct Group {
     #[serde(deserialize_with = "flex_id")]
     pub id: i64,
     /// `name`: the group name (the `group_name` column).
+    #[serde(default, deserialize_with = "lenient_text")]
     pub name: Option<String>,
 }
 

@@ -407,27 +407,30 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
     h.sim.shutdown().await;
 }
 
-/// `group_name` only labels rows: a key that may not read groups (403) still syncs, with the
-/// group names null; a refused key (401) is a credentials error like on any reference list.
+/// Every account has groups: a key that may not read them (403), or a proxy that lost the path
+/// (404), fails the run (exit 3 for the permission, 2 otherwise) instead of writing every ticket
+/// with `group_name` null; a refused key (401) is a credentials error like on any reference list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_that_cannot_be_read_leave_group_name_null() {
+async fn groups_that_cannot_be_read_fail_the_run() {
     use ticketsync::sim::{FaultAction, FaultRule};
 
-    let h = Harness::new(40, 9).await;
-    h.sim
-        .faults()
-        .push(FaultRule::new(FaultAction::Status(403)).endpoint("groups"));
-    let outcome = h.full_sync().await;
-    assert!(outcome.error.is_none(), "{:?}", outcome.error);
-    let mut with_group = 0;
-    for (_, b) in batches(&h, Table::Tickets).await {
-        assert!(texts(&b, "group_name").iter().all(Option::is_none));
-        with_group += ints(&b, "group_id").iter().flatten().count();
+    for status in [403, 404] {
+        let h = Harness::new(40, 9).await;
+        h.sim
+            .faults()
+            .push(FaultRule::new(FaultAction::Status(status)).endpoint("groups"));
+        let outcome = h.try_sync_with(h.full_spec(), None).await;
+        let error = match outcome {
+            Err(e) => e.to_string(),
+            Ok(outcome) => outcome.error.map(|e| e.to_string()).unwrap_or_default(),
+        };
+        assert!(error.contains("groups"), "{status}: {error:?}");
+        assert!(
+            h.dump().await.table("tickets").is_empty(),
+            "{status}: nothing written"
+        );
+        h.sim.shutdown().await;
     }
-    assert!(
-        with_group > 0,
-        "tickets with a group_id, but no name for it"
-    );
 
     let h = Harness::new(10, 9).await;
     h.sim

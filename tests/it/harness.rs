@@ -740,3 +740,32 @@ async fn a_local_clock_ahead_of_the_api_loses_no_ticket() {
         "ticket {id}, changed after the first run by the API's clock, was not listed"
     );
 }
+
+// ---- Found by the harness (not on the review's list) --------------------------------------
+
+/// Soak, `HARNESS_SEED=20261201`: an agent record whose `id` is null was dropped from the
+/// reference data, so notes and time entries lost their author's name and the run succeeded.
+/// The same held for a `GET /groups` that answered 403 or 404 (`group_name` null everywhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_list_that_cannot_be_read_whole_fails_the_run() {
+    holds(Case::new(0, 120, false).mutate(HostileRule::always(
+        "agents",
+        Mutation::NullField("id".into()),
+    )))
+    .await;
+    holds(Case::new(15, 150, true).mutate(HostileRule::always(
+        "groups",
+        Mutation::NullField("id".into()),
+    )))
+    .await;
+    for status in [403, 404] {
+        holds(
+            Case::new(16, 150, true).fault(
+                FaultRule::new(FaultAction::Status(status))
+                    .endpoint("groups")
+                    .times(u32::MAX),
+            ),
+        )
+        .await;
+    }
+}

@@ -130,6 +130,10 @@ async fn departments() -> impl IntoResponse {
     json_response(json!({"departments": [{"id": 1, "custom_fields": {"account_number": 555}}, {"id": "two"}]}).to_string())
 }
 
+async fn groups() -> impl IntoResponse {
+    json_response(json!({"groups": [{"id": 3, "name": 42}]}).to_string())
+}
+
 async fn agents() -> impl IntoResponse {
     json_response(json!({"agents": [{"id": 9, "email": null, "first_name": 3}]}).to_string())
 }
@@ -171,6 +175,7 @@ fn router(fake: Fake) -> Router {
         .route("/api/v2/tickets/{id}/time_entries", get(time_entries))
         .route("/api/v2/departments", get(departments))
         .route("/api/v2/agents", get(agents))
+        .route("/api/v2/groups", get(groups))
         .with_state(fake)
 }
 
