@@ -81,7 +81,7 @@ pub enum Error {
     #[error(transparent)]
     LockLost(lock::Error),
     /// The run would have removed more tickets than `max_removals`: it removed none.
-    #[error("this run would remove {would_remove} tickets (reopened, deleted or spam), more than max_removals = {limit}; it removed none and kept everything it fetched (the ids are in the run report). If these removals are real, rerun once with --max-removals {would_remove}")]
+    #[error("this run would remove {would_remove} tickets (reopened, deleted, spam, or placed tickets that would become rejects), more than max_removals = {limit}; it removed none and kept everything it fetched (the ids are in the run report). If these removals are real, rerun once with --max-removals {would_remove}")]
     RemovalGuard {
         /// Tickets the run would have removed.
         would_remove: u64,
@@ -284,16 +284,19 @@ async fn run_locked(
         (Ok(()), 0) => Ending::Complete,
         _ => Ending::Incomplete,
     };
+    let offset = source.client().stats().server_clock_offset_secs;
+    if let Some(behind) = offset.filter(|o| *o < -60) {
+        tracing::warn!(
+            seconds_behind = -behind,
+            "the API's clock (its Date headers) is behind ours; the cursor is measured by the API's clock"
+        );
+    }
     let next = policy::next_cursor(
         ending,
         job.window,
         listed,
         cursor.as_ref(),
-        policy::cursor_clock(
-            start.at,
-            source.client().stats().server_clock_offset_secs,
-            window_since,
-        ),
+        policy::cursor_clock(start.at, offset, window_since),
         job.overlap,
         rescan_due,
     );

@@ -661,6 +661,8 @@ fn attachment_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Attachm
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// The list example of the API reference (§5), verbatim in its essentials.
@@ -705,6 +707,63 @@ mod tests {
         assert!(err.detail.starts_with("status:"), "{}", err.detail);
         assert!(items[1].is_ok());
         assert_eq!(items[2].as_ref().unwrap_err().id, None);
+    }
+
+    #[test]
+    fn numbers_that_drift_keep_their_value() {
+        for v in [
+            json!(17531),
+            json!(17531.0),
+            json!("17531"),
+            json!(" 17531 "),
+            json!("17531.0"),
+        ] {
+            assert_eq!(integer(&v), Some(17531), "{v}");
+        }
+        for v in [
+            json!(1.5),
+            json!("Email"),
+            json!(null),
+            json!([]),
+            json!(1e300),
+            json!(""),
+        ] {
+            assert_eq!(integer(&v), None, "{v}");
+        }
+        let body = r#"{"tickets": [{"id": "7", "status": 5.0, "department_id": "12", "stats": {"resolution_time_in_secs": "60"}}]}"#;
+        let items = decode_each::<Ticket>(body.as_bytes(), "tickets").unwrap();
+        let t = items[0].as_ref().unwrap();
+        assert_eq!((t.id, t.status, t.department_id), (7, Some(5), Some(12)));
+        assert_eq!(t.stats.as_ref().unwrap().resolution_time_in_secs, Some(60));
+        let body = r#"{"tickets": [{"id": "x"}, {"id": 8, "source": "Email"}]}"#;
+        let items = decode_each::<Ticket>(body.as_bytes(), "tickets").unwrap();
+        assert_eq!(items[0].as_ref().unwrap_err().id, None);
+        let e = items[1].as_ref().unwrap_err();
+        assert_eq!(e.id, Some(8));
+        assert!(
+            e.detail.starts_with("source: expected an integer"),
+            "{}",
+            e.detail
+        );
+    }
+
+    #[test]
+    fn children_are_deduplicated_by_id_newest_first() {
+        let body = r#"{"time_entries": [
+          {"id": 1, "time_spent": "00:10", "updated_at": "2025-01-01T00:00:00Z"},
+          {"id": 2, "time_spent": "00:20"},
+          {"id": 1, "time_spent": "00:15", "updated_at": "2025-01-02T00:00:00Z"},
+          {"id": 1, "time_spent": "00:05", "updated_at": "2024-12-31T00:00:00Z"}
+        ]}"#;
+        let items = decode_each::<TimeEntry>(body.as_bytes(), "time_entries").unwrap();
+        assert!(has_duplicate_ids(&items));
+        let items = dedupe_by_id(items);
+        assert!(!has_duplicate_ids(&items));
+        let spent: Vec<_> = items
+            .iter()
+            .map(|e| e.as_ref().unwrap().time_spent.clone().unwrap())
+            .collect();
+        assert_eq!(spent, ["00:15", "00:20"]);
     }
 
     #[test]
