@@ -275,17 +275,22 @@ async fn cursor(storage: &Storage) -> Option<state::Cursor> {
     state::load_cursor(storage).await.expect("the cursor reads")
 }
 
-/// Runs one case and returns what the oracle found wrong (empty: the case holds).
-pub async fn check_case(case: &Case) -> Vec<String> {
-    let h = Harness::with_config(SimConfig {
-        tickets: case.tickets,
-        seed: case.seed,
+/// A simulator of `tickets` tickets that never answers 429 (1-second windows, Enterprise).
+async fn unlimited(tickets: usize, seed: u64) -> Harness {
+    Harness::with_config(SimConfig {
+        tickets,
+        seed,
         plan: Plan::Enterprise,
         minute_secs: 1.0,
         rate_limit: false,
         ..SimConfig::default()
     })
-    .await;
+    .await
+}
+
+/// Runs one case and returns what the oracle found wrong (empty: the case holds).
+pub async fn check_case(case: &Case) -> Vec<String> {
+    let h = unlimited(case.tickets, case.seed).await;
     if let Some((conversations, time_entries)) = case.big_children {
         let id = h
             .sim
@@ -715,15 +720,7 @@ async fn a_time_entry_logged_while_its_list_is_paged_is_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_invalid_utf8_byte_does_not_fail_every_run() {
-    let h = Harness::with_config(SimConfig {
-        tickets: 200,
-        seed: 13,
-        plan: Plan::Enterprise,
-        minute_secs: 1.0,
-        rate_limit: false,
-        ..SimConfig::default()
-    })
-    .await;
+    let h = unlimited(200, 13).await;
     h.sim
         .hostile()
         .set(vec![tickets_list(Mutation::InvalidUtf8)]);
@@ -735,15 +732,7 @@ async fn one_invalid_utf8_byte_does_not_fail_every_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_clock_ahead_of_the_api_loses_no_ticket() {
-    let h = Harness::with_config(SimConfig {
-        tickets: 200,
-        seed: 14,
-        plan: Plan::Enterprise,
-        minute_secs: 1.0,
-        rate_limit: false,
-        ..SimConfig::default()
-    })
-    .await;
+    let h = unlimited(200, 14).await;
     // The API's clock is an hour behind ours: it stamps changes an hour "early".
     h.sim.hostile().set_clock_skew(-3600);
     let first = h.full_sync().await;
