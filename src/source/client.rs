@@ -266,10 +266,12 @@ impl Client {
                             describe_transport(&e),
                         ),
                         Ok(body) if status.is_success() => {
-                            match validate(&Self::valid_utf8(body.clone())) {
+                            let (body, lossy) = valid_utf8(body);
+                            match validate(&body) {
                                 Ok(()) => {
-                                    self.count_lossy(endpoint, &body);
-                                    let body = Self::valid_utf8(body);
+                                    if lossy {
+                                        self.count_lossy(endpoint);
+                                    }
                                     self.record_latency(sent.elapsed());
                                     let next = match link.as_deref().and_then(next_link) {
                                         None => None,
@@ -350,22 +352,13 @@ impl Client {
 
     /// `body` as valid UTF-8: a body with invalid bytes (one bad byte in a subject would fail
     /// the page every night, forever) is read lossily and counted, once per call that returns.
-    fn valid_utf8(body: Bytes) -> Bytes {
-        if std::str::from_utf8(&body).is_ok() {
-            return body;
-        }
-        Bytes::from(String::from_utf8_lossy(&body).into_owned())
-    }
-
-    /// Counts a lossily read body (see [`Self::valid_utf8`]).
-    fn count_lossy(&self, endpoint: Endpoint, body: &[u8]) {
-        if std::str::from_utf8(body).is_err() {
-            tracing::warn!(
-                endpoint = endpoint.name(),
-                "a response body is not valid UTF-8; invalid bytes were read as U+FFFD"
-            );
-            self.with_stats(|s| s.lossy_utf8_bodies += 1);
-        }
+    /// Counts a lossily read body (see [`valid_utf8`]), once per call that returns.
+    fn count_lossy(&self, endpoint: Endpoint) {
+        tracing::warn!(
+            endpoint = endpoint.name(),
+            "a response body is not valid UTF-8; invalid bytes were read as U+FFFD"
+        );
+        self.with_stats(|s| s.lossy_utf8_bodies += 1);
     }
 
     /// Records the API's clock against ours from a `Date` header (the smallest offset wins: the
@@ -475,6 +468,15 @@ fn rate_headers(headers: &HeaderMap) -> RateHeaders {
         used: num("x-ratelimit-used-currentrequest"),
     }
     .sane()
+}
+
+/// `body` as valid UTF-8, checked once: a body with invalid bytes (one bad byte in a subject
+/// would fail the page every night, forever) is read lossily, and `true` says so.
+fn valid_utf8(body: Bytes) -> (Bytes, bool) {
+    match String::from_utf8_lossy(&body) {
+        std::borrow::Cow::Borrowed(_) => (body, false),
+        std::borrow::Cow::Owned(text) => (Bytes::from(text), true),
+    }
 }
 
 /// Reads a body chunk by chunk; `Ok(None)` as soon as it passes `limit` bytes (what was read
