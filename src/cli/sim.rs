@@ -38,8 +38,12 @@ use crate::sim::{Plan, SimConfig, Simulator};
 ///   invalid-utf8                                         one invalid byte in the body
 ///   newest-first                                         child lists served newest first
 ///   delete-first  spam-first  reopen-first  touch-first  after the page is served: its first
-///   create-ticket  log-time                              ticket changes, a ticket is created,
+///   move-workspace  create-ticket  log-time              ticket changes (or moves to the next
+///                                                        workspace), a ticket is created,
 ///                                                        15 minutes are logged
+///   delete-child-first                                   a linked child page's first child is
+///                                                        deleted after it is served
+///   ignore-page                                          page 1 served whatever page is asked
 ///   e.g. --mutate strip-link@tickets_list --mutate delete-first@tickets_list:1
 /// --clock-skew SECS runs the server's clock (Date header, new timestamps) off real time.
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 //! to the dispatcher (`sync.rs`) through a bounded channel, so a dispatcher with enough work
 //! queued slows the listing down instead of buffering it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -53,6 +53,10 @@ pub(crate) struct ListingPlan {
 /// listing keeps changing under it (see [`list`]).
 pub(crate) const MAX_LISTING_PASSES: u32 = 3;
 
+/// How far before a pass's start (by the API's clock) the check for moved tickets lists: the
+/// `Date` header has whole seconds and the offset is measured, not known.
+const MOVED_MARGIN_SECS: i64 = 120;
+
 /// Runs the listing. Ends early (with `Ok`) when the dispatcher stops listening.
 ///
 /// Offset paging over a live result set skips a row whenever a row before it leaves the set
@@ -60,8 +64,10 @@ pub(crate) const MAX_LISTING_PASSES: u32 = 3;
 /// to another workspace on page 1 pulls the first row of page 2 onto page 1, already read).
 /// Such a row is old, so the next incremental run would not list it either. After each pass
 /// the deleted and spam views are read (the reconciliation does anyway; with it off, from the
-/// listing's own window) and a pass is **shifted** when one of the tickets it listed is now
-/// reported deleted or spam, or when one ticket showed in two workspaces' listings. A shifted
+/// listing's own window) and, with several workspaces, every workspace's tickets updated since
+/// the pass began (a move bumps `updated_at`). A pass is **shifted** when one of the tickets it
+/// listed is now reported deleted or spam, or is now in another workspace than the one it was
+/// listed in (moved while the listings were read, whichever was read first). A shifted
 /// pass is read again, up to [`MAX_LISTING_PASSES`]; a listing still shifting then fails the
 /// run. The rows of every pass go to the dispatcher, which keeps the newest version of each.
 pub(crate) async fn list(
@@ -70,17 +76,29 @@ pub(crate) async fn list(
     tx: mpsc::Sender<Listed>,
 ) -> Result<(), Error> {
     let mut listed = HashSet::new();
+    // Every ticket the views reported gone (reconciled or not): the re-scan leaves them alone.
+    let mut reported_gone = HashSet::new();
     let mut gone_sent = HashSet::new();
     let mut pass = 1;
     loop {
-        let Some(this_pass) = live_pass(&source, &plan, &tx).await? else {
+        let pass_started = Utc::now();
+        let Some(mut this_pass) = live_pass(&source, &plan, &tx).await? else {
             return Ok(());
         };
+        if plan.workspaces.len() > 1 && this_pass.moved.is_none() {
+            let offset = source.client().stats().server_clock_offset_secs;
+            let since = policy::cursor_clock(pass_started, offset, None)
+                - chrono::Duration::seconds(MOVED_MARGIN_SECS);
+            if !moved_since(&source, &plan, since.max(plan.since), &mut this_pass, &tx).await? {
+                return Ok(());
+            }
+        }
         listed.extend(this_pass.listed.iter().copied());
         let views_since = plan.reconcile_since.unwrap_or(plan.since);
         let Some(gone) = removal_views(&source, &plan, views_since, pass == 1, &tx).await? else {
             return Ok(());
         };
+        reported_gone.extend(gone.iter().map(|g| g.id));
         // Only the reconciliation removes; with it off the views are read for the check alone.
         if plan.reconcile_since.is_some() {
             let new: Vec<Gone> = gone
@@ -100,7 +118,7 @@ pub(crate) async fn list(
                 g.reason.as_str()
             )),
             (None, Some(id)) => Some(format!(
-                "ticket {id} showed in two workspaces' listings (moved while they were read)"
+                "ticket {id} showed in two workspaces (moved while their listings were read)"
             )),
             (None, None) => None,
         };
@@ -122,6 +140,7 @@ pub(crate) async fn list(
         }
         pass += 1;
     }
+    listed.extend(reported_gone);
     rescan(&source, plan.rescan, &listed, &tx).await
 }
 
@@ -129,8 +148,50 @@ pub(crate) async fn list(
 struct Pass {
     /// Every ticket id it listed.
     listed: HashSet<i64>,
-    /// A ticket that showed in two workspaces' listings.
+    /// The workspace listing each ticket was first seen in.
+    workspace_of: HashMap<i64, Option<i64>>,
+    /// A ticket that showed in two workspaces.
     moved: Option<i64>,
+}
+
+impl Pass {
+    /// Records that `id` showed in `workspace`'s listing.
+    fn saw(&mut self, id: i64, workspace: Option<i64>) {
+        self.listed.insert(id);
+        if let Some(other) = self.workspace_of.insert(id, workspace) {
+            if other != workspace {
+                self.moved.get_or_insert(id);
+            }
+        }
+    }
+}
+
+/// Every workspace's tickets updated since `since` (the pass's start): a ticket the pass listed
+/// in one workspace that is now in another moved while the listings were read, and marks the
+/// pass moved. The rows go to the dispatcher like the listing's (they are newer). `false` when
+/// the dispatcher stopped listening.
+async fn moved_since(
+    source: &Arc<Source>,
+    plan: &ListingPlan,
+    since: DateTime<Utc>,
+    pass: &mut Pass,
+    tx: &mpsc::Sender<Listed>,
+) -> Result<bool, Error> {
+    for &workspace in &plan.workspaces {
+        let items = source
+            .tickets_updated_since(since, ListFilter::Live, plan.requesters, workspace)
+            .await?;
+        if let Some((ticket, other)) = policy::foreign_workspace(&items, workspace) {
+            return Err(workspace_ignored(workspace, ticket, other));
+        }
+        for id in items.iter().filter_map(|t| t.as_ref().ok().map(|t| t.id)) {
+            pass.saw(id, workspace);
+        }
+        if !items.is_empty() && tx.send(Listed::Live(items)).await.is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// One pass of the live listing, every workspace in turn, streamed into the dispatcher; `None`
@@ -142,10 +203,9 @@ async fn live_pass(
 ) -> Result<Option<Pass>, Error> {
     let mut pass = Pass {
         listed: HashSet::new(),
+        workspace_of: HashMap::new(),
         moved: None,
     };
-    let mut workspace_of: std::collections::HashMap<i64, Option<i64>> =
-        std::collections::HashMap::new();
     // Each workspace's listing is streamed into the dispatcher in turn; each has its own paging
     // guards (a loop or an early end in one fails the run).
     for &workspace in &plan.workspaces {
@@ -171,12 +231,7 @@ async fn live_pass(
                 return Err(workspace_ignored(workspace, ticket, other));
             }
             for id in items.iter().filter_map(|t| t.as_ref().ok().map(|t| t.id)) {
-                pass.listed.insert(id);
-                if let Some(other) = workspace_of.insert(id, workspace) {
-                    if other != workspace {
-                        pass.moved.get_or_insert(id);
-                    }
-                }
+                pass.saw(id, workspace);
             }
             if tx.send(Listed::Live(items)).await.is_err() {
                 live.abort();
@@ -231,7 +286,8 @@ async fn removal_views(
 }
 
 /// Time entries can be added after close without the ticket's updated_at moving: re-read them
-/// (one cheap call per ticket) for recently closed tickets the listing did not bring.
+/// (one cheap call per ticket) for recently closed tickets the listing did not bring and the
+/// deleted and spam views did not report.
 async fn rescan(
     source: &Arc<Source>,
     rescan: Vec<(i64, Option<u64>)>,
@@ -273,7 +329,8 @@ fn workspace_ignored(asked: Option<i64>, ticket: i64, other: i64) -> Error {
 }
 
 /// Re-reads one ticket's time entries; when they changed (or answer 404), asks the ticket view
-/// what happened (see [`policy::recheck`]). Only credential errors end the run.
+/// what happened (see [`policy::recheck`]): nothing here removes a ticket. Only credential
+/// errors end the run.
 async fn rescan_one(
     source: &Source,
     id: i64,
@@ -302,7 +359,6 @@ async fn rescan_one(
     };
     Ok(Some(match policy::recheck(id, view) {
         Recheck::Changed(ticket) => Listed::Changed(ticket),
-        Recheck::Gone(gone) => Listed::Gone(vec![gone]),
         Recheck::Failed(error) => Listed::Failed {
             ticket_id: id,
             error,

@@ -61,9 +61,16 @@ pub enum Error {
     /// Finishing an interrupted erasure, or retention, failed.
     #[error(transparent)]
     Dataset(#[from] crate::dataset::Error),
-    /// A single-ticket run (`--ticket N`): the API answered 404 for that ticket.
-    #[error("ticket {0} does not exist (404)")]
-    TicketNotFound(i64),
+    /// A single-ticket run (`--ticket N`): the API answered 404 for that ticket. A ticket the
+    /// dataset holds keeps its rows: a 404 is no proof of deletion (a proxy, a key that may not
+    /// see it); the deleted and spam views of the next sync decide.
+    #[error("ticket {id} answers 404 (GET /tickets/{id}){}", if *.stored { "; it is in the dataset and keeps its rows: a 404 is no proof of deletion, the deleted and spam views of the next sync decide" } else { "" })]
+    TicketNotFound {
+        /// The ticket asked for.
+        id: i64,
+        /// Whether the dataset holds it.
+        stored: bool,
+    },
     /// A task of the run panicked or was cancelled (a bug, not a configuration problem).
     #[error("{what} failed: {source}")]
     Task {
@@ -128,7 +135,7 @@ impl Error {
             Error::Dataset(e) => e.class(),
             Error::Locked(e) | Error::LockLost(e) => e.class(),
             Error::NewerFormat { .. } => Class::Config,
-            Error::TicketNotFound(_) | Error::RemovalGuard { .. } => Class::Failed,
+            Error::TicketNotFound { .. } | Error::RemovalGuard { .. } => Class::Failed,
             Error::TimedOut { .. } => Class::Retryable,
             Error::Task { .. } => Class::Bug,
         }

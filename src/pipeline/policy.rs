@@ -288,25 +288,26 @@ pub enum View {
 }
 
 /// The re-scan's verdict on a recently closed ticket whose time entries changed (or answered
-/// 404): only a 404 of the ticket itself is deletion evidence; a view that does not decode or
-/// fails is a failed ticket, never a removal.
+/// 404). Nothing it sees removes a ticket: only the deleted and spam views are removal evidence
+/// (and the re-scan skips the tickets they report). A 404 of the ticket itself, a view that does
+/// not decode or fails, is a failed ticket that keeps its rows.
 #[derive(Debug)]
 pub enum Recheck {
     /// Fetch it again and write the new version.
     Changed(Box<wire::Ticket>),
-    /// The ticket itself answered 404: remove it.
-    Gone(Gone),
-    /// Neither: the ticket fails this run (with the reason) and is not removed.
+    /// The ticket fails this run (with the reason) and keeps what is stored.
     Failed(String),
 }
 
-/// The verdict on `GET /tickets/{id}` for ticket `id` (see [`Recheck`]).
+/// The verdict on `GET /tickets/{id}` for ticket `id` (see [`Recheck`]). A 404 the deleted and
+/// spam views do not confirm is a proxy, a key that lost sight of the ticket, or a ticket
+/// deleted for good (it leaves the re-scan `rescan_days` after it closed): the run cannot show
+/// the ticket's hours are complete, so it fails.
 pub fn recheck(id: i64, view: View) -> Recheck {
     match view {
-        View::NotFound => Recheck::Gone(Gone {
-            id,
-            reason: Removal::Deleted,
-        }),
+        View::NotFound => Recheck::Failed(format!(
+            "ticket {id}: GET /tickets/{id} answers 404 but neither the deleted nor the spam view reports it; not taken as deleted (a proxy, a key that may no longer see it, or a ticket deleted for good: that one leaves the re-scan rescan_days after it closed)"
+        )),
         View::Ticket(ticket) => Recheck::Changed(ticket),
         View::Undecodable(detail) => Recheck::Failed(format!(
             "ticket {id}: GET /tickets/{id} does not decode ({detail}); not taken as deleted"
@@ -605,13 +606,10 @@ mod tests {
     }
 
     #[test]
-    fn only_a_404_of_the_ticket_is_deletion_evidence() {
+    fn nothing_the_rescan_sees_is_deletion_evidence() {
         assert!(matches!(
             recheck(7, View::NotFound),
-            Recheck::Gone(Gone {
-                id: 7,
-                reason: Removal::Deleted
-            })
+            Recheck::Failed(d) if d.contains("not taken as deleted") && d.contains("404")
         ));
         assert!(matches!(
             recheck(7, View::Ticket(Box::new(closed(7)))),

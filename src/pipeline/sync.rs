@@ -213,24 +213,12 @@ impl<'a> Run<'a> {
                     Some(t) => {
                         let _ = page_tx.send(Listed::Live(vec![t])).await;
                     }
-                    None if index.get(id).is_some() => {
-                        let rejection = Rejection {
-                            ticket_id: id,
-                            reason: RejectReason::TicketDeleted,
-                            department_id: None,
-                            detail: format!(
-                                "ticket {id}: GET /tickets/{id} answered 404 (deleted)"
-                            ),
-                            updated_at: None,
-                            seen_at: self.settings.synced_at,
-                        };
-                        let changeset = Changeset {
-                            rejected: vec![rejection],
-                            ..Default::default()
-                        };
-                        return self.commit(index, changeset).await;
+                    None => {
+                        return Err(Error::TicketNotFound {
+                            id,
+                            stored: index.get(id).is_some(),
+                        })
                     }
-                    None => return Err(Error::TicketNotFound(id)),
                 }
                 drop(page_tx);
                 None
@@ -468,10 +456,11 @@ impl<'a> Run<'a> {
     /// The removal guard: every pending removal goes ahead, or (past `max_removals`) none
     /// does and what was held back is written as fetched.
     fn decide_removals(&mut self, index: &state::Index, changeset: &mut Changeset) {
+        // Only tickets the dataset holds count: a gone ticket never written removes nothing.
         let affected: std::collections::BTreeSet<i64> = self
             .pending_removals
             .keys()
-            .chain(self.held.keys())
+            .chain(self.held.keys().filter(|id| index.get(**id).is_some()))
             .chain(self.demoted.keys())
             .copied()
             .collect();
@@ -506,8 +495,19 @@ impl<'a> Run<'a> {
             limit,
             "the run would remove more tickets than max_removals allows; it removes none"
         );
-        for (_, outcome) in held {
-            push(changeset, outcome);
+        for (id, outcome) in held {
+            match outcome {
+                // A reject of a placed ticket would take it out of the tables: kept as it is.
+                Outcome::Rejected(r) if placed(index, id) => {
+                    if !reported.contains(&id) {
+                        let key = format!("rejected_{}", r.reason.as_str());
+                        let list = ids.entry(key).or_default();
+                        list.push(id);
+                        list.sort_unstable();
+                    }
+                }
+                outcome => push(changeset, outcome),
+            }
         }
         self.guard = Some(RemovalGuardReport {
             limit,

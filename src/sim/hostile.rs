@@ -72,12 +72,22 @@ pub enum Mutation {
     TouchFirst,
     /// World event: a new closed ticket is created.
     CreateTicket,
+    /// World event: the page's first ticket moves to the next workspace (`updated_at` bumped);
+    /// in an account without workspaces it is only touched.
+    MoveWorkspace,
     /// Child lists (`conversations`, `time_entries`) served newest first, every page (an
     /// ordering the API does not document either way; a new entry then shifts the pages).
     NewestFirst,
     /// World event: a time entry of 15 minutes is logged on the ticket whose child list this
     /// is (`conversations`/`time_entries` pages), or on the page's first ticket.
     LogTime,
+    /// World event on a child list page that links onwards: its first child (conversation or
+    /// time entry) is deleted once the page was served, so the next page shifts. The ticket is
+    /// not recorded touched: the final data is exact and every run must end with it.
+    DeleteChildFirst,
+    /// The server serves page 1 whatever `page` asks for (a proxy or gateway that drops the
+    /// parameter).
+    IgnorePage,
 }
 
 impl Mutation {
@@ -90,7 +100,9 @@ impl Mutation {
                 | Mutation::ReopenFirst
                 | Mutation::TouchFirst
                 | Mutation::CreateTicket
+                | Mutation::MoveWorkspace
                 | Mutation::LogTime
+                | Mutation::DeleteChildFirst
         )
     }
 
@@ -113,6 +125,8 @@ pub struct HostileRule {
     pub page: Option<u32>,
     /// Requests it still hits (`u32::MAX` ≈ always).
     pub times: u32,
+    /// Requests it would hit that it lets pass first.
+    pub skip: u32,
     /// What it does.
     pub mutation: Mutation,
 }
@@ -124,6 +138,7 @@ impl HostileRule {
             endpoint: Some(endpoint.to_string()),
             page: None,
             times: u32::MAX,
+            skip: 0,
             mutation,
         }
     }
@@ -134,8 +149,15 @@ impl HostileRule {
             endpoint: Some(endpoint.to_string()),
             page: Some(page),
             times: 1,
+            skip: 0,
             mutation,
         }
+    }
+
+    /// The same rule, letting `n` requests it would hit pass first.
+    pub fn after(mut self, n: u32) -> HostileRule {
+        self.skip = n;
+        self
     }
 
     fn hits(&self, endpoint: &str, page: u32) -> bool {
@@ -211,6 +233,13 @@ impl Hostile {
         lock(&self.touched).insert(id);
     }
 
+    /// Whether `endpoint`'s page `page` is served as page 1 (see [`Mutation::IgnorePage`]).
+    pub(crate) fn ignores_page(&self, endpoint: &str, page: u32) -> bool {
+        lock(&self.rules)
+            .iter()
+            .any(|r| r.mutation == Mutation::IgnorePage && r.hits(endpoint, page))
+    }
+
     /// Whether `endpoint`'s child lists are served newest first.
     pub(crate) fn newest_first(&self, endpoint: &str) -> bool {
         lock(&self.rules)
@@ -246,11 +275,17 @@ impl Hostile {
             let mut fired = Vec::new();
             for rule in rules.iter_mut().filter(|r| r.hits(endpoint, page)) {
                 let idle = match rule.mutation {
-                    Mutation::DropFirstOfLinkedPage => next_link.is_none(),
-                    Mutation::NewestFirst => true,
+                    Mutation::DropFirstOfLinkedPage | Mutation::DeleteChildFirst => {
+                        next_link.is_none()
+                    }
+                    Mutation::NewestFirst | Mutation::IgnorePage => true,
                     _ => false,
                 };
                 if idle {
+                    continue;
+                }
+                if rule.skip > 0 {
+                    rule.skip -= 1;
                     continue;
                 }
                 rule.times -= 1;
@@ -474,10 +509,13 @@ impl std::str::FromStr for MutationArg {
             "reopen-first" => Mutation::ReopenFirst,
             "touch-first" => Mutation::TouchFirst,
             "create-ticket" => Mutation::CreateTicket,
+            "move-workspace" => Mutation::MoveWorkspace,
             "log-time" => Mutation::LogTime,
+            "delete-child-first" => Mutation::DeleteChildFirst,
+            "ignore-page" => Mutation::IgnorePage,
             "newest-first" => Mutation::NewestFirst,
             _ => return Err(format!(
-                "unknown mutation {name:?} (strip-link, raw-comma-link, split-link, param-link, drop-rate-headers, reverse, duplicate-first, drop-first, id-as-string, numbers-as-strings, integers-as-floats, null-field=F, object-to-array=F, word-field=F, invalid-utf8, delete-first, spam-first, reopen-first, touch-first, create-ticket, log-time, newest-first)"
+                "unknown mutation {name:?} (strip-link, raw-comma-link, split-link, param-link, drop-rate-headers, reverse, duplicate-first, drop-first, id-as-string, numbers-as-strings, integers-as-floats, null-field=F, object-to-array=F, word-field=F, invalid-utf8, delete-first, spam-first, reopen-first, touch-first, create-ticket, move-workspace, log-time, delete-child-first, newest-first, ignore-page)"
             )),
         };
         let (endpoint, page) = match place.split_once(':') {
@@ -499,6 +537,7 @@ impl std::str::FromStr for MutationArg {
             endpoint: Some(endpoint.to_string()),
             page,
             times: if page.is_some() { 1 } else { u32::MAX },
+            skip: 0,
             mutation,
         }))
     }

@@ -197,6 +197,13 @@ impl Shared {
             if quirks.ignore_workspace && route == Route::TicketList {
                 query.pairs.retain(|(k, _)| k != "workspace_id");
             }
+            let asked_page = query
+                .get("page")
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(1);
+            if self.hostile.ignores_page(endpoint, asked_page) {
+                query.pairs.retain(|(k, _)| k != "page");
+            }
             let request = RequestCtx {
                 query,
                 origin: origin(req.headers(), self.local_addr),
@@ -410,9 +417,25 @@ impl Shared {
                     world.touch(id, now);
                     Some(id)
                 }
+                (Mutation::MoveWorkspace, Some(id)) => {
+                    world.move_workspace(id, now);
+                    Some(id)
+                }
                 (Mutation::LogTime, Some(id)) => {
                     world.add_time_entry(id, 15, true, true, now);
                     Some(id)
+                }
+                (Mutation::DeleteChildFirst, Some(ticket)) => {
+                    match (first, route) {
+                        (Some(child), Route::Conversations(_)) => {
+                            world.delete_child(ticket, child, true);
+                        }
+                        (Some(child), Route::TimeEntries(_)) => {
+                            world.delete_child(ticket, child, false);
+                        }
+                        _ => {}
+                    }
+                    None
                 }
                 _ => None,
             };

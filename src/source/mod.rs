@@ -279,6 +279,9 @@ pub struct Source {
 
 const PER_PAGE: &str = "100";
 
+/// Reads of one child list before a list that keeps changing fails its ticket.
+const MAX_CHILD_READS: u32 = 3;
+
 /// Default for [`Source::with_max_pages`]: 20,000 pages of 100 tickets is two million tickets in
 /// one window, far past any real account.
 pub const DEFAULT_MAX_PAGES: u32 = 20_000;
@@ -445,6 +448,7 @@ impl Source {
             async move { pages.send(items).await.is_ok() }
         })
         .await
+        .map(|_| ())
     }
 
     fn tickets_url(
@@ -556,10 +560,14 @@ impl Source {
             .await
     }
 
-    /// A ticket's child list, deduplicated by id. An id on two pages means the list shifted
-    /// while it was paged (a child added or removed meanwhile), so it is read once more; what
-    /// is still repeated then keeps its newest version (latest `updated_at`). A list whose
-    /// items lost their ids cannot be deduplicated and is kept as read.
+    /// A ticket's child list, deduplicated by id. Offset paging over a list that changes while
+    /// it is read shifts rows across page boundaries: a child removed from page 1 while page 2
+    /// loads pulls page 2's first row onto page 1, already read (lost, and nothing shows it); a
+    /// child added repeats a row. So a list of more than one page, or with an id on two pages, is
+    /// read again until two reads in a row hold the same ids ([`MAX_CHILD_READS`] reads at most,
+    /// then the ticket fails: its hours cannot be shown complete). What is still repeated keeps
+    /// its newest version (latest `updated_at`). Items that lost their ids cannot be compared
+    /// or deduplicated and are kept as read.
     async fn child_list<T>(
         &self,
         endpoint: Endpoint,
@@ -569,14 +577,37 @@ impl Source {
     where
         T: for<'de> serde::Deserialize<'de> + wire::Child,
     {
-        let mut items = self.all_pages(endpoint, url.clone(), key, false).await?;
-        if wire::has_duplicate_ids(&items) {
-            tracing::warn!(
-                endpoint = endpoint.name(),
-                path = url.path(),
-                "a child list repeated an id across pages (it changed while it was read); reading it again"
-            );
-            items = self.all_pages(endpoint, url, key, false).await?;
+        let (mut items, pages) = self
+            .counted_pages(endpoint, url.clone(), key, false)
+            .await?;
+        if pages > 1 || wire::has_duplicate_ids(&items) {
+            let mut reads = 1;
+            loop {
+                if reads >= MAX_CHILD_READS {
+                    return Err(Error::Paging {
+                        endpoint: endpoint.name(),
+                        path: url.path().to_string(),
+                        detail: format!(
+                            "the list changed under each of {MAX_CHILD_READS} reads; rows may have shifted past a page boundary"
+                        ),
+                    });
+                }
+                let (again, _) = self
+                    .counted_pages(endpoint, url.clone(), key, false)
+                    .await?;
+                reads += 1;
+                let stable = wire::sorted_ids(&again) == wire::sorted_ids(&items)
+                    && !wire::has_duplicate_ids(&again);
+                items = again;
+                if stable {
+                    break;
+                }
+                tracing::warn!(
+                    endpoint = endpoint.name(),
+                    path = url.path(),
+                    "a child list changed while it was read; reading it again"
+                );
+            }
         }
         Ok(wire::dedupe_by_id(items))
     }
@@ -630,14 +661,29 @@ impl Source {
         key: &'static str,
         read_ahead: bool,
     ) -> Result<Items<T>, Error> {
+        Ok(self
+            .counted_pages(endpoint, first, key, read_ahead)
+            .await?
+            .0)
+    }
+
+    /// [`Self::all_pages`], and how many pages it read.
+    async fn counted_pages<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        endpoint: Endpoint,
+        first: Url,
+        key: &'static str,
+        read_ahead: bool,
+    ) -> Result<(Items<T>, u32), Error> {
         let mut out = Vec::new();
         let out_ref = &mut out;
-        self.each_page(endpoint, first, key, read_ahead, |items| {
-            out_ref.extend(items);
-            std::future::ready(true)
-        })
-        .await?;
-        Ok(out)
+        let pages = self
+            .each_page(endpoint, first, key, read_ahead, |items| {
+                out_ref.extend(items);
+                std::future::ready(true)
+            })
+            .await?;
+        Ok((out, pages))
     }
 
     /// Follows `Link: <…>; rel="next"` until it is absent, handing each page's items to
@@ -663,7 +709,7 @@ impl Source {
         key: &'static str,
         read_ahead: bool,
         mut on_page: F,
-    ) -> Result<(), Error>
+    ) -> Result<u32, Error>
     where
         T: for<'de> serde::Deserialize<'de>,
         F: FnMut(Items<T>) -> Fut,
@@ -704,7 +750,9 @@ impl Source {
                 }
                 None => (None, false),
             };
-            Ok::<_, Error>((items, next, short, guessed))
+            // The ids of a page that makes (or may be) a guess, for the progress check below.
+            let ids = guessed.then(|| wire::raw_item_ids(&page.body, key));
+            Ok::<_, Error>((items, next, short, guessed, ids))
         };
         // In order: the page being read, then (when guessed) the one after it.
         let mut queue = futures::stream::FuturesOrdered::new();
@@ -717,13 +765,31 @@ impl Source {
         // Answers to wrong guesses still to come out of `queue`, to be read and discarded.
         let mut wrong = 0usize;
         let mut pages = 0u32;
+        // The ids of the previous page when it had no `Link` and was full (this page is a guess).
+        let mut guessed_after: Option<Vec<String>> = None;
         while let Some(result) = futures::StreamExt::next(&mut queue).await {
             if wrong > 0 {
                 wrong -= 1;
                 continue;
             }
-            let (items, next, short, guessed) = result?;
+            let (items, next, short, guessed, ids) = result?;
             pages += 1;
+            // A page asked for without a `Link` must bring rows the page before did not: a
+            // server (or proxy) that ignores `page` serves page 1 again, full, forever.
+            if let (Some(before), Some(now)) = (guessed_after.take(), &ids) {
+                if !now.is_empty() && now.iter().all(|id| before.contains(id)) {
+                    while futures::StreamExt::next(&mut queue).await.is_some() {}
+                    return Err(Error::Paging {
+                        endpoint: endpoint.name(),
+                        path,
+                        detail: format!(
+                            "page {pages}, asked for because page {} was full without a Link, repeats its rows (the server or a proxy ignores `page`?)",
+                            pages - 1
+                        ),
+                    });
+                }
+            }
+            guessed_after = ids;
             let empty = items.is_empty();
             if let Some(next) = &next {
                 let problem = paging_problem(&read, &canonical(next), empty, pages, self.max_pages)
@@ -747,13 +813,13 @@ impl Source {
                 read.insert(canonical(next));
             }
             if !on_page(items).await {
-                return Ok(());
+                return Ok(pages);
             }
             let Some(next) = next else {
                 // The last page. A page asked for ahead is read to the end all the same: the
                 // server charged it, and the run's credit count must match the server's.
                 while futures::StreamExt::next(&mut queue).await.is_some() {}
-                return Ok(());
+                return Ok(pages);
             };
             match ahead.take() {
                 Some(guess) if same_request(&guess, &next) => {}
@@ -773,7 +839,7 @@ impl Source {
                 }
             }
         }
-        Ok(())
+        Ok(pages)
     }
 }
 

@@ -325,6 +325,30 @@ fn item_id<T: Child>(item: &Result<T, ItemError>) -> Option<i64> {
     }
 }
 
+/// The ids of a list's items, sorted (with repeats): two reads of one list that give the same
+/// ids saw the same rows. Items without an id are left out.
+pub fn sorted_ids<T: Child>(items: &[Result<T, ItemError>]) -> Vec<i64> {
+    let mut ids: Vec<i64> = items.iter().filter_map(item_id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The `id` values of a page's items (`{"<key>": [{"id": …}, …]}`) as JSON text, whatever
+/// their type; empty when the page has no such array. For the paging guard's progress check.
+pub fn raw_item_ids(body: &[u8], key: &str) -> Vec<String> {
+    let Ok(mut envelope) = parse_envelope(body) else {
+        return Vec::new();
+    };
+    match envelope.remove(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| item.get("id"))
+            .map(Value::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Whether two items of a list carry the same id.
 pub fn has_duplicate_ids<T: Child>(items: &[Result<T, ItemError>]) -> bool {
     let mut seen = std::collections::HashSet::new();

@@ -47,6 +47,10 @@ pub struct Case {
     pub mutations: Vec<HostileRule>,
     /// Faults of the fault script (status codes, truncated bodies).
     pub faults: Vec<FaultRule>,
+    /// Workspaces of the account (1: none; with more, one listing per workspace).
+    pub workspaces: usize,
+    /// The run under test re-scans recently closed tickets (see [`check_case`]).
+    pub rescan: bool,
 }
 
 impl Case {
@@ -58,7 +62,19 @@ impl Case {
             big_children: None,
             mutations: Vec::new(),
             faults: Vec::new(),
+            workspaces: 1,
+            rescan: false,
         }
+    }
+
+    fn workspaces(mut self, workspaces: usize) -> Case {
+        self.workspaces = workspaces;
+        self
+    }
+
+    fn rescan(mut self) -> Case {
+        self.rescan = true;
+        self
     }
 
     fn mutate(mut self, rule: HostileRule) -> Case {
@@ -117,12 +133,27 @@ fn ticket_of_doc(path: &str) -> Option<i64> {
     path.rsplit_once('/')?.1.strip_suffix(".md")?.parse().ok()
 }
 
+/// A tickets row as the listing would give it: a ticket the re-scan (or `--ticket`) re-read
+/// comes from its view, which carries `urgency` and `impact` where list rows omit them (see
+/// `fields::a_single_ticket_run_reads_urgency_and_impact_from_the_view`).
+fn as_listed(line: &str) -> String {
+    static VIEW_ONLY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\b(urgency|impact)=(Urgency \d+|Impact \d+|[A-Za-z]+|∅)").unwrap()
+    });
+    VIEW_ONLY.replace_all(line, "$1=∅").into_owned()
+}
+
 /// A dump per ticket: its rows of every table and its document.
 fn by_ticket(dump: &Dump) -> BTreeMap<i64, Vec<String>> {
     let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for (table, rows) in &dump.rows {
         for line in rows {
             if let Some(id) = ticket_of_line(line) {
+                let line = if *table == "tickets" {
+                    as_listed(line)
+                } else {
+                    line.clone()
+                };
                 out.entry(id).or_default().push(format!("{table}: {line}"));
             }
         }
@@ -277,20 +308,42 @@ async fn cursor(storage: &Storage) -> Option<state::Cursor> {
 
 /// A simulator of `tickets` tickets that never answers 429 (1-second windows, Enterprise).
 async fn unlimited(tickets: usize, seed: u64) -> Harness {
+    unlimited_in(tickets, seed, 1).await
+}
+
+/// [`unlimited`], in an account with `workspaces` workspaces.
+async fn unlimited_in(tickets: usize, seed: u64, workspaces: usize) -> Harness {
     Harness::with_config(SimConfig {
         tickets,
         seed,
         plan: Plan::Enterprise,
         minute_secs: 1.0,
         rate_limit: false,
+        workspaces,
         ..SimConfig::default()
     })
     .await
 }
 
+/// Tickets closed in the last `days` days.
+fn closed_within(h: &Harness, days: i64) -> Vec<i64> {
+    let since = chrono::Utc::now() - chrono::Duration::days(days);
+    h.sim
+        .ground_truth()
+        .closed_tickets()
+        .filter(|t| t.closed_at.is_some_and(|c| c >= since))
+        .map(|t| t.id)
+        .collect()
+}
+
 /// Runs one case and returns what the oracle found wrong (empty: the case holds).
+///
+/// In a stored case every ticket changes after the first run, so the run under test lists the
+/// whole world over stored rows; with `rescan`, only every other one does, three recently
+/// closed ones the listing does not bring get time logged without their `updated_at` moving,
+/// and the run under test re-scans the last 30 days (the re-scan must find those hours).
 pub async fn check_case(case: &Case) -> Vec<String> {
-    let h = unlimited(case.tickets, case.seed).await;
+    let h = unlimited_in(case.tickets, case.seed, case.workspaces).await;
     if let Some((conversations, time_entries)) = case.big_children {
         let id = h
             .sim
@@ -318,10 +371,27 @@ pub async fn check_case(case: &Case) -> Vec<String> {
         );
     }
     if case.stored {
-        // Every ticket changes after the first run, so the run under test lists (and fetches)
-        // the whole world again over stored rows, not an empty window.
-        for id in h.sim.ground_truth().tickets.iter().map(|t| t.id) {
-            h.sim.touch_ticket(id);
+        // Every ticket (every other one, with a re-scan) changes after the first run, so the
+        // run under test lists and fetches the world again over stored rows.
+        let step = if case.rescan { 2 } else { 1 };
+        let changed: BTreeSet<i64> = h
+            .sim
+            .ground_truth()
+            .tickets
+            .iter()
+            .map(|t| t.id)
+            .step_by(step)
+            .collect();
+        for id in &changed {
+            h.sim.touch_ticket(*id);
+        }
+        if case.rescan {
+            let quiet = closed_within(&h, 30)
+                .into_iter()
+                .filter(|id| !changed.contains(id));
+            for id in quiet.take(3) {
+                h.sim.add_time_entry(id, 40, true, false);
+            }
         }
     }
     let before = dump(h.dump().await);
@@ -331,7 +401,20 @@ pub async fn check_case(case: &Case) -> Vec<String> {
     for fault in &case.faults {
         h.sim.faults().push(fault.clone());
     }
-    let outcome = h.try_sync_with(spec(&h, !case.stored), None).await;
+    // With `rescan`, the run under test and the next clean one re-scan the last 30 days.
+    let job_of = |full: bool| {
+        if case.rescan {
+            JobSpec {
+                rescan_days: Some(30),
+                rescan_every_hours: Some(0.0),
+                ..spec(&h, full)
+            }
+        } else {
+            spec(&h, full)
+        }
+    };
+    let under_test = job_of(!case.stored);
+    let outcome = h.try_sync_with(under_test, None).await;
     let exit = exit_of(&outcome);
     let after = dump(h.dump().await);
     let cursor_after = cursor(&h.storage).await;
@@ -413,7 +496,7 @@ pub async fn check_case(case: &Case) -> Vec<String> {
     }
 
     // Whatever happened, the next clean run converges on the expected dataset.
-    let next = h.sync_with(spec(&h, false), None).await;
+    let next = h.sync_with(job_of(false), None).await;
     if let Some(e) = &next.error {
         problems.push(format!("the clean run after it failed: {e}"));
     }
@@ -490,6 +573,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         Just(Mutation::TouchFirst),
         Just(Mutation::CreateTicket),
         Just(Mutation::LogTime),
+        Just(Mutation::MoveWorkspace),
+        Just(Mutation::DeleteChildFirst),
+        Just(Mutation::IgnorePage),
     ]
 }
 
@@ -503,6 +589,7 @@ fn hostile_rule() -> impl Strategy<Value = HostileRule> {
             endpoint: Some(endpoint.to_string()),
             page,
             times: if page.is_some() { 1 } else { u32::MAX },
+            skip: 0,
             mutation,
         })
 }
@@ -536,15 +623,20 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![3 => Just(None), 1 => Just(Some((150usize, 120usize)))],
         prop::collection::vec(hostile_rule(), 0..4),
         prop::collection::vec(fault_rule(), 0..2),
+        prop_oneof![2 => Just(1usize), 1 => Just(3usize)],
+        any::<bool>(),
     )
         .prop_map(
-            |(seed, tickets, stored, big_children, mutations, faults)| Case {
+            |(seed, tickets, stored, big_children, mutations, faults, workspaces, rescan)| Case {
                 seed,
                 tickets,
                 stored,
                 big_children,
                 mutations,
                 faults,
+                workspaces,
+                // A re-scan needs stored rows to re-scan.
+                rescan: rescan && stored,
             },
         )
 }
@@ -780,4 +872,112 @@ async fn a_reference_list_that_cannot_be_read_whole_fails_the_run() {
         )
         .await;
     }
+}
+
+// ---- Found by a hostile review of the harness ---------------------------------------------
+
+/// A ticket moved to another workspace while the listings are read leaves its listing like a
+/// deleted one and shifts the pages behind it, whichever workspace is read first: moves into a
+/// workspace read later, and one into the workspace read first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_moved_between_workspaces_mid_listing_loses_no_other_ticket() {
+    // Page 1 of the second workspace's listing (3 → 4, a workspace read later), and of the
+    // third (4 → 2, the workspace read first: no listing of this pass shows it twice).
+    // Three pages a workspace: with the page after the current one read ahead, the shift
+    // shows on the third.
+    for skip in [1, 2] {
+        let moves = HostileRule::once("tickets_list", 1, Mutation::MoveWorkspace).after(skip);
+        holds(
+            Case::new(17, 900, false)
+                .workspaces(3)
+                .mutate(moves.clone()),
+        )
+        .await;
+        holds(Case::new(18, 900, true).workspaces(3).mutate(moves)).await;
+    }
+}
+
+/// The re-scan took a 404 of `GET /tickets/{id}` as deletion and removed the ticket; only the
+/// deleted and spam views are removal evidence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_that_meets_404s_removes_nothing() {
+    let not_found = |endpoint: &str| {
+        FaultRule::new(FaultAction::Status(404))
+            .endpoint(endpoint)
+            .times(u32::MAX)
+    };
+    holds(
+        Case::new(19, 200, true)
+            .rescan()
+            .fault(not_found("ticket_view"))
+            .fault(not_found("time_entries")),
+    )
+    .await;
+    // Without faults the re-scan finds the hours logged without `updated_at` moving.
+    holds(Case::new(19, 200, true).rescan()).await;
+}
+
+/// A conversation or time entry deleted while its ticket's list of several pages is read pulls
+/// the next page's first row onto a page already read: the list is read until it holds still.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_deleted_while_its_list_is_paged_loses_no_other_child() {
+    holds(
+        Case::new(20, 150, false)
+            .big(150, 120)
+            .mutate(HostileRule::once(
+                "conversations",
+                1,
+                Mutation::DeleteChildFirst,
+            ))
+            .mutate(HostileRule::once(
+                "time_entries",
+                1,
+                Mutation::DeleteChildFirst,
+            )),
+    )
+    .await;
+}
+
+/// A proxy that drops `page` (and `Link`): each page asked for without a `Link` brings page 1
+/// again. Before, the listing went on to `max_pages` storing repeats; now the first repeat
+/// fails it, for the ticket listing and for child lists alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ignores_page_fails_the_listing_at_once() {
+    for endpoint in ["tickets_list", "time_entries"] {
+        let h = unlimited(250, 21).await;
+        if endpoint == "time_entries" {
+            let id = h.sim.ground_truth().closed_tickets().next().unwrap().id;
+            h.sim.grow_children(id, 0, 120, 5);
+        }
+        h.sim.hostile().set(vec![
+            HostileRule::always(endpoint, Mutation::IgnorePage),
+            HostileRule::always(endpoint, Mutation::StripLink),
+        ]);
+        let run = h.try_sync_with(spec(&h, true), None).await;
+        assert_eq!(exit_of(&run), Exit::Failed, "{endpoint}");
+        let shown = match &run {
+            Ok(o) => format!("{:?} {:?}", o.error, o.report.tickets),
+            Err(e) => e.to_string(),
+        };
+        if endpoint == "tickets_list" {
+            assert!(shown.contains("ignores `page`"), "{shown}");
+        } else {
+            assert!(run.as_ref().unwrap().report.tickets.failed >= 1, "{shown}");
+        }
+        // One call per page read: the first repeat ends it (not max_pages of repeats).
+        let calls = h.sim.stats().by_endpoint[endpoint];
+        let tickets = run.as_ref().map_or(0, |o| o.report.tickets.closed);
+        let most = if endpoint == "tickets_list" {
+            8
+        } else {
+            tickets + 4
+        };
+        assert!(calls <= most, "{endpoint}: {calls} calls");
+    }
+    holds(
+        Case::new(21, 383, true)
+            .mutate(tickets_list(Mutation::IgnorePage))
+            .mutate(tickets_list(Mutation::StripLink)),
+    )
+    .await;
 }

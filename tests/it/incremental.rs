@@ -187,6 +187,30 @@ async fn a_listed_ticket_whose_detail_calls_answer_404_keeps_its_rows_until_the_
     assert_eq!(run.report.tickets.failed, 1, "{:?}", run.report.tickets);
     assert!(run.report.next_cursor.is_none(), "the cursor stays");
     assert_eq!(ticket_rows(&h.dump().await, victim).len(), 1, "rows kept");
+    // `sync --ticket N` on a stored ticket that answers 404: the same (before, a
+    // `ticket_deleted` reject took it out of the tables past the removal guard).
+    h.sim.faults().clear();
+    h.sim.faults().push(
+        FaultRule::new(FaultAction::Status(404))
+            .endpoint("ticket_view")
+            .ticket(victim)
+            .times(10),
+    );
+    let one = h.try_sync_with(h.spec(), Some(victim)).await;
+    let error = match one {
+        Err(e) => e.to_string(),
+        Ok(o) => o
+            .error
+            .expect("a 404 fails a single-ticket run")
+            .to_string(),
+    };
+    assert!(error.contains("keeps its rows"), "{error}");
+    let dump = h.dump().await;
+    assert_eq!(ticket_rows(&dump, victim).len(), 1, "rows kept");
+    assert!(!dump
+        .table("rejects")
+        .iter()
+        .any(|l| l.contains(&format!("ticket_id={victim} "))));
     // Really deleted: the deleted view says so, and the next run removes it.
     h.sim.faults().clear();
     h.sim.delete_ticket(victim);

@@ -60,6 +60,28 @@ impl World {
         t.updated_at = later(now, t.updated_at);
     }
 
+    /// Moves the ticket to the next workspace (by id, wrapping) and bumps `updated_at`; with
+    /// one workspace or none it stays where it is and is only bumped.
+    pub(crate) fn move_workspace(&mut self, id: i64, now: DateTime<Utc>) {
+        let ids: Vec<i64> = self.truth.workspaces.iter().map(|w| w.id).collect();
+        let t = self.ticket_mut(id, "move_workspace");
+        if let Some(at) = ids.iter().position(|w| *w == t.workspace_id) {
+            t.workspace_id = ids[(at + 1) % ids.len()];
+        }
+        t.updated_at = later(now, t.updated_at);
+    }
+
+    /// Deletes one conversation (or, with `conversation` false, time entry) of a ticket;
+    /// `updated_at` is not bumped.
+    pub(crate) fn delete_child(&mut self, id: i64, child: i64, conversation: bool) {
+        let t = self.ticket_mut(id, "delete_child");
+        if conversation {
+            t.conversations.retain(|c| c.id != child);
+        } else {
+            t.time_entries.retain(|e| e.id != child);
+        }
+    }
+
     pub(crate) fn delete(&mut self, id: i64) {
         self.ticket_mut(id, "delete_ticket").deleted = true;
     }
