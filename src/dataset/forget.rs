@@ -234,6 +234,26 @@ pub async fn prepare_for_sync(
     Ok((loaded.erasures, Some(changed)))
 }
 
+/// Makes names a sync learned durable before the commit that writes the tickets they came
+/// from: the erasure records are completed and stored pending, so a run killed after that
+/// commit leaves the rewrite to the next run (which finishes pending erasures first) instead of
+/// losing the name (the tickets it came from are unchanged then, and teach it no more).
+/// Returns whether a record changed.
+pub async fn record_names(
+    storage: &Storage,
+    learned: &[crate::normalize::privacy::LearnedName],
+) -> Result<bool> {
+    let mut loaded = erasures::load_for_update(storage).await?;
+    let mut completed = false;
+    for name in learned {
+        completed |= loaded.erasures.complete(name);
+    }
+    if completed {
+        erasures::store(storage, &loaded, now()).await?;
+    }
+    Ok(completed)
+}
+
 /// Completes erasure records with names a sync learned (people forgotten before any ticket of
 /// theirs was in the dataset) and rewrites the dataset without those names, under the run's
 /// lock. Returns what the rewrite changed.
@@ -249,12 +269,16 @@ pub async fn complete_names(
     for name in learned {
         completed |= loaded.erasures.complete(name);
     }
-    if !completed {
+    // The names were recorded (pending) when the tickets they came from were committed; a
+    // record still pending is what is left to rewrite.
+    if !completed && !loaded.erasures.people().iter().any(|p| p.pending) {
         return Ok(Rewritten::default());
     }
     let at = now();
     // Pending first: a run killed during the rewrite leaves it to the next one.
-    erasures::store(storage, &loaded, at).await?;
+    if completed {
+        erasures::store(storage, &loaded, at).await?;
+    }
     let tag = format!("{run_id}-names");
     let changed = rewrite_all(storage, index, lock, &tag, false, &loaded).await?;
     finish(storage, &mut loaded, at).await?;

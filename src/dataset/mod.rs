@@ -313,7 +313,7 @@ pub async fn rewrite(
         if dry_run || changed.is_empty() {
             continue;
         }
-        lock.check()?;
+        lock.verify().await?;
         let changeset = Changeset {
             placed: changed,
             ..Changeset::default()

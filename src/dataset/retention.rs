@@ -91,7 +91,7 @@ pub async fn apply(
     if dry_run || removed.is_empty() {
         return Ok(pruned);
     }
-    lock.check()?;
+    lock.verify().await?;
     tracing::info!(
         tickets = pruned.tickets,
         rejects = pruned.rejects,

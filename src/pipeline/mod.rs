@@ -245,7 +245,7 @@ async fn run_locked(
 
     // A run that lost its lock by the end fails like one that lost it before a commit.
     let result = match run.sync(&mut index, window_since).await {
-        Ok(()) => lock.check().map_err(Error::from),
+        Ok(()) => lock.verify().await.map_err(Error::from),
         Err(e) => Err(e),
     };
     // Retention at the end of every sync that got through its listing.
@@ -272,7 +272,7 @@ async fn run_locked(
     let mut names_rewrite = None;
     // Also after a failed run: what it committed holds the person's tickets, which later runs
     // skip as unchanged. Never without the lock.
-    let result = if learned.is_empty() || lock.check().is_err() {
+    let result = if learned.is_empty() || lock.verify().await.is_err() {
         result
     } else {
         match dataset::forget::complete_names(storage, &mut index, lock, &start.run_id, &learned)
@@ -426,7 +426,7 @@ async fn upgrade(
         files_rewritten: 0,
     };
     for (i, chunk) in chunks.iter().enumerate() {
-        lock.check()?;
+        lock.verify().await?;
         let last = i + 1 == chunks.len();
         let step =
             upgrade::upgrade_chunk(storage, chunk, &format!("{run_id}-upgrade-{i}"), last).await?;
@@ -434,7 +434,7 @@ async fn upgrade(
         done.files_rewritten += step.files_rewritten;
     }
     if chunks.is_empty() {
-        lock.check()?;
+        lock.verify().await?;
         upgrade::mark_current(storage).await?;
     }
     tracing::info!(

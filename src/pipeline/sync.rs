@@ -635,15 +635,18 @@ impl<'a> Run<'a> {
                 .privacy
                 .apply_to_detail(&mut r.detail, &mut self.redactions);
         }
+        let mut new_names = Vec::new();
         for p in &changeset.placed {
             for (rule, n) in &p.privacy.redactions {
                 *self.redactions.entry(rule.clone()).or_default() += n;
             }
             self.tickets_erased += u64::from(p.privacy.erased);
             if let Some(learned) = &p.privacy.learned {
-                self.learned_names
-                    .entry(learned.email.clone())
-                    .or_insert_with(|| learned.clone());
+                if !self.learned_names.contains_key(&learned.email) {
+                    self.learned_names
+                        .insert(learned.email.clone(), learned.clone());
+                    new_names.push(learned.clone());
+                }
             }
         }
         self.counts.written += changeset.placed.len() as u64;
@@ -666,7 +669,11 @@ impl<'a> Run<'a> {
                 .or_default()
                 .push(*id);
         }
-        self.lock.check()?;
+        self.lock.verify().await?;
+        // A learned name is durable before the tickets it came from are.
+        if !new_names.is_empty() {
+            crate::dataset::forget::record_names(self.storage, &new_names).await?;
+        }
         let tag = format!("{}-{}", self.run_id, self.commits);
         self.commits += 1;
         let stats = sink::commit(self.storage, index, changeset, &tag).await?;

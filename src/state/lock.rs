@@ -362,6 +362,21 @@ impl Lock {
                     return Err(held(storage, holder))
                 }
                 Some(stale) => {
+                    // Of several runs taking over at once exactly one wins: each first creates
+                    // a claim named after this very lock version (a conditional create), and
+                    // only the one whose create succeeded deletes the stale lock.
+                    let claim = claim_path(&stale);
+                    if !storage.create(&claim, to_json(&mine)).await? {
+                        return Err(Error::Contended {
+                            data: storage.display().to_string(),
+                        });
+                    }
+                    // Still the version we claimed? (A slow contender may claim a version long
+                    // replaced: it must not delete the lock that replaced it.)
+                    match read(storage).await? {
+                        Some(now) if now == stale => {}
+                        _ => continue,
+                    }
                     tracing::warn!(
                         stale_run_id = %stale.run_id,
                         stale_host = %stale.host,
@@ -381,7 +396,25 @@ impl Lock {
         })
     }
 
-    /// `Ok` while this run holds the lock. Call before every write that publishes data.
+    /// `Ok` while the lock object in storage is still this run's, checked there (one read), and
+    /// [`Lock::check`] holds: what every commit point calls. A lock deleted by hand, or taken
+    /// over, stops the run before its next commit, not at the next refresh.
+    pub async fn verify(&self) -> Result<()> {
+        self.check()?;
+        let lost = match read(&self.storage).await? {
+            Some(info) if info.run_id == self.run_id => return Ok(()),
+            Some(other) => format!("taken over by {other}"),
+            None => "the lock object was deleted".to_string(),
+        };
+        tracing::error!(run_id = %self.run_id, reason = %lost, "lost the run lock; stopping before this commit");
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.lost.get_or_insert(lost);
+        }
+        self.check()
+    }
+
+    /// `Ok` while this run holds the lock as far as the refresher knows (no storage call);
+    /// [`Lock::verify`] asks storage too.
     pub fn check(&self) -> Result<()> {
         // A poisoned mutex means the refresher panicked: the lock is not being kept.
         let reason = match self.shared.lock() {
@@ -414,6 +447,7 @@ impl Lock {
         }
         match read(&self.storage).await? {
             Some(info) if info.run_id == self.run_id => {
+                remove_claims(&self.storage).await;
                 self.storage.delete(&layout::state(LOCK)).await?;
                 tracing::debug!(run_id = %self.run_id, "run lock released");
             }
@@ -544,6 +578,36 @@ async fn refresh(
     Ok(None)
 }
 
+/// The takeover claim of one version of the lock (its run and last refresh): created with a
+/// conditional create by the one run that may replace that version.
+fn claim_path(stale: &LockInfo) -> object_store::path::Path {
+    let version = stale.refreshed_at.timestamp_micros();
+    let run: String = stale
+        .run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    object_store::path::Path::from(format!("{CLAIMS}/{run}-{version}.json"))
+}
+
+/// Where takeover claims are kept.
+const CLAIMS: &str = "_state/lock-takeover";
+
+/// Claims left by takeovers: a release removes them (the versions they name are gone).
+async fn remove_claims(storage: &Storage) {
+    if let Ok(claims) = storage.list(&object_store::path::Path::from(CLAIMS)).await {
+        for claim in claims {
+            let _ = storage.delete(&claim).await;
+        }
+    }
+}
+
 /// The lock object as it is now (`None`: no run holds it), read without taking it: what
 /// `ticketsync check` reports. A lock past its `expires_at` belongs to a run that did not
 /// finish; the next run takes it over.
@@ -660,6 +724,75 @@ mod tests {
         assert_eq!(read(&storage).await.unwrap(), None);
         let second = Lock::acquire(&storage, "run-b", TTL).await.unwrap();
         second.release().await.unwrap();
+    }
+
+    /// Issue 19: an operator deleted `lock.json` of a live run (the lock message says to when
+    /// the holder is dead); the run went on committing until its next refresh. Every commit
+    /// point now asks storage first.
+    #[tokio::test]
+    async fn a_deleted_or_replaced_lock_fails_the_next_verify_not_the_next_refresh() {
+        let (_dir, storage) = local();
+        let (_manual, clock) = manual();
+        let lock = take(&storage, "run-a", TTL, &clock).await.unwrap();
+        lock.verify().await.unwrap();
+        storage.delete(&layout::state(LOCK)).await.unwrap();
+        // No time has passed: the refresher has not looked, check() alone still says yes.
+        lock.check().unwrap();
+        let err = lock.verify().await.unwrap_err();
+        assert!(err.to_string().contains("deleted"), "{err}");
+        lock.check().unwrap_err();
+        // Deleted, then taken by another run (what `forget` did).
+        let (_dir, storage) = local();
+        let lock = take(&storage, "run-a", TTL, &clock).await.unwrap();
+        storage.delete(&layout::state(LOCK)).await.unwrap();
+        let other = take(&storage, "run-b", TTL, &clock).await.unwrap();
+        let err = lock.verify().await.unwrap_err();
+        assert!(err.to_string().contains("run-b"), "{err}");
+        other.release().await.unwrap();
+    }
+
+    /// Issue 19: taking over an expired lock deleted it unconditionally, so of two runs taking
+    /// over at once both could go on. Exactly one wins, however their steps interleave.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_runs_taking_over_an_expired_lock_at_once_exactly_one_wins() {
+        for round in 0..40 {
+            let (_dir, storage) = local();
+            let (manual, clock) = manual();
+            let ttl = Duration::from_secs(1);
+            drop(take(&storage, "killed", ttl, &clock).await.unwrap());
+            manual.advance(ttl + Duration::from_millis(10));
+            let runs = (0..4).map(|n| {
+                let (storage, clock) = (storage.clone(), clock.clone());
+                tokio::spawn(async move { take(&storage, &format!("run-{n}"), ttl, &clock).await })
+            });
+            let results = futures::future::join_all(runs).await;
+            let won: Vec<Lock> = results
+                .into_iter()
+                .filter_map(|r| r.unwrap().ok())
+                .collect();
+            assert_eq!(
+                won.len(),
+                1,
+                "round {round}: {} runs took the lock",
+                won.len()
+            );
+            won[0].verify().await.unwrap();
+            for lock in won {
+                lock.release().await.unwrap();
+            }
+            // The release leaves no claim behind, and the next run takes the lock.
+            assert!(storage
+                .list(&object_store::path::Path::from(CLAIMS))
+                .await
+                .unwrap()
+                .is_empty());
+            take(&storage, "after", ttl, &clock)
+                .await
+                .unwrap()
+                .release()
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]

@@ -638,6 +638,100 @@ async fn forget_killed_at_any_moment_then_rerun_equals_a_clean_erasure() {
     println!("{killed_mid_run} of 6 kills hit a running forget ({clean_time:?} clean)");
 }
 
+/// Issue 19: a name learned by a sync was recorded only at the end of the run. A run that
+/// stopped after committing the tickets it came from (killed, or its lock lost) lost it for good:
+/// the rerun finds those tickets unchanged, learns nothing, and the name stays in other tickets'
+/// texts. Now the name is recorded (pending) before that commit, and the rerun finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_learned_before_a_run_stops_is_not_lost() {
+    let h = Harness::with_config(ticketsync::sim::SimConfig {
+        tickets: 250,
+        seed: 27,
+        minute_secs: 1.0,
+        rate_limit: false,
+        latency_ms: 20,
+        ..ticketsync::sim::SimConfig::default()
+    })
+    .await;
+    let truth = h.sim.ground_truth();
+    let mut closed: Vec<_> = truth.closed_tickets().collect();
+    closed.sort_by_key(|t| (t.created_at, t.id));
+    // The requester whose closed tickets all come early in the listing, and whose full name
+    // other tickets' texts hold.
+    let texts_of = |t: &ticketsync::sim::Ticket| {
+        let mut text = t.description.clone();
+        for c in &t.conversations {
+            text.push_str(&c.body);
+        }
+        text.to_lowercase()
+    };
+    let (person, theirs) = truth
+        .requesters
+        .iter()
+        .filter_map(|r| {
+            let name = format!("{} {}", r.first_name, r.last_name).to_lowercase();
+            let mine: Vec<i64> = closed
+                .iter()
+                .filter(|t| t.requester_id == r.id)
+                .map(|t| t.id)
+                .collect();
+            let last = closed.iter().rposition(|t| t.requester_id == r.id)?;
+            let elsewhere = closed
+                .iter()
+                .any(|t| t.requester_id != r.id && texts_of(t).contains(&name));
+            elsewhere.then_some((last, r, mine))
+        })
+        .min_by_key(|(last, _, _)| *last)
+        .map(|(_, r, mine)| (r.clone(), mine))
+        .expect("a requester named in other tickets");
+    let email = person.primary_email.clone();
+    let name = format!("{} {}", person.first_name, person.last_name);
+    let data = h.data();
+    std::fs::create_dir_all(&data).unwrap();
+    let (code, stdout, stderr) = run(&["forget", "--data", &data, "--email", &email]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // The run stops once every ticket of theirs is committed: its lock is deleted then.
+    let stop = async {
+        loop {
+            let written: Vec<String> = h
+                .storage
+                .list(&Path::from("markdown"))
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            if theirs
+                .iter()
+                .all(|id| written.iter().any(|p| p.ends_with(&format!("/{id}.md"))))
+            {
+                h.storage
+                    .delete(&Path::from("_state/lock.json"))
+                    .await
+                    .unwrap();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let (stopped, ()) = tokio::join!(h.try_sync_with(h.full_spec(), None), stop);
+    let error = match stopped {
+        Ok(o) => o.error.map(|e| e.to_string()).unwrap_or_default(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains("lock"),
+        "the run was to stop on its lost lock: {error:?}"
+    );
+
+    let rerun = h.full_sync().await;
+    assert!(rerun.error.is_none(), "{:?}", rerun.error);
+    let dump = h.dump().await;
+    assert_eq!(occurrences(&dump, &email), Vec::<String>::new());
+    assert_eq!(occurrences(&dump, &name), Vec::<String>::new());
+}
+
 /// Forgotten before any ticket of theirs was synced: the record has the address only. The sync
 /// that brings their tickets learns their name from them, completes the record (hashed) and
 /// rewrites the dataset without it.
