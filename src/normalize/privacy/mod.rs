@@ -4,6 +4,7 @@
 //! rendered, so every table and the document see the same text.
 
 pub mod erase;
+mod html;
 pub mod redact;
 
 use std::borrow::Cow;
