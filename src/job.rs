@@ -393,9 +393,12 @@ impl Job {
         })?;
         let api = match (spec.base_url, spec.domain, spec.simulator) {
             (Some(_), Some(_), _) => return Err(invalid("give --base-url or --domain, not both".into())),
-            (Some(url), None, _) => Api::Remote(
-                Url::parse(&url).map_err(|e| invalid(format!("--base-url {url:?} is not a URL: {e}")))?,
-            ),
+            (Some(url), None, _) => Api::Remote(Url::parse(&url).map_err(|e| {
+                invalid(format!(
+                    "--base-url {:?} is not a URL: {e}",
+                    crate::metrics::display_url_text(&url)
+                ))
+            })?),
             (None, Some(domain), _) => {
                 let ok = !domain.is_empty()
                     && domain.len() <= 63
@@ -420,7 +423,8 @@ impl Job {
         if let Api::Remote(url) = &api {
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(invalid(format!(
-                    "--base-url {url} must be an http(s) URL with a host"
+                    "--base-url {} must be an http(s) URL with a host",
+                    crate::metrics::display_url(url)
                 )));
             }
         }
@@ -758,6 +762,17 @@ mod tests {
             err.to_string().contains("not a Freshservice subdomain"),
             "{err}"
         );
+    }
+
+    /// Issue 19, redaction 7: a base URL's password is in no message.
+    #[test]
+    fn privacy_a_bad_base_url_is_named_without_its_password() {
+        for url in ["ftp://user:S3cretPw@host/", "http://user:S3cretPw@[::1/"] {
+            let text = format!("data = \"d\"\nbase_url = \"{url}\"");
+            let err = Job::resolve(spec(&text), None).unwrap_err().to_string();
+            assert!(err.contains("--base-url"), "{err}");
+            assert!(!err.contains("S3cretPw"), "{err}");
+        }
     }
 
     #[test]

@@ -459,6 +459,24 @@ pub fn display_url(url: &Url) -> String {
     shown.to_string()
 }
 
+/// [`display_url`] for a text that may not even parse as a URL: whatever stands between
+/// `://` and the last `@` of the authority is left out.
+pub fn display_url_text(text: &str) -> String {
+    if let Ok(url) = Url::parse(text) {
+        return display_url(&url);
+    }
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else {
+        return text.to_string();
+    };
+    let authority_end = text[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| scheme_end + i);
+    match text[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &text[..scheme_end], &text[scheme_end + at + 1..]),
+        None => text.to_string(),
+    }
+}
+
 /// Pushes a run's metrics to the Pushgateway at `base`, grouped by `job="ticketsync"` and
 /// `instance`. Always a `POST`: it replaces only the families the push contains, so the
 /// last-success timestamp, which only a successful run pushes, survives failed runs.
@@ -606,6 +624,20 @@ mod tests {
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn privacy_urls_are_shown_without_credentials() {
+        let url = Url::parse("https://user:S3cretPw@gw.example:9091/x?y=1").unwrap();
+        assert_eq!(display_url(&url), "https://gw.example:9091/x?y=1");
+        for (text, shown) in [
+            ("https://user:S3cretPw@gw.example/x", "https://gw.example/x"),
+            ("http://user:S3cretPw@[::1/x@y", "http://[::1/x@y"),
+            ("http://a@b:S3cretPw@host", "http://host/"),
+            ("no url at all", "no url at all"),
+        ] {
+            assert_eq!(display_url_text(text), shown, "{text}");
+        }
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub async fn run(args: CheckArgs) -> super::Result<Completion> {
     let mut problems = Vec::new();
     let storage = Storage::open(&job.data, &job.s3);
     let api_url = match &job.api {
-        Api::Remote(url) => url.to_string(),
+        // As sync shows it: never the user name and password a URL may carry.
+        Api::Remote(url) => crate::metrics::display_url(url),
         Api::Simulator(_) => "the built-in simulator".to_string(),
     };
     let (source, simulator) = match connect(&job).await {

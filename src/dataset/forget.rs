@@ -5,7 +5,8 @@
 //!    the requester ids of the tickets they requested.
 //! 3. Add them to `_state/erasures.json` (keyed hashes, marked pending) — from here on every
 //!    sync erases them from whatever it fetches.
-//! 4. Rewrite every ticket that mentions them, one partition per commit.
+//! 4. Rewrite every ticket that mentions them, one partition per commit, then the `rejects`
+//!    rows whose detail does.
 //! 5. Clear the pending mark and write an audit record under `_runs/` (without the address).
 //!
 //! A kill after step 3 leaves the erasure pending: the next sync (or `forget` again) finishes
@@ -193,7 +194,7 @@ async fn rewrite_all(
     loaded: &Loaded,
 ) -> Result<Rewritten> {
     let erasures: &Erasures = &loaded.erasures;
-    rewrite(storage, index, lock, tag, dry_run, |p| {
+    let mut done = rewrite(storage, index, lock, tag, dry_run, |p| {
         erasures.apply(
             &mut p.ticket,
             &mut p.conversations,
@@ -201,7 +202,26 @@ async fn rewrite_all(
             &mut p.time_entries,
         )
     })
-    .await
+    .await?;
+    // A reject's detail can quote a value the API sent (an address among them); a sync scrubs
+    // the ones it writes, this the ones written before the erasure.
+    super::rewrite_rejects(
+        storage,
+        index,
+        lock,
+        tag,
+        dry_run,
+        &mut done,
+        |detail| match erasures.scrub(detail, None) {
+            std::borrow::Cow::Owned(scrubbed) => {
+                *detail = scrubbed;
+                true
+            }
+            std::borrow::Cow::Borrowed(_) => false,
+        },
+    )
+    .await?;
+    Ok(done)
 }
 
 /// Clears every pending mark: the dataset holds none of the erased people any more.

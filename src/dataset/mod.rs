@@ -105,6 +105,14 @@ pub async fn check_format(storage: &Storage) -> Result<()> {
     use sink::upgrade::{format, Format, FORMAT};
     match format(storage).await? {
         Format::Current | Format::New => Ok(()),
+        // Files but no index: a first sync that wrote (its rejects file, staged parts) and
+        // never committed a ticket. That is no older release's dataset.
+        Format::Older(1) if !storage.exists(&layout::state(state::INDEX)).await? => {
+            Err(Error::Format(format!(
+                "the dataset at {}: its first sync has not finished (no committed tables yet); run `ticketsync sync` to completion first, then retry",
+                storage.display()
+            )))
+        }
         Format::Older(found) => Err(Error::Format(format!(
             "the dataset at {} has format {found}; run `ticketsync sync` once (it upgrades the dataset to format {FORMAT}), then retry",
             storage.display()
@@ -323,6 +331,91 @@ pub async fn rewrite(
     Ok(done)
 }
 
+/// Rewrites the `rejects` rows whose `detail` `change` changes (it returns true then), in one
+/// commit; with `dry_run`, only counts. Returns how many rows changed (also counted in `done`).
+pub async fn rewrite_rejects(
+    storage: &Storage,
+    index: &mut Index,
+    lock: &lock::Lock,
+    tag: &str,
+    dry_run: bool,
+    done: &mut Rewritten,
+    mut change: impl FnMut(&mut String) -> bool,
+) -> Result<u64> {
+    let path = layout::table_file(Table::Rejects.name());
+    let mut changed = Vec::new();
+    if let Some(bytes) = storage.get(&path).await? {
+        for batch in parquet::decode(bytes, &Table::Rejects.schema(), path.as_ref())? {
+            let rows = tables::read::rejects(&batch).map_err(|detail| Error::Rows {
+                path: path.to_string(),
+                detail,
+            })?;
+            for mut r in rows {
+                // A stale row of a ticket placed since would move it back: the commit of its
+                // placement removes the row anyway.
+                let placed = index
+                    .get(r.ticket_id)
+                    .is_some_and(|e| matches!(e.location, Location::Placed { .. }));
+                if !placed && change(&mut r.detail) {
+                    // The commit writes the index entry again: keep the `updated_at` it has.
+                    r.updated_at = index
+                        .get(r.ticket_id)
+                        .and_then(|e| e.updated_at)
+                        .and_then(DateTime::<Utc>::from_timestamp_millis);
+                    changed.push(r);
+                }
+            }
+        }
+    }
+    let n = changed.len() as u64;
+    *done
+        .rows
+        .entry(Table::Rejects.name().to_string())
+        .or_default() += n;
+    if dry_run || changed.is_empty() {
+        return Ok(n);
+    }
+    lock.check()?;
+    let changeset = Changeset {
+        rejected: changed,
+        ..Changeset::default()
+    };
+    done.output += sink::commit(storage, index, changeset, &format!("{tag}-rejects")).await?;
+    Ok(n)
+}
+
 fn diff_rows<T: PartialEq>(before: &[T], after: &[T]) -> u64 {
     before.iter().zip(after).filter(|(a, b)| a != b).count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19, also: a first sync that never committed is not "format 1".
+    #[tokio::test]
+    async fn privacy_commands_say_a_first_sync_has_not_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        assert!(
+            check_format(&storage).await.is_ok(),
+            "an empty dataset is new"
+        );
+        let rejects = layout::table_file(Table::Rejects.name());
+        let bytes = parquet::encode(&parquet::empty(Table::Rejects), rejects.as_ref()).unwrap();
+        storage.put(&rejects, bytes).await.unwrap();
+        let e = check_format(&storage).await.unwrap_err().to_string();
+        assert!(e.contains("first sync has not finished"), "{e}");
+        assert!(!e.contains("format 1"), "{e}");
+        // With an index it is an older release's dataset.
+        storage
+            .put(
+                &layout::state(state::INDEX),
+                bytes::Bytes::from(Index::default().to_json()),
+            )
+            .await
+            .unwrap();
+        let e = check_format(&storage).await.unwrap_err().to_string();
+        assert!(e.contains("has format 1"), "{e}");
+    }
 }

@@ -307,6 +307,17 @@ impl Simulator {
         self.inner.shared.touch_ticket(id);
     }
 
+    /// Edits a ticket as a test scripts it (a field, a conversation added, a time entry's custom
+    /// fields) and bumps its `updated_at`, so the next incremental run fetches it. The edit must
+    /// keep the world consistent: ids unique, a conversation's `ticket_id` the ticket's.
+    ///
+    /// # Panics
+    /// If the ticket does not exist.
+    pub fn edit_ticket(&self, id: i64, edit: impl FnOnce(&mut Ticket)) {
+        let now = self.inner.shared.bump_now();
+        lock(&self.inner.shared.world).edit(id, now, edit);
+    }
+
     /// Adds a closed ticket (department with a numeric account number, one public reply, one
     /// private note, one time entry) with `updated_at` = now; returns its id.
     pub fn add_closed_ticket(&self) -> i64 {

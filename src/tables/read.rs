@@ -9,7 +9,9 @@ use arrow::array::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::normalize::{ConversationRow, NoteRow, TicketDetails, TicketRow, TimeEntryRow};
+use crate::normalize::{
+    ConversationRow, NoteRow, RejectReason, Rejection, TicketDetails, TicketRow, TimeEntryRow,
+};
 
 /// A batch's columns by name, typed.
 struct Cols<'a>(&'a RecordBatch);
@@ -294,6 +296,33 @@ pub fn time_entries(batch: &RecordBatch) -> Result<Vec<TimeEntryRow>> {
                 custom_fields: custom_fields[i].clone(),
                 agent_name: agent_name[i].clone(),
                 start_time: start_time[i],
+            })
+        })
+        .collect()
+}
+
+/// The `rejects` rows. `updated_at` is not a column: it is `None` (the index has it).
+pub fn rejects(batch: &RecordBatch) -> Result<Vec<Rejection>> {
+    let c = Cols(batch);
+    let ticket_id = c.ints("ticket_id")?;
+    let reason = c.strings("reason")?;
+    let department_id = c.ints("department_id")?;
+    let detail = c.strings("detail")?;
+    let seen_at = c.times("seen_at")?;
+    (0..batch.num_rows())
+        .map(|i| {
+            let code = req(reason[i].clone(), "reason", i)?;
+            let reason = RejectReason::ALL
+                .into_iter()
+                .find(|r| r.as_str() == code)
+                .ok_or_else(|| format!("rejects row {i}: unknown reason {code:?}"))?;
+            Ok(Rejection {
+                ticket_id: req(ticket_id[i], "ticket_id", i)?,
+                reason,
+                department_id: department_id[i],
+                detail: req(detail[i].clone(), "detail", i)?,
+                updated_at: None,
+                seen_at: req(seen_at[i], "seen_at", i)?,
             })
         })
         .collect()

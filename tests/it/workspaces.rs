@@ -307,15 +307,18 @@ async fn three_workspaces_with_workspace_accounts_export_every_ticket_once() {
 /// A full sync of the default simulated account (no workspaces feature), per endpoint, as
 /// measured before workspaces existed (the same seed and size).
 /// Measured with the release before workspaces (the same simulator, job and dataset): 231 calls,
-/// plus the one `GET /groups` every run makes since `group_name` is in the tickets table.
+/// plus the one `GET /groups` every run makes since `group_name` is in the tickets table, plus
+/// a second read of the one conversation list and the one time-entry list that run to a second
+/// page (a list of several pages is read until two reads agree: a child removed while it was
+/// paged loses a row and nothing repeats to show it).
 const CALLS_WITHOUT_WORKSPACES: [(&str, u64); 7] = [
     ("agents", 1),
-    ("conversations", 111),
+    ("conversations", 113),
     ("departments", 1),
     ("groups", 1),
     ("requesters", 1),
     ("tickets_list", 6),
-    ("time_entries", 111),
+    ("time_entries", 113),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::super::{ConversationRow, NoteRow, TicketRow, TimeEntryRow};
+use super::html;
 
 /// What a message an erased person wrote becomes.
 pub const ERASED: &str = "[erased]";
@@ -235,6 +236,88 @@ impl Erasures {
         if self.is_empty() || text.is_empty() {
             return Cow::Borrowed(text);
         }
+        let spans = self.spans(text, own);
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for (s, e, i) in spans {
+            out.push_str(&text[last..s]);
+            out.push_str(&self.people[i].pseudonym);
+            last = e;
+        }
+        out.push_str(&text[last..]);
+        Cow::Owned(out)
+    }
+
+    /// [`Erasures::scrub`] for HTML: names and addresses are found in the text a reader sees
+    /// (entities decoded: `Dana&nbsp;Whitfield`, `dana&#64;example.com`; tags between words:
+    /// `<b>Dana</b> <b>Whitfield</b>`), in attribute values (`mailto:`, `title`) and comments,
+    /// and replaced in the markup, tags inside the match included; the tags of elements that
+    /// reach outside the match stay, so the HTML stays well-formed.
+    pub fn scrub_html<'a>(&self, html: &'a str, own: Option<&Own>) -> Cow<'a, str> {
+        if self.is_empty() || html.is_empty() {
+            return Cow::Borrowed(html);
+        }
+        if !html.contains(['<', '&']) {
+            return self.scrub(html, own);
+        }
+        // Attribute values and comments first: a tag kept by the text pass must be clean.
+        let (_, tags) = html::parse(html);
+        let mut attributes = String::with_capacity(html.len());
+        let mut last = 0;
+        for tag in &tags {
+            let inner = &html[tag.start..tag.end];
+            let view = html::decode(inner);
+            let spans = self.spans(&view.text, own);
+            if spans.is_empty() {
+                continue;
+            }
+            attributes.push_str(&html[last..tag.start]);
+            let mut at = 0;
+            for (s, e, i) in spans {
+                let (s, e) = view.source(s, e);
+                attributes.push_str(&inner[at..s]);
+                attributes.push_str(&self.people[i].pseudonym);
+                at = e;
+            }
+            attributes.push_str(&inner[at..]);
+            last = tag.end;
+        }
+        let html: Cow<'a, str> = if last == 0 {
+            Cow::Borrowed(html)
+        } else {
+            attributes.push_str(&html[last..]);
+            Cow::Owned(attributes)
+        };
+
+        let (view, tags) = html::parse(&html);
+        let spans = self.spans(&view.text, own);
+        if spans.is_empty() {
+            return html;
+        }
+        let mut out = String::with_capacity(html.len());
+        let mut last = 0;
+        for (s, e, i) in spans {
+            let (s, e) = view.source(s, e);
+            out.push_str(&html[last..s]);
+            out.push_str(&html::replacement(
+                &html,
+                &tags,
+                s,
+                e,
+                &self.people[i].pseudonym,
+            ));
+            last = e;
+        }
+        out.push_str(&html[last..]);
+        Cow::Owned(out)
+    }
+
+    /// Where `text` holds an erased address or name (or, with `own`, a word of it): byte
+    /// ranges and whose, in order and without overlaps (the longest wins at each start).
+    fn spans(&self, text: &str, own: Option<&Own>) -> Vec<(usize, usize, usize)> {
         let mut spans: Vec<(usize, usize, usize)> = Vec::new();
         for m in EMAIL.find_iter(text) {
             if let Some(i) = self.email_index(m.as_str()) {
@@ -268,23 +351,17 @@ impl Erasures {
                 }
             }
         }
-        if spans.is_empty() {
-            return Cow::Borrowed(text);
-        }
         // Longest first at each start, then drop what overlaps an earlier span.
         spans.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
-        let mut out = String::with_capacity(text.len());
         let mut last = 0;
-        for (s, e, i) in spans {
-            if s < last {
-                continue;
+        spans.retain(|&(s, e, _)| {
+            let keep = s >= last;
+            if keep {
+                last = e;
             }
-            out.push_str(&text[last..s]);
-            out.push_str(&self.people[i].pseudonym);
-            last = e;
-        }
-        out.push_str(&text[last..]);
-        Cow::Owned(out)
+            keep
+        });
+        spans
     }
 
     fn scrub_in_place(&self, text: &mut String, own: Option<&Own>) -> bool {
@@ -299,6 +376,19 @@ impl Erasures {
 
     fn scrub_opt(&self, text: &mut Option<String>, own: Option<&Own>) -> bool {
         text.as_mut().is_some_and(|t| self.scrub_in_place(t, own))
+    }
+
+    fn scrub_html_opt(&self, html: &mut Option<String>, own: Option<&Own>) -> bool {
+        let Some(h) = html.as_mut() else {
+            return false;
+        };
+        match self.scrub_html(h, own) {
+            Cow::Owned(new) => {
+                *h = new;
+                true
+            }
+            Cow::Borrowed(_) => false,
+        }
     }
 
     /// The erased person who requested `ticket`, if any.
@@ -385,13 +475,15 @@ impl Erasures {
                 }
             }
         }
-        // Who wrote a message: its sender address, or (on the person's own tickets) the
-        // requester's user id.
+        // Who wrote a message: its sender address, or its author's user id — one the person
+        // requested tickets as (on anyone's ticket), or on their own tickets the requester's.
         let author = |from: Option<&str>, user: Option<i64>| {
-            from.and_then(|f| self.email_index(f)).or_else(|| {
-                own.filter(|_| user.is_some() && user == ticket.requester_id)
-                    .map(|o| o.person)
-            })
+            from.and_then(|f| self.email_index(f))
+                .or_else(|| user.and_then(|u| self.id_index(u)))
+                .or_else(|| {
+                    own.filter(|_| user.is_some() && user == ticket.requester_id)
+                        .map(|o| o.person)
+                })
         };
         for c in conversations.iter_mut() {
             if let Some(i) = author(c.from_email.as_deref(), c.user_id) {
@@ -399,7 +491,7 @@ impl Erasures {
                 changed |= self.set_pseudonym(&mut c.from_email, i);
             }
             changed |= self.scrub_in_place(&mut c.body, own);
-            changed |= self.scrub_opt(&mut c.body_html, own);
+            changed |= self.scrub_html_opt(&mut c.body_html, own);
             changed |= self.scrub_opt(&mut c.from_email, own);
             changed |= self.scrub_opt(&mut c.support_email, own);
             changed |= self.scrub_opt(&mut c.attachments, own);
@@ -408,12 +500,12 @@ impl Erasures {
             }
         }
         for n in notes.iter_mut() {
-            if let Some(i) = author(n.from_email.as_deref(), None) {
+            if let Some(i) = author(n.from_email.as_deref(), n.user_id) {
                 changed |= erase_message(&mut n.body, &mut n.body_html);
                 changed |= self.set_pseudonym(&mut n.from_email, i);
             }
             changed |= self.scrub_in_place(&mut n.body, own);
-            changed |= self.scrub_opt(&mut n.body_html, own);
+            changed |= self.scrub_html_opt(&mut n.body_html, own);
             changed |= self.scrub_opt(&mut n.from_email, own);
         }
         for e in entries.iter_mut() {
@@ -422,10 +514,10 @@ impl Erasures {
             changed |= self.scrub_opt(&mut e.agent_name, own);
             changed |= self.scrub_opt(&mut e.custom_fields, own);
         }
+        changed |= self.scrub_html_opt(&mut ticket.description, own);
         let d = &mut ticket.details;
         for text in [
             &mut ticket.subject,
-            &mut ticket.description,
             &mut ticket.description_text,
             &mut ticket.requester_name,
             &mut ticket.requester_email,
@@ -548,7 +640,7 @@ fn unhex(text: &str) -> Option<Digest> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -623,6 +715,147 @@ mod tests {
         ] {
             assert!(!bad.is_well_formed(), "{bad:?}");
         }
+    }
+
+    /// Issue 19, erasure 2: the HTML twin of a text loses what the text loses, in every
+    /// encoding a mail client writes, and stays well-formed.
+    #[test]
+    fn html_twins_lose_names_and_addresses_in_any_encoding() {
+        let e = erasures();
+        let p = e.people()[0].pseudonym.clone();
+        let cases = [
+            ("<p>Jane&nbsp;Doe</p>", format!("<p>{p}</p>")),
+            ("<p>JANE&NBSP;doe<br></p>", format!("<p>{p}<br></p>")),
+            ("<b>Jane</b> <b>Doe</b>", format!("<b>{p}</b>")),
+            (
+                "<span style='x'>Jane</span>&nbsp;<span style='x'>Doe</span>, CFO",
+                format!("<span style='x'>{p}</span>, CFO"),
+            ),
+            (
+                "Jane <span class=n>Doe, Accounting</span>",
+                format!("{p}<span class=n>, Accounting</span>"),
+            ),
+            ("<p>Jane</p>\n<p>Doe</p>", format!("<p>{p}</p>")),
+            ("<p>jane.doe&#64;example.com</p>", format!("<p>{p}</p>")),
+            ("Mail: JANE.DOE&#x40;Example.COM.", format!("Mail: {p}.")),
+            ("jane.doe&#X40;example&period;com", p.clone()),
+            ("jane.doe&commat;example.com;", format!("{p};")),
+            (
+                "<a href=\"mailto:jane.doe&#64;example.com\" title='Jane Doe'>jane.doe@example.com</a>",
+                format!("<a href=\"mailto:{p}\" title='{p}'>{p}</a>"),
+            ),
+            ("<!-- Jane Doe --><p>x</p>", format!("<!-- {p} --><p>x</p>")),
+        ];
+        for (html, expected) in cases {
+            let once = e.scrub_html(html, None).into_owned();
+            assert_eq!(once, expected, "{html}");
+            assert!(super::html::is_balanced(&once), "{once}");
+            assert_eq!(e.scrub_html(&once, None), once, "idempotent: {html}");
+        }
+        // Other people, and what is no name, stay as they were (borrowed: not rewritten).
+        for html in [
+            "<p>Hi Jane,</p><p>John&nbsp;Doe</p>",
+            "<p>Jane, Doe</p>",
+            "a &lt; b &amp;&amp; c",
+            "<td>jane.doe@example.org</td>",
+        ] {
+            assert!(
+                matches!(e.scrub_html(html, None), Cow::Borrowed(_)),
+                "{html}"
+            );
+        }
+    }
+
+    /// A closed ticket with nothing but its requester (for `super::tests` too).
+    pub(in crate::normalize::privacy) fn ticket(
+        requester_id: i64,
+        requester_email: &str,
+    ) -> TicketRow {
+        let at: DateTime<Utc> = "2026-11-30T00:00:00Z".parse().unwrap();
+        TicketRow {
+            ticket_id: 7,
+            company_account_number: "482913".into(),
+            ticket_number: "7".into(),
+            subject: Some("Printer".into()),
+            description: None,
+            description_text: None,
+            status: "Closed".into(),
+            priority: None,
+            requester_email: Some(requester_email.into()),
+            requester_name: Some("Someone Else".into()),
+            created_at: None,
+            last_updated_at: at,
+            closed_at: at,
+            total_hours_spent: 0.0,
+            billable_hours: 0.0,
+            total_minutes: 0,
+            billable_minutes: 0,
+            hours_defaulted: true,
+            department_id: None,
+            requester_id: Some(requester_id),
+            responder_id: None,
+            group_id: None,
+            ticket_type: None,
+            source: None,
+            conversation_count: 1,
+            note_count: 0,
+            time_entry_count: 0,
+            synced_at: at,
+            details: Default::default(),
+        }
+    }
+
+    fn message(user_id: Option<i64>, from_email: Option<&str>, body: &str) -> ConversationRow {
+        ConversationRow {
+            ticket_id: 7,
+            conversation_id: 70,
+            body: body.into(),
+            body_html: Some(format!("<p>{body}</p>")),
+            from_email: from_email.map(Into::into),
+            to_emails: Vec::new(),
+            created_at: None,
+            updated_at: None,
+            incoming: true,
+            private: false,
+            user_id,
+            support_email: None,
+            attachments: None,
+        }
+    }
+
+    /// Issue 19, erasure 3: a message the erased person wrote on someone else's ticket, without
+    /// a sender address, is known by its author's user id (one they requested tickets as).
+    #[test]
+    fn a_message_they_wrote_on_another_ticket_is_erased_by_its_user_id() {
+        let e = erasures();
+        let p = e.people()[0].pseudonym.clone();
+        let mut t = ticket(99, "someone.else@example.com");
+        let mut messages = vec![
+            message(Some(42), None, "my spare key is under the mat"),
+            message(Some(99), None, "thanks, all good"),
+        ];
+        let mut notes = vec![NoteRow {
+            ticket_id: 7,
+            note_id: 71,
+            body: "cc'd from my phone".into(),
+            body_html: None,
+            from_email: None,
+            created_at: None,
+            user_id: Some(42),
+        }];
+        assert!(e.apply(&mut t, &mut messages, &mut notes, &mut []));
+        assert_eq!(messages[0].body, ERASED);
+        assert_eq!(messages[0].body_html.as_deref(), Some(ERASED));
+        assert_eq!(messages[0].from_email.as_deref(), Some(p.as_str()));
+        assert_eq!(
+            messages[1].body, "thanks, all good",
+            "another author's words stay"
+        );
+        assert_eq!(notes[0].body, ERASED);
+        assert_eq!(
+            t.requester_email.as_deref(),
+            Some("someone.else@example.com")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! rendered, so every table and the document see the same text.
 
 pub mod erase;
+mod html;
 pub mod redact;
 
 use std::borrow::Cow;
@@ -93,9 +94,27 @@ impl Privacy {
                     r.redact_in_place(html, twin);
                 }
             }
+            // Onboarding forms carry `temp_password` in custom fields; tags and categories are
+            // typed by hand too.
+            let d = &mut ticket.details;
+            if let Some(fields) = &mut d.custom_fields {
+                r.redact_fields(fields, c);
+            }
+            for text in [&mut d.category, &mut d.sub_category, &mut d.item_category]
+                .into_iter()
+                .flatten()
+            {
+                r.redact_in_place(text, c);
+            }
+            for tag in d.tags.iter_mut().flatten() {
+                r.redact_in_place(tag, c);
+            }
             for e in entries.iter_mut() {
                 if let Some(note) = &mut e.note {
                     r.redact_in_place(note, c);
+                }
+                if let Some(fields) = &mut e.custom_fields {
+                    r.redact_fields(fields, c);
                 }
             }
         }
@@ -104,5 +123,83 @@ impl Privacy {
             erased,
             learned,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19, redaction 5: custom fields (of tickets and time entries), tags and categories
+    /// go through the rules, and a custom field whose key names a secret loses its value.
+    #[test]
+    fn privacy_redacts_custom_fields_tags_and_categories() {
+        let privacy = Privacy {
+            redactor: Arc::new(Redactor::defaults()),
+            erasures: Arc::new(Erasures::none()),
+        };
+        let mut ticket = erase::tests::ticket(1, "new.hire@example.com");
+        ticket.details.custom_fields = Some(
+            r#"{"new_hire":"Anna Berg","temp_password":"Welcome2025!","VPN PWD":4711,"notes":"pw: hunter22","laptop":"T14"}"#
+                .into(),
+        );
+        ticket.details.tags = Some(vec!["onboarding".into(), "pw=Sommer99".into()]);
+        ticket.details.category = Some("Access password: Winter#7".into());
+        ticket.details.sub_category = Some("VPN".into());
+        let mut entries = vec![TimeEntryRow {
+            ticket_id: 7,
+            time_entry_id: 72,
+            agent_id: None,
+            agent_email: None,
+            minutes: 30,
+            hours: 0.5,
+            billable: true,
+            timer_running: false,
+            executed_at: None,
+            note: None,
+            workspace_id: None,
+            task_id: None,
+            custom_fields: Some(
+                r#"{"work_type":"Onboarding","api_token":["tok-1","tok-2"]}"#.into(),
+            ),
+            agent_name: None,
+            start_time: None,
+        }];
+        let stats = privacy.apply(&mut ticket, &mut [], &mut [], &mut entries);
+        let d = &ticket.details;
+        assert_eq!(
+            d.custom_fields.as_deref(),
+            Some(
+                r#"{"new_hire":"Anna Berg","temp_password":"[redacted:secret_field]","VPN PWD":"[redacted:secret_field]","notes":"pw: [redacted:credential]","laptop":"T14"}"#
+            )
+        );
+        assert_eq!(
+            d.tags.as_deref(),
+            Some(
+                &[
+                    "onboarding".to_string(),
+                    "pw=[redacted:credential]".to_string()
+                ][..]
+            )
+        );
+        assert_eq!(
+            d.category.as_deref(),
+            Some("Access password: [redacted:credential]")
+        );
+        assert_eq!(d.sub_category.as_deref(), Some("VPN"));
+        assert_eq!(
+            entries[0].custom_fields.as_deref(),
+            Some(
+                r#"{"work_type":"Onboarding","api_token":["[redacted:secret_field]","[redacted:secret_field]"]}"#
+            )
+        );
+        assert_eq!(stats.redactions.get("secret_field"), Some(&4));
+        assert_eq!(stats.redactions.get("credential"), Some(&3));
+
+        // Again: nothing left to redact.
+        let before = (ticket.clone(), entries.clone());
+        let again = privacy.apply(&mut ticket, &mut [], &mut [], &mut entries);
+        assert!(again.redactions.is_empty(), "{:?}", again.redactions);
+        assert_eq!((ticket, entries), before);
     }
 }

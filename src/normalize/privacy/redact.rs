@@ -75,8 +75,10 @@ fn builtins() -> Vec<Builtin> {
         },
         Builtin {
             name: "aws_secret_access_key",
-            pattern: r#"(?i)aws_?secret_?(?:access_?)?key["']?\s*(?:[:=]|=>)?\s*["']?(?P<value>[A-Za-z0-9/+=]{40})(?-u:\b)"#,
-            check: None,
+            // After its label, or within `AWS_WINDOW` characters after an access key id (or
+            // what is left of one once redacted): "AWS key AKIA… secret wJalr… for the bucket".
+            pattern: "",
+            check: Some(is_not_hex),
         },
         Builtin {
             name: "azure_key",
@@ -107,13 +109,45 @@ fn builtins() -> Vec<Builtin> {
     ]
 }
 
+/// A quoted value is taken whole, spaces and all (`Password: "Sommer 2024"`); the quotes stay.
 fn credential_pattern() -> String {
-    format!(r#"(?i)(?-u:\b)(?:{LABELS}){FILLERS}\s*[:=]{GAP}(?P<value>[^\s<>"']+)"#)
+    format!(
+        r#"(?i)(?-u:\b)(?:{LABELS}){FILLERS}\s*[:=]{GAP}(?:"(?P<dq>[^"\n]{{1,200}})"|'(?P<sq>[^'\n]{{1,200}})'|["']?(?P<value>[^\s<>"']+))"#
+    )
 }
+
+/// How far after an AWS access key id its secret access key is looked for, in characters.
+const AWS_WINDOW: usize = 80;
+
+/// The secret access key after its label, or soon after an access key id with any words between.
+fn aws_secret_pattern() -> String {
+    let key = r"[A-Za-z0-9/+=]";
+    format!(
+        r#"(?i)aws_?secret_?(?:access_?)?key["']?\s*(?:[:=]|=>)?\s*["']?(?P<value>{key}{{40}})(?-u:\b)|(?-i:(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{{16}}(?-u:\b)|\[redacted:aws_access_key_id\])(?s:.){{0,{AWS_WINDOW}}}?[^A-Za-z0-9/+=](?P<secret>{key}{{40}})(?:[^A-Za-z0-9/+=]|\z)"#
+    )
+}
+
+/// The rule of values whose custom field key names a secret (`temp_password`, `api_token`): not
+/// a regex, the key decides.
+pub const SECRET_FIELD: &str = "secret_field";
+
+/// What a custom field key holds a secret under (lowercase; `-` and spaces read as `_`).
+const SECRET_KEYS: [&str; 10] = [
+    "password", "passwd", "pwd", "passcode", "passwort", "kennwort", "secret", "token", "api_key",
+    "apikey",
+];
 
 /// The names of the built-in rules.
 pub fn rule_names() -> Vec<&'static str> {
-    builtins().iter().map(|b| b.name).collect()
+    let mut names: Vec<&'static str> = builtins().iter().map(|b| b.name).collect();
+    names.push(SECRET_FIELD);
+    names
+}
+
+/// Whether a custom field key names a secret.
+fn names_a_secret(key: &str) -> bool {
+    let key = key.to_lowercase().replace(['-', ' '], "_");
+    SECRET_KEYS.iter().any(|k| key.contains(k))
 }
 
 struct Rule {
@@ -136,6 +170,8 @@ pub struct Redactor {
     rules: Vec<Rule>,
     /// Which rules can match a text; `None` when there are no rules.
     set: Option<RegexSet>,
+    /// [`SECRET_FIELD`] is on: values under a key that names a secret go whole.
+    secret_fields: bool,
 }
 
 /// The marker every replacement starts with.
@@ -151,6 +187,7 @@ impl Redactor {
         Redactor {
             rules: Vec::new(),
             set: None,
+            secret_fields: false,
         }
     }
 
@@ -168,7 +205,7 @@ impl Redactor {
         let builtins = builtins();
         let switches = spec.rules.clone().unwrap_or_default();
         for name in switches.keys() {
-            if !builtins.iter().any(|b| b.name == name) {
+            if !rule_names().contains(&name.as_str()) {
                 return Err(format!(
                     "redact.rules: no built-in rule {name:?} (the rules are {})",
                     rule_names().join(", ")
@@ -180,10 +217,10 @@ impl Redactor {
             if switches.get(b.name) == Some(&false) {
                 continue;
             }
-            let pattern = if b.name == "credential" {
-                credential_pattern()
-            } else {
-                b.pattern.to_string()
+            let pattern = match b.name {
+                "credential" => credential_pattern(),
+                "aws_secret_access_key" => aws_secret_pattern(),
+                _ => b.pattern.to_string(),
             };
             let regex = Regex::new(&pattern).expect("the built-in rules compile");
             rules.push(Rule::new(b.name.to_string(), regex, b.check));
@@ -215,12 +252,16 @@ impl Redactor {
         let set = (!rules.is_empty()).then(|| {
             RegexSet::new(rules.iter().map(|r| r.regex.as_str())).expect("each rule compiled")
         });
-        Ok(Redactor { rules, set })
+        Ok(Redactor {
+            rules,
+            set,
+            secret_fields: switches.get(SECRET_FIELD) != Some(&false),
+        })
     }
 
     /// True when no rule is on.
     pub fn is_disabled(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && !self.secret_fields
     }
 
     /// The text with every secret replaced; `counts` gets one per replacement, by rule.
@@ -248,11 +289,72 @@ impl Redactor {
         current
     }
 
-    /// Redacts a text in place.
-    pub fn redact_in_place(&self, text: &mut String, counts: &mut Counts) {
-        if let Cow::Owned(new) = self.redact(text, counts) {
-            *text = new;
+    /// Redacts a text in place; true when it changed.
+    pub fn redact_in_place(&self, text: &mut String, counts: &mut Counts) -> bool {
+        match self.redact(text, counts) {
+            Cow::Owned(new) => {
+                *text = new;
+                true
+            }
+            Cow::Borrowed(_) => false,
         }
+    }
+
+    /// Redacts custom fields (JSON text, as the API sent them) in place: the value of a key that
+    /// names a secret (`temp_password`, `vpn_pwd`, `api_token`, and what is nested under it)
+    /// becomes `[redacted:secret_field]`, every other string value goes through the rules. A
+    /// text that is not JSON goes through the rules whole. The JSON is written again only when
+    /// something was redacted (key order kept).
+    pub fn redact_fields(&self, text: &mut String, counts: &mut Counts) -> bool {
+        if self.is_disabled() || text.is_empty() {
+            return false;
+        }
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+            return self.redact_in_place(text, counts);
+        };
+        if !self.redact_value(&mut value, false, counts) {
+            return false;
+        }
+        *text = value.to_string();
+        true
+    }
+
+    fn redact_value(
+        &self,
+        value: &mut serde_json::Value,
+        secret: bool,
+        counts: &mut Counts,
+    ) -> bool {
+        use serde_json::Value;
+        let mut changed = false;
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    let secret = secret || (self.secret_fields && names_a_secret(key));
+                    changed |= self.redact_value(v, secret, counts);
+                }
+            }
+            Value::Array(items) => {
+                for v in items {
+                    changed |= self.redact_value(v, secret, counts);
+                }
+            }
+            Value::String(s) if secret => {
+                if !s.trim().is_empty() && !s.starts_with(MARKER) {
+                    *s = format!("{MARKER}{SECRET_FIELD}]");
+                    *counts.entry(SECRET_FIELD.to_string()).or_default() += 1;
+                    changed = true;
+                }
+            }
+            Value::Number(_) if secret => {
+                *value = Value::String(format!("{MARKER}{SECRET_FIELD}]"));
+                *counts.entry(SECRET_FIELD.to_string()).or_default() += 1;
+                changed = true;
+            }
+            Value::String(s) => changed = self.redact_in_place(s, counts),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+        changed
     }
 }
 
@@ -272,9 +374,9 @@ impl Rule {
         let mut last = 0;
         let mut replaced = 0u64;
         for caps in self.regex.captures_iter(text) {
-            let Some(m) = caps
-                .name("value")
-                .or_else(|| caps.name("secret"))
+            let Some(m) = ["value", "secret", "dq", "sq"]
+                .iter()
+                .find_map(|name| caps.name(name))
                 .or_else(|| caps.get(0))
             else {
                 continue;
@@ -298,6 +400,11 @@ impl Rule {
         *counts.entry(self.name.clone()).or_default() += replaced;
         Some(out)
     }
+}
+
+/// A 40-digit hex string is a hash (a commit, a SHA-1), not an AWS secret (base64: mixed case).
+fn is_not_hex(value: &str) -> bool {
+    !value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn has_digit(value: &str) -> bool {
@@ -384,6 +491,106 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(redacted(text), expected, "{text}");
         }
+    }
+
+    /// Issue 19, redaction 4: a quoted value goes whole, its quotes stay.
+    #[test]
+    fn quoted_credentials_are_redacted() {
+        let cases = [
+            (
+                r#"Password: "Sommer2024!Rx""#,
+                r#"Password: "[redacted:credential]""#,
+            ),
+            (
+                "Login pw = 'MotDePasse#42' (changed at first login)",
+                "Login pw = '[redacted:credential]' (changed at first login)",
+            ),
+            (
+                r#"Passwort: "Mein Hund 7" bitte ändern"#,
+                r#"Passwort: "[redacted:credential]" bitte ändern"#,
+            ),
+            (
+                r#"password="unterminated"#,
+                r#"password="[redacted:credential]"#,
+            ),
+        ];
+        for (text, expected) in cases {
+            let (once, counts) = redact(text);
+            assert_eq!(once, expected, "{text}");
+            assert_eq!(counts.get("credential"), Some(&1), "{text}");
+            assert_eq!(redacted(&once), once, "idempotent: {text}");
+        }
+    }
+
+    /// Issue 19, redaction 6: a secret access key soon after an access key id, whatever words
+    /// are between; a 40-digit hash is no secret, and neither is one far from a key id.
+    #[test]
+    fn an_aws_secret_after_its_key_id_is_redacted() {
+        let (out, counts) = redact(
+            "AWS key AKIAIOSFODNN7EXAMPLE secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY for the backup bucket",
+        );
+        assert_eq!(
+            out,
+            "AWS key [redacted:aws_access_key_id] secret [redacted:aws_secret_access_key] for the backup bucket"
+        );
+        assert_eq!(counts.values().sum::<u64>(), 2, "{counts:?}");
+        assert_eq!(
+            redacted("ASIAY34FZKBOKMUTVV7A,\nsecret is: je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY."),
+            "[redacted:aws_access_key_id],\nsecret is: [redacted:aws_secret_access_key]."
+        );
+        let untouched = [
+            // A commit hash next to a key id, and base64 that is far from any key id.
+            "AKIA rotation done in 3f786850e387550fdab836ed7e6dc881de23001b, see the runbook",
+            "build wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY of the image",
+        ];
+        for text in untouched {
+            assert_eq!(redacted(text), text);
+        }
+        let far = format!(
+            "AKIAIOSFODNN7EXAMPLE {} wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "x".repeat(AWS_WINDOW + 1)
+        );
+        assert!(redacted(&far).ends_with(" wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"));
+        let hash = "AKIAIOSFODNN7EXAMPLE commit 3f786850e387550fdab836ed7e6dc881de23001b";
+        assert_eq!(
+            redacted(hash),
+            "[redacted:aws_access_key_id] commit 3f786850e387550fdab836ed7e6dc881de23001b"
+        );
+    }
+
+    /// Issue 19, redaction 5: custom fields by key, the rest of their values by the rules.
+    #[test]
+    fn custom_fields_lose_the_values_of_secret_keys() {
+        let r = Redactor::defaults();
+        let mut counts = Counts::new();
+        let mut fields =
+            r#"{"Temp-Password":"Start#2025","db_passwd":"x","user_pwd":null,"empty_secret":"","vpn":{"auth_token":"abc","user":"anna"},"token_count":3,"comment":"Passwort: Geheim1"}"#
+                .to_string();
+        assert!(r.redact_fields(&mut fields, &mut counts));
+        assert_eq!(
+            fields,
+            r#"{"Temp-Password":"[redacted:secret_field]","db_passwd":"[redacted:secret_field]","user_pwd":null,"empty_secret":"","vpn":{"auth_token":"[redacted:secret_field]","user":"anna"},"token_count":"[redacted:secret_field]","comment":"Passwort: [redacted:credential]"}"#
+        );
+        assert_eq!(counts.get(SECRET_FIELD), Some(&4));
+        assert_eq!(counts.get("credential"), Some(&1));
+        let mut again = Counts::new();
+        assert!(!r.redact_fields(&mut fields, &mut again));
+        assert!(again.is_empty());
+        // Untouched JSON keeps its exact text; text that is not JSON goes through the rules.
+        let mut plain = r#"{ "laptop" : "T14" }"#.to_string();
+        assert!(!r.redact_fields(&mut plain, &mut counts));
+        assert_eq!(plain, r#"{ "laptop" : "T14" }"#);
+        let mut broken = "{temp_password: pw=abc".to_string();
+        assert!(r.redact_fields(&mut broken, &mut counts));
+        assert_eq!(broken, "{temp_password: pw=[redacted:credential]");
+        // The rule switches off like any other.
+        let off = Redactor::new(&RedactSpec {
+            rules: Some(BTreeMap::from([(SECRET_FIELD.to_string(), false)])),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut fields = r#"{"temp_password":"Start#2025"}"#.to_string();
+        assert!(!off.redact_fields(&mut fields, &mut counts));
     }
 
     #[test]

@@ -82,6 +82,14 @@ impl World {
         }
     }
 
+    /// Applies a test's edit to a ticket (its fields, conversations, time entries) and bumps
+    /// `updated_at`.
+    pub(crate) fn edit(&mut self, id: i64, now: DateTime<Utc>, edit: impl FnOnce(&mut Ticket)) {
+        let t = self.ticket_mut(id, "edit_ticket");
+        edit(t);
+        t.updated_at = later(now, t.updated_at);
+    }
+
     pub(crate) fn delete(&mut self, id: i64) {
         self.ticket_mut(id, "delete_ticket").deleted = true;
     }
