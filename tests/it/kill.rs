@@ -20,8 +20,12 @@ fn command(sim: &Simulator, data: &str) -> Cmd {
         .data(data)
         .args(["--full-sync", "--rate-window-secs", "1"])
         .args(["--checkpoint-every", "15"])
+        .env("TICKETSYNC_ERASURE_KEY", ERASURE_KEY)
         .quiet()
 }
+
+/// One erasure key for every dataset of a test, so pseudonyms compare equal.
+const ERASURE_KEY: &str = "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
 
 async fn dump(dir: &std::path::Path) -> Dump {
     let storage = Storage::open(dir.to_str().unwrap(), &S3Options::default()).unwrap();
@@ -35,8 +39,172 @@ async fn killed_at_any_moment_then_rerun_equals_a_clean_run() {
         points: 20,
         tickets: 100,
         seed: 20_251_126,
+        forgotten: false,
     })
     .await;
+}
+
+/// The privacy oracle under kills (issue 19): a person forgotten before the first sync, with
+/// no name known, whose name and address other tickets mention in every encoding a mail client
+/// writes, and secrets planted in texts and custom fields. Killed at any moment — between
+/// learning the name and committing it too — and rerun: the dataset equals a clean run's, and
+/// no table, document, `_runs/` report, `_state/` file, log line or metric holds the person or
+/// a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_moment_a_forgotten_person_and_secrets_never_come_back() {
+    kill_and_rerun(Soak {
+        points: 8,
+        tickets: 100,
+        seed: 20_261_202,
+        forgotten: true,
+    })
+    .await;
+}
+
+/// What the privacy oracle looks for: the forgotten person and the planted secrets.
+struct Planted {
+    email: String,
+    needles: Vec<String>,
+}
+
+/// Picks the requester with the most tickets a clean run places (and a name of two words, so
+/// it can be learned), mentions them in other tickets (plain, `&nbsp;`, split by tags, in
+/// capitals, the address with `&#64;`) and plants secrets (quoted passwords, an AWS secret
+/// after its key id, a `temp_password` custom field).
+async fn plant(sim: &Simulator) -> Planted {
+    let probe = tempfile::tempdir().unwrap();
+    let ran = command(sim, probe.path().to_str().unwrap()).run().await;
+    assert!(matches!(ran.code, Some(0 | 1)), "probe run: {ran:?}");
+    let placed = dump(probe.path()).await;
+    let truth = sim.ground_truth();
+    let mut count: std::collections::BTreeMap<String, usize> = Default::default();
+    for row in placed.table("tickets") {
+        if let Some(email) = row
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("requester_email="))
+        {
+            *count.entry(email.to_string()).or_default() += 1;
+        }
+    }
+    let person = truth
+        .requesters
+        .iter()
+        .filter(|r| !r.first_name.is_empty() && !r.last_name.is_empty())
+        .max_by_key(|r| {
+            (
+                count.get(&r.primary_email).copied().unwrap_or(0),
+                std::cmp::Reverse(r.id),
+            )
+        })
+        .unwrap()
+        .clone();
+    assert!(count.get(&person.primary_email).copied().unwrap_or(0) > 0);
+    let (first, last) = (person.first_name.clone(), person.last_name.clone());
+    let email = person.primary_email.clone();
+    let escaped = email.replace('@', "&#64;");
+    let others: Vec<i64> = truth
+        .closed_tickets()
+        .filter(|t| t.requester_id != person.id)
+        .map(|t| t.id)
+        .step_by(9)
+        .take(6)
+        .collect();
+    let html = [
+        format!("<p>Spoke with {first}&nbsp;{last} about it.</p>"),
+        format!("<p><b>{first}</b> <b>{last}</b> called back.</p>"),
+        format!("<p>{} will confirm.</p>", format!("{first} {last}").to_uppercase()),
+        format!("<p>Copy to {escaped} please.</p>"),
+        "<p>Login pw = 'MotDePasse#42' and Password: \"Sommer2024!Rx\"</p>".to_string(),
+        "<p>AWS key AKIAIOSFODNN7EXAMPLE secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY for the backup bucket</p>".to_string(),
+    ];
+    for (id, line) in others.iter().zip(html) {
+        sim.edit_ticket(*id, |t| {
+            t.description.push_str(&line);
+            if let Some(fields) = t.custom_fields.as_object_mut() {
+                fields.insert("temp_password".into(), "Welcome!Onboard7".into());
+            }
+        });
+    }
+    let needles = [
+        email.clone(),
+        escaped,
+        format!("{first} {last}"),
+        format!("{first}&nbsp;{last}"),
+        format!("<b>{first}</b> <b>{last}</b>"),
+        "MotDePasse#42".into(),
+        "Sommer2024!Rx".into(),
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        "Welcome!Onboard7".into(),
+        "Relay!2025".into(),
+        "Fuser#48213".into(),
+    ];
+    Planted {
+        email,
+        needles: needles.into_iter().map(|n| n.to_lowercase()).collect(),
+    }
+}
+
+/// Forgets the planted person in `data` before any sync (no name known).
+async fn forget_first(data: &str, planted: &Planted) {
+    std::fs::create_dir_all(data).unwrap();
+    let ran = Cmd::new(["forget", "--data", data, "--email", planted.email.as_str()])
+        .env("TICKETSYNC_ERASURE_KEY", ERASURE_KEY)
+        .quiet()
+        .run()
+        .await;
+    assert_eq!(ran.code, Some(0), "forget: {}", ran.stderr);
+}
+
+/// Where the planted person or a secret shows: tables and documents (decoded), every other
+/// file of the dataset (`_runs/`, `_state/`) as text, and `outputs` (log lines, metrics).
+fn leaks(dir: &std::path::Path, dump: &Dump, outputs: &[String], planted: &Planted) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut look = |what: &str, text: &str| {
+        let text = text.to_lowercase();
+        for needle in &planted.needles {
+            if text.contains(needle.as_str()) {
+                found.push(format!("{what} holds {needle:?}"));
+            }
+        }
+    };
+    for (table, rows) in &dump.rows {
+        for row in rows {
+            look(&format!("table {table}"), row);
+        }
+    }
+    for (path, text) in &dump.markdown {
+        look(&format!("document {path}"), text);
+    }
+    for entry in walk(dir) {
+        if entry.extension().is_some_and(|e| e == "parquet") {
+            continue;
+        }
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        look(
+            &entry.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        );
+    }
+    for (i, out) in outputs.iter().enumerate() {
+        look(&format!("output {i}"), out);
+    }
+    found
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 /// The same check at any size, for a soak outside CI:
@@ -58,6 +226,7 @@ async fn soak() {
         points: var("KILL_POINTS", 100) as usize,
         tickets: var("KILL_TICKETS", 200) as usize,
         seed: var("KILL_SEED", 7),
+        forgotten: std::env::var("KILL_FORGOTTEN").is_ok(),
     })
     .await;
 }
@@ -67,6 +236,8 @@ struct Soak {
     tickets: usize,
     /// Seed of the kill moments.
     seed: u64,
+    /// A person forgotten first and secrets planted: the privacy oracle checks every rerun.
+    forgotten: bool,
 }
 
 /// Kills a full sync at `points` seeded moments (every second point twice in a row), reruns it
@@ -84,22 +255,53 @@ async fn kill_and_rerun(soak: Soak) {
         ..SimConfig::default()
     };
     let sim = Simulator::start(config, 0).await.unwrap();
+    let planted = match soak.forgotten {
+        true => Some(plant(&sim).await),
+        false => None,
+    };
+    let metrics_dir = tempfile::tempdir().unwrap();
+    let metrics = metrics_dir.path().join("ticketsync.prom");
+    // Log lines at `info` and the metrics file: the privacy oracle reads them too.
+    let checked = |data: &str| {
+        let cmd = command(&sim, data);
+        if planted.is_some() {
+            cmd.log("info")
+                .args(["--metrics-file", metrics.to_str().unwrap()])
+        } else {
+            cmd
+        }
+    };
 
     let clean_dir = tempfile::tempdir().unwrap();
     let clean_data = clean_dir.path().to_str().unwrap().to_string();
+    if let Some(p) = &planted {
+        forget_first(&clean_data, p).await;
+    }
     let started = Instant::now();
-    let ran = command(&sim, &clean_data).run().await;
+    let ran = checked(&clean_data).run().await;
     let clean_time = started.elapsed();
     let clean_requests = sim.requests();
     assert!(matches!(ran.code, Some(0 | 1)), "clean run: {ran:?}");
     let clean = dump(clean_dir.path()).await;
     assert!(!clean.table("tickets").is_empty());
+    if let Some(p) = &planted {
+        let outputs = [
+            ran.stdout.clone(),
+            ran.stderr.clone(),
+            std::fs::read_to_string(&metrics).unwrap(),
+        ];
+        let found = leaks(clean_dir.path(), &clean, &outputs, p);
+        assert!(found.is_empty(), "clean run: {found:#?}");
+    }
 
     let mut rng = StdRng::seed_from_u64(soak.seed);
     let mut killed_mid_run = 0;
     for point in 0..soak.points {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_string();
+        if let Some(p) = &planted {
+            forget_first(&data, p).await;
+        }
         // Up to two kills in a row before the run is allowed to finish. A kill moment is a
         // share of the clean run's requests, then a few milliseconds more (so kills also land
         // between requests: in a Parquet write, a commit): a clock would hit different moments
@@ -119,13 +321,22 @@ async fn kill_and_rerun(soak: Soak) {
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
         }
-        let ran = command(&sim, &data).run().await;
+        let ran = checked(&data).run().await;
         assert!(
             matches!(ran.code, Some(0 | 1)),
             "kill point {point}: rerun {ran:?}"
         );
         let after = dump(dir.path()).await;
         crate::backends::assert_same_dataset(&clean, &after, &format!("kill point {point}"));
+        if let Some(p) = &planted {
+            let outputs = [
+                ran.stdout.clone(),
+                ran.stderr.clone(),
+                std::fs::read_to_string(&metrics).unwrap(),
+            ];
+            let found = leaks(dir.path(), &after, &outputs, p);
+            assert!(found.is_empty(), "kill point {point}: {found:#?}");
+        }
     }
     println!(
         "survived {} kill points, {killed_mid_run} kills hit a running sync (clean run {:.2} s, {clean_requests} requests)",

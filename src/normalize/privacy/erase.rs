@@ -361,7 +361,22 @@ impl Erasures {
             }
             keep
         });
-        spans
+        // Spans of one person apart by whitespace only become one: "Jane Doe" is one
+        // pseudonym whether the full name was known (one span) or only its words on the
+        // person's own ticket (two), so a text does not depend on when the name was learned.
+        let mut merged: Vec<(usize, usize, usize)> = Vec::with_capacity(spans.len());
+        for span in spans {
+            match merged.last_mut() {
+                Some(prev)
+                    if prev.2 == span.2
+                        && text[prev.1..span.0].chars().all(char::is_whitespace) =>
+                {
+                    prev.1 = span.1;
+                }
+                _ => merged.push(span),
+            }
+        }
+        merged
     }
 
     fn scrub_in_place(&self, text: &mut String, own: Option<&Own>) -> bool {
@@ -650,6 +665,27 @@ pub(super) mod tests {
         let p = e.person("Jane.Doe@Example.com ", Some("Jane  Doe"), &[42], at);
         e.add(p);
         e
+    }
+
+    /// Found by the privacy oracle under kills: on the person's own ticket, before their name
+    /// was learned, its words were replaced one by one ("erased-x erased-x"); after, the name
+    /// as a whole ("erased-x"), so the dataset depended on when the name was learned.
+    #[test]
+    fn a_name_is_one_pseudonym_whether_known_whole_or_by_its_words() {
+        let mut address_only = Erasures::new(b"0123456789abcdef0123456789abcdef", Vec::new());
+        let at = "2026-11-30T00:00:00Z".parse().unwrap();
+        let p = address_only.person("jane.doe@example.com", None, &[42], at);
+        address_only.add(p);
+        let whole = erasures();
+        let pseudonym = whole.people()[0].pseudonym.clone();
+        let own = Own {
+            person: 0,
+            parts: ["jane".to_string(), "doe".to_string()].into(),
+        };
+        let text = "Thanks,\nJane Doe jane.doe@example.com";
+        let by_words = address_only.scrub(text, Some(&own)).into_owned();
+        assert_eq!(by_words, whole.scrub(text, Some(&own)));
+        assert_eq!(by_words, format!("Thanks,\n{pseudonym}"));
     }
 
     #[test]
