@@ -51,6 +51,8 @@ pub struct Case {
     pub workspaces: usize,
     /// The run under test re-scans recently closed tickets (see [`check_case`]).
     pub rescan: bool,
+    /// A person is forgotten right before the run under test (see [`privacy`]).
+    pub forgotten: bool,
 }
 
 impl Case {
@@ -64,7 +66,13 @@ impl Case {
             faults: Vec::new(),
             workspaces: 1,
             rescan: false,
+            forgotten: false,
         }
+    }
+
+    fn forgotten(mut self) -> Case {
+        self.forgotten = true;
+        self
     }
 
     fn workspaces(mut self, workspaces: usize) -> Case {
@@ -394,6 +402,11 @@ pub async fn check_case(case: &Case) -> Vec<String> {
             }
         }
     }
+    let planted = if case.forgotten {
+        Some(privacy::plant_and_forget(&h).await)
+    } else {
+        None
+    };
     let before = dump(h.dump().await);
     let cursor_before = cursor(&h.storage).await;
 
@@ -431,6 +444,8 @@ pub async fn check_case(case: &Case) -> Vec<String> {
         data: Some(clean_dir.path().to_str().unwrap().into()),
         ..spec(&h, true)
     };
+    // The same people are forgotten in it, under the same key (same pseudonyms).
+    privacy::copy_erasures(&h.storage, &clean_storage).await;
     let job = ticketsync::job::Job::resolve(clean_spec, None).unwrap();
     let clean = ticketsync::pipeline::run(&job, h.source(&job), &clean_storage)
         .await
@@ -445,6 +460,11 @@ pub async fn check_case(case: &Case) -> Vec<String> {
     let except: BTreeSet<i64> = touched.union(&spoiled).copied().collect();
 
     let report = outcome.as_ref().ok().map(|o| &o.report);
+    if let Some(p) = &planted {
+        for leak in privacy::leaks(&h.storage, &after, report, p).await {
+            problems.push(format!("after the run under test: {leak}"));
+        }
+    }
     if matches!(exit, Exit::Ok | Exit::OkWithRejects)
         && report.is_some_and(|r| r.tickets.listed == 0)
     {
@@ -501,6 +521,11 @@ pub async fn check_case(case: &Case) -> Vec<String> {
         problems.push(format!("the clean run after it failed: {e}"));
     }
     let converged = dump(h.dump().await);
+    if let Some(p) = &planted {
+        for leak in privacy::leaks(&h.storage, &converged, Some(&next.report), p).await {
+            problems.push(format!("after the next clean run: {leak}"));
+        }
+    }
     for d in differences(&converged, &want, &spoiled) {
         problems.push(format!("the next clean run did not converge: {d}"));
     }
@@ -534,6 +559,172 @@ async fn holds(case: Case) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// The privacy oracle (issue 19): a person forgotten before the run under test, mentioned in
+/// other tickets in every encoding a mail client writes, and secrets planted in texts and
+/// custom fields; after every run no table, document, `_runs/` or `_state/` object, run
+/// report or metric may hold them.
+mod privacy {
+    use super::*;
+
+    /// What the oracle looks for (lowercase).
+    pub struct Planted {
+        pub needles: Vec<String>,
+    }
+
+    /// Picks the requester with the most placed tickets (a clean probe run decides; a name of
+    /// two words, so it can be learned), plants mentions and secrets, and forgets them.
+    pub async fn plant_and_forget(h: &Harness) -> Planted {
+        let probe = tempfile::tempdir().unwrap();
+        let storage = Storage::open(probe.path().to_str().unwrap(), &S3Options::default()).unwrap();
+        let job = ticketsync::job::Job::resolve(
+            JobSpec {
+                data: Some(probe.path().to_str().unwrap().into()),
+                ..spec(h, true)
+            },
+            None,
+        )
+        .unwrap();
+        ticketsync::pipeline::run(&job, h.source(&job), &storage)
+            .await
+            .expect("the probe run starts");
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for row in Dump::of(&storage).await.table("tickets") {
+            if let Some(email) = row
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix("requester_email="))
+            {
+                *count.entry(email.to_string()).or_default() += 1;
+            }
+        }
+        let truth = h.sim.ground_truth();
+        let person = truth
+            .requesters
+            .iter()
+            .filter(|r| !r.first_name.is_empty() && !r.last_name.is_empty())
+            .max_by_key(|r| {
+                (
+                    count.get(&r.primary_email).copied().unwrap_or(0),
+                    std::cmp::Reverse(r.id),
+                )
+            })
+            .expect("a requester")
+            .clone();
+        let (first, last) = (person.first_name.clone(), person.last_name.clone());
+        let email = person.primary_email.clone();
+        let escaped = email.replace('@', "&#64;");
+        let lines = [
+            format!("<p>Spoke with {first}&nbsp;{last} about it.</p>"),
+            format!("<p><b>{first}</b> <b>{last}</b> called back.</p>"),
+            format!("<p>{} will confirm.</p>", format!("{first} {last}").to_uppercase()),
+            format!("<p>Copy to {escaped} please.</p>"),
+            "<p>Login pw = 'MotDePasse#42' and Password: \"Sommer2024!Rx\"</p>".to_string(),
+            "<p>AWS key AKIAIOSFODNN7EXAMPLE secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY for the backup bucket</p>".to_string(),
+        ];
+        let others: Vec<i64> = truth
+            .closed_tickets()
+            .filter(|t| t.requester_id != person.id)
+            .map(|t| t.id)
+            .step_by(7)
+            .take(lines.len())
+            .collect();
+        for (id, line) in others.iter().zip(lines) {
+            h.sim.edit_ticket(*id, |t| {
+                t.description.push_str(&line);
+                if let Some(fields) = t.custom_fields.as_object_mut() {
+                    fields.insert("temp_password".into(), "Welcome!Onboard7".into());
+                }
+            });
+        }
+        ticketsync::dataset::forget::forget(
+            &h.storage,
+            &ticketsync::dataset::forget::Request {
+                email: email.clone(),
+                name: None,
+                dry_run: false,
+                lock_ttl: std::time::Duration::from_secs(60),
+            },
+        )
+        .await
+        .expect("forget");
+        let needles = [
+            email.clone(),
+            escaped,
+            format!("{first} {last}"),
+            format!("{first}&nbsp;{last}"),
+            format!("<b>{first}</b> <b>{last}</b>"),
+            "MotDePasse#42".into(),
+            "Sommer2024!Rx".into(),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            "Welcome!Onboard7".into(),
+            "Relay!2025".into(),
+            "Fuser#48213".into(),
+        ];
+        Planted {
+            needles: needles.into_iter().map(|n| n.to_lowercase()).collect(),
+        }
+    }
+
+    /// Copies the erasure record and its key.
+    pub async fn copy_erasures(from: &Storage, to: &Storage) {
+        for name in [state::erasures::ERASURES, state::erasures::KEY] {
+            let path = ticketsync::storage::layout::state(name);
+            if let Some(bytes) = from.get(&path).await.unwrap() {
+                to.put(&path, bytes).await.unwrap();
+            }
+        }
+    }
+
+    /// Where a planted value shows.
+    pub async fn leaks(
+        storage: &Storage,
+        dump: &Dump,
+        report: Option<&ticketsync::report::RunReport>,
+        planted: &Planted,
+    ) -> Vec<String> {
+        let mut texts: Vec<(String, String)> = Vec::new();
+        for (table, rows) in &dump.rows {
+            texts.extend(rows.iter().map(|r| (format!("table {table}"), r.clone())));
+        }
+        for (path, text) in &dump.markdown {
+            texts.push((format!("document {path}"), text.clone()));
+        }
+        for path in storage
+            .list(&object_store::path::Path::from(""))
+            .await
+            .unwrap()
+        {
+            let name = path.to_string();
+            if (name.starts_with("_runs/") || name.starts_with("_state/"))
+                && !name.ends_with(".parquet")
+            {
+                let bytes = storage.get(&path).await.unwrap().unwrap_or_default();
+                texts.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+        }
+        if let Some(report) = report {
+            texts.push((
+                "the run report".into(),
+                serde_json::to_string(report).unwrap(),
+            ));
+            let facts = ticketsync::metrics::Facts::from_report(report);
+            texts.push((
+                "the metrics".into(),
+                ticketsync::metrics::encode_text(&facts, None),
+            ));
+        }
+        let mut found = Vec::new();
+        for (what, text) in texts {
+            let text = text.to_lowercase();
+            for needle in &planted.needles {
+                if text.contains(needle.as_str()) {
+                    found.push(format!("{what} holds {needle:?}"));
+                }
+            }
+        }
+        found
+    }
 }
 
 // ---- The generator ----------------------------------------------------------------------
@@ -625,9 +816,20 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(fault_rule(), 0..2),
         prop_oneof![2 => Just(1usize), 1 => Just(3usize)],
         any::<bool>(),
+        prop::bool::weighted(0.25),
     )
         .prop_map(
-            |(seed, tickets, stored, big_children, mutations, faults, workspaces, rescan)| Case {
+            |(
+                seed,
+                tickets,
+                stored,
+                big_children,
+                mutations,
+                faults,
+                workspaces,
+                rescan,
+                forgotten,
+            )| Case {
                 seed,
                 tickets,
                 stored,
@@ -637,6 +839,7 @@ fn case() -> impl Strategy<Value = Case> {
                 workspaces,
                 // A re-scan needs stored rows to re-scan.
                 rescan: rescan && stored,
+                forgotten,
             },
         )
 }
@@ -978,6 +1181,20 @@ async fn a_server_that_ignores_page_fails_the_listing_at_once() {
         Case::new(21, 383, true)
             .mutate(tickets_list(Mutation::IgnorePage))
             .mutate(tickets_list(Mutation::StripLink)),
+    )
+    .await;
+}
+
+/// The privacy oracle in the harness: a person forgotten with no name known (a fresh dataset)
+/// or known from stored rows, under mutations that refetch and relist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_person_and_planted_secrets_never_reach_the_dataset() {
+    holds(Case::new(22, 200, false).forgotten()).await;
+    holds(
+        Case::new(23, 200, true)
+            .forgotten()
+            .mutate(tickets_list(Mutation::StripLink))
+            .mutate(HostileRule::once("tickets_list", 1, Mutation::DeleteFirst)),
     )
     .await;
 }
