@@ -525,6 +525,19 @@ pub async fn check_case(case: &Case) -> Vec<String> {
         for leak in privacy::leaks(&h.storage, &converged, Some(&next.report), p).await {
             problems.push(format!("after the next clean run: {leak}"));
         }
+        // The privacy commands rewrite what is stored: nothing may come back through them.
+        let ttl = std::time::Duration::from_secs(60);
+        let redactor = std::sync::Arc::new(ticketsync::normalize::privacy::Redactor::defaults());
+        ticketsync::dataset::redact::redact(&h.storage, redactor, false, ttl)
+            .await
+            .expect("redact");
+        ticketsync::dataset::retention::prune(&h.storage, 300, false, ttl)
+            .await
+            .expect("prune");
+        let pruned = dump(h.dump().await);
+        for leak in privacy::leaks(&h.storage, &pruned, None, p).await {
+            problems.push(format!("after redact and prune: {leak}"));
+        }
     }
     for d in differences(&converged, &want, &spoiled) {
         problems.push(format!("the next clean run did not converge: {d}"));
@@ -567,14 +580,10 @@ async fn holds(case: Case) {
 /// report or metric may hold them.
 mod privacy {
     use super::*;
+    pub use crate::support::planted::Planted;
 
-    /// What the oracle looks for (lowercase).
-    pub struct Planted {
-        pub needles: Vec<String>,
-    }
-
-    /// Picks the requester with the most placed tickets (a clean probe run decides; a name of
-    /// two words, so it can be learned), plants mentions and secrets, and forgets them.
+    /// Plants the person and secrets (see [`crate::support::planted`]) and forgets the person:
+    /// the requester with the most tickets a clean probe run places.
     pub async fn plant_and_forget(h: &Harness) -> Planted {
         let probe = tempfile::tempdir().unwrap();
         let storage = Storage::open(probe.path().to_str().unwrap(), &S3Options::default()).unwrap();
@@ -589,58 +598,12 @@ mod privacy {
         ticketsync::pipeline::run(&job, h.source(&job), &storage)
             .await
             .expect("the probe run starts");
-        let mut count: BTreeMap<String, usize> = BTreeMap::new();
-        for row in Dump::of(&storage).await.table("tickets") {
-            if let Some(email) = row
-                .split(' ')
-                .find_map(|kv| kv.strip_prefix("requester_email="))
-            {
-                *count.entry(email.to_string()).or_default() += 1;
-            }
-        }
-        let truth = h.sim.ground_truth();
-        let person = truth
-            .requesters
-            .iter()
-            .filter(|r| !r.first_name.is_empty() && !r.last_name.is_empty())
-            .max_by_key(|r| {
-                (
-                    count.get(&r.primary_email).copied().unwrap_or(0),
-                    std::cmp::Reverse(r.id),
-                )
-            })
-            .expect("a requester")
-            .clone();
-        let (first, last) = (person.first_name.clone(), person.last_name.clone());
-        let email = person.primary_email.clone();
-        let escaped = email.replace('@', "&#64;");
-        let lines = [
-            format!("<p>Spoke with {first}&nbsp;{last} about it.</p>"),
-            format!("<p><b>{first}</b> <b>{last}</b> called back.</p>"),
-            format!("<p>{} will confirm.</p>", format!("{first} {last}").to_uppercase()),
-            format!("<p>Copy to {escaped} please.</p>"),
-            "<p>Login pw = 'MotDePasse#42' and Password: \"Sommer2024!Rx\"</p>".to_string(),
-            "<p>AWS key AKIAIOSFODNN7EXAMPLE secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY for the backup bucket</p>".to_string(),
-        ];
-        let others: Vec<i64> = truth
-            .closed_tickets()
-            .filter(|t| t.requester_id != person.id)
-            .map(|t| t.id)
-            .step_by(7)
-            .take(lines.len())
-            .collect();
-        for (id, line) in others.iter().zip(lines) {
-            h.sim.edit_ticket(*id, |t| {
-                t.description.push_str(&line);
-                if let Some(fields) = t.custom_fields.as_object_mut() {
-                    fields.insert("temp_password".into(), "Welcome!Onboard7".into());
-                }
-            });
-        }
+        let person = crate::support::planted::busiest_placed(&h.sim, &Dump::of(&storage).await);
+        let planted = crate::support::planted::plant(&h.sim, &person);
         ticketsync::dataset::forget::forget(
             &h.storage,
             &ticketsync::dataset::forget::Request {
-                email: email.clone(),
+                email: planted.email.clone(),
                 name: None,
                 dry_run: false,
                 lock_ttl: std::time::Duration::from_secs(60),
@@ -648,22 +611,7 @@ mod privacy {
         )
         .await
         .expect("forget");
-        let needles = [
-            email.clone(),
-            escaped,
-            format!("{first} {last}"),
-            format!("{first}&nbsp;{last}"),
-            format!("<b>{first}</b> <b>{last}</b>"),
-            "MotDePasse#42".into(),
-            "Sommer2024!Rx".into(),
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
-            "Welcome!Onboard7".into(),
-            "Relay!2025".into(),
-            "Fuser#48213".into(),
-        ];
-        Planted {
-            needles: needles.into_iter().map(|n| n.to_lowercase()).collect(),
-        }
+        planted
     }
 
     /// Copies the erasure record and its key.
@@ -684,12 +632,6 @@ mod privacy {
         planted: &Planted,
     ) -> Vec<String> {
         let mut texts: Vec<(String, String)> = Vec::new();
-        for (table, rows) in &dump.rows {
-            texts.extend(rows.iter().map(|r| (format!("table {table}"), r.clone())));
-        }
-        for (path, text) in &dump.markdown {
-            texts.push((format!("document {path}"), text.clone()));
-        }
         for path in storage
             .list(&object_store::path::Path::from(""))
             .await
@@ -714,16 +656,7 @@ mod privacy {
                 ticketsync::metrics::encode_text(&facts, None),
             ));
         }
-        let mut found = Vec::new();
-        for (what, text) in texts {
-            let text = text.to_lowercase();
-            for needle in &planted.needles {
-                if text.contains(needle.as_str()) {
-                    found.push(format!("{what} holds {needle:?}"));
-                }
-            }
-        }
-        found
+        planted.leaks(dump, &texts)
     }
 }
 

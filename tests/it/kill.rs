@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 use ticketsync::storage::{S3Options, Storage};
 
+use crate::support::planted::{self, Planted};
 use crate::support::{reports, Cmd, Dump};
 
 /// A quiet full sync of `sim` into `data`.
@@ -61,87 +62,14 @@ async fn killed_at_any_moment_a_forgotten_person_and_secrets_never_come_back() {
     .await;
 }
 
-/// What the privacy oracle looks for: the forgotten person and the planted secrets.
-struct Planted {
-    email: String,
-    needles: Vec<String>,
-}
-
-/// Picks the requester with the most tickets a clean run places (and a name of two words, so
-/// it can be learned), mentions them in other tickets (plain, `&nbsp;`, split by tags, in
-/// capitals, the address with `&#64;`) and plants secrets (quoted passwords, an AWS secret
-/// after its key id, a `temp_password` custom field).
+/// Plants the privacy oracle's person and secrets (see [`crate::support::planted`]): the
+/// person with the most tickets a probe run places.
 async fn plant(sim: &Simulator) -> Planted {
     let probe = tempfile::tempdir().unwrap();
     let ran = command(sim, probe.path().to_str().unwrap()).run().await;
     assert!(matches!(ran.code, Some(0 | 1)), "probe run: {ran:?}");
-    let placed = dump(probe.path()).await;
-    let truth = sim.ground_truth();
-    let mut count: std::collections::BTreeMap<String, usize> = Default::default();
-    for row in placed.table("tickets") {
-        if let Some(email) = row
-            .split(' ')
-            .find_map(|kv| kv.strip_prefix("requester_email="))
-        {
-            *count.entry(email.to_string()).or_default() += 1;
-        }
-    }
-    let person = truth
-        .requesters
-        .iter()
-        .filter(|r| !r.first_name.is_empty() && !r.last_name.is_empty())
-        .max_by_key(|r| {
-            (
-                count.get(&r.primary_email).copied().unwrap_or(0),
-                std::cmp::Reverse(r.id),
-            )
-        })
-        .unwrap()
-        .clone();
-    assert!(count.get(&person.primary_email).copied().unwrap_or(0) > 0);
-    let (first, last) = (person.first_name.clone(), person.last_name.clone());
-    let email = person.primary_email.clone();
-    let escaped = email.replace('@', "&#64;");
-    let others: Vec<i64> = truth
-        .closed_tickets()
-        .filter(|t| t.requester_id != person.id)
-        .map(|t| t.id)
-        .step_by(9)
-        .take(6)
-        .collect();
-    let html = [
-        format!("<p>Spoke with {first}&nbsp;{last} about it.</p>"),
-        format!("<p><b>{first}</b> <b>{last}</b> called back.</p>"),
-        format!("<p>{} will confirm.</p>", format!("{first} {last}").to_uppercase()),
-        format!("<p>Copy to {escaped} please.</p>"),
-        "<p>Login pw = 'MotDePasse#42' and Password: \"Sommer2024!Rx\"</p>".to_string(),
-        "<p>AWS key AKIAIOSFODNN7EXAMPLE secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY for the backup bucket</p>".to_string(),
-    ];
-    for (id, line) in others.iter().zip(html) {
-        sim.edit_ticket(*id, |t| {
-            t.description.push_str(&line);
-            if let Some(fields) = t.custom_fields.as_object_mut() {
-                fields.insert("temp_password".into(), "Welcome!Onboard7".into());
-            }
-        });
-    }
-    let needles = [
-        email.clone(),
-        escaped,
-        format!("{first} {last}"),
-        format!("{first}&nbsp;{last}"),
-        format!("<b>{first}</b> <b>{last}</b>"),
-        "MotDePasse#42".into(),
-        "Sommer2024!Rx".into(),
-        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
-        "Welcome!Onboard7".into(),
-        "Relay!2025".into(),
-        "Fuser#48213".into(),
-    ];
-    Planted {
-        email,
-        needles: needles.into_iter().map(|n| n.to_lowercase()).collect(),
-    }
+    let person = planted::busiest_placed(sim, &dump(probe.path()).await);
+    planted::plant(sim, &person)
 }
 
 /// Forgets the planted person in `data` before any sync (no name known).
@@ -158,37 +86,24 @@ async fn forget_first(data: &str, planted: &Planted) {
 /// Where the planted person or a secret shows: tables and documents (decoded), every other
 /// file of the dataset (`_runs/`, `_state/`) as text, and `outputs` (log lines, metrics).
 fn leaks(dir: &std::path::Path, dump: &Dump, outputs: &[String], planted: &Planted) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut look = |what: &str, text: &str| {
-        let text = text.to_lowercase();
-        for needle in &planted.needles {
-            if text.contains(needle.as_str()) {
-                found.push(format!("{what} holds {needle:?}"));
-            }
-        }
-    };
-    for (table, rows) in &dump.rows {
-        for row in rows {
-            look(&format!("table {table}"), row);
-        }
-    }
-    for (path, text) in &dump.markdown {
-        look(&format!("document {path}"), text);
-    }
-    for entry in walk(dir) {
-        if entry.extension().is_some_and(|e| e == "parquet") {
-            continue;
-        }
-        let bytes = std::fs::read(&entry).unwrap_or_default();
-        look(
-            &entry.display().to_string(),
-            &String::from_utf8_lossy(&bytes),
-        );
-    }
-    for (i, out) in outputs.iter().enumerate() {
-        look(&format!("output {i}"), out);
-    }
-    found
+    let mut texts: Vec<(String, String)> = walk(dir)
+        .into_iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "parquet"))
+        .map(|f| {
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            (
+                f.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        })
+        .collect();
+    texts.extend(
+        outputs
+            .iter()
+            .enumerate()
+            .map(|(i, out)| (format!("output {i}"), out.clone())),
+    );
+    planted.leaks(dump, &texts)
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -276,3 +276,58 @@ async fn conditional_create_is_honoured_by_the_server() {
         .collect();
     assert_eq!(methods, ["PUT", "PUT", "GET"]);
 }
+
+/// Issue 19: of several runs taking over an expired lock at once on S3, exactly one wins (the
+/// takeover is a conditional create of a claim on that lock version, not a delete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_runs_taking_over_an_expired_lock_on_s3_exactly_one_wins() {
+    let h = Harness::on(Backend::S3, small(fixed_now())).await;
+    for round in 0..10 {
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(2);
+        let stale = ticketsync::state::lock::LockInfo {
+            run_id: format!("killed-{round}"),
+            host: "a-node-that-is-gone".into(),
+            pid: 4242,
+            boot_id: None,
+            pid_ns: None,
+            started_at: long_ago,
+            refreshed_at: long_ago,
+            expires_at: long_ago + chrono::Duration::minutes(10),
+        };
+        h.storage
+            .put(
+                &layout::state("lock.json"),
+                serde_json::to_vec(&stale).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        let runs = (0..4).map(|n| {
+            let storage = h.storage.clone();
+            tokio::spawn(async move {
+                Lock::acquire(
+                    &storage,
+                    &format!("run-{round}-{n}"),
+                    Duration::from_secs(60),
+                )
+                .await
+            })
+        });
+        let won: Vec<Lock> = futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .filter_map(|r| r.unwrap().ok())
+            .collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: {} runs took the lock",
+            won.len()
+        );
+        for lock in won {
+            lock.verify().await.unwrap();
+            lock.release().await.unwrap();
+        }
+        let left: Vec<_> = h.storage.list(&Path::from("_state")).await.unwrap();
+        assert!(left.is_empty(), "round {round}: {left:?}");
+    }
+}

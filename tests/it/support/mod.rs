@@ -6,6 +6,7 @@
 
 pub mod cmd;
 pub mod golden;
+pub mod planted;
 pub mod s3;
 
 use std::collections::BTreeMap;

@@ -48,6 +48,9 @@ struct State {
     /// Requests with a sequence number at or above this get no answer.
     hang_from: AtomicUsize,
     hung: Notify,
+    /// S3 makes a conditional PUT (`If-None-Match`, `If-Match`) atomic; s3s-fs checks, then
+    /// writes. Conditional PUTs are served one at a time here, so two creators cannot both win.
+    conditional: tokio::sync::Mutex<()>,
 }
 
 impl S3Server {
@@ -68,6 +71,7 @@ impl S3Server {
             served: AtomicUsize::new(0),
             hang_from: AtomicUsize::new(usize::MAX),
             hung: Notify::new(),
+            conditional: tokio::sync::Mutex::new(()),
         });
         let task = tokio::spawn({
             let state = state.clone();
@@ -102,6 +106,13 @@ impl S3Server {
                             if !bucket.is_empty() && !state.root.join(bucket).is_dir() {
                                 return Ok(no_such_bucket(bucket));
                             }
+                            let conditional = req.method() == hyper::Method::PUT
+                                && (req.headers().contains_key("if-none-match")
+                                    || req.headers().contains_key("if-match"));
+                            let _one_at_a_time = match conditional {
+                                true => Some(state.conditional.lock().await),
+                                false => None,
+                            };
                             hyper::service::Service::call(&service, req).await
                         }
                     });
