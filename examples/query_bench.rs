@@ -415,6 +415,7 @@ async fn run(
                 let query = TicketQuery {
                     account: account.into(),
                     year: Some(year),
+                    basis: ticketsync::query::Basis::Closed,
                 };
                 let docs = dataset.tickets(&query).await?;
                 output::write_tickets(&mut file, &docs, Format::Json)?;

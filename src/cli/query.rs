@@ -18,10 +18,19 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 /// billable_hours; sorted by closed_at, then ticket_id.
 ///
 /// With --rollup: tickets and hours (total, billable, non-billable) per month or for the year,
-/// per account; months without tickets show as zeros. --basis closed counts a ticket's hours in
-/// the month it closed; --basis worked counts each time entry in the month of its executed_at.
+/// per account; months without tickets show as zeros.
 ///
-/// Only the partitions a query needs are read: one account and year opens one file per table.
+/// --basis says which date puts a ticket in a year and month:
+///   updated (default)  last_updated_at: what Codex's ?year=Y selects and the month Ledger
+///                      bills a ticket's total_hours_spent in. A time entry logged after
+///                      close moves the ticket (and its hours) to the month it was logged in.
+///   closed             closed_at (the year= partition): one partition per account and year.
+///   worked             each time entry's minutes in the month of its executed_at (--rollup).
+/// The rollup names its basis in every row (basis column / field).
+///
+/// Only the partitions a query needs are read: with --basis closed one account and year opens
+/// one file per table; with updated, the account's partitions of that year and before (a
+/// ticket last updated in Y closed in Y or earlier).
 /// S3 credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 /// AWS_REGION, AWS_ENDPOINT_URL, ...); the job file's [s3] table can set endpoint and region.
 ///
@@ -30,6 +39,7 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 ///   ticketsync query --data ./data --account 482913 --year 2025 --rollup month
 ///   ticketsync query --data s3://bucket/fs --year 2025 --rollup year --format csv > hours.csv
 ///   ticketsync query --job jobs/nightly.toml --year 2025 --rollup month --basis worked
+///   ticketsync query --data ./data --account 482913 --year 2025 --basis closed
 ///
 /// Exit codes: 0 ok (also when nothing matches, or when the reader closes the pipe);
 /// 2 failed (missing or empty dataset, unreadable files); 3 bad command line or job file,
@@ -49,7 +59,7 @@ pub struct QueryArgs {
     #[arg(long, value_name = "ACCT", value_parser = account, required_unless_present = "rollup")]
     pub account: Option<String>,
 
-    /// UTC year of closed_at (required with --rollup).
+    /// UTC year of the --basis date: last_updated_at by default (required with --rollup).
     #[arg(long, value_name = "YYYY", value_parser = clap::value_parser!(i32).range(1970..=9999))]
     pub year: Option<i32>,
 
@@ -57,8 +67,8 @@ pub struct QueryArgs {
     #[arg(long, value_enum, requires = "year")]
     pub rollup: Option<RollupArg>,
 
-    /// Which month hours count in [default: closed].
-    #[arg(long, value_enum, requires = "rollup")]
+    /// Which date puts a ticket in a year and month [default: updated, as Codex and Ledger].
+    #[arg(long, value_enum)]
     pub basis: Option<BasisArg>,
 
     /// Output format [default: table on a terminal, json otherwise].
@@ -75,9 +85,11 @@ pub enum RollupArg {
     Year,
 }
 
-/// `--basis`: which month a ticket's hours count in.
+/// `--basis`: which date puts a ticket (and its hours) in a year and month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BasisArg {
+    /// last_updated_at: Codex's ?year= and Ledger's billing month.
+    Updated,
     /// A ticket's hours in the month it closed.
     Closed,
     /// Each time entry's minutes in the month of its executed_at.
@@ -116,6 +128,11 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
     let location = args.data.clone().or(file.data).ok_or_else(|| {
         Error::config("no dataset: give --data DIR|URL or a --job file with data")
     })?;
+    if args.rollup.is_none() && args.basis == Some(BasisArg::Worked) {
+        return Err(Error::config(
+            "--basis worked applies to --rollup only (a ticket has many work dates); use updated or closed",
+        ));
+    }
     let s3 = file.s3.unwrap_or_default();
     let dataset = Dataset::open(&location, &s3)?;
     let format = match args.format {
@@ -136,6 +153,12 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
                     .account
                     .ok_or_else(|| Error::config("--account is required"))?,
                 year: args.year,
+                basis: match args.basis {
+                    None | Some(BasisArg::Updated) => Basis::Updated,
+                    Some(BasisArg::Closed) => Basis::Closed,
+                    // Refused above.
+                    Some(BasisArg::Worked) => Basis::Closed,
+                },
             };
             let tickets = dataset
                 .tickets(&query)
@@ -156,7 +179,8 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
                     RollupArg::Year => Period::Year,
                 },
                 basis: match args.basis {
-                    None | Some(BasisArg::Closed) => Basis::Closed,
+                    None | Some(BasisArg::Updated) => Basis::Updated,
+                    Some(BasisArg::Closed) => Basis::Closed,
                     Some(BasisArg::Worked) => Basis::Worked,
                 },
             };

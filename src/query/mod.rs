@@ -121,7 +121,37 @@ pub struct PartitionFile {
 #[derive(Debug, Clone, Copy)]
 struct Selection<'a> {
     account: Option<&'a str>,
-    year: Option<i32>,
+    years: Years,
+}
+
+/// Which `year=` partitions (the year a ticket closed) a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Years {
+    All,
+    /// Tickets closed in this year.
+    Exactly(i32),
+    /// Tickets closed in this year or before: every ticket last updated in it (a ticket is
+    /// updated when it closes, and never before).
+    UpTo(i32),
+}
+
+impl Years {
+    fn holds(self, year: i32) -> bool {
+        match self {
+            Years::All => true,
+            Years::Exactly(y) => year == y,
+            Years::UpTo(y) => year <= y,
+        }
+    }
+
+    /// The partitions of `basis` for a query of `year`.
+    fn of(basis: Basis, year: Option<i32>) -> Years {
+        match (basis, year) {
+            (_, None) | (Basis::Worked, _) => Years::All,
+            (Basis::Closed, Some(y)) => Years::Exactly(y),
+            (Basis::Updated, Some(y)) => Years::UpTo(y),
+        }
+    }
 }
 
 impl Dataset {
@@ -187,7 +217,7 @@ impl Dataset {
     async fn ticket_files(&self, query: &TicketQuery) -> Result<FileSet> {
         let selection = Selection {
             account: Some(&query.account),
-            year: query.year,
+            years: Years::of(query.basis, query.year),
         };
         self.files(
             &[Table::Tickets, Table::Conversations, Table::Notes],
@@ -197,20 +227,14 @@ impl Dataset {
     }
 
     async fn rollup_files(&self, query: &RollupQuery) -> Result<FileSet> {
+        let selection = Selection {
+            account: query.account.as_deref(),
+            years: Years::of(query.basis, Some(query.year)),
+        };
         match query.basis {
-            Basis::Closed => {
-                let selection = Selection {
-                    account: query.account.as_deref(),
-                    year: Some(query.year),
-                };
-                self.files(&[Table::Tickets], selection).await
-            }
+            Basis::Closed | Basis::Updated => self.files(&[Table::Tickets], selection).await,
             // Work done in a year belongs to tickets closed in any year: every year is read.
             Basis::Worked => {
-                let selection = Selection {
-                    account: query.account.as_deref(),
-                    year: None,
-                };
                 self.files(&[Table::Tickets, Table::TimeEntries], selection)
                     .await
             }
@@ -229,9 +253,9 @@ impl Dataset {
         if out[&Table::Tickets].is_empty() {
             let everything = Selection {
                 account: None,
-                year: None,
+                years: Years::All,
             };
-            let narrowed = selection.account.is_some() || selection.year.is_some();
+            let narrowed = selection.account.is_some() || selection.years != Years::All;
             if !narrowed || self.list(Table::Tickets, everything).await?.is_empty() {
                 return Err(Error::Empty {
                     location: self.storage.display().to_string(),
@@ -248,9 +272,9 @@ impl Dataset {
 
     async fn list(&self, table: Table, selection: Selection<'_>) -> Result<Vec<PartitionFile>> {
         let name = table.name();
-        let prefix = match (selection.account, selection.year) {
-            (Some(account), Some(year)) => layout::partition_dir(name, account, year),
-            (Some(account), None) => layout::account_dir(name, account),
+        let prefix = match (selection.account, selection.years) {
+            (Some(account), Years::Exactly(year)) => layout::partition_dir(name, account, year),
+            (Some(account), _) => layout::account_dir(name, account),
             (None, _) => Path::from(name),
         };
         let mut files: Vec<PartitionFile> = self
@@ -260,8 +284,8 @@ impl Dataset {
             .into_iter()
             .filter_map(|path| {
                 let (account, year) = layout::parse_partition_file(name, &path)?;
-                let wanted = selection.account.is_none_or(|a| a == account)
-                    && selection.year.is_none_or(|y| y == year);
+                let wanted =
+                    selection.account.is_none_or(|a| a == account) && selection.years.holds(year);
                 wanted.then_some(PartitionFile {
                     account,
                     year,

@@ -131,9 +131,10 @@ pub const TICKET_COLUMNS: [&str; 16] = [
 ];
 
 /// The columns of a rollup, in order.
-pub const ROLLUP_COLUMNS: [&str; 6] = [
+pub const ROLLUP_COLUMNS: [&str; 7] = [
     "account",
     "period",
+    "basis",
     "tickets",
     "hours",
     "billable_hours",
@@ -144,6 +145,8 @@ pub const ROLLUP_COLUMNS: [&str; 6] = [
 struct RollupRecord<'a> {
     account: &'a str,
     period: String,
+    /// Which date put the hours in the period (`updated`: Ledger's month).
+    basis: &'static str,
     tickets: u64,
     hours: f64,
     billable_hours: f64,
@@ -156,6 +159,7 @@ pub fn write_rollup<W: Write>(out: &mut W, rows: &[RollupRow], format: Format) -
         rows.iter().map(|r| RollupRecord {
             account: &r.account,
             period: r.period(),
+            basis: r.basis.as_str(),
             tickets: r.tickets,
             hours: hours_number(r.minutes),
             billable_hours: hours_number(r.billable_minutes),
@@ -167,6 +171,7 @@ pub fn write_rollup<W: Write>(out: &mut W, rows: &[RollupRow], format: Format) -
             vec![
                 r.account.clone(),
                 r.period(),
+                r.basis.as_str().to_string(),
                 r.tickets.to_string(),
                 hours_text(r.minutes),
                 hours_text(r.billable_minutes),
@@ -189,6 +194,7 @@ pub fn write_rollup<W: Write>(out: &mut W, rows: &[RollupRow], format: Format) -
         }
         Format::Table => {
             let align = [
+                Align::Left,
                 Align::Left,
                 Align::Left,
                 Align::Right,
@@ -407,6 +413,7 @@ mod tests {
             account: "482913".into(),
             year: 2025,
             month: Some(3),
+            basis: crate::query::Basis::Updated,
             tickets: 2,
             minutes: 95,
             billable_minutes: 60,
@@ -418,15 +425,15 @@ mod tests {
         };
         assert_eq!(
             render(Format::Csv),
-            "account,period,tickets,hours,billable_hours,non_billable_hours\n482913,2025-03,2,1.58,1.00,0.58\n"
+            "account,period,basis,tickets,hours,billable_hours,non_billable_hours\n482913,2025-03,updated,2,1.58,1.00,0.58\n"
         );
         assert_eq!(
             render(Format::Ndjson),
-            "{\"account\":\"482913\",\"period\":\"2025-03\",\"tickets\":2,\"hours\":1.58,\"billable_hours\":1.0,\"non_billable_hours\":0.58}\n"
+            "{\"account\":\"482913\",\"period\":\"2025-03\",\"basis\":\"updated\",\"tickets\":2,\"hours\":1.58,\"billable_hours\":1.0,\"non_billable_hours\":0.58}\n"
         );
         assert_eq!(
             render(Format::Table),
-            "account  period   tickets  hours  billable_hours  non_billable_hours\n482913   2025-03        2   1.58            1.00                0.58\n"
+            "account  period   basis    tickets  hours  billable_hours  non_billable_hours\n482913   2025-03  updated        2   1.58            1.00                0.58\n"
         );
         let mut out = Vec::new();
         write_rollup(&mut out, &[], Format::Json).unwrap();

@@ -20,16 +20,32 @@ pub enum Period {
     Year,
 }
 
-/// Which month a ticket's hours count in.
+/// Which date decides the year (and month) a ticket's hours count in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Basis {
-    /// All of a ticket's hours in the month it closed (what the old system billed).
+    /// All of a ticket's hours in the month of its `last_updated_at`: what Ledger bills (it
+    /// bills `total_hours_spent` in the month of `last_updated_at`), and what Codex's `?year=`
+    /// selects. A time entry logged after close moves the ticket's hours to the month it was
+    /// logged in, as it did with Codex. The default.
     #[default]
+    Updated,
+    /// All of a ticket's hours in the month it closed (`closed_at`, the `year=` partition).
     Closed,
     /// Each time entry's minutes in the month of its `executed_at` (the ticket's `closed_at`
     /// when the entry has none). A ticket without time entries has no date for its default
     /// hours other than its close, so those count in the month it closed.
     Worked,
+}
+
+impl Basis {
+    /// How the output names it: `updated`, `closed`, `worked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Updated => "updated",
+            Basis::Closed => "closed",
+            Basis::Worked => "worked",
+        }
+    }
 }
 
 /// A rollup of one year, for one account or for every account.
@@ -54,7 +70,10 @@ pub struct RollupRow {
     pub year: i32,
     /// 1–12 in a monthly rollup, `None` in a yearly one.
     pub month: Option<u32>,
-    /// Tickets whose hours count in the period (closed in it, or with work in it).
+    /// Which date put the hours in the period.
+    pub basis: Basis,
+    /// Tickets whose hours count in the period (last updated in it, closed in it, or with
+    /// work in it, by the basis).
     pub tickets: u64,
     /// Exact minutes behind `hours`.
     pub minutes: i64,
@@ -76,11 +95,12 @@ impl RollupRow {
         self.minutes - self.billable_minutes
     }
 
-    fn zero(account: &str, year: i32, month: Option<u32>) -> RollupRow {
+    fn zero(account: &str, year: i32, month: Option<u32>, basis: Basis) -> RollupRow {
         RollupRow {
             account: account.to_string(),
             year,
             month,
+            basis,
             tickets: 0,
             minutes: 0,
             billable_minutes: 0,
@@ -99,6 +119,17 @@ impl Dataset {
         };
         let month = |name: &str| col(name).dt().month().cast(DataType::Int32).alias("month");
         let (rows, count) = match query.basis {
+            Basis::Updated => {
+                let rows = tickets
+                    .filter(col("last_updated_at").dt().year().eq(lit(query.year)))
+                    .select([
+                        col("account"),
+                        month("last_updated_at"),
+                        col("total_minutes").alias("minutes"),
+                        col("billable_minutes"),
+                    ]);
+                (rows, len())
+            }
             Basis::Closed => {
                 let rows = tickets.select([
                     col("account"),
@@ -211,6 +242,7 @@ fn rows_of(df: &DataFrame, what: &str, query: &RollupQuery) -> Result<Vec<Rollup
             account: accounts[row].clone().unwrap_or_default(),
             year: query.year,
             month,
+            basis: query.basis,
             tickets: tickets[row].unwrap_or(0).max(0) as u64,
             minutes: minutes[row].unwrap_or(0),
             billable_minutes: billable[row].unwrap_or(0),
@@ -234,10 +266,9 @@ fn fill(found: Vec<RollupRow>, query: &RollupQuery) -> Vec<RollupRow> {
             Period::Year => out.extend(rows.into_values()),
             Period::Month => {
                 for month in 1..=12 {
-                    out.push(
-                        rows.remove(&Some(month))
-                            .unwrap_or_else(|| RollupRow::zero(&account, query.year, Some(month))),
-                    );
+                    out.push(rows.remove(&Some(month)).unwrap_or_else(|| {
+                        RollupRow::zero(&account, query.year, Some(month), query.basis)
+                    }));
                 }
             }
         }
@@ -254,6 +285,7 @@ mod tests {
             account: account.into(),
             year: 2025,
             month,
+            basis: Basis::Closed,
             tickets: 1,
             minutes,
             billable_minutes: minutes / 2,
@@ -284,7 +316,7 @@ mod tests {
         assert_eq!(periods[0], "a 2025-01");
         assert_eq!(periods[11], "a 2025-12");
         assert_eq!(periods[12], "b 2025-01");
-        assert_eq!(rows[1], RollupRow::zero("a", 2025, Some(2)));
+        assert_eq!(rows[1], RollupRow::zero("a", 2025, Some(2), Basis::Closed));
         assert_eq!(rows[14].minutes, 30);
         assert_eq!(rows[11].non_billable_minutes(), 45);
     }

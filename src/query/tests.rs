@@ -165,6 +165,7 @@ async fn tickets_nest_children_and_sort_by_closed_at() {
     let query = TicketQuery {
         account: "A1".into(),
         year: Some(2025),
+        basis: crate::query::Basis::Closed,
     };
     let docs = dataset.tickets(&query).await.unwrap();
     let ids: Vec<i64> = docs.iter().map(|d| d.ticket_id).collect();
@@ -188,6 +189,7 @@ async fn tickets_nest_children_and_sort_by_closed_at() {
     let all_years = TicketQuery {
         account: "A1".into(),
         year: None,
+        basis: crate::query::Basis::Closed,
     };
     let docs = dataset.tickets(&all_years).await.unwrap();
     assert_eq!(
@@ -200,6 +202,7 @@ async fn tickets_nest_children_and_sort_by_closed_at() {
         .tickets(&TicketQuery {
             account: "007".into(),
             year: Some(2025),
+            basis: crate::query::Basis::Closed,
         })
         .await
         .unwrap();
@@ -212,6 +215,7 @@ async fn one_account_and_year_reads_only_its_partition() {
     let query = TicketQuery {
         account: "A1".into(),
         year: Some(2025),
+        basis: crate::query::Basis::Closed,
     };
     let files = dataset.files_read(&query).await.unwrap();
     assert_eq!(files.len(), 3, "{files:?}");
@@ -240,6 +244,7 @@ async fn no_match_is_empty_and_an_empty_dataset_is_an_error() {
             .tickets(&TicketQuery {
                 account: account.into(),
                 year,
+                basis: crate::query::Basis::Closed,
             })
             .await
             .unwrap();

@@ -16,8 +16,12 @@ use crate::tables::Table;
 pub struct TicketQuery {
     /// A validated account number (the `account=` partition).
     pub account: String,
-    /// The UTC year of `closed_at` (the `year=` partition); `None` for every year.
+    /// The UTC year of the basis date (`None`: every year).
     pub year: Option<i32>,
+    /// Which date's year `year` is: `last_updated_at` ([`Basis::Updated`], what Codex's
+    /// `?year=` selects: the default) or `closed_at` ([`Basis::Closed`], the `year=`
+    /// partition). [`Basis::Worked`] is for rollups only.
+    pub basis: super::Basis,
 }
 
 /// A ticket as the Codex API served it, plus `billable_hours`. The field order is the output's
@@ -54,7 +58,8 @@ pub struct TicketDoc {
     pub closed_at: DateTime<Utc>,
     /// Hours of all time entries (`total_minutes` / 60); the default hours when there are none.
     pub total_hours_spent: f64,
-    /// Not in the Codex shape: Ledger bills these.
+    /// Not in the Codex shape: the billable share of `total_hours_spent` (Ledger bills
+    /// `total_hours_spent`; this is for reports that separate what was billable).
     pub billable_hours: f64,
     /// Public conversations, oldest first (ids break ties), as in the markdown.
     pub conversations: Vec<ConversationDoc>,
@@ -199,6 +204,13 @@ impl Dataset {
         let files = self.ticket_files(query).await?;
         let Some(tickets) = self.scan(&files[&Table::Tickets])? else {
             return Ok(Vec::new());
+        };
+        // The partitions are closed years; last updated in Y is a filter over those up to Y.
+        let tickets = match (query.basis, query.year) {
+            (super::Basis::Updated, Some(year)) => {
+                tickets.filter(col("last_updated_at").dt().year().eq(lit(year)))
+            }
+            _ => tickets,
         };
         let tickets = tickets
             .select(

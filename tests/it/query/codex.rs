@@ -99,6 +99,7 @@ async fn the_seed_ticket_comes_back_in_the_codex_shape() {
         .tickets(&TicketQuery {
             account: "482913".into(),
             year: Some(2025),
+            basis: ticketsync::query::Basis::Closed,
         })
         .await
         .unwrap();

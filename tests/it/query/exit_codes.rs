@@ -43,7 +43,7 @@ fn no_match_is_an_empty_result_and_exit_0() {
         ),
         (
             vec!["--year", "1999", "--rollup", "month", "--format", "csv"],
-            "account,period,tickets,hours,billable_hours,non_billable_hours\n",
+            "account,period,basis,tickets,hours,billable_hours,non_billable_hours\n",
         ),
     ] {
         let out = query_cmd(&data).args(&args).run_blocking();
@@ -104,6 +104,7 @@ async fn a_closed_pipe_is_exit_0() {
         let query = TicketQuery {
             account: account.clone(),
             year: None,
+            basis: ticketsync::query::Basis::Closed,
         };
         let docs = dataset.tickets(&query).await.unwrap();
         let size = render(|out| output::write_tickets(out, &docs, Format::Json)).len();

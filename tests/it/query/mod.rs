@@ -5,6 +5,7 @@
 
 mod codex;
 mod exit_codes;
+mod ledger;
 mod pruning;
 mod rollup;
 mod s3;

@@ -14,6 +14,7 @@ async fn one_account_and_year_opens_only_its_partition() {
     let query = TicketQuery {
         account: account.clone(),
         year: Some(2025),
+        basis: ticketsync::query::Basis::Closed,
     };
     let docs = s.dataset().tickets(&query).await.unwrap();
     let before = render(|out| output::write_tickets(out, &docs, Format::Ndjson));
@@ -54,7 +55,9 @@ async fn one_account_and_year_opens_only_its_partition() {
     // The same through the binary, and the month rollup of that account (a different year's
     // partition of it is poisoned too).
     let account = query_cmd(copy.path().to_str().unwrap()).args(["--account", &account]);
-    let year = account.clone().args(["--year", "2025"]);
+    let year = account
+        .clone()
+        .args(["--year", "2025", "--basis", "closed"]);
     let tickets = year.clone().args(["--format", "ndjson"]).run().await;
     let rollup = year.args(["--rollup", "month"]).run().await;
     // Control: a query that has to read a poisoned file fails, exit code 2.
@@ -72,4 +75,47 @@ async fn one_account_and_year_opens_only_its_partition() {
         "{}",
         poisoned_read.stderr
     );
+}
+
+/// With the default basis (`last_updated_at`, as Codex and Ledger) a year reads the account's
+/// partitions of that year and before, never a later one: a ticket last updated in Y closed
+/// in Y or earlier. A later year's files, poisoned, are never opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_by_last_update_never_opens_a_later_year() {
+    let s = synced();
+    let account = busiest_account(s, 2024);
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&s.dir, copy.path());
+    let mut poisoned = 0;
+    for table in ["tickets", "conversations", "notes"] {
+        let dir = copy.path().join(table).join(format!("account={account}"));
+        for year in std::fs::read_dir(&dir).unwrap() {
+            let year = year.unwrap().path();
+            let name = year.file_name().unwrap().to_str().unwrap().to_string();
+            let y: i32 = name.trim_start_matches("year=").parse().unwrap();
+            if y > 2024 {
+                std::fs::write(year.join("part-0.parquet"), b"not parquet").unwrap();
+                poisoned += 1;
+            }
+        }
+    }
+    assert!(poisoned > 0);
+    let dataset = Dataset::open(copy.path().to_str().unwrap(), &S3Options::default()).unwrap();
+    let query = TicketQuery {
+        account: account.clone(),
+        year: Some(2024),
+        basis: ticketsync::query::Basis::Updated,
+    };
+    let files = dataset.files_read(&query).await.unwrap();
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.contains("year=2025") && !f.contains("year=2026")),
+        "{files:?}"
+    );
+    let docs = dataset.tickets(&query).await.unwrap();
+    assert!(docs
+        .iter()
+        .all(|d| d.last_updated_at.format("%Y").to_string() == "2024"));
+    assert_eq!(docs, s.dataset().tickets(&query).await.unwrap());
 }

@@ -36,6 +36,10 @@ fn expected_rollup(truth: &GroundTruth, query: &RollupQuery) -> Vec<RollupRow> {
                 let (total, billable) = ticket_minutes(t);
                 add(&account, closed_at, id, total, billable);
             }
+            Basis::Updated => {
+                let (total, billable) = ticket_minutes(t);
+                add(&account, t.updated_at, id, total, billable);
+            }
             Basis::Worked if t.time_entries.is_empty() => add(&account, closed_at, id, 15, 15),
             Basis::Worked => {
                 for e in &t.time_entries {
@@ -60,6 +64,7 @@ fn expected_rollup(truth: &GroundTruth, query: &RollupQuery) -> Vec<RollupRow> {
                 account: account.clone(),
                 year: query.year,
                 month,
+                basis: query.basis,
                 tickets: ids.len() as u64,
                 minutes,
                 billable_minutes: billable,
@@ -76,7 +81,7 @@ async fn rollups_agree_to_the_minute_with_the_time_entries() {
     let some_account = placed(&s.truth).values().next().unwrap().0.clone();
     let mut crossing = 0;
     for year in [2024, 2025] {
-        for basis in [Basis::Closed, Basis::Worked] {
+        for basis in [Basis::Updated, Basis::Closed, Basis::Worked] {
             for period in [Period::Month, Period::Year] {
                 for account in [None, Some(some_account.clone())] {
                     let query = RollupQuery {
@@ -123,7 +128,7 @@ async fn the_binary_rolls_up_to_the_minute_in_csv() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("account,period,tickets,hours,billable_hours,non_billable_hours")
+        Some("account,period,basis,tickets,hours,billable_hours,non_billable_hours")
     );
     let want = expected_rollup(
         &s.truth,
@@ -138,14 +143,15 @@ async fn the_binary_rolls_up_to_the_minute_in_csv() {
         .map(|line| {
             let f: Vec<&str> = line.split(',').collect();
             let minutes = |h: &str| (h.parse::<f64>().unwrap() * 60.0).round() as i64;
-            assert_eq!(f[3].split('.').nth(1).map(str::len), Some(2), "{line}");
+            assert_eq!(f[2], "worked", "{line}");
+            assert_eq!(f[4].split('.').nth(1).map(str::len), Some(2), "{line}");
             format!(
                 "{} {} {} {} {}",
                 f[0],
                 f[1],
-                f[2],
-                minutes(f[3]),
-                minutes(f[4])
+                f[3],
+                minutes(f[4]),
+                minutes(f[5])
             )
         })
         .collect();
@@ -174,7 +180,7 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
             account: None,
             year: 2025,
             period: Period::Month,
-            basis: Basis::Closed,
+            basis: Basis::Updated,
         })
         .await
         .unwrap();
@@ -203,6 +209,7 @@ async fn rollup_and_ticket_tables_match_their_goldens() {
         .tickets(&TicketQuery {
             account,
             year: Some(2025),
+            basis: ticketsync::query::Basis::Updated,
         })
         .await
         .unwrap();

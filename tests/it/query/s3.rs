@@ -137,6 +137,8 @@ async fn s3_one_account_and_year_reads_only_its_partition() {
             &account,
             "--year",
             "2025",
+            "--basis",
+            "closed",
             "--format",
             "ndjson",
         ])

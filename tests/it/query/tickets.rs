@@ -34,6 +34,7 @@ async fn every_partition_holds_the_ground_truth_tickets_in_order() {
             .tickets(&TicketQuery {
                 account: account.clone(),
                 year: Some(year),
+                basis: ticketsync::query::Basis::Closed,
             })
             .await
             .unwrap();
