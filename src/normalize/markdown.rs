@@ -4,16 +4,18 @@
 //! `## Internal Notes` with `### Note N` blocks, each block closed by `---`.
 //!
 //! Sections without content are left out (a ticket without notes has no `## Internal Notes`).
-//! User text never breaks the structure: titles and labels are single-line (the title's inline
-//! markup escaped, see [`super::text::heading`]), bodies have their heading, rule, code fence and
-//! HTML block lines escaped (see [`super::text::block`]): a CommonMark reader finds exactly the
-//! headings written here.
+//! User text never breaks the structure: titles and labels are single-line (see
+//! [`super::text::inline`]); the title's subject is otherwise written as it is, as
+//! KnowledgeTree's own sync writes it (`# Ticket #{id}: {subject}`: its `*`, `_`, `[` stay, a
+//! reader renders them as inline markup within the one heading). Bodies have their heading,
+//! rule, code fence and HTML block lines escaped (see [`super::text::block`]): a CommonMark
+//! reader finds exactly the headings written here.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::text::{block, heading, inline};
+use super::text::{block, inline};
 use super::{ConversationRow, NoteRow, TicketRow};
 
 fn ts(t: Option<DateTime<Utc>>) -> String {
@@ -45,7 +47,7 @@ fn body_or(text: &str, empty: &str) -> String {
 pub fn render(ticket: &TicketRow, conversations: &[ConversationRow], notes: &[NoteRow]) -> String {
     let mut md = String::with_capacity(1024);
     // `write!` into a String cannot fail.
-    let subject = heading(ticket.subject.as_deref().unwrap_or(""));
+    let subject = inline(ticket.subject.as_deref().unwrap_or(""));
     let subject = if subject.is_empty() {
         "(no subject)".to_string()
     } else {
@@ -201,8 +203,24 @@ mod tests {
         }
     }
 
-    /// The headings a CommonMark reader finds: level and text.
+    /// The headings a CommonMark reader finds: level and text, the title's text as the line
+    /// holds it (the subject's inline markup renders as markup, by design).
     fn headings(md: &str) -> Vec<(usize, String)> {
+        let mut found = parsed_headings(md);
+        if let Some(first) = found.first_mut() {
+            if first.0 == 1 {
+                first.1 = md
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("# ")
+                    .to_string();
+            }
+        }
+        found
+    }
+
+    fn parsed_headings(md: &str) -> Vec<(usize, String)> {
         let mut found = Vec::new();
         let mut current: Option<(usize, String)> = None;
         for event in Parser::new(md) {
@@ -262,6 +280,31 @@ mod tests {
             }
         }
         h
+    }
+
+    /// KnowledgeTree's `sync_tickets.py` (skelhammer/hivematrix-knowledgetree at f82fcde) writes
+    /// `# Ticket #{ticket_id}: {subject}` with the subject as it is; before, `*`, `_`, `[`, `]`
+    /// and `<` were backslash-escaped, and 8 of 96 documents differed from KnowledgeTree's.
+    #[test]
+    fn the_title_is_the_subject_as_knowledgetree_writes_it() {
+        for subject in [
+            "*URGENT* [VIP] printer_2 down",
+            "Re: [EXT] <no reply> ~ 50% & more #",
+            "`code` and \\backslash",
+        ] {
+            let md = render(&ticket(subject, "x"), &[], &[]);
+            assert_eq!(
+                md.lines().next(),
+                Some(format!("# Ticket #7: {subject}").as_str())
+            );
+        }
+        // Only what would break the document's structure changes: a line break.
+        let md = render(&ticket("two\nlines\r\n# not a heading", "x"), &[], &[]);
+        assert_eq!(
+            md.lines().next(),
+            Some("# Ticket #7: two lines # not a heading")
+        );
+        assert_eq!(headings(&md).iter().filter(|h| h.0 == 1).count(), 1);
     }
 
     /// The "Ticket Information" block exactly as KnowledgeTree's `sync_tickets.py` builds it from

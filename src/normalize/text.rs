@@ -629,36 +629,6 @@ pub fn inline(text: &str) -> String {
         .join(" ")
 }
 
-/// Makes one line of user text safe as the text of a markdown heading: [`inline`], and the
-/// characters a markdown reader would take as inline markup (emphasis, code spans, links,
-/// autolinks and HTML, entity references, backslash escapes, a closing `#` sequence) are
-/// backslash-escaped, so the heading reads exactly as the text was typed.
-pub fn heading(text: &str) -> String {
-    let text = inline(text);
-    let mut out = String::with_capacity(text.len() + 8);
-    for (i, c) in text.char_indices() {
-        let rest = &text[i + c.len_utf8()..];
-        let escape = match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' => true,
-            '&' => is_entity_like(rest),
-            '#' => rest.is_empty(),
-            _ => false,
-        };
-        if escape {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Whether the text after a `&` makes it an entity or numeric character reference.
-fn is_entity_like(after_amp: &str) -> bool {
-    let body = after_amp.strip_prefix('#').unwrap_or(after_amp);
-    let name_len = body.bytes().take_while(u8::is_ascii_alphanumeric).count();
-    name_len > 0 && body[name_len..].starts_with(';')
-}
-
 /// Makes multi-line user text safe as a markdown block: lines that a markdown reader would take
 /// as structure that outlives the line (headings, thematic breaks such as our `---` separators,
 /// setext underlines, code fences, and the HTML blocks that run until a closing marker:
