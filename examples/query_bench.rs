@@ -290,6 +290,10 @@ fn ticket(rng: &mut SmallRng, account: &str, year: i32, id: i64) -> Placed {
                 from_email: Some("tech@msp.example".into()),
                 created_at: Some(between(rng, created_at, closed_at)),
                 user_id: Some(rng.gen_range(1..50)),
+                to_emails: Vec::new(),
+                updated_at: None,
+                incoming: false,
+                support_email: None,
             }
         })
         .collect();

@@ -320,6 +320,27 @@ const NOTES: &[Column] = &[
     ),
     col("created_at", Timestamp, true, "When the note was created."),
     col("user_id", Int64, true, "Author agent id."),
+    // Added in dataset format 3 (issue 20): the keys Codex emits for a note; null in rows
+    // written before.
+    col(
+        "to_emails",
+        Utf8List,
+        true,
+        "Who the note notified (the API's to_emails); null in rows written before format 3.",
+    ),
+    col(
+        "updated_at",
+        Timestamp,
+        true,
+        "When the note was last updated.",
+    ),
+    col(
+        "incoming",
+        Bool,
+        true,
+        "The API's incoming flag of the note; null in rows written before format 3.",
+    ),
+    col("support_email", Utf8, true, "The support mailbox involved."),
 ];
 
 const TIME_ENTRIES: &[Column] = &[
@@ -536,6 +557,13 @@ pub fn conversations_batch(rows: &[&ConversationRow]) -> RecordBatch {
 /// The `notes` batch of these rows, in the order given.
 pub fn notes_batch(rows: &[&NoteRow]) -> RecordBatch {
     let r = rows;
+    let mut to = ListBuilder::new(StringBuilder::new());
+    for n in r {
+        for e in &n.to_emails {
+            to.values().append_value(e);
+        }
+        to.append(true);
+    }
     batch(
         Table::Notes,
         vec![
@@ -546,6 +574,10 @@ pub fn notes_batch(rows: &[&NoteRow]) -> RecordBatch {
             strings(r.iter().map(|n| n.from_email.as_deref())),
             timestamps(r.iter().map(|n| n.created_at)),
             ints(r.iter().map(|n| n.user_id)),
+            Arc::new(to.finish()),
+            timestamps(r.iter().map(|n| n.updated_at)),
+            bools(r.iter().map(|n| n.incoming)),
+            strings(r.iter().map(|n| n.support_email.as_deref())),
         ],
     )
 }

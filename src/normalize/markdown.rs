@@ -200,6 +200,10 @@ mod tests {
             from_email: None,
             created_at: None,
             user_id: None,
+            to_emails: Vec::new(),
+            updated_at: None,
+            incoming: false,
+            support_email: None,
         }
     }
 

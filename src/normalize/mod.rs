@@ -364,6 +364,14 @@ pub struct NoteRow {
     pub created_at: Option<DateTime<Utc>>,
     /// Author agent id.
     pub user_id: Option<i64>,
+    /// Who the note notified (the API's `to_emails`).
+    pub to_emails: Vec<String>,
+    /// When the note was last updated.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The API's `incoming` flag.
+    pub incoming: bool,
+    /// The support mailbox involved.
+    pub support_email: Option<String>,
 }
 
 /// A row of `time_entries`; contract: `schemas/time_entries.json`.
@@ -590,6 +598,10 @@ pub fn normalize_ticket(
                 from_email,
                 created_at: c.created_at,
                 user_id: c.user_id,
+                to_emails: c.to_emails.clone(),
+                updated_at: c.updated_at,
+                incoming: c.incoming.unwrap_or(false),
+                support_email: c.support_email.clone(),
             });
         } else {
             public.push(ConversationRow {

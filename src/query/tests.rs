@@ -82,6 +82,10 @@ fn ticket(account: &str, id: i64, closed: &str, entries: &[(i64, bool, Option<&s
             from_email: None,
             created_at: Some(closed_at),
             user_id: Some(4),
+            to_emails: Vec::new(),
+            updated_at: None,
+            incoming: false,
+            support_email: None,
         }],
         time_entries: entries
             .iter()

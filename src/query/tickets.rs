@@ -98,22 +98,34 @@ pub struct ConversationDoc {
 }
 
 /// A private note in the Codex shape: the `notes` columns (`schemas/notes.json`), `note_id` as
-/// `id`.
+/// `id`, with every key Codex emits for a note (the keys of a conversation: Codex builds both
+/// from one conversation entry, hivematrix-codex `app/psa/freshservice.py`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NoteDoc {
     /// Freshservice conversation id of the note.
     pub id: i64,
     /// Plain-text body (HTML rendered to text).
     pub body: String,
+    /// Original HTML body.
+    pub body_html: Option<String>,
     /// Author: the API's `from_email`, else the author agent's email.
     pub from_email: Option<String>,
+    /// Who the note notified (empty in rows written before dataset format 3).
+    pub to_emails: Vec<String>,
     /// When the note was created.
     #[serde(serialize_with = "iso_opt")]
     pub created_at: Option<DateTime<Utc>>,
+    /// When the note was last updated.
+    #[serde(serialize_with = "iso_opt")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The API's incoming flag (false in rows written before dataset format 3).
+    pub incoming: bool,
     /// Always true: a note is a private conversation.
     pub private: bool,
     /// Author agent id.
     pub user_id: Option<i64>,
+    /// The support mailbox involved.
+    pub support_email: Option<String>,
 }
 
 impl TicketDoc {
@@ -159,10 +171,15 @@ impl TicketDoc {
                 .map(|n| NoteDoc {
                     id: n.note_id,
                     body: n.body.clone(),
+                    body_html: n.body_html.clone(),
                     from_email: n.from_email.clone(),
+                    to_emails: n.to_emails.clone(),
                     created_at: n.created_at,
+                    updated_at: n.updated_at,
+                    incoming: n.incoming,
                     private: true,
                     user_id: n.user_id,
+                    support_email: n.support_email.clone(),
                 })
                 .collect(),
         }
@@ -251,9 +268,14 @@ impl Dataset {
                 col("ticket_id"),
                 col("note_id"),
                 col("body"),
+                col("body_html"),
                 col("from_email"),
+                col("to_emails"),
                 millis("created_at"),
+                millis("updated_at"),
+                col("incoming"),
                 col("user_id"),
+                col("support_email"),
             ])
             .sort(
                 ["ticket_id", "created_at", "note_id"],
@@ -402,20 +424,31 @@ fn note_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<NoteDoc>>> {
     let ticket_ids = c.i64s("ticket_id")?;
     let ids = c.i64s("note_id")?;
     let mut bodies = c.strings("body")?;
+    let mut htmls = c.strings("body_html")?;
     let mut froms = c.strings("from_email")?;
+    // Null in rows written before dataset format 3: Codex's defaults ([] and false).
+    let mut tos = c.string_lists("to_emails")?;
     let created = c.times("created_at")?;
+    let updated = c.times("updated_at")?;
+    let incoming = c.bools("incoming")?;
     let users = c.i64s("user_id")?;
+    let mut support = c.strings("support_email")?;
     let mut out: HashMap<i64, Vec<NoteDoc>> = HashMap::new();
     for row in 0..df.height() {
         let ticket_id = c.required("ticket_id", row, ticket_ids[row])?;
         out.entry(ticket_id).or_default().push(NoteDoc {
             id: c.required("note_id", row, ids[row])?,
             body: c.required("body", row, bodies[row].take())?,
+            body_html: htmls[row].take(),
             from_email: froms[row].take(),
+            to_emails: std::mem::take(&mut tos[row]),
             created_at: created[row],
+            updated_at: updated[row],
+            incoming: incoming[row].unwrap_or(false),
             // Notes are the private conversations by definition.
             private: true,
             user_id: users[row],
+            support_email: support[row].take(),
         });
     }
     Ok(out)

@@ -2,7 +2,9 @@
 //! written by an older release.
 //!
 //! Format 1 is the layout before `_state/format.json` existed; format 2 appended the analyst,
-//! SLA and billing columns (issue 11) to `tickets`, `time_entries` and `conversations`.
+//! SLA and billing columns (issue 11) to `tickets`, `time_entries` and `conversations`; format
+//! 3 appended the keys Codex emits for a note (`to_emails`, `updated_at`, `incoming`,
+//! `support_email`, issue 20) to `notes`.
 //!
 //! Upgrading rewrites every partition file whose schema is not today's contract: the file is
 //! decoded against today's schema ([`super::parquet::decode`]: columns added since are null) and
@@ -10,7 +12,7 @@
 //! moved by a journal, so a kill leaves every file whole (old or new) and the next run
 //! finishes the journal ([`crate::state::recover`]) and goes on with the files that still have
 //! the old schema. `format.json` is written last, by the journal of the last chunk: a dataset
-//! says format 2 only when every file conforms. Markdown and the state files do not change.
+//! says today's format only when every file conforms. Markdown and the state files do not change.
 //!
 //! A column that only became nullable (`tickets.department_id`, issue 18) is no new format:
 //! the files written before hold values the contract still allows, every reader takes them as
@@ -28,7 +30,7 @@ use crate::storage::{layout, Storage};
 use crate::tables::Table;
 
 /// The format this release writes.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// `_state/format.json`.
 pub const FORMAT_FILE: &str = "format.json";

@@ -245,9 +245,18 @@ pub fn notes(batch: &RecordBatch) -> Result<Vec<NoteRow>> {
     let from_email = c.strings("from_email")?;
     let created_at = c.times("created_at")?;
     let user_id = c.ints("user_id")?;
+    // Null in rows written before format 3.
+    let to_emails = c.lists("to_emails")?;
+    let updated_at = c.times("updated_at")?;
+    let incoming = c.bools("incoming")?;
+    let support_email = c.strings("support_email")?;
     (0..batch.num_rows())
         .map(|i| {
             Ok(NoteRow {
+                to_emails: to_emails[i].clone().unwrap_or_default(),
+                updated_at: updated_at[i],
+                incoming: incoming[i].unwrap_or(false),
+                support_email: support_email[i].clone(),
                 ticket_id: req(ticket_id[i], "ticket_id", i)?,
                 note_id: req(id[i], "note_id", i)?,
                 body: req(body[i].clone(), "body", i)?,
@@ -415,6 +424,10 @@ mod tests {
             from_email: Some("t@msp.example".into()),
             created_at: None,
             user_id: Some(1),
+            to_emails: Vec::new(),
+            updated_at: None,
+            incoming: false,
+            support_email: None,
         };
         let entry = TimeEntryRow {
             ticket_id: 7,

@@ -878,6 +878,10 @@ pub(super) mod tests {
             from_email: None,
             created_at: None,
             user_id: Some(42),
+            to_emails: Vec::new(),
+            updated_at: None,
+            incoming: false,
+            support_email: None,
         }];
         assert!(e.apply(&mut t, &mut messages, &mut notes, &mut []));
         assert_eq!(messages[0].body, ERASED);

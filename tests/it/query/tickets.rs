@@ -102,7 +102,13 @@ fn check_ticket(doc: &TicketDoc, truth: &GroundTruth, example: &Value) {
     for c in json["conversations"].as_array().unwrap() {
         assert_eq!(keys(c), keys(&example[0]["conversations"][0]));
     }
+    // Notes carry a conversation's keys, as Codex emits them.
     for n in json["notes"].as_array().unwrap() {
-        assert_eq!(keys(n), keys(&example[0]["notes"][0]));
+        assert_eq!(keys(n), keys(&example[0]["conversations"][0]));
+    }
+    for (n, want) in doc.notes.iter().zip(&private) {
+        assert_eq!(n.to_emails, want.to_emails, "ticket {id}");
+        assert_eq!(n.incoming, want.incoming, "ticket {id}");
+        assert_eq!(n.updated_at, Some(want.updated_at), "ticket {id}");
     }
 }

@@ -338,7 +338,8 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// The columns dataset format 2 appended to a table (issue 11), in contract order.
+/// The columns datasets appended to a table since format 1 (format 2: issue 11; format 3: the
+/// notes' Codex keys, issue 20), in contract order.
 pub fn added_columns(table: Table) -> &'static [&'static str] {
     match table {
         Table::Tickets => &[
@@ -371,6 +372,7 @@ pub fn added_columns(table: Table) -> &'static [&'static str] {
             "agent_name",
             "start_time",
         ],
-        Table::Notes | Table::Rejects => &[],
+        Table::Notes => &["to_emails", "updated_at", "incoming", "support_email"],
+        Table::Rejects => &[],
     }
 }
