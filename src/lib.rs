@@ -38,7 +38,9 @@
 //! - [`check`]: `ticketsync check`, the read-only preflight of a job (API, storage, run lock)
 //!   and the pure estimate of the next run's tickets, credits and wall time.
 //! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
-//!   JSON shape, hour rollups per month or year — opening only the partitions a query needs.
+//!   JSON shape, hour rollups per month or year (by `last_updated_at`, as Ledger bills, unless
+//!   another basis is asked for) and the tickets and time entries behind them (`--explain`) —
+//!   opening only the partitions a query needs.
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
 //! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks), with its
 //!   misbehaviours: quirks, the fault script and the hostile-API layer ([`sim::Hostile`]) the

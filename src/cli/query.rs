@@ -40,6 +40,7 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 ///   ticketsync query --data s3://bucket/fs --year 2025 --rollup year --format csv > hours.csv
 ///   ticketsync query --job jobs/nightly.toml --year 2025 --rollup month --basis worked
 ///   ticketsync query --data ./data --account 482913 --year 2025 --basis closed
+///   ticketsync query --data ./data --account 482913 --year 2026 --rollup month --explain
 ///
 /// Exit codes: 0 ok (also when nothing matches, or when the reader closes the pipe);
 /// 2 failed (missing or empty dataset, unreadable files); 3 bad command line or job file,
@@ -66,6 +67,12 @@ pub struct QueryArgs {
     /// Hours per month or per year instead of tickets.
     #[arg(long, value_enum, requires = "year")]
     pub rollup: Option<RollupArg>,
+
+    /// With --rollup: the tickets and time entries behind each period (what Ledger will bill
+    /// and why), nested in JSON, one line per time entry in CSV and table. Needs --basis
+    /// updated or closed.
+    #[arg(long, requires = "rollup")]
+    pub explain: bool,
 
     /// Which date puts a ticket in a year and month [default: updated, as Codex and Ledger].
     #[arg(long, value_enum)]
@@ -184,12 +191,25 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
                     Some(BasisArg::Worked) => Basis::Worked,
                 },
             };
+            if args.explain && query.basis == Basis::Worked {
+                return Err(Error::config(
+                    "--explain needs --basis updated or closed (with worked, a ticket's time entries fall in several periods)",
+                ));
+            }
             let rows = dataset
                 .rollup(&query)
                 .await
                 .context(format!("rolling up {}", query.year))?;
             tracing::debug!(rows = rows.len(), "query done");
-            output::write_rollup(&mut out, &rows, format)
+            if args.explain {
+                let tickets = dataset
+                    .explain(&query)
+                    .await
+                    .context(format!("explaining {}", query.year))?;
+                output::write_explained(&mut out, &rows, &tickets, format)
+            } else {
+                output::write_rollup(&mut out, &rows, format)
+            }
         }
     };
     match written.and_then(|()| out.flush()) {

@@ -13,6 +13,7 @@
 //!
 //! This module does not know clap or exit codes; [`output`] renders results for the CLI.
 
+mod explain;
 pub mod output;
 mod rollup;
 mod scan;
@@ -26,6 +27,7 @@ use polars::prelude::PolarsError;
 
 use crate::storage::{self, layout, S3Options, Storage};
 use crate::tables::Table;
+pub use explain::{ExplainedEntry, ExplainedTicket};
 pub use rollup::{Basis, Period, RollupQuery, RollupRow};
 pub use tickets::{ConversationDoc, NoteDoc, TicketDoc, TicketQuery};
 

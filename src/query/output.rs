@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::explain::ExplainedTicket;
 use super::rollup::RollupRow;
 use super::tickets::{iso_text, TicketDoc};
 
@@ -204,6 +205,134 @@ pub fn write_rollup<W: Write>(out: &mut W, rows: &[RollupRow], format: Format) -
             ];
             let columns: Vec<(&str, Align)> = ROLLUP_COLUMNS.into_iter().zip(align).collect();
             table(out, &columns, texts().collect())
+        }
+    }
+}
+
+/// The columns of `--explain` in CSV and table form: one line per time entry (a ticket without
+/// any: one line with the entry columns empty).
+pub const EXPLAIN_COLUMNS: [&str; 14] = [
+    "account",
+    "period",
+    "basis",
+    "ticket_id",
+    "last_updated_at",
+    "closed_at",
+    "ticket_hours",
+    "ticket_billable_hours",
+    "time_entry_id",
+    "executed_at",
+    "agent_email",
+    "hours",
+    "billable",
+    "subject",
+];
+
+#[derive(Serialize)]
+struct ExplainedRecord<'a> {
+    #[serde(flatten)]
+    totals: RollupRecord<'a>,
+    /// The tickets behind the period, with their time entries.
+    detail: Vec<&'a ExplainedTicket>,
+}
+
+/// Writes a rollup with the tickets and time entries behind each period (`--explain`). JSON
+/// and NDJSON: the rollup's rows, each with `detail`; CSV and table: one line per time entry.
+pub fn write_explained<W: Write>(
+    out: &mut W,
+    rows: &[RollupRow],
+    tickets: &[ExplainedTicket],
+    format: Format,
+) -> io::Result<()> {
+    match format {
+        Format::Json | Format::Ndjson => {
+            let records: Vec<ExplainedRecord> = rows
+                .iter()
+                .map(|r| {
+                    let period = r.period();
+                    ExplainedRecord {
+                        detail: tickets
+                            .iter()
+                            .filter(|t| t.account == r.account && t.period == period)
+                            .collect(),
+                        totals: RollupRecord {
+                            account: &r.account,
+                            period,
+                            basis: r.basis.as_str(),
+                            tickets: r.tickets,
+                            hours: hours_number(r.minutes),
+                            billable_hours: hours_number(r.billable_minutes),
+                            non_billable_hours: hours_number(r.non_billable_minutes()),
+                        },
+                    }
+                })
+                .collect();
+            match format {
+                Format::Json => json_array(out, &records),
+                _ => ndjson(out, &records),
+            }
+        }
+        Format::Csv | Format::Table => {
+            let basis = rows.first().map_or("", |r| r.basis.as_str());
+            let mut lines = Vec::new();
+            for t in tickets {
+                let ticket = [
+                    t.account.clone(),
+                    t.period.clone(),
+                    basis.to_string(),
+                    t.ticket_id.to_string(),
+                    iso_text(&t.last_updated_at),
+                    iso_text(&t.closed_at),
+                    hours_text(t.minutes),
+                    hours_text(t.billable_minutes),
+                ];
+                let subject = t.subject.clone().unwrap_or_default();
+                let subject = match format {
+                    Format::Table => shorten(&subject, 40),
+                    _ => csv_text(subject),
+                };
+                let entry_lines: Vec<[String; 5]> = if t.time_entries.is_empty() {
+                    vec![Default::default()]
+                } else {
+                    t.time_entries
+                        .iter()
+                        .map(|e| {
+                            [
+                                e.time_entry_id.to_string(),
+                                e.executed_at.as_ref().map(iso_text).unwrap_or_default(),
+                                e.agent_email.clone().unwrap_or_default(),
+                                hours_text(e.minutes),
+                                e.billable.to_string(),
+                            ]
+                        })
+                        .collect()
+                };
+                for entry in entry_lines {
+                    let mut line: Vec<String> = ticket.to_vec();
+                    line.extend(entry);
+                    line.push(subject.clone());
+                    lines.push(line);
+                }
+            }
+            if format == Format::Table {
+                let align: Vec<(&str, Align)> = EXPLAIN_COLUMNS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let right = matches!(i, 3 | 6 | 7 | 8 | 11);
+                        (*c, if right { Align::Right } else { Align::Left })
+                    })
+                    .collect();
+                return table(out, &align, lines);
+            }
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record(EXPLAIN_COLUMNS)?;
+            for mut line in lines {
+                line[0] = csv_text(std::mem::take(&mut line[0]));
+                line[10] = csv_text(std::mem::take(&mut line[10]));
+                csv.write_record(line)?;
+            }
+            csv.flush()
         }
     }
 }

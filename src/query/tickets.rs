@@ -192,11 +192,11 @@ pub(crate) fn iso_text(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-fn iso<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn iso<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&iso_text(t))
 }
 
-fn iso_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn iso_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => iso(t, s),
         None => s.serialize_none(),
@@ -309,11 +309,11 @@ impl Dataset {
 }
 
 /// A timestamp column as epoch milliseconds, whatever unit the file stored.
-fn millis(name: &str) -> Expr {
+pub(super) fn millis(name: &str) -> Expr {
     col(name).dt().timestamp(TimeUnit::Milliseconds).alias(name)
 }
 
-async fn optional(lf: Option<LazyFrame>, what: String) -> Result<Option<DataFrame>> {
+pub(super) async fn optional(lf: Option<LazyFrame>, what: String) -> Result<Option<DataFrame>> {
     match lf {
         Some(lf) => collect(lf, what).await.map(Some),
         None => Ok(None),
@@ -321,13 +321,13 @@ async fn optional(lf: Option<LazyFrame>, what: String) -> Result<Option<DataFram
 }
 
 /// Typed access to the columns of one collected frame, with errors naming the data.
-struct Columns<'a> {
-    df: &'a DataFrame,
-    what: &'a str,
+pub(super) struct Columns<'a> {
+    pub(super) df: &'a DataFrame,
+    pub(super) what: &'a str,
 }
 
 impl Columns<'_> {
-    fn i64s(&self, name: &str) -> Result<Vec<Option<i64>>> {
+    pub(super) fn i64s(&self, name: &str) -> Result<Vec<Option<i64>>> {
         let s = contract(
             column(self.df, name, self.what)?.cast(&DataType::Int64),
             self.what,
@@ -335,7 +335,7 @@ impl Columns<'_> {
         Ok(contract(s.i64(), self.what)?.iter().collect())
     }
 
-    fn times(&self, name: &str) -> Result<Vec<Option<DateTime<Utc>>>> {
+    pub(super) fn times(&self, name: &str) -> Result<Vec<Option<DateTime<Utc>>>> {
         Ok(self
             .i64s(name)?
             .iter()
@@ -343,7 +343,7 @@ impl Columns<'_> {
             .collect())
     }
 
-    fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
+    pub(super) fn strings(&self, name: &str) -> Result<Vec<Option<String>>> {
         let s = column(self.df, name, self.what)?;
         Ok(contract(s.str(), self.what)?
             .iter()
@@ -351,7 +351,7 @@ impl Columns<'_> {
             .collect())
     }
 
-    fn bools(&self, name: &str) -> Result<Vec<Option<bool>>> {
+    pub(super) fn bools(&self, name: &str) -> Result<Vec<Option<bool>>> {
         let s = column(self.df, name, self.what)?;
         Ok(contract(s.bool(), self.what)?.iter().collect())
     }
@@ -377,7 +377,7 @@ impl Columns<'_> {
     }
 
     /// A value the contract says is never null.
-    fn required<T>(&self, name: &str, row: usize, value: Option<T>) -> Result<T> {
+    pub(super) fn required<T>(&self, name: &str, row: usize, value: Option<T>) -> Result<T> {
         value.ok_or_else(|| super::Error::Contract {
             what: self.what.to_string(),
             detail: format!("{name} is null in row {row}, but the column is not nullable"),

@@ -83,6 +83,8 @@ pub struct Page {
     pub body: Bytes,
     /// The `Link: <…>; rel="next"` target, checked to be on the same host; `None` on the last page.
     pub next: Option<Url>,
+    /// When the request that got this answer was sent (the last attempt, after any retries).
+    pub sent: Instant,
 }
 
 /// The Freshservice HTTP client of one run.
@@ -280,7 +282,7 @@ impl Client {
                                     self.with_stats(|s| {
                                         *s.calls.entry(endpoint.name()).or_default() += 1
                                     });
-                                    return Ok(Page { body, next });
+                                    return Ok(Page { body, next, sent });
                                 }
                                 Err(problem) => {
                                     (Attempt::BrokenBody, None, Some(status.as_u16()), problem)

@@ -753,8 +753,8 @@ impl Source {
             };
             // The ids of a page that makes (or may be) a guess, for the progress check below.
             let ids = guessed.then(|| wire::raw_item_ids(&page.body, key));
-            let done = std::time::Instant::now();
-            Ok::<_, Error>((items, next, short, guessed, ids, done, asked))
+            let timing = (page.sent, std::time::Instant::now());
+            Ok::<_, Error>((items, next, short, guessed, ids, timing, asked))
         };
         // In order: the page being read, then (when guessed) the one after it.
         let mut queue = futures::stream::FuturesOrdered::new();
@@ -769,19 +769,19 @@ impl Source {
         let mut pages = 0u32;
         // The ids of the previous page when it had no `Link` and was full (this page is a guess).
         let mut guessed_after: Option<Vec<String>> = None;
-        // When the previous page's answer arrived.
-        let mut previous_done: Option<std::time::Instant> = None;
+        // When the previous page's (last) request was sent.
+        let mut previous_sent: Option<std::time::Instant> = None;
         while let Some(result) = futures::StreamExt::next(&mut queue).await {
             if wrong > 0 {
                 wrong -= 1;
                 continue;
             }
-            let (items, next, short, guessed, ids, done, asked) = result?;
-            // A page asked for ahead that was answered before the page it follows (that one
-            // was slow, or retried) may have been served before it: a ticket created in
+            let (items, next, short, guessed, ids, (sent, done), asked) = result?;
+            // A page asked for ahead that was answered before the page it follows was even
+            // asked for (that one was retried) was served before it: a ticket created in
             // between shifts a row from the earlier page onto this one, where it is not. Such
             // a page is read again, after; the listing goes on link by link.
-            if previous_done.is_some_and(|before| done < before) {
+            if previous_sent.is_some_and(|before| done < before) {
                 while futures::StreamExt::next(&mut queue).await.is_some() {}
                 tracing::debug!(
                     endpoint = endpoint.name(),
@@ -794,7 +794,7 @@ impl Source {
                 queue.push_back(fetch(asked));
                 continue;
             }
-            previous_done = Some(done);
+            previous_sent = Some(sent);
             pages += 1;
             // A page asked for without a `Link` must bring rows the page before did not: a
             // server (or proxy) that ignores `page` serves page 1 again, full, forever.

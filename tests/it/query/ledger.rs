@@ -250,3 +250,78 @@ async fn ledger_bills_from_query_what_it_billed_from_codex_with_and_without_late
         "the late hours are billed this year: {before} → {after}"
     );
 }
+
+/// `--explain`: the tickets and time entries behind every period, exactly what the period's
+/// hours sum; a late entry shows under the month Ledger bills it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_traces_every_billed_hour_to_tickets_and_time_entries() {
+    let h = Harness::new(200, 37).await;
+    assert!(h.full_sync().await.error.is_none());
+    let year = Utc::now().year();
+    let truth = h.sim.ground_truth();
+    let late = truth
+        .closed_tickets()
+        .filter(|t| t.closed_at.is_some_and(|c| c.year() == year - 1))
+        .map(|t| t.id)
+        .next()
+        .expect("a ticket closed last year");
+    let entry = h.sim.add_time_entry(late, 120, true, true);
+    assert!(h.incremental().await.error.is_none());
+    let data = h.data();
+    let base = |format: &str| {
+        query_cmd(&data).args([
+            "--year",
+            &year.to_string(),
+            "--rollup",
+            "month",
+            "--explain",
+            "--format",
+            format,
+        ])
+    };
+    let out = base("json").run().await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows = out.json();
+    let mut lines_expected = 0;
+    let mut found_late = false;
+    for row in rows.as_array().unwrap() {
+        let detail = row["detail"].as_array().unwrap();
+        assert_eq!(
+            detail.len() as u64,
+            row["tickets"].as_u64().unwrap(),
+            "{row}"
+        );
+        let minutes: i64 = detail.iter().map(|t| t["minutes"].as_i64().unwrap()).sum();
+        let hours = row["hours"].as_f64().unwrap();
+        assert!((minutes as f64 / 60.0 - hours).abs() < 0.006, "{row}");
+        for t in detail {
+            let entries = t["time_entries"].as_array().unwrap();
+            lines_expected += entries.len().max(1);
+            if !t["hours_defaulted"].as_bool().unwrap() {
+                let sum: i64 = entries.iter().map(|e| e["minutes"].as_i64().unwrap()).sum();
+                // Each entry's minutes are rounded on their own (hh:mm:ss entries).
+                assert!(
+                    (sum - t["minutes"].as_i64().unwrap()).abs() <= entries.len() as i64,
+                    "{t}"
+                );
+            }
+            if t["ticket_id"] == late {
+                found_late = true;
+                let month = Utc::now().month();
+                assert_eq!(row["period"], format!("{year}-{month:02}"), "{row}");
+                assert!(entries.iter().any(|e| e["time_entry_id"] == entry), "{t}");
+            }
+        }
+    }
+    assert!(found_late, "the late ticket is explained under this month");
+    let csv = base("csv").run().await;
+    assert_eq!(csv.code, Some(0), "{}", csv.stderr);
+    let mut lines = csv.stdout.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("account,period,basis,ticket_id,"));
+    assert_eq!(lines.count(), lines_expected);
+    let worked = base("json").args(["--basis", "worked"]).run().await;
+    assert_eq!(worked.code, Some(3), "{}", worked.stderr);
+}
