@@ -1160,3 +1160,12 @@ async fn a_page_read_ahead_and_served_before_a_retried_page_is_read_again() {
     )
     .await;
 }
+
+/// Soak `HARNESS_SEED=31337` (shrunk): a person forgotten with no name known whose name ends in
+/// a one-character word ("… 李"). Before their name was learned, their own tickets lost its
+/// words one by one, all but that one (too short to erase alone); a run that knew the name
+/// erased it whole, so the dataset depended on when the name was learned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_learned_mid_run_is_erased_as_by_a_run_that_knew_it() {
+    holds(Case::new(4957, 145, false).forgotten()).await;
+}

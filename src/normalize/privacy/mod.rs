@@ -66,7 +66,18 @@ impl Privacy {
         entries: &mut [TimeEntryRow],
     ) -> PrivacyStats {
         let learned = self.erasures.learn(ticket);
-        let erased = self.erasures.apply(ticket, conversations, notes, entries);
+        let erased = match &learned {
+            // The name this ticket teaches is erased from it already, whole, as by a run that
+            // knew it: erased word by word (the owner's words only), a name of a one-letter
+            // word ("Wei Li 李") would keep that word, and the dataset would depend on when the
+            // name was learned.
+            Some(name) => {
+                let mut knowing = Erasures::clone(&self.erasures);
+                knowing.complete(name);
+                knowing.apply(ticket, conversations, notes, entries)
+            }
+            None => self.erasures.apply(ticket, conversations, notes, entries),
+        };
         let mut redactions = Counts::new();
         if !self.redactor.is_disabled() {
             let r = &self.redactor;
