@@ -1,5 +1,7 @@
 //! Peak memory of a full sync, by the number of tickets listed: memory must follow
-//! `concurrency` and `checkpoint_every`, not the size of the account.
+//! `concurrency` and `checkpoint_every`, not the size of the account. Also the write
+//! amplification: bytes the sync wrote through its system calls (`wchar` of `/proc/self/io`,
+//! which also counts its few HTTP requests) ÷ the bytes the dataset keeps at the end.
 //!
 //! ```text
 //! cargo run --release --example memory                      # 2,000 and 20,000 tickets
@@ -48,8 +50,15 @@ async fn main() {
         args.tickets.clone()
     };
     println!(
-        "{:>8} {:>8} {:>8} {:>12} {:>10}",
-        "tickets", "listed", "fetched", "peak_rss_mb", "wall_s"
+        "{:>8} {:>8} {:>8} {:>12} {:>10} {:>11} {:>9} {:>9}",
+        "tickets",
+        "listed",
+        "fetched",
+        "peak_rss_mb",
+        "wall_s",
+        "written_mb",
+        "kept_mb",
+        "written/kept"
     );
     let mut first = None;
     for n in sizes {
@@ -84,11 +93,15 @@ async fn main() {
                 .unwrap_or_else(|| panic!("child printed no {name}: {text}"))
         };
         let rss_mb = field("peak_rss_kb") / 1024.0;
+        let (written, kept) = (field("written_bytes"), field("kept_bytes"));
         println!(
-            "{n:>8} {:>8} {:>8} {rss_mb:>12.1} {:>10.1}",
+            "{n:>8} {:>8} {:>8} {rss_mb:>12.1} {:>10.1} {:>11.1} {:>9.1} {:>12.2}",
             field("listed"),
             field("fetched"),
-            field("wall_s")
+            field("wall_s"),
+            written / 1e6,
+            kept / 1e6,
+            written / kept
         );
         match first {
             None => first = Some((n, rss_mb)),
@@ -136,8 +149,29 @@ async fn child(url: &str, key: &str) {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let written: u64 = io
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     println!(
-        "listed={} fetched={} peak_rss_kb={peak_kb} wall_s={wall:.1}",
-        outcome.report.tickets.listed, outcome.report.tickets.fetched
+        "listed={} fetched={} peak_rss_kb={peak_kb} wall_s={wall:.1} written_bytes={written} kept_bytes={}",
+        outcome.report.tickets.listed,
+        outcome.report.tickets.fetched,
+        dir_bytes(dir.path())
     );
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }

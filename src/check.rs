@@ -319,7 +319,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -385,6 +385,13 @@ pub async fn run(
     let (cursor, index) = match storage {
         Ok(storage) => {
             check_storage(&storage, &mut report, &mut problems, &mut warnings).await;
+            match crate::sink::upgrade::domain(&storage).await {
+                Ok(Some(found)) if found != job.domain => problems.push(format!(
+                    "the dataset holds the Freshservice domain {found:?} and this job's is {:?}: a sync would refuse to run (name the domain with --domain)",
+                    job.domain
+                )),
+                _ => {}
+            }
             check_lock(&storage, &mut report, &mut problems, &mut warnings).await;
             let cursor = state::load_cursor(&storage).await;
             let index = state::load_index(&storage).await;

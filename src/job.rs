@@ -281,6 +281,9 @@ pub struct Job {
     pub s3: S3Options,
     /// Freshservice or the built-in simulator.
     pub api: Api,
+    /// The Freshservice account's subdomain: the `domain` partition of every table
+    /// ([`default_domain`] when the job names none).
+    pub domain: String,
     /// The custom field holding the account number (default `account_number`).
     pub account_field: String,
     /// `department_id` → account number from the `account_map` CSV; wins over the custom field.
@@ -379,6 +382,31 @@ impl MetricsOutputs {
     }
 }
 
+/// The domain of a job that names none: for `--base-url`, the subdomain of a
+/// `*.freshservice.com` host, else the host itself (`127.0.0.1`, `fs.internal`); for the
+/// built-in simulator, `simulator`.
+pub fn default_domain(api: &Api) -> String {
+    match api {
+        Api::Simulator(_) => "simulator".to_string(),
+        Api::Remote(url) => {
+            let host = url.host_str().unwrap_or("remote").to_ascii_lowercase();
+            let name = host
+                .strip_suffix(".freshservice.com")
+                .filter(|sub| !sub.contains('.'))
+                .unwrap_or(&host);
+            name.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
 impl Job {
     /// Validates a merged spec. `ticket` is the single-ticket flag (command line only).
     pub fn resolve(spec: JobSpec, ticket: Option<i64>) -> Result<Job> {
@@ -391,28 +419,31 @@ impl Job {
                     .into(),
             )
         })?;
+        let domain_ok = |domain: &str| {
+            !domain.is_empty()
+                && domain.len() <= 63
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if let Some(domain) = spec.domain.as_deref().filter(|d| !domain_ok(d)) {
+            return Err(invalid(format!(
+                "--domain {domain:?} is not a Freshservice subdomain (letters, digits, '-')"
+            )));
+        }
+        let domain = spec.domain.clone();
         let api = match (spec.base_url, spec.domain, spec.simulator) {
-            (Some(_), Some(_), _) => return Err(invalid("give --base-url or --domain, not both".into())),
-            (Some(url), None, _) => Api::Remote(Url::parse(&url).map_err(|e| {
+            // With --base-url, --domain only names the account (the URL is what is called).
+            (Some(url), _, _) => Api::Remote(Url::parse(&url).map_err(|e| {
                 invalid(format!(
                     "--base-url {:?} is not a URL: {e}",
                     crate::metrics::display_url_text(&url)
                 ))
             })?),
-            (None, Some(domain), _) => {
-                let ok = !domain.is_empty()
-                    && domain.len() <= 63
-                    && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-                if !ok {
-                    return Err(invalid(format!(
-                        "--domain {domain:?} is not a Freshservice subdomain (letters, digits, '-')"
-                    )));
-                }
-                Api::Remote(
-                    Url::parse(&format!("https://{domain}.freshservice.com"))
-                        .map_err(|e| invalid(format!("--domain {domain:?}: {e}")))?,
-                )
-            }
+            (None, Some(domain), _) => Api::Remote(
+                Url::parse(&format!("https://{domain}.freshservice.com"))
+                    .map_err(|e| invalid(format!("--domain {domain:?}: {e}")))?,
+            ),
             (None, None, Some(sim)) => Api::Simulator(Box::new(simulator_config(&sim)?)),
             (None, None, None) => {
                 return Err(invalid(
@@ -428,6 +459,7 @@ impl Job {
                 )));
             }
         }
+        let domain = domain.unwrap_or_else(|| default_domain(&api));
         let account_map = match &spec.account_map {
             None => HashMap::new(),
             Some(path) => {
@@ -563,6 +595,7 @@ impl Job {
             data,
             s3: spec.s3.unwrap_or_default(),
             api,
+            domain,
             account_field,
             account_map,
             account_from,

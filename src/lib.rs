@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! source ──► normalize ──► tables ──► sink (parquet, markdown) ──► state
-//!  (HTTP)     (pure)       (Arrow)     (staged, then committed)     (index, cursor)
+//!  (HTTP)     (pure)       (Arrow)     (staged, then committed)     (journal → Delta logs, index, cursor)
 //! ```
 //!
 //! - [`source`]: the Freshservice v2 client. `wire` holds the API's JSON shapes, `client` the
@@ -18,13 +18,16 @@
 //!   before its document is rendered.
 //! - [`tables`]: the Arrow schemas of the output tables (the contract in `schemas/*.json`) and the
 //!   builders that turn rows into `RecordBatch`es ([`tables::read`] the way back).
-//! - [`sink`]: writes a changeset (placed tickets, rejects, removals) as Hive-partitioned Parquet
-//!   and markdown files, staged first and then committed through a journal; [`sink::upgrade`]
-//!   the dataset format version (`_state/format.json`) and the one-time upgrade of datasets
-//!   written by an older release, through the same journal.
+//! - [`sink`]: writes a changeset (placed tickets, rejects, removals) as new Parquet files of the
+//!   partitions it touches (`domain=…/account=…/year=…`) and markdown files, staged first and
+//!   then committed through a journal; [`sink::upgrade`] the dataset format version
+//!   (`_state/format.json`, which also names the dataset's domain) and the one-time move of
+//!   datasets written by an older release into Delta tables, through the same journal.
 //! - [`state`]: the ticket index (where each ticket lives and which `updated_at` it has), the
-//!   incremental cursor and the commit journal, all under `<data>/_state/`; [`state::lock`] the
-//!   run lock that keeps a second run from writing the same dataset.
+//!   incremental cursor and the commit journal, all under `<data>/_state/`; [`state::delta`]
+//!   the tables' Delta logs (`<table>/_delta_log/`, through delta-rs): which files each table
+//!   holds at a version or an instant, and the `add`/`remove` commits the journal makes;
+//!   [`state::lock`] the run lock that keeps a second run from writing the same dataset.
 //! - [`storage`]: the only code that builds object paths and talks to `object_store`.
 //! - [`pipeline`]: one run. [`pipeline::policy`] holds every decision as a pure function (the
 //!   window, which workspaces are listed, how a listed ticket is classified, what counts as evidence that a ticket is gone,
@@ -56,8 +59,11 @@
 //! - Sinks and `state` reach storage only through [`storage::Storage`]; no `std::fs` for outputs.
 //! - A closed ticket ends up in exactly one place: one partition of `tickets` (with its children
 //!   in the same account/year partition of the other tables) or the `rejects` table.
-//! - Partition files are replaced whole, by one atomic put/rename each; the commit journal makes a
-//!   multi-partition change roll forward after a crash, so a rerun converges on the clean result.
+//! - A data file never changes once a table's log names it: a change writes new files and removes
+//!   the old ones, in one Delta commit per table carrying the dataset commit's `txn`. The commit
+//!   journal makes a multi-table change roll forward after a crash (each table committed at most
+//!   once), so a rerun converges on the clean result; documents and the index are published
+//!   only after the tables committed.
 //! - The cursor moves only after every sink has committed; a failed run leaves it unchanged.
 //! - Data leaves the dataset only on positive evidence (the API says the ticket is deleted,
 //!   spam or no longer closed, or the ticket itself answers 404), never more than
@@ -74,9 +80,10 @@
 //!   and a sync whose key does not match it refuses to run.
 //! - `check` never takes the run lock and writes nothing but one probe object under `_state/`.
 //! - `sim` shares no types with `source`.
-//! - `query` gets nothing from the pipeline in memory: the Parquet files are the interface, read
-//!   with polars (an Arrow implementation separate from the writer's arrow-rs). It lists the
-//!   partitions itself, so polars is handed only the files a query needs.
+//! - `query` gets nothing from the pipeline in memory: the Delta tables are the interface, read
+//!   with polars (an Arrow implementation separate from the writer's arrow-rs). It reads every
+//!   table's log at the versions of the dataset's last commit and hands polars only the active
+//!   files of the partitions a query needs.
 //! - Only `cli` knows clap; only `main.rs` knows exit codes (one `match` on [`error::Class`])
 //!   and the tracing subscriber. No code inspects an error's type to decide what it means.
 

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::{self, layout, Storage};
 
+pub mod delta;
 pub mod erasures;
 pub mod lock;
 
@@ -48,6 +49,14 @@ pub enum Error {
     /// configuration problem: the operator restores the key).
     #[error("erasure key: {0}")]
     ErasureKey(String),
+    /// A table's Delta log could not be read or committed.
+    #[error("delta log of table {table}: {detail}")]
+    Delta {
+        /// The table.
+        table: &'static str,
+        /// delta-rs' message.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -59,6 +68,9 @@ impl Error {
             Error::Storage(e) => e.class(),
             Error::Corrupt { .. } => Class::Failed,
             Error::ErasureKey(_) => Class::Config,
+            // A log that does not load or commit: storage trouble or a writer we do not know;
+            // retrying the run is the right first answer either way.
+            Error::Delta { .. } => Class::Retryable,
         }
     }
 }
@@ -254,23 +266,36 @@ pub struct Cursor {
 /// The commit record of one changeset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
-    /// Format of the journal (1).
+    /// Format of the journal (2: Delta tables; 1, the Hive layout's, had no `tables`).
     pub version: u32,
     /// The staging tag (`_staging/<tag>/…`).
     pub tag: String,
-    /// Staged object → final object.
+    /// The dataset commit sequence number: the `txn` version of every table commit it makes.
+    #[serde(default)]
+    pub seq: u64,
+    /// Staged object → final object, moved before the tables commit (new data files).
     pub moves: Vec<(String, String)>,
-    /// Objects to delete (partitions that became empty, markdown of moved or removed tickets).
+    /// What the commit does to each table's log, by table name.
+    #[serde(default)]
+    pub tables: BTreeMap<String, delta::TableCommit>,
+    /// Staged object → final object, moved once the tables have committed (documents, the
+    /// index): nothing outside the tables describes rows they do not hold.
+    #[serde(default)]
+    pub publish: Vec<(String, String)>,
+    /// Objects to delete (replaced data files, markdown of moved or removed tickets).
     pub deletes: Vec<String>,
 }
 
 impl Journal {
     /// An empty journal for the commit staged under `tag`.
-    pub fn new(tag: &str) -> Journal {
+    pub fn new(tag: &str, seq: u64) -> Journal {
         Journal {
-            version: 1,
+            version: 2,
             tag: tag.to_string(),
+            seq,
             moves: Vec::new(),
+            tables: BTreeMap::new(),
+            publish: Vec::new(),
             deletes: Vec::new(),
         }
     }
@@ -325,19 +350,27 @@ pub async fn write_journal(storage: &Storage, journal: &Journal) -> Result<()> {
 /// most of its time waiting on round trips.
 const PARALLEL_OBJECTS: usize = 16;
 
-/// Applies a journal: moves staged objects into place, then deletes what it lists, then removes
-/// itself and its staging area. Idempotent: a move whose source is gone was done before. The
-/// objects of one step are handled concurrently, in no particular order; the steps are in order.
-pub async fn apply_journal(storage: &Storage, journal: &Journal) -> Result<()> {
-    futures::stream::iter(&journal.moves)
-        .map(|(from, to)| async move {
-            storage
-                .rename(&Path::from(from.as_str()), &Path::from(to.as_str()))
-                .await
-        })
-        .buffer_unordered(PARALLEL_OBJECTS)
-        .try_collect::<Vec<bool>>()
-        .await?;
+/// Applies a journal: moves the staged data files into place, commits each table's log, writes
+/// the tables' versions ([`delta::SNAPSHOT`]), moves the staged documents and index into place,
+/// then deletes what it lists, then removes itself and its staging area. Idempotent: a move whose
+/// source is gone was done before, a table that holds the commit's `txn` is not committed again.
+/// The objects of one step are handled concurrently, in no particular order; the steps are in
+/// order.
+pub async fn apply_journal(
+    storage: &Storage,
+    lake: &mut delta::Lake,
+    journal: &Journal,
+) -> Result<()> {
+    move_all(storage, &journal.moves).await?;
+    if !journal.tables.is_empty() {
+        for table in crate::tables::Table::ALL {
+            if let Some(change) = journal.tables.get(table.name()) {
+                lake.commit(storage, table, change, journal.seq).await?;
+            }
+        }
+        delta::store_versions(storage, &lake.versions(journal.seq)).await?;
+    }
+    move_all(storage, &journal.publish).await?;
     delete_all(
         storage,
         journal.deletes.iter().map(|p| Path::from(p.as_str())),
@@ -347,6 +380,19 @@ pub async fn apply_journal(storage: &Storage, journal: &Journal) -> Result<()> {
     let staging = layout::staging_root().join(journal.tag.as_str());
     delete_all(storage, storage.list(&staging).await?).await?;
     storage.remove_empty_dirs(&layout::staging_root()).await;
+    Ok(())
+}
+
+async fn move_all(storage: &Storage, moves: &[(String, String)]) -> Result<()> {
+    futures::stream::iter(moves)
+        .map(|(from, to)| async move {
+            storage
+                .rename(&Path::from(from.as_str()), &Path::from(to.as_str()))
+                .await
+        })
+        .buffer_unordered(PARALLEL_OBJECTS)
+        .try_collect::<Vec<bool>>()
+        .await?;
     Ok(())
 }
 
@@ -372,7 +418,8 @@ pub async fn recover(storage: &Storage) -> Result<bool> {
                 detail: e.to_string(),
             })?;
             tracing::warn!(tag = %journal.tag, moves = journal.moves.len(), "finishing the commit of an interrupted run");
-            apply_journal(storage, &journal).await?;
+            let mut lake = delta::Lake::open(storage, delta::At::Latest).await?;
+            apply_journal(storage, &mut lake, &journal).await?;
             true
         }
     };
@@ -448,16 +495,16 @@ mod tests {
             .put(&Path::from("old/x.md"), bytes::Bytes::from_static(b"old"))
             .await
             .unwrap();
-        let journal = Journal {
-            version: 1,
-            tag: "t1".into(),
-            moves: vec![(staged.to_string(), "tickets/a.parquet".into())],
-            deletes: vec!["old/x.md".into()],
-        };
+        let mut journal = Journal::new("t1", 1);
+        journal.moves = vec![(staged.to_string(), "tickets/a.parquet".into())];
+        journal.deletes = vec!["old/x.md".into()];
         write_journal(&storage, &journal).await.unwrap();
         assert!(recover(&storage).await.unwrap());
         // A second replay (as after a kill during the first) changes nothing.
-        apply_journal(&storage, &journal).await.unwrap();
+        let mut lake = delta::Lake::open(&storage, delta::At::Latest)
+            .await
+            .unwrap();
+        apply_journal(&storage, &mut lake, &journal).await.unwrap();
         assert!(!recover(&storage).await.unwrap());
         let all = storage.list(&Path::from("")).await.unwrap();
         assert_eq!(all, vec![Path::from("tickets/a.parquet")]);

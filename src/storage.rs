@@ -253,6 +253,21 @@ impl Storage {
         }
     }
 
+    /// Where delta-rs finds the table under `dir`: a store and the table's URL in it. On S3 (and
+    /// in memory) that is this store itself, rooted at the dataset, under `memory:///<dir>/`
+    /// (same client, same credentials; the listing is ordered). A local dataset is given as
+    /// `file:///<absolute dir>/<dir>/` over the file system, the form under which the Delta
+    /// kernel knows that a directory listing comes unordered.
+    pub fn delta_location(&self, dir: &str) -> (Arc<dyn ObjectStore>, url::Url) {
+        if let Some(root) = self.root.as_deref().filter(|r| !r.starts_with("s3://")) {
+            if let Ok(url) = url::Url::from_directory_path(std::path::Path::new(root).join(dir)) {
+                return (Arc::new(LocalFileSystem::new()), url);
+            }
+        }
+        let url = url::Url::parse(&format!("memory:///{dir}/")).expect("a valid table URL");
+        (self.store.clone(), url)
+    }
+
     /// The location as the user gave it (never contains credentials: those come from the environment).
     pub fn display(&self) -> &str {
         &self.display

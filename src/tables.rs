@@ -93,6 +93,16 @@ impl Table {
         }
     }
 
+    /// The Delta partition columns, in order: the Freshservice domain, then (but in `rejects`)
+    /// the account number and the year the ticket closed. Their values live in the log and the
+    /// Hive path (`domain=…/account=…/year=…/`), not in the files.
+    pub fn partition_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Rejects => &["domain"],
+            _ => &["domain", "account", "year"],
+        }
+    }
+
     /// The Arrow schema of the files (without the partition columns, which live in the path).
     pub fn schema(self) -> SchemaRef {
         Arc::new(Schema::new(
@@ -108,8 +118,9 @@ impl Table {
         serde_json::json!({
             "table": self.name(),
             "description": self.description(),
-            "partitioning": if self == Table::Rejects { vec![] } else { vec!["account", "year"] },
-            "key": match self.row_key() { Some(k) => vec!["ticket_id", k], None => vec!["ticket_id"] },
+            "format": "delta",
+            "partitioning": self.partition_columns(),
+            "key": match self.row_key() { Some(k) => vec!["domain", "ticket_id", k], None => vec!["domain", "ticket_id"] },
             "columns": self.columns().iter().map(|c| serde_json::json!({
                 "name": c.name,
                 "type": c.kind.contract_name(),

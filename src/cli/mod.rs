@@ -80,7 +80,7 @@ pub enum Command {
 
 /// `--version`: the release and the dataset format it writes (`_state/format.json`; a test
 /// holds the number to `sink::upgrade::FORMAT`).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (dataset format 3)");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (dataset format 4)");
 
 /// How a command ended, for `main` to turn into an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

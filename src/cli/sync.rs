@@ -279,7 +279,7 @@ async fn sync(spec: JobSpec, ticket: Option<i64>) -> super::Result<Finished> {
         RunStatus::Ok => Completion::Ok,
         RunStatus::OkWithRejects => {
             eprintln!(
-                "ticketsync: {} tickets are in the rejects table ({}/rejects/part-0.parquet), each with its reason; fix the department or workspace and the next run places them",
+                "ticketsync: {} tickets are in the rejects table ({}/rejects/, a Delta table: `ticketsync query` does not show them, DuckDB's delta_scan does), each with its reason; fix the department or workspace and the next run places them",
                 outcome.report.tickets.rejected,
                 storage.display().trim_end_matches('/')
             );

@@ -183,16 +183,16 @@ pub async fn audit(storage: &Storage, run_id: &str, record: &impl serde::Seriali
 
 /// The `tickets` rows of one partition alone (for the passes that need no other table).
 pub async fn read_tickets(storage: &Storage, account: &str, year: i32) -> Result<Vec<TicketRow>> {
-    let path = layout::partition_file(Table::Tickets.name(), account, year);
-    let Some(bytes) = storage.get(&path).await? else {
-        return Ok(Vec::new());
-    };
     let mut rows = Vec::new();
-    for batch in parquet::decode(bytes, &Table::Tickets.schema(), path.as_ref())? {
-        rows.extend(tables::read::tickets(&batch).map_err(|detail| Error::Rows {
-            path: path.to_string(),
-            detail,
-        })?);
+    for (path, batches) in
+        sink::read_rows(storage, Table::Tickets, Some(account), Some(year)).await?
+    {
+        for batch in batches {
+            rows.extend(tables::read::tickets(&batch).map_err(|detail| Error::Rows {
+                path: path.clone(),
+                detail,
+            })?);
+        }
     }
     Ok(rows)
 }
@@ -206,12 +206,10 @@ pub async fn read_partition(
 ) -> Result<Vec<Placed>> {
     let mut batches = BTreeMap::new();
     for table in Table::PARTITIONED {
-        let path = layout::partition_file(table.name(), account, year);
-        let rows = match storage.get(&path).await? {
-            None => Vec::new(),
-            Some(bytes) => parquet::decode(bytes, &table.schema(), path.as_ref())?,
-        };
-        batches.insert(table, (path.to_string(), rows));
+        let files = sink::read_rows(storage, table, Some(account), Some(year)).await?;
+        let path = files.first().map(|(p, _)| p.clone()).unwrap_or_default();
+        let rows: Vec<_> = files.into_iter().flat_map(|(_, b)| b).collect();
+        batches.insert(table, (path, rows));
     }
     let rows_err = |path: &str| {
         let path = path.to_string();
@@ -342,12 +340,11 @@ pub async fn rewrite_rejects(
     done: &mut Rewritten,
     mut change: impl FnMut(&mut String) -> bool,
 ) -> Result<u64> {
-    let path = layout::table_file(Table::Rejects.name());
     let mut changed = Vec::new();
-    if let Some(bytes) = storage.get(&path).await? {
-        for batch in parquet::decode(bytes, &Table::Rejects.schema(), path.as_ref())? {
+    for (path, batches) in sink::read_rows(storage, Table::Rejects, None, None).await? {
+        for batch in batches {
             let rows = tables::read::rejects(&batch).map_err(|detail| Error::Rows {
-                path: path.to_string(),
+                path: path.clone(),
                 detail,
             })?;
             for mut r in rows {

@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Error, Result};
-use crate::sink::{self, parquet, Changeset, CommitStats, Removal};
+use crate::sink::{self, Changeset, CommitStats, Removal};
 use crate::state::lock::Lock;
 use crate::state::{Index, Location};
-use crate::storage::{layout, Storage};
+use crate::storage::Storage;
 use crate::tables::{self, Table};
 
 /// The oldest `closed_at` kept: `now` minus `days`.
@@ -70,11 +70,10 @@ pub async fn apply(
             }
         }
     }
-    let rejects_file = layout::table_file(Table::Rejects.name());
-    if let Some(bytes) = storage.get(&rejects_file).await? {
-        for batch in parquet::decode(bytes, &Table::Rejects.schema(), rejects_file.as_ref())? {
+    for (rejects_file, batches) in sink::read_rows(storage, Table::Rejects, None, None).await? {
+        for batch in batches {
             let rows = tables::read::rejects_seen(&batch).map_err(|detail| Error::Rows {
-                path: rejects_file.to_string(),
+                path: rejects_file.clone(),
                 detail,
             })?;
             for (id, seen_at) in rows {
@@ -233,11 +232,12 @@ mod tests {
         assert_eq!((pruned.tickets, pruned.rejects), (0, 1));
         assert!(index.get(1).is_none());
         assert!(index.get(2).is_some());
-        let file = layout::table_file(Table::Rejects.name());
-        let bytes = storage.get(&file).await.unwrap().unwrap();
-        let batches = parquet::decode(bytes, &Table::Rejects.schema(), file.as_ref()).unwrap();
-        let left: Vec<i64> = batches
+        let files = sink::read_rows(&storage, Table::Rejects, None, None)
+            .await
+            .unwrap();
+        let left: Vec<i64> = files
             .iter()
+            .flat_map(|(_, batches)| batches)
             .flat_map(|b| tables::read::rejects_seen(b).unwrap())
             .map(|(id, _)| id)
             .collect();

@@ -106,6 +106,17 @@ pub enum Error {
         /// The newest format this release knows.
         known: u32,
     },
+    /// The dataset holds another Freshservice account's tickets (ticket ids of two accounts
+    /// collide, so one dataset holds one domain). Nothing was written.
+    #[error("the dataset at {data} holds the Freshservice domain {found:?}, and this run's is {domain:?}; name the dataset's domain with --domain (or `domain` in the job), or use another dataset")]
+    OtherDomain {
+        /// The dataset location.
+        data: String,
+        /// The domain `_state/format.json` records.
+        found: String,
+        /// The run's domain.
+        domain: String,
+    },
     /// `max_run_minutes` passed: the run stopped fetching and committed what it had.
     #[error("the run was still going after max_run_minutes = {minutes}; it stopped fetching and committed what it had; the next run goes on from there")]
     TimedOut {
@@ -134,7 +145,7 @@ impl Error {
             Error::Storage(e) => e.class(),
             Error::Dataset(e) => e.class(),
             Error::Locked(e) | Error::LockLost(e) => e.class(),
-            Error::NewerFormat { .. } => Class::Config,
+            Error::NewerFormat { .. } | Error::OtherDomain { .. } => Class::Config,
             Error::TicketNotFound { .. } | Error::RemovalGuard { .. } => Class::Failed,
             Error::TimedOut { .. } => Class::Retryable,
             Error::Task { .. } => Class::Bug,
@@ -202,7 +213,7 @@ async fn run_locked(
     start: Start,
 ) -> Result<RunOutcome, Error> {
     let recovered = state::recover(storage).await?;
-    let (new_dataset, format_upgrade) = upgrade(storage, lock, &start.run_id).await?;
+    let (new_dataset, format_upgrade) = upgrade(storage, lock, &start.run_id, &job.domain).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
     // Erased people stay erased: a `forget` that was killed is finished first, and every
@@ -375,11 +386,7 @@ async fn run_locked(
         newest_closed_at: index.newest_closed_at(),
         warnings: Vec::new(),
     };
-    // A new dataset says which format it has once it has data (a run that wrote nothing leaves
-    // nothing behind).
-    if new_dataset && storage.exists(&layout::state(state::INDEX)).await? {
-        sink::upgrade::mark_current(storage).await?;
-    }
+    let _ = new_dataset;
     let body = serde_json::to_vec_pretty(&report).expect("report serializes");
     storage
         .put(&layout::run_report(&start.run_id), body.into())
@@ -397,11 +404,27 @@ async fn upgrade(
     storage: &Storage,
     lock: &Lock,
     run_id: &str,
+    domain: &str,
 ) -> Result<(bool, Option<FormatUpgrade>), Error> {
     use sink::upgrade::{self, Format, CHUNK_FILES, FORMAT};
     let from = match upgrade::format(storage).await? {
-        Format::Current => return Ok((false, None)),
-        Format::New => return Ok((true, None)),
+        Format::Current => {
+            let found = upgrade::domain(storage).await?;
+            return match found {
+                Some(found) if found != domain => Err(Error::OtherDomain {
+                    data: storage.display().to_string(),
+                    found,
+                    domain: domain.to_string(),
+                }),
+                _ => Ok((false, None)),
+            };
+        }
+        // A new dataset says which format and domain it has before its first commit: the
+        // tables' partitions and the commits of `forget` and `prune` depend on it.
+        Format::New => {
+            upgrade::mark_current(storage, domain).await?;
+            return Ok((true, None));
+        }
         Format::Newer(found) => {
             return Err(Error::NewerFormat {
                 data: storage.display().to_string(),
@@ -411,7 +434,7 @@ async fn upgrade(
         }
         Format::Older(from) => from,
     };
-    let files = upgrade::parquet_files(storage).await?;
+    let files = upgrade::legacy_files(storage).await?;
     tracing::info!(
         from,
         to = FORMAT,
@@ -428,14 +451,20 @@ async fn upgrade(
     for (i, chunk) in chunks.iter().enumerate() {
         lock.verify().await?;
         let last = i + 1 == chunks.len();
-        let step =
-            upgrade::upgrade_chunk(storage, chunk, &format!("{run_id}-upgrade-{i}"), last).await?;
+        let step = upgrade::upgrade_chunk(
+            storage,
+            chunk,
+            &format!("{run_id}-upgrade-{i}"),
+            last,
+            domain,
+        )
+        .await?;
         done.files_checked += step.files_checked;
         done.files_rewritten += step.files_rewritten;
     }
     if chunks.is_empty() {
         lock.verify().await?;
-        upgrade::mark_current(storage).await?;
+        upgrade::mark_current(storage, domain).await?;
     }
     tracing::info!(
         from,

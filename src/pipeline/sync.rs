@@ -21,6 +21,7 @@ use crate::report::{RemovalGuardReport, TicketCounts};
 use crate::sink::{self, Changeset, CommitStats, Removal};
 use crate::source::{self, wire, Source};
 use crate::state;
+use crate::state::delta::{At, Lake};
 use crate::state::lock::Lock;
 use crate::storage::Storage;
 
@@ -50,6 +51,8 @@ pub(crate) struct Run<'a> {
     /// Whether this run re-reads the time entries of recently closed tickets.
     pub(crate) rescan_due: bool,
     pub(crate) output: CommitStats,
+    /// The tables' logs as this run's commits left them (read at the first commit).
+    lake: Option<Lake>,
     /// Secrets redacted in the tickets committed, by rule.
     pub(crate) redactions: BTreeMap<String, u64>,
     /// Tickets committed with an erased person removed from them.
@@ -177,6 +180,7 @@ impl<'a> Run<'a> {
             guard: None,
             rescan_due,
             output: CommitStats::default(),
+            lake: None,
             redactions: BTreeMap::new(),
             tickets_erased: 0,
             learned_names: BTreeMap::new(),
@@ -332,7 +336,7 @@ impl<'a> Run<'a> {
                             // (A newer version listed meanwhile makes this one stale.)
                             self.settle(outcome, index, &mut changeset);
                         }
-                        if done % 25 == 0 {
+                        if done.is_multiple_of(25) {
                             progress.pb_set_message(&budget_message(&source, self.started));
                         }
                     }
@@ -676,7 +680,16 @@ impl<'a> Run<'a> {
         }
         let tag = format!("{}-{}", self.run_id, self.commits);
         self.commits += 1;
-        let stats = sink::commit(self.storage, index, changeset, &tag).await?;
+        // The tables' logs are read once per run, at its first commit, then kept current by
+        // the commits themselves; after a failed commit they are read again.
+        let mut lake = match self.lake.take() {
+            Some(lake) => lake,
+            None => Lake::open(self.storage, At::Latest)
+                .await
+                .map_err(sink::Error::from)?,
+        };
+        let stats = sink::commit_with(self.storage, &mut lake, index, changeset, &tag).await?;
+        self.lake = Some(lake);
         self.output += stats;
         Ok(())
     }

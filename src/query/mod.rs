@@ -25,7 +25,8 @@ use object_store::path::Path;
 use polars::prelude::cloud::CloudOptions;
 use polars::prelude::PolarsError;
 
-use crate::storage::{self, layout, S3Options, Storage};
+use crate::state::delta::{At, Lake};
+use crate::storage::{self, S3Options, Storage};
 use crate::tables::Table;
 pub use explain::{ExplainedEntry, ExplainedTicket};
 pub use rollup::{Basis, Period, RollupQuery, RollupRow};
@@ -45,6 +46,9 @@ pub enum Error {
     /// Listing or opening the dataset failed (includes a missing local directory).
     #[error(transparent)]
     Storage(#[from] storage::Error),
+    /// A table's log (or the dataset's state) could not be read.
+    #[error(transparent)]
+    State(#[from] crate::state::Error),
     /// The location cannot be handed to polars.
     #[error("cannot query {location}: {reason}")]
     Unsupported {
@@ -87,6 +91,10 @@ impl Error {
                 Class::Config => Class::Config,
                 _ => Class::Failed,
             },
+            Error::State(e) => match e.class() {
+                Class::Config => Class::Config,
+                _ => Class::Failed,
+            },
             Error::Task(_) => Class::Bug,
             Error::Empty { .. } | Error::Read { .. } | Error::Contract { .. } => Class::Failed,
         }
@@ -111,6 +119,8 @@ pub type FileSet = BTreeMap<Table, Vec<PartitionFile>>;
 /// One partition's data file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PartitionFile {
+    /// The domain partition.
+    pub domain: String,
     /// The account partition.
     pub account: String,
     /// The year partition.
@@ -243,14 +253,16 @@ impl Dataset {
         }
     }
 
-    /// Lists the selected partitions of `tables`. The first table must be `tickets`: when it has
-    /// no partition at all the dataset is empty (an error), otherwise an empty selection is
-    /// simply no match.
+    /// Lists the selected partitions of `tables`, all from one snapshot of the dataset (the
+    /// table versions its last commit left). The first table must be `tickets`: when it has no
+    /// partition at all the dataset is empty (an error), otherwise an empty selection is simply
+    /// no match.
     async fn files(&self, tables: &[Table], selection: Selection<'_>) -> Result<FileSet> {
         debug_assert_eq!(tables.first(), Some(&Table::Tickets));
+        let lake = Lake::open(&self.storage, At::Committed).await?;
         let mut out = FileSet::new();
         for &table in tables {
-            out.insert(table, self.list(table, selection).await?);
+            out.insert(table, list(&lake, table, selection));
         }
         if out[&Table::Tickets].is_empty() {
             let everything = Selection {
@@ -258,46 +270,42 @@ impl Dataset {
                 years: Years::All,
             };
             let narrowed = selection.account.is_some() || selection.years != Years::All;
-            if !narrowed || self.list(Table::Tickets, everything).await?.is_empty() {
+            if !narrowed || list(&lake, Table::Tickets, everything).is_empty() {
                 return Err(Error::Empty {
                     location: self.storage.display().to_string(),
                     expected: format!(
-                        "{}/account=<account>/year=<year>/{}",
+                        "{}/_delta_log/ with files under {}/domain=<domain>/account=<account>/year=<year>/",
                         Table::Tickets.name(),
-                        storage::PART_FILE
+                        Table::Tickets.name(),
                     ),
                 });
             }
         }
         Ok(out)
     }
+}
 
-    async fn list(&self, table: Table, selection: Selection<'_>) -> Result<Vec<PartitionFile>> {
-        let name = table.name();
-        let prefix = match (selection.account, selection.years) {
-            (Some(account), Years::Exactly(year)) => layout::partition_dir(name, account, year),
-            (Some(account), _) => layout::account_dir(name, account),
-            (None, _) => Path::from(name),
-        };
-        let mut files: Vec<PartitionFile> = self
-            .storage
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .filter_map(|path| {
-                let (account, year) = layout::parse_partition_file(name, &path)?;
-                let wanted =
-                    selection.account.is_none_or(|a| a == account) && selection.years.holds(year);
-                wanted.then_some(PartitionFile {
-                    account,
-                    year,
-                    path,
-                })
+/// The active files of the selected partitions of `table`, in partition order.
+fn list(lake: &Lake, table: Table, selection: Selection<'_>) -> Vec<PartitionFile> {
+    let mut files: Vec<PartitionFile> = lake
+        .partitions(table)
+        .filter(|p| {
+            let (Some(account), Some(year)) = (p.account.as_deref(), p.year) else {
+                return false;
+            };
+            selection.account.is_none_or(|a| a == account) && selection.years.holds(year)
+        })
+        .flat_map(|p| {
+            lake.files(table, p).iter().map(|f| PartitionFile {
+                domain: p.domain.clone(),
+                account: p.account.clone().unwrap_or_default(),
+                year: p.year.unwrap_or_default(),
+                path: f.object(table),
             })
-            .collect();
-        files.sort();
-        Ok(files)
-    }
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 #[cfg(test)]

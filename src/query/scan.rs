@@ -14,6 +14,7 @@ use crate::storage::S3Options;
 /// number stays a string (`007` is not `7`).
 fn hive_schema() -> SchemaRef {
     Arc::new(Schema::from_iter([
+        Field::new("domain".into(), DataType::String),
         Field::new("account".into(), DataType::String),
         Field::new("year".into(), DataType::Int32),
     ]))

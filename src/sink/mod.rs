@@ -1,23 +1,27 @@
-//! Sinks: write a [`Changeset`] (placed tickets, rejects, removals) to the dataset as
-//! Hive-partitioned Parquet and KnowledgeTree markdown, exactly once.
+//! Sinks: write a [`Changeset`] (placed tickets, rejects, removals) to the dataset's Delta tables
+//! and KnowledgeTree markdown, exactly once.
 //!
 //! # Commit protocol
 //!
 //! 1. For every partition a changeset touches (where its tickets go *and* where the index says
-//!    they were), build the partition's new content: current rows minus the touched tickets,
-//!    plus their new rows. The same for `rejects`.
+//!    they were), build the partition's new content: the rows of its current files (the
+//!    tables' logs name them) minus the touched tickets, plus their new rows, as one new file
+//!    `part-<tag>.parquet`. The same for `rejects`.
 //! 2. Stage every new file, every markdown document and the new index under
 //!    `_staging/<tag>/…`. Nothing visible has changed yet; a kill here leaves only staging
 //!    garbage, which the next run deletes.
-//! 3. Write `_state/journal.json` listing the moves and deletes: the commit point.
-//! 4. Apply the journal: move each staged object over its final path (one atomic rename or
-//!    put per object), delete emptied partitions and stale documents, remove the journal.
-//!    A kill here is finished by the next run's [`crate::state::recover`].
+//! 3. Write `_state/journal.json`: the moves of the new data files, each table's `add`/`remove`
+//!    actions, the documents and index to publish and the objects to delete. This is the commit
+//!    point.
+//! 4. Apply the journal ([`crate::state::apply_journal`]): move the new files into place, commit
+//!    each table's log (a Delta commit with the dataset commit's `txn`, skipped when the log
+//!    already holds it), record the tables' versions, publish the documents and the index,
+//!    delete the replaced files and stale documents, remove the journal. A kill here is
+//!    finished by the next run's [`crate::state::recover`].
 //!
-//! A reader of the plain Hive layout sees every partition file whole (old or new). During step 4
-//! (whose moves run concurrently, in no order) a ticket that moved between partitions can briefly
-//! be visible in both or in neither; after the run (or after the recovery of a killed one) each
-//! ticket is in exactly one place.
+//! A Delta reader sees each table move from one version to the next whole. A reader of the
+//! plain files sees every file whole; during step 4 it can see a replaced file next to its
+//! replacement, until the replaced one is deleted.
 
 pub mod markdown;
 pub mod parquet;
@@ -31,6 +35,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
 use crate::normalize::{Placed, Rejection};
+use crate::state::delta::{At, DataFile, Lake, Partition};
 use crate::state::{self, Index, IndexEntry, Journal, Location};
 use crate::storage::{self, layout, Storage};
 use crate::tables::{self, Table};
@@ -151,23 +156,33 @@ impl std::ops::AddAssign for CommitStats {
 const PARALLEL_PARTITIONS: usize = 2;
 
 /// Writes `changeset` and updates `index` to match, atomically per the module's protocol.
-/// `tag` names the staging area and must be unique per commit.
+/// `tag` names the staging area and the new data files, and must be unique per commit.
 pub async fn commit(
     storage: &Storage,
     index: &mut Index,
     changeset: Changeset,
     tag: &str,
 ) -> Result<CommitStats, Error> {
+    let mut lake = Lake::open(storage, At::Latest).await?;
+    commit_with(storage, &mut lake, index, changeset, tag).await
+}
+
+/// [`commit`] with the tables' logs as `lake` holds them (the latest versions, kept up to date
+/// by the commits made through it): a run that commits many times reads the logs once. Only
+/// for the writer that holds the run lock (nobody else commits meanwhile); after an error,
+/// open the lake again.
+pub async fn commit_with(
+    storage: &Storage,
+    lake: &mut Lake,
+    index: &mut Index,
+    changeset: Changeset,
+    tag: &str,
+) -> Result<CommitStats, Error> {
+    let domain = lake.domain().to_string();
     let mut stats = CommitStats::default();
-    let rejects_file = layout::table_file(Table::Rejects.name());
-    if changeset.is_empty() {
-        // Nothing to change, but a dataset always has its (possibly empty) rejects file.
-        if !storage.exists(&rejects_file).await? {
-            let bytes = parquet::encode(&parquet::empty(Table::Rejects), rejects_file.as_ref())?;
-            stats.parquet_files_written += 1;
-            stats.parquet_bytes += bytes.len() as u64;
-            storage.put(&rejects_file, bytes).await?;
-        }
+    let rejects = Partition::rejects(&domain);
+    let rejects_missing = lake.files(Table::Rejects, &rejects).is_empty();
+    if changeset.is_empty() && !rejects_missing {
         return Ok(stats);
     }
     let touched: BTreeSet<i64> = changeset
@@ -198,7 +213,7 @@ pub async fn commit(
         }
     }
 
-    let mut jobs: Vec<(Table, Path, Option<RecordBatch>)> = Vec::new();
+    let mut jobs: Vec<(Table, Partition, Option<RecordBatch>)> = Vec::new();
     for (account, year) in &affected {
         let rows = incoming
             .get(&(account.clone(), *year))
@@ -206,50 +221,55 @@ pub async fn commit(
             .unwrap_or(&[]);
         for table in Table::PARTITIONED {
             let new_rows = (!rows.is_empty()).then(|| tables::placed_batch(table, rows));
-            jobs.push((
-                table,
-                layout::partition_file(table.name(), account, *year),
-                new_rows,
-            ));
+            jobs.push((table, Partition::placed(&domain, account, *year), new_rows));
         }
     }
-    // The rejects file always exists once a run has committed, so readers can glob it.
-    if rejects_affected || !storage.exists(&rejects_file).await? {
+    // The rejects table always has a file once a run has committed, so plain readers can
+    // glob it.
+    if rejects_affected || rejects_missing {
         let rows: Vec<&Rejection> = changeset.rejected.iter().collect();
         jobs.push((
             Table::Rejects,
-            rejects_file.clone(),
+            rejects.clone(),
             Some(tables::rejects_batch(&rows)),
         ));
     }
 
-    let rebuilt: Vec<(Path, Rebuilt)> = futures::stream::iter(jobs)
-        .map(|(table, path, new_rows)| {
-            let touched = &touched;
+    let rebuilt: Vec<(Table, Rebuilt)> = futures::stream::iter(jobs)
+        .map(|(table, partition, new_rows)| {
+            let (touched, lake) = (&touched, &*lake);
             async move {
-                let result = rebuild(storage, table, &path, new_rows, touched, tag).await?;
-                Ok::<_, Error>((path, result))
+                let current = lake.files(table, &partition).to_vec();
+                let result =
+                    rebuild(storage, table, &partition, current, new_rows, touched, tag).await?;
+                Ok::<_, Error>((table, result))
             }
         })
         .buffer_unordered(PARALLEL_PARTITIONS)
         .try_collect()
         .await?;
 
-    let mut journal = Journal::new(tag);
-    for (path, result) in rebuilt {
-        match result {
-            Rebuilt::Staged { staged, bytes } => {
+    let mut journal = Journal::new(tag, lake.seq() + 1);
+    for (table, result) in rebuilt {
+        let change = journal.tables.entry(table.name().to_string()).or_default();
+        change.removes.extend(result.removed.iter().cloned());
+        for old in &result.removed {
+            journal.deletes.push(old.object(table).to_string());
+        }
+        match result.written {
+            Some((staged, file)) => {
                 stats.parquet_files_written += 1;
-                stats.parquet_bytes += bytes;
-                journal.moves.push((staged.to_string(), path.to_string()));
+                stats.parquet_bytes += file.size;
+                journal
+                    .moves
+                    .push((staged.to_string(), file.object(table).to_string()));
+                change.adds.push(file);
             }
-            Rebuilt::Emptied => {
-                stats.parquet_files_deleted += 1;
-                journal.deletes.push(path.to_string());
-            }
-            Rebuilt::Untouched => {}
+            None if !result.removed.is_empty() => stats.parquet_files_deleted += 1,
+            None => {}
         }
     }
+    journal.tables.retain(|_, change| !change.is_empty());
 
     // Markdown: stage every placed ticket's document, delete documents left behind.
     let staged_docs: Vec<(Path, Path)> = futures::stream::iter(changeset.placed.iter())
@@ -266,7 +286,9 @@ pub async fn commit(
         .await?;
     for (staged, target) in staged_docs {
         stats.markdown_written += 1;
-        journal.moves.push((staged.to_string(), target.to_string()));
+        journal
+            .publish
+            .push((staged.to_string(), target.to_string()));
     }
     let new_location: BTreeMap<i64, (&str, i32)> = changeset
         .placed
@@ -316,62 +338,118 @@ pub async fn commit(
         .put(&staged_index, Bytes::from(index.to_json()))
         .await?;
     journal
-        .moves
+        .publish
         .push((staged_index.to_string(), index_path.to_string()));
 
     state::write_journal(storage, &journal).await?;
-    state::apply_journal(storage, &journal).await?;
+    state::apply_journal(storage, lake, &journal).await?;
     Ok(stats)
 }
 
-enum Rebuilt {
-    Staged { staged: Path, bytes: u64 },
-    Emptied,
-    Untouched,
+/// A partition's new file (staged, and as the log will record it) and the files it replaces.
+struct Rebuilt {
+    written: Option<(Path, DataFile)>,
+    removed: Vec<DataFile>,
 }
 
-/// Builds one partition file's new content and stages it.
+/// Builds one partition's new content from its `current` files and stages it.
 async fn rebuild(
     storage: &Storage,
     table: Table,
-    path: &Path,
+    partition: &Partition,
+    current: Vec<DataFile>,
     new_rows: Option<RecordBatch>,
     touched: &BTreeSet<i64>,
     tag: &str,
 ) -> Result<Rebuilt, Error> {
-    let current = storage.get(path).await?;
-    let existed = current.is_some();
-    let touched = touched.clone();
-    let path_text = path.to_string();
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Option<Bytes>, Error> {
-        let mut parts = Vec::new();
-        if let Some(bytes) = current {
-            for batch in parquet::decode(bytes, &table.schema(), &path_text)? {
-                parts.push(parquet::without_tickets(&batch, &touched));
-            }
-        }
-        parts.extend(new_rows);
-        let merged = parquet::merge_sorted(table, &parts).map_err(|detail| Error::Merge {
-            path: path_text.clone(),
-            detail,
+    let mut contents = Vec::with_capacity(current.len());
+    for file in &current {
+        let path = file.object(table);
+        let bytes = storage.get(&path).await?.ok_or_else(|| {
+            Error::Storage(storage::Error::Missing {
+                path: path.to_string(),
+            })
         })?;
-        if merged.num_rows() == 0 && table != Table::Rejects {
-            return Ok(None);
-        }
-        Ok(Some(parquet::encode(&merged, &path_text)?))
-    })
-    .await
-    .map_err(Error::Task)??;
-    match encoded {
-        None if existed => Ok(Rebuilt::Emptied),
-        None => Ok(Rebuilt::Untouched),
-        Some(bytes) => {
-            let staged = layout::staged(tag, path);
-            let len = bytes.len() as u64;
-            storage.put(&staged, bytes).await?;
-            Ok(Rebuilt::Staged { staged, bytes: len })
-        }
+        contents.push((path.to_string(), bytes));
     }
+    let touched = touched.clone();
+    let file_tag = file_tag(tag);
+    let target = partition.clone();
+    let encoded =
+        tokio::task::spawn_blocking(move || -> Result<Option<(RecordBatch, Bytes)>, Error> {
+            let mut parts = Vec::new();
+            for (path, bytes) in contents {
+                for batch in parquet::decode(bytes, &table.schema(), &path)? {
+                    parts.push(parquet::without_tickets(&batch, &touched));
+                }
+            }
+            parts.extend(new_rows);
+            let label = target.dir();
+            let merged = parquet::merge_sorted(table, &parts).map_err(|detail| Error::Merge {
+                path: format!("{}/{label}", table.name()),
+                detail,
+            })?;
+            if merged.num_rows() == 0 && table != Table::Rejects {
+                return Ok(None);
+            }
+            let bytes = parquet::encode(&merged, &label)?;
+            Ok(Some((merged, bytes)))
+        })
+        .await
+        .map_err(Error::Task)??;
+    let written = match encoded {
+        None => None,
+        Some((batch, bytes)) => {
+            let file = DataFile::new(partition, &file_tag, &batch, bytes.len() as u64);
+            let staged = layout::staged(tag, &file.object(table));
+            storage.put(&staged, bytes).await?;
+            Some((staged, file))
+        }
+    };
+    Ok(Rebuilt {
+        written,
+        removed: current,
+    })
+}
+
+/// The rows of one partition of `table` as the dataset's last commit left them, file by file
+/// (object path, batches). `account` and `year` are `None` for `rejects`.
+pub async fn read_rows(
+    storage: &Storage,
+    table: Table,
+    account: Option<&str>,
+    year: Option<i32>,
+) -> Result<Vec<(String, Vec<RecordBatch>)>, Error> {
+    let lake = Lake::open(storage, At::Committed).await?;
+    let partition = match (account, year) {
+        (Some(account), Some(year)) => Partition::placed(lake.domain(), account, year),
+        _ => Partition::rejects(lake.domain()),
+    };
+    let mut out = Vec::new();
+    for file in lake.files(table, &partition) {
+        let path = file.object(table);
+        let bytes = storage.get(&path).await?.ok_or_else(|| {
+            Error::Storage(storage::Error::Missing {
+                path: path.to_string(),
+            })
+        })?;
+        let batches = parquet::decode(bytes, &table.schema(), path.as_ref())?;
+        out.push((path.to_string(), batches));
+    }
+    Ok(out)
+}
+
+/// A commit tag as it appears in data file names (`part-<tag>.parquet`).
+pub(crate) fn file_tag(tag: &str) -> String {
+    tag.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! Parquet encoding and decoding of partition files, and the row-level merge that replaces a
 //! re-synced ticket's rows.
 //!
-//! A partition holds one file (`part-0.parquet`). Rewriting it = read the current rows, drop the
-//! rows of the tickets being replaced, add their new rows, sort by key, encode (zstd) and put the
-//! whole file again. Encoding runs on the blocking pool, off the async reactor.
+//! A commit gives each partition it touches one new file: read the rows of its current files,
+//! drop the rows of the tickets being replaced, add their new rows, sort by key, encode (zstd).
+//! Encoding runs on the blocking pool, off the async reactor.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -81,7 +81,11 @@ fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize
 
 async fn rows(storage: &Storage, table: &str) -> Vec<(String, i64, String)> {
     let mut out = Vec::new();
-    for path in storage.list(&Path::from(table)).await.unwrap() {
+    let lake = crate::state::delta::Lake::open(storage, crate::state::delta::At::Committed)
+        .await
+        .unwrap();
+    let t = *Table::ALL.iter().find(|t| t.name() == table).unwrap();
+    for path in lake.all_files(t).map(|f| f.object(t)) {
         let dir = path.as_ref().rsplit_once('/').unwrap().0.to_string();
         let bytes = storage.get(&path).await.unwrap().unwrap();
         let schema = Table::ALL
@@ -158,11 +162,11 @@ proptest! {
                 let r: Vec<_> = rejects.iter().filter(|r| r.1 == *id).collect();
                 match op {
                     Op::Place { account, year, conversations: n } => {
-                        let dir = format!("tickets/account={}/year={year}", ACCOUNTS[*account]);
+                        let dir = format!("tickets/domain=default/account={}/year={year}", ACCOUNTS[*account]);
                         assert_eq!(t.len(), 1, "ticket {id}: {t:?}");
                         assert_eq!((t[0].0.as_str(), t[0].2.as_str()), (dir.as_str(), format!("v{v}").as_str()));
                         assert_eq!(c.len(), *n, "ticket {id} conversations: {c:?}");
-                        let cdir = format!("conversations/account={}/year={year}", ACCOUNTS[*account]);
+                        let cdir = format!("conversations/domain=default/account={}/year={year}", ACCOUNTS[*account]);
                         assert!(c.iter().all(|r| r.0 == cdir && r.2.ends_with(&format!("of v{v}"))), "{c:?}");
                         assert!(r.is_empty(), "ticket {id} also rejected");
                         let md = crate::storage::layout::markdown_file(ACCOUNTS[*account], *year, *id);
@@ -181,6 +185,16 @@ proptest! {
             let placed = model.values().filter(|(_, op)| matches!(op, Op::Place { .. })).count();
             assert_eq!(docs, placed);
             assert!(storage.list(&Path::from("_staging")).await.unwrap().is_empty());
+            // Every data file is in its table's log, and only the latest commit's are there.
+            let lake = crate::state::delta::Lake::open(&storage, crate::state::delta::At::Committed).await.unwrap();
+            for table in Table::ALL {
+                let mut active: Vec<Path> = lake.all_files(table).map(|f| f.object(table)).collect();
+                active.sort();
+                let mut stored: Vec<Path> = storage.list(&Path::from(table.name())).await.unwrap()
+                    .into_iter().filter(|p| !p.as_ref().contains("/_delta_log/")).collect();
+                stored.sort();
+                assert_eq!(stored, active, "{}", table.name());
+            }
             assert!(!storage.exists(&crate::storage::layout::state(crate::state::JOURNAL)).await.unwrap());
             let index_back = crate::state::load_index(&storage).await.unwrap();
             assert_eq!(index_back, index);

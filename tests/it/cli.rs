@@ -135,7 +135,7 @@ async fn a_sync_through_the_binary_reports_and_exits_1_with_rejects() {
     assert!(stderr.contains("ticketsync ok with rejects:"), "{stderr}");
     assert!(!stderr.contains(&sim.api_key()), "{stderr}");
     assert!(dir.path().join("_state/cursor.json").exists());
-    assert!(dir.path().join("rejects/part-0.parquet").exists());
+    assert!(dir.path().join("rejects/_delta_log").is_dir());
     assert_eq!(crate::support::reports(dir.path()).len(), 1);
     let report = &out.report;
     assert_eq!(report["status"], "ok_with_rejects");
@@ -156,7 +156,7 @@ fn the_demo_job_exits_0_and_says_where_the_rejects_are() {
     assert!(stderr.contains("ticketsync ok with rejects:"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "are in the rejects table ({data}/rejects/part-0.parquet)"
+            "are in the rejects table ({data}/rejects/, a Delta table"
         )),
         "{stderr}"
     );

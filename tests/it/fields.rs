@@ -10,7 +10,6 @@ use arrow::array::{
 };
 use arrow::datatypes::Schema;
 use chrono::{DateTime, Utc};
-use object_store::path::Path;
 use serde_json::{json, Value};
 use ticketsync::sim::GroundTruth;
 use ticketsync::tables::Table;
@@ -20,7 +19,7 @@ use crate::support::{added_columns, canonical_rows, read_parquet, Harness};
 /// Every row of a table as (partition dir, batch), each batch checked against the contract.
 async fn batches(h: &Harness, table: Table) -> Vec<(String, RecordBatch)> {
     let mut out = Vec::new();
-    for path in h.storage.list(&Path::from(table.name())).await.unwrap() {
+    for path in crate::support::data_files(&h.storage, table).await {
         let dir = path.as_ref().rsplit_once('/').unwrap().0.to_string();
         for batch in read_parquet(&h.storage, &path).await {
             assert_eq!(batch.schema(), table.schema(), "{path}");
@@ -287,7 +286,7 @@ async fn a_single_ticket_run_reads_urgency_and_impact_from_the_view() {
 async fn downgrade(h: &Harness) {
     for table in Table::ALL {
         let names = added_columns(table);
-        for path in h.storage.list(&Path::from(table.name())).await.unwrap() {
+        for path in crate::support::data_files(&h.storage, table).await {
             let batches = read_parquet(&h.storage, &path).await;
             let schema = Arc::new(Schema::new(
                 table
@@ -337,7 +336,7 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
 
     // Pick a partition with several tickets and touch one of them.
     let mut by_partition: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for path in h.storage.list(&Path::from("tickets")).await.unwrap() {
+    for path in crate::support::data_files(&h.storage, ticketsync::tables::Table::Tickets).await {
         let dir = path.as_ref().rsplit_once('/').unwrap().0.to_string();
         for b in read_parquet(&h.storage, &path).await {
             assert_eq!(b.num_columns(), Table::Tickets.schema().fields().len() - 20);
@@ -353,7 +352,17 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
         .unwrap();
     assert!(ids.len() >= 3, "{dir}: {ids:?}");
     let touched = ids[0];
-    let path = Path::from(format!("{dir}/part-0.parquet"));
+    let storage = h.storage.clone();
+    let file_of = |table: Table, dir: String| {
+        let storage = storage.clone();
+        async move {
+            crate::support::data_files(&storage, table)
+                .await
+                .into_iter()
+                .find(|p| p.as_ref().rsplit_once('/').unwrap().0 == dir)
+        }
+    };
+    let path = file_of(Table::Tickets, dir.clone()).await.unwrap();
     let before: Vec<String> = read_parquet(&h.storage, &path)
         .await
         .iter()
@@ -371,6 +380,7 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
     // (The dataset says format 2, so no upgrade runs: this is decoding an old file during a
     // partition rewrite on its own, as after an older release wrote to an upgraded dataset.
     // Partitions the run did not touch keep their layout.)
+    let path = file_of(Table::Tickets, dir.clone()).await.unwrap();
     let after = read_parquet(&h.storage, &path).await;
     let mut kept = Vec::new();
     let mut seen = BTreeSet::new();
@@ -397,8 +407,7 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
     // which then also read with today's schema.
     let account_year = dir.strip_prefix("tickets/").unwrap();
     for table in [Table::Conversations, Table::TimeEntries] {
-        let p = Path::from(format!("{}/{account_year}/part-0.parquet", table.name()));
-        if h.storage.exists(&p).await.unwrap() {
+        if let Some(p) = file_of(table, format!("{}/{account_year}", table.name())).await {
             for b in read_parquet(&h.storage, &p).await {
                 assert_eq!(b.schema(), table.schema(), "{p}");
             }

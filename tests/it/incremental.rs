@@ -241,7 +241,7 @@ async fn a_ticket_that_changes_account_moves_with_all_its_rows() {
     let rows = ticket_rows(&dump, id);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(
-        rows[0].starts_with("tickets/account=MOVED-1/"),
+        rows[0].starts_with("tickets/domain=acme/account=MOVED-1/"),
         "{}",
         rows[0]
     );
@@ -255,7 +255,7 @@ async fn a_ticket_that_changes_account_moves_with_all_its_rows() {
         assert!(
             lines
                 .iter()
-                .all(|l| l.starts_with(&format!("{table}/account=MOVED-1/"))),
+                .all(|l| l.starts_with(&format!("{table}/domain=acme/account=MOVED-1/"))),
             "{table}: {lines:?}"
         );
         per_table.insert(table, lines);

@@ -817,11 +817,15 @@ fn message(
     }
 }
 
-/// Replaces the `rejects` file with its rows, `edit` applied to each row's detail.
+/// Rewrites the `rejects` file in place (as an older release's rows), `edit` applied to each
+/// row's detail.
 async fn edit_reject_details(storage: &Storage, edit: impl Fn(&str) -> String) {
     use ticketsync::tables::{self, Table};
-    let path = ticketsync::storage::layout::table_file(Table::Rejects.name());
-    let bytes = storage.get(&path).await.unwrap().expect("a rejects file");
+    let files = crate::support::data_files(storage, Table::Rejects).await;
+    let [path] = files.as_slice() else {
+        panic!("one rejects file: {files:?}")
+    };
+    let bytes = storage.get(path).await.unwrap().expect("a rejects file");
     let mut rows = Vec::new();
     for batch in
         ticketsync::sink::parquet::decode(bytes, &Table::Rejects.schema(), path.as_ref()).unwrap()
@@ -834,7 +838,7 @@ async fn edit_reject_details(storage: &Storage, edit: impl Fn(&str) -> String) {
     }
     let batch = tables::rejects_batch(&rows.iter().collect::<Vec<_>>());
     let bytes = ticketsync::sink::parquet::encode(&batch, path.as_ref()).unwrap();
-    storage.put(&path, bytes).await.unwrap();
+    storage.put(path, bytes).await.unwrap();
 }
 
 /// Issue 19, erasure 2 and 3: the HTML twin of a message loses the name and address its text

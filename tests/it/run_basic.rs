@@ -14,7 +14,7 @@ use crate::support::{column_strings, read_parquet, total_minutes_of, Harness};
 /// Every batch of a table with the partition path it came from.
 async fn table(h: &Harness, table: Table) -> Vec<(String, RecordBatch)> {
     let mut out = Vec::new();
-    for path in h.storage.list(&Path::from(table.name())).await.unwrap() {
+    for path in crate::support::data_files(&h.storage, table).await {
         let dir = path.as_ref().rsplit_once('/').unwrap().0.to_string();
         for batch in read_parquet(&h.storage, &path).await {
             assert_eq!(
@@ -112,7 +112,7 @@ async fn full_sync_matches_the_ground_truth() {
             let (account, year) = &expect_placed[id];
             assert_eq!(
                 dir,
-                format!("tickets/account={account}/year={year}"),
+                format!("tickets/domain=acme/account={account}/year={year}"),
                 "ticket {id}"
             );
             let t = gt.ticket(*id).unwrap();

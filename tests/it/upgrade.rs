@@ -68,8 +68,15 @@ async fn rows_by_table(storage: &Storage) -> BTreeMap<&'static str, Vec<String>>
                         !added_columns(table).contains(&b.schema().field(i).name().as_str())
                     })
                     .collect();
+                // The partition, as the old layout names it (the upgrade moves it under a domain).
+                let partition = path
+                    .as_ref()
+                    .rsplit_once('/')
+                    .unwrap()
+                    .0
+                    .replace("/domain=acme", "");
                 for line in canonical_rows(&b.project(&old).unwrap()) {
-                    lines.push(format!("{path} | {line}"));
+                    lines.push(format!("{partition} | {line}"));
                 }
             }
         }
@@ -143,14 +150,26 @@ async fn an_old_dataset_is_upgraded_once_by_the_first_run() {
         .format_upgrade
         .expect("the report says it upgraded");
     assert_eq!((done.from, done.to), (1, FORMAT));
-    // Every file checked; all but rejects rewritten (its columns did not change).
-    assert_eq!((done.files_checked, done.files_rewritten), (15, 14));
+    // Every file checked and moved into its Delta table (rejects too, though its columns did
+    // not change).
+    assert_eq!((done.files_checked, done.files_rewritten), (15, 15));
     assert_upgraded(&h.storage).await;
     // The same rows in the same files (old columns as written), the same markdown, the same index.
     assert_eq!(rows_by_table(&h.storage).await, before_rows);
     let after = Dump::of(&h.storage).await;
     assert_eq!(after.markdown, before.markdown);
-    assert_eq!(after.files, before.files);
+    // The same files, each under the domain of the run.
+    let moved: Vec<String> = before
+        .files
+        .iter()
+        .map(|f| match f.split_once('/') {
+            Some((table, rest)) if !f.starts_with("markdown/") => {
+                format!("{table}/domain=acme/{rest}")
+            }
+            _ => f.clone(),
+        })
+        .collect();
+    assert_eq!(after.files, moved);
     assert_eq!(
         h.storage
             .get(&Path::from("_state/index.json"))
@@ -221,48 +240,72 @@ async fn an_upgrade_interrupted_anywhere_is_finished_by_the_next_run() {
                 // Staged rewrites (and a staged format file) but no journal.
                 let tmp = Harness::with_config(sim_config()).await;
                 copy_dir(&fixture_dir(), tmp.dir.path());
-                upgrade::upgrade_chunk(&tmp.storage, &files, "x", true)
+                upgrade::upgrade_chunk(&tmp.storage, &files, "x", true, "acme")
                     .await
                     .unwrap();
-                for (_, path) in &files {
+                for (_, path) in upgrade::parquet_files(&tmp.storage).await.unwrap() {
                     let staged = Path::from(format!("_staging/dead-upgrade-0/{path}"));
-                    let bytes = tmp.storage.get(path).await.unwrap().unwrap();
+                    let bytes = tmp.storage.get(&path).await.unwrap().unwrap();
                     h.storage.put(&staged, bytes).await.unwrap();
                 }
             }
             "after commit point" => {
-                // The journal of the whole upgrade, written, nothing moved yet.
+                // The journal of the whole upgrade, written, nothing moved or committed yet.
+                // A twin dataset commits the chunk; its files, staged, and the journal that
+                // commits them are put into this one as a kill at the commit point leaves them.
+                let mut journal = None;
                 let tmp = Harness::with_config(sim_config()).await;
                 copy_dir(&fixture_dir(), tmp.dir.path());
-                upgrade::upgrade_chunk(&tmp.storage, &files, "x", true)
+                let lake = ticketsync::state::delta::Lake::open(
+                    &tmp.storage,
+                    ticketsync::state::delta::At::Latest,
+                )
+                .await
+                .unwrap();
+                let mut j = ticketsync::state::Journal::new("dead-upgrade-0", lake.seq() + 1);
+                upgrade::upgrade_chunk(&tmp.storage, &files, "x", true, "acme")
                     .await
                     .unwrap();
-                let mut moves = Vec::new();
-                for (_, path) in &files {
-                    let staged = format!("_staging/dead-upgrade-0/{path}");
-                    let bytes = tmp.storage.get(path).await.unwrap().unwrap();
-                    h.storage
-                        .put(&Path::from(staged.as_str()), bytes)
-                        .await
-                        .unwrap();
-                    moves.push((staged, path.to_string()));
+                let done = ticketsync::state::delta::Lake::open(
+                    &tmp.storage,
+                    ticketsync::state::delta::At::Latest,
+                )
+                .await
+                .unwrap();
+                for table in Table::ALL {
+                    let change = j.tables.entry(table.name().to_string()).or_default();
+                    for file in done.all_files(table) {
+                        let object = file.object(table);
+                        let staged = format!("_staging/dead-upgrade-0/{object}");
+                        let bytes = tmp.storage.get(&object).await.unwrap().unwrap();
+                        h.storage
+                            .put(&Path::from(staged.as_str()), bytes)
+                            .await
+                            .unwrap();
+                        j.moves.push((staged, object.to_string()));
+                        change.adds.push(file.clone());
+                    }
                 }
-                let journal = ticketsync::state::Journal {
-                    version: 1,
-                    tag: "dead-upgrade-0".into(),
-                    moves,
-                    deletes: vec![],
-                };
-                ticketsync::state::write_journal(&h.storage, &journal)
+                for (_, path) in &files {
+                    j.deletes.push(path.to_string());
+                }
+                journal.replace(j);
+                ticketsync::state::write_journal(&h.storage, journal.as_ref().unwrap())
                     .await
                     .unwrap();
                 // The format file is not in that journal: files first, format last.
                 assert_eq!(upgrade::format(&h.storage).await.unwrap(), Format::Older(1));
             }
             _ => {
-                let step = upgrade::upgrade_chunk(&h.storage, &files[..5], "dead-upgrade-0", false)
-                    .await
-                    .unwrap();
+                let step = upgrade::upgrade_chunk(
+                    &h.storage,
+                    &files[..5],
+                    "dead-upgrade-0",
+                    false,
+                    "acme",
+                )
+                .await
+                .unwrap();
                 assert!(step.files_rewritten > 0, "{step:?}");
                 assert_eq!(upgrade::format(&h.storage).await.unwrap(), Format::Older(1));
             }

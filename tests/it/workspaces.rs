@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, Int64Array, RecordBatch};
 use chrono::Datelike;
-use object_store::path::Path;
 use serde_json::Value;
 use ticketsync::job::{AccountFrom, JobSpec};
 use ticketsync::pipeline::RunOutcome;
@@ -36,7 +35,7 @@ fn ids(batch: &RecordBatch, name: &str) -> Vec<i64> {
 /// ticket id → partition directory, each ticket at most once.
 async fn placed(h: &Harness) -> BTreeMap<i64, String> {
     let mut out = BTreeMap::new();
-    for path in h.storage.list(&Path::from("tickets")).await.unwrap() {
+    for path in crate::support::data_files(&h.storage, ticketsync::tables::Table::Tickets).await {
         let dir = path.as_ref().rsplit_once('/').unwrap().0.to_string();
         for batch in read_parquet(&h.storage, &path).await {
             for id in ids(&batch, "ticket_id") {
@@ -50,7 +49,7 @@ async fn placed(h: &Harness) -> BTreeMap<i64, String> {
 /// ticket id → reject reason, each ticket at most once.
 async fn rejected(h: &Harness) -> BTreeMap<i64, String> {
     let mut out = BTreeMap::new();
-    for path in h.storage.list(&Path::from("rejects")).await.unwrap() {
+    for path in crate::support::data_files(&h.storage, ticketsync::tables::Table::Rejects).await {
         for batch in read_parquet(&h.storage, &path).await {
             for (id, reason) in ids(&batch, "ticket_id")
                 .into_iter()
@@ -100,7 +99,10 @@ async fn assert_exported_once(
         match account(&gt, t) {
             Ok(account) => {
                 workspaces_placed.insert(t.workspace_id);
-                want_placed.insert(t.id, format!("tickets/account={account}/year={year}"));
+                want_placed.insert(
+                    t.id,
+                    format!("tickets/domain=acme/account={account}/year={year}"),
+                );
             }
             Err(reason) => {
                 want_rejected.insert(t.id, reason.to_string());
@@ -286,7 +288,10 @@ async fn three_workspaces_with_workspace_accounts_export_every_ticket_once() {
             true => want_rejected.insert(t.id, "no_account_number".to_string()),
             false => want_placed.insert(
                 t.id,
-                format!("tickets/account=C-{}/year={year}", t.workspace_id),
+                format!(
+                    "tickets/domain=acme/account=C-{}/year={year}",
+                    t.workspace_id
+                ),
             ),
         };
     }

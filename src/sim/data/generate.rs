@@ -280,7 +280,7 @@ fn id_hash(id: i64) -> u64 {
 /// About one message in six carries attachments (one, sometimes two); notes carry logs.
 fn attachments_for(conversation_id: i64, private: bool) -> Vec<Attachment> {
     let h = id_hash(conversation_id);
-    if h % 6 != 0 {
+    if !h.is_multiple_of(6) {
         return Vec::new();
     }
     const FILES: &[(&str, &str)] = &[
@@ -290,7 +290,7 @@ fn attachments_for(conversation_id: i64, private: bool) -> Vec<Attachment> {
         ("photo.jpg", "image/jpeg"),
         ("export.csv", "text/csv"),
     ];
-    let count = 1 + usize::from((h >> 8) % 4 == 0);
+    let count = 1 + usize::from((h >> 8).is_multiple_of(4));
     (0..count)
         .map(|i| {
             let pick = if private {
@@ -312,7 +312,9 @@ fn attachments_for(conversation_id: i64, private: bool) -> Vec<Attachment> {
 /// `task_id` (one entry in ten) and `custom_fields` of a time entry, from its id.
 pub(super) fn time_entry_extras(entry_id: i64) -> (Option<i64>, Value) {
     let h = id_hash(entry_id);
-    let task_id = (h % 10 == 0).then(|| TASK_BASE + (entry_id % 10_000));
+    let task_id = h
+        .is_multiple_of(10)
+        .then(|| TASK_BASE + (entry_id % 10_000));
     let custom_fields = match (h >> 8) % 5 {
         0 => json!({}),
         1 | 2 => json!({"work_type": "Remote", "rate_code": 1}),

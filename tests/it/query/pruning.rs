@@ -6,6 +6,30 @@ use ticketsync::storage::S3Options;
 
 use super::{busiest_account, query_cmd, render, synced};
 use crate::support::copy_dir;
+use ticketsync::tables::Table;
+
+const TABLES: [Table; 4] = [
+    Table::Tickets,
+    Table::Conversations,
+    Table::Notes,
+    Table::TimeEntries,
+];
+
+/// Overwrites with garbage every active data file of `tables` in the dataset at `dir` whose
+/// object path `hit` selects: a query that opens one of them fails. Returns how many.
+async fn poison(dir: &std::path::Path, tables: &[Table], hit: impl Fn(&str) -> bool) -> usize {
+    let storage = ticketsync::storage::Storage::local(dir).unwrap();
+    let mut poisoned = 0;
+    for table in tables {
+        for path in crate::support::data_files(&storage, *table).await {
+            if hit(path.as_ref()) {
+                std::fs::write(dir.join(path.as_ref()), b"not parquet").unwrap();
+                poisoned += 1;
+            }
+        }
+    }
+    poisoned
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_and_year_opens_only_its_partition() {
@@ -24,25 +48,7 @@ async fn one_account_and_year_opens_only_its_partition() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&s.dir, copy.path());
     let mine = format!("account={account}/year=2025/");
-    let mut poisoned = 0;
-    for table in ["tickets", "conversations", "notes", "time_entries"] {
-        let root = copy.path().join(table);
-        for acct in std::fs::read_dir(&root).unwrap() {
-            for year in std::fs::read_dir(acct.unwrap().path()).unwrap() {
-                let file = year.unwrap().path().join("part-0.parquet");
-                let relative = file
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_string();
-                if !relative.starts_with(&mine) && file.exists() {
-                    std::fs::write(&file, b"not parquet").unwrap();
-                    poisoned += 1;
-                }
-            }
-        }
-    }
+    let poisoned = poison(copy.path(), &TABLES, |path| !path.contains(&mine)).await;
     assert!(poisoned > 10, "{poisoned}");
     let dataset = Dataset::open(copy.path().to_str().unwrap(), &S3Options::default()).unwrap();
     let files = dataset.files_read(&query).await.unwrap();
@@ -86,19 +92,15 @@ async fn a_year_by_last_update_never_opens_a_later_year() {
     let account = busiest_account(s, 2024);
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&s.dir, copy.path());
-    let mut poisoned = 0;
-    for table in ["tickets", "conversations", "notes"] {
-        let dir = copy.path().join(table).join(format!("account={account}"));
-        for year in std::fs::read_dir(&dir).unwrap() {
-            let year = year.unwrap().path();
-            let name = year.file_name().unwrap().to_str().unwrap().to_string();
-            let y: i32 = name.trim_start_matches("year=").parse().unwrap();
-            if y > 2024 {
-                std::fs::write(year.join("part-0.parquet"), b"not parquet").unwrap();
-                poisoned += 1;
-            }
-        }
-    }
+    let theirs = format!("account={account}/");
+    let year_of = |path: &str| -> i32 {
+        let rest = path.split("/year=").nth(1).unwrap();
+        rest[..4].parse().unwrap()
+    };
+    let poisoned = poison(copy.path(), &TABLES[..3], |path| {
+        path.contains(&theirs) && year_of(path) > 2024
+    })
+    .await;
     assert!(poisoned > 0);
     let dataset = Dataset::open(copy.path().to_str().unwrap(), &S3Options::default()).unwrap();
     let query = TicketQuery {

@@ -112,6 +112,8 @@ impl Harness {
             data: Some(self.data()),
             s3: self.s3.as_ref().map(S3Server::options),
             base_url: Some(self.sim.base_url()),
+            // The simulator stands in for acme.freshservice.com: the dataset's domain.
+            domain: Some("acme".into()),
             rate_window_secs: Some(self.minute_secs),
             checkpoint_every: Some(50),
             ..JobSpec::default()
@@ -217,30 +219,64 @@ pub struct Dump {
 }
 
 impl Dump {
+    /// Reads the tables as their logs say (the versions of the last commit). A data file that is
+    /// no active file of its table (left behind by a commit) fails the test; data file names,
+    /// which carry the commit that wrote them, are shown as `part-*.parquet`.
     pub async fn of(storage: &Storage) -> Dump {
         let all = storage.list(&Path::from("")).await.unwrap();
-        let files: Vec<String> = all
-            .iter()
-            .map(|p| p.to_string())
-            .filter(|p| !p.starts_with("_runs/") && !p.starts_with("_state/"))
-            .collect();
+        let lake =
+            ticketsync::state::delta::Lake::open(storage, ticketsync::state::delta::At::Committed)
+                .await
+                .unwrap();
         let mut rows = BTreeMap::new();
+        let mut data_files = Vec::new();
         for table in Table::ALL {
             let mut lines = Vec::new();
-            for path in all
+            let on_disk: Vec<&Path> = all
                 .iter()
-                .filter(|p| p.as_ref().starts_with(&format!("{}/", table.name())))
-            {
+                .filter(|p| {
+                    p.as_ref().starts_with(&format!("{}/", table.name()))
+                        && !p.as_ref().contains("/_delta_log/")
+                })
+                .collect();
+            // A table without a log is one of an older release's dataset: its files are its rows.
+            let active: Vec<Path> = if lake.version(table).is_none() {
+                on_disk.iter().map(|p| (*p).clone()).collect()
+            } else {
+                lake.all_files(table).map(|f| f.object(table)).collect()
+            };
+            for path in &active {
                 let partition = path.as_ref().rsplit_once('/').unwrap().0.to_string();
+                data_files.push(format!("{partition}/part-*.parquet"));
                 for batch in read_parquet(storage, path).await {
                     for line in canonical_rows(&batch) {
                         lines.push(format!("{partition} | {line}"));
                     }
                 }
             }
+            for path in &on_disk {
+                assert!(
+                    active.contains(path),
+                    "{path} is in no commit of {}",
+                    table.name()
+                );
+            }
             lines.sort();
             rows.insert(table.name(), lines);
         }
+        let mut files: Vec<String> = all
+            .iter()
+            .map(|p| p.to_string())
+            .filter(|p| {
+                !p.starts_with("_runs/")
+                    && !p.starts_with("_state/")
+                    && !Table::ALL
+                        .iter()
+                        .any(|t| p.starts_with(&format!("{}/", t.name())))
+            })
+            .chain(data_files)
+            .collect();
+        files.sort();
         let mut markdown = BTreeMap::new();
         for path in all.iter().filter(|p| p.as_ref().starts_with("markdown/")) {
             let bytes = storage.get(path).await.unwrap().unwrap();
@@ -256,6 +292,15 @@ impl Dump {
     pub fn table(&self, name: &str) -> &[String] {
         &self.rows[name]
     }
+}
+
+/// The active data files of `table`, as its log's last commit says.
+pub async fn data_files(storage: &Storage, table: Table) -> Vec<Path> {
+    let lake =
+        ticketsync::state::delta::Lake::open(storage, ticketsync::state::delta::At::Committed)
+            .await
+            .unwrap();
+    lake.all_files(table).map(|f| f.object(table)).collect()
 }
 
 pub async fn read_parquet(storage: &Storage, path: &Path) -> Vec<RecordBatch> {
