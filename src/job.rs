@@ -99,6 +99,9 @@ pub struct JobSpec {
     /// Re-read the time entries of tickets closed in the last N days (default 7; 0 = off; at
     /// most 365): time logged after close does not always move a ticket's updated_at.
     pub rescan_days: Option<u32>,
+    /// Days the data files a commit replaces are kept for Delta time travel (default 0: deleted
+    /// when the commit is done; at most 3650).
+    pub history_days: Option<u32>,
     /// Hours between two re-scans (default 24: once a day even when the job runs more often;
     /// 0 to 8760, a year).
     pub rescan_every_hours: Option<f64>,
@@ -217,6 +220,7 @@ impl JobSpec {
             concurrency: over.concurrency.or(self.concurrency),
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
             rescan_days: over.rescan_days.or(self.rescan_days),
+            history_days: over.history_days.or(self.history_days),
             rescan_every_hours: over.rescan_every_hours.or(self.rescan_every_hours),
             reconcile: over.reconcile.or(self.reconcile),
             lock_ttl_secs: over.lock_ttl_secs.or(self.lock_ttl_secs),
@@ -310,6 +314,8 @@ pub struct Job {
     pub checkpoint_every: usize,
     /// Re-read the time entries of tickets closed in the last N days; 0 turns the re-scan off.
     pub rescan_days: u32,
+    /// Days replaced data files are kept (Delta time travel); 0 deletes them at each commit.
+    pub history_days: u32,
     /// Least time between two re-scans.
     pub rescan_every: Duration,
     /// Remove tickets the API lists as deleted or spam.
@@ -556,6 +562,12 @@ impl Job {
             0..=365,
             " days",
         )?;
+        let history_days = in_range(
+            "history_days",
+            spec.history_days.unwrap_or(0),
+            0..=3650,
+            " days",
+        )?;
         let max_response_mb = in_range(
             "max_response_mb",
             spec.max_response_mb.unwrap_or(DEFAULT_MAX_RESPONSE_MB),
@@ -612,6 +624,7 @@ impl Job {
             concurrency,
             checkpoint_every,
             rescan_days,
+            history_days,
             rescan_every: Duration::from_secs_f64(rescan_every_hours * 3600.0),
             reconcile: spec.reconcile.unwrap_or(true),
             lock_ttl,

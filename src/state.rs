@@ -319,7 +319,20 @@ pub async fn load_index(storage: &Storage) -> Result<Index> {
 
 /// Loads the cursor; `None` before the first successful incremental run.
 pub async fn load_cursor(storage: &Storage) -> Result<Option<Cursor>> {
-    let path = layout::state(CURSOR);
+    load_json(storage, CURSOR).await
+}
+
+/// Stores the cursor (one atomic put). Call only after every sink has committed.
+pub async fn store_cursor(storage: &Storage, cursor: &Cursor) -> Result<()> {
+    store_json(storage, CURSOR, cursor).await
+}
+
+/// Reads the JSON object `_state/<name>`; `None` when it does not exist.
+pub(crate) async fn load_json<T: serde::de::DeserializeOwned>(
+    storage: &Storage,
+    name: &str,
+) -> Result<Option<T>> {
+    let path = layout::state(name);
     match storage.get(&path).await? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -331,10 +344,14 @@ pub async fn load_cursor(storage: &Storage) -> Result<Option<Cursor>> {
     }
 }
 
-/// Stores the cursor (one atomic put). Call only after every sink has committed.
-pub async fn store_cursor(storage: &Storage, cursor: &Cursor) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(cursor).expect("cursor serializes");
-    storage.put(&layout::state(CURSOR), bytes.into()).await?;
+/// Writes `value` as the JSON object `_state/<name>` (one atomic put).
+pub(crate) async fn store_json(
+    storage: &Storage,
+    name: &str,
+    value: &impl Serialize,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).expect("state objects serialize");
+    storage.put(&layout::state(name), bytes.into()).await?;
     Ok(())
 }
 

@@ -29,8 +29,9 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 /// The rollup names its basis in every row (basis column / field).
 ///
 /// Only the partitions a query needs are read: with --basis closed one account and year opens
-/// one file per table; with updated, the account's partitions of that year and before (a
-/// ticket last updated in Y closed in Y or earlier).
+/// its files of each table; with updated, the account's partitions of that year and before (a
+/// ticket last updated in Y closed in Y or earlier). Every table is read at the versions of the
+/// dataset's last commit (its Delta logs), or with --as-of as committed at an instant.
 /// S3 credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 /// AWS_REGION, AWS_ENDPOINT_URL, ...); the job file's [s3] table can set endpoint and region.
 ///
@@ -41,6 +42,8 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 ///   ticketsync query --job jobs/nightly.toml --year 2025 --rollup month --basis worked
 ///   ticketsync query --data ./data --account 482913 --year 2025 --basis closed
 ///   ticketsync query --data ./data --account 482913 --year 2026 --rollup month --explain
+///   ticketsync query --data ./data --account 482913 --year 2026 --as-of 2026-04-01T00:00:00Z
+///   ticketsync query --data ./data --year 2026 --rollup month --changes-since 2026-04-01T00:00:00Z
 ///
 /// Exit codes: 0 ok (also when nothing matches, or when the reader closes the pipe);
 /// 2 failed (missing or empty dataset, unreadable files); 3 bad command line or job file,
@@ -81,6 +84,18 @@ pub struct QueryArgs {
     /// Output format [default: table on a terminal, json otherwise].
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
+
+    /// Answer from every table as it was committed at this RFC 3339 instant (Delta time travel,
+    /// e.g. the day an invoice was made). Needs the files of that time: a dataset synced with
+    /// history_days covering it.
+    #[arg(long, value_name = "RFC3339")]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// With --rollup month: one row per account and month whose hours changed since this
+    /// RFC 3339 instant (hours_then, hours_now, and the tickets whose hours changed: time
+    /// logged after an invoice). Needs history_days covering the instant.
+    #[arg(long, value_name = "RFC3339", requires = "rollup", conflicts_with_all = ["explain", "as_of"])]
+    pub changes_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `--rollup`: the period hours are summed over.
@@ -142,6 +157,10 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
     }
     let s3 = file.s3.unwrap_or_default();
     let dataset = Dataset::open(&location, &s3)?;
+    let dataset = match args.as_of {
+        Some(instant) => dataset.as_of(instant),
+        None => dataset,
+    };
     let format = match args.format {
         Some(FormatArg::Json) => Format::Json,
         Some(FormatArg::Ndjson) => Format::Ndjson,
@@ -191,24 +210,19 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
                     Some(BasisArg::Worked) => Basis::Worked,
                 },
             };
-            if args.explain && query.basis == Basis::Worked {
-                return Err(Error::config(
-                    "--explain needs --basis updated or closed (with worked, a ticket's time entries fall in several periods)",
-                ));
-            }
-            let rows = dataset
-                .rollup(&query)
-                .await
-                .context(format!("rolling up {}", query.year))?;
-            tracing::debug!(rows = rows.len(), "query done");
-            if args.explain {
-                let tickets = dataset
-                    .explain(&query)
+            if let Some(since) = args.changes_since {
+                if query.basis == Basis::Worked || query.period != Period::Month {
+                    return Err(Error::config(
+                        "--changes-since needs --rollup month and --basis updated or closed",
+                    ));
+                }
+                let changes = dataset
+                    .changes_since(&query, since)
                     .await
-                    .context(format!("explaining {}", query.year))?;
-                output::write_explained(&mut out, &rows, &tickets, format)
+                    .context(format!("comparing {} with {since}", query.year))?;
+                output::write_changes(&mut out, &changes, format)
             } else {
-                output::write_rollup(&mut out, &rows, format)
+                write_rollup(&dataset, &query, args.explain, &mut out, format).await?
             }
         }
     };
@@ -217,5 +231,35 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
         // The reader went away (`| head`): what it wanted was written.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Completion::Ok),
         Err(e) => Err(Error::failed(e).context("writing the query result")),
+    }
+}
+
+/// A rollup (with `--explain`, the tickets behind it) into `out`; the outer error is the
+/// query's, the inner one writing's.
+async fn write_rollup(
+    dataset: &Dataset,
+    query: &RollupQuery,
+    explain: bool,
+    out: &mut impl std::io::Write,
+    format: Format,
+) -> super::Result<std::io::Result<()>> {
+    if explain && query.basis == Basis::Worked {
+        return Err(Error::config(
+            "--explain needs --basis updated or closed (with worked, a ticket's time entries fall in several periods)",
+        ));
+    }
+    let rows = dataset
+        .rollup(query)
+        .await
+        .context(format!("rolling up {}", query.year))?;
+    tracing::debug!(rows = rows.len(), "query done");
+    if explain {
+        let tickets = dataset
+            .explain(query)
+            .await
+            .context(format!("explaining {}", query.year))?;
+        Ok(output::write_explained(out, &rows, &tickets, format))
+    } else {
+        Ok(output::write_rollup(out, &rows, format))
     }
 }

@@ -41,10 +41,13 @@ pub struct SyncArgs {
     pub data: Option<String>,
 
     /// Freshservice base URL; /api/v2/... is appended (e.g. http://127.0.0.1:PORT for `ticketsync sim`).
-    #[arg(long, value_name = "URL", conflicts_with = "domain")]
+    #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
 
-    /// Freshservice account subdomain: acme → https://acme.freshservice.com/api/v2.
+    /// Freshservice account subdomain: acme → https://acme.freshservice.com/api/v2. Also the
+    /// `domain` partition of every table; with --base-url it only names the account (the URL is
+    /// what is called). Without it: the subdomain of a *.freshservice.com --base-url, else its
+    /// host; `simulator` for the built-in simulator.
     #[arg(long, value_name = "NAME")]
     pub domain: Option<String>,
 
@@ -120,6 +123,13 @@ pub struct SyncArgs {
     /// at the end of the run and are never written again [default: keep everything].
     #[arg(long, value_name = "N")]
     pub retention_days: Option<u32>,
+
+    /// Keep the data files a commit replaces for N days, so Delta readers can read the tables
+    /// as they were (time travel, `query --as-of`) [default: 0: every run ends with only the
+    /// current files, which plain Parquet readers need]. With N > 0 a plain glob of the files
+    /// also sees the replaced ones: read the Delta tables instead.
+    #[arg(long, value_name = "N")]
+    pub history_days: Option<u32>,
     /// Write the run's metrics (Prometheus text format) to this file at the end of every run,
     /// failed ones too, atomically: for node_exporter's textfile collector (name it *.prom).
     #[arg(long, value_name = "PATH")]
@@ -164,6 +174,7 @@ impl SyncArgs {
             max_run_minutes: self.max_run_minutes,
             rejects_exit_code: self.rejects_exit_code,
             retention_days: self.retention_days,
+            history_days: self.history_days,
             metrics_file: self.metrics_file.clone(),
             pushgateway: self.pushgateway.clone(),
             ..JobSpec::default()

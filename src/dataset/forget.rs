@@ -61,6 +61,9 @@ pub struct ForgetReport {
     pub already_erased: bool,
     /// What the rewrite changed (or, on a dry run, would change).
     pub changed: Rewritten,
+    /// Replaced data files deleted from the tables' history (kept with `history_days` > 0),
+    /// which may have held the person.
+    pub history_deleted: u64,
     /// Erasures of earlier runs whose rewrite was interrupted and is finished now.
     pub pending_finished: u64,
 }
@@ -165,6 +168,14 @@ async fn forget_locked(
         erasures::store(storage, &loaded, started_at).await?;
     }
     let changed = rewrite_all(storage, &mut index, lock, run_id, request.dry_run, &loaded).await?;
+    // Erasure wins over history: the files earlier commits replaced (kept for time travel with
+    // `history_days`) may hold the person, so every replaced file goes now.
+    let history_deleted = if request.dry_run {
+        0
+    } else {
+        lock.verify().await?;
+        crate::state::delta::vacuum(storage, None).await?
+    };
     let report = ForgetReport {
         run_id: run_id.to_string(),
         command: "forget",
@@ -176,6 +187,7 @@ async fn forget_locked(
         name_erased,
         already_erased,
         changed,
+        history_deleted,
         pending_finished: pending_before,
     };
     if !request.dry_run {

@@ -298,6 +298,26 @@ async fn run_locked(
         }
     };
 
+    // History: the data files commits replaced more than `history_days` ago leave (with 0 the
+    // commits deleted them already).
+    let result = if job.history_days == 0 || lock.verify().await.is_err() {
+        result
+    } else {
+        let before = start.at - chrono::Duration::days(i64::from(job.history_days));
+        match state::delta::vacuum(storage, Some(before)).await {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::info!(
+                        deleted,
+                        history_days = job.history_days,
+                        "replaced data files past the history deleted"
+                    );
+                }
+                result
+            }
+            Err(e) => result.and(Err(Error::from(e))),
+        }
+    };
     let ending = match (&result, run.counts.failed) {
         (Ok(()), 0) => Ending::Complete,
         _ => Ending::Incomplete,

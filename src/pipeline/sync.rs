@@ -688,6 +688,10 @@ impl<'a> Run<'a> {
                 .await
                 .map_err(sink::Error::from)?,
         };
+        let changeset = sink::Changeset {
+            keep_replaced: self.job.history_days > 0,
+            ..changeset
+        };
         let stats = sink::commit_with(self.storage, &mut lake, index, changeset, &tag).await?;
         self.lake = Some(lake);
         self.output += stats;

@@ -13,6 +13,7 @@
 //!
 //! This module does not know clap or exit codes; [`output`] renders results for the CLI.
 
+mod changes;
 mod explain;
 pub mod output;
 mod rollup;
@@ -28,6 +29,7 @@ use polars::prelude::PolarsError;
 use crate::state::delta::{At, Lake};
 use crate::storage::{self, S3Options, Storage};
 use crate::tables::Table;
+pub use changes::Change;
 pub use explain::{ExplainedEntry, ExplainedTicket};
 pub use rollup::{Basis, Period, RollupQuery, RollupRow};
 pub use tickets::{ConversationDoc, NoteDoc, TicketDoc, TicketQuery};
@@ -74,6 +76,17 @@ pub enum Error {
         /// Which column, and what was found instead.
         detail: String,
     },
+    /// `--as-of` names an instant whose files are gone: the dataset keeps replaced files only
+    /// for `history_days`.
+    #[error("the tables as of {instant} name {missing} data files that are no longer stored (first: {first}); a dataset keeps the files its commits replace for history_days days (sync --history-days N), 0 by default")]
+    History {
+        /// The instant asked for.
+        instant: String,
+        /// How many of the files it needs are gone.
+        missing: usize,
+        /// One of them.
+        first: String,
+    },
     /// The blocking task running polars panicked or was cancelled.
     #[error("a query task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -96,7 +109,10 @@ impl Error {
                 _ => Class::Failed,
             },
             Error::Task(_) => Class::Bug,
-            Error::Empty { .. } | Error::Read { .. } | Error::Contract { .. } => Class::Failed,
+            Error::Empty { .. }
+            | Error::Read { .. }
+            | Error::Contract { .. }
+            | Error::History { .. } => Class::Failed,
         }
     }
 }
@@ -111,6 +127,8 @@ pub struct Dataset {
     /// polars' S3 settings, built from the same [`S3Options`] as the store (credentials come
     /// from the AWS environment in both). `None` for local datasets.
     cloud: Option<CloudOptions>,
+    /// Which versions of the tables are read: the last commit's, or those of an instant.
+    at: At,
 }
 
 /// The partition files one query reads, per table.
@@ -191,7 +209,19 @@ impl Dataset {
                 "a directory of the location itself contains '=', which readers take for a partition key; move the dataset",
             ));
         }
-        Ok(Dataset { storage, cloud })
+        Ok(Dataset {
+            storage,
+            cloud,
+            at: At::Committed,
+        })
+    }
+
+    /// The same dataset read as every table was committed at `instant` (Delta time travel).
+    pub fn as_of(self, instant: chrono::DateTime<chrono::Utc>) -> Dataset {
+        Dataset {
+            at: At::Instant(instant),
+            ..self
+        }
     }
 
     /// The storage behind the dataset.
@@ -259,10 +289,27 @@ impl Dataset {
     /// no match.
     async fn files(&self, tables: &[Table], selection: Selection<'_>) -> Result<FileSet> {
         debug_assert_eq!(tables.first(), Some(&Table::Tickets));
-        let lake = Lake::open(&self.storage, At::Committed).await?;
+        let lake = Lake::open(&self.storage, self.at.clone()).await?;
         let mut out = FileSet::new();
         for &table in tables {
             out.insert(table, list(&lake, table, selection));
+        }
+        if let At::Instant(instant) = &self.at {
+            // An old version names files that later commits replaced: they are there only
+            // within the dataset's history.
+            let mut missing = Vec::new();
+            for file in out.values().flatten() {
+                if !self.storage.exists(&file.path).await? {
+                    missing.push(file.path.to_string());
+                }
+            }
+            if let Some(first) = missing.first() {
+                return Err(Error::History {
+                    instant: instant.to_rfc3339(),
+                    missing: missing.len(),
+                    first: first.clone(),
+                });
+            }
         }
         if out[&Table::Tickets].is_empty() {
             let everything = Selection {

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use super::changes::Change;
 use super::explain::ExplainedTicket;
 use super::rollup::RollupRow;
 use super::tickets::{iso_text, TicketDoc};
@@ -180,33 +181,104 @@ pub fn write_rollup<W: Write>(out: &mut W, rows: &[RollupRow], format: Format) -
             ]
         })
     };
+    let align = [
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+    ];
+    let columns: Vec<(&str, Align)> = ROLLUP_COLUMNS.into_iter().zip(align).collect();
+    // The account is text (the hour columns are numbers, see `csv_text`).
+    write_records(out, format, records, texts, &columns, 0)
+}
+
+/// Rows of a flat result in `format`: `records` as JSON objects, `texts` (one cell per column,
+/// the cell `text_column` quoted as text in CSV) for CSV and the table.
+fn write_records<W: Write, R: Serialize, I: Iterator<Item = R>, T: Iterator<Item = Vec<String>>>(
+    out: &mut W,
+    format: Format,
+    records: impl Fn() -> I,
+    texts: impl Fn() -> T,
+    columns: &[(&str, Align)],
+    text_column: usize,
+) -> io::Result<()> {
     match format {
         Format::Json => json_array(out, &records().collect::<Vec<_>>()),
         Format::Ndjson => ndjson(out, &records().collect::<Vec<_>>()),
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(out);
-            csv.write_record(ROLLUP_COLUMNS)?;
+            csv.write_record(columns.iter().map(|(name, _)| *name))?;
             for mut record in texts() {
-                // The account is text (the hour columns are numbers, see `csv_text`).
-                record[0] = csv_text(std::mem::take(&mut record[0]));
+                record[text_column] = csv_text(std::mem::take(&mut record[text_column]));
                 csv.write_record(record)?;
             }
             csv.flush()
         }
-        Format::Table => {
-            let align = [
-                Align::Left,
-                Align::Left,
-                Align::Left,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-                Align::Right,
-            ];
-            let columns: Vec<(&str, Align)> = ROLLUP_COLUMNS.into_iter().zip(align).collect();
-            table(out, &columns, texts().collect())
-        }
+        Format::Table => table(out, columns, texts().collect()),
     }
+}
+
+/// The columns of `--changes-since` in CSV and table form (`tickets` space-separated).
+pub const CHANGES_COLUMNS: [&str; 6] = [
+    "domain",
+    "account",
+    "month",
+    "hours_then",
+    "hours_now",
+    "tickets",
+];
+
+#[derive(Serialize)]
+struct ChangeRecord<'a> {
+    domain: &'a str,
+    account: &'a str,
+    month: &'a str,
+    hours_then: f64,
+    hours_now: f64,
+    tickets: &'a [i64],
+}
+
+/// Writes the adjustment list of `--changes-since` in `format`.
+pub fn write_changes<W: Write>(out: &mut W, changes: &[Change], format: Format) -> io::Result<()> {
+    let records = || {
+        changes.iter().map(|c| ChangeRecord {
+            domain: &c.domain,
+            account: &c.account,
+            month: &c.period,
+            hours_then: hours_number(c.minutes_then),
+            hours_now: hours_number(c.minutes_now),
+            tickets: &c.tickets,
+        })
+    };
+    let texts = || {
+        changes.iter().map(|c| {
+            vec![
+                c.domain.clone(),
+                c.account.clone(),
+                c.period.clone(),
+                hours_text(c.minutes_then),
+                hours_text(c.minutes_now),
+                c.tickets
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]
+        })
+    };
+    let align = [
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+        Align::Left,
+    ];
+    let columns: Vec<(&str, Align)> = CHANGES_COLUMNS.into_iter().zip(align).collect();
+    write_records(out, format, records, texts, &columns, 1)
 }
 
 /// The columns of `--explain` in CSV and table form: one line per time entry (a ticket without

@@ -116,6 +116,10 @@ pub struct Changeset {
     pub rejected: Vec<Rejection>,
     /// Tickets whose rows and documents leave the dataset, and why.
     pub removed: Vec<(i64, Removal)>,
+    /// Keep the data files this commit replaces (`history_days` > 0: Delta readers can read
+    /// the tables as they were; [`state::delta::vacuum`] deletes them later). By default they
+    /// are deleted when the commit is done.
+    pub keep_replaced: bool,
 }
 
 impl Changeset {
@@ -253,8 +257,10 @@ pub async fn commit_with(
     for (table, result) in rebuilt {
         let change = journal.tables.entry(table.name().to_string()).or_default();
         change.removes.extend(result.removed.iter().cloned());
-        for old in &result.removed {
-            journal.deletes.push(old.object(table).to_string());
+        if !changeset.keep_replaced {
+            for old in &result.removed {
+                journal.deletes.push(old.object(table).to_string());
+            }
         }
         match result.written {
             Some((staged, file)) => {

@@ -396,7 +396,10 @@ impl Lake {
                 clustering_provider: None,
             }));
         }
+        // The log is kept whole: time travel (`history_days`) needs every commit of the days it
+        // keeps, and delta-rs' own cleanup knows nothing of them.
         let properties = CommitProperties::default()
+            .with_cleanup_expired_logs(Some(false))
             .with_application_transaction(Transaction::new(APP_ID, seq as i64));
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
@@ -572,6 +575,55 @@ fn stats_of(batch: &RecordBatch) -> String {
     .to_string()
 }
 
+/// Deletes the data files no table's latest version holds: those a commit replaced before
+/// `before` (by the time of its `remove` action), and any with no `remove` at all (left by an
+/// older release). With `before = None`, every replaced file, however recent: `forget` erases
+/// a person from history too. Returns how many files were deleted.
+pub async fn vacuum(storage: &Storage, before: Option<DateTime<Utc>>) -> Result<u64> {
+    use futures::TryStreamExt;
+    let lake = Lake::open(storage, At::Latest).await?;
+    let mut deleted = 0;
+    for table in Table::ALL {
+        let Some(delta) = lake.log(table).table.as_ref() else {
+            continue;
+        };
+        let active: std::collections::HashSet<Path> =
+            lake.all_files(table).map(|f| f.object(table)).collect();
+        let snapshot = delta
+            .snapshot()
+            .map_err(|e| delta_error(table, "snapshot", e))?;
+        let removed_at: HashMap<String, Option<i64>> = snapshot
+            .all_tombstones(delta.log_store().as_ref())
+            .map_ok(|t| (t.path().to_string(), t.deletion_timestamp()))
+            .try_collect()
+            .await
+            .map_err(|e| delta_error(table, "tombstones", e))?;
+        let cutoff = before.map(|t| t.timestamp_millis());
+        let root = Path::from(table.name());
+        for path in storage.list(&root).await? {
+            let text = path.as_ref();
+            if !text.ends_with(".parquet")
+                || text.contains("/_delta_log/")
+                || active.contains(&path)
+            {
+                continue;
+            }
+            let relative = text
+                .strip_prefix(&format!("{}/", table.name()))
+                .unwrap_or(text);
+            let expired = match (cutoff, removed_at.get(relative)) {
+                (None, _) | (_, None) | (_, Some(None)) => true,
+                (Some(cutoff), Some(Some(at))) => *at < cutoff,
+            };
+            if expired {
+                storage.delete(&path).await?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// The domain of a dataset whose `_state/format.json` names none (written before domains, or by
 /// a test that commits without a run).
 pub const DEFAULT_DOMAIN: &str = "default";
@@ -595,21 +647,10 @@ pub async fn dataset_domain(storage: &Storage) -> Result<String> {
 
 /// Reads [`SNAPSHOT`]; `None` before the first commit of this format.
 pub async fn load_versions(storage: &Storage) -> Result<Option<Versions>> {
-    let path = layout::state(SNAPSHOT);
-    match storage.get(&path).await? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Corrupt {
-                path: path.to_string(),
-                detail: e.to_string(),
-            }),
-    }
+    super::load_json(storage, SNAPSHOT).await
 }
 
 /// Writes [`SNAPSHOT`].
 pub async fn store_versions(storage: &Storage, versions: &Versions) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(versions).expect("versions serialize");
-    storage.put(&layout::state(SNAPSHOT), bytes.into()).await?;
-    Ok(())
+    super::store_json(storage, SNAPSHOT, versions).await
 }

@@ -10,6 +10,7 @@ mod faults;
 mod fields;
 mod guards;
 mod harness;
+mod history;
 mod hostile;
 mod incremental;
 mod kill;

@@ -1,0 +1,144 @@
+//! `--changes-since`: the adjustment list after an invoice. For every account and month of a
+//! rollup whose hours differ between the tables as committed at an instant and now, the hours
+//! then and now and the tickets whose hours moved (time entries logged late, a ticket
+//! re-synced, reopened or moved).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use super::explain::ExplainedTicket;
+use super::{Dataset, Result, RollupQuery};
+
+/// One account and period whose hours changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The Freshservice domain.
+    pub domain: String,
+    /// The account.
+    pub account: String,
+    /// The period (`2025-03`, or `2025` for a yearly rollup).
+    pub period: String,
+    /// Exact minutes of the period as the tables were at the instant.
+    pub minutes_then: i64,
+    /// Exact minutes now.
+    pub minutes_now: i64,
+    /// The tickets whose minutes in the period differ, ascending.
+    pub tickets: Vec<i64>,
+}
+
+type Periods = BTreeMap<(String, String), BTreeMap<i64, i64>>;
+
+fn by_period(tickets: &[ExplainedTicket]) -> Periods {
+    let mut out: Periods = BTreeMap::new();
+    for t in tickets {
+        out.entry((t.account.clone(), t.period.clone()))
+            .or_default()
+            .insert(t.ticket_id, t.minutes);
+    }
+    out
+}
+
+/// The periods of two readings whose minutes differ, with the tickets behind the difference.
+pub(super) fn diff(domain: &str, then: &[ExplainedTicket], now: &[ExplainedTicket]) -> Vec<Change> {
+    let (then, now) = (by_period(then), by_period(now));
+    let keys: BTreeSet<&(String, String)> = then.keys().chain(now.keys()).collect();
+    let empty = BTreeMap::new();
+    let mut out = Vec::new();
+    for key in keys {
+        let a = then.get(key).unwrap_or(&empty);
+        let b = now.get(key).unwrap_or(&empty);
+        let (minutes_then, minutes_now): (i64, i64) = (a.values().sum(), b.values().sum());
+        if minutes_then == minutes_now {
+            continue;
+        }
+        let ids: BTreeSet<i64> = a.keys().chain(b.keys()).copied().collect();
+        let tickets = ids
+            .into_iter()
+            .filter(|id| a.get(id) != b.get(id))
+            .collect();
+        out.push(Change {
+            domain: domain.to_string(),
+            account: key.0.clone(),
+            period: key.1.clone(),
+            minutes_then,
+            minutes_now,
+            tickets,
+        });
+    }
+    out
+}
+
+impl Dataset {
+    /// The periods of `query` whose hours changed since `since` (ticket-level bases only, as
+    /// [`Dataset::explain`]). Needs the files of that instant: a dataset with `history_days`.
+    pub async fn changes_since(
+        &self,
+        query: &RollupQuery,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Change>> {
+        let now = self.explain(query).await?;
+        let then = self.clone().as_of(since).explain(query).await?;
+        let domain = crate::state::delta::dataset_domain(self.storage()).await?;
+        Ok(diff(&domain, &then, &now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(account: &str, period: &str, id: i64, minutes: i64) -> ExplainedTicket {
+        ExplainedTicket {
+            account: account.into(),
+            period: period.into(),
+            ticket_id: id,
+            subject: None,
+            last_updated_at: DateTime::UNIX_EPOCH,
+            closed_at: DateTime::UNIX_EPOCH,
+            minutes,
+            billable_minutes: 0,
+            hours_defaulted: false,
+            time_entries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_periods_whose_minutes_moved_with_the_tickets_that_moved_them() {
+        let then = [
+            ticket("A", "2026-03", 1, 60),
+            ticket("A", "2026-03", 2, 30),
+            ticket("B", "2026-03", 3, 15),
+        ];
+        // Ticket 2 got a late entry and moved to April (last update); ticket 4 is new in March;
+        // B is unchanged.
+        let now = [
+            ticket("A", "2026-03", 1, 60),
+            ticket("A", "2026-03", 4, 10),
+            ticket("A", "2026-04", 2, 45),
+            ticket("B", "2026-03", 3, 15),
+        ];
+        let changes = diff("acme", &then, &now);
+        assert_eq!(
+            changes,
+            vec![
+                Change {
+                    domain: "acme".into(),
+                    account: "A".into(),
+                    period: "2026-03".into(),
+                    minutes_then: 90,
+                    minutes_now: 70,
+                    tickets: vec![2, 4],
+                },
+                Change {
+                    domain: "acme".into(),
+                    account: "A".into(),
+                    period: "2026-04".into(),
+                    minutes_then: 0,
+                    minutes_now: 45,
+                    tickets: vec![2],
+                },
+            ]
+        );
+    }
+}
