@@ -165,9 +165,13 @@ async fn sample(tickets: usize) -> Vec<Placed> {
         .unwrap();
     let index = state::load_index(&storage).await.unwrap();
     let mut rows = Vec::new();
+    let lake =
+        ticketsync::state::delta::Lake::open(&storage, ticketsync::state::delta::At::Committed)
+            .await
+            .unwrap();
     for (account, year) in partitions(&index) {
         rows.extend(
-            read_partition(&storage, &index, &account, year)
+            read_partition(&storage, &lake, &index, &account, year)
                 .await
                 .unwrap(),
         );

@@ -380,11 +380,8 @@ pub async fn apply_journal(
 ) -> Result<()> {
     move_all(storage, &journal.moves).await?;
     if !journal.tables.is_empty() {
-        for table in crate::tables::Table::ALL {
-            if let Some(change) = journal.tables.get(table.name()) {
-                lake.commit(storage, table, change, journal.seq).await?;
-            }
-        }
+        lake.commit_all(storage, &journal.tables, journal.seq)
+            .await?;
         delta::store_versions(storage, &lake.versions(journal.seq)).await?;
     }
     move_all(storage, &journal.publish).await?;

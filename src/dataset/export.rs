@@ -16,6 +16,7 @@ use super::{partitions, read_partition, read_tickets, Error, Result};
 use crate::normalize::{ConversationRow, NoteRow, TicketRow, TimeEntryRow};
 use crate::query::TicketDoc;
 use crate::state;
+use crate::state::delta::{At, Lake};
 use crate::storage::Storage;
 
 /// The export document.
@@ -90,8 +91,9 @@ pub async fn export_person(storage: &Storage, email: &str) -> Result<Export> {
     // Pass 1: the names their own tickets give them (to find notes that mention them). One
     // partition in memory at a time, in both passes.
     let mut names: Vec<String> = Vec::new();
+    let lake = Lake::open(storage, At::Committed).await?;
     for (account, year) in partitions(&index) {
-        for t in read_tickets(storage, &account, year).await? {
+        for t in read_tickets(storage, &lake, &account, year).await? {
             let name = t.requester_name.as_deref().map(|n| n.trim().to_lowercase());
             if let Some(name) = name.filter(|n| n.len() >= 3) {
                 if is_them(t.requester_email.as_deref()) && !names.contains(&name) {
@@ -110,7 +112,7 @@ pub async fn export_person(storage: &Storage, email: &str) -> Result<Export> {
     let mut tickets = Vec::new();
     for (account, year) in partitions(&index) {
         tickets.extend(
-            read_partition(storage, &index, &account, year)
+            read_partition(storage, &lake, &index, &account, year)
                 .await?
                 .into_iter()
                 .filter(|p| {

@@ -338,8 +338,9 @@ impl Found {
 async fn requested_by(storage: &Storage, index: &Index, email: &str) -> Result<Found> {
     let target = email.to_lowercase();
     let mut found = Found::default();
+    let lake = crate::state::delta::Lake::open(storage, crate::state::delta::At::Committed).await?;
     for (account, year) in partitions(index) {
-        for t in read_tickets(storage, &account, year).await? {
+        for t in read_tickets(storage, &lake, &account, year).await? {
             if t.requester_email
                 .as_deref()
                 .map(|e| e.trim().to_lowercase())

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::normalize::{markdown, Placed, TicketRow};
 use crate::sink::{self, parquet, Changeset, CommitStats};
+use crate::state::delta::{At, Lake};
 use crate::state::lock::{self, Lock};
 use crate::state::{self, Index, Location};
 use crate::storage::{self, layout, Storage};
@@ -182,10 +183,15 @@ pub async fn audit(storage: &Storage, run_id: &str, record: &impl serde::Seriali
 }
 
 /// The `tickets` rows of one partition alone (for the passes that need no other table).
-pub async fn read_tickets(storage: &Storage, account: &str, year: i32) -> Result<Vec<TicketRow>> {
+pub async fn read_tickets(
+    storage: &Storage,
+    lake: &Lake,
+    account: &str,
+    year: i32,
+) -> Result<Vec<TicketRow>> {
     let mut rows = Vec::new();
     for (path, batches) in
-        sink::read_rows(storage, Table::Tickets, Some(account), Some(year)).await?
+        sink::read_rows(storage, lake, Table::Tickets, Some(account), Some(year)).await?
     {
         for batch in batches {
             rows.extend(tables::read::tickets(&batch).map_err(|detail| Error::Rows {
@@ -200,13 +206,14 @@ pub async fn read_tickets(storage: &Storage, account: &str, year: i32) -> Result
 /// Every ticket of one partition with its rows (markdown not rendered: empty).
 pub async fn read_partition(
     storage: &Storage,
+    lake: &Lake,
     index: &Index,
     account: &str,
     year: i32,
 ) -> Result<Vec<Placed>> {
     let mut batches = BTreeMap::new();
     for table in Table::PARTITIONED {
-        let files = sink::read_rows(storage, table, Some(account), Some(year)).await?;
+        let files = sink::read_rows(storage, lake, table, Some(account), Some(year)).await?;
         let path = files.first().map(|(p, _)| p.clone()).unwrap_or_default();
         let rows: Vec<_> = files.into_iter().flat_map(|(_, b)| b).collect();
         batches.insert(table, (path, rows));
@@ -290,9 +297,11 @@ pub async fn rewrite(
     mut change: impl FnMut(&mut Placed) -> bool,
 ) -> Result<Rewritten> {
     let mut done = Rewritten::default();
+    // The tables' logs are read once; the commits below keep them current.
+    let mut lake = Lake::open(storage, At::Latest).await?;
     for (n, (account, year)) in partitions(index).into_iter().enumerate() {
         let mut changed = Vec::new();
-        for mut p in read_partition(storage, index, &account, year).await? {
+        for mut p in read_partition(storage, &lake, index, &account, year).await? {
             let before = p.clone();
             if !change(&mut p) {
                 continue;
@@ -324,7 +333,8 @@ pub async fn rewrite(
             placed: changed,
             ..Changeset::default()
         };
-        done.output += sink::commit(storage, index, changeset, &format!("{tag}-{n}")).await?;
+        done.output +=
+            sink::commit_with(storage, &mut lake, index, changeset, &format!("{tag}-{n}")).await?;
     }
     Ok(done)
 }
@@ -341,7 +351,8 @@ pub async fn rewrite_rejects(
     mut change: impl FnMut(&mut String) -> bool,
 ) -> Result<u64> {
     let mut changed = Vec::new();
-    for (path, batches) in sink::read_rows(storage, Table::Rejects, None, None).await? {
+    let lake = Lake::open(storage, At::Latest).await?;
+    for (path, batches) in sink::read_rows(storage, &lake, Table::Rejects, None, None).await? {
         for batch in batches {
             let rows = tables::read::rejects(&batch).map_err(|detail| Error::Rows {
                 path: path.clone(),

@@ -70,7 +70,10 @@ pub async fn apply(
             }
         }
     }
-    for (rejects_file, batches) in sink::read_rows(storage, Table::Rejects, None, None).await? {
+    let lake = crate::state::delta::Lake::open(storage, crate::state::delta::At::Latest).await?;
+    for (rejects_file, batches) in
+        sink::read_rows(storage, &lake, Table::Rejects, None, None).await?
+    {
         for batch in batches {
             let rows = tables::read::rejects_seen(&batch).map_err(|detail| Error::Rows {
                 path: rejects_file.clone(),
@@ -232,7 +235,10 @@ mod tests {
         assert_eq!((pruned.tickets, pruned.rejects), (0, 1));
         assert!(index.get(1).is_none());
         assert!(index.get(2).is_some());
-        let files = sink::read_rows(&storage, Table::Rejects, None, None)
+        let lake = crate::state::delta::Lake::open(&storage, crate::state::delta::At::Latest)
+            .await
+            .unwrap();
+        let files = sink::read_rows(&storage, &lake, Table::Rejects, None, None)
             .await
             .unwrap();
         let left: Vec<i64> = files

@@ -418,15 +418,15 @@ async fn rebuild(
     })
 }
 
-/// The rows of one partition of `table` as the dataset's last commit left them, file by file
+/// The rows of one partition of `table` as `lake` holds it, file by file
 /// (object path, batches). `account` and `year` are `None` for `rejects`.
 pub async fn read_rows(
     storage: &Storage,
+    lake: &Lake,
     table: Table,
     account: Option<&str>,
     year: Option<i32>,
 ) -> Result<Vec<(String, Vec<RecordBatch>)>, Error> {
-    let lake = Lake::open(storage, At::Committed).await?;
     let partition = match (account, year) {
         (Some(account), Some(year)) => Partition::placed(lake.domain(), account, year),
         _ => Partition::rejects(lake.domain()),

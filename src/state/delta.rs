@@ -355,6 +355,40 @@ impl Lake {
             .logs
             .get_mut(table.name())
             .expect("every table has a log");
+        log.commit(storage, table, change, seq).await?;
+        self.seq = self.seq.max(seq);
+        Ok(())
+    }
+
+    /// [`Lake::commit`] of every table `changes` names (by table name), the tables at once:
+    /// each has a log of its own.
+    pub async fn commit_all(
+        &mut self,
+        storage: &Storage,
+        changes: &BTreeMap<String, TableCommit>,
+        seq: u64,
+    ) -> Result<()> {
+        let commits = self.logs.iter_mut().filter_map(|(name, log)| {
+            let change = changes.get(*name)?;
+            let table = *Table::ALL.iter().find(|t| t.name() == *name)?;
+            Some(log.commit(storage, table, change, seq))
+        });
+        futures::future::try_join_all(commits).await?;
+        self.seq = self.seq.max(seq);
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Commits `change` to this table's log as the dataset commit `seq` (see [`Lake::commit`]).
+    async fn commit(
+        &mut self,
+        storage: &Storage,
+        table: Table,
+        change: &TableCommit,
+        seq: u64,
+    ) -> Result<()> {
+        let log = self;
         if log.seq.is_some_and(|done| done >= seq as i64) {
             return Ok(());
         }
@@ -436,7 +470,6 @@ impl Lake {
             list.sort_by(|a, b| a.path.cmp(&b.path));
         }
         log.seq = Some(seq as i64);
-        self.seq = self.seq.max(seq);
         Ok(())
     }
 }

@@ -176,6 +176,11 @@ impl Harness {
     /// the API key), with the S3 server's credentials when the dataset is there.
     pub fn cmd(&self, command: &str) -> Cmd {
         let cmd = Cmd::new([command]).sim(&self.sim);
+        // The dataset's domain, as in `spec`.
+        let cmd = match command {
+            "sync" | "check" => cmd.args(["--domain", "acme"]),
+            _ => cmd,
+        };
         match &self.s3 {
             Some(server) => cmd.s3(server),
             None => cmd,
