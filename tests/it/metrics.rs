@@ -147,8 +147,8 @@ async fn a_real_pushgateway_keeps_the_last_success_across_a_failed_run() {
     };
     let base = base.trim_end_matches('/').to_string();
     let h = Harness::new(40, 23).await;
-    // The simulator's host and port: unique to this test run.
-    let instance = ticketsync::metrics::instance(None, Some(&h.sim.base_url()));
+    // The harness names the dataset's domain (`--domain acme`): the instance label.
+    let instance = ticketsync::metrics::instance(Some("acme"), Some(&h.sim.base_url()));
 
     let out = sync(&h, &h.sim.api_key(), &["--pushgateway", &base])
         .run()
