@@ -94,8 +94,11 @@ pub struct JobSpec {
     /// Most tickets fetched at once (default 64; 1 to 256); the budget limits the rate below
     /// that.
     pub concurrency: Option<usize>,
-    /// Commit (checkpoint) after this many fetched tickets (default 250; 1 to 100000).
+    /// Checkpoint after this many fetched tickets (default 250; 1 to 100000).
     pub checkpoint_every: Option<usize>,
+    /// Minutes between two commits of the tables during a run (default 30; 0 commits every
+    /// checkpoint; at most 1440): the checkpoints in between are durable but not yet visible.
+    pub commit_minutes: Option<f64>,
     /// Re-read the time entries of tickets closed in the last N days (default 7; 0 = off; at
     /// most 365): time logged after close does not always move a ticket's updated_at.
     pub rescan_days: Option<u32>,
@@ -219,6 +222,7 @@ impl JobSpec {
             rate_window_secs: over.rate_window_secs.or(self.rate_window_secs),
             concurrency: over.concurrency.or(self.concurrency),
             checkpoint_every: over.checkpoint_every.or(self.checkpoint_every),
+            commit_minutes: over.commit_minutes.or(self.commit_minutes),
             rescan_days: over.rescan_days.or(self.rescan_days),
             history_days: over.history_days.or(self.history_days),
             rescan_every_hours: over.rescan_every_hours.or(self.rescan_every_hours),
@@ -310,8 +314,10 @@ pub struct Job {
     pub limiter: LimiterConfig,
     /// Most tickets fetched at once (1 to 256).
     pub concurrency: usize,
-    /// Commit after this many fetched tickets (1 to 100000).
+    /// Checkpoint after this many fetched tickets (1 to 100000).
     pub checkpoint_every: usize,
+    /// Least time between two table commits of a run (the last one comes at its end).
+    pub commit_every: Duration,
     /// Re-read the time entries of tickets closed in the last N days; 0 turns the re-scan off.
     pub rescan_days: u32,
     /// Days replaced data files are kept (Delta time travel); 0 deletes them at each commit.
@@ -538,6 +544,12 @@ impl Job {
             1..=100_000,
             " tickets",
         )?;
+        let commit_minutes = in_range(
+            "commit_minutes",
+            spec.commit_minutes.unwrap_or(30.0),
+            0.0..=1440.0,
+            " minutes",
+        )?;
         let rescan_every_hours = in_range(
             "rescan_every_hours",
             spec.rescan_every_hours.unwrap_or(24.0),
@@ -623,6 +635,7 @@ impl Job {
             },
             concurrency,
             checkpoint_every,
+            commit_every: Duration::from_secs_f64(commit_minutes * 60.0),
             rescan_days,
             history_days,
             rescan_every: Duration::from_secs_f64(rescan_every_hours * 3600.0),

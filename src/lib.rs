@@ -18,9 +18,11 @@
 //!   before its document is rendered.
 //! - [`tables`]: the Arrow schemas of the output tables (the contract in `schemas/*.json`) and the
 //!   builders that turn rows into `RecordBatch`es ([`tables::read`] the way back).
-//! - [`sink`]: writes a changeset (placed tickets, rejects, removals) as new Parquet files of the
-//!   partitions it touches (`domain=…/account=…/year=…`) and markdown files, staged first and
-//!   then committed through a journal; [`sink::upgrade`] the dataset format version
+//! - [`sink`]: writes changesets (placed tickets, rejects, removals) as checkpoints
+//!   ([`sink::pending`], `_pending/<tag>/`: durable, not yet visible), then commits them to the
+//!   tables at once: per partition (`domain=…/account=…/year=…`) one new file appended, only the
+//!   files holding touched tickets rewritten, small files compacted; markdown published with
+//!   them, everything staged first and committed through a journal; [`sink::upgrade`] the dataset format version
 //!   (`_state/format.json`, which also names the dataset's domain) and the one-time move of
 //!   datasets written by an older release into Delta tables, through the same journal.
 //! - [`state`]: the ticket index (where each ticket lives and which `updated_at` it has), the

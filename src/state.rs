@@ -79,7 +79,8 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where a ticket's rows live.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Location {
     /// In the `tickets` table (and the others) under `account=<account>/year=<year>`.
     Placed {
@@ -93,7 +94,7 @@ pub enum Location {
 }
 
 /// One ticket of the index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
     /// The `updated_at` (ms since the epoch) of the version in the dataset; `None` when unknown
     /// (a reject whose row did not decode), which never matches, so it is re-read.

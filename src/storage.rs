@@ -645,6 +645,20 @@ pub mod layout {
         Path::from("_staging")
     }
 
+    /// Root of the checkpoints not yet committed to the tables (`_pending/<tag>/…`).
+    pub fn pending_root() -> Path {
+        Path::from("_pending")
+    }
+
+    /// Where checkpoint `tag` keeps `rel` (its rows, its documents, its manifest).
+    pub fn pending(tag: &str, rel: &Path) -> Path {
+        let mut path = pending_root().join(tag);
+        for part in rel.parts() {
+            path = path.join(part);
+        }
+        path
+    }
+
     /// Where a commit stages `final_path` before the journal moves it into place.
     pub fn staged(tag: &str, final_path: &Path) -> Path {
         let mut path = staging_root().join(tag);

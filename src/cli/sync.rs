@@ -99,9 +99,16 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Commit a checkpoint after this many fetched tickets [default: 250].
+    /// Write a checkpoint after this many fetched tickets [default: 250]: durable, so a killed
+    /// run resumes from it without fetching those tickets again.
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
+
+    /// Commit the checkpoints to the tables (and documents) at most every MINUTES during a run
+    /// [default: 30; 0: at every checkpoint]; the run's end always commits. Fewer commits write
+    /// each partition fewer times.
+    #[arg(long, value_name = "MINUTES")]
+    pub commit_minutes: Option<f64>,
 
     /// Allow this run to remove up to N tickets (reopened, deleted, spam) [default: 100 or 5 %
     /// of the dataset, whichever is larger]. A run that would remove more removes none and fails
@@ -170,6 +177,7 @@ impl SyncArgs {
             rate_window_secs: self.rate_window_secs,
             concurrency: self.concurrency,
             checkpoint_every: self.checkpoint_every,
+            commit_minutes: self.commit_minutes,
             max_removals: self.max_removals,
             max_run_minutes: self.max_run_minutes,
             rejects_exit_code: self.rejects_exit_code,

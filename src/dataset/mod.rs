@@ -155,7 +155,8 @@ pub async fn under_lock<R>(
     );
     let lock = lock::Lock::acquire(storage, &run_id, lock_ttl).await?;
     let result = async {
-        state::recover(storage).await?;
+        // Maintenance commits delete what they replace; so does this one.
+        sink::recover(storage, false).await?;
         check_format(storage).await?;
         let index = state::load_index(storage).await?;
         work(Session {

@@ -212,7 +212,7 @@ async fn run_locked(
     lock: &Lock,
     start: Start,
 ) -> Result<RunOutcome, Error> {
-    let recovered = state::recover(storage).await?;
+    let recovered = sink::recover(storage, job.history_days > 0).await?;
     let (new_dataset, format_upgrade) = upgrade(storage, lock, &start.run_id, &job.domain).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
@@ -283,7 +283,7 @@ async fn run_locked(
     let mut names_rewrite = None;
     // Also after a failed run: what it committed holds the person's tickets, which later runs
     // skip as unchanged. Never without the lock.
-    let result = if learned.is_empty() || lock.verify().await.is_err() {
+    let result = if learned.is_empty() || run.unflushed() || lock.verify().await.is_err() {
         result
     } else {
         match dataset::forget::complete_names(storage, &mut index, lock, &start.run_id, &learned)

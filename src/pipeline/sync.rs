@@ -53,6 +53,10 @@ pub(crate) struct Run<'a> {
     pub(crate) output: CommitStats,
     /// The tables' logs as this run's commits left them (read at the first commit).
     lake: Option<Lake>,
+    /// Checkpoints written since the last table commit (durable, not yet in the tables).
+    pending: Vec<sink::pending::Segment>,
+    /// When the tables were last committed (the run's start before the first commit).
+    committed_at: Instant,
     /// Secrets redacted in the tickets committed, by rule.
     pub(crate) redactions: BTreeMap<String, u64>,
     /// Tickets committed with an erased person removed from them.
@@ -181,6 +185,8 @@ impl<'a> Run<'a> {
             rescan_due,
             output: CommitStats::default(),
             lake: None,
+            pending: Vec::new(),
+            committed_at: start.instant,
             redactions: BTreeMap::new(),
             tickets_erased: 0,
             learned_names: BTreeMap::new(),
@@ -351,8 +357,7 @@ impl<'a> Run<'a> {
             }
             if changeset.placed.len() + changeset.rejected.len() >= self.job.checkpoint_every {
                 let batch = std::mem::take(&mut changeset);
-                self.commit(index, batch).await?;
-                tracing::info!(done, "checkpoint committed");
+                self.commit(index, batch, Commit::Checkpoint).await?;
             }
         };
         drop(queue);
@@ -378,7 +383,7 @@ impl<'a> Run<'a> {
             self.decide_removals(index, &mut changeset);
         }
         // Whatever was fetched is valid data: commit it even when the run stops early.
-        self.commit(index, changeset).await?;
+        self.commit(index, changeset, Commit::Tables).await?;
         match stop {
             Stop::Fatal(e) => return Err(Error::Source(e)),
             Stop::TimedOut => {
@@ -615,10 +620,20 @@ impl<'a> Run<'a> {
         queued
     }
 
+    /// Whether checkpoints of this run are not in the tables yet (its last commit failed): the
+    /// next run's recovery commits them, and nothing else may commit before that.
+    pub(crate) fn unflushed(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Commits `changeset`: as a checkpoint (durable, not yet in the tables) or, at the end of
+    /// the run and once `commit_minutes` have passed since the last one, with every checkpoint
+    /// before it as one table commit.
     pub(crate) async fn commit(
         &mut self,
         index: &mut state::Index,
         mut changeset: Changeset,
+        kind: Commit,
     ) -> Result<(), Error> {
         if let Some(cutoff) = self.retention_cutoff {
             // Closed before the retention cutoff: never written again (retention at the end of
@@ -631,7 +646,7 @@ impl<'a> Run<'a> {
             self.counts.expired +=
                 (before - changeset.placed.len() - changeset.rejected.len()) as u64;
         }
-        if changeset.is_empty() && self.commits > 0 {
+        if changeset.is_empty() && self.commits > 0 && self.pending.is_empty() {
             return Ok(());
         }
         for r in &mut changeset.rejected {
@@ -678,7 +693,7 @@ impl<'a> Run<'a> {
         if !new_names.is_empty() {
             crate::dataset::forget::record_names(self.storage, &new_names).await?;
         }
-        let tag = format!("{}-{}", self.run_id, self.commits);
+        let tag = format!("{}-{:05}", self.run_id, self.commits);
         self.commits += 1;
         // The tables' logs are read once per run, at its first commit, then kept current by
         // the commits themselves; after a failed commit they are read again.
@@ -688,15 +703,49 @@ impl<'a> Run<'a> {
                 .await
                 .map_err(sink::Error::from)?,
         };
-        let changeset = sink::Changeset {
-            keep_replaced: self.job.history_days > 0,
-            ..changeset
+        let due = self.committed_at.elapsed() >= self.job.commit_every;
+        if kind == Commit::Checkpoint && !due {
+            let segment = sink::checkpoint(self.storage, &lake, index, &changeset, &tag).await?;
+            self.lake = Some(lake);
+            self.pending.push(segment);
+            tracing::info!(checkpoints = self.pending.len(), "checkpoint written");
+            return Ok(());
+        }
+        let segments = std::mem::take(&mut self.pending);
+        let checkpoints = segments.len();
+        let stats = match sink::commit_pending(
+            self.storage,
+            &mut lake,
+            index,
+            segments.clone(),
+            changeset,
+            self.job.history_days > 0,
+            &tag,
+        )
+        .await
+        {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Durable still: the next run's recovery commits them.
+                self.pending = segments;
+                return Err(e.into());
+            }
         };
-        let stats = sink::commit_with(self.storage, &mut lake, index, changeset, &tag).await?;
         self.lake = Some(lake);
+        self.committed_at = Instant::now();
         self.output += stats;
+        tracing::info!(checkpoints, "tables committed");
         Ok(())
     }
+}
+
+/// What [`Run::commit`] is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// A checkpoint: a table commit only when `commit_minutes` have passed.
+    Checkpoint,
+    /// A table commit (the run's end).
+    Tables,
 }
 
 /// A slot in the workers' queue; `None` when the queue is closed or the workers are gone.

@@ -1,23 +1,34 @@
-//! Sinks: write a [`Changeset`] (placed tickets, rejects, removals) to the dataset's Delta tables
+//! Sinks: write [`Changeset`]s (placed tickets, rejects, removals) to the dataset's Delta tables
 //! and KnowledgeTree markdown, exactly once.
+//!
+//! # Checkpoints and table commits
+//!
+//! A run writes what it fetched as checkpoints ([`checkpoint`], [`pending`]): durable, not yet
+//! visible. A table commit ([`commit_pending`]; [`commit`] for one changeset) folds any number of
+//! checkpoints, and a last changeset in memory, into the tables at once: each ticket's last
+//! version wins, and each partition gets at most one new file per table.
 //!
 //! # Commit protocol
 //!
-//! 1. For every partition a changeset touches (where its tickets go *and* where the index says
-//!    they were), build the partition's new content: the rows of its current files (the
-//!    tables' logs name them) minus the touched tickets, plus their new rows, as one new file
-//!    `part-<tag>.parquet`. The same for `rejects`.
-//! 2. Stage every new file, every markdown document and the new index under
+//! 1. For every partition the commit touches (where its tickets go *and* where they were), read
+//!    the files that may hold the touched tickets (their `ticket_id` range in the log says
+//!    which), and rewrite those that do without them; the partition's new file holds those kept
+//!    rows and the new rows. Files holding none of the touched tickets stay as they are, so new
+//!    tickets are appended as a new file. The same for `rejects`.
+//! 2. Stage every new file, every document of a changeset in memory and the new index under
 //!    `_staging/<tag>/…`. Nothing visible has changed yet; a kill here leaves only staging
 //!    garbage, which the next run deletes.
 //! 3. Write `_state/journal.json`: the moves of the new data files, each table's `add`/`remove`
-//!    actions, the documents and index to publish and the objects to delete. This is the commit
-//!    point.
+//!    actions, the documents (staged, or kept by a checkpoint) and index to publish and the
+//!    objects to delete (replaced files, stale documents, the committed checkpoints). This is
+//!    the commit point.
 //! 4. Apply the journal ([`crate::state::apply_journal`]): move the new files into place, commit
 //!    each table's log (a Delta commit with the dataset commit's `txn`, skipped when the log
 //!    already holds it), record the tables' versions, publish the documents and the index,
-//!    delete the replaced files and stale documents, remove the journal. A kill here is
-//!    finished by the next run's [`crate::state::recover`].
+//!    delete what it lists, remove the journal. A kill here is finished by the next run's
+//!    [`recover`].
+//! 5. Compact ([`compact`]): where [`FAN_IN`] files of a size tier have gathered in a
+//!    partition, merge them, as a commit of its own with `dataChange: false`.
 //!
 //! A Delta reader sees each table move from one version to the next whole. A reader of the
 //! plain files sees every file whole; during step 4 it can see a replaced file next to its
@@ -25,9 +36,10 @@
 
 pub mod markdown;
 pub mod parquet;
+pub mod pending;
 pub mod upgrade;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
@@ -36,7 +48,7 @@ use object_store::path::Path;
 
 use crate::normalize::{Placed, Rejection};
 use crate::state::delta::{At, DataFile, Lake, Partition};
-use crate::state::{self, Index, IndexEntry, Journal, Location};
+use crate::state::{self, Index, Journal, Location};
 use crate::storage::{self, layout, Storage};
 use crate::tables::{self, Table};
 
@@ -154,10 +166,14 @@ impl std::ops::AddAssign for CommitStats {
     }
 }
 
-/// How many partition files are rebuilt at once. Each holds a whole partition in memory, so this
-/// sets how much of the dataset a commit holds at once (4 gave 2.26x the peak memory for 10x the
-/// tickets, 2 gives 1.74x; commits are far from the bottleneck either way).
+/// How many partition files are rebuilt at once. Each holds a partition's rebuilt files in
+/// memory, so this sets how much of the dataset a commit holds at once (4 gave 2.26x the peak
+/// memory for 10x the tickets, 2 gives 1.74x; commits are far from the bottleneck either way).
 const PARALLEL_PARTITIONS: usize = 2;
+
+/// How many decoded bytes of checkpoint rows a table commit holds at once: the partitions it
+/// writes are taken in waves of about this much, each wave reading the checkpoints' files once.
+const WAVE_BYTES: u64 = 48 * 1024 * 1024;
 
 /// Writes `changeset` and updates `index` to match, atomically per the module's protocol.
 /// `tag` names the staging area and the new data files, and must be unique per commit.
@@ -182,82 +198,302 @@ pub async fn commit_with(
     changeset: Changeset,
     tag: &str,
 ) -> Result<CommitStats, Error> {
+    let keep_replaced = changeset.keep_replaced;
+    commit_pending(
+        storage,
+        lake,
+        index,
+        Vec::new(),
+        changeset,
+        keep_replaced,
+        tag,
+    )
+    .await
+}
+
+/// Writes `changeset` as a checkpoint ([`pending::write`]): durable, not yet in the tables.
+/// `index` then holds its tickets; [`commit_pending`] commits it with the checkpoints before it.
+pub async fn checkpoint(
+    storage: &Storage,
+    lake: &Lake,
+    index: &mut Index,
+    changeset: &Changeset,
+    tag: &str,
+) -> Result<pending::Segment, Error> {
+    let segment = pending::write(storage, lake.domain(), index, changeset, tag).await?;
+    pending::apply(index, &segment.tickets);
+    Ok(segment)
+}
+
+/// One table commit of the checkpoints `segments` (in order; their tickets are in `index`
+/// already) and then `last` (in memory; applied to `index` here): each partition the commit
+/// touches gets at most one new file per table, whatever the number of checkpoints.
+pub async fn commit_pending(
+    storage: &Storage,
+    lake: &mut Lake,
+    index: &mut Index,
+    segments: Vec<pending::Segment>,
+    last: Changeset,
+    keep_replaced: bool,
+    tag: &str,
+) -> Result<CommitStats, Error> {
+    let last_touched = pending::plan(index, &last);
+    pending::apply(index, &last_touched);
+    let mut parts: Vec<Part> = segments
+        .into_iter()
+        .map(|s| Part {
+            touched: s.tickets.clone(),
+            rows: Rows::Stored(s),
+        })
+        .collect();
+    parts.push(Part {
+        touched: last_touched,
+        rows: Rows::Memory(last),
+    });
+    let stats = commit_parts(storage, lake, index, &parts, keep_replaced, tag).await?;
+    Ok(stats)
+}
+
+/// Finishes what a killed run left: the journal of a commit past its commit point
+/// ([`state::recover`]), then the checkpoints it had not committed to the tables (one table
+/// commit), and deletes checkpoints killed before their manifest. `keep_replaced` as in
+/// [`Changeset::keep_replaced`] (the job's `history_days` > 0). Returns whether there was
+/// anything to finish.
+pub async fn recover(storage: &Storage, keep_replaced: bool) -> Result<bool, Error> {
+    let replayed = state::recover(storage).await?;
+    let (segments, orphans) = pending::load(storage).await?;
+    for path in &orphans {
+        storage.delete(path).await?;
+    }
+    let Some(first) = segments.first() else {
+        storage.remove_empty_dirs(&layout::pending_root()).await;
+        return Ok(replayed);
+    };
+    tracing::warn!(
+        checkpoints = segments.len(),
+        first = %first.tag,
+        "committing the checkpoints of an interrupted run"
+    );
+    let tag = format!("{}-recovered", segments[segments.len() - 1].tag);
+    let mut index = state::load_index(storage).await?;
+    for s in &segments {
+        pending::apply(&mut index, &s.tickets);
+    }
+    let mut lake = Lake::open(storage, At::Latest).await?;
+    commit_pending(
+        storage,
+        &mut lake,
+        &mut index,
+        segments,
+        Changeset::default(),
+        keep_replaced,
+        &tag,
+    )
+    .await?;
+    storage.remove_empty_dirs(&layout::pending_root()).await;
+    Ok(true)
+}
+
+/// Where a table commit takes the new rows of one part from.
+enum Rows {
+    /// A checkpoint's files.
+    Stored(pending::Segment),
+    /// A changeset in memory.
+    Memory(Changeset),
+}
+
+/// One part of a table commit: its tickets and their rows.
+struct Part {
+    touched: Vec<pending::Touched>,
+    rows: Rows,
+}
+
+/// The table commit of `parts` (see the module docs); `index` holds every part's tickets.
+async fn commit_parts(
+    storage: &Storage,
+    lake: &mut Lake,
+    index: &Index,
+    parts: &[Part],
+    keep_replaced: bool,
+    tag: &str,
+) -> Result<CommitStats, Error> {
     let domain = lake.domain().to_string();
     let mut stats = CommitStats::default();
     let rejects = Partition::rejects(&domain);
     let rejects_missing = lake.files(Table::Rejects, &rejects).is_empty();
-    if changeset.is_empty() && !rejects_missing {
+    if parts.iter().all(|p| p.touched.is_empty()) && !rejects_missing {
         return Ok(stats);
     }
-    let touched: BTreeSet<i64> = changeset
-        .placed
-        .iter()
-        .map(|p| p.ticket.ticket_id)
-        .chain(changeset.rejected.iter().map(|r| r.ticket_id))
-        .chain(changeset.removed.iter().map(|(id, _)| *id))
-        .collect();
-
-    // Partitions to rebuild: where the touched tickets go and where they were.
-    let mut incoming: BTreeMap<(String, i32), Vec<&Placed>> = BTreeMap::new();
-    for p in &changeset.placed {
-        incoming
-            .entry((p.account.clone(), p.year))
-            .or_default()
-            .push(p);
-    }
-    let mut affected: BTreeSet<(String, i32)> = incoming.keys().cloned().collect();
-    let mut rejects_affected = !changeset.rejected.is_empty();
-    for id in &touched {
-        match index.get(*id).map(|e| &e.location) {
-            Some(Location::Placed { account, year }) => {
-                affected.insert((account.clone(), *year));
-            }
-            Some(Location::Rejected) => rejects_affected = true,
-            None => {}
+    // Each ticket: where it was before the first part, and which part has its last word.
+    let mut origin: BTreeMap<i64, Option<Location>> = BTreeMap::new();
+    let mut last: HashMap<i64, usize> = HashMap::new();
+    for (i, part) in parts.iter().enumerate() {
+        for t in &part.touched {
+            origin.entry(t.id).or_insert_with(|| t.was.clone());
+            last.insert(t.id, i);
         }
     }
-
-    let mut jobs: Vec<(Table, Partition, Option<RecordBatch>)> = Vec::new();
-    for (account, year) in &affected {
-        let rows = incoming
-            .get(&(account.clone(), *year))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        for table in Table::PARTITIONED {
-            let new_rows = (!rows.is_empty()).then(|| tables::placed_batch(table, rows));
-            jobs.push((table, Partition::placed(&domain, account, *year), new_rows));
+    let partition_of = |location: &Location| match location {
+        Location::Placed { account, year } => Partition::placed(&domain, account, *year),
+        Location::Rejected => rejects.clone(),
+    };
+    // Partitions to write: where the touched tickets were (their rows leave the files that
+    // hold them) and where they go.
+    let mut drops: BTreeMap<Partition, BTreeSet<i64>> = BTreeMap::new();
+    for (id, was) in &origin {
+        if let Some(was) = was {
+            drops.entry(partition_of(was)).or_default().insert(*id);
         }
     }
-    // The rejects table always has a file once a run has committed, so plain readers can
-    // glob it.
-    if rejects_affected || rejects_missing {
-        let rows: Vec<&Rejection> = changeset.rejected.iter().collect();
-        jobs.push((
-            Table::Rejects,
-            rejects.clone(),
-            Some(tables::rejects_batch(&rows)),
-        ));
+    let mut affected: BTreeSet<Partition> = drops.keys().cloned().collect();
+    for id in last.keys() {
+        if let Some(entry) = index.get(*id) {
+            affected.insert(partition_of(&entry.location));
+        }
     }
-
-    let rebuilt: Vec<(Table, Rebuilt)> = futures::stream::iter(jobs)
-        .map(|(table, partition, new_rows)| {
-            let (touched, lake) = (&touched, &*lake);
-            async move {
-                let current = lake.files(table, &partition).to_vec();
-                let result =
-                    rebuild(storage, table, &partition, current, new_rows, touched, tag).await?;
-                Ok::<_, Error>((table, result))
-            }
-        })
-        .buffer_unordered(PARALLEL_PARTITIONS)
-        .try_collect()
-        .await?;
+    if rejects_missing {
+        affected.insert(rejects.clone());
+    }
 
     let mut journal = Journal::new(tag, lake.seq() + 1);
+    let file_tag = file_tag(tag);
+    for wave in waves(parts, &affected) {
+        let mut incoming = pending_rows(storage, &domain, parts, &last, &wave).await?;
+        let mut jobs = Vec::new();
+        for partition in &wave {
+            let tables: &[Table] = if partition.account.is_some() {
+                &Table::PARTITIONED
+            } else {
+                &[Table::Rejects]
+            };
+            for table in tables {
+                let new_rows = incoming
+                    .remove(&(*table, partition.clone()))
+                    .unwrap_or_default();
+                let drop = drops.get(partition).cloned().unwrap_or_default();
+                let current = lake.files(*table, partition).to_vec();
+                let keep_one = *table == Table::Rejects;
+                jobs.push((*table, partition.clone(), current, drop, new_rows, keep_one));
+            }
+        }
+        let rebuilt: Vec<(Table, Rebuilt)> = futures::stream::iter(jobs)
+            .map(|(table, partition, current, drop, new_rows, keep_one)| {
+                let file_tag = &file_tag;
+                async move {
+                    let plan = Rewrite::Holding { drop, keep_one };
+                    let result = rebuild(
+                        storage, table, &partition, current, plan, new_rows, tag, file_tag,
+                    )
+                    .await?;
+                    Ok::<_, Error>((table, result))
+                }
+            })
+            .buffer_unordered(PARALLEL_PARTITIONS)
+            .try_collect()
+            .await?;
+        record(&mut journal, &mut stats, rebuilt, keep_replaced);
+    }
+    journal.tables.retain(|_, change| !change.is_empty());
+
+    // Documents: each ticket's from the part with its last word, if it is placed there.
+    let target_of: HashMap<i64, Path> = last
+        .keys()
+        .filter_map(|id| match &index.get(*id)?.location {
+            Location::Placed { account, year } => {
+                Some((*id, layout::markdown_file(account, *year, *id)))
+            }
+            Location::Rejected => None,
+        })
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        let is_last = |id: i64| last.get(&id) == Some(&i);
+        match &part.rows {
+            Rows::Stored(segment) => {
+                for doc in &segment.docs {
+                    let current = target_of
+                        .get(&doc.ticket_id)
+                        .is_some_and(|t| t.as_ref() == doc.target);
+                    if is_last(doc.ticket_id) && current {
+                        stats.markdown_written += 1;
+                        journal
+                            .publish
+                            .push((doc.staged.clone(), doc.target.clone()));
+                    }
+                }
+            }
+            Rows::Memory(changeset) => {
+                let staged_docs: Vec<(Path, Path)> = futures::stream::iter(
+                    changeset
+                        .placed
+                        .iter()
+                        .filter(|p| is_last(p.ticket.ticket_id)),
+                )
+                .map(|p| async move {
+                    let target = markdown::path_of(p);
+                    let staged = layout::staged(tag, &target);
+                    storage
+                        .put(&staged, Bytes::from(p.markdown.clone()))
+                        .await?;
+                    Ok::<_, Error>((staged, target))
+                })
+                .buffer_unordered(16)
+                .try_collect()
+                .await?;
+                for (staged, target) in staged_docs {
+                    stats.markdown_written += 1;
+                    journal
+                        .publish
+                        .push((staged.to_string(), target.to_string()));
+                }
+            }
+        }
+    }
+    for (id, was) in &origin {
+        let now = match index.get(*id).map(|e| &e.location) {
+            Some(Location::Placed { account, year }) => Some((account.as_str(), *year)),
+            _ => None,
+        };
+        if let Some(stale) = markdown::stale_path(*id, was.as_ref(), now) {
+            stats.markdown_deleted += 1;
+            journal.deletes.push(stale.to_string());
+        }
+    }
+    // The checkpoints leave once the tables hold them.
+    for part in parts {
+        if let Rows::Stored(segment) = &part.rows {
+            for path in pending::objects(storage, &segment.tag).await? {
+                journal.deletes.push(path.to_string());
+            }
+        }
+    }
+
+    // The index after this commit, staged like everything else.
+    let index_path = layout::state(state::INDEX);
+    let staged_index = layout::staged(tag, &index_path);
+    storage
+        .put(&staged_index, Bytes::from(index.to_json()))
+        .await?;
+    journal
+        .publish
+        .push((staged_index.to_string(), index_path.to_string()));
+
+    state::write_journal(storage, &journal).await?;
+    state::apply_journal(storage, lake, &journal).await?;
+    stats += compact(storage, lake, &affected, keep_replaced, tag).await?;
+    Ok(stats)
+}
+
+/// Adds what partition rebuilds wrote and replaced to `journal` and `stats`.
+fn record(
+    journal: &mut Journal,
+    stats: &mut CommitStats,
+    rebuilt: Vec<(Table, Rebuilt)>,
+    keep_replaced: bool,
+) {
     for (table, result) in rebuilt {
         let change = journal.tables.entry(table.name().to_string()).or_default();
         change.removes.extend(result.removed.iter().cloned());
-        if !changeset.keep_replaced {
+        if !keep_replaced {
             for old in &result.removed {
                 journal.deletes.push(old.object(table).to_string());
             }
@@ -275,78 +511,189 @@ pub async fn commit_with(
             None => {}
         }
     }
-    journal.tables.retain(|_, change| !change.is_empty());
+}
 
-    // Markdown: stage every placed ticket's document, delete documents left behind.
-    let staged_docs: Vec<(Path, Path)> = futures::stream::iter(changeset.placed.iter())
-        .map(|p| async move {
-            let target = markdown::path_of(p);
-            let staged = layout::staged(tag, &target);
-            storage
-                .put(&staged, Bytes::from(p.markdown.clone()))
-                .await?;
-            Ok::<_, Error>((staged, target))
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
-    for (staged, target) in staged_docs {
-        stats.markdown_written += 1;
-        journal
-            .publish
-            .push((staged.to_string(), target.to_string()));
-    }
-    let new_location: BTreeMap<i64, (&str, i32)> = changeset
-        .placed
-        .iter()
-        .map(|p| (p.ticket.ticket_id, (p.account.as_str(), p.year)))
-        .collect();
-    for id in &touched {
-        let old = index.get(*id).map(|e| &e.location);
-        if let Some(stale) = markdown::stale_path(*id, old, new_location.get(id).copied()) {
-            stats.markdown_deleted += 1;
-            journal.deletes.push(stale.to_string());
+/// `affected` in waves whose checkpoint rows are about [`WAVE_BYTES`] each (a partition's rows
+/// are never split).
+fn waves(parts: &[Part], affected: &BTreeSet<Partition>) -> Vec<BTreeSet<Partition>> {
+    let mut cost: BTreeMap<&Partition, u64> = affected.iter().map(|p| (p, 0)).collect();
+    for part in parts {
+        if let Rows::Stored(segment) = &part.rows {
+            for file in segment.files.values() {
+                let total: usize = file.slices.iter().map(|s| s.rows).sum::<usize>().max(1);
+                for s in &file.slices {
+                    if let Some(c) = cost.get_mut(&s.partition) {
+                        *c += file.memory * s.rows as u64 / total as u64;
+                    }
+                }
+            }
         }
     }
+    let mut out: Vec<BTreeSet<Partition>> = Vec::new();
+    let mut size = 0;
+    for (partition, c) in cost {
+        if out.is_empty() || (size > 0 && size + c > WAVE_BYTES) {
+            out.push(BTreeSet::new());
+            size = 0;
+        }
+        size += c;
+        out.last_mut()
+            .expect("pushed above")
+            .insert(partition.clone());
+    }
+    out
+}
 
-    // The index after this commit, staged like everything else.
-    for (id, _) in &changeset.removed {
-        index.remove(*id);
+/// The new rows of `wave`'s partitions, by table and partition: from every part, the rows of
+/// the tickets whose last word is that part's.
+async fn pending_rows(
+    storage: &Storage,
+    domain: &str,
+    parts: &[Part],
+    last: &HashMap<i64, usize>,
+    wave: &BTreeSet<Partition>,
+) -> Result<HashMap<(Table, Partition), Vec<RecordBatch>>, Error> {
+    let mut out: HashMap<(Table, Partition), Vec<RecordBatch>> = HashMap::new();
+    for (i, part) in parts.iter().enumerate() {
+        let superseded: BTreeSet<i64> = part
+            .touched
+            .iter()
+            .filter(|t| last.get(&t.id) != Some(&i))
+            .map(|t| t.id)
+            .collect();
+        match &part.rows {
+            Rows::Stored(segment) => {
+                for table in Table::ALL {
+                    let Some(file) = segment.files.get(table.name()) else {
+                        continue;
+                    };
+                    for (partition, batch) in pending::read(storage, table, file, wave).await? {
+                        let batch = parquet::without_tickets(&batch, &superseded);
+                        if batch.num_rows() > 0 {
+                            out.entry((table, partition)).or_default().push(batch);
+                        }
+                    }
+                }
+            }
+            Rows::Memory(changeset) => {
+                let mut placed: BTreeMap<Partition, Vec<&Placed>> = BTreeMap::new();
+                for p in &changeset.placed {
+                    let partition = Partition::placed(domain, &p.account, p.year);
+                    if wave.contains(&partition) && !superseded.contains(&p.ticket.ticket_id) {
+                        placed.entry(partition).or_default().push(p);
+                    }
+                }
+                for (partition, rows) in placed {
+                    for table in Table::PARTITIONED {
+                        let batch = tables::placed_batch(table, &rows);
+                        if batch.num_rows() > 0 {
+                            out.entry((table, partition.clone()))
+                                .or_default()
+                                .push(batch);
+                        }
+                    }
+                }
+                let rejects = wave.iter().find(|p| p.account.is_none());
+                if let Some(partition) = rejects {
+                    let rows: Vec<&Rejection> = changeset
+                        .rejected
+                        .iter()
+                        .filter(|r| !superseded.contains(&r.ticket_id))
+                        .collect();
+                    if !rows.is_empty() {
+                        out.entry((Table::Rejects, partition.clone()))
+                            .or_default()
+                            .push(tables::rejects_batch(&rows));
+                    }
+                }
+            }
+        }
     }
-    for r in &changeset.rejected {
-        index.insert(
-            r.ticket_id,
-            IndexEntry {
-                updated_at: r.updated_at.map(|t| t.timestamp_millis()),
-                location: Location::Rejected,
-                closed_at: None,
-                time_entries: None,
-            },
-        );
+    Ok(out)
+}
+
+/// Files of one partition at most this big are compacted together, by tier.
+const COMPACT_BELOW: u64 = 128 * 1024 * 1024;
+/// The smallest tier's upper bound: files under it are all of tier 0.
+const TIER_BASE: u64 = 64 * 1024;
+/// Files of one tier that are merged into one (a tier spans this factor of sizes).
+const FAN_IN: usize = 8;
+
+/// The size tier of a file: 0 below [`TIER_BASE`], then one per factor [`FAN_IN`].
+fn tier(size: u64) -> u32 {
+    let mut tier = 0;
+    let mut bound = TIER_BASE;
+    while size >= bound {
+        tier += 1;
+        bound = bound.saturating_mul(FAN_IN as u64);
     }
-    for p in &changeset.placed {
-        index.insert(
-            p.ticket.ticket_id,
-            IndexEntry {
-                updated_at: Some(p.ticket.last_updated_at.timestamp_millis()),
-                location: Location::Placed {
-                    account: p.account.clone(),
-                    year: p.year,
-                },
-                closed_at: Some(p.ticket.closed_at.timestamp_millis()),
-                time_entries: Some(p.time_entries_fingerprint),
-            },
-        );
+    tier
+}
+
+/// The files of a partition to merge: the [`FAN_IN`] or more of its lowest full tier.
+fn compaction_pick(files: &[DataFile]) -> Option<Vec<DataFile>> {
+    let mut tiers: BTreeMap<u32, Vec<DataFile>> = BTreeMap::new();
+    for file in files.iter().filter(|f| f.size < COMPACT_BELOW) {
+        tiers.entry(tier(file.size)).or_default().push(file.clone());
     }
-    let index_path = layout::state(state::INDEX);
-    let staged_index = layout::staged(tag, &index_path);
-    storage
-        .put(&staged_index, Bytes::from(index.to_json()))
+    tiers.into_values().find(|files| files.len() >= FAN_IN)
+}
+
+/// Size-tiered compaction of `partitions` (a commit of its own, `dataChange: false`): wherever
+/// [`FAN_IN`] files of a tier have gathered (nightly runs append a small file to each partition
+/// they touch), they become one. Each row is rewritten about once per tier, so a partition's
+/// write cost grows with the logarithm of its size, and its file count stays small.
+pub async fn compact(
+    storage: &Storage,
+    lake: &mut Lake,
+    partitions: &BTreeSet<Partition>,
+    keep_replaced: bool,
+    tag: &str,
+) -> Result<CommitStats, Error> {
+    let tag = format!("{tag}-compact");
+    let file_tag = file_tag(&tag);
+    let mut jobs = Vec::new();
+    for partition in partitions {
+        for table in Table::ALL {
+            if let Some(files) = compaction_pick(lake.files(table, partition)) {
+                jobs.push((table, partition.clone(), files));
+            }
+        }
+    }
+    let mut stats = CommitStats::default();
+    if jobs.is_empty() {
+        return Ok(stats);
+    }
+    let rebuilt: Vec<(Table, Rebuilt)> = futures::stream::iter(jobs)
+        .map(|(table, partition, files)| {
+            let (tag, file_tag) = (&tag, &file_tag);
+            async move {
+                let result = rebuild(
+                    storage,
+                    table,
+                    &partition,
+                    files,
+                    Rewrite::All,
+                    Vec::new(),
+                    tag,
+                    file_tag,
+                )
+                .await?;
+                Ok::<_, Error>((table, result))
+            }
+        })
+        .buffer_unordered(PARALLEL_PARTITIONS)
+        .try_collect()
         .await?;
-    journal
-        .publish
-        .push((staged_index.to_string(), index_path.to_string()));
-
+    let mut journal = Journal::new(&tag, lake.seq() + 1);
+    record(&mut journal, &mut stats, rebuilt, keep_replaced);
+    for change in journal.tables.values_mut() {
+        change.data_change = false;
+    }
+    tracing::debug!(
+        files = stats.parquet_files_written,
+        "partition files compacted"
+    );
     state::write_journal(storage, &journal).await?;
     state::apply_journal(storage, lake, &journal).await?;
     Ok(stats)
@@ -358,64 +705,93 @@ struct Rebuilt {
     removed: Vec<DataFile>,
 }
 
-/// Builds one partition's new content from its `current` files and stages it.
+/// Which of a partition's files a rebuild rewrites.
+enum Rewrite {
+    /// Those holding rows of `drop` (found by their `ticket_id` range, then by reading them),
+    /// without those rows. With `keep_one`, the table keeps a file even when empty.
+    Holding { drop: BTreeSet<i64>, keep_one: bool },
+    /// All of them, unchanged (compaction).
+    All,
+}
+
+/// Builds one partition's new file from the rows of the files `plan` rewrites and `new_rows`,
+/// and stages it. Files that hold none of the rows being replaced are left as they are.
+#[allow(clippy::too_many_arguments)]
 async fn rebuild(
     storage: &Storage,
     table: Table,
     partition: &Partition,
     current: Vec<DataFile>,
-    new_rows: Option<RecordBatch>,
-    touched: &BTreeSet<i64>,
+    plan: Rewrite,
+    new_rows: Vec<RecordBatch>,
     tag: &str,
+    file_tag: &str,
 ) -> Result<Rebuilt, Error> {
-    let mut contents = Vec::with_capacity(current.len());
-    for file in &current {
+    let (drop, keep_one) = match &plan {
+        Rewrite::Holding { drop, keep_one } => (drop.clone(), *keep_one),
+        Rewrite::All => (BTreeSet::new(), false),
+    };
+    let candidates: Vec<&DataFile> = match &plan {
+        Rewrite::All => current.iter().collect(),
+        Rewrite::Holding { drop, .. } => current.iter().filter(|f| f.may_hold(drop)).collect(),
+    };
+    let mut contents = Vec::with_capacity(candidates.len());
+    for file in &candidates {
         let path = file.object(table);
         let bytes = storage.get(&path).await?.ok_or_else(|| {
             Error::Storage(storage::Error::Missing {
                 path: path.to_string(),
             })
         })?;
-        contents.push((path.to_string(), bytes));
+        contents.push(((*file).clone(), path.to_string(), bytes));
     }
-    let touched = touched.clone();
-    let file_tag = file_tag(tag);
+    let rewrite_all = matches!(plan, Rewrite::All);
+    let files_before = current.len();
     let target = partition.clone();
-    let encoded =
-        tokio::task::spawn_blocking(move || -> Result<Option<(RecordBatch, Bytes)>, Error> {
-            let mut parts = Vec::new();
-            for (path, bytes) in contents {
-                for batch in parquet::decode(bytes, &table.schema(), &path)? {
-                    parts.push(parquet::without_tickets(&batch, &touched));
-                }
+    type Encoded = (Vec<DataFile>, Option<(RecordBatch, Bytes)>);
+    let (removed, encoded) = tokio::task::spawn_blocking(move || -> Result<Encoded, Error> {
+        let mut parts = Vec::new();
+        let mut removed = Vec::new();
+        for (file, path, bytes) in contents {
+            let batches = parquet::decode(bytes, &table.schema(), &path)?;
+            let holds = rewrite_all
+                || batches.iter().any(|b| {
+                    parquet::ticket_ids(b)
+                        .iter()
+                        .flatten()
+                        .any(|id| drop.contains(&id))
+                });
+            if holds {
+                parts.extend(batches.iter().map(|b| parquet::without_tickets(b, &drop)));
+                removed.push(file);
             }
-            parts.extend(new_rows);
-            let label = target.dir();
-            let merged = parquet::merge_sorted(table, &parts).map_err(|detail| Error::Merge {
-                path: format!("{}/{label}", table.name()),
-                detail,
-            })?;
-            if merged.num_rows() == 0 && table != Table::Rejects {
-                return Ok(None);
-            }
-            let bytes = parquet::encode(&merged, &label)?;
-            Ok(Some((merged, bytes)))
-        })
-        .await
-        .map_err(Error::Task)??;
+        }
+        parts.extend(new_rows);
+        let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
+        // Nothing to write, unless the table must keep a file and would have none.
+        if rows == 0 && !(keep_one && files_before == removed.len()) {
+            return Ok((removed, None));
+        }
+        let label = target.dir();
+        let merged = parquet::merge_sorted(table, &parts).map_err(|detail| Error::Merge {
+            path: format!("{}/{label}", table.name()),
+            detail,
+        })?;
+        let bytes = parquet::encode(&merged, &label)?;
+        Ok((removed, Some((merged, bytes))))
+    })
+    .await
+    .map_err(Error::Task)??;
     let written = match encoded {
         None => None,
         Some((batch, bytes)) => {
-            let file = DataFile::new(partition, &file_tag, &batch, bytes.len() as u64);
+            let file = DataFile::new(partition, file_tag, &batch, bytes.len() as u64);
             let staged = layout::staged(tag, &file.object(table));
             storage.put(&staged, bytes).await?;
             Some((staged, file))
         }
     };
-    Ok(Rebuilt {
-        written,
-        removed: current,
-    })
+    Ok(Rebuilt { written, removed })
 }
 
 /// The rows of one partition of `table` as `lake` holds it, file by file

@@ -119,7 +119,8 @@ proptest! {
 
     #[test]
     fn any_sequence_of_changesets_leaves_the_latest_version_once(
-        batches in proptest::collection::vec(proptest::collection::vec((1..7i64, op()), 1..6), 1..6)
+        batches in proptest::collection::vec((proptest::collection::vec((1..7i64, op()), 1..6), 0..3u8), 1..6),
+        end_by_recovery in any::<bool>(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
@@ -127,7 +128,12 @@ proptest! {
             let mut index = Index::default();
             let mut model: BTreeMap<i64, (i64, Op)> = BTreeMap::new();
             let mut version = 0;
-            for (n, batch) in batches.iter().enumerate() {
+            // Each changeset is committed at once (0), written as a checkpoint (1), or written
+            // as a checkpoint and committed with those before it (2); checkpoints still pending
+            // at the end are committed by the run's end or by a recovery (a killed run).
+            let mut pending = Vec::new();
+            let mut lake = crate::state::delta::Lake::open(&storage, crate::state::delta::At::Latest).await.unwrap();
+            for (n, (batch, mode)) in batches.iter().enumerate() {
                 // One entry per ticket per changeset (the pipeline guarantees it): the last wins.
                 let mut latest: BTreeMap<i64, (i64, Op)> = BTreeMap::new();
                 for (id, op) in batch {
@@ -150,8 +156,28 @@ proptest! {
                     }
                     model.insert(*id, (*v, op.clone()));
                 }
-                commit(&storage, &mut index, changeset, &format!("t{n}")).await.unwrap();
+                let tag = format!("t{n}");
+                match mode {
+                    0 => {
+                        commit_pending(&storage, &mut lake, &mut index, std::mem::take(&mut pending), changeset, false, &tag).await.unwrap();
+                    }
+                    _ => {
+                        pending.push(checkpoint(&storage, &lake, &mut index, &changeset, &tag).await.unwrap());
+                        if *mode == 2 {
+                            commit_pending(&storage, &mut lake, &mut index, std::mem::take(&mut pending), Changeset::default(), false, &format!("{tag}-c")).await.unwrap();
+                        }
+                    }
+                }
             }
+            if !pending.is_empty() {
+                if end_by_recovery {
+                    assert!(recover(&storage, false).await.unwrap());
+                    index = crate::state::load_index(&storage).await.unwrap();
+                } else {
+                    commit_pending(&storage, &mut lake, &mut index, pending, Changeset::default(), false, "end").await.unwrap();
+                }
+            }
+            assert!(storage.list(&Path::from("_pending")).await.unwrap().is_empty());
 
             let tickets = rows(&storage, "tickets").await;
             let conversations = rows(&storage, "conversations").await;
@@ -200,4 +226,120 @@ proptest! {
             assert_eq!(index_back, index);
         });
     }
+}
+
+/// Tickets of one partition, committed in `commits` commits of `per` new tickets each.
+async fn appended(storage: &Storage, index: &mut Index, commits: i64, per: i64) {
+    for c in 0..commits {
+        let changeset = Changeset {
+            placed: (0..per)
+                .map(|i| placed(1 + c * per + i, 1, 0, 2025, 1))
+                .collect(),
+            ..Changeset::default()
+        };
+        commit(storage, index, changeset, &format!("a{c}"))
+            .await
+            .unwrap();
+    }
+}
+
+fn partition() -> Partition {
+    Partition::placed("default", ACCOUNTS[0], 2025)
+}
+
+#[tokio::test]
+async fn new_tickets_are_appended_and_a_change_rewrites_only_the_file_holding_it() {
+    let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
+    let mut index = Index::default();
+    appended(&storage, &mut index, 3, 4).await;
+    let lake = Lake::open(&storage, At::Latest).await.unwrap();
+    let before: Vec<String> = lake
+        .files(Table::Tickets, &partition())
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    assert_eq!(before.len(), 3, "one file per commit: {before:?}");
+    // Ticket 6 is in the second file: only that one is replaced.
+    let changeset = Changeset {
+        placed: vec![placed(6, 2, 0, 2025, 2)],
+        ..Changeset::default()
+    };
+    let stats = commit(&storage, &mut index, changeset, "change")
+        .await
+        .unwrap();
+    let lake = Lake::open(&storage, At::Latest).await.unwrap();
+    let after: Vec<String> = lake
+        .files(Table::Tickets, &partition())
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(after.contains(&before[0]) && after.contains(&before[2]));
+    assert!(!after.contains(&before[1]));
+    // tickets and conversations (ticket 6 has no notes or time entries).
+    assert_eq!(stats.parquet_files_written, 2, "{stats:?}");
+    let tickets = rows(&storage, "tickets").await;
+    assert_eq!(tickets.len(), 12);
+    assert_eq!(
+        tickets
+            .iter()
+            .filter(|r| r.1 == 6)
+            .map(|r| r.2.as_str())
+            .collect::<Vec<_>>(),
+        vec!["v2"]
+    );
+}
+
+#[tokio::test]
+async fn small_files_of_a_partition_are_compacted_without_changing_data() {
+    let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
+    let mut index = Index::default();
+    appended(&storage, &mut index, FAN_IN as i64 - 1, 2).await;
+    let lake = Lake::open(&storage, At::Latest).await.unwrap();
+    assert_eq!(lake.files(Table::Tickets, &partition()).len(), FAN_IN - 1);
+    let version = lake.version(Table::Tickets).unwrap();
+    // The commit that makes it FAN_IN files of the smallest tier merges them.
+    let changeset = Changeset {
+        placed: vec![placed(1000, 1, 0, 2025, 1)],
+        ..Changeset::default()
+    };
+    commit(&storage, &mut index, changeset, "last")
+        .await
+        .unwrap();
+    let lake = Lake::open(&storage, At::Latest).await.unwrap();
+    assert_eq!(lake.files(Table::Tickets, &partition()).len(), 1);
+    assert_eq!(lake.version(Table::Tickets), Some(version + 2));
+    assert_eq!(rows(&storage, "tickets").await.len(), (FAN_IN - 1) * 2 + 1);
+    // The compaction's actions say they change no data.
+    let log = storage
+        .get(&Path::from(format!(
+            "tickets/_delta_log/{:020}.json",
+            version + 2
+        )))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(log.to_vec()).unwrap();
+    assert!(text.contains("\"dataChange\":false"), "{text}");
+    assert!(!text.contains("\"dataChange\":true"), "{text}");
+}
+
+#[test]
+fn tiers_grow_by_the_fan_in() {
+    assert_eq!(tier(0), 0);
+    assert_eq!(tier(TIER_BASE - 1), 0);
+    assert_eq!(tier(TIER_BASE), 1);
+    assert_eq!(tier(TIER_BASE * FAN_IN as u64), 2);
+    let file = |size| DataFile {
+        path: format!("p{size}"),
+        partition: partition(),
+        size,
+        rows: None,
+        stats: None,
+    };
+    let mut files: Vec<DataFile> = (0..FAN_IN as u64 - 1).map(|i| file(100 + i)).collect();
+    files.push(file(TIER_BASE * 2));
+    assert!(compaction_pick(&files).is_none());
+    files.push(file(200));
+    assert_eq!(compaction_pick(&files).unwrap().len(), FAN_IN);
 }

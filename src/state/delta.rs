@@ -14,7 +14,7 @@
 //! - [`Lake`] holds every table's active files by partition, as of one version per table: the
 //!   versions the dataset's last commit left ([`SNAPSHOT`]), the latest, or an instant.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
@@ -130,6 +130,26 @@ impl DataFile {
             size,
             rows: Some(batch.num_rows() as u64),
             stats: Some(stats_of(batch)),
+        }
+    }
+
+    /// The `ticket_id` range the file holds, as its statistics say (`None` without them).
+    pub fn id_range(&self) -> Option<(i64, i64)> {
+        let stats: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        let min = stats.get("minValues")?.get("ticket_id")?.as_i64()?;
+        let max = stats.get("maxValues")?.get("ticket_id")?.as_i64()?;
+        Some((min, max))
+    }
+
+    /// Whether the file can hold rows of any of `ids` (by its `ticket_id` range; a file without
+    /// statistics can hold anything).
+    pub fn may_hold(&self, ids: &BTreeSet<i64>) -> bool {
+        if ids.is_empty() {
+            return false;
+        }
+        match self.id_range() {
+            Some((min, max)) => ids.range(min..=max).next().is_some(),
+            None => true,
         }
     }
 

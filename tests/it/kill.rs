@@ -284,13 +284,11 @@ async fn a_run_killed_late_resumes_without_refetching_finished_tickets() {
         .filter(|t| t.updated_at >= since)
         .count();
     let mut child = command(&sim, &data).spawn();
-    // Kill at about 80 %: once the index holds that share of the closed tickets.
+    // Kill at about 80 %: once the index and the checkpoints hold that share of the closed
+    // tickets.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let committed = std::fs::read(dir.path().join("_state/index.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map_or(0, |v| v["tickets"].as_array().map_or(0, |a| a.len()));
+        let committed = durable_tickets(dir.path());
         if committed * 5 >= closed * 4
             || child.try_wait().unwrap().is_some()
             || Instant::now() > deadline
@@ -317,4 +315,32 @@ async fn a_run_killed_late_resumes_without_refetching_finished_tickets() {
         "refetched {fetched} of {} ({refetched} conversation calls)",
         reused + fetched
     );
+}
+
+/// Tickets a killed run would not fetch again: those in the index and in the checkpoints
+/// not yet committed to the tables (`_pending/*/segment.json`).
+fn durable_tickets(dir: &std::path::Path) -> usize {
+    let read = |path: std::path::PathBuf| {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    if let Some(index) = read(dir.join("_state/index.json")) {
+        for row in index["tickets"].as_array().into_iter().flatten() {
+            ids.extend(row[0].as_i64());
+        }
+    }
+    for entry in std::fs::read_dir(dir.join("_pending"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Some(segment) = read(entry.path().join("segment.json")) {
+            for t in segment["tickets"].as_array().into_iter().flatten() {
+                ids.extend(t["id"].as_i64());
+            }
+        }
+    }
+    ids.len()
 }
