@@ -293,6 +293,13 @@ impl Storage {
         }
     }
 
+    /// Reads an object that must exist: one that does not is [`Error::Missing`], naming it.
+    pub async fn get_existing(&self, path: &Path) -> Result<Bytes> {
+        self.get(path).await?.ok_or_else(|| Error::Missing {
+            path: path.to_string(),
+        })
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, path: &Path) -> Result<bool> {
         match self.store.head(path).await {

@@ -738,11 +738,7 @@ async fn rebuild(
     let mut contents = Vec::with_capacity(candidates.len());
     for file in &candidates {
         let path = file.object(table);
-        let bytes = storage.get(&path).await?.ok_or_else(|| {
-            Error::Storage(storage::Error::Missing {
-                path: path.to_string(),
-            })
-        })?;
+        let bytes = storage.get_existing(&path).await?;
         contents.push(((*file).clone(), path.to_string(), bytes));
     }
     let rewrite_all = matches!(plan, Rewrite::All);
@@ -810,11 +806,7 @@ pub async fn read_rows(
     let mut out = Vec::new();
     for file in lake.files(table, &partition) {
         let path = file.object(table);
-        let bytes = storage.get(&path).await?.ok_or_else(|| {
-            Error::Storage(storage::Error::Missing {
-                path: path.to_string(),
-            })
-        })?;
+        let bytes = storage.get_existing(&path).await?;
         let batches = parquet::decode(bytes, &table.schema(), path.as_ref())?;
         out.push((path.to_string(), batches));
     }

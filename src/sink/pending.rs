@@ -269,12 +269,7 @@ pub async fn read(
         return Ok(Vec::new());
     }
     let path = Path::from(file.path.as_str());
-    let bytes = storage
-        .get(&path)
-        .await?
-        .ok_or_else(|| crate::storage::Error::Missing {
-            path: path.to_string(),
-        })?;
+    let bytes = storage.get_existing(&path).await?;
     let label = file.path.clone();
     tokio::task::spawn_blocking(move || {
         let batches = parquet::decode(bytes, &table.schema(), &label)?;
@@ -328,12 +323,7 @@ pub async fn load(storage: &Storage) -> Result<(Vec<Segment>, Vec<Path>), Error>
     let mut segments = Vec::with_capacity(tags.len());
     for tag in &tags {
         let path = layout::pending(tag, &Path::from(MANIFEST));
-        let bytes = storage
-            .get(&path)
-            .await?
-            .ok_or_else(|| crate::storage::Error::Missing {
-                path: path.to_string(),
-            })?;
+        let bytes = storage.get_existing(&path).await?;
         let segment: Segment =
             serde_json::from_slice(&bytes).map_err(|e| crate::state::Error::Corrupt {
                 path: path.to_string(),
