@@ -1,11 +1,13 @@
 //! Peak memory of a full sync, by the number of tickets listed: memory must follow
 //! `concurrency` and `checkpoint_every`, not the size of the account. Also the write
 //! amplification: bytes the sync wrote through its system calls (`wchar` of `/proc/self/io`,
-//! which also counts its few HTTP requests) ÷ the bytes the dataset keeps at the end.
+//! which also counts its few HTTP requests) ÷ the bytes the dataset keeps at the end. Then,
+//! on the dataset the full sync left, an incremental run after `--changes` tickets spread over
+//! the account got a late time entry: what it wrote, and how many partition files.
 //!
 //! ```text
 //! cargo run --release --example memory                      # 2,000 and 20,000 tickets
-//! cargo run --release --example memory -- --tickets 2000 --tickets 50000
+//! cargo run --release --example memory -- --tickets 6000 --tickets 60000 --changes 100
 //! ```
 //!
 //! The simulator runs in this process with its limits off and no latency (so the listing runs
@@ -30,18 +32,67 @@ struct Args {
     /// Tickets generated (about 60 % are closed in the last year and fetched); repeatable.
     #[arg(long)]
     tickets: Vec<usize>,
+    /// Tickets changed (a late time entry each) before the incremental run; 0 skips it.
+    #[arg(long, default_value_t = 100)]
+    changes: usize,
     /// Child mode: sync from this simulator URL and print the peak RSS.
     #[arg(long, hide = true)]
     child: Option<String>,
     #[arg(long, hide = true)]
     key: Option<String>,
+    /// Child mode: the data directory.
+    #[arg(long, hide = true)]
+    data: Option<String>,
+    /// Child mode: an incremental run instead of a full sync.
+    #[arg(long, hide = true)]
+    incremental: bool,
+}
+
+/// What a child run printed.
+struct Child(String);
+
+impl Child {
+    fn field(&self, name: &str) -> f64 {
+        self.0
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("child printed no {name}: {}", self.0))
+    }
+}
+
+/// Runs this program as a child sync of `url` into `data`.
+async fn run_child(url: &str, key: &str, data: &std::path::Path, incremental: bool) -> Child {
+    let exe = std::env::current_exe().expect("own path");
+    let mut args = vec![
+        "--child".to_string(),
+        url.to_string(),
+        "--key".into(),
+        key.to_string(),
+        "--data".into(),
+        data.to_str().expect("utf-8 path").to_string(),
+    ];
+    if incremental {
+        args.push("--incremental".into());
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(exe).args(&args).output().expect("child runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Child(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    if let (Some(url), Some(key)) = (&args.child, &args.key) {
-        child(url, key).await;
+    if let (Some(url), Some(key), Some(data)) = (&args.child, &args.key, &args.data) {
+        child(url, key, data, args.incremental).await;
         return;
     }
     let sizes = if args.tickets.is_empty() {
@@ -74,35 +125,43 @@ async fn main() {
         )
         .await
         .expect("simulator");
-        let exe = std::env::current_exe().expect("own path");
         let (url, key) = (sim.base_url(), sim.api_key());
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(exe)
-                .args(["--child", &url, "--key", &key])
-                .output()
-                .expect("child runs")
-        })
-        .await
-        .unwrap();
-        sim.shutdown().await;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let field = |name: &str| -> f64 {
-            text.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("child printed no {name}: {text}"))
-        };
-        let rss_mb = field("peak_rss_kb") / 1024.0;
-        let (written, kept) = (field("written_bytes"), field("kept_bytes"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let full = run_child(&url, &key, dir.path(), false).await;
+        let rss_mb = full.field("peak_rss_kb") / 1024.0;
+        let (written, kept) = (full.field("written_bytes"), full.field("kept_bytes"));
         println!(
             "{n:>8} {:>8} {:>8} {rss_mb:>12.1} {:>10.1} {:>11.1} {:>9.1} {:>12.2}",
-            field("listed"),
-            field("fetched"),
-            field("wall_s"),
+            full.field("listed"),
+            full.field("fetched"),
+            full.field("wall_s"),
             written / 1e6,
             kept / 1e6,
             written / kept
         );
+        if args.changes > 0 {
+            let changed = change(&sim, args.changes);
+            let inc = run_child(&url, &key, dir.path(), true).await;
+            println!(
+                "  incremental after {changed} changed tickets: listed {} (fetched {}, written {}, \
+                 rejected {}); wrote {:.2} MB \
+                 ({:.2} % of the {:.1} MB kept); partition files written {} (of {} in the \
+                 dataset), deleted {}; Parquet {:.2} MB; {:.1} s",
+                inc.field("listed"),
+                inc.field("fetched"),
+                inc.field("written"),
+                inc.field("rejected"),
+                inc.field("written_bytes") / 1e6,
+                100.0 * inc.field("written_bytes") / inc.field("kept_bytes"),
+                inc.field("kept_bytes") / 1e6,
+                inc.field("files_written"),
+                inc.field("parquet_files"),
+                inc.field("files_deleted"),
+                inc.field("parquet_bytes") / 1e6,
+                inc.field("wall_s"),
+            );
+        }
+        sim.shutdown().await;
         match first {
             None => first = Some((n, rss_mb)),
             Some((n0, rss0)) => {
@@ -112,15 +171,33 @@ async fn main() {
     }
 }
 
-/// One full sync against `url`, limits off; prints what it listed and fetched and its peak RSS.
-async fn child(url: &str, key: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_str().unwrap().to_string();
+/// Gives `count` closed tickets, spread evenly over the account, a late time entry that bumps
+/// their `updated_at`; returns how many it changed.
+fn change(sim: &Simulator, count: usize) -> usize {
+    let closed: Vec<i64> = sim
+        .ground_truth()
+        .tickets
+        .iter()
+        .filter(|t| t.status == 5 && !t.deleted && !t.spam)
+        .map(|t| t.id)
+        .collect();
+    let step = (closed.len() / count.max(1)).max(1);
+    let picked: Vec<i64> = closed.iter().step_by(step).take(count).copied().collect();
+    for &id in &picked {
+        sim.add_time_entry(id, 15, true, true);
+    }
+    picked.len()
+}
+
+/// One sync against `url` into `data` (full, or incremental on what is there), limits off;
+/// prints what it listed, fetched and wrote, and its peak RSS.
+async fn child(url: &str, key: &str, data: &str, incremental: bool) {
+    let path = std::path::Path::new(data);
     let job = Job::resolve(
         JobSpec {
-            data: Some(data.clone()),
+            data: Some(data.to_string()),
             base_url: Some(url.into()),
-            full_sync: Some(true),
+            full_sync: Some(!incremental),
             budget_share: Some(1.0),
             rate_window_secs: Some(0.01),
             ..JobSpec::default()
@@ -137,7 +214,7 @@ async fn child(url: &str, key: &str) {
         max_response_bytes: job.max_response_bytes,
     })
     .unwrap();
-    let storage = Storage::open(&data, &S3Options::default()).unwrap();
+    let storage = Storage::open(data, &S3Options::default()).unwrap();
     let started = Instant::now();
     let outcome = pipeline::run(&job, Arc::new(source), &storage)
         .await
@@ -155,11 +232,20 @@ async fn child(url: &str, key: &str) {
         .find_map(|l| l.strip_prefix("wchar:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
+    let output = &outcome.report.output;
     println!(
-        "listed={} fetched={} peak_rss_kb={peak_kb} wall_s={wall:.1} written_bytes={written} kept_bytes={}",
+        "listed={} unchanged={} fetched={} written={} rejected={} peak_rss_kb={peak_kb} wall_s={wall:.1} written_bytes={written} \
+         kept_bytes={} files_written={} files_deleted={} parquet_bytes={} parquet_files={}",
         outcome.report.tickets.listed,
+        outcome.report.tickets.unchanged,
         outcome.report.tickets.fetched,
-        dir_bytes(dir.path())
+        outcome.report.tickets.written,
+        outcome.report.tickets.rejected,
+        dir_bytes(path),
+        output.parquet_files_written,
+        output.parquet_files_deleted,
+        output.parquet_bytes,
+        count_parquet(path),
     );
 }
 
@@ -172,6 +258,19 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_bytes(&e.path()),
             _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+/// Parquet files under `dir` (every table, checkpoints included).
+fn count_parquet(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_parquet(&e.path()),
+            _ => u64::from(e.path().extension().is_some_and(|x| x == "parquet")),
         })
         .sum()
 }

@@ -17,6 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use object_store::path::Path;
 use serde::Serialize;
 
+use crate::error::Classify;
 use crate::job::{AccountFrom, Job, Window};
 use crate::normalize::accounts::AccountMap;
 use crate::normalize::STATUS_CLOSED;

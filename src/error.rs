@@ -19,33 +19,9 @@ pub enum Class {
     Bug,
 }
 
-/// An error that knows its [`Class`] (every public error type of the crate).
+/// An error that knows its [`Class`]. Every public error type of the crate implements it where
+/// the type is defined, so this module depends on nothing else in the crate.
 pub trait Classify {
     /// What the error means for the process (and so its exit code).
     fn class(&self) -> Class;
 }
-
-/// Implements [`Classify`] with the type's inherent `class()` method.
-macro_rules! classify {
-    ($($t:ty),* $(,)?) => {
-        $(impl $crate::error::Classify for $t {
-            fn class(&self) -> $crate::error::Class {
-                <$t>::class(self)
-            }
-        })*
-    };
-}
-
-classify!(
-    crate::job::Error,
-    crate::storage::Error,
-    crate::source::Error,
-    crate::state::Error,
-    crate::state::lock::Error,
-    crate::sink::Error,
-    crate::sink::parquet::Error,
-    crate::pipeline::Error,
-    crate::query::Error,
-    crate::dataset::Error,
-    crate::metrics::Error,
-);

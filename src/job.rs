@@ -45,9 +45,9 @@ pub enum Error {
     Invalid(String),
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// Every job error is the configuration's.
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         crate::error::Class::Config
     }
 }

@@ -64,9 +64,9 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// Publishing metrics never fails a run (it is a warning); as an error, it is transient.
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         crate::error::Class::Retryable
     }
 }

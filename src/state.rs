@@ -59,10 +59,10 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// Storage errors keep their class; a corrupt state object is [`Class::Failed`](crate::error::Class::Failed);
     /// a wrong erasure key is [`Class::Config`](crate::error::Class::Config).
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
             Error::Storage(e) => e.class(),
@@ -308,6 +308,12 @@ pub const INDEX: &str = "index.json";
 pub const CURSOR: &str = "cursor.json";
 /// The commit journal, under `_state/`; present only while a commit is being applied.
 pub const JOURNAL: &str = "journal.json";
+
+/// The current instant in whole seconds: run ids, reports, cursors and audit records carry no
+/// fractions.
+pub fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now)
+}
 
 /// Loads the index; empty on the first run.
 pub async fn load_index(storage: &Storage) -> Result<Index> {

@@ -87,10 +87,10 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// A wrong location, refused credentials or a missing bucket are [`Class::Config`](crate::error::Class::Config) (a
     /// rerun fails the same way until the operator fixes them); the rest is transient.
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
             Error::InvalidLocation { .. } | Error::Denied { .. } | Error::NoBucket { .. } => {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::Completion;
-use crate::error::Class;
+use crate::error::{Class, Classify};
 use crate::job::{AccountFrom, Api, Job, JobSpec, MetricsOutputs};
 use crate::metrics::{self, Facts};
 use crate::pipeline;

@@ -182,7 +182,7 @@ async fn forget_locked(
         pseudonym,
         dry_run: request.dry_run,
         started_at,
-        finished_at: now(),
+        finished_at: crate::state::now(),
         tickets_requested: found.tickets,
         name_erased,
         already_erased,
@@ -262,7 +262,7 @@ pub async fn prepare_for_sync(
     );
     let tag = format!("{run_id}-erasure");
     let changed = rewrite_all(storage, index, lock, &tag, false, &loaded).await?;
-    finish(storage, &mut loaded, now()).await?;
+    finish(storage, &mut loaded, crate::state::now()).await?;
     Ok((loaded.erasures, Some(changed)))
 }
 
@@ -281,7 +281,7 @@ pub async fn record_names(
         completed |= loaded.erasures.complete(name);
     }
     if completed {
-        erasures::store(storage, &loaded, now()).await?;
+        erasures::store(storage, &loaded, crate::state::now()).await?;
     }
     Ok(completed)
 }
@@ -306,7 +306,7 @@ pub async fn complete_names(
     if !completed && !loaded.erasures.people().iter().any(|p| p.pending) {
         return Ok(Rewritten::default());
     }
-    let at = now();
+    let at = crate::state::now();
     // Pending first: a run killed during the rewrite leaves it to the next one.
     if completed {
         erasures::store(storage, &loaded, at).await?;
@@ -356,8 +356,4 @@ async fn requested_by(storage: &Storage, index: &Index, email: &str) -> Result<F
         }
     }
     Ok(found)
-}
-
-fn now() -> DateTime<Utc> {
-    crate::pipeline::truncate_secs(Utc::now())
 }

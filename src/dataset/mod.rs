@@ -68,11 +68,11 @@ impl From<lock::Error> for Error {
     }
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// Bad arguments and a dataset of the wrong format are [`Class::Config`](crate::error::Class::Config);
     /// rows that do not read back are [`Class::Failed`](crate::error::Class::Failed); the rest keep their
     /// source's class.
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
             Error::Invalid(_) | Error::Format(_) => Class::Config,
@@ -147,7 +147,7 @@ pub async fn under_lock<R>(
     lock_ttl: Duration,
     work: impl AsyncFnOnce(Session<'_>) -> Result<R>,
 ) -> Result<R> {
-    let started_at = crate::pipeline::truncate_secs(Utc::now());
+    let started_at = crate::state::now();
     let run_id = format!(
         "{}-{command}-{:04x}",
         started_at.format("%Y%m%dT%H%M%SZ"),

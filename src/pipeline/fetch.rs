@@ -10,7 +10,7 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use super::reference::{Department, Reference};
-use crate::error::Class;
+use crate::error::{Class, Classify};
 use crate::normalize::accounts::Check;
 use crate::normalize::{self, AccountMap, Outcome, RejectReason, Rejection};
 use crate::source::{self, wire, Source};

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::policy::{self, Gone, Recheck, View};
 use super::Error;
-use crate::error::Class;
+use crate::error::{Class, Classify};
 use crate::normalize;
 use crate::source::{self, wire, ListFilter, Requesters, Source};
 

@@ -135,9 +135,9 @@ impl From<lock::Error> for Error {
     }
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// What the failure means (see [`Class`]): each wrapped error answers for itself.
-    pub fn class(&self) -> Class {
+    fn class(&self) -> Class {
         match self {
             Error::Source(e) => e.class(),
             Error::Sink(e) => e.class(),
@@ -151,7 +151,9 @@ impl Error {
             Error::Task { .. } => Class::Bug,
         }
     }
+}
 
+impl Error {
     /// Maps a failed task's `JoinError` (a panic or a cancellation) to [`Error::Task`].
     fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Error {
         move |source| Error::Task { what, source }
@@ -171,7 +173,7 @@ pub struct RunOutcome {
 /// lock, storage or state unreadable); other failures are in the outcome, with a report written.
 pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<RunOutcome, Error> {
     let started = Instant::now();
-    let started_at = truncate_secs(Utc::now());
+    let started_at = state::now();
     let run_id = format!(
         "{}-{:04x}",
         started_at.format("%Y%m%dT%H%M%SZ"),
@@ -374,7 +376,7 @@ async fn run_locked(
         },
         data: storage.display().to_string(),
         started_at: start.at,
-        finished_at: truncate_secs(Utc::now()),
+        finished_at: state::now(),
         elapsed_secs,
         window_since,
         status,
@@ -493,9 +495,4 @@ async fn upgrade(
         "dataset upgraded"
     );
     Ok((false, Some(done)))
-}
-
-/// `t` in whole seconds (run ids, reports and audit records carry no fractions).
-pub(crate) fn truncate_secs(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }

@@ -92,11 +92,11 @@ pub enum Error {
     Task(#[source] tokio::task::JoinError),
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// A location polars cannot be handed, refused credentials and a bucket that does not exist
     /// are [`Class::Config`](crate::error::Class::Config) (like `sync`); a missing or empty
     /// dataset, unreadable or foreign files are [`Class::Failed`](crate::error::Class::Failed).
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
             Error::Unsupported { .. } => Class::Config,

@@ -78,10 +78,10 @@ pub enum Error {
     Task(#[source] tokio::task::JoinError),
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// Storage and state errors keep their class; a file that does not merge is
     /// [`Class::Failed`](crate::error::Class::Failed); a failed task is a [`Class::Bug`](crate::error::Class::Bug).
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
             Error::Storage(e) => e.class(),

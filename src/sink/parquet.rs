@@ -42,9 +42,9 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// A file that does not decode or encode will not by itself on a rerun.
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         crate::error::Class::Failed
     }
 }

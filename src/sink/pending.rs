@@ -272,13 +272,14 @@ pub async fn read(
     let bytes = storage.get_existing(&path).await?;
     let label = file.path.clone();
     tokio::task::spawn_blocking(move || {
-        let batches = parquet::decode(bytes, &table.schema(), &label)?;
-        let whole = arrow::compute::concat_batches(&table.schema(), &batches).map_err(|e| {
-            Error::Merge {
-                path: label.clone(),
-                detail: e.to_string(),
-            }
-        })?;
+        let merge = |e: arrow::error::ArrowError| Error::Merge {
+            path: label.clone(),
+            detail: e.to_string(),
+        };
+        let schema = table.schema();
+        let batches = parquet::decode(bytes, &schema, &label)?;
+        let whole = arrow::compute::concat_batches(&schema, &batches).map_err(merge)?;
+        drop(batches);
         let mut out = Vec::with_capacity(wanted.len());
         for s in wanted {
             if s.offset + s.rows > whole.num_rows() {
@@ -292,14 +293,12 @@ pub async fn read(
                     ),
                 });
             }
-            // A copy: the partition's rows outlive the file's.
-            let view = whole.slice(s.offset, s.rows);
-            let own = arrow::compute::concat_batches(&table.schema(), [&view]).map_err(|e| {
-                Error::Merge {
-                    path: label.clone(),
-                    detail: e.to_string(),
-                }
-            })?;
+            // A copy (`take` builds new buffers; a slice, or a concat of one slice, would keep
+            // the whole file's buffers alive for as long as the partition's rows live).
+            let rows = arrow::array::UInt32Array::from_iter_values(
+                (s.offset..s.offset + s.rows).map(|r| r as u32),
+            );
+            let own = arrow::compute::take_record_batch(&whole, &rows).map_err(merge)?;
             out.push((s.partition, own));
         }
         Ok(out)

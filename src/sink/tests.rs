@@ -1,7 +1,7 @@
 //! Property test of the upsert merge: any sequence of changesets leaves exactly one current
 //! version of each ticket (the latest), in exactly one place, with its children beside it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, StringArray};
@@ -342,4 +342,44 @@ fn tiers_grow_by_the_fan_in() {
     assert!(compaction_pick(&files).is_none());
     files.push(file(200));
     assert_eq!(compaction_pick(&files).unwrap().len(), FAN_IN);
+}
+
+#[tokio::test]
+async fn a_checkpoints_rows_of_one_partition_do_not_keep_the_whole_file_in_memory() {
+    let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
+    // 3 accounts × 2 years, 20 tickets each, in one checkpoint.
+    let placed_rows: Vec<Placed> = (0..120)
+        .map(|i| placed(i + 1, 1, (i % 3) as usize, 2024 + (i % 2) as i32, 3))
+        .collect();
+    let changeset = Changeset {
+        placed: placed_rows,
+        ..Changeset::default()
+    };
+    let segment = pending::write(
+        &storage,
+        "default",
+        &Index::default(),
+        &changeset,
+        "t-00001",
+    )
+    .await
+    .unwrap();
+    let file = &segment.files[Table::Conversations.name()];
+    let one: BTreeSet<Partition> = [Partition::placed("default", ACCOUNTS[1], 2025)].into();
+    let all: BTreeSet<Partition> = file.slices.iter().map(|s| s.partition.clone()).collect();
+    let got = pending::read(&storage, Table::Conversations, file, &one)
+        .await
+        .unwrap();
+    let every = pending::read(&storage, Table::Conversations, file, &all)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, Partition::placed("default", ACCOUNTS[1], 2025));
+    assert_eq!(got[0].1.num_rows(), 60);
+    // Its rows are the same as in a read of every partition, and what it holds is its own: a
+    // sixth of the file's rows, well under the whole file's buffers (`memory`, as written).
+    let same = every.iter().find(|(p, _)| *p == got[0].0).unwrap();
+    assert_eq!(same.1, got[0].1);
+    let held = got[0].1.get_array_memory_size() as u64;
+    assert!(held * 3 < file.memory, "{held} of {}", file.memory);
 }

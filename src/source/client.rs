@@ -675,6 +675,7 @@ pub type SharedClient = Arc<Client>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
 
     #[test]
     fn link_header_forms() {

@@ -117,11 +117,11 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// Credentials, permissions and configuration are [`Class::Config`]; what retries outlasted
     /// is [`Class::Retryable`]; answers that cannot be right (a listing that cannot show it
     /// ended, a body that does not decode or is too large) are [`Class::Failed`].
-    pub fn class(&self) -> Class {
+    fn class(&self) -> Class {
         match self {
             Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Config(_) => {
                 Class::Config

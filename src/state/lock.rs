@@ -285,10 +285,10 @@ pub enum Error {
     Storage(#[from] storage::Error),
 }
 
-impl Error {
+impl crate::error::Classify for Error {
     /// Another run holding the dataset is transient; a corrupt lock object needs the operator
     /// (or its expiry), so it fails.
-    pub fn class(&self) -> crate::error::Class {
+    fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
             Error::Held { .. } | Error::Contended { .. } | Error::Lost { .. } => Class::Retryable,

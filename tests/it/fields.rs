@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use ticketsync::error::Classify;
 
 use arrow::array::{
     Array, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray, TimestampMillisecondArray,

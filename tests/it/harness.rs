@@ -22,6 +22,7 @@
 //! proptest shrank it to; the named regression tests below are such cases, kept.
 
 use std::collections::{BTreeMap, BTreeSet};
+use ticketsync::error::Classify;
 
 use proptest::prelude::*;
 use ticketsync::job::JobSpec;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Instant;
+use ticketsync::error::Classify;
 
 use chrono::{DurationRound, Utc};
 use object_store::path::Path;
