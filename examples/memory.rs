@@ -16,16 +16,25 @@
 //! simulator's own data is not in the figure.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
+};
 use ticketsync::job::{Job, JobSpec};
 use ticketsync::pipeline;
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 use ticketsync::source::retry::RetryPolicy;
 use ticketsync::source::{ClientConfig, Source};
-use ticketsync::storage::{S3Options, Storage};
+use ticketsync::storage::Storage;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -58,6 +67,38 @@ impl Child {
             .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("child printed no {name}: {}", self.0))
+    }
+}
+
+impl Child {
+    /// Bytes put through the store ÷ bytes kept at the end: Parquet (checkpoints and tables ÷
+    /// the tables' files), markdown, the Delta logs, state, and all of it.
+    fn by_kind(&self) -> String {
+        let put = |k: &str| self.field(&format!("put_{k}"));
+        let kept = |k: &str| self.field(&format!("kept_{k}"));
+        let parquet = put("checkpoint_parquet") + put("table_parquet");
+        let all_put: f64 = KINDS.iter().map(|k| put(k)).sum();
+        let all_kept: f64 = KINDS.iter().map(|k| kept(k)).sum();
+        format!(
+            "put/kept: Parquet {:.1}/{:.1} MB = {:.2} (checkpoints {:.1}, tables {:.1}); \
+             markdown {:.1}/{:.1} MB = {:.2}; Delta logs {:.2}/{:.2} MB; state {:.2}/{:.2} MB; \
+             all {:.1}/{:.1} MB = {:.2}",
+            parquet / 1e6,
+            kept("table_parquet") / 1e6,
+            parquet / kept("table_parquet"),
+            put("checkpoint_parquet") / 1e6,
+            put("table_parquet") / 1e6,
+            put("markdown") / 1e6,
+            kept("markdown") / 1e6,
+            put("markdown") / kept("markdown"),
+            put("delta_log") / 1e6,
+            kept("delta_log") / 1e6,
+            put("state") / 1e6,
+            kept("state") / 1e6,
+            all_put / 1e6,
+            all_kept / 1e6,
+            all_put / all_kept,
+        )
     }
 }
 
@@ -139,6 +180,7 @@ async fn main() {
             kept / 1e6,
             written / kept
         );
+        println!("  {}", full.by_kind());
         if args.changes > 0 {
             let changed = change(&sim, args.changes);
             let inc = run_child(&url, &key, dir.path(), true).await;
@@ -160,6 +202,7 @@ async fn main() {
                 inc.field("parquet_bytes") / 1e6,
                 inc.field("wall_s"),
             );
+            println!("  {}", inc.by_kind());
         }
         sim.shutdown().await;
         match first {
@@ -214,12 +257,23 @@ async fn child(url: &str, key: &str, data: &str, incremental: bool) {
         max_response_bytes: job.max_response_bytes,
     })
     .unwrap();
-    let storage = Storage::open(data, &S3Options::default()).unwrap();
+    let bytes: Arc<[AtomicU64; 5]> = Arc::new(Default::default());
+    let local = LocalFileSystem::new_with_prefix(path)
+        .expect("data dir")
+        .with_automatic_cleanup(true);
+    let counting = Counting {
+        inner: Arc::new(local),
+        bytes: bytes.clone(),
+    };
+    let storage = Storage::from_store(Arc::new(counting), data);
     let started = Instant::now();
     let outcome = pipeline::run(&job, Arc::new(source), &storage)
         .await
         .expect("run");
     let wall = started.elapsed().as_secs_f64();
+    if let Some(error) = &outcome.error {
+        panic!("the sync failed: {error}");
+    }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak_kb: u64 = status
         .lines()
@@ -233,6 +287,14 @@ async fn child(url: &str, key: &str, data: &str, incremental: bool) {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let output = &outcome.report.output;
+    let kept = kept_by_kind(path);
+    for (i, name) in KINDS.iter().enumerate() {
+        print!(
+            "put_{name}={} kept_{name}={} ",
+            bytes[i].load(Ordering::Relaxed),
+            kept[i]
+        );
+    }
     println!(
         "listed={} unchanged={} fetched={} written={} rejected={} peak_rss_kb={peak_kb} wall_s={wall:.1} written_bytes={written} \
          kept_bytes={} files_written={} files_deleted={} parquet_bytes={} parquet_files={}",
@@ -273,4 +335,156 @@ fn count_parquet(dir: &std::path::Path) -> u64 {
             _ => u64::from(e.path().extension().is_some_and(|x| x == "parquet")),
         })
         .sum()
+}
+
+/// The kinds of object a sync writes, as [`Counting`] tells them apart by path.
+const KINDS: [&str; 5] = [
+    "checkpoint_parquet",
+    "table_parquet",
+    "delta_log",
+    "markdown",
+    "state",
+];
+
+fn kind(path: &Path) -> usize {
+    let text = path.as_ref();
+    if text.contains("_delta_log/") {
+        2
+    } else if text.ends_with(".md") {
+        3
+    } else if text.ends_with(".parquet") && text.starts_with("_pending/") {
+        0
+    } else if text.ends_with(".parquet") {
+        1
+    } else {
+        4
+    }
+}
+
+/// A local store that counts the bytes put through it (single and multipart uploads) by
+/// [`KINDS`]; renames and copies move bytes already counted. Handed to the sync with
+/// [`Storage::from_store`], it sees every write, the Delta logs' included.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ObjectStore>,
+    bytes: Arc<[AtomicU64; 5]>,
+}
+
+impl std::fmt::Display for Counting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+#[derive(Debug)]
+struct CountingUpload {
+    inner: Box<dyn MultipartUpload>,
+    counter: Arc<[AtomicU64; 5]>,
+    kind: usize,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for CountingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.counter[self.kind].fetch_add(data.content_length() as u64, Ordering::Relaxed);
+        self.inner.put_part(data)
+    }
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Counting {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.bytes[kind(location)].fetch_add(payload.content_length() as u64, Ordering::Relaxed);
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CountingUpload {
+            inner,
+            counter: self.bytes.clone(),
+            kind: kind(location),
+        }))
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    /// Sorted, as S3 lists (the Delta kernel relies on it under a `memory:` URL; a local
+    /// directory lists in no order).
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let listing = self.inner.list(prefix);
+        futures::stream::once(async move {
+            let mut all: Vec<ObjectMeta> = listing.try_collect().await?;
+            all.sort_by(|a, b| a.location.cmp(&b.location));
+            Ok::<_, object_store::Error>(futures::stream::iter(all.into_iter().map(Ok)))
+        })
+        .try_flatten()
+        .boxed()
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// Bytes of the files under `dir` by [`KINDS`] (paths relative to `dir`).
+fn kept_by_kind(dir: &std::path::Path) -> [u64; 5] {
+    let mut out = [0; 5];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                _ => {
+                    let rel = e
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    out[kind(&Path::from(rel))] += e.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    out
 }

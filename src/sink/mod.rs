@@ -6,15 +6,18 @@
 //! A run writes what it fetched as checkpoints ([`checkpoint`], [`pending`]): durable, not yet
 //! visible. A table commit ([`commit_pending`]; [`commit`] for one changeset) folds any number of
 //! checkpoints, and a last changeset in memory, into the tables at once: each ticket's last
-//! version wins, and each partition gets at most one new file per table.
+//! version wins, and each partition gets one new file per table (several, each its own
+//! `ticket_id` range, when one would pass [`FILE_BYTES`]).
 //!
 //! # Commit protocol
 //!
 //! 1. For every partition the commit touches (where its tickets go *and* where they were), read
 //!    the files that may hold the touched tickets (their `ticket_id` range in the log says
 //!    which), and rewrite those that do without them; the partition's new file holds those kept
-//!    rows and the new rows. Files holding none of the touched tickets stay as they are, so new
-//!    tickets are appended as a new file. The same for `rejects`.
+//!    rows and the new rows (split by `ticket_id` into files of at most [`FILE_BYTES`], so a
+//!    change rewrites a bounded part of a large partition). Files holding none of the touched
+//!    tickets stay as they are, so new tickets are appended as a new file. The same for
+//!    `rejects`.
 //! 2. Stage every new file, every document of a changeset in memory and the new index under
 //!    `_staging/<tag>/…`. Nothing visible has changed yet; a kill here leaves only staging
 //!    garbage, which the next run deletes.
@@ -27,8 +30,8 @@
 //!    already holds it), record the tables' versions, publish the documents and the index,
 //!    delete what it lists, remove the journal. A kill here is finished by the next run's
 //!    [`recover`].
-//! 5. Compact ([`compact`]): where [`FAN_IN`] files of a size tier have gathered in a
-//!    partition, merge them, as a commit of its own with `dataChange: false`.
+//! 5. Compact ([`compact`]): where [`FAN_IN`] files of a size tier (below [`COMPACT_BELOW`])
+//!    have gathered in a partition, merge them, as a commit of its own with `dataChange: false`.
 //!
 //! A Delta reader sees each table move from one version to the next whole. A reader of the
 //! plain files sees every file whole; during step 4 it can see a replaced file next to its
@@ -227,7 +230,8 @@ pub async fn checkpoint(
 
 /// One table commit of the checkpoints `segments` (in order; their tickets are in `index`
 /// already) and then `last` (in memory; applied to `index` here): each partition the commit
-/// touches gets at most one new file per table, whatever the number of checkpoints.
+/// touches gets one new file per table (several only past [`FILE_BYTES`]), whatever the number
+/// of checkpoints.
 pub async fn commit_pending(
     storage: &Storage,
     lake: &mut Lake,
@@ -498,17 +502,16 @@ fn record(
                 journal.deletes.push(old.object(table).to_string());
             }
         }
-        match result.written {
-            Some((staged, file)) => {
-                stats.parquet_files_written += 1;
-                stats.parquet_bytes += file.size;
-                journal
-                    .moves
-                    .push((staged.to_string(), file.object(table).to_string()));
-                change.adds.push(file);
-            }
-            None if !result.removed.is_empty() => stats.parquet_files_deleted += 1,
-            None => {}
+        if result.written.is_empty() && !result.removed.is_empty() {
+            stats.parquet_files_deleted += 1;
+        }
+        for (staged, file) in result.written {
+            stats.parquet_files_written += 1;
+            stats.parquet_bytes += file.size;
+            journal
+                .moves
+                .push((staged.to_string(), file.object(table).to_string()));
+            change.adds.push(file);
         }
     }
 }
@@ -612,8 +615,17 @@ async fn pending_rows(
     Ok(out)
 }
 
-/// Files of one partition at most this big are compacted together, by tier.
-const COMPACT_BELOW: u64 = 128 * 1024 * 1024;
+/// The largest partition file a commit writes: a partition whose rows would encode to more is
+/// written as several files, each its own `ticket_id` range, so a change to one ticket rewrites
+/// at most this much of each table. (Smaller in unit tests, so they can reach it.)
+const FILE_BYTES: usize = if cfg!(test) {
+    256 * 1024
+} else {
+    32 * 1024 * 1024
+};
+/// Files of one partition below this size are compacted together, by tier: [`FAN_IN`] of them
+/// stay within [`FILE_BYTES`], so what compaction writes is never split again.
+const COMPACT_BELOW: u64 = (FILE_BYTES / FAN_IN) as u64;
 /// The smallest tier's upper bound: files under it are all of tier 0.
 const TIER_BASE: u64 = 64 * 1024;
 /// Files of one tier that are merged into one (a tier spans this factor of sizes).
@@ -699,9 +711,10 @@ pub async fn compact(
     Ok(stats)
 }
 
-/// A partition's new file (staged, and as the log will record it) and the files it replaces.
+/// A partition's new files (staged, and as the log will record them: one, or several of
+/// [`FILE_BYTES`] at most) and the files they replace.
 struct Rebuilt {
-    written: Option<(Path, DataFile)>,
+    written: Vec<(Path, DataFile)>,
     removed: Vec<DataFile>,
 }
 
@@ -744,7 +757,7 @@ async fn rebuild(
     let rewrite_all = matches!(plan, Rewrite::All);
     let files_before = current.len();
     let target = partition.clone();
-    type Encoded = (Vec<DataFile>, Option<(RecordBatch, Bytes)>);
+    type Encoded = (Vec<DataFile>, Vec<(RecordBatch, Bytes)>);
     let (removed, encoded) = tokio::task::spawn_blocking(move || -> Result<Encoded, Error> {
         let mut parts = Vec::new();
         let mut removed = Vec::new();
@@ -766,27 +779,31 @@ async fn rebuild(
         let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
         // Nothing to write, unless the table must keep a file and would have none.
         if rows == 0 && !(keep_one && files_before == removed.len()) {
-            return Ok((removed, None));
+            return Ok((removed, Vec::new()));
         }
         let label = target.dir();
         let merged = parquet::merge_sorted(table, &parts).map_err(|detail| Error::Merge {
             path: format!("{}/{label}", table.name()),
             detail,
         })?;
-        let bytes = parquet::encode(&merged, &label)?;
-        Ok((removed, Some((merged, bytes))))
+        let files = parquet::encode_capped(&merged, &label, FILE_BYTES)?;
+        Ok((removed, files))
     })
     .await
     .map_err(Error::Task)??;
-    let written = match encoded {
-        None => None,
-        Some((batch, bytes)) => {
-            let file = DataFile::new(partition, file_tag, &batch, bytes.len() as u64);
-            let staged = layout::staged(tag, &file.object(table));
-            storage.put(&staged, bytes).await?;
-            Some((staged, file))
-        }
-    };
+    let several = encoded.len() > 1;
+    let mut written = Vec::with_capacity(encoded.len());
+    for (k, (batch, bytes)) in encoded.into_iter().enumerate() {
+        let name = if several {
+            format!("{file_tag}-f{k}")
+        } else {
+            file_tag.to_string()
+        };
+        let file = DataFile::new(partition, &name, &batch, bytes.len() as u64);
+        let staged = layout::staged(tag, &file.object(table));
+        storage.put(&staged, bytes).await?;
+        written.push((staged, file));
+    }
     Ok(Rebuilt { written, removed })
 }
 

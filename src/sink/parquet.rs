@@ -155,6 +155,41 @@ pub fn encode(batch: &RecordBatch, path: &str) -> Result<Bytes, Error> {
     Ok(Bytes::from(buf))
 }
 
+/// Encodes `batch` (sorted by `ticket_id`) as one file, or, when that file would be larger
+/// than `cap` bytes, as the fewest files of about equal rows that each stay near the cap. A
+/// ticket's rows are never split between files, so each file covers its own `ticket_id` range
+/// and a later change to a ticket rewrites only the file that holds it.
+pub fn encode_capped(
+    batch: &RecordBatch,
+    path: &str,
+    cap: usize,
+) -> Result<Vec<(RecordBatch, Bytes)>, Error> {
+    let whole = encode(batch, path)?;
+    if whole.len() <= cap || batch.num_rows() < 2 {
+        return Ok(vec![(batch.clone(), whole)]);
+    }
+    let chunks = whole.len().div_ceil(cap);
+    let ids = ticket_ids(batch);
+    let rows = batch.num_rows();
+    let mut out = Vec::with_capacity(chunks);
+    let mut start = 0;
+    for k in 1..=chunks {
+        let mut end = if k == chunks { rows } else { rows * k / chunks };
+        // Move the cut forward to the next ticket boundary.
+        while end > start && end < rows && ids.value(end) == ids.value(end - 1) {
+            end += 1;
+        }
+        if end <= start {
+            continue;
+        }
+        let part = batch.slice(start, end - start);
+        let bytes = encode(&part, path)?;
+        out.push((part, bytes));
+        start = end;
+    }
+    Ok(out)
+}
+
 /// A shared empty batch of a table (for tables without rows).
 pub fn empty(table: Table) -> RecordBatch {
     RecordBatch::new_empty(Arc::clone(&table.schema()))
@@ -187,6 +222,57 @@ mod tests {
         let kept = without_tickets(&back[0], &BTreeSet::from([2]));
         let merged = merge_sorted(Table::Rejects, &[kept]).unwrap();
         assert_eq!(ticket_ids(&merged).values().to_vec(), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_file_past_the_cap_is_split_between_tickets_into_files_near_the_cap() {
+        // 300 tickets of 3 rows each, with details that do not compress away.
+        let mut seed = 7u64;
+        let mut noise = || {
+            (0..40)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    format!("{:08x}", seed >> 32)
+                })
+                .collect::<String>()
+        };
+        let rows: Vec<Rejection> = (1..=300)
+            .flat_map(|id| (0..3).map(move |_| id))
+            .map(|id| Rejection {
+                detail: noise(),
+                ..reject(id)
+            })
+            .collect();
+        let batch = rejects_batch(&rows.iter().collect::<Vec<_>>());
+        let whole = encode(&batch, "x").unwrap().len();
+
+        let one = encode_capped(&batch, "x", whole).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].0.num_rows(), 900);
+
+        let cap = whole / 5;
+        let files = encode_capped(&batch, "x", cap).unwrap();
+        assert!(files.len() >= 5, "{} files", files.len());
+        let mut last_max = 0;
+        let mut total = 0;
+        for (part, bytes) in &files {
+            assert!(
+                bytes.len() <= cap + cap / 4,
+                "{} bytes for a cap of {cap}",
+                bytes.len()
+            );
+            let back = decode(bytes.clone(), &Table::Rejects.schema(), "x").unwrap();
+            assert_eq!(&back[0], part);
+            let ids = ticket_ids(part);
+            // Each file its own range: no ticket in two files.
+            assert!(ids.value(0) > last_max, "{} after {last_max}", ids.value(0));
+            assert_eq!(ids.len() % 3, 0);
+            last_max = ids.value(ids.len() - 1);
+            total += part.num_rows();
+        }
+        assert_eq!((total, last_max), (900, 300));
     }
 
     /// A partition file written by the release before the issue-11 columns (the committed

@@ -36,6 +36,18 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize) -> Placed {
+    placed_saying(id, version, account, year, conversations, "")
+}
+
+/// [`placed`], each conversation also saying `text`.
+fn placed_saying(
+    id: i64,
+    version: i64,
+    account: usize,
+    year: i32,
+    conversations: usize,
+    text: &str,
+) -> Placed {
     let closed = format!("{year}-06-01T00:00:00Z");
     let ticket: wire::Ticket = serde_json::from_value(json!({
         "id": id, "subject": format!("v{version}"), "status": 5, "priority": 2,
@@ -45,7 +57,7 @@ fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize
     let convs: Vec<Result<wire::Conversation, wire::ItemError>> = (0..conversations)
         .map(|i| {
             Ok(serde_json::from_value(json!({
-                "id": id * 100 + i as i64, "body": format!("<p>m{i} of v{version}</p>"), "private": false,
+                "id": id * 100 + i as i64, "body": format!("<p>m{i} of v{version} {text}</p>"), "private": false,
                 "created_at": closed
             }))
             .unwrap())
@@ -382,4 +394,76 @@ async fn a_checkpoints_rows_of_one_partition_do_not_keep_the_whole_file_in_memor
     assert_eq!(same.1, got[0].1);
     let held = got[0].1.get_array_memory_size() as u64;
     assert!(held * 3 < file.memory, "{held} of {}", file.memory);
+}
+
+#[tokio::test]
+async fn a_large_partition_is_several_files_and_a_change_rewrites_only_the_one_holding_it() {
+    let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
+    let mut index = Index::default();
+    let mut seed = 11u64;
+    let mut noise = || {
+        (0..200)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                format!("{:08x} ", seed >> 32)
+            })
+            .collect::<String>()
+    };
+    // About 3.6 MB of conversation text that does not compress away: several times FILE_BYTES.
+    let changeset = Changeset {
+        placed: (1..=600)
+            .map(|id| placed_saying(id, 1, 0, 2025, 2, &noise()))
+            .collect(),
+        ..Changeset::default()
+    };
+    commit(&storage, &mut index, changeset, "big")
+        .await
+        .unwrap();
+    let lake = Lake::open(&storage, At::Latest).await.unwrap();
+    let files = lake.files(Table::Conversations, &partition()).to_vec();
+    assert!(files.len() >= 3, "{} files", files.len());
+    let mut ranges: Vec<(i64, i64)> = files.iter().map(|f| f.id_range().unwrap()).collect();
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 < pair[1].0, "overlapping ranges {ranges:?}");
+    }
+    for f in &files {
+        assert!(
+            f.size <= (FILE_BYTES + FILE_BYTES / 4) as u64,
+            "{} bytes",
+            f.size
+        );
+    }
+
+    // A new version of one ticket: one conversations file is replaced, the others stay.
+    let changeset = Changeset {
+        placed: vec![placed_saying(300, 2, 0, 2025, 2, "changed")],
+        ..Changeset::default()
+    };
+    commit(&storage, &mut index, changeset, "one")
+        .await
+        .unwrap();
+    let after = Lake::open(&storage, At::Latest).await.unwrap();
+    let now: Vec<&DataFile> = after
+        .files(Table::Conversations, &partition())
+        .iter()
+        .collect();
+    let kept = files
+        .iter()
+        .filter(|f| now.iter().any(|n| n.path == f.path))
+        .count();
+    assert_eq!(kept, files.len() - 1, "{files:?} then {now:?}");
+    assert_eq!(now.len(), files.len());
+    let conversations = rows(&storage, "conversations").await;
+    assert_eq!(conversations.len(), 1200);
+    let tickets = rows(&storage, "tickets").await;
+    assert_eq!(tickets.len(), 600);
+    assert!(
+        tickets
+            .iter()
+            .any(|(_, id, subject)| *id == 300 && subject == "v2"),
+        "{tickets:?}"
+    );
 }
