@@ -20,8 +20,9 @@
 //!   builders that turn rows into `RecordBatch`es ([`tables::read`] the way back).
 //! - [`sink`]: writes changesets (placed tickets, rejects, removals) as checkpoints
 //!   ([`sink::pending`], `_pending/<tag>/`: durable, not yet visible), then commits them to the
-//!   tables at once: per partition (`domain=…/account=…/year=…`) one new file appended, only the
-//!   files holding touched tickets rewritten, small files compacted; markdown published with
+//!   tables at once: per partition (`domain=…/account=…/year=…`) one new file appended (split by
+//!   `ticket_id` range past 32 MiB), only the files holding touched tickets rewritten, small
+//!   files compacted; markdown published with
 //!   them, everything staged first and committed through a journal; [`sink::upgrade`] the dataset format version
 //!   (`_state/format.json`, which also names the dataset's domain) and the one-time move of
 //!   datasets written by an older release into Delta tables, through the same journal.

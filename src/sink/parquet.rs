@@ -1,8 +1,9 @@
 //! Parquet encoding and decoding of partition files, and the row-level merge that replaces a
 //! re-synced ticket's rows.
 //!
-//! A commit gives each partition it touches one new file: read the rows of its current files,
-//! drop the rows of the tickets being replaced, add their new rows, sort by key, encode (zstd).
+//! A commit gives each partition it touches one new file (several, by `ticket_id` range, past
+//! the size cap: [`encode_capped`]): read the rows of the files that hold the tickets being
+//! replaced, drop those tickets' rows, add their new rows, sort by key, encode (zstd).
 //! Encoding runs on the blocking pool, off the async reactor.
 
 use std::collections::BTreeSet;
