@@ -68,9 +68,7 @@ impl Child {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("child printed no {name}: {}", self.0))
     }
-}
 
-impl Child {
     /// Bytes put through the store ÷ bytes kept at the end: Parquet (checkpoints and tables ÷
     /// the tables' files), markdown, the Delta logs, state, and all of it.
     fn by_kind(&self) -> String {
@@ -287,7 +285,8 @@ async fn child(url: &str, key: &str, data: &str, incremental: bool) {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let output = &outcome.report.output;
-    let kept = kept_by_kind(path);
+    let files = files(path);
+    let kept = kept_by_kind(&files);
     for (i, name) in KINDS.iter().enumerate() {
         print!(
             "put_{name}={} kept_{name}={} ",
@@ -303,38 +302,35 @@ async fn child(url: &str, key: &str, data: &str, incremental: bool) {
         outcome.report.tickets.fetched,
         outcome.report.tickets.written,
         outcome.report.tickets.rejected,
-        dir_bytes(path),
+        files.iter().map(|(_, len)| len).sum::<u64>(),
         output.parquet_files_written,
         output.parquet_files_deleted,
         output.parquet_bytes,
-        count_parquet(path),
+        files.iter().filter(|(rel, _)| rel.ends_with(".parquet")).count(),
     );
 }
 
-/// Bytes of every file under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
-}
-
-/// Parquet files under `dir` (every table, checkpoints included).
-fn count_parquet(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => count_parquet(&e.path()),
-            _ => u64::from(e.path().extension().is_some_and(|x| x == "parquet")),
-        })
-        .sum()
+/// Every file under `dir`: its path relative to `dir` and its size.
+fn files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                _ => {
+                    let rel = e
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    out.push((rel, e.metadata().map(|m| m.len()).unwrap_or(0)));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The kinds of object a sync writes, as [`Counting`] tells them apart by path.
@@ -466,25 +462,11 @@ impl ObjectStore for Counting {
     }
 }
 
-/// Bytes of the files under `dir` by [`KINDS`] (paths relative to `dir`).
-fn kept_by_kind(dir: &std::path::Path) -> [u64; 5] {
+/// Bytes of `files` by [`KINDS`].
+fn kept_by_kind(files: &[(String, u64)]) -> [u64; 5] {
     let mut out = [0; 5];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                _ => {
-                    let rel = e
-                        .path()
-                        .strip_prefix(dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned();
-                    out[kind(&Path::from(rel))] += e.metadata().map(|m| m.len()).unwrap_or(0);
-                }
-            }
-        }
+    for (rel, len) in files {
+        out[kind(&Path::from(rel.as_str()))] += len;
     }
     out
 }

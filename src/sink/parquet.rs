@@ -229,20 +229,10 @@ mod tests {
     fn a_file_past_the_cap_is_split_between_tickets_into_files_near_the_cap() {
         // 300 tickets of 3 rows each, with details that do not compress away.
         let mut seed = 7u64;
-        let mut noise = || {
-            (0..40)
-                .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    format!("{:08x}", seed >> 32)
-                })
-                .collect::<String>()
-        };
         let rows: Vec<Rejection> = (1..=300)
             .flat_map(|id| (0..3).map(move |_| id))
             .map(|id| Rejection {
-                detail: noise(),
+                detail: crate::sink::tests::noise(&mut seed, 40, ""),
                 ..reject(id)
             })
             .collect();

@@ -39,7 +39,7 @@ fn placed(id: i64, version: i64, account: usize, year: i32, conversations: usize
     placed_saying(id, version, account, year, conversations, "")
 }
 
-/// [`placed`], each conversation also saying `text`.
+/// [`placed`], each conversation's body followed by `text`.
 fn placed_saying(
     id: i64,
     version: i64,
@@ -57,7 +57,7 @@ fn placed_saying(
     let convs: Vec<Result<wire::Conversation, wire::ItemError>> = (0..conversations)
         .map(|i| {
             Ok(serde_json::from_value(json!({
-                "id": id * 100 + i as i64, "body": format!("<p>m{i} of v{version} {text}</p>"), "private": false,
+                "id": id * 100 + i as i64, "body": format!("<p>m{i} of v{version}{text}</p>"), "private": false,
                 "created_at": closed
             }))
             .unwrap())
@@ -255,6 +255,19 @@ async fn appended(storage: &Storage, index: &mut Index, commits: i64, per: i64) 
     }
 }
 
+/// `words` pseudo-random hex words of 8 digits, each followed by `gap`: text that does not
+/// compress away, from `seed` (advanced).
+pub(super) fn noise(seed: &mut u64, words: usize, gap: &str) -> String {
+    (0..words)
+        .map(|_| {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            format!("{:08x}{gap}", *seed >> 32)
+        })
+        .collect()
+}
+
 fn partition() -> Partition {
     Partition::placed("default", ACCOUNTS[0], 2025)
 }
@@ -401,20 +414,19 @@ async fn a_large_partition_is_several_files_and_a_change_rewrites_only_the_one_h
     let storage = Storage::from_store(Arc::new(InMemory::new()), "memory");
     let mut index = Index::default();
     let mut seed = 11u64;
-    let mut noise = || {
-        (0..200)
-            .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                format!("{:08x} ", seed >> 32)
-            })
-            .collect::<String>()
-    };
     // About 3.6 MB of conversation text that does not compress away: several times FILE_BYTES.
     let changeset = Changeset {
         placed: (1..=600)
-            .map(|id| placed_saying(id, 1, 0, 2025, 2, &noise()))
+            .map(|id| {
+                placed_saying(
+                    id,
+                    1,
+                    0,
+                    2025,
+                    2,
+                    &format!(" {}", noise(&mut seed, 200, " ")),
+                )
+            })
             .collect(),
         ..Changeset::default()
     };
@@ -439,7 +451,7 @@ async fn a_large_partition_is_several_files_and_a_change_rewrites_only_the_one_h
 
     // A new version of one ticket: one conversations file is replaced, the others stay.
     let changeset = Changeset {
-        placed: vec![placed_saying(300, 2, 0, 2025, 2, "changed")],
+        placed: vec![placed_saying(300, 2, 0, 2025, 2, " changed")],
         ..Changeset::default()
     };
     commit(&storage, &mut index, changeset, "one")
