@@ -64,6 +64,8 @@ pub struct JobSpec {
     pub base_url: Option<String>,
     /// Freshservice account subdomain: `acme` → `https://acme.freshservice.com`.
     pub domain: Option<String>,
+    /// The environment variable that holds the API key (default `FRESHSERVICE_API_KEY`).
+    pub api_key_env: Option<String>,
     /// Department (or, with `account_from = "workspace"`, workspace) custom field holding the
     /// account number (default `account_number`).
     pub account_field: Option<String>,
@@ -143,6 +145,45 @@ pub struct JobSpec {
     pub pushgateway: Option<String>,
     /// Run against the built-in simulator, in-process, instead of Freshservice.
     pub simulator: Option<SimulatorSpec>,
+    /// A fleet: several Freshservice accounts synced into this one dataset side by side, each
+    /// under its own API budget (`[[accounts]]`). Everything else in the file applies to
+    /// every account unless the account says otherwise.
+    pub accounts: Option<Vec<AccountSpec>>,
+    /// Set by [`JobSpec::fleet`]: the domain of the fleet's first account, which a new dataset
+    /// is created for whichever account's run starts first (so one process per account gives
+    /// the dataset one fleet run gives). Never read from a file.
+    #[serde(skip)]
+    pub fleet_home: Option<String>,
+}
+
+/// One Freshservice account of a fleet job (`[[accounts]]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    /// The account's subdomain (required): its `domain` partition, and its URL unless
+    /// `base_url` or `simulator` says otherwise.
+    pub domain: Option<String>,
+    /// The account's base URL, when it is not `https://<domain>.freshservice.com`.
+    pub base_url: Option<String>,
+    /// The environment variable holding this account's API key (default
+    /// `FRESHSERVICE_API_KEY`); with `simulator`, a key to send instead of the simulator's own.
+    pub api_key_env: Option<String>,
+    /// As the job's `account_field`, for this account.
+    pub account_field: Option<String>,
+    /// As the job's `account_map`, for this account.
+    pub account_map: Option<PathBuf>,
+    /// As the job's `account_from`, for this account.
+    pub account_from: Option<AccountFrom>,
+    /// As the job's `workspace_map`, for this account.
+    pub workspace_map: Option<PathBuf>,
+    /// Share of this account's own API budget (default: the job's `budget_share`).
+    pub budget_share: Option<f64>,
+    /// Rate window of this account's API (default: the job's `rate_window_secs`).
+    pub rate_window_secs: Option<f64>,
+    /// Most tickets fetched at once from this account (default: the job's `concurrency`).
+    pub concurrency: Option<usize>,
+    /// Sync this account from an in-process simulator of its own (demo and tests).
+    pub simulator: Option<SimulatorSpec>,
 }
 
 /// The in-process simulator of a job (the demo job uses it).
@@ -165,6 +206,69 @@ pub struct SimulatorSpec {
 }
 
 impl JobSpec {
+    /// The job of each account of a fleet job (`[[accounts]]`), in the file's order: this job
+    /// with the account's settings over it (its API entirely its own); `only` keeps the account
+    /// of that domain (`sync --job fleet.toml --domain acme`, one CronJob per account). `None`
+    /// for a job of one account.
+    pub fn fleet(&self, only: Option<&str>) -> Result<Option<Vec<JobSpec>>> {
+        let Some(accounts) = &self.accounts else {
+            return Ok(None);
+        };
+        if self.domain.is_some() || self.base_url.is_some() || self.simulator.is_some() {
+            return Err(Error::Invalid(
+                "a job with [[accounts]] names each account's API there: move domain, base_url and [simulator] into the accounts".into(),
+            ));
+        }
+        if accounts.is_empty() {
+            return Err(Error::Invalid("[[accounts]] is empty".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut specs = Vec::new();
+        for (i, account) in accounts.iter().enumerate() {
+            let domain = account.domain.clone().ok_or_else(|| {
+                Error::Invalid(format!("[[accounts]] number {} has no domain", i + 1))
+            })?;
+            if !seen.insert(domain.clone()) {
+                return Err(Error::Invalid(format!(
+                    "[[accounts]]: domain {domain:?} is listed twice"
+                )));
+            }
+            if only.is_some_and(|d| d != domain) {
+                continue;
+            }
+            let base = JobSpec {
+                accounts: None,
+                fleet_home: accounts[0].domain.clone(),
+                ..self.clone()
+            };
+            specs.push(JobSpec {
+                domain: Some(domain),
+                base_url: account.base_url.clone(),
+                simulator: account.simulator.clone(),
+                api_key_env: account.api_key_env.clone(),
+                account_field: account.account_field.clone().or(base.account_field.clone()),
+                account_map: account.account_map.clone().or(base.account_map.clone()),
+                account_from: account.account_from.or(base.account_from),
+                workspace_map: account.workspace_map.clone().or(base.workspace_map.clone()),
+                budget_share: account.budget_share.or(base.budget_share),
+                rate_window_secs: account.rate_window_secs.or(base.rate_window_secs),
+                concurrency: account.concurrency.or(base.concurrency),
+                ..base
+            });
+        }
+        if let (Some(d), true) = (only, specs.is_empty()) {
+            return Err(Error::Invalid(format!(
+                "--domain {d:?} is not one of the job's [[accounts]] ({})",
+                accounts
+                    .iter()
+                    .filter_map(|a| a.domain.as_deref())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(Some(specs))
+    }
+
     /// The run lock's lifetime (`lock_ttl_secs`, default 600 s), range-checked: also for the
     /// commands that take the lock without a full job (`forget`, `prune`, `redact`).
     pub fn lock_ttl(&self) -> Result<Duration> {
@@ -205,6 +309,7 @@ impl JobSpec {
                 self.base_url
             },
             domain: if api_given { over.domain } else { self.domain },
+            api_key_env: over.api_key_env.or(self.api_key_env),
             account_field: over.account_field.or(self.account_field),
             account_map: over.account_map.or(self.account_map),
             account_from: over.account_from.or(self.account_from),
@@ -243,6 +348,8 @@ impl JobSpec {
             } else {
                 over.simulator.or(self.simulator)
             },
+            accounts: over.accounts.or(self.accounts),
+            fleet_home: over.fleet_home.or(self.fleet_home),
         }
     }
 }
@@ -292,6 +399,11 @@ pub struct Job {
     /// The Freshservice account's subdomain: the `domain` partition of every table
     /// ([`default_domain`] when the job names none).
     pub domain: String,
+    /// The environment variable holding the API key.
+    pub api_key_env: String,
+    /// The domain a new dataset is created for (`format.json`): this job's, or in a fleet the
+    /// first account's.
+    pub home_domain: String,
     /// The custom field holding the account number (default `account_number`).
     pub account_field: String,
     /// `department_id` → account number from the `account_map` CSV; wins over the custom field.
@@ -423,6 +535,11 @@ impl Job {
     /// Validates a merged spec. `ticket` is the single-ticket flag (command line only).
     pub fn resolve(spec: JobSpec, ticket: Option<i64>) -> Result<Job> {
         let invalid = |s: String| Error::Invalid(s);
+        if spec.accounts.is_some() {
+            return Err(invalid(
+                "this is a fleet job ([[accounts]]); only `sync` runs fleets so far: `sync --job FILE` runs every account, `sync --job FILE --domain NAME` one".into(),
+            ));
+        }
         let metrics = MetricsOutputs::from_spec(&spec)?;
         let lock_ttl = spec.lock_ttl()?;
         let data = spec.data.ok_or_else(|| {
@@ -452,11 +569,12 @@ impl Job {
                     crate::metrics::display_url_text(&url)
                 ))
             })?),
+            // A fleet's simulated account has a domain and a simulator of its own.
+            (None, _, Some(sim)) => Api::Simulator(Box::new(simulator_config(&sim)?)),
             (None, Some(domain), _) => Api::Remote(
                 Url::parse(&format!("https://{domain}.freshservice.com"))
                     .map_err(|e| invalid(format!("--domain {domain:?}: {e}")))?,
             ),
-            (None, None, Some(sim)) => Api::Simulator(Box::new(simulator_config(&sim)?)),
             (None, None, None) => {
                 return Err(invalid(
                     "no Freshservice account: pass --domain NAME or --base-url URL (or use a job with [simulator])".into(),
@@ -615,11 +733,23 @@ impl Job {
                 "rejects_exit_code = {rejects_exit_code} is taken: 2 means failed and 3 misconfigured (use 0, 1 or 4 to 255)"
             )));
         }
+        let api_key_env = spec.api_key_env.unwrap_or_else(|| API_KEY_ENV.to_string());
+        if api_key_env.is_empty()
+            || !api_key_env
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(invalid(format!(
+                "api_key_env {api_key_env:?} is not an environment variable name (letters, digits, '_')"
+            )));
+        }
         Ok(Job {
             data,
             s3: spec.s3.unwrap_or_default(),
             api,
+            home_domain: spec.fleet_home.unwrap_or_else(|| domain.clone()),
             domain,
+            api_key_env,
             account_field,
             account_map,
             account_from,
@@ -654,21 +784,25 @@ impl Job {
 }
 
 impl Job {
-    /// The Freshservice API key, from `FRESHSERVICE_API_KEY` (never a flag or a job key: flags
-    /// end up in shell history and process lists); `None` for the simulator, which makes its
-    /// own.
+    /// The Freshservice API key, from `FRESHSERVICE_API_KEY` or the variable `api_key_env`
+    /// names (never a flag or a job key: flags end up in shell history and process lists);
+    /// `None` for the simulator, which makes its own, unless `api_key_env` names a variable
+    /// that is set.
     pub fn api_key(&self) -> Result<Option<String>> {
+        let from_env = std::env::var(&self.api_key_env)
+            .ok()
+            .filter(|k| !k.trim().is_empty());
         match &self.api {
-            Api::Simulator(_) => Ok(None),
-            Api::Remote(_) => std::env::var(API_KEY_ENV)
-                .ok()
-                .filter(|k| !k.trim().is_empty())
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "{API_KEY_ENV} is not set: export the Freshservice API key of the agent that runs the sync"
-                    ))
-                }),
+            // The simulator makes its own key; a variable that is set is sent instead (a fleet
+            // test's refused key).
+            Api::Simulator(_) if self.api_key_env == API_KEY_ENV => Ok(None),
+            Api::Simulator(_) => Ok(from_env),
+            Api::Remote(_) => from_env.map(Some).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} is not set: export the Freshservice API key of the agent that runs the sync of {}",
+                    self.api_key_env, self.domain
+                ))
+            }),
         }
     }
 }
@@ -781,10 +915,84 @@ mod tests {
                 continue;
             }
             let spec = JobSpec::from_file(&path).unwrap();
-            Job::resolve(spec, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // A fleet job is valid when each of its accounts' jobs is.
+            let specs = spec.fleet(None).unwrap().unwrap_or_else(|| vec![spec]);
+            for spec in specs {
+                Job::resolve(spec, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
             seen += 1;
         }
         assert!(seen >= 2, "jobs/demo.toml and jobs/nightly.toml at least");
+    }
+
+    #[test]
+    fn a_fleet_job_is_one_job_per_account_with_its_own_settings_over_the_shared_ones() {
+        let text = "data = \"d\"\nbudget_share = 0.8\nconcurrency = 16\naccount_field = \"acct\"\n\
+            [[accounts]]\ndomain = \"acme\"\n\
+            [[accounts]]\ndomain = \"globex\"\napi_key_env = \"KEY_GLOBEX\"\nbudget_share = 0.5\naccount_from = \"workspace\"\n";
+        let file: JobSpec = toml::from_str(text).unwrap();
+        let specs = file.fleet(None).unwrap().unwrap();
+        let jobs: Vec<Job> = specs
+            .into_iter()
+            .map(|s| Job::resolve(s, None).unwrap())
+            .collect();
+        assert_eq!(jobs.len(), 2);
+        let (acme, globex) = (&jobs[0], &jobs[1]);
+        assert_eq!(acme.domain, "acme");
+        assert_eq!(acme.api_key_env, API_KEY_ENV);
+        assert_eq!(acme.limiter.budget_share, 0.8);
+        assert_eq!(globex.api_key_env, "KEY_GLOBEX");
+        assert_eq!(globex.limiter.budget_share, 0.5);
+        assert_eq!(globex.account_from, AccountFrom::Workspace);
+        assert_eq!((acme.concurrency, globex.concurrency), (16, 16));
+        assert_eq!(globex.account_field, "acct");
+        // A new dataset is created for the first account, whichever account's run comes first.
+        assert_eq!(
+            (acme.home_domain.as_str(), globex.home_domain.as_str()),
+            ("acme", "acme")
+        );
+        assert_eq!(
+            acme.api,
+            Api::Remote(Url::parse("https://acme.freshservice.com").unwrap())
+        );
+
+        // `--domain` picks one; one that is not there is an error naming those that are.
+        let one = file.fleet(Some("globex")).unwrap().unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].domain.as_deref(), Some("globex"));
+        let err = file.fleet(Some("initech")).unwrap_err().to_string();
+        assert!(err.contains("acme, globex"), "{err}");
+
+        for (text, needle) in [
+            (
+                "data = \"d\"\ndomain = \"x\"\n[[accounts]]\ndomain = \"a\"\n",
+                "move domain",
+            ),
+            (
+                "data = \"d\"\n[[accounts]]\ndomain = \"a\"\n[[accounts]]\ndomain = \"a\"\n",
+                "listed twice",
+            ),
+            (
+                "data = \"d\"\n[[accounts]]\nbase_url = \"http://x\"\n",
+                "has no domain",
+            ),
+        ] {
+            let spec: JobSpec = toml::from_str(text).unwrap();
+            let err = spec.fleet(None).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        // Any other command refuses a fleet job instead of guessing an account.
+        assert!(Job::resolve(file, None)
+            .unwrap_err()
+            .to_string()
+            .contains("fleet job"));
+        // A variable name that is no variable name.
+        let bad: JobSpec =
+            toml::from_str("data = \"d\"\ndomain = \"a\"\napi_key_env = \"A-B\"\n").unwrap();
+        assert!(Job::resolve(bad, None)
+            .unwrap_err()
+            .to_string()
+            .contains("api_key_env"));
     }
 
     #[test]

@@ -31,7 +31,9 @@
 //!   the tables' Delta logs (`<table>/_delta_log/`, through delta-rs): which files each table
 //!   holds at a version or an instant, and the `add`/`remove` commits the journal makes;
 //!   [`state::lock`] the run lock that keeps a second run from writing the same dataset.
-//! - [`storage`]: the only code that builds object paths and talks to `object_store`.
+//! - [`storage`]: the only code that builds object paths and talks to `object_store`;
+//!   [`storage::layout::Scope`] says which domain's state, staging, checkpoints and documents
+//!   a [`storage::Storage`] addresses (the dataset's first domain keeps the one-domain paths).
 //! - [`pipeline`]: one run. [`pipeline::policy`] holds every decision as a pure function (the
 //!   window, which workspaces are listed, how a listed ticket is classified, what counts as evidence that a ticket is gone,
 //!   the removal guard, when the cursor moves); the rest is mechanism: the listing task, the
@@ -47,7 +49,8 @@
 //!   JSON shape, hour rollups per month or year (by `last_updated_at`, as Ledger bills, unless
 //!   another basis is asked for) and the tickets and time entries behind them (`--explain`) —
 //!   opening only the partitions a query needs.
-//! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`].
+//! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`]; a fleet job
+//!   (`[[accounts]]`) into one job per account, which `cli::sync` runs side by side.
 //! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks), with its
 //!   misbehaviours: quirks, the fault script and the hostile-API layer ([`sim::Hostile`]) the
 //!   harness in `tests/it/harness.rs` draws from.
@@ -77,8 +80,12 @@
 //!   under it (a listed ticket deleted, spammed or moved meanwhile) is read again.
 //! - A placed ticket leaves the tables (removed, or moved into `rejects`) only under the
 //!   removal guard; a ticket that does not decode keeps the rows it has.
-//! - At most one run writes a dataset: [`pipeline::run`] takes the run lock before its first
-//!   read and releases it after the run report, and checks it before every commit.
+//! - At most one run writes a domain of a dataset: [`pipeline::run`] takes that domain's run
+//!   lock before its first read and releases it after the run report, and checks it before
+//!   every commit. Runs of different domains share nothing but the tables' logs: each has its
+//!   own index, cursor, lock, journal, checkpoints and documents ([`storage::layout::Scope`]),
+//!   its own `txn` id, and its table commits are retried on another domain's only when no
+//!   partition they touch changed.
 //! - Nothing is written before redaction and erasure; the erasure record holds keyed hashes only,
 //!   and a sync whose key does not match it refuses to run.
 //! - `check` never takes the run lock and writes nothing but one probe object under `_state/`.

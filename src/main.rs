@@ -77,6 +77,9 @@ fn install_tracing(cli: &Cli) {
         (false, 1) => "ticketsync=debug,info",
         (false, _) => "ticketsync=trace,debug",
     };
+    // The Delta kernel logs every snapshot it builds at info, with the whole table schema in
+    // it: its warnings only, unless RUST_LOG asks for more.
+    let default = format!("{default},buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let tty = std::io::stderr().is_terminal();
     let json = match cli.log_format {

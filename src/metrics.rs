@@ -136,6 +136,9 @@ pub struct Facts<'a> {
     pub elapsed_secs: f64,
     /// The run report; `None` when the run stopped before it had one (every count is then 0).
     pub report: Option<&'a RunReport>,
+    /// A `domain` label on every series: set for the accounts of a fleet, whose metrics files
+    /// sit side by side in one textfile directory.
+    pub domain: Option<&'a str>,
 }
 
 impl<'a> Facts<'a> {
@@ -147,6 +150,7 @@ impl<'a> Facts<'a> {
             finished_at: report.finished_at,
             elapsed_secs: report.elapsed_secs,
             report: Some(report),
+            domain: None,
         }
     }
 
@@ -162,6 +166,7 @@ impl<'a> Facts<'a> {
             finished_at,
             elapsed_secs,
             report: None,
+            domain: None,
         }
     }
 }
@@ -209,7 +214,13 @@ fn seconds(t: DateTime<Utc>) -> f64 {
 /// textfile of a failed run, the previous file's value).
 pub fn encode_text(facts: &Facts<'_>, last_success: Option<f64>) -> String {
     let mut b = Builder {
-        registry: Registry::default(),
+        registry: match facts.domain {
+            Some(domain) => Registry::with_labels(std::iter::once((
+                std::borrow::Cow::Borrowed("domain"),
+                std::borrow::Cow::Owned(domain.to_string()),
+            ))),
+            None => Registry::default(),
+        },
     };
     let report = facts.report;
     b.gauge(
@@ -393,7 +404,13 @@ pub fn encode_text(facts: &Facts<'_>, last_success: Option<f64>) -> String {
 /// The [`LAST_SUCCESS`] value of a metrics file this module wrote, if it has one.
 pub fn last_success_in(text: &str) -> Option<f64> {
     text.lines().find_map(|line| {
-        let value = line.strip_prefix(LAST_SUCCESS)?.strip_prefix(' ')?;
+        let rest = line.strip_prefix(LAST_SUCCESS)?;
+        // With a `domain` label: `…_seconds{domain="acme"} 1.7e9`.
+        let rest = match rest.strip_prefix('{') {
+            Some(labels) => labels.split_once('}')?.1,
+            None => rest,
+        };
+        let value = rest.strip_prefix(' ')?;
         value
             .split_whitespace()
             .next()?
@@ -560,6 +577,7 @@ mod tests {
             run_id: "20250301T020000Z-0001".into(),
             mode: "incremental".into(),
             data: "/data".into(),
+            domain: "acme".into(),
             started_at: "2025-03-01T02:00:00Z".parse().unwrap(),
             finished_at: "2025-03-01T02:03:20Z".parse().unwrap(),
             elapsed_secs: 200.5,
@@ -638,6 +656,42 @@ mod tests {
         ] {
             assert_eq!(display_url_text(text), shown, "{text}");
         }
+    }
+
+    #[test]
+    fn a_fleet_account_labels_every_series_with_its_domain() {
+        let r = report(RunStatus::Ok);
+        let facts = Facts {
+            domain: Some("globex"),
+            ..Facts::from_report(&r)
+        };
+        let text = encode_text(&facts, Some(1740794600.0));
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert!(series.len() > 20, "{text}");
+        for line in series {
+            assert!(line.contains("domain=\"globex\""), "{line}");
+        }
+        assert_eq!(
+            sample(&text, "ticketsync_run_success{domain=\"globex\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "ticketsync_run_tickets{domain=\"globex\",outcome=\"written\"}"
+            )
+            .or_else(|| sample(
+                &text,
+                "ticketsync_run_tickets{outcome=\"written\",domain=\"globex\"}"
+            )),
+            Some(80.0),
+            "{text}"
+        );
+        // A failed run of the account carries the last success over from its own file.
+        assert_eq!(last_success_in(&text), Some(1740794600.0));
     }
 
     #[test]

@@ -138,6 +138,8 @@ pub struct RunReport {
     pub mode: String,
     /// The dataset location, as displayed (credentials never shown).
     pub data: String,
+    /// The Freshservice account (domain) the run synced.
+    pub domain: String,
     /// When the run started (UTC, whole seconds).
     pub started_at: DateTime<Utc>,
     /// When the report was made (UTC, whole seconds).
@@ -181,6 +183,96 @@ pub struct RunReport {
     /// status does not change for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// The summary of a fleet run (`[[accounts]]`): one line per account and the totals, written
+/// to `_runs/<fleet_id>.fleet.json` next to each account's own run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetReport {
+    /// The fleet run's id (its start and a random suffix).
+    pub fleet_id: String,
+    /// The dataset location, as displayed.
+    pub data: String,
+    /// When the fleet run started and ended (UTC, whole seconds).
+    pub started_at: DateTime<Utc>,
+    /// When the last account finished.
+    pub finished_at: DateTime<Utc>,
+    /// Wall time of the fleet run, in seconds.
+    pub elapsed_secs: f64,
+    /// The worst status of the accounts: `ok`, `ok_with_rejects`, `failed`.
+    pub status: String,
+    /// Every account, in the job's order.
+    pub accounts: Vec<FleetAccount>,
+    /// Tickets fetched by all accounts together.
+    pub tickets_fetched: u64,
+    /// Tickets written by all accounts together.
+    pub tickets_written: u64,
+    /// Tickets fetched per second over the fleet run's wall time.
+    pub tickets_per_sec: f64,
+    /// Credits the accounts used per second, together.
+    pub credits_per_sec: f64,
+    /// The sum of the accounts' budgets this run aimed at, in credits per second
+    /// (`budget_share × X-RateLimit-Total / window` of each account that reached its API).
+    pub budget_per_sec: f64,
+}
+
+/// One account of a [`FleetReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetAccount {
+    /// The account's domain.
+    pub domain: String,
+    /// Its run's id (`_runs/<run_id>.json`); absent when the run stopped before a report.
+    pub run_id: Option<String>,
+    /// `ok`, `ok_with_rejects`, `failed`, `timed_out`, or `error` (stopped before a report:
+    /// a refused key, a held lock, storage).
+    pub status: String,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// Tickets fetched and written.
+    pub tickets_fetched: u64,
+    /// Tickets written.
+    pub tickets_written: u64,
+    /// Credits used.
+    pub credits_used: u64,
+    /// Its own budget this run aimed at, credits per second.
+    pub budget_per_sec: f64,
+    /// Its credits per window over its run, divided by that target.
+    pub utilization: f64,
+    /// Its run's wall time.
+    pub elapsed_secs: f64,
+}
+
+impl FleetReport {
+    /// The one-line fleet summary for stderr.
+    pub fn summary(&self) -> String {
+        let failed: Vec<&str> = self
+            .accounts
+            .iter()
+            .filter(|a| !matches!(a.status.as_str(), "ok" | "ok_with_rejects"))
+            .map(|a| a.domain.as_str())
+            .collect();
+        format!(
+            "fleet {status}: {n} accounts{failed}; {fetched} fetched, {written} written; {tps:.1} tickets/s, {cps:.1} of {bps:.1} credits/s budgeted ({util:.0} %); {secs:.1}s",
+            status = self.status,
+            n = self.accounts.len(),
+            failed = if failed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} failed: {})", failed.len(), failed.join(", "))
+            },
+            fetched = self.tickets_fetched,
+            written = self.tickets_written,
+            tps = self.tickets_per_sec,
+            cps = self.credits_per_sec,
+            bps = self.budget_per_sec,
+            util = if self.budget_per_sec > 0.0 {
+                100.0 * self.credits_per_sec / self.budget_per_sec
+            } else {
+                0.0
+            },
+            secs = self.elapsed_secs,
+        )
+    }
 }
 
 impl BudgetReport {

@@ -24,7 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{self, layout, Storage};
+use crate::storage::{self, Storage};
 
 pub mod delta;
 pub mod erasures;
@@ -317,7 +317,7 @@ pub fn now() -> DateTime<Utc> {
 
 /// Loads the index; empty on the first run.
 pub async fn load_index(storage: &Storage) -> Result<Index> {
-    let path = layout::state(INDEX);
+    let path = storage.scope().state(INDEX);
     match storage.get(&path).await? {
         None => Ok(Index::default()),
         Some(bytes) => Index::from_json(&bytes, path.as_ref()),
@@ -334,12 +334,12 @@ pub async fn store_cursor(storage: &Storage, cursor: &Cursor) -> Result<()> {
     store_json(storage, CURSOR, cursor).await
 }
 
-/// Reads the JSON object `_state/<name>`; `None` when it does not exist.
+/// Reads the JSON object `_state/<name>` of the storage's domain; `None` when it does not exist.
 pub(crate) async fn load_json<T: serde::de::DeserializeOwned>(
     storage: &Storage,
     name: &str,
 ) -> Result<Option<T>> {
-    let path = layout::state(name);
+    let path = storage.scope().state(name);
     match storage.get(&path).await? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -351,21 +351,25 @@ pub(crate) async fn load_json<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Writes `value` as the JSON object `_state/<name>` (one atomic put).
+/// Writes `value` as the JSON object `_state/<name>` of the storage's domain (one atomic put).
 pub(crate) async fn store_json(
     storage: &Storage,
     name: &str,
     value: &impl Serialize,
 ) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).expect("state objects serialize");
-    storage.put(&layout::state(name), bytes.into()).await?;
+    storage
+        .put(&storage.scope().state(name), bytes.into())
+        .await?;
     Ok(())
 }
 
 /// Writes the journal: the commit point of a changeset.
 pub async fn write_journal(storage: &Storage, journal: &Journal) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(journal).expect("journal serializes");
-    storage.put(&layout::state(JOURNAL), bytes.into()).await?;
+    storage
+        .put(&storage.scope().state(JOURNAL), bytes.into())
+        .await?;
     Ok(())
 }
 
@@ -397,10 +401,11 @@ pub async fn apply_journal(
         journal.deletes.iter().map(|p| Path::from(p.as_str())),
     )
     .await?;
-    storage.delete(&layout::state(JOURNAL)).await?;
-    let staging = layout::staging_root().join(journal.tag.as_str());
+    let scope = storage.scope();
+    storage.delete(&scope.state(JOURNAL)).await?;
+    let staging = scope.staging_root().join(journal.tag.as_str());
     delete_all(storage, storage.list(&staging).await?).await?;
-    storage.remove_empty_dirs(&layout::staging_root()).await;
+    storage.remove_empty_dirs(&scope.staging_root()).await;
     Ok(())
 }
 
@@ -430,7 +435,8 @@ async fn delete_all(storage: &Storage, paths: impl IntoIterator<Item = Path>) ->
 /// Finishes the commit of a run that was killed after its commit point, and clears staging
 /// areas of runs killed before it. Returns whether a journal was replayed.
 pub async fn recover(storage: &Storage) -> Result<bool> {
-    let path = layout::state(JOURNAL);
+    let scope = storage.scope();
+    let path = scope.state(JOURNAL);
     let replayed = match storage.get(&path).await? {
         None => false,
         Some(bytes) => {
@@ -444,8 +450,8 @@ pub async fn recover(storage: &Storage) -> Result<bool> {
             true
         }
     };
-    delete_all(storage, storage.list(&layout::staging_root()).await?).await?;
-    storage.remove_empty_dirs(&layout::staging_root()).await;
+    delete_all(storage, storage.list(&scope.staging_root()).await?).await?;
+    storage.remove_empty_dirs(&scope.staging_root()).await;
     Ok(replayed)
 }
 
@@ -507,7 +513,9 @@ mod tests {
     async fn journal_replay_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::local(dir.path()).unwrap();
-        let staged = layout::staged("t1", &Path::from("tickets/a.parquet"));
+        let staged = storage
+            .scope()
+            .staged("t1", &Path::from("tickets/a.parquet"));
         storage
             .put(&staged, bytes::Bytes::from_static(b"new"))
             .await

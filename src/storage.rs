@@ -3,8 +3,10 @@
 //! Every read and write of the dataset, markdown, state and run reports goes through [`Storage`],
 //! so local disk and S3 behave the same. Paths handed to and returned from `Storage` are relative
 //! to the dataset root. This module does not know what a ticket is; it only knows the layout
-//! (`<table>/account=<acct>/year=<year>/part-0.parquet`, `markdown/<acct>/<year>/<id>.md`,
-//! `_state/`, `_runs/`, `_staging/`).
+//! (`_runs/`, `_state/` of the whole dataset, and per domain ([`layout::Scope`]) its `_state/`,
+//! `_staging/`, `_pending/` and `markdown/<acct>/<year>/<id>.md`; the tables' own paths are
+//! `state::delta`'s, and `<table>/account=<acct>/year=<year>/part-0.parquet` is the layout of
+//! datasets before Delta tables, which the upgrade reads).
 
 use std::sync::Arc;
 
@@ -129,6 +131,8 @@ pub struct S3Options {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     display: String,
+    /// Whose state, staging areas, checkpoints and documents the scoped paths name.
+    scope: layout::Scope,
     /// Where readers outside object_store (polars, DuckDB) find the root: an absolute local
     /// directory or `s3://bucket/prefix`. `None` for stores given to [`Storage::from_store`].
     root: Option<String>,
@@ -139,6 +143,7 @@ impl std::fmt::Debug for Storage {
         // Only the location: the store's own Debug may include credentials.
         f.debug_struct("Storage")
             .field("location", &self.display)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -219,6 +224,7 @@ impl Storage {
         Ok(Storage {
             store,
             display: location.to_string(),
+            scope: layout::Scope::Home,
             root: Some(root),
         })
     }
@@ -240,6 +246,7 @@ impl Storage {
         Ok(Storage {
             store: Arc::new(store.with_automatic_cleanup(true)),
             display: dir.display().to_string(),
+            scope: layout::Scope::Home,
             root: Some(root.display().to_string()),
         })
     }
@@ -249,8 +256,22 @@ impl Storage {
         Storage {
             store,
             display: display.into(),
+            scope: layout::Scope::Home,
             root: None,
         }
+    }
+
+    /// The same dataset, with the per-account paths of `scope` (see [`layout::Scope`]).
+    pub fn scoped(&self, scope: layout::Scope) -> Storage {
+        Storage {
+            scope,
+            ..self.clone()
+        }
+    }
+
+    /// Whose state, staging areas, checkpoints and documents this storage's scoped paths name.
+    pub fn scope(&self) -> &layout::Scope {
+        &self.scope
     }
 
     /// Where delta-rs finds the table under `dir`: a store and the table's URL in it. On S3 (and
@@ -627,17 +648,8 @@ pub mod layout {
         Path::from(table).join(PART_FILE)
     }
 
-    /// `markdown/<acct>/<year>/<ticket_id>.md`
-    pub fn markdown_file(account: &str, year: i32, ticket_id: i64) -> Path {
-        Path::from_iter([
-            PathPart::from("markdown"),
-            PathPart::from(account),
-            PathPart::from(year.to_string()),
-            PathPart::from(format!("{ticket_id}.md")),
-        ])
-    }
-
-    /// An object under `_state/`.
+    /// An object under `_state/` that belongs to the whole dataset, whatever its domains
+    /// (`format.json`, the erasure record and key).
     pub fn state(name: &str) -> Path {
         Path::from("_state").join(name)
     }
@@ -647,32 +659,90 @@ pub mod layout {
         Path::from("_runs").join(format!("{run_id}.json"))
     }
 
-    /// Root of all staging areas.
-    pub fn staging_root() -> Path {
-        Path::from("_staging")
+    /// Where the objects of one Freshservice account (domain) of a dataset live: its index,
+    /// cursor, run lock, journal and table versions, its staging areas and checkpoints, and its
+    /// markdown documents. A dataset holds the tables of every domain it was given (the
+    /// `domain` partition), and each domain has its own copy of these, so that runs of two
+    /// domains never read or write each other's.
+    ///
+    /// The dataset's first domain (the one `_state/format.json` names, [`Scope::Home`]) keeps
+    /// the paths a dataset of one domain has always had; any other lives under
+    /// `_domains/<domain>/` and its documents under `markdown/domain=<domain>/` (an `=` is
+    /// never in an account number, so they cannot meet an account's directory).
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Scope {
+        /// The domain the dataset was created with.
+        #[default]
+        Home,
+        /// Another domain (already validated: a subdomain or a host name).
+        Domain(String),
     }
 
-    /// Root of the checkpoints not yet committed to the tables (`_pending/<tag>/…`).
-    pub fn pending_root() -> Path {
-        Path::from("_pending")
-    }
-
-    /// Where checkpoint `tag` keeps `rel` (its rows, its documents, its manifest).
-    pub fn pending(tag: &str, rel: &Path) -> Path {
-        let mut path = pending_root().join(tag);
-        for part in rel.parts() {
-            path = path.join(part);
+    impl Scope {
+        /// The prefix of this scope's own objects: empty for [`Scope::Home`].
+        fn root(&self) -> Path {
+            match self {
+                Scope::Home => Path::default(),
+                Scope::Domain(domain) => {
+                    Path::from_iter([PathPart::from("_domains"), PathPart::from(domain.as_str())])
+                }
+            }
         }
-        path
-    }
 
-    /// Where a commit stages `final_path` before the journal moves it into place.
-    pub fn staged(tag: &str, final_path: &Path) -> Path {
-        let mut path = staging_root().join(tag);
-        for part in final_path.parts() {
-            path = path.join(part);
+        fn under(&self, parts: &[&str]) -> Path {
+            let mut path = self.root();
+            for part in parts {
+                path = path.join(PathPart::from(*part));
+            }
+            path
         }
-        path
+
+        /// One of this domain's state objects (`_state/<name>`).
+        pub fn state(&self, name: &str) -> Path {
+            self.under(&["_state", name])
+        }
+
+        /// Root of this domain's staging areas (`_staging/`).
+        pub fn staging_root(&self) -> Path {
+            self.under(&["_staging"])
+        }
+
+        /// Where a commit stages `final_path` before the journal moves it into place.
+        pub fn staged(&self, tag: &str, final_path: &Path) -> Path {
+            let mut path = self.staging_root().join(tag);
+            for part in final_path.parts() {
+                path = path.join(part);
+            }
+            path
+        }
+
+        /// Root of this domain's checkpoints not yet committed to the tables (`_pending/<tag>/…`).
+        pub fn pending_root(&self) -> Path {
+            self.under(&["_pending"])
+        }
+
+        /// Where checkpoint `tag` keeps `rel` (its rows, its documents, its manifest).
+        pub fn pending(&self, tag: &str, rel: &Path) -> Path {
+            let mut path = self.pending_root().join(tag);
+            for part in rel.parts() {
+                path = path.join(part);
+            }
+            path
+        }
+
+        /// The markdown document of a ticket: `markdown/<acct>/<year>/<ticket_id>.md`, under
+        /// `markdown/domain=<domain>/` outside the home domain.
+        pub fn markdown_file(&self, account: &str, year: i32, ticket_id: i64) -> Path {
+            let mut path = Path::from("markdown");
+            if let Scope::Domain(domain) = self {
+                path = path.join(PathPart::from(format!("domain={domain}")));
+            }
+            Path::from_iter(path.parts().chain([
+                PathPart::from(account),
+                PathPart::from(year.to_string()),
+                PathPart::from(format!("{ticket_id}.md")),
+            ]))
+        }
     }
 }
 
@@ -687,13 +757,35 @@ mod tests {
             partition_file("tickets", "482913", 2025).as_ref(),
             "tickets/account=482913/year=2025/part-0.parquet"
         );
+        let home = Scope::Home;
         assert_eq!(
-            markdown_file("482913", 2025, 17531).as_ref(),
+            home.markdown_file("482913", 2025, 17531).as_ref(),
             "markdown/482913/2025/17531.md"
         );
         assert_eq!(
-            staged("r1-0", &partition_file("notes", "1", 2024)).as_ref(),
+            home.staged("r1-0", &partition_file("notes", "1", 2024))
+                .as_ref(),
             "_staging/r1-0/notes/account=1/year=2024/part-0.parquet"
+        );
+        assert_eq!(home.state("index.json").as_ref(), "_state/index.json");
+        assert_eq!(
+            home.pending("t", &Path::from("a.md")).as_ref(),
+            "_pending/t/a.md"
+        );
+        // Another domain's objects are its own, and its documents cannot meet an account's.
+        let other = Scope::Domain("globex".into());
+        assert_eq!(
+            other.markdown_file("482913", 2025, 17531).as_ref(),
+            "markdown/domain=globex/482913/2025/17531.md"
+        );
+        assert_eq!(
+            other.state("index.json").as_ref(),
+            "_domains/globex/_state/index.json"
+        );
+        assert_eq!(other.staging_root().as_ref(), "_domains/globex/_staging");
+        assert_eq!(
+            other.pending("t", &Path::from("a.md")).as_ref(),
+            "_domains/globex/_pending/t/a.md"
         );
     }
 
@@ -724,7 +816,7 @@ mod tests {
     #[test]
     fn hostile_segments_cannot_escape_the_root() {
         // normalize rejects such accounts; the layout still never produces a traversal.
-        let p = markdown_file("..", 2025, 1);
+        let p = Scope::Home.markdown_file("..", 2025, 1);
         assert!(!p.as_ref().split('/').any(|s| s == ".."), "{p}");
         let p = partition_file("tickets", "../../x", 2025);
         assert_eq!(p.parts().count(), 4, "{p}");

@@ -84,7 +84,7 @@ pub struct ForgetArgs {
 pub async fn forget(args: ForgetArgs) -> Result<Completion> {
     let (storage, file) = args.dataset.open()?;
     let lock_ttl = file.lock_ttl()?;
-    let report = forget::forget(
+    let reports = forget::forget(
         &storage,
         &forget::Request {
             email: args.email,
@@ -95,13 +95,19 @@ pub async fn forget(args: ForgetArgs) -> Result<Completion> {
     )
     .await
     .context("forget")?;
-    println!("{}", report.summary());
-    if !report.dry_run {
-        println!(
-            "audit record: {}/_runs/{}.json",
-            storage.display().trim_end_matches('/'),
-            report.run_id
-        );
+    let several = reports.len() > 1;
+    for report in &reports {
+        if several {
+            println!("domain {}:", report.domain);
+        }
+        println!("{}", report.summary());
+        if !report.dry_run {
+            println!(
+                "audit record: {}/_runs/{}.json",
+                storage.display().trim_end_matches('/'),
+                report.run_id
+            );
+        }
     }
     Ok(Completion::Ok)
 }
@@ -137,9 +143,21 @@ pub struct ExportPersonArgs {
 /// Runs `ticketsync export-person`: reads the dataset (no lock) and writes the person's document.
 pub async fn export_person(args: ExportPersonArgs) -> Result<Completion> {
     let (storage, _) = args.dataset.open()?;
-    let export = export::export_person(&storage, &args.email)
+    // Every domain's tickets, one document.
+    let mut export: Option<export::Export> = None;
+    for storage in crate::dataset::domains(&storage)
         .await
-        .context("export-person")?;
+        .context("export-person")?
+    {
+        let found = export::export_person(&storage, &args.email)
+            .await
+            .context("export-person")?;
+        export = Some(match export {
+            None => found,
+            Some(all) => all.merged(found),
+        });
+    }
+    let export = export.expect("a dataset has its home domain");
     let mut json = serde_json::to_vec_pretty(&export).expect("export serializes");
     json.push(b'\n');
     match &args.out {
@@ -205,10 +223,17 @@ pub async fn prune(args: PruneArgs) -> Result<Completion> {
             "retention_days = {days} is out of range: allowed 1 to 36500 days"
         )));
     }
-    let report = retention::prune(&storage, days, args.dry_run, file.lock_ttl()?)
-        .await
-        .context("prune")?;
-    println!("{}", report.summary());
+    let domains = crate::dataset::domains(&storage).await.context("prune")?;
+    let several = domains.len() > 1;
+    for storage in &domains {
+        let report = retention::prune(storage, days, args.dry_run, file.lock_ttl()?)
+            .await
+            .context("prune")?;
+        if several {
+            print!("{}: ", domain_of(storage));
+        }
+        println!("{}", report.summary());
+    }
     Ok(Completion::Ok)
 }
 
@@ -242,14 +267,25 @@ pub async fn redact(args: RedactArgs) -> Result<Completion> {
     let redactor =
         crate::normalize::privacy::Redactor::new(&file.redact.clone().unwrap_or_default())
             .map_err(Error::config)?;
-    let report = redact::redact(
-        &storage,
-        std::sync::Arc::new(redactor),
-        args.dry_run,
-        file.lock_ttl()?,
-    )
-    .await
-    .context("redact")?;
-    println!("{}", report.summary());
+    let redactor = std::sync::Arc::new(redactor);
+    let domains = crate::dataset::domains(&storage).await.context("redact")?;
+    let several = domains.len() > 1;
+    for storage in &domains {
+        let report = redact::redact(storage, redactor.clone(), args.dry_run, file.lock_ttl()?)
+            .await
+            .context("redact")?;
+        if several {
+            print!("{}: ", domain_of(storage));
+        }
+        println!("{}", report.summary());
+    }
     Ok(Completion::Ok)
+}
+
+/// How a domain's storage is named in the output of a command over several domains.
+fn domain_of(storage: &Storage) -> String {
+    match storage.scope() {
+        crate::storage::layout::Scope::Home => "home domain".into(),
+        crate::storage::layout::Scope::Domain(d) => d.clone(),
+    }
 }

@@ -96,6 +96,11 @@ pub struct QueryArgs {
     /// logged after an invoice). Needs history_days covering the instant.
     #[arg(long, value_name = "RFC3339", requires = "rollup", conflicts_with_all = ["explain", "as_of"])]
     pub changes_since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Only the tickets of this Freshservice account (its subdomain, the `domain` partition)
+    /// [default: every account the dataset holds; each ticket says its `domain`].
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
 }
 
 /// `--rollup`: the period hours are summed over.
@@ -156,7 +161,7 @@ pub async fn run(args: QueryArgs) -> Result<Completion> {
         ));
     }
     let s3 = file.s3.unwrap_or_default();
-    let dataset = Dataset::open(&location, &s3)?;
+    let dataset = Dataset::open(&location, &s3)?.in_domain(args.domain.clone());
     let dataset = match args.as_of {
         Some(instant) => dataset.as_of(instant),
         None => dataset,

@@ -16,6 +16,11 @@ use crate::sim::{Plan, SimConfig, Simulator};
 ///   FRESHSERVICE_API_KEY=sim-api-key ticketsync sync --base-url http://127.0.0.1:8089 \
 ///       --data ./data --full-sync --rate-window-secs 6
 ///   ticketsync sim --workspaces 3 --quirk ignore-filter --quirk loop-link=tickets_list:2
+///   ticketsync sim --accounts 3 --port 8089     three accounts on ports 8089, 8090, 8091
+///
+/// --accounts N serves N accounts, one port each from --port on, each its own data (seeds
+/// --seed, --seed+1, …) and its own rate limits; their ticket ids collide, as those of real
+/// Freshservice accounts do (a fleet job's [[accounts]] point their base_url at them).
 ///
 /// --quirk makes it answer like a misbehaving server, proxy or gateway (repeatable):
 ///   ignore-filter               filter=deleted|spam answered with the live listing
@@ -52,6 +57,10 @@ pub struct SimArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8089)]
     pub port: u16,
+
+    /// Accounts to serve, one port each from --port on (1 to 32).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub accounts: u16,
     /// Tickets to generate (all statuses; about three quarters are closed).
     #[arg(long, default_value_t = 200)]
     pub tickets: usize,
@@ -85,8 +94,33 @@ pub struct SimArgs {
 
 /// Runs `ticketsync sim`: serves the simulator until interrupted.
 pub async fn run(args: SimArgs) -> super::Result<Completion> {
+    let mut sims = Vec::new();
+    for i in 0..args.accounts {
+        let port = args.port.checked_add(i).ok_or_else(|| {
+            super::Error::config(format!(
+                "--port {} + --accounts {} passes 65535",
+                args.port, args.accounts
+            ))
+        })?;
+        if args.accounts > 1 {
+            println!("Account {} of {}:", i + 1, args.accounts);
+        }
+        sims.push(serve(&args, port, args.seed.wrapping_add(u64::from(i))).await?);
+    }
+    println!("Ctrl-C stops it.");
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| super::Error::failed(e).context("waiting for Ctrl-C"))?;
+    for sim in sims {
+        sim.shutdown().await;
+    }
+    Ok(Completion::Ok)
+}
+
+/// Starts one simulated account on `port` with `seed`, and says where it is.
+async fn serve(args: &SimArgs, port: u16, seed: u64) -> super::Result<Simulator> {
     let config = SimConfig {
-        seed: args.seed,
+        seed,
         tickets: args.tickets,
         workspaces: args.workspaces.into(),
         plan: args.plan,
@@ -95,8 +129,8 @@ pub async fn run(args: SimArgs) -> super::Result<Completion> {
         latency_jitter_ms: args.latency_ms / 4,
         ..SimConfig::default()
     };
-    let sim = Simulator::start(config, args.port).await.map_err(|e| {
-        super::Error::failed(e).context(format!("cannot listen on 127.0.0.1:{}", args.port))
+    let sim = Simulator::start(config, port).await.map_err(|e| {
+        super::Error::failed(e).context(format!("cannot listen on 127.0.0.1:{port}"))
     })?;
     let quirks = crate::sim::Quirks::from_args(&args.quirk).map_err(super::Error::config)?;
     sim.set_quirks(quirks);
@@ -118,10 +152,5 @@ pub async fn run(args: SimArgs) -> super::Result<Completion> {
         sim.api_key(),
         sim.api_key()
     );
-    println!("Ctrl-C stops it.");
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| super::Error::failed(e).context("waiting for Ctrl-C"))?;
-    sim.shutdown().await;
-    Ok(Completion::Ok)
+    Ok(sim)
 }

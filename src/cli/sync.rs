@@ -196,12 +196,23 @@ pub async fn run(args: SyncArgs) -> super::Result<Completion> {
     let started = std::time::Instant::now();
     // The job file may be unreadable: the flags alone still say where metrics go.
     let (spec, file_error) = match &args.job {
+        // A fleet job: `--domain` picks one of its accounts instead of replacing its API.
         Some(path) => match JobSpec::from_file(path) {
+            Ok(file) if file.accounts.is_some() => {
+                let flags = JobSpec {
+                    domain: None,
+                    ..args.spec()
+                };
+                (file.overlay(flags), None)
+            }
             Ok(file) => (file.overlay(args.spec()), None),
             Err(e) => (args.spec(), Some(e)),
         },
         None => (JobSpec::default().overlay(args.spec()), None),
     };
+    if spec.accounts.is_some() && file_error.is_none() {
+        return fleet(spec, args.domain.as_deref(), args.ticket).await;
+    }
     let outputs = MetricsOutputs::from_spec(&spec).unwrap_or_default();
     let result = match file_error {
         Some(e) => Err(e.into()),
@@ -315,6 +326,198 @@ async fn sync(spec: JobSpec, ticket: Option<i64>) -> super::Result<Finished> {
     })
 }
 
+/// `sync --job fleet.toml`: every account of the job (or the one `--domain` names) synced into
+/// one dataset at the same time, each with its own source (budget, limiter, retries) and its
+/// own run report, then the fleet summary. One account failing stops none of the others; the
+/// exit code is the worst of them (a refused key or another account's configuration problem is
+/// a failed fleet run, exit 2; exit 3 only when every account failed on its configuration).
+async fn fleet(
+    spec: JobSpec,
+    only: Option<&str>,
+    ticket: Option<i64>,
+) -> super::Result<Completion> {
+    let started_at = crate::state::now();
+    let started = std::time::Instant::now();
+    let specs = spec.fleet(only)?.unwrap_or_default();
+    if ticket.is_some() && specs.len() > 1 {
+        return Err(crate::job::Error::Invalid(
+            "--ticket names a ticket of one account: add --domain to say which".into(),
+        )
+        .into());
+    }
+    let mut jobs = specs
+        .into_iter()
+        .map(|spec| Job::resolve(spec, ticket))
+        .collect::<Result<Vec<_>, _>>()?;
+    // One metrics file per account (`ticketsync.prom` → `ticketsync.acme.prom`), its series
+    // labelled with the domain: side by side in node_exporter's textfile directory.
+    for job in &mut jobs {
+        if let Some(path) = &job.metrics.file {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
+            let name = match (stem, ext) {
+                (Some(stem), Some(ext)) => format!("{stem}.{}.{ext}", job.domain),
+                (Some(stem), None) => format!("{stem}.{}", job.domain),
+                _ => format!("ticketsync.{}.prom", job.domain),
+            };
+            job.metrics.file = Some(path.with_file_name(name));
+        }
+    }
+    let storage = Storage::open(&jobs[0].data, &jobs[0].s3)?;
+    let outcomes = futures::future::join_all(jobs.iter().map(|job| async {
+        let result = sync_account(job, &storage).await;
+        let facts = match &result {
+            Ok(finished) => Facts::from_report(&finished.report),
+            Err(_) => Facts::without_report(
+                started_at,
+                chrono::Utc::now(),
+                started.elapsed().as_secs_f64(),
+            ),
+        };
+        let facts = Facts {
+            domain: Some(&job.domain),
+            ..facts
+        };
+        publish_metrics(&job.metrics, &facts).await;
+        result
+    }))
+    .await;
+    let elapsed_secs = started.elapsed().as_secs_f64();
+    let mut accounts = Vec::new();
+    let mut worst = Completion::Ok;
+    let mut config_errors = Vec::new();
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        let account = match outcome {
+            Ok(finished) => {
+                let r = &finished.report;
+                worst = worse(worst, finished.completion);
+                crate::report::FleetAccount {
+                    domain: job.domain.clone(),
+                    run_id: Some(r.run_id.clone()),
+                    status: serde_json::to_value(r.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    error: r.error.clone(),
+                    tickets_fetched: r.tickets.fetched,
+                    tickets_written: r.tickets.written,
+                    credits_used: r.api.credits_used,
+                    budget_per_sec: r.budget.target_per_window / r.budget.window_secs.max(1e-9),
+                    utilization: r.budget.utilization,
+                    elapsed_secs: r.elapsed_secs,
+                }
+            }
+            Err(e) => {
+                eprintln!("ticketsync {}: error: {e}", job.domain);
+                worst = worse(worst, Completion::Failed);
+                let text = e.to_string();
+                if e.class() == Class::Config {
+                    config_errors.push(e);
+                }
+                crate::report::FleetAccount {
+                    domain: job.domain.clone(),
+                    run_id: None,
+                    status: "error".into(),
+                    error: Some(text),
+                    tickets_fetched: 0,
+                    tickets_written: 0,
+                    credits_used: 0,
+                    budget_per_sec: 0.0,
+                    utilization: 0.0,
+                    elapsed_secs,
+                }
+            }
+        };
+        accounts.push(account);
+    }
+    let sum = |f: fn(&crate::report::FleetAccount) -> f64| accounts.iter().map(f).sum::<f64>();
+    let report = crate::report::FleetReport {
+        fleet_id: format!(
+            "{}-{:04x}",
+            started_at.format("%Y%m%dT%H%M%SZ"),
+            rand::random::<u16>()
+        ),
+        data: storage.display().to_string(),
+        started_at,
+        finished_at: crate::state::now(),
+        elapsed_secs,
+        status: match worst {
+            Completion::Ok => "ok",
+            Completion::OkWithRejects { .. } => "ok_with_rejects",
+            _ => "failed",
+        }
+        .into(),
+        tickets_fetched: sum(|a| a.tickets_fetched as f64) as u64,
+        tickets_written: sum(|a| a.tickets_written as f64) as u64,
+        tickets_per_sec: sum(|a| a.tickets_fetched as f64) / elapsed_secs.max(1e-9),
+        credits_per_sec: sum(|a| a.credits_used as f64) / elapsed_secs.max(1e-9),
+        budget_per_sec: sum(|a| a.budget_per_sec),
+        accounts,
+    };
+    eprintln!("ticketsync {}", report.summary());
+    let body = serde_json::to_vec_pretty(&report).expect("the fleet report serializes");
+    let path = layout::run_report(&format!("{}.fleet", report.fleet_id));
+    if let Err(e) = storage.put(&path, body.into()).await {
+        tracing::warn!(error = %e, "cannot write the fleet summary; each account's run report stands");
+    }
+    if config_errors.len() == jobs.len() {
+        return Err(config_errors.remove(0));
+    }
+    Ok(worst)
+}
+
+/// The worse of two completions: failed over rejects over ok (the larger rejects code).
+fn worse(a: Completion, b: Completion) -> Completion {
+    let rank = |c: &Completion| match c {
+        Completion::Ok => 0,
+        Completion::OkWithRejects { .. } => 1,
+        _ => 2,
+    };
+    match (a, b) {
+        (Completion::OkWithRejects { code: x }, Completion::OkWithRejects { code: y }) => {
+            Completion::OkWithRejects { code: x.max(y) }
+        }
+        (a, b) if rank(&b) > rank(&a) => b,
+        (a, _) => a,
+    }
+}
+
+/// One account of a fleet: like [`sync`] on a dataset opened once for all of them; a run that
+/// ends on a configuration error (a refused key) is an error of this account only.
+async fn sync_account(job: &Job, storage: &Storage) -> super::Result<Finished> {
+    let (base_url, api_key, simulator) = connect(job).await?;
+    let source = Source::new(ClientConfig {
+        base_url,
+        api_key,
+        limiter: job.limiter.clone(),
+        retry: RetryPolicy::default(),
+        timeout: Duration::from_secs(60),
+        max_response_bytes: job.max_response_bytes,
+    })?
+    .with_max_pages(job.max_pages);
+    let outcome = pipeline::run(job, Arc::new(source), storage).await;
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    let outcome = outcome?;
+    eprintln!("ticketsync {}: {}", job.domain, outcome.report.summary());
+    if let Some(error) = outcome.error {
+        tracing::error!(domain = %job.domain, error = %error, "sync of this account failed; its cursor was not moved");
+    }
+    let completion = match outcome.report.status {
+        RunStatus::Ok => Completion::Ok,
+        RunStatus::OkWithRejects => Completion::OkWithRejects {
+            code: job.rejects_exit_code,
+        },
+        RunStatus::Failed | RunStatus::TimedOut => Completion::Failed,
+    };
+    Ok(Finished {
+        completion,
+        report: outcome.report,
+        storage: storage.clone(),
+    })
+}
+
 /// The API a job talks to: its base URL and key, or the built-in simulator, started here (the
 /// caller keeps it alive and shuts it down).
 pub(crate) async fn connect(job: &Job) -> super::Result<(url::Url, String, Option<Simulator>)> {
@@ -330,7 +533,7 @@ pub(crate) async fn connect(job: &Job) -> super::Result<(url::Url, String, Optio
             tracing::info!(url = %sim.base_url(), "built-in simulator started");
             let url = url::Url::parse(&sim.base_url())
                 .map_err(|e| super::Error::failed(e).context("simulator URL"))?;
-            let key = sim.api_key();
+            let key = job.api_key()?.unwrap_or_else(|| sim.api_key());
             Ok((url, key, Some(sim)))
         }
     }

@@ -34,6 +34,19 @@ pub struct Export {
     pub tickets: Vec<TicketExport>,
 }
 
+impl Export {
+    /// One document of two domains' exports: `other`'s tickets after these, counts added.
+    pub fn merged(mut self, other: Export) -> Export {
+        self.counts.tickets_requested += other.counts.tickets_requested;
+        self.counts.tickets_other += other.counts.tickets_other;
+        self.counts.conversations += other.counts.conversations;
+        self.counts.notes += other.counts.notes;
+        self.counts.time_entries += other.counts.time_entries;
+        self.tickets.extend(other.tickets);
+        self
+    }
+}
+
 /// What an export found.
 #[derive(Debug, Default, Serialize)]
 pub struct Counts {
@@ -176,6 +189,7 @@ pub async fn export_person(storage: &Storage, email: &str) -> Result<Export> {
         counts.notes += notes.len() as u64;
         counts.time_entries += time_entries.len() as u64;
         let codex = TicketDoc::of_rows(
+            lake.domain(),
             &p.ticket,
             &conversations.iter().collect::<Vec<_>>(),
             &notes.iter().collect::<Vec<_>>(),

@@ -45,6 +45,9 @@ pub struct ForgetReport {
     pub run_id: String,
     /// Always `forget`.
     pub command: &'static str,
+    /// The Freshservice account (domain) whose tickets this record covers: `forget` goes
+    /// through every domain of the dataset, one record each.
+    pub domain: String,
     /// What the person is called in the data from now on.
     pub pseudonym: String,
     /// Counted only; nothing was changed.
@@ -111,16 +114,26 @@ fn valid_email(email: &str) -> Result<String> {
     }
 }
 
-/// Erases `request.email` from the dataset (see the module docs).
-pub async fn forget(storage: &Storage, request: &Request) -> Result<ForgetReport> {
+/// Erases `request.email` from the dataset (see the module docs), domain by domain (each under
+/// its own run lock), one report each. The erasure stays pending until the last domain is
+/// rewritten: a `forget` killed between two domains leaves it pending, and the next sync of
+/// each domain finishes it.
+pub async fn forget(storage: &Storage, request: &Request) -> Result<Vec<ForgetReport>> {
     let email = valid_email(&request.email)?;
     if request.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(Error::Invalid("--name must not be empty".into()));
     }
-    super::under_lock(storage, "forget", request.lock_ttl, async |s| {
-        forget_locked(storage, request, &email, s).await
-    })
-    .await
+    let domains = super::domains(storage).await?;
+    let last = domains.len() - 1;
+    let mut reports = Vec::with_capacity(domains.len());
+    for (i, storage) in domains.iter().enumerate() {
+        let report = super::under_lock(storage, "forget", request.lock_ttl, async |s| {
+            forget_locked(storage, request, &email, s, i == last).await
+        })
+        .await?;
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 async fn forget_locked(
@@ -128,6 +141,7 @@ async fn forget_locked(
     request: &Request,
     email: &str,
     session: Session<'_>,
+    last: bool,
 ) -> Result<ForgetReport> {
     let Session {
         run_id,
@@ -179,6 +193,10 @@ async fn forget_locked(
     let report = ForgetReport {
         run_id: run_id.to_string(),
         command: "forget",
+        domain: crate::state::delta::Lake::open(storage, crate::state::delta::At::Latest)
+            .await?
+            .domain()
+            .to_string(),
         pseudonym,
         dry_run: request.dry_run,
         started_at,
@@ -191,7 +209,9 @@ async fn forget_locked(
         pending_finished: pending_before,
     };
     if !request.dry_run {
-        finish(storage, &mut loaded, started_at).await?;
+        if last {
+            finish(storage, &mut loaded, started_at).await?;
+        }
         super::audit(storage, run_id, &report).await?;
     }
     Ok(report)

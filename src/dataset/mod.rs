@@ -138,6 +138,20 @@ pub struct Session<'a> {
     pub index: Index,
 }
 
+/// The storage of every domain the dataset holds (the home domain first, then the others by
+/// name): what `forget`, `export-person`, `prune` and `redact` go through one after the other.
+pub async fn domains(storage: &Storage) -> Result<Vec<Storage>> {
+    let home = crate::state::delta::dataset_domain(storage).await?;
+    let lake = Lake::open(storage, At::Latest).await?;
+    let mut out = vec![storage.scoped(layout::Scope::Home)];
+    for domain in lake.domains() {
+        if domain != home {
+            out.push(storage.scoped(layout::Scope::Domain(domain)));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `work` as the maintenance command `command` the way a sync runs: under the run lock,
 /// after finishing an interrupted commit, on a dataset of this release's format; the lock is
 /// released afterwards, also when `work` failed.

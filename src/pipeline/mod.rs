@@ -39,7 +39,8 @@ use crate::sink;
 use crate::source::{self, Source};
 use crate::state::lock::{self, Lock};
 use crate::state::{self, Cursor};
-use crate::storage::{layout, Storage};
+use crate::storage::layout::{self, Scope};
+use crate::storage::Storage;
 
 use self::policy::Ending;
 
@@ -106,17 +107,6 @@ pub enum Error {
         /// The newest format this release knows.
         known: u32,
     },
-    /// The dataset holds another Freshservice account's tickets (ticket ids of two accounts
-    /// collide, so one dataset holds one domain). Nothing was written.
-    #[error("the dataset at {data} holds the Freshservice domain {found:?}, and this run's is {domain:?}; name the dataset's domain with --domain (or `domain` in the job), or use another dataset")]
-    OtherDomain {
-        /// The dataset location.
-        data: String,
-        /// The domain `_state/format.json` records.
-        found: String,
-        /// The run's domain.
-        domain: String,
-    },
     /// `max_run_minutes` passed: the run stopped fetching and committed what it had.
     #[error("the run was still going after max_run_minutes = {minutes}; it stopped fetching and committed what it had; the next run goes on from there")]
     TimedOut {
@@ -145,7 +135,7 @@ impl crate::error::Classify for Error {
             Error::Storage(e) => e.class(),
             Error::Dataset(e) => e.class(),
             Error::Locked(e) | Error::LockLost(e) => e.class(),
-            Error::NewerFormat { .. } | Error::OtherDomain { .. } => Class::Config,
+            Error::NewerFormat { .. } => Class::Config,
             Error::TicketNotFound { .. } | Error::RemovalGuard { .. } => Class::Failed,
             Error::TimedOut { .. } => Class::Retryable,
             Error::Task { .. } => Class::Bug,
@@ -171,6 +161,10 @@ pub struct RunOutcome {
 
 /// Runs one sync. Returns `Err` only when nothing could be written (another run holds the
 /// lock, storage or state unreadable); other failures are in the outcome, with a report written.
+///
+/// The run reads and writes the dataset as the job's domain: its partitions, and its own
+/// index, cursor, lock, journal, checkpoints and documents ([`layout::Scope`], decided by
+/// [`scope_of`]), so runs of other domains can write the same dataset at the same time.
 pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<RunOutcome, Error> {
     let started = Instant::now();
     let started_at = state::now();
@@ -179,8 +173,21 @@ pub async fn run(job: &Job, source: Arc<Source>, storage: &Storage) -> Result<Ru
         started_at.format("%Y%m%dT%H%M%SZ"),
         rand::random::<u16>()
     );
-    // Nothing is read or written before the lock is ours.
-    let lock = Lock::acquire(storage, &run_id, job.lock_ttl).await?;
+    // Nothing is written before the lock of the run's domain is ours. Which domain's lock that
+    // is depends on `format.json`, which another domain's first run may create meanwhile: read
+    // again under the lock, and start over once under the right one if it changed.
+    let mut tries = 0;
+    let (storage, lock) = loop {
+        tries += 1;
+        let scope = scope_of(storage, &job.domain, &job.home_domain).await?;
+        let scoped = storage.scoped(scope.clone());
+        let lock = Lock::acquire(&scoped, &run_id, job.lock_ttl).await?;
+        if tries > 1 || scope_of(storage, &job.domain, &job.home_domain).await? == scope {
+            break (scoped, lock);
+        }
+        lock.release().await?;
+    };
+    let storage = &storage;
     let result = run_locked(
         job,
         source,
@@ -215,7 +222,8 @@ async fn run_locked(
     start: Start,
 ) -> Result<RunOutcome, Error> {
     let recovered = sink::recover(storage, job.history_days > 0).await?;
-    let (new_dataset, format_upgrade) = upgrade(storage, lock, &start.run_id, &job.domain).await?;
+    let (new_dataset, format_upgrade) =
+        upgrade(storage, lock, &start.run_id, &job.domain, &job.home_domain).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
     // Erased people stay erased: a `forget` that was killed is finished first, and every
@@ -375,6 +383,7 @@ async fn run_locked(
             Window::Ticket(id) => format!("ticket {id}"),
         },
         data: storage.display().to_string(),
+        domain: job.domain.clone(),
         started_at: start.at,
         finished_at: state::now(),
         elapsed_secs,
@@ -419,6 +428,26 @@ async fn run_locked(
     })
 }
 
+/// Which part of the dataset a run of `domain` owns, read without writing anything:
+/// [`Scope::Home`] when `_state/format.json` names this domain, or the dataset is written by an
+/// older release (the run upgrades it under the home lock, as its domain); else the domain's own
+/// scope. A new dataset will be created for `home` (this domain, or a fleet's first account,
+/// whichever account's run comes first), so it is already answered as if it were.
+pub async fn scope_of(storage: &Storage, domain: &str, home: &str) -> Result<Scope, Error> {
+    use sink::upgrade::{self, Format};
+    let named = match upgrade::format(storage).await? {
+        Format::New => Some(home.to_string()),
+        Format::Older(_) | Format::Newer(_) => return Ok(Scope::Home),
+        Format::Current => upgrade::domain(storage).await?,
+    };
+    let named = named.unwrap_or_else(|| state::delta::DEFAULT_DOMAIN.to_string());
+    Ok(if named == domain {
+        Scope::Home
+    } else {
+        Scope::Domain(domain.to_string())
+    })
+}
+
 /// Brings a dataset written by an older release to today's format (see [`sink::upgrade`]),
 /// refuses one written by a newer release, and tells whether the dataset is new (no format yet)
 /// and what the upgrade did.
@@ -427,24 +456,17 @@ async fn upgrade(
     lock: &Lock,
     run_id: &str,
     domain: &str,
+    home: &str,
 ) -> Result<(bool, Option<FormatUpgrade>), Error> {
     use sink::upgrade::{self, Format, CHUNK_FILES, FORMAT};
     let from = match upgrade::format(storage).await? {
-        Format::Current => {
-            let found = upgrade::domain(storage).await?;
-            return match found {
-                Some(found) if found != domain => Err(Error::OtherDomain {
-                    data: storage.display().to_string(),
-                    found,
-                    domain: domain.to_string(),
-                }),
-                _ => Ok((false, None)),
-            };
-        }
-        // A new dataset says which format and domain it has before its first commit: the
-        // tables' partitions and the commits of `forget` and `prune` depend on it.
+        Format::Current => return Ok((false, None)),
+        // A new dataset says which format and home domain it has before its first commit: the
+        // tables' partitions and the commits of `forget` and `prune` depend on it. Another
+        // domain's first run may write it at the same time: the same content, and a
+        // conditional create lets one of them do it.
         Format::New => {
-            upgrade::mark_current(storage, domain).await?;
+            upgrade::create_current(storage, home).await?;
             return Ok((true, None));
         }
         Format::Newer(found) => {

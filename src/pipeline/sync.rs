@@ -272,7 +272,12 @@ impl<'a> Run<'a> {
         let mut backlog: VecDeque<wire::Ticket> = VecDeque::new();
         let backlog_limit = policy::backlog_limit(self.job.concurrency);
 
-        let progress = tracing::info_span!("fetching", indicatif.pb_show = true);
+        // One bar per account of a fleet, each named by its domain.
+        let progress = tracing::info_span!(
+            "fetching",
+            domain = %self.job.domain,
+            indicatif.pb_show = true
+        );
         progress.pb_set_style(&progress_style());
         progress.pb_set_length(0);
         progress.pb_start();
@@ -758,7 +763,7 @@ async fn reserve<T>(queue: &Option<mpsc::Sender<T>>) -> Option<mpsc::Permit<'_, 
 
 fn progress_style() -> indicatif::ProgressStyle {
     indicatif::ProgressStyle::with_template(
-        "{span_child_prefix}{spinner} tickets {pos}/{len} [{wide_bar}] eta {eta} {msg}",
+        "{span_child_prefix}{spinner} {span_fields} tickets {pos}/{len} [{wide_bar}] eta {eta} {msg}",
     )
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }

@@ -27,12 +27,13 @@ pub struct Change {
     pub tickets: Vec<i64>,
 }
 
-type Periods = BTreeMap<(String, String), BTreeMap<i64, i64>>;
+/// (domain, account, period) → ticket → minutes.
+type Periods = BTreeMap<(String, String, String), BTreeMap<i64, i64>>;
 
 fn by_period(tickets: &[ExplainedTicket]) -> Periods {
     let mut out: Periods = BTreeMap::new();
     for t in tickets {
-        out.entry((t.account.clone(), t.period.clone()))
+        out.entry((t.domain.clone(), t.account.clone(), t.period.clone()))
             .or_default()
             .insert(t.ticket_id, t.minutes);
     }
@@ -40,9 +41,10 @@ fn by_period(tickets: &[ExplainedTicket]) -> Periods {
 }
 
 /// The periods of two readings whose minutes differ, with the tickets behind the difference.
-pub(super) fn diff(domain: &str, then: &[ExplainedTicket], now: &[ExplainedTicket]) -> Vec<Change> {
+/// One row per domain: a customer's tickets of two Freshservice accounts are two adjustments.
+pub(super) fn diff(then: &[ExplainedTicket], now: &[ExplainedTicket]) -> Vec<Change> {
     let (then, now) = (by_period(then), by_period(now));
-    let keys: BTreeSet<&(String, String)> = then.keys().chain(now.keys()).collect();
+    let keys: BTreeSet<&(String, String, String)> = then.keys().chain(now.keys()).collect();
     let empty = BTreeMap::new();
     let mut out = Vec::new();
     for key in keys {
@@ -58,9 +60,9 @@ pub(super) fn diff(domain: &str, then: &[ExplainedTicket], now: &[ExplainedTicke
             .filter(|id| a.get(id) != b.get(id))
             .collect();
         out.push(Change {
-            domain: domain.to_string(),
-            account: key.0.clone(),
-            period: key.1.clone(),
+            domain: key.0.clone(),
+            account: key.1.clone(),
+            period: key.2.clone(),
             minutes_then,
             minutes_now,
             tickets,
@@ -79,8 +81,7 @@ impl Dataset {
     ) -> Result<Vec<Change>> {
         let now = self.explain(query).await?;
         let then = self.clone().as_of(since).explain(query).await?;
-        let domain = crate::state::delta::dataset_domain(self.storage()).await?;
-        Ok(diff(&domain, &then, &now))
+        Ok(diff(&then, &now))
     }
 }
 
@@ -91,6 +92,7 @@ mod tests {
     fn ticket(account: &str, period: &str, id: i64, minutes: i64) -> ExplainedTicket {
         ExplainedTicket {
             account: account.into(),
+            domain: "acme".into(),
             period: period.into(),
             ticket_id: id,
             subject: None,
@@ -118,7 +120,7 @@ mod tests {
             ticket("A", "2026-04", 2, 45),
             ticket("B", "2026-03", 3, 15),
         ];
-        let changes = diff("acme", &then, &now);
+        let changes = diff(&then, &now);
         assert_eq!(
             changes,
             vec![

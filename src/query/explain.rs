@@ -18,6 +18,8 @@ use crate::tables::Table;
 pub struct ExplainedTicket {
     /// The account.
     pub account: String,
+    /// The Freshservice account (domain) the ticket is from.
+    pub domain: String,
     /// The period it counts in (`2025-03` or `2025`).
     pub period: String,
     /// The ticket.
@@ -82,6 +84,7 @@ impl Dataset {
             .filter(col(date).dt().year().eq(lit(query.year)))
             .select([
                 col("account"),
+                col("domain"),
                 col("ticket_id"),
                 col("subject"),
                 millis("last_updated_at"),
@@ -96,6 +99,7 @@ impl Dataset {
             );
         let entries = self.scan(&files[&Table::TimeEntries])?.map(|lf| {
             lf.select([
+                col("domain"),
                 col("ticket_id"),
                 col("time_entry_id"),
                 millis("executed_at"),
@@ -114,10 +118,12 @@ impl Dataset {
             collect(tickets, what(Table::Tickets)),
             optional(entries, what(Table::TimeEntries)),
         )?;
-        let mut by_ticket: HashMap<i64, Vec<ExplainedEntry>> = HashMap::new();
+        // A ticket is its domain and id: two accounts' ids collide.
+        let mut by_ticket: HashMap<(String, i64), Vec<ExplainedEntry>> = HashMap::new();
         if let Some(df) = &entries {
             let what = what(Table::TimeEntries);
             let c = Columns { df, what: &what };
+            let mut domains = c.strings("domain")?;
             let tickets = c.i64s("ticket_id")?;
             let ids = c.i64s("time_entry_id")?;
             let executed = c.times("executed_at")?;
@@ -126,17 +132,18 @@ impl Dataset {
             let billable = c.bools("billable")?;
             let mut notes = c.strings("note")?;
             for row in 0..df.height() {
-                by_ticket
-                    .entry(c.required("ticket_id", row, tickets[row])?)
-                    .or_default()
-                    .push(ExplainedEntry {
-                        time_entry_id: c.required("time_entry_id", row, ids[row])?,
-                        executed_at: executed[row],
-                        agent_email: agents[row].take(),
-                        minutes: c.required("minutes", row, minutes[row])?,
-                        billable: c.required("billable", row, billable[row])?,
-                        note: notes[row].take(),
-                    });
+                let key = (
+                    c.required("domain", row, domains[row].take())?,
+                    c.required("ticket_id", row, tickets[row])?,
+                );
+                by_ticket.entry(key).or_default().push(ExplainedEntry {
+                    time_entry_id: c.required("time_entry_id", row, ids[row])?,
+                    executed_at: executed[row],
+                    agent_email: agents[row].take(),
+                    minutes: c.required("minutes", row, minutes[row])?,
+                    billable: c.required("billable", row, billable[row])?,
+                    note: notes[row].take(),
+                });
             }
         }
         let what = what(Table::Tickets);
@@ -145,6 +152,7 @@ impl Dataset {
             what: &what,
         };
         let mut accounts = c.strings("account")?;
+        let mut domains = c.strings("domain")?;
         let ids = c.i64s("ticket_id")?;
         let mut subjects = c.strings("subject")?;
         let updated = c.times("last_updated_at")?;
@@ -155,6 +163,10 @@ impl Dataset {
         let mut out = Vec::with_capacity(tickets.height());
         for row in 0..tickets.height() {
             let ticket_id = c.required("ticket_id", row, ids[row])?;
+            let domain = c.required("domain", row, domains[row].take())?;
+            let time_entries = by_ticket
+                .remove(&(domain.clone(), ticket_id))
+                .unwrap_or_default();
             let last_updated_at = c.required("last_updated_at", row, updated[row])?;
             let closed_at = c.required("closed_at", row, closed[row])?;
             let at = match query.basis {
@@ -163,6 +175,7 @@ impl Dataset {
             };
             out.push(ExplainedTicket {
                 account: accounts[row].take().unwrap_or_default(),
+                domain,
                 period: match query.period {
                     Period::Month => format!("{}-{:02}", query.year, at.month()),
                     Period::Year => query.year.to_string(),
@@ -174,11 +187,16 @@ impl Dataset {
                 minutes: c.required("total_minutes", row, minutes[row])?,
                 billable_minutes: c.required("billable_minutes", row, billable[row])?,
                 hours_defaulted: defaulted[row].unwrap_or(false),
-                time_entries: by_ticket.remove(&ticket_id).unwrap_or_default(),
+                time_entries,
             });
         }
         out.sort_by(|a, b| {
-            (&a.account, &a.period, a.ticket_id).cmp(&(&b.account, &b.period, b.ticket_id))
+            (&a.account, &a.period, a.ticket_id, &a.domain).cmp(&(
+                &b.account,
+                &b.period,
+                b.ticket_id,
+                &b.domain,
+            ))
         });
         Ok(out)
     }

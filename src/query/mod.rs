@@ -129,6 +129,8 @@ pub struct Dataset {
     cloud: Option<CloudOptions>,
     /// Which versions of the tables are read: the last commit's, or those of an instant.
     at: At,
+    /// Only this Freshservice account's partitions (`query --domain`); `None`: every domain.
+    domain: Option<String>,
 }
 
 /// The partition files one query reads, per table.
@@ -147,7 +149,7 @@ pub struct PartitionFile {
     pub path: Path,
 }
 
-/// Which partitions of a table a query needs.
+/// Which partitions of a table a query needs (the domain is the [`Dataset`]'s).
 #[derive(Debug, Clone, Copy)]
 struct Selection<'a> {
     account: Option<&'a str>,
@@ -213,7 +215,13 @@ impl Dataset {
             storage,
             cloud,
             at: At::Committed,
+            domain: None,
         })
+    }
+
+    /// The same dataset, only the partitions of one Freshservice account (its domain).
+    pub fn in_domain(self, domain: Option<String>) -> Dataset {
+        Dataset { domain, ..self }
     }
 
     /// The same dataset read as every table was committed at `instant` (Delta time travel).
@@ -290,9 +298,10 @@ impl Dataset {
     async fn files(&self, tables: &[Table], selection: Selection<'_>) -> Result<FileSet> {
         debug_assert_eq!(tables.first(), Some(&Table::Tickets));
         let lake = Lake::open(&self.storage, self.at.clone()).await?;
+        let domain = self.domain.as_deref();
         let mut out = FileSet::new();
         for &table in tables {
-            out.insert(table, list(&lake, table, selection));
+            out.insert(table, list(&lake, table, domain, selection));
         }
         if let At::Instant(instant) = &self.at {
             // An old version names files that later commits replaced: they are there only
@@ -317,7 +326,8 @@ impl Dataset {
                 years: Years::All,
             };
             let narrowed = selection.account.is_some() || selection.years != Years::All;
-            if !narrowed || list(&lake, Table::Tickets, everything).is_empty() {
+            let narrowed = narrowed || domain.is_some();
+            if !narrowed || list(&lake, Table::Tickets, None, everything).is_empty() {
                 return Err(Error::Empty {
                     location: self.storage.display().to_string(),
                     expected: format!(
@@ -332,10 +342,17 @@ impl Dataset {
     }
 }
 
-/// The active files of the selected partitions of `table`, in partition order.
-fn list(lake: &Lake, table: Table, selection: Selection<'_>) -> Vec<PartitionFile> {
+/// The active files of the selected partitions of `table` (of `domain`, or every domain), in
+/// partition order.
+fn list(
+    lake: &Lake,
+    table: Table,
+    domain: Option<&str>,
+    selection: Selection<'_>,
+) -> Vec<PartitionFile> {
     let mut files: Vec<PartitionFile> = lake
         .partitions(table)
+        .filter(|p| domain.is_none_or(|d| d == p.domain))
         .filter(|p| {
             let (Some(account), Some(year)) = (p.account.as_deref(), p.year) else {
                 return false;

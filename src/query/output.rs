@@ -595,6 +595,7 @@ mod tests {
             closed_at: at("2025-01-15T16:30:00Z"),
             total_hours_spent: 1.5,
             billable_hours: 1.5,
+            domain: "acme".into(),
             conversations: vec![],
             notes: vec![],
         };

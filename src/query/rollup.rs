@@ -146,6 +146,7 @@ impl Dataset {
                     .filter(col("hours_defaulted").and(year_is("closed_at")))
                     .select([
                         col("account"),
+                        col("domain"),
                         col("ticket_id"),
                         month("closed_at"),
                         col("total_minutes").alias("minutes"),
@@ -154,10 +155,13 @@ impl Dataset {
                 let rows = match self.scan(&files[&Table::TimeEntries])? {
                     None => defaulted,
                     Some(entries) => {
-                        let closed = tickets.select([col("ticket_id"), col("closed_at")]);
+                        // A ticket is its domain and id: two accounts' ids collide.
+                        let closed =
+                            tickets.select([col("domain"), col("ticket_id"), col("closed_at")]);
                         let worked = entries
                             .select([
                                 col("account"),
+                                col("domain"),
                                 col("ticket_id"),
                                 col("executed_at"),
                                 col("minutes"),
@@ -165,14 +169,15 @@ impl Dataset {
                             ])
                             .join(
                                 closed,
-                                [col("ticket_id")],
-                                [col("ticket_id")],
+                                [col("domain"), col("ticket_id")],
+                                [col("domain"), col("ticket_id")],
                                 JoinArgs::new(JoinType::Left),
                             )
                             .with_column(col("executed_at").fill_null(col("closed_at")))
                             .filter(year_is("executed_at"))
                             .select([
                                 col("account"),
+                                col("domain"),
                                 col("ticket_id"),
                                 month("executed_at"),
                                 col("minutes"),
@@ -189,7 +194,16 @@ impl Dataset {
                         })?
                     }
                 };
-                (rows, col("ticket_id").n_unique())
+                // One row per ticket and period first: the count is of (domain, ticket_id).
+                let mut per_ticket = vec![col("account"), col("domain"), col("ticket_id")];
+                if query.period == Period::Month {
+                    per_ticket.push(col("month"));
+                }
+                let rows = rows.group_by(per_ticket).agg([
+                    col("minutes").sum().cast(DataType::Int64),
+                    col("billable_minutes").sum().cast(DataType::Int64),
+                ]);
+                (rows, len())
             }
         };
         let keys = match query.period {

@@ -61,6 +61,10 @@ pub struct TicketDoc {
     /// Not in the Codex shape: the billable share of `total_hours_spent` (Ledger bills
     /// `total_hours_spent`; this is for reports that separate what was billable).
     pub billable_hours: f64,
+    /// Not in the Codex shape: the Freshservice account (domain) the ticket is from. One
+    /// customer's tickets can come from several accounts, whose ticket ids collide: the ticket
+    /// is `(domain, ticket_id)`.
+    pub domain: String,
     /// Public conversations, oldest first (ids break ties), as in the markdown.
     pub conversations: Vec<ConversationDoc>,
     /// Private notes, oldest first (ids break ties).
@@ -131,6 +135,7 @@ pub struct NoteDoc {
 impl TicketDoc {
     /// The document of a ticket's rows (as `export-person` builds it from rows read back).
     pub fn of_rows(
+        domain: &str,
         t: &crate::normalize::TicketRow,
         conversations: &[&crate::normalize::ConversationRow],
         notes: &[&crate::normalize::NoteRow],
@@ -150,6 +155,7 @@ impl TicketDoc {
             closed_at: t.closed_at,
             total_hours_spent: t.total_hours_spent,
             billable_hours: t.billable_hours,
+            domain: domain.to_string(),
             conversations: conversations
                 .iter()
                 .map(|c| ConversationDoc {
@@ -231,7 +237,7 @@ impl Dataset {
         };
         let tickets = tickets
             .select(
-                [col("ticket_id")]
+                [col("domain"), col("ticket_id")]
                     .into_iter()
                     .chain(TICKET_STRINGS.iter().map(|c| col(*c)))
                     .chain(
@@ -242,9 +248,13 @@ impl Dataset {
                     .chain([col("total_hours_spent"), col("billable_hours")])
                     .collect::<Vec<_>>(),
             )
-            .sort(["closed_at", "ticket_id"], SortMultipleOptions::default());
+            .sort(
+                ["closed_at", "ticket_id", "domain"],
+                SortMultipleOptions::default(),
+            );
         let conversations = self.scan(&files[&Table::Conversations])?.map(|lf| {
             lf.select([
+                col("domain"),
                 col("ticket_id"),
                 col("conversation_id"),
                 col("body"),
@@ -265,6 +275,7 @@ impl Dataset {
         });
         let notes = self.scan(&files[&Table::Notes])?.map(|lf| {
             lf.select([
+                col("domain"),
                 col("ticket_id"),
                 col("note_id"),
                 col("body"),
@@ -299,10 +310,10 @@ impl Dataset {
             Some(df) => note_docs(&df, &what(Table::Notes))?,
             None => HashMap::new(),
         };
-        ticket_docs(&tickets, &what(Table::Tickets), |id| {
+        ticket_docs(&tickets, &what(Table::Tickets), |key| {
             (
-                conversations.remove(&id).unwrap_or_default(),
-                notes.remove(&id).unwrap_or_default(),
+                conversations.remove(key).unwrap_or_default(),
+                notes.remove(key).unwrap_or_default(),
             )
         })
     }
@@ -385,8 +396,12 @@ impl Columns<'_> {
     }
 }
 
-fn conversation_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<ConversationDoc>>> {
+/// A ticket of the dataset: its domain and id (ids of two Freshservice accounts collide).
+type Key = (String, i64);
+
+fn conversation_docs(df: &DataFrame, what: &str) -> Result<HashMap<Key, Vec<ConversationDoc>>> {
     let c = Columns { df, what };
+    let mut domains = c.strings("domain")?;
     let ticket_ids = c.i64s("ticket_id")?;
     let ids = c.i64s("conversation_id")?;
     let mut bodies = c.strings("body")?;
@@ -399,10 +414,13 @@ fn conversation_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<Conv
     let private = c.bools("private")?;
     let users = c.i64s("user_id")?;
     let mut support = c.strings("support_email")?;
-    let mut out: HashMap<i64, Vec<ConversationDoc>> = HashMap::new();
+    let mut out: HashMap<Key, Vec<ConversationDoc>> = HashMap::new();
     for row in 0..df.height() {
-        let ticket_id = c.required("ticket_id", row, ticket_ids[row])?;
-        out.entry(ticket_id).or_default().push(ConversationDoc {
+        let key = (
+            c.required("domain", row, domains[row].take())?,
+            c.required("ticket_id", row, ticket_ids[row])?,
+        );
+        out.entry(key).or_default().push(ConversationDoc {
             id: c.required("conversation_id", row, ids[row])?,
             body: c.required("body", row, bodies[row].take())?,
             body_html: htmls[row].take(),
@@ -419,8 +437,9 @@ fn conversation_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<Conv
     Ok(out)
 }
 
-fn note_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<NoteDoc>>> {
+fn note_docs(df: &DataFrame, what: &str) -> Result<HashMap<Key, Vec<NoteDoc>>> {
     let c = Columns { df, what };
+    let mut domains = c.strings("domain")?;
     let ticket_ids = c.i64s("ticket_id")?;
     let ids = c.i64s("note_id")?;
     let mut bodies = c.strings("body")?;
@@ -433,10 +452,13 @@ fn note_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<NoteDoc>>> {
     let incoming = c.bools("incoming")?;
     let users = c.i64s("user_id")?;
     let mut support = c.strings("support_email")?;
-    let mut out: HashMap<i64, Vec<NoteDoc>> = HashMap::new();
+    let mut out: HashMap<Key, Vec<NoteDoc>> = HashMap::new();
     for row in 0..df.height() {
-        let ticket_id = c.required("ticket_id", row, ticket_ids[row])?;
-        out.entry(ticket_id).or_default().push(NoteDoc {
+        let key = (
+            c.required("domain", row, domains[row].take())?,
+            c.required("ticket_id", row, ticket_ids[row])?,
+        );
+        out.entry(key).or_default().push(NoteDoc {
             id: c.required("note_id", row, ids[row])?,
             body: c.required("body", row, bodies[row].take())?,
             body_html: htmls[row].take(),
@@ -457,9 +479,10 @@ fn note_docs(df: &DataFrame, what: &str) -> Result<HashMap<i64, Vec<NoteDoc>>> {
 fn ticket_docs(
     df: &DataFrame,
     what: &str,
-    mut children: impl FnMut(i64) -> (Vec<ConversationDoc>, Vec<NoteDoc>),
+    mut children: impl FnMut(&Key) -> (Vec<ConversationDoc>, Vec<NoteDoc>),
 ) -> Result<Vec<TicketDoc>> {
     let c = Columns { df, what };
+    let mut domains = c.strings("domain")?;
     let ids = c.i64s("ticket_id")?;
     let mut numbers = c.strings("ticket_number")?;
     let mut subjects = c.strings("subject")?;
@@ -476,8 +499,12 @@ fn ticket_docs(
     let billable = c.f64s("billable_hours")?;
     let mut out = Vec::with_capacity(df.height());
     for row in 0..df.height() {
-        let ticket_id = c.required("ticket_id", row, ids[row])?;
-        let (conversations, notes) = children(ticket_id);
+        let key = (
+            c.required("domain", row, domains[row].take())?,
+            c.required("ticket_id", row, ids[row])?,
+        );
+        let (conversations, notes) = children(&key);
+        let (domain, ticket_id) = key;
         out.push(TicketDoc {
             ticket_id,
             ticket_number: c.required("ticket_number", row, numbers[row].take())?,
@@ -493,6 +520,7 @@ fn ticket_docs(
             closed_at: c.required("closed_at", row, closed[row])?,
             total_hours_spent: c.required("total_hours_spent", row, hours[row])?,
             billable_hours: c.required("billable_hours", row, billable[row])?,
+            domain,
             conversations,
             notes,
         });

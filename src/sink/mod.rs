@@ -52,7 +52,7 @@ use object_store::path::Path;
 use crate::normalize::{Placed, Rejection};
 use crate::state::delta::{At, DataFile, Lake, Partition};
 use crate::state::{self, Index, Journal, Location};
-use crate::storage::{self, layout, Storage};
+use crate::storage::{self, Storage};
 use crate::tables::{self, Table};
 
 /// Sink errors: where a commit failed.
@@ -270,7 +270,9 @@ pub async fn recover(storage: &Storage, keep_replaced: bool) -> Result<bool, Err
         storage.delete(path).await?;
     }
     let Some(first) = segments.first() else {
-        storage.remove_empty_dirs(&layout::pending_root()).await;
+        storage
+            .remove_empty_dirs(&storage.scope().pending_root())
+            .await;
         return Ok(replayed);
     };
     tracing::warn!(
@@ -294,7 +296,9 @@ pub async fn recover(storage: &Storage, keep_replaced: bool) -> Result<bool, Err
         &tag,
     )
     .await?;
-    storage.remove_empty_dirs(&layout::pending_root()).await;
+    storage
+        .remove_empty_dirs(&storage.scope().pending_root())
+        .await;
     Ok(true)
 }
 
@@ -404,7 +408,7 @@ async fn commit_parts(
         .keys()
         .filter_map(|id| match &index.get(*id)?.location {
             Location::Placed { account, year } => {
-                Some((*id, layout::markdown_file(account, *year, *id)))
+                Some((*id, storage.scope().markdown_file(account, *year, *id)))
             }
             Location::Rejected => None,
         })
@@ -433,8 +437,8 @@ async fn commit_parts(
                         .filter(|p| is_last(p.ticket.ticket_id)),
                 )
                 .map(|p| async move {
-                    let target = markdown::path_of(p);
-                    let staged = layout::staged(tag, &target);
+                    let target = markdown::path_of(storage.scope(), p);
+                    let staged = storage.scope().staged(tag, &target);
                     storage
                         .put(&staged, Bytes::from(p.markdown.clone()))
                         .await?;
@@ -457,7 +461,7 @@ async fn commit_parts(
             Some(Location::Placed { account, year }) => Some((account.as_str(), *year)),
             _ => None,
         };
-        if let Some(stale) = markdown::stale_path(*id, was.as_ref(), now) {
+        if let Some(stale) = markdown::stale_path(storage.scope(), *id, was.as_ref(), now) {
             stats.markdown_deleted += 1;
             journal.deletes.push(stale.to_string());
         }
@@ -472,8 +476,8 @@ async fn commit_parts(
     }
 
     // The index after this commit, staged like everything else.
-    let index_path = layout::state(state::INDEX);
-    let staged_index = layout::staged(tag, &index_path);
+    let index_path = storage.scope().state(state::INDEX);
+    let staged_index = storage.scope().staged(tag, &index_path);
     storage
         .put(&staged_index, Bytes::from(index.to_json()))
         .await?;
@@ -800,7 +804,7 @@ async fn rebuild(
             file_tag.to_string()
         };
         let file = DataFile::new(partition, &name, &batch, bytes.len() as u64);
-        let staged = layout::staged(tag, &file.object(table));
+        let staged = storage.scope().staged(tag, &file.object(table));
         storage.put(&staged, bytes).await?;
         written.push((staged, file));
     }

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::{markdown, parquet, Changeset, Error};
 use crate::state::delta::Partition;
 use crate::state::{Index, IndexEntry, Location};
-use crate::storage::{layout, Storage};
+use crate::storage::layout::Scope;
+use crate::storage::Storage;
 use crate::tables::{self, Table};
 
 /// The manifest of a checkpoint, in its directory.
@@ -88,8 +89,8 @@ pub struct Segment {
 
 impl Segment {
     /// The manifest's object path.
-    pub fn manifest(&self) -> Path {
-        layout::pending(&self.tag, &Path::from(MANIFEST))
+    pub fn manifest(&self, scope: &Scope) -> Path {
+        scope.pending(&self.tag, &Path::from(MANIFEST))
     }
 }
 
@@ -188,7 +189,9 @@ pub async fn write(
         if parts.is_empty() {
             continue;
         }
-        let path = layout::pending(tag, &Path::from(format!("{}.parquet", table.name())));
+        let path = storage
+            .scope()
+            .pending(tag, &Path::from(format!("{}.parquet", table.name())));
         let mut slices = Vec::with_capacity(parts.len());
         let mut offset = 0;
         for (partition, batch) in &parts {
@@ -225,8 +228,8 @@ pub async fn write(
     }
     let docs: Vec<Doc> = futures::stream::iter(changeset.placed.iter())
         .map(|p| async move {
-            let target = markdown::path_of(p);
-            let staged = layout::pending(tag, &target);
+            let target = markdown::path_of(storage.scope(), p);
+            let staged = storage.scope().pending(tag, &target);
             storage
                 .put(&staged, Bytes::from(p.markdown.clone()))
                 .await?;
@@ -247,7 +250,9 @@ pub async fn write(
         docs,
     };
     let body = serde_json::to_vec(&segment).expect("a manifest serializes");
-    storage.put(&segment.manifest(), body.into()).await?;
+    storage
+        .put(&segment.manifest(storage.scope()), body.into())
+        .await?;
     Ok(segment)
 }
 
@@ -310,7 +315,7 @@ pub async fn read(
 /// Every checkpoint under `_pending/` with a manifest, in tag order, and the objects of
 /// checkpoints without one (killed before their commit point).
 pub async fn load(storage: &Storage) -> Result<(Vec<Segment>, Vec<Path>), Error> {
-    let root = layout::pending_root();
+    let root = storage.scope().pending_root();
     let all = storage.list(&root).await?;
     let tag_of = |p: &Path| p.parts().nth(1).map(|t| t.as_ref().to_string());
     let mut tags: BTreeSet<String> = BTreeSet::new();
@@ -321,7 +326,7 @@ pub async fn load(storage: &Storage) -> Result<(Vec<Segment>, Vec<Path>), Error>
     }
     let mut segments = Vec::with_capacity(tags.len());
     for tag in &tags {
-        let path = layout::pending(tag, &Path::from(MANIFEST));
+        let path = storage.scope().pending(tag, &Path::from(MANIFEST));
         let bytes = storage.get_existing(&path).await?;
         let segment: Segment =
             serde_json::from_slice(&bytes).map_err(|e| crate::state::Error::Corrupt {
@@ -339,5 +344,7 @@ pub async fn load(storage: &Storage) -> Result<(Vec<Segment>, Vec<Path>), Error>
 
 /// Every object of a checkpoint (its manifest among them).
 pub async fn objects(storage: &Storage, tag: &str) -> Result<Vec<Path>, Error> {
-    Ok(storage.list(&layout::pending_root().join(tag)).await?)
+    Ok(storage
+        .list(&storage.scope().pending_root().join(tag))
+        .await?)
 }

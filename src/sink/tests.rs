@@ -207,7 +207,7 @@ proptest! {
                         let cdir = format!("conversations/domain=default/account={}/year={year}", ACCOUNTS[*account]);
                         assert!(c.iter().all(|r| r.0 == cdir && r.2.ends_with(&format!("of v{v}"))), "{c:?}");
                         assert!(r.is_empty(), "ticket {id} also rejected");
-                        let md = crate::storage::layout::markdown_file(ACCOUNTS[*account], *year, *id);
+                        let md = crate::storage::layout::Scope::Home.markdown_file(ACCOUNTS[*account], *year, *id);
                         assert!(storage.exists(&md).await.unwrap(), "{md}");
                     }
                     Op::Reject => {

@@ -156,6 +156,14 @@ pub async fn mark_current(storage: &Storage, domain: &str) -> Result<(), Error> 
     Ok(())
 }
 
+/// Creates `format.json` for a new dataset holding `domain`, unless it exists by now (another
+/// domain's first run created it first): `false` then.
+pub async fn create_current(storage: &Storage, domain: &str) -> Result<bool, Error> {
+    Ok(storage
+        .create(&layout::state(FORMAT_FILE), format_bytes(domain))
+        .await?)
+}
+
 fn format_bytes(domain: &str) -> Bytes {
     Bytes::from(
         serde_json::to_vec_pretty(&FormatFile {
@@ -207,7 +215,7 @@ pub async fn upgrade_chunk(
                 .await
                 .map_err(Error::Task)??;
                 let file = DataFile::new(&partition, file_tag, &batch, encoded.len() as u64);
-                let staged = layout::staged(tag, &file.object(table));
+                let staged = storage.scope().staged(tag, &file.object(table));
                 storage.put(&staged, encoded).await?;
                 Ok(Some((table, path.clone(), staged, file)))
             }
@@ -231,7 +239,7 @@ pub async fn upgrade_chunk(
     };
     if last {
         let target = layout::state(FORMAT_FILE);
-        let staged = layout::staged(tag, &target);
+        let staged = storage.scope().staged(tag, &target);
         storage.put(&staged, format_bytes(domain)).await?;
         journal
             .publish
@@ -366,7 +374,7 @@ mod tests {
             .all_files(Table::Tickets)
             .all(|f| f.path.starts_with("domain=acme/account=")));
         assert!(storage
-            .list(&layout::staging_root())
+            .list(&storage.scope().staging_root())
             .await
             .unwrap()
             .is_empty());

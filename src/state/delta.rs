@@ -29,11 +29,25 @@ use object_store::path::{Path, PathPart};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result};
-use crate::storage::{layout, Storage};
+use crate::storage::layout::{self, Scope};
+use crate::storage::Storage;
 use crate::tables::Table;
 
-/// The `appId` of ticketsync's `txn` actions.
+/// The `appId` of ticketsync's `txn` actions for the dataset's home domain; another domain's
+/// commits carry [`app_id`]`(domain)`, so each domain's commit numbers are its own.
 pub const APP_ID: &str = "ticketsync";
+
+/// How often a table commit that lost the race to another domain's commit is tried again on the
+/// table as that commit left it (each try first checks that no partition it touches changed).
+const COMMIT_TRIES: usize = 20;
+
+/// The `appId` of the commits made for the domain of `scope`.
+pub fn app_id(scope: &Scope) -> String {
+    match scope {
+        Scope::Home => APP_ID.to_string(),
+        Scope::Domain(domain) => format!("{APP_ID}/{domain}"),
+    }
+}
 
 /// Under `_state/`: the version of every table as the dataset's last commit left them, so that
 /// readers (`ticketsync query`) see all tables at one consistent point.
@@ -226,6 +240,7 @@ struct Log {
 pub struct Lake {
     logs: BTreeMap<&'static str, Log>,
     domain: String,
+    app_id: String,
     seq: u64,
 }
 
@@ -256,62 +271,79 @@ fn builder(storage: &Storage, table: Table) -> Result<DeltaTableBuilder> {
 }
 
 impl Lake {
-    /// Reads every table's log at `at`.
+    /// Reads every table's log at `at`, for the domain of the storage's scope: its partitions
+    /// are the ones a commit of this lake writes, its `appId` the one its commits carry.
+    ///
+    /// [`At::Committed`] shows every domain as its own last finished dataset commit left it
+    /// (each domain's [`SNAPSHOT`]): each table is read at its latest version, and a domain
+    /// whose commit is under way there (the table holds a later commit of its `appId` than its
+    /// record names) is shown from the version its record names instead. So a reader never
+    /// sees half of a commit, of any domain, while other domains' processes commit.
     pub async fn open(storage: &Storage, at: At) -> Result<Lake> {
-        let pinned = match &at {
-            At::Committed => load_versions(storage).await?,
-            _ => None,
+        let home = dataset_domain(storage).await?;
+        let domain = match storage.scope() {
+            Scope::Home => home.clone(),
+            Scope::Domain(d) => d.clone(),
         };
+        let own_app = app_id(storage.scope());
+        let mut records: BTreeMap<String, Option<Versions>> = BTreeMap::new();
+        if at == At::Committed {
+            records.insert(domain.clone(), load_versions(storage).await?);
+        }
         let mut logs = BTreeMap::new();
         for table in Table::ALL {
             let log_dir = Path::from(table.name()).join("_delta_log");
-            let exists = !storage.list(&log_dir).await?.is_empty();
-            let log = if !exists {
-                Log {
-                    table: None,
-                    files: BTreeMap::new(),
-                    seq: None,
-                }
-            } else {
-                let b = builder(storage, table)?;
-                let b = match (
-                    &at,
-                    pinned.as_ref().and_then(|v| v.tables.get(table.name())),
-                ) {
-                    (At::Instant(t), _) => b.with_timestamp(*t),
-                    (At::Committed, Some(v)) => b.with_version(*v as u64),
-                    _ => b,
-                };
-                match b.load().await {
-                    Ok(t) => Log::read(table, t).await?,
-                    // Before the table's first commit, an instant has nothing to show.
-                    Err(_) if matches!(at, At::Instant(_)) => Log {
-                        table: None,
-                        files: BTreeMap::new(),
-                        seq: None,
-                    },
-                    Err(e) => return Err(delta_error(table, "load", e)),
-                }
+            if storage.list(&log_dir).await?.is_empty() {
+                logs.insert(table.name(), Log::empty());
+                continue;
+            }
+            let b = builder(storage, table)?;
+            let b = match &at {
+                At::Instant(t) => b.with_timestamp(*t),
+                _ => b,
             };
+            let mut log = match b.load().await {
+                Ok(t) => Log::read(table, t, &own_app).await?,
+                // Before the table's first commit, an instant has nothing to show.
+                Err(_) if matches!(at, At::Instant(_)) => Log::empty(),
+                Err(e) => return Err(delta_error(table, "load", e)),
+            };
+            if at == At::Committed {
+                log.pin_committed(storage, table, &home, &mut records)
+                    .await?;
+                log.seq = match &log.table {
+                    Some(delta) => txn_version(table, delta, &own_app).await?,
+                    None => None,
+                };
+            }
             logs.insert(table.name(), log);
         }
         let seq = logs
             .values()
             .filter_map(|l| l.seq)
             .map(|s| s.max(0) as u64)
-            .chain(pinned.map(|v| v.seq))
+            .chain(records.get(&domain).cloned().flatten().map(|v| v.seq))
             .max()
             .unwrap_or(0);
         Ok(Lake {
             logs,
-            domain: dataset_domain(storage).await?,
+            domain,
+            app_id: own_app,
             seq,
         })
     }
 
-    /// The Freshservice domain the dataset holds (`_state/format.json`).
+    /// The Freshservice domain this lake's commits write (the storage scope's).
     pub fn domain(&self) -> &str {
         &self.domain
+    }
+
+    /// Every domain with files in any table.
+    pub fn domains(&self) -> BTreeSet<String> {
+        self.logs
+            .values()
+            .flat_map(|log| log.files.keys().map(|p| p.domain.clone()))
+            .collect()
     }
 
     /// The sequence number of the dataset's last commit (0 before the first).
@@ -375,7 +407,8 @@ impl Lake {
             .logs
             .get_mut(table.name())
             .expect("every table has a log");
-        log.commit(storage, table, change, seq).await?;
+        log.commit(storage, table, change, seq, &self.app_id)
+            .await?;
         self.seq = self.seq.max(seq);
         Ok(())
     }
@@ -388,10 +421,11 @@ impl Lake {
         changes: &BTreeMap<String, TableCommit>,
         seq: u64,
     ) -> Result<()> {
+        let app_id = self.app_id.as_str();
         let commits = self.logs.iter_mut().filter_map(|(name, log)| {
             let change = changes.get(*name)?;
             let table = *Table::ALL.iter().find(|t| t.name() == *name)?;
-            Some(log.commit(storage, table, change, seq))
+            Some(log.commit(storage, table, change, seq, app_id))
         });
         futures::future::try_join_all(commits).await?;
         self.seq = self.seq.max(seq);
@@ -400,141 +434,287 @@ impl Lake {
 }
 
 impl Log {
-    /// Commits `change` to this table's log as the dataset commit `seq` (see [`Lake::commit`]).
+    /// Commits `change` to this table's log as the dataset commit `seq` of the domain whose
+    /// `appId` is `app_id` (see [`Lake::commit`]).
+    ///
+    /// Other domains' processes commit to the same tables. delta-rs retries a commit that lost
+    /// the race, but without a read predicate its conflict check refuses ours whenever the
+    /// winning commit removed any file (the whole table counts as read). What a commit of ours
+    /// read is only its own domain's partitions, so the check here is by partition: the commit
+    /// is tried again on the table as the winners left it when every partition it touches
+    /// still holds exactly the files this log knows, and fails (retryable) when one changed.
     async fn commit(
         &mut self,
         storage: &Storage,
         table: Table,
         change: &TableCommit,
         seq: u64,
+        app_id: &str,
     ) -> Result<()> {
-        let log = self;
-        if log.seq.is_some_and(|done| done >= seq as i64) {
+        if self.seq.is_some_and(|done| done >= seq as i64) {
             return Ok(());
         }
-        if log.table.is_none() {
-            log.table = Some(create(storage, table).await?);
+        if self.table.is_none() {
+            self.table = Some(match create(storage, table).await {
+                Ok(created) => created,
+                // Another domain's process created it first.
+                Err(e) => builder(storage, table)?.load().await.map_err(|_| e)?,
+            });
         }
-        let delta = log.table.as_ref().expect("created above");
-        let snapshot = delta
-            .snapshot()
-            .map_err(|e| delta_error(table, "snapshot", e))?;
-        let now = Utc::now().timestamp_millis();
-        let mut actions: Vec<Action> = Vec::new();
-        for file in &change.removes {
-            actions.push(Action::Remove(Remove {
-                path: file.path.clone(),
-                data_change: change.data_change,
-                deletion_timestamp: Some(now),
-                extended_file_metadata: Some(true),
-                partition_values: Some(file.partition.values()),
-                size: Some(file.size as i64),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-            }));
-        }
-        for file in &change.adds {
-            actions.push(Action::Add(Add {
-                path: file.path.clone(),
-                partition_values: file.partition.values(),
-                size: file.size as i64,
-                modification_time: now,
-                data_change: change.data_change,
-                stats: file.stats.clone(),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-                clustering_provider: None,
-            }));
-        }
-        // The log is kept whole: time travel (`history_days`) needs every commit of the days it
-        // keeps, and delta-rs' own cleanup knows nothing of them.
-        let properties = CommitProperties::default()
-            .with_cleanup_expired_logs(Some(false))
-            .with_application_transaction(Transaction::new(APP_ID, seq as i64));
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: Some(
-                table
-                    .partition_columns()
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect(),
-            ),
-            predicate: None,
+        let actions = actions(change);
+        let mut tries = 0;
+        let done = loop {
+            tries += 1;
+            let delta = self.table.as_ref().expect("created above");
+            let snapshot = delta
+                .snapshot()
+                .map_err(|e| delta_error(table, "snapshot", e))?;
+            // The log is kept whole: time travel (`history_days`) needs every commit of the days
+            // it keeps, and delta-rs' own cleanup knows nothing of them.
+            let properties = CommitProperties::default()
+                .with_cleanup_expired_logs(Some(false))
+                .with_application_transaction(Transaction::new(app_id, seq as i64));
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: Some(
+                    table
+                        .partition_columns()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                ),
+                predicate: None,
+            };
+            let result = CommitBuilder::from(properties)
+                .with_actions(actions.clone())
+                .build(Some(snapshot), delta.log_store(), operation)
+                .await;
+            let error = match result {
+                Ok(done) => break done,
+                Err(e) => e,
+            };
+            // Lost to another writer? Read the table as it is now and compare our partitions.
+            let read_version = delta.version();
+            let latest = builder(storage, table)?
+                .load()
+                .await
+                .map_err(|e| delta_error(table, "load", e))?;
+            // The commit landed after all (an answer lost on the way back).
+            if txn_version(table, &latest, app_id)
+                .await?
+                .is_some_and(|done| done >= seq as i64)
+            {
+                self.files = active_files(table, &latest)?;
+                self.table = Some(latest);
+                self.seq = Some(seq as i64);
+                return Ok(());
+            }
+            if tries >= COMMIT_TRIES || latest.version() <= read_version {
+                return Err(delta_error(table, "commit", error));
+            }
+            let now = active_files(table, &latest)?;
+            let touched: BTreeSet<&Partition> = change
+                .adds
+                .iter()
+                .chain(&change.removes)
+                .map(|f| &f.partition)
+                .collect();
+            if let Some(changed) = touched.iter().find(|p| now.get(**p) != self.files.get(**p)) {
+                return Err(delta_error(
+                    table,
+                    "commit",
+                    format!(
+                        "another writer changed partition {} meanwhile ({error})",
+                        changed.dir()
+                    ),
+                ));
+            }
+            tracing::debug!(
+                table = table.name(),
+                version = ?latest.version(),
+                "another domain committed first; committing again on its version"
+            );
+            self.files = now;
+            self.table = Some(latest);
         };
-        let done = CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(Some(snapshot), delta.log_store(), operation)
-            .await
-            .map_err(|e| delta_error(table, "commit", e))?;
         // The commit's own snapshot, and the file list changed in memory: no log replay.
-        let delta = log.table.as_mut().expect("created above");
+        let delta = self.table.as_mut().expect("created above");
         delta.state = Some(done.snapshot());
         for file in &change.removes {
-            if let Some(list) = log.files.get_mut(&file.partition) {
+            if let Some(list) = self.files.get_mut(&file.partition) {
                 list.retain(|f| f.path != file.path);
             }
         }
         for file in &change.adds {
-            log.files
+            self.files
                 .entry(file.partition.clone())
                 .or_default()
                 .push(file.clone());
         }
-        log.files.retain(|_, list| !list.is_empty());
-        for list in log.files.values_mut() {
+        self.files.retain(|_, list| !list.is_empty());
+        for list in self.files.values_mut() {
             list.sort_by(|a, b| a.path.cmp(&b.path));
         }
-        log.seq = Some(seq as i64);
+        self.seq = Some(seq as i64);
         Ok(())
     }
 }
 
+/// The `remove` and `add` actions of one table's change.
+fn actions(change: &TableCommit) -> Vec<Action> {
+    let now = Utc::now().timestamp_millis();
+    let mut actions: Vec<Action> = Vec::new();
+    for file in &change.removes {
+        actions.push(Action::Remove(Remove {
+            path: file.path.clone(),
+            data_change: change.data_change,
+            deletion_timestamp: Some(now),
+            extended_file_metadata: Some(true),
+            partition_values: Some(file.partition.values()),
+            size: Some(file.size as i64),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+        }));
+    }
+    for file in &change.adds {
+        actions.push(Action::Add(Add {
+            path: file.path.clone(),
+            partition_values: file.partition.values(),
+            size: file.size as i64,
+            modification_time: now,
+            data_change: change.data_change,
+            stats: file.stats.clone(),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+            clustering_provider: None,
+        }));
+    }
+    actions
+}
+
 impl Log {
-    async fn read(table: Table, delta: DeltaTable) -> Result<Log> {
-        let snapshot = delta
-            .snapshot()
-            .map_err(|e| delta_error(table, "snapshot", e))?;
-        let mut files: BTreeMap<Partition, Vec<DataFile>> = BTreeMap::new();
-        for view in snapshot.log_data().iter() {
-            let values = view.partition_values_map();
-            let partition = Partition::from_values(&values).ok_or_else(|| {
-                delta_error(
-                    table,
-                    "log",
-                    format!("file {} has no domain partition value", view.path()),
-                )
-            })?;
-            let stats = view.stats();
-            let rows = stats
-                .as_deref()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                .and_then(|v| v.get("numRecords")?.as_u64());
-            files.entry(partition.clone()).or_default().push(DataFile {
-                path: view.path().to_string(),
-                partition,
-                size: view.size() as u64,
-                rows,
-                stats,
-            });
+    fn empty() -> Log {
+        Log {
+            table: None,
+            files: BTreeMap::new(),
+            seq: None,
         }
-        for list in files.values_mut() {
-            list.sort_by(|a, b| a.path.cmp(&b.path));
-        }
-        let seq = snapshot
-            .transaction_version(delta.log_store().as_ref(), APP_ID)
-            .await
-            .map_err(|e| delta_error(table, "txn", e))?;
+    }
+
+    async fn read(table: Table, delta: DeltaTable, app_id: &str) -> Result<Log> {
+        let files = active_files(table, &delta)?;
+        let seq = txn_version(table, &delta, app_id).await?;
         Ok(Log {
             table: Some(delta),
             files,
             seq,
         })
     }
+}
+
+impl Log {
+    /// Turns a log read at the latest version into the [`At::Committed`] view: of each domain
+    /// with a commit under way in this table (a later `txn` of its `appId` than its record
+    /// names), the partitions show the files of the version its record names; a domain other
+    /// than the home one without a record (its first commit under way) shows none. The home
+    /// domain of a dataset written before records existed shows the latest.
+    async fn pin_committed(
+        &mut self,
+        storage: &Storage,
+        table: Table,
+        home: &str,
+        records: &mut BTreeMap<String, Option<Versions>>,
+    ) -> Result<()> {
+        let Some(delta) = self.table.as_ref() else {
+            return Ok(());
+        };
+        let domains: BTreeSet<String> = self.files.keys().map(|p| p.domain.clone()).collect();
+        let mut pinned: Vec<(String, Option<i64>)> = Vec::new();
+        for domain in domains {
+            let scope = if domain == home {
+                Scope::Home
+            } else {
+                Scope::Domain(domain.clone())
+            };
+            if !records.contains_key(&domain) {
+                let record = load_versions(&storage.scoped(scope.clone())).await?;
+                records.insert(domain.clone(), record);
+            }
+            let txn = txn_version(table, delta, &app_id(&scope)).await?;
+            match (&records[&domain], txn) {
+                (Some(record), txn) if txn.is_none_or(|t| t <= record.seq as i64) => {}
+                (Some(record), _) => {
+                    pinned.push((domain, record.tables.get(table.name()).copied()));
+                }
+                (None, _) if scope == Scope::Home => {}
+                (None, _) => pinned.push((domain, None)),
+            }
+        }
+        for (domain, version) in pinned {
+            self.files.retain(|p, _| p.domain != domain);
+            let Some(version) = version else { continue };
+            let old = builder(storage, table)?
+                .with_version(version as u64)
+                .load()
+                .await
+                .map_err(|e| delta_error(table, "load", e))?;
+            for (partition, list) in active_files(table, &old)? {
+                if partition.domain == domain {
+                    self.files.insert(partition, list);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The last dataset commit of the domain whose `appId` is `app_id` that the table holds.
+async fn txn_version(table: Table, delta: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let snapshot = delta
+        .snapshot()
+        .map_err(|e| delta_error(table, "snapshot", e))?;
+    snapshot
+        .transaction_version(delta.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| delta_error(table, "txn", e))
+}
+
+/// The active files of a loaded table, by partition, each partition's in path order.
+fn active_files(table: Table, delta: &DeltaTable) -> Result<BTreeMap<Partition, Vec<DataFile>>> {
+    let snapshot = delta
+        .snapshot()
+        .map_err(|e| delta_error(table, "snapshot", e))?;
+    let mut files: BTreeMap<Partition, Vec<DataFile>> = BTreeMap::new();
+    for view in snapshot.log_data().iter() {
+        let values = view.partition_values_map();
+        let partition = Partition::from_values(&values).ok_or_else(|| {
+            delta_error(
+                table,
+                "log",
+                format!("file {} has no domain partition value", view.path()),
+            )
+        })?;
+        let stats = view.stats();
+        let rows = stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+            .and_then(|v| v.get("numRecords")?.as_u64());
+        files.entry(partition.clone()).or_default().push(DataFile {
+            path: view.path().to_string(),
+            partition,
+            size: view.size() as u64,
+            rows,
+            stats,
+        });
+    }
+    for list in files.values_mut() {
+        list.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok(files)
 }
 
 /// Creates `table`'s log (version 0: delta-rs' default protocol, reader 1 / writer 2; the schema, partition columns, properties).
@@ -628,7 +808,7 @@ fn stats_of(batch: &RecordBatch) -> String {
     .to_string()
 }
 
-/// Deletes the data files no table's latest version holds: those a commit replaced before
+/// Deletes the data files of the storage scope's domain that no table's latest version holds: those a commit replaced before
 /// `before` (by the time of its `remove` action), and any with no `remove` at all (left by an
 /// older release). With `before = None`, every replaced file, however recent: `forget` erases
 /// a person from history too. Returns how many files were deleted.
@@ -652,7 +832,9 @@ pub async fn vacuum(storage: &Storage, before: Option<DateTime<Utc>>) -> Result<
             .await
             .map_err(|e| delta_error(table, "tombstones", e))?;
         let cutoff = before.map(|t| t.timestamp_millis());
-        let root = Path::from(table.name());
+        // Only the lake's own domain: another domain's process may have moved a file into
+        // place that its table commit does not name yet.
+        let root = Path::from(table.name()).join(format!("domain={}", lake.domain()));
         for path in storage.list(&root).await? {
             let text = path.as_ref();
             if !text.ends_with(".parquet")
@@ -706,4 +888,97 @@ pub async fn load_versions(storage: &Storage) -> Result<Option<Versions>> {
 /// Writes [`SNAPSHOT`].
 pub async fn store_versions(storage: &Storage, versions: &Versions) -> Result<()> {
     super::store_json(storage, SNAPSHOT, versions).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(domain: &str, name: &str) -> DataFile {
+        DataFile {
+            path: format!("domain={domain}/account=A/year=2025/{name}.parquet"),
+            partition: Partition::placed(domain, "A", 2025),
+            size: 10,
+            rows: Some(1),
+            stats: None,
+        }
+    }
+
+    fn change(adds: Vec<DataFile>, removes: Vec<DataFile>) -> BTreeMap<String, TableCommit> {
+        BTreeMap::from([(
+            Table::Tickets.name().to_string(),
+            TableCommit {
+                adds,
+                removes,
+                data_change: true,
+            },
+        )])
+    }
+
+    fn names(lake: &Lake) -> Vec<String> {
+        lake.all_files(Table::Tickets)
+            .map(|f| f.path.rsplit('/').next().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn commits_of_two_domains_at_once_both_land_and_a_changed_partition_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Storage::local(dir.path()).unwrap();
+        let globex = home.scoped(Scope::Domain("globex".into()));
+        let (a1, a2) = (file(DEFAULT_DOMAIN, "a1"), file(DEFAULT_DOMAIN, "a2"));
+        let (b1, b2) = (file("globex", "b1"), file("globex", "b2"));
+
+        let mut lake = Lake::open(&home, At::Latest).await.unwrap();
+        lake.commit_all(&home, &change(vec![a1.clone()], vec![]), 1)
+            .await
+            .unwrap();
+        let mut g = Lake::open(&globex, At::Latest).await.unwrap();
+        assert_eq!(g.domain(), "globex");
+        assert_eq!(g.seq(), 0, "each domain counts its own commits");
+        g.commit_all(&globex, &change(vec![b1.clone()], vec![]), 1)
+            .await
+            .unwrap();
+        store_versions(&globex, &g.versions(1)).await.unwrap();
+
+        // Both read the table now; globex commits first, removing a file of its own.
+        let mut stale_home = Lake::open(&home, At::Latest).await.unwrap();
+        let mut stale_globex = Lake::open(&globex, At::Latest).await.unwrap();
+        g.commit_all(&globex, &change(vec![b2.clone()], vec![b1.clone()]), 2)
+            .await
+            .unwrap();
+        // delta-rs alone refuses this one (the winner removed a file it read); no partition it
+        // touches changed, so it goes in on the winner's version.
+        stale_home
+            .commit_all(&home, &change(vec![a2.clone()], vec![a1.clone()]), 2)
+            .await
+            .unwrap();
+        let latest = Lake::open(&home, At::Latest).await.unwrap();
+        assert_eq!(names(&latest), ["a2.parquet", "b2.parquet"]);
+        assert_eq!(latest.seq(), 2);
+
+        // A commit whose partition another writer changed meanwhile fails, and changes nothing.
+        let err = stale_globex
+            .commit_all(
+                &globex,
+                &change(vec![file("globex", "b3")], vec![b1.clone()]),
+                3,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("changed partition domain=globex"),
+            "{err}"
+        );
+        let latest = Lake::open(&home, At::Latest).await.unwrap();
+        assert_eq!(names(&latest), ["a2.parquet", "b2.parquet"]);
+
+        // A reader sees each domain at its own last finished commit: globex's record still
+        // names its first commit (its second is "under way"), the home domain has no record.
+        let committed = Lake::open(&home, At::Committed).await.unwrap();
+        assert_eq!(names(&committed), ["a2.parquet", "b1.parquet"]);
+        store_versions(&globex, &g.versions(2)).await.unwrap();
+        let committed = Lake::open(&home, At::Committed).await.unwrap();
+        assert_eq!(names(&committed), ["a2.parquet", "b2.parquet"]);
+    }
 }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::storage::{self, layout, Storage};
+use crate::storage::{self, Storage};
 
 /// The lock object's name under `_state/`.
 pub const LOCK: &str = "lock.json";
@@ -335,7 +335,7 @@ impl Lock {
         me: &Identity,
         clock: Clock,
     ) -> Result<Lock> {
-        let path = layout::state(LOCK);
+        let path = storage.scope().state(LOCK);
         let ttl = ttl.max(Duration::from_millis(100));
         let mut held_by = None;
         // A few rounds: a lock can be released or taken over between our create and our read.
@@ -365,7 +365,7 @@ impl Lock {
                     // Of several runs taking over at once exactly one wins: each first creates
                     // a claim named after this very lock version (a conditional create), and
                     // only the one whose create succeeded deletes the stale lock.
-                    let claim = claim_path(&stale);
+                    let claim = claim_path(storage, &stale);
                     if !storage.create(&claim, to_json(&mine)).await? {
                         return Err(Error::Contended {
                             data: storage.display().to_string(),
@@ -448,7 +448,9 @@ impl Lock {
         match read(&self.storage).await? {
             Some(info) if info.run_id == self.run_id => {
                 remove_claims(&self.storage).await;
-                self.storage.delete(&layout::state(LOCK)).await?;
+                self.storage
+                    .delete(&self.storage.scope().state(LOCK))
+                    .await?;
                 tracing::debug!(run_id = %self.run_id, "run lock released");
             }
             Some(other) => {
@@ -574,13 +576,15 @@ async fn refresh(
     }
     info.refreshed_at = now;
     info.expires_at = now + ttl;
-    storage.put(&layout::state(LOCK), to_json(info)).await?;
+    storage
+        .put(&storage.scope().state(LOCK), to_json(info))
+        .await?;
     Ok(None)
 }
 
 /// The takeover claim of one version of the lock (its run and last refresh): created with a
 /// conditional create by the one run that may replace that version.
-fn claim_path(stale: &LockInfo) -> object_store::path::Path {
+fn claim_path(storage: &Storage, stale: &LockInfo) -> object_store::path::Path {
     let version = stale.refreshed_at.timestamp_micros();
     let run: String = stale
         .run_id
@@ -593,15 +597,18 @@ fn claim_path(stale: &LockInfo) -> object_store::path::Path {
             }
         })
         .collect();
-    object_store::path::Path::from(format!("{CLAIMS}/{run}-{version}.json"))
+    storage
+        .scope()
+        .state(CLAIMS)
+        .join(format!("{run}-{version}.json"))
 }
 
-/// Where takeover claims are kept.
-const CLAIMS: &str = "_state/lock-takeover";
+/// Where takeover claims are kept, under the domain's `_state/`.
+const CLAIMS: &str = "lock-takeover";
 
 /// Claims left by takeovers: a release removes them (the versions they name are gone).
 async fn remove_claims(storage: &Storage) {
-    if let Ok(claims) = storage.list(&object_store::path::Path::from(CLAIMS)).await {
+    if let Ok(claims) = storage.list(&storage.scope().state(CLAIMS)).await {
         for claim in claims {
             let _ = storage.delete(&claim).await;
         }
@@ -616,7 +623,7 @@ pub async fn peek(storage: &Storage) -> Result<Option<LockInfo>> {
 }
 
 async fn read(storage: &Storage) -> Result<Option<LockInfo>> {
-    let path = layout::state(LOCK);
+    let path = storage.scope().state(LOCK);
     match storage.get(&path).await? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -634,7 +641,7 @@ fn held(storage: &Storage, holder: LockInfo) -> Error {
         path: format!(
             "{}/{}",
             storage.display().trim_end_matches('/'),
-            layout::state(LOCK)
+            storage.scope().state(LOCK)
         ),
         holder: Box::new(holder),
     }
@@ -735,7 +742,7 @@ mod tests {
         let (_manual, clock) = manual();
         let lock = take(&storage, "run-a", TTL, &clock).await.unwrap();
         lock.verify().await.unwrap();
-        storage.delete(&layout::state(LOCK)).await.unwrap();
+        storage.delete(&storage.scope().state(LOCK)).await.unwrap();
         // No time has passed: the refresher has not looked, check() alone still says yes.
         lock.check().unwrap();
         let err = lock.verify().await.unwrap_err();
@@ -744,7 +751,7 @@ mod tests {
         // Deleted, then taken by another run (what `forget` did).
         let (_dir, storage) = local();
         let lock = take(&storage, "run-a", TTL, &clock).await.unwrap();
-        storage.delete(&layout::state(LOCK)).await.unwrap();
+        storage.delete(&storage.scope().state(LOCK)).await.unwrap();
         let other = take(&storage, "run-b", TTL, &clock).await.unwrap();
         let err = lock.verify().await.unwrap_err();
         assert!(err.to_string().contains("run-b"), "{err}");
@@ -782,7 +789,7 @@ mod tests {
             }
             // The release leaves no claim behind, and the next run takes the lock.
             assert!(storage
-                .list(&object_store::path::Path::from(CLAIMS))
+                .list(&storage.scope().state(CLAIMS))
                 .await
                 .unwrap()
                 .is_empty());
@@ -865,7 +872,7 @@ mod tests {
         let mut other = LockInfo::new("run-b", TTL * 10, &me(), manual.now());
         other.host = "elsewhere".into();
         storage
-            .put(&layout::state(LOCK), to_json(&other))
+            .put(&storage.scope().state(LOCK), to_json(&other))
             .await
             .unwrap();
         lock.check().unwrap();
@@ -893,7 +900,7 @@ mod tests {
         // A pid above the kernel's maximum never exists.
         dead.pid = 4_194_304 + 1;
         storage
-            .put(&layout::state(LOCK), to_json(&dead))
+            .put(&storage.scope().state(LOCK), to_json(&dead))
             .await
             .unwrap();
         let lock = Lock::acquire(&storage, "next-run", Duration::from_secs(600))
@@ -906,7 +913,7 @@ mod tests {
         remote.boot_id = Some("another-machine".into());
         remote.pid = 4_194_304 + 1;
         storage
-            .put(&layout::state(LOCK), to_json(&remote))
+            .put(&storage.scope().state(LOCK), to_json(&remote))
             .await
             .unwrap();
         assert!(
@@ -981,7 +988,7 @@ mod tests {
         let neighbour = identity("shared-host", DEAD_PID, "boot-1", "pid:[4026532999]");
         let live = LockInfo::new("neighbour-run", ttl, &neighbour, manual.now());
         storage
-            .put(&layout::state(LOCK), to_json(&live))
+            .put(&storage.scope().state(LOCK), to_json(&live))
             .await
             .unwrap();
         let err = acquire().await.unwrap_err();
@@ -994,7 +1001,7 @@ mod tests {
         let killed = identity("shared-host", DEAD_PID, "boot-1", "pid:[4026531836]");
         storage
             .put(
-                &layout::state(LOCK),
+                &storage.scope().state(LOCK),
                 to_json(&LockInfo::new("killed-run", ttl, &killed, manual.now())),
             )
             .await
@@ -1010,7 +1017,7 @@ mod tests {
         let before_reboot = identity("shared-host", DEAD_PID, "boot-0", "pid:[4026531836]");
         let old = LockInfo::new("before-reboot", ttl, &before_reboot, manual.now());
         storage
-            .put(&layout::state(LOCK), to_json(&old))
+            .put(&storage.scope().state(LOCK), to_json(&old))
             .await
             .unwrap();
         assert!(matches!(acquire().await, Err(Error::Held { .. })));
@@ -1035,7 +1042,7 @@ mod tests {
         });
         storage
             .put(
-                &layout::state(LOCK),
+                &storage.scope().state(LOCK),
                 serde_json::to_vec(&old).unwrap().into(),
             )
             .await
@@ -1054,7 +1061,10 @@ mod tests {
     async fn a_corrupt_lock_is_a_clear_error() {
         let (_dir, storage) = local();
         storage
-            .put(&layout::state(LOCK), bytes::Bytes::from_static(b"{"))
+            .put(
+                &storage.scope().state(LOCK),
+                bytes::Bytes::from_static(b"{"),
+            )
             .await
             .unwrap();
         let err = Lock::acquire(&storage, "run-a", TTL).await.unwrap_err();

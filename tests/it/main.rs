@@ -8,6 +8,7 @@ mod cli;
 mod distrust;
 mod faults;
 mod fields;
+mod fleet;
 mod guards;
 mod harness;
 mod history;

@@ -210,7 +210,7 @@ async fn large_objects_go_up_as_multipart_and_rename_intact() {
     let mut body = vec![0u8; size];
     rand::rngs::SmallRng::seed_from_u64(9).fill(&mut body[..]);
     let body = Bytes::from(body);
-    let staged = layout::staged("t1", &Path::from("tickets/big.parquet"));
+    let staged = layout::Scope::Home.staged("t1", &Path::from("tickets/big.parquet"));
     let final_path = Path::from("tickets/big.parquet");
 
     let before = server.served();
