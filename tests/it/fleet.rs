@@ -22,11 +22,27 @@ struct Account {
     sim: Simulator,
     /// Accounts come from workspaces (Freshservice for MSPs).
     workspaces: bool,
+    /// Every department of this account maps to this account number (`account_map`): the
+    /// MSP's customer whose tickets moved here from another account, so one account number
+    /// has colliding ticket ids in two domains.
+    moved_to: Option<&'static str>,
 }
 
 impl Account {
     fn key_env(&self) -> String {
         format!("KEY_{}", self.domain.to_ascii_uppercase())
+    }
+
+    /// The account map CSV for `moved_to`, written into `dir`.
+    fn account_map(&self, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        let account = self.moved_to?;
+        let mut csv = String::from("department_id,account_number\n");
+        for d in &self.sim.ground_truth().departments {
+            csv += &format!("{},{account}\n", d.id);
+        }
+        let path = dir.join(format!("{}-accounts.csv", self.domain));
+        std::fs::write(&path, csv).unwrap();
+        Some(path)
     }
 }
 
@@ -51,16 +67,19 @@ async fn accounts() -> Vec<Account> {
             domain: "acme",
             sim: sim(11, 120, 1).await.unwrap(),
             workspaces: false,
+            moved_to: None,
         },
         Account {
             domain: "globex",
             sim: sim(12, 120, 3).await.unwrap(),
             workspaces: true,
+            moved_to: None,
         },
         Account {
             domain: "initech",
             sim: sim(13, 80, 1).await.unwrap(),
             workspaces: false,
+            moved_to: Some("482913"),
         },
     ]
 }
@@ -93,6 +112,9 @@ fn job_file(
         if a.workspaces {
             text += "account_from = \"workspace\"\n";
         }
+        if let Some(map) = a.account_map(dir) {
+            text += &format!("account_map = {:?}\n", map.to_str().unwrap());
+        }
     }
     let path = dir.join("fleet.toml");
     std::fs::write(&path, text).unwrap();
@@ -116,6 +138,7 @@ fn fleet_cmd(job: &str, accounts: &[&Account], refused: Option<&str>) -> Cmd {
 /// The dataset of `account` synced alone (its own domain, in-process).
 async fn alone(account: &Account) -> (tempfile::TempDir, Dump) {
     let dir = tempfile::tempdir().unwrap();
+    let maps = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
     let spec = JobSpec {
         data: Some(dir.path().to_str().unwrap().to_string()),
@@ -127,6 +150,7 @@ async fn alone(account: &Account) -> (tempfile::TempDir, Dump) {
         account_from: account
             .workspaces
             .then_some(ticketsync::job::AccountFrom::Workspace),
+        account_map: account.account_map(maps.path()),
         ..JobSpec::default()
     };
     let job = ticketsync::job::Job::resolve(spec, None).unwrap();
@@ -283,6 +307,109 @@ async fn a_fleet_syncs_each_account_exactly_and_a_refused_key_fails_only_its_own
     let fleet = Dump::of(&storage).await;
     let (_dir, solo) = alone(&accounts[2]).await;
     assert_domain_exact(&fleet, &solo, "initech", false);
+
+    // Account 482913 (the MSP's customer number) has tickets in acme and in initech, with
+    // colliding ticket and conversation ids: its tickets come from both, each with its own
+    // domain's conversations and notes, and its hours are both domains' together.
+    let dataset = ticketsync::query::Dataset::open(data, &S3Options::default()).unwrap();
+    let query = ticketsync::query::TicketQuery {
+        account: "482913".into(),
+        year: None,
+        basis: ticketsync::query::Basis::Updated,
+    };
+    let docs = dataset.tickets(&query).await.unwrap();
+    let domains: BTreeSet<&str> = docs.iter().map(|d| d.domain.as_str()).collect();
+    assert_eq!(
+        domains,
+        BTreeSet::from(["acme", "initech"]),
+        "tickets of both accounts"
+    );
+    let sim_of = |d: &str| &accounts.iter().find(|a| a.domain == d).unwrap().sim;
+    let mut shared = 0;
+    for doc in &docs {
+        let truth = sim_of(&doc.domain).ground_truth();
+        let t = truth
+            .ticket(doc.ticket_id)
+            .expect("a ticket of its own domain");
+        let public: BTreeSet<i64> = t
+            .conversations
+            .iter()
+            .filter(|c| !c.private)
+            .map(|c| c.id)
+            .collect();
+        let private: BTreeSet<i64> = t
+            .conversations
+            .iter()
+            .filter(|c| c.private)
+            .map(|c| c.id)
+            .collect();
+        let got: BTreeSet<i64> = doc.conversations.iter().map(|c| c.id).collect();
+        let notes: BTreeSet<i64> = doc.notes.iter().map(|n| n.id).collect();
+        assert_eq!(
+            got, public,
+            "{} #{}: its own conversations only",
+            doc.domain, doc.ticket_id
+        );
+        assert_eq!(
+            notes, private,
+            "{} #{}: its own notes only",
+            doc.domain, doc.ticket_id
+        );
+        if docs
+            .iter()
+            .any(|o| o.ticket_id == doc.ticket_id && o.domain != doc.domain)
+        {
+            shared += 1;
+        }
+    }
+    assert!(
+        shared > 0,
+        "the account has colliding ticket ids in its two domains"
+    );
+    // --domain keeps one.
+    let acme_only = dataset
+        .clone()
+        .in_domain(Some("acme".into()))
+        .tickets(&query)
+        .await
+        .unwrap();
+    assert!(!acme_only.is_empty() && acme_only.iter().all(|d| d.domain == "acme"));
+    assert_eq!(
+        acme_only.len(),
+        docs.iter().filter(|d| d.domain == "acme").count()
+    );
+    // The yearly rollup counts the tickets of both domains (colliding ids counted twice).
+    let year = docs[0]
+        .last_updated_at
+        .format("%Y")
+        .to_string()
+        .parse()
+        .unwrap();
+    let rollup = |dataset: ticketsync::query::Dataset, basis| async move {
+        dataset
+            .rollup(&ticketsync::query::RollupQuery {
+                account: Some("482913".into()),
+                year,
+                period: ticketsync::query::Period::Year,
+                basis,
+            })
+            .await
+            .unwrap()
+    };
+    for basis in [
+        ticketsync::query::Basis::Updated,
+        ticketsync::query::Basis::Worked,
+    ] {
+        let both = rollup(dataset.clone(), basis).await;
+        let one = rollup(dataset.clone().in_domain(Some("acme".into())), basis).await;
+        let other = rollup(dataset.clone().in_domain(Some("initech".into())), basis).await;
+        let minutes =
+            |rows: &[ticketsync::query::RollupRow]| rows.iter().map(|r| r.minutes).sum::<i64>();
+        let tickets =
+            |rows: &[ticketsync::query::RollupRow]| rows.iter().map(|r| r.tickets).sum::<u64>();
+        assert_eq!(minutes(&both), minutes(&one) + minutes(&other), "{basis:?}");
+        assert_eq!(tickets(&both), tickets(&one) + tickets(&other), "{basis:?}");
+    }
 }
 
 /// Two processes, one per account, writing the same dataset at once (a CronJob per client)
@@ -337,4 +464,98 @@ async fn two_processes_on_one_local_dataset_equal_one_fleet_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_s3_dataset_equal_one_fleet_run() {
     two_processes_equal_one_fleet_run(Some(S3Server::start().await)).await;
+}
+
+/// `check` of a fleet job checks every account against its own API and sums the estimate;
+/// `forget` and `export-person` go through every domain of the dataset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_forget_and_export_cover_every_account_of_a_fleet() {
+    let accounts = accounts().await;
+    let all: Vec<&Account> = accounts.iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let job = job_file(dir.path(), data, None, &all);
+
+    let base = all.iter().fold(
+        Cmd::new(["check", "--job", &job, "--format", "json"]),
+        |cmd, a| {
+            let key = if a.domain == "initech" {
+                "a-revoked-key".to_string()
+            } else {
+                a.sim.api_key()
+            };
+            cmd.env(&a.key_env(), key)
+        },
+    );
+    let ran = base.run().await;
+    assert_eq!(
+        ran.code,
+        Some(3),
+        "a refused key is a problem: {}",
+        ran.stderr
+    );
+    let report = ran.json();
+    let accounts_checked = report["accounts"].as_array().unwrap();
+    assert_eq!(accounts_checked.len(), 3);
+    for a in accounts_checked {
+        let ok = a["ok"].as_bool().unwrap();
+        assert_eq!(ok, a["domain"] != "initech", "{a}");
+        if a["domain"] != "initech" {
+            assert!(a["estimate"]["closed"].as_u64().unwrap() > 0, "{a}");
+        }
+    }
+    assert!(!ran.stdout.contains("a-revoked-key"));
+    let sum: u64 = accounts_checked
+        .iter()
+        .filter_map(|a| a["estimate"]["credits"].as_u64())
+        .sum();
+    assert_eq!(report["total"]["credits"].as_u64(), Some(sum));
+
+    let ran = fleet_cmd(&job, &all, None).run().await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // Someone who requested tickets of acme, as the dataset holds them.
+    let storage = Storage::open(data, &S3Options::default()).unwrap();
+    let email = rows_of(&Dump::of(&storage).await, "acme")["tickets"]
+        .iter()
+        .find_map(|l| {
+            l.split(' ')
+                .find_map(|kv| kv.strip_prefix("requester_email="))
+                .filter(|e| e.contains('@'))
+                .map(str::to_string)
+        })
+        .expect("a ticket of acme with a requester");
+    let export = |data: &str| Cmd::new(["export-person", "--data", data, "--email", &email]);
+    let before = export(data).run().await;
+    assert_eq!(before.code, Some(0), "{}", before.stderr);
+    assert!(
+        before.json()["counts"]["tickets_requested"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let forgot = Cmd::new(["forget", "--data", data, "--email", &email])
+        .run()
+        .await;
+    assert_eq!(forgot.code, Some(0), "{}", forgot.stderr);
+    for domain in ["acme", "globex", "initech"] {
+        assert!(
+            forgot.stdout.contains(&format!("domain {domain}:")),
+            "{domain}: {}",
+            forgot.stdout
+        );
+    }
+    let after = export(data).run().await;
+    assert_eq!(after.code, Some(0), "{}", after.stderr);
+    assert_eq!(
+        after.json()["counts"]["tickets_requested"],
+        0,
+        "{}",
+        after.stdout
+    );
+    assert!(
+        after.json()["tickets"].as_array().unwrap().is_empty(),
+        "{}",
+        after.stdout
+    );
 }

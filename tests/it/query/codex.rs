@@ -111,10 +111,11 @@ async fn the_seed_ticket_comes_back_in_the_codex_shape() {
     let mut got: Value = serde_json::from_str(&json).unwrap();
     let example = codex_example();
 
-    // Exactly the example's keys, at every level, plus billable_hours on the ticket.
+    // Exactly the example's keys, at every level, plus billable_hours and domain on the ticket.
     let (ticket, want) = (&got[0], &example[0]);
     let mut want_keys = keys(want);
     want_keys.insert("billable_hours".into());
+    want_keys.insert("domain".into());
     assert_eq!(keys(ticket), want_keys);
     assert_eq!(
         keys(&ticket["conversations"][0]),
@@ -127,7 +128,9 @@ async fn the_seed_ticket_comes_back_in_the_codex_shape() {
     assert_eq!(ticket["billable_hours"], 1.0);
 
     // And the example's values.
+    assert_eq!(ticket["domain"], "default");
     got[0].as_object_mut().unwrap().remove("billable_hours");
+    got[0].as_object_mut().unwrap().remove("domain");
     let shown = keys(&want["notes"][0]);
     got[0]["notes"][0]
         .as_object_mut()
@@ -190,7 +193,7 @@ fn codex_message_keys() -> std::collections::BTreeSet<String> {
 }
 
 /// Issue 20: notes carried six of the eleven keys Codex emits for them. The key sets and their
-/// order are Codex's, at every level (plus `billable_hours`, documented as ours).
+/// order are Codex's, at every level (plus `billable_hours` and `domain`, documented as ours).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_are_those_codex_serializes_today() {
     let (_dir, dataset) = seed_dataset().await;
@@ -207,6 +210,7 @@ async fn the_keys_are_those_codex_serializes_today() {
     let ordered = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
     let mut want: Vec<String> = CODEX_TICKET_KEYS.iter().map(|k| k.to_string()).collect();
     want.insert(13, "billable_hours".into());
+    want.insert(14, "domain".into());
     assert_eq!(ordered(&got[0]), want);
     let message: Vec<String> = CODEX_MESSAGE_KEYS.iter().map(|k| k.to_string()).collect();
     assert_eq!(ordered(&got[0]["conversations"][0]), message);

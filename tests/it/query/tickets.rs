@@ -98,6 +98,7 @@ fn check_ticket(doc: &TicketDoc, truth: &GroundTruth, example: &Value) {
     let json = serde_json::to_value(doc).unwrap();
     let mut want_keys = keys(&example[0]);
     want_keys.insert("billable_hours".into());
+    want_keys.insert("domain".into());
     assert_eq!(keys(&json), want_keys);
     for c in json["conversations"].as_array().unwrap() {
         assert_eq!(keys(c), keys(&example[0]["conversations"][0]));
