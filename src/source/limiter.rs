@@ -82,10 +82,14 @@ impl Bucket {
     }
 
     /// Time until `cost` tokens are available with `reserved` tokens left over (zero if they
-    /// are).
+    /// are). A full bucket always lets a call go: the reservation is held by a call that may
+    /// not be polled for a while (a page read ahead while the listing waits for the workers to
+    /// take its last page), and work that waited for more than a bucket holds would wait for
+    /// it forever.
     fn wait_for(&self, cost: f64, reserved: f64, now: Instant) -> Duration {
         // A cost above the burst size waits for a full bucket and then runs the bucket negative.
-        let missing = cost.min(self.capacity) + reserved - self.tokens;
+        let cost = cost.min(self.capacity);
+        let missing = cost + reserved.min(self.capacity - cost) - self.tokens;
         let not_before = self.last.saturating_duration_since(now);
         if missing <= 0.0 {
             return not_before;
@@ -691,6 +695,43 @@ mod tests {
         // Then work goes on at the normal pace.
         let next = budget.try_acquire(1, false, at).unwrap_err();
         assert!(next <= Duration::from_millis(400), "{next:?}");
+    }
+
+    /// A sync with 2,000 tickets at half of a Growth plan (a 5-credit burst) stopped for good:
+    /// a page read ahead reserved its credits, and went unpolled while the listing waited for
+    /// the dispatcher, which waited for workers that waited for the reserved credits.
+    #[test]
+    fn work_goes_on_at_the_pace_while_a_reservation_outgrows_the_bucket() {
+        let start = Instant::now();
+        let mut budget = Budget::new(config(0.5, 60), start);
+        assert_eq!(budget.credits.capacity, 5.0);
+        while budget.try_acquire(1, false, start).is_ok() {}
+        // Two pages wait: more reserved than the bucket ever holds.
+        budget.reserve(3);
+        budget.reserve(3);
+        let mut now = start;
+        let mut calls = 0;
+        while now < start + Duration::from_secs(60) {
+            match budget.try_acquire(1, false, now) {
+                Ok(()) => calls += 1,
+                Err(wait) => {
+                    assert!(wait <= Duration::from_secs(4), "{wait:?}");
+                    now += wait.max(Duration::from_micros(100));
+                }
+            }
+        }
+        // The share's pace: 100 credits a minute.
+        assert!((95..=101).contains(&calls), "{calls}");
+        // And a feed call still goes first: it needs 3, work needs the bucket full.
+        let mut budget = Budget::new(config(0.5, 60), start);
+        while budget.try_acquire(1, false, start).is_ok() {}
+        budget.reserve(3);
+        let work = budget.try_acquire(1, false, start).unwrap_err();
+        let feed = budget
+            .try_acquire_as(Class::Feed, 3, true, start)
+            .unwrap_err()
+            .wait;
+        assert!(feed < work, "{feed:?} {work:?}");
     }
 
     #[test]
