@@ -221,8 +221,9 @@ const TICKET_STRINGS: [&str; 8] = [
 ];
 
 impl Dataset {
-    /// The account's tickets, sorted by `closed_at`, then `ticket_id`, then `domain`. An account or year without
-    /// tickets gives an empty list; a dataset without any tickets is [`super::Error::Empty`].
+    /// The account's tickets, sorted by `closed_at`, then `ticket_id`, then `domain`. An account
+    /// or year without tickets gives an empty list; a dataset without any tickets is
+    /// [`super::Error::Empty`].
     pub async fn tickets(&self, query: &TicketQuery) -> Result<Vec<TicketDoc>> {
         let files = self.ticket_files(query).await?;
         let Some(tickets) = self.scan(&files[&Table::Tickets])? else {

@@ -124,15 +124,18 @@ fn job_file(
 /// `ticketsync sync --job <job>` with every account's key in its variable (`refused`: a key the
 /// account does not accept).
 fn fleet_cmd(job: &str, accounts: &[&Account], refused: Option<&str>) -> Cmd {
-    accounts
-        .iter()
-        .fold(Cmd::new(["sync", "--job", job]), |cmd, a| {
-            let key = match refused {
-                Some(d) if d == a.domain => "a-revoked-key".to_string(),
-                _ => a.sim.api_key(),
-            };
-            cmd.env(&a.key_env(), key)
-        })
+    with_keys(Cmd::new(["sync", "--job", job]), accounts, refused)
+}
+
+/// `cmd` with every account's key in its variable, as [`fleet_cmd`].
+fn with_keys(cmd: Cmd, accounts: &[&Account], refused: Option<&str>) -> Cmd {
+    accounts.iter().fold(cmd, |cmd, a| {
+        let key = match refused {
+            Some(d) if d == a.domain => "a-revoked-key".to_string(),
+            _ => a.sim.api_key(),
+        };
+        cmd.env(&a.key_env(), key)
+    })
 }
 
 /// The dataset of `account` synced alone (its own domain, in-process).
@@ -477,18 +480,13 @@ async fn check_forget_and_export_cover_every_account_of_a_fleet() {
     let data = data.to_str().unwrap();
     let job = job_file(dir.path(), data, None, &all);
 
-    let base = all.iter().fold(
+    let ran = with_keys(
         Cmd::new(["check", "--job", &job, "--format", "json"]),
-        |cmd, a| {
-            let key = if a.domain == "initech" {
-                "a-revoked-key".to_string()
-            } else {
-                a.sim.api_key()
-            };
-            cmd.env(&a.key_env(), key)
-        },
-    );
-    let ran = base.run().await;
+        &all,
+        Some("initech"),
+    )
+    .run()
+    .await;
     assert_eq!(
         ran.code,
         Some(3),
