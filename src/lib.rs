@@ -30,7 +30,8 @@
 //!   incremental cursor and the commit journal, all under `<data>/_state/`; [`state::delta`]
 //!   the tables' Delta logs (`<table>/_delta_log/`, through delta-rs): which files each table
 //!   holds at a version or an instant, and the `add`/`remove` commits the journal makes;
-//!   [`state::lock`] the run lock that keeps a second run from writing the same dataset.
+//!   [`state::delta::read`] the readers' side: only the partitions a query needs, read from the
+//!   last checkpoint on (delta-rs for what it does not know); [`state::lock`] the run lock that keeps a second run from writing the same dataset.
 //! - [`storage`]: the only code that builds object paths and talks to `object_store`;
 //!   [`storage::layout::Scope`] says which domain's state, staging, checkpoints and documents
 //!   a [`storage::Storage`] addresses (the dataset's first domain keeps the one-domain paths).
@@ -91,9 +92,11 @@
 //! - `check` never takes the run lock and writes nothing but one probe object under `_state/`.
 //! - `sim` shares no types with `source`.
 //! - `query` gets nothing from the pipeline in memory: the Delta tables are the interface, read
-//!   with polars (an Arrow implementation separate from the writer's arrow-rs). It reads every
-//!   table's log at the versions of the dataset's last commit and hands polars only the active
-//!   files of the partitions a query needs.
+//!   with polars (an Arrow implementation separate from the writer's arrow-rs). It reads the
+//!   logs of the tables it needs at the versions of the dataset's last commit, keeps only the
+//!   files of the partitions it needs while it reads them (opening costs the last checkpoint's
+//!   few columns and the commits after it, not the table's whole history) and hands polars
+//!   only those files.
 //! - Only `cli` knows clap; only `main.rs` knows exit codes (one `match` on [`error::Class`])
 //!   and the tracing subscriber. No code inspects an error's type to decide what it means.
 

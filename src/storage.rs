@@ -126,6 +126,66 @@ pub struct S3Options {
     pub sse_kms_key_id: Option<String>,
 }
 
+/// Reads one Parquet object by byte ranges ([`Storage::parquet_reader`]).
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for ObjectReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        Box::pin(async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        Box::pin(async move {
+            let size = self.size;
+            // One request for the footer and, usually, the whole metadata.
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(&mut *self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        })
+    }
+}
+
 /// An object store plus the dataset root inside it.
 #[derive(Clone)]
 pub struct Storage {
@@ -429,6 +489,39 @@ impl Storage {
         }
     }
 
+    /// Lists the objects under `prefix` whose path sorts after `offset`, with their sizes and
+    /// times, sorted by path (S3 starts the listing there: a Delta log is read from its last
+    /// checkpoint on without listing the commits before it). A missing prefix lists as empty.
+    pub async fn list_after(
+        &self,
+        prefix: &Path,
+        offset: Option<&Path>,
+    ) -> Result<Vec<object_store::ObjectMeta>> {
+        let listing = match offset {
+            Some(offset) => self.store.list_with_offset(Some(prefix), offset),
+            None => self.store.list(Some(prefix)),
+        };
+        let mut metas: Vec<object_store::ObjectMeta> = match listing.try_collect().await {
+            Ok(metas) => metas,
+            Err(e) => {
+                self.listing_failed(prefix, e)?;
+                Vec::new()
+            }
+        };
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(metas)
+    }
+
+    /// A Parquet reader of the object `path` of `size` bytes that fetches only the byte ranges
+    /// it decodes (the footer, then the column chunks a projection selects).
+    pub fn parquet_reader(&self, path: &Path, size: u64) -> ObjectReader {
+        ObjectReader {
+            store: self.store.clone(),
+            path: path.clone(),
+            size,
+        }
+    }
+
     /// Lists every object under `prefix` (recursively), sorted by path.
     pub async fn list(&self, prefix: &Path) -> Result<Vec<Path>> {
         let prefix_opt = if prefix.as_ref().is_empty() {
@@ -442,21 +535,24 @@ impl Storage {
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
-            .or_else(|e| {
-                // S3 lists a missing prefix as empty: a 404 there means the bucket is missing
-                // (object_store reports it as a generic error).
-                let s3 = self.display.starts_with("s3://");
-                let not_found = matches!(e, object_store::Error::NotFound { .. });
-                if s3 && (not_found || error_chain(&e).contains("404 Not Found")) {
-                    Err(self.no_bucket(&e))
-                } else if not_found {
-                    Ok(Vec::new())
-                } else {
-                    Err(self.err(prefix, e))
-                }
-            })?;
+            .or_else(|e| self.listing_failed(prefix, e).map(|()| Vec::new()))?;
         paths.sort();
         Ok(paths)
+    }
+
+    /// What a failed listing means: `Ok` for a missing local directory (nothing there), the
+    /// error otherwise. S3 lists a missing prefix as empty, so a 404 there means the bucket is
+    /// missing (object_store reports it as a generic error).
+    fn listing_failed(&self, prefix: &Path, e: object_store::Error) -> Result<()> {
+        let s3 = self.display.starts_with("s3://");
+        let not_found = matches!(e, object_store::Error::NotFound { .. });
+        if s3 && (not_found || error_chain(&e).contains("404 Not Found")) {
+            Err(self.no_bucket(&e))
+        } else if not_found {
+            Ok(())
+        } else {
+            Err(self.err(prefix, e))
+        }
     }
 
     fn err(&self, path: &Path, source: object_store::Error) -> Error {

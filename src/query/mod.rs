@@ -26,7 +26,10 @@ use object_store::path::Path;
 use polars::prelude::cloud::CloudOptions;
 use polars::prelude::PolarsError;
 
-use crate::state::delta::{At, Lake};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::state::delta::read::View;
+use crate::state::delta::{At, Partition};
 use crate::storage::{self, S3Options, Storage};
 use crate::tables::Table;
 pub use changes::Change;
@@ -297,21 +300,25 @@ impl Dataset {
     /// no match.
     async fn files(&self, tables: &[Table], selection: Selection<'_>) -> Result<FileSet> {
         debug_assert_eq!(tables.first(), Some(&Table::Tickets));
-        let lake = Lake::open(&self.storage, self.at.clone()).await?;
         let domain = self.domain.as_deref();
+        let keep = |p: &Partition| domain.is_none_or(|d| d == p.domain) && selection.holds(p);
+        let view = View::open(&self.storage, &self.at, tables, &keep).await?;
         let mut out = FileSet::new();
         for &table in tables {
-            out.insert(table, list(&lake, table, domain, selection));
+            out.insert(table, list(&view, table));
         }
         if let At::Instant(instant) = &self.at {
             // An old version names files that later commits replaced: they are there only
             // within the dataset's history.
-            let mut missing = Vec::new();
-            for file in out.values().flatten() {
-                if !self.storage.exists(&file.path).await? {
-                    missing.push(file.path.to_string());
-                }
-            }
+            let checks = out.values().flatten().map(|file| async move {
+                let there = self.storage.exists(&file.path).await?;
+                Ok::<_, Error>((!there).then(|| file.path.to_string()))
+            });
+            let missing: Vec<String> = futures::stream::iter(checks)
+                .buffered(32)
+                .try_filter_map(|m| async move { Ok(m) })
+                .try_collect()
+                .await?;
             if let Some(first) = missing.first() {
                 return Err(Error::History {
                     instant: instant.to_rfc3339(),
@@ -321,13 +328,15 @@ impl Dataset {
             }
         }
         if out[&Table::Tickets].is_empty() {
-            let everything = Selection {
-                account: None,
-                years: Years::All,
-            };
             let narrowed = selection.account.is_some() || selection.years != Years::All;
             let narrowed = narrowed || domain.is_some();
-            if !narrowed || list(&lake, Table::Tickets, None, everything).is_empty() {
+            // Only when nothing matched: is there any ticket at all?
+            let empty = !narrowed || {
+                let all = View::open(&self.storage, &self.at, &[Table::Tickets], &|_| true).await?;
+                let none = all.partitions(Table::Tickets).next().is_none();
+                none
+            };
+            if empty {
                 return Err(Error::Empty {
                     location: self.storage.display().to_string(),
                     expected: format!(
@@ -342,25 +351,22 @@ impl Dataset {
     }
 }
 
-/// The active files of the selected partitions of `table` (of `domain`, or every domain), in
-/// partition order.
-fn list(
-    lake: &Lake,
-    table: Table,
-    domain: Option<&str>,
-    selection: Selection<'_>,
-) -> Vec<PartitionFile> {
-    let mut files: Vec<PartitionFile> = lake
+impl Selection<'_> {
+    /// Whether the query reads `partition` (of a placed table: rejects have no account).
+    fn holds(&self, partition: &Partition) -> bool {
+        let (Some(account), Some(year)) = (partition.account.as_deref(), partition.year) else {
+            return false;
+        };
+        self.account.is_none_or(|a| a == account) && self.years.holds(year)
+    }
+}
+
+/// The active files of `table` in the view, in partition order.
+fn list(view: &View, table: Table) -> Vec<PartitionFile> {
+    let mut files: Vec<PartitionFile> = view
         .partitions(table)
-        .filter(|p| domain.is_none_or(|d| d == p.domain))
-        .filter(|p| {
-            let (Some(account), Some(year)) = (p.account.as_deref(), p.year) else {
-                return false;
-            };
-            selection.account.is_none_or(|a| a == account) && selection.years.holds(year)
-        })
         .flat_map(|p| {
-            lake.files(table, p).iter().map(|f| PartitionFile {
+            view.files(table, p).iter().map(|f| PartitionFile {
                 domain: p.domain.clone(),
                 account: p.account.clone().unwrap_or_default(),
                 year: p.year.unwrap_or_default(),

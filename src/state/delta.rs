@@ -33,6 +33,8 @@ use crate::storage::layout::{self, Scope};
 use crate::storage::Storage;
 use crate::tables::Table;
 
+pub mod read;
+
 /// The `appId` of ticketsync's `txn` actions for the dataset's home domain; another domain's
 /// commits carry [`app_id`]`(domain)`, so each domain's commit numbers are its own.
 pub const APP_ID: &str = "ticketsync";
@@ -645,13 +647,10 @@ impl Log {
                 records.insert(domain.clone(), record);
             }
             let txn = txn_version(table, delta, &app_id(&scope)).await?;
-            match (&records[&domain], txn) {
-                (Some(record), txn) if txn.is_none_or(|t| t <= record.seq as i64) => {}
-                (Some(record), _) => {
-                    pinned.push((domain, record.tables.get(table.name()).copied()));
-                }
-                (None, _) if scope == Scope::Home => {}
-                (None, _) => pinned.push((domain, None)),
+            match shown(records[&domain].as_ref(), txn, scope == Scope::Home, table) {
+                Shown::Latest => {}
+                Shown::Version(v) => pinned.push((domain, Some(v as i64))),
+                Shown::Nothing => pinned.push((domain, None)),
             }
         }
         for (domain, version) in pinned {
@@ -669,6 +668,39 @@ impl Log {
             }
         }
         Ok(())
+    }
+}
+
+/// What the committed view shows of one domain in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shown {
+    /// The table's latest files: the domain has no commit under way there.
+    Latest,
+    /// The files of this version: the one the domain's record names, its commit under way.
+    Version(u64),
+    /// None: the domain's first commit is under way.
+    Nothing,
+}
+
+/// Of a domain with `record` (its [`SNAPSHOT`]) whose last `txn` in `table` is `txn`: which
+/// files a reader of [`At::Committed`] sees. A domain whose table holds a later commit of its
+/// `appId` than its record names is shown as its record left it; a domain other than the home
+/// one without a record (its first commit under way) shows nothing; the home domain of a
+/// dataset written before records existed shows the latest.
+pub(crate) fn shown(
+    record: Option<&Versions>,
+    txn: Option<i64>,
+    home: bool,
+    table: Table,
+) -> Shown {
+    match record {
+        Some(record) if txn.is_none_or(|t| t <= record.seq as i64) => Shown::Latest,
+        Some(record) => match record.tables.get(table.name()) {
+            Some(&v) => Shown::Version(v.max(0) as u64),
+            None => Shown::Nothing,
+        },
+        None if home => Shown::Latest,
+        None => Shown::Nothing,
     }
 }
 
