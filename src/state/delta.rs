@@ -637,17 +637,9 @@ impl Log {
         let domains: BTreeSet<String> = self.files.keys().map(|p| p.domain.clone()).collect();
         let mut pinned: Vec<(String, Option<i64>)> = Vec::new();
         for domain in domains {
-            let scope = if domain == home {
-                Scope::Home
-            } else {
-                Scope::Domain(domain.clone())
-            };
-            if !records.contains_key(&domain) {
-                let record = load_versions(&storage.scoped(scope.clone())).await?;
-                records.insert(domain.clone(), record);
-            }
+            let (scope, record) = domain_record(storage, home, &domain, records).await?;
             let txn = txn_version(table, delta, &app_id(&scope)).await?;
-            match shown(records[&domain].as_ref(), txn, scope == Scope::Home, table) {
+            match shown(record.as_ref(), txn, scope == Scope::Home, table) {
                 Shown::Latest => {}
                 Shown::Version(v) => pinned.push((domain, Some(v as i64))),
                 Shown::Nothing => pinned.push((domain, None)),
@@ -669,6 +661,26 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// The scope of `domain` in a dataset whose home domain is `home`, and its [`SNAPSHOT`] record,
+/// read once per domain into `records`.
+pub(crate) async fn domain_record(
+    storage: &Storage,
+    home: &str,
+    domain: &str,
+    records: &mut BTreeMap<String, Option<Versions>>,
+) -> Result<(Scope, Option<Versions>)> {
+    let scope = if domain == home {
+        Scope::Home
+    } else {
+        Scope::Domain(domain.to_string())
+    };
+    if !records.contains_key(domain) {
+        let record = load_versions(&storage.scoped(scope.clone())).await?;
+        records.insert(domain.to_string(), record);
+    }
+    Ok((scope, records[domain].clone()))
 }
 
 /// What the committed view shows of one domain in one table.

@@ -621,7 +621,7 @@ impl View {
         });
         let views = futures::future::try_join_all(reads).await?;
         let home = super::dataset_domain(storage).await?;
-        let mut records: HashMap<String, Option<super::Versions>> = HashMap::new();
+        let mut records: BTreeMap<String, Option<super::Versions>> = BTreeMap::new();
         let mut out = View::default();
         for (&table, view) in tables.iter().zip(views) {
             let Some(mut view) = view else {
@@ -632,18 +632,10 @@ impl View {
                 let domains: std::collections::BTreeSet<String> =
                     view.files.keys().map(|p| p.domain.clone()).collect();
                 for domain in domains {
-                    let scope = if domain == home {
-                        Scope::Home
-                    } else {
-                        Scope::Domain(domain.clone())
-                    };
-                    if !records.contains_key(&domain) {
-                        let record = super::load_versions(&storage.scoped(scope.clone())).await?;
-                        records.insert(domain.clone(), record);
-                    }
+                    let (scope, record) =
+                        super::domain_record(storage, &home, &domain, &mut records).await?;
                     let txn = view.txns.get(&super::app_id(&scope)).copied();
-                    let shown =
-                        super::shown(records[&domain].as_ref(), txn, scope == Scope::Home, table);
+                    let shown = super::shown(record.as_ref(), txn, scope == Scope::Home, table);
                     if shown == super::Shown::Latest {
                         continue;
                     }
