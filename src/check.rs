@@ -165,7 +165,8 @@ pub struct Estimate {
     pub fetch: u64,
     /// Placed tickets whose time entries the re-scan re-reads.
     pub rescan: u64,
-    /// Listing pages, including the page read ahead after the last (charged once there are two).
+    /// Listing pages, including the page read ahead after the last (charged once there are two)
+    /// and the check for tickets updated while the listing was read.
     pub listing_pages: u64,
     /// Credits of the whole run, low end (see `credits_low`).
     pub credits: u64,
@@ -248,6 +249,16 @@ pub fn estimate(input: &EstimateInput) -> Estimate {
             // The deleted and spam views: a page each.
             credits += 2;
         }
+    }
+    // After a listing read ahead (two pages or more), or one of several workspaces, the
+    // tickets updated since it began are listed, a page per workspace (see `pipeline::listing`).
+    let checked = input.listings.len() > 1
+        || input
+            .listings
+            .iter()
+            .any(|&(updated, _)| updated.div_ceil(PER_PAGE) >= 2);
+    if checked && !input.single_ticket {
+        listing_pages += input.listings.len() as u64;
     }
     credits += listing_pages * page_credits(input.requesters);
     let (listed, closed) = if input.single_ticket {
@@ -940,15 +951,18 @@ mod tests {
     #[test]
     fn a_full_sync_costs_two_calls_per_closed_ticket_plus_the_listing() {
         let e = estimate(&input());
-        assert_eq!(e.listing_pages, 35, "34 pages and the one read ahead");
+        assert_eq!(
+            e.listing_pages, 36,
+            "34 pages, the one read ahead and the check for tickets updated meanwhile"
+        );
         assert_eq!(e.fetch, 3000);
-        // reference 1 + 1 + 2 + 2, views 2, listing 35 × 5, fetch 2 × 3000
-        assert_eq!(e.credits, 6 + 2 + 175 + 6000);
+        // reference 1 + 1 + 2 + 2, views 2, listing 36 × 5, fetch 2 × 3000
+        assert_eq!(e.credits, 6 + 2 + 180 + 6000);
         assert!(e.credits_high > e.credits && e.credits_low == e.credits);
-        assert!((e.minutes - 6183.0 / 180.0).abs() < 1e-9, "{}", e.minutes);
+        assert!((e.minutes - 6188.0 / 180.0).abs() < 1e-9, "{}", e.minutes);
         assert_eq!(
             e.summary,
-            "full sync: ~3,020 closed tickets, ~6,180 credits, ~34 min at 90 % of 200/min"
+            "full sync: ~3,020 closed tickets, ~6,190 credits, ~34 min at 90 % of 200/min"
         );
     }
 

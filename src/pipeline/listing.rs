@@ -57,6 +57,11 @@ pub(crate) const MAX_LISTING_PASSES: u32 = 3;
 /// `Date` header has whole seconds and the offset is measured, not known.
 const MOVED_MARGIN_SECS: i64 = 120;
 
+/// How far before a pass's start (by the API's clock) a ticket updated counts as one that may
+/// have entered the listing while it was read: the start is bounded by the measured offset
+/// (whole seconds, the smallest seen), as the cursor is.
+const ENTERED_MARGIN_SECS: i64 = 5;
+
 /// Runs the listing. Ends early (with `Ok`) when the dispatcher stops listening.
 ///
 /// Offset paging over a live result set skips a row whenever a row before it leaves the set
@@ -67,9 +72,17 @@ const MOVED_MARGIN_SECS: i64 = 120;
 /// listing's own window) and, with several workspaces, every workspace's tickets updated since
 /// the pass began (a move bumps `updated_at`). A pass is **shifted** when one of the tickets it
 /// listed is now reported deleted or spam, or is now in another workspace than the one it was
-/// listed in (moved while the listings were read, whichever was read first). A shifted
-/// pass is read again, up to [`MAX_LISTING_PASSES`]; a listing still shifting then fails the
-/// run. The rows of every pass go to the dispatcher, which keeps the newest version of each.
+/// listed in (moved while the listings were read, whichever was read first).
+///
+/// The first pass reads each page ahead while the one before is in flight, so the server may
+/// serve a page before the one it follows; a ticket that enters the listing in between
+/// (created, or updated into the window) pushes a row of the earlier page onto the later one,
+/// already read. After a first pass of several pages, the tickets updated since it began are
+/// listed (one check for both, with several workspaces); one updated since then marks the pass
+/// **shifted** too. A pass read again reads page after page, where a ticket that enters only
+/// repeats a row. A shifted pass is read again, up to [`MAX_LISTING_PASSES`]; a listing still
+/// shifting then fails the run. The rows of every pass go to the dispatcher, which keeps the
+/// newest version of each.
 pub(crate) async fn list(
     source: Arc<Source>,
     plan: ListingPlan,
@@ -82,14 +95,19 @@ pub(crate) async fn list(
     let mut pass = 1;
     loop {
         let pass_started = Utc::now();
-        let Some(mut this_pass) = live_pass(&source, &plan, &tx).await? else {
+        let read_ahead = pass == 1;
+        let Some(mut this_pass) = live_pass(&source, &plan, read_ahead, &tx).await? else {
             return Ok(());
         };
-        if plan.workspaces.len() > 1 && this_pass.moved.is_none() {
+        let check_moves = plan.workspaces.len() > 1 && this_pass.moved.is_none();
+        let check_entries = read_ahead && this_pass.most_pages > 1;
+        if check_moves || check_entries {
             let offset = source.client().stats().server_clock_offset_secs;
-            let since = policy::cursor_clock(pass_started, offset, None)
-                - chrono::Duration::seconds(MOVED_MARGIN_SECS);
-            if !moved_since(&source, &plan, since.max(plan.since), &mut this_pass, &tx).await? {
+            let started = policy::cursor_clock(pass_started, offset, None);
+            let since = (started - chrono::Duration::seconds(MOVED_MARGIN_SECS)).max(plan.since);
+            let entered =
+                check_entries.then(|| started - chrono::Duration::seconds(ENTERED_MARGIN_SECS));
+            if !changed_since(&source, &plan, since, entered, &mut this_pass, &tx).await? {
                 return Ok(());
             }
         }
@@ -111,16 +129,19 @@ pub(crate) async fn list(
             }
         }
         let left = gone.iter().find(|g| this_pass.listed.contains(&g.id));
-        let shifted = match (left, this_pass.moved) {
-            (Some(g), _) => Some(format!(
+        let shifted = match (left, this_pass.moved, this_pass.entered) {
+            (Some(g), _, _) => Some(format!(
                 "ticket {} was listed, then reported {} while the listing was read",
                 g.id,
                 g.reason.as_str()
             )),
-            (None, Some(id)) => Some(format!(
+            (None, Some(id), _) => Some(format!(
                 "ticket {id} showed in two workspaces (moved while their listings were read)"
             )),
-            (None, None) => None,
+            (None, None, Some(id)) => Some(format!(
+                "ticket {id} was updated while pages read ahead of each other were served (it may have pushed a row past a page already read)"
+            )),
+            (None, None, None) => None,
         };
         let Some(why) = shifted else {
             break;
@@ -152,6 +173,11 @@ struct Pass {
     workspace_of: HashMap<i64, Option<i64>>,
     /// A ticket that showed in two workspaces.
     moved: Option<i64>,
+    /// A ticket updated since the pass began (see [`policy::entered_since`]), when the pass read
+    /// pages ahead.
+    entered: Option<i64>,
+    /// The most pages one workspace's listing took.
+    most_pages: u32,
 }
 
 impl Pass {
@@ -166,14 +192,16 @@ impl Pass {
     }
 }
 
-/// Every workspace's tickets updated since `since` (the pass's start): a ticket the pass listed
-/// in one workspace that is now in another moved while the listings were read, and marks the
-/// pass moved. The rows go to the dispatcher like the listing's (they are newer). `false` when
-/// the dispatcher stopped listening.
-async fn moved_since(
+/// Every workspace's tickets updated since `since` (before the pass's start): a ticket the
+/// pass listed in one workspace that is now in another moved while the listings were read, and
+/// marks the pass moved; with `entered`, a ticket updated at or after it (the pass's start by
+/// the API's clock) marks the pass entered. The rows go to the dispatcher like the listing's
+/// (they are newer). `false` when the dispatcher stopped listening.
+async fn changed_since(
     source: &Arc<Source>,
     plan: &ListingPlan,
     since: DateTime<Utc>,
+    entered: Option<DateTime<Utc>>,
     pass: &mut Pass,
     tx: &mpsc::Sender<Listed>,
 ) -> Result<bool, Error> {
@@ -183,6 +211,11 @@ async fn moved_since(
             .await?;
         if let Some((ticket, other)) = policy::foreign_workspace(&items, workspace) {
             return Err(workspace_ignored(workspace, ticket, other));
+        }
+        if let Some(at) = entered {
+            if pass.entered.is_none() {
+                pass.entered = policy::entered_since(&items, at);
+            }
         }
         for id in items.iter().filter_map(|t| t.as_ref().ok().map(|t| t.id)) {
             pass.saw(id, workspace);
@@ -194,17 +227,20 @@ async fn moved_since(
     Ok(true)
 }
 
-/// One pass of the live listing, every workspace in turn, streamed into the dispatcher; `None`
-/// when the dispatcher stopped listening.
+/// One pass of the live listing, every workspace in turn, streamed into the dispatcher (pages
+/// read ahead with `read_ahead`); `None` when the dispatcher stopped listening.
 async fn live_pass(
     source: &Arc<Source>,
     plan: &ListingPlan,
+    read_ahead: bool,
     tx: &mpsc::Sender<Listed>,
 ) -> Result<Option<Pass>, Error> {
     let mut pass = Pass {
         listed: HashSet::new(),
         workspace_of: HashMap::new(),
         moved: None,
+        entered: None,
+        most_pages: 0,
     };
     // Each workspace's listing is streamed into the dispatcher in turn; each has its own paging
     // guards (a loop or an early end in one fails the run).
@@ -220,6 +256,7 @@ async fn live_pass(
                         ListFilter::Live,
                         requesters,
                         workspace,
+                        read_ahead,
                         pages_tx,
                     )
                     .await
@@ -238,7 +275,8 @@ async fn live_pass(
                 return Ok(None);
             }
         }
-        live.await.map_err(Error::task("the listing"))??;
+        let pages = live.await.map_err(Error::task("the listing"))??;
+        pass.most_pages = pass.most_pages.max(pages);
     }
     Ok(Some(pass))
 }

@@ -274,6 +274,24 @@ pub fn foreign_workspace(
     })
 }
 
+/// The first ticket of `items` that may have entered the listing at or after `at` (by the API's
+/// clock): updated then (a ticket created, or updated into the window), or one whose
+/// `updated_at` cannot be read, which cannot show it did not (its id, when it has one, else
+/// `0`). `None` when every item was last updated before `at`.
+///
+/// A listing whose pages were read concurrently can lose a row to such a ticket (see
+/// [`crate::source::Source::stream_tickets_updated_since`]); one whose pages were read before
+/// any ticket entered cannot.
+pub fn entered_since(
+    items: &[Result<wire::Ticket, wire::ItemError>],
+    at: DateTime<Utc>,
+) -> Option<i64> {
+    items.iter().find_map(|item| match item {
+        Ok(t) => t.updated_at.is_none_or(|u| u >= at).then_some(t.id),
+        Err(e) => Some(e.id.unwrap_or(0)),
+    })
+}
+
 /// What `GET /tickets/{id}` answered when a re-scan needed it.
 #[derive(Debug)]
 pub enum View {
@@ -423,6 +441,33 @@ mod tests {
         ticket(
             json!({"id": id, "status": 5, "department_id": 1, "updated_at": "2025-06-01T00:00:00Z"}),
         )
+    }
+
+    #[test]
+    fn a_ticket_updated_at_or_after_the_instant_may_have_entered_the_listing() {
+        let at_noon = at("2025-06-01T12:00:00Z");
+        let updated = |id: i64, when: &str| Ok(ticket(json!({"id": id, "updated_at": when})));
+        let before = [
+            updated(1, "2025-06-01T11:59:59Z"),
+            updated(2, "2025-05-01T00:00:00Z"),
+        ];
+        assert_eq!(entered_since(&before, at_noon), None);
+        assert_eq!(entered_since(&[], at_noon), None);
+        let mut items = before.to_vec();
+        items.push(updated(3, "2025-06-01T12:00:00Z"));
+        items.push(updated(4, "2025-06-01T13:00:00Z"));
+        assert_eq!(entered_since(&items, at_noon), Some(3));
+        // Without a readable `updated_at` nothing shows the ticket was there before.
+        let unknown = [
+            updated(1, "2025-05-01T00:00:00Z"),
+            Ok(ticket(json!({"id": 7}))),
+        ];
+        assert_eq!(entered_since(&unknown, at_noon), Some(7));
+        let undecodable = [Err(wire::ItemError {
+            id: Some(9),
+            detail: "status: invalid type".into(),
+        })];
+        assert_eq!(entered_since(&undecodable, at_noon), Some(9));
     }
 
     const NEW: Known = Known {

@@ -415,8 +415,9 @@ impl Source {
     /// The live view embeds `stats` (for `closed_at` and the SLA times), `tags` and, with
     /// [`Requesters::Embedded`], the requester's name and email; the deleted and spam views are
     /// read for their ids only and embed nothing (1 credit a page instead of 5 or 7).
-    /// Default `created_at` order: tickets updated while we page only push rows down, so none is
-    /// skipped; the caller dedupes by id.
+    /// Default `created_at` order: a ticket that enters the listing while it is paged (created,
+    /// or updated into the window) only pushes rows down, so paged one page after the other,
+    /// none is skipped; the caller dedupes by id.
     /// `workspace`: list that workspace (`workspace_id=`); `None`: no `workspace_id` (the whole
     /// account without workspaces, the primary workspace with them).
     pub async fn tickets_updated_since(
@@ -433,22 +434,30 @@ impl Source {
 
     /// Like [`Self::tickets_updated_since`], but hands each page to `pages` as soon as it
     /// arrives, so per-ticket work can start while the listing goes on. Stops early (without an
-    /// error) when the receiver is gone.
+    /// error) when the receiver is gone. Returns how many pages it read.
+    ///
+    /// With `read_ahead` the next page is asked for while the current one is in flight (see
+    /// [`Self::each_page`]), so the server may serve a page before the one it follows: a ticket
+    /// that enters the listing in between (created, or updated into the window) pushes a row
+    /// of the earlier page onto the later one, already read. The caller must show that no
+    /// ticket entered while the pages were read, or read the listing again without it. Without
+    /// `read_ahead` each page is asked for after the one before it was answered: a ticket that
+    /// enters only repeats a row.
     pub async fn stream_tickets_updated_since(
         &self,
         since: DateTime<Utc>,
         filter: ListFilter,
         requesters: Requesters,
         workspace: Option<i64>,
+        read_ahead: bool,
         pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
-    ) -> Result<(), Error> {
+    ) -> Result<u32, Error> {
         let url = self.tickets_url(since, filter, requesters, workspace);
-        self.each_page(Endpoint::TicketsList, url, "tickets", true, |items| {
+        self.each_page(Endpoint::TicketsList, url, "tickets", read_ahead, |items| {
             let pages = pages.clone();
             async move { pages.send(items).await.is_ok() }
         })
         .await
-        .map(|_| ())
     }
 
     fn tickets_url(

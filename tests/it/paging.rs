@@ -115,7 +115,14 @@ async fn list(links: Links, pages: u64) -> (Vec<i64>, Vec<String>, u64) {
     let since = "2024-01-01T00:00:00Z".parse().unwrap();
     let listing = tokio::spawn(async move {
         source
-            .stream_tickets_updated_since(since, ListFilter::Live, Requesters::Embedded, None, tx)
+            .stream_tickets_updated_since(
+                since,
+                ListFilter::Live,
+                Requesters::Embedded,
+                None,
+                true,
+                tx,
+            )
             .await
     });
     let mut ids = Vec::new();

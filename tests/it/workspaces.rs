@@ -315,14 +315,16 @@ async fn three_workspaces_with_workspace_accounts_export_every_ticket_once() {
 /// plus the one `GET /groups` every run makes since `group_name` is in the tickets table, plus
 /// a second read of the one conversation list and the one time-entry list that run to a second
 /// page (a list of several pages is read until two reads agree: a child removed while it was
-/// paged loses a row and nothing repeats to show it).
+/// paged loses a row and nothing repeats to show it), plus one listing page after the listing:
+/// the tickets updated since it began (a ticket that entered while pages read ahead of each
+/// other were served may have pushed a row past a page already read).
 const CALLS_WITHOUT_WORKSPACES: [(&str, u64); 7] = [
     ("agents", 1),
     ("conversations", 113),
     ("departments", 1),
     ("groups", 1),
     ("requesters", 1),
-    ("tickets_list", 6),
+    ("tickets_list", 7),
     ("time_entries", 113),
 ];
 
