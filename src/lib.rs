@@ -31,7 +31,8 @@
 //!   the tables' Delta logs (`<table>/_delta_log/`, through delta-rs): which files each table
 //!   holds at a version or an instant, and the `add`/`remove` commits the journal makes;
 //!   [`state::delta::read`] the readers' side: only the partitions a query needs, read from the
-//!   last checkpoint on (delta-rs for what it does not know); [`state::lock`] the run lock that keeps a second run from writing the same dataset.
+//!   last checkpoint on, or from the newest snapshot of the file list the reader's cache holds
+//!   that the log vouches for (`state::delta::cache`; delta-rs for what it does not know); [`state::lock`] the run lock that keeps a second run from writing the same dataset.
 //! - [`storage`]: the only code that builds object paths and talks to `object_store`;
 //!   [`storage::layout::Scope`] says which domain's state, staging, checkpoints and documents
 //!   a [`storage::Storage`] addresses (the dataset's first domain keeps the one-domain paths).
@@ -64,6 +65,8 @@
 //! - `source` knows nothing about Arrow, Parquet, markdown or storage.
 //! - `normalize` does no I/O and is not async.
 //! - Sinks and `state` reach storage only through [`storage::Storage`]; no `std::fs` for outputs.
+//!   The one `std::fs` user is the readers' snapshot cache, on the reader's machine, outside
+//!   the dataset: file lists the log vouches for before each use, never rows.
 //! - A closed ticket ends up in exactly one place: one partition of `tickets` (with its children
 //!   in the same account/year partition of the other tables) or the `rejects` table.
 //! - A data file never changes once a table's log names it: a change writes new files and removes

@@ -32,6 +32,10 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 /// its files of each table; with updated, the account's partitions of that year and before (a
 /// ticket last updated in Y closed in Y or earlier). Every table is read at the versions of the
 /// dataset's last commit (its Delta logs), or with --as-of as committed at an instant.
+/// Each table's file list is kept in a snapshot cache on this machine (TICKETSYNC_CACHE_DIR,
+/// else $XDG_CACHE_HOME/ticketsync or ~/.cache/ticketsync; TICKETSYNC_CACHE_DIR=off turns it
+/// off), so a query replays only the log's commits since the last query, not since the last
+/// checkpoint. The cache holds file names and sizes, never rows.
 /// S3 credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 /// AWS_REGION, AWS_ENDPOINT_URL, ...); the job file's [s3] table can set endpoint and region.
 ///

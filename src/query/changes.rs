@@ -9,6 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::explain::ExplainedTicket;
 use super::{Dataset, Result, RollupQuery};
+use crate::state::delta::read::{self, View};
+use crate::state::delta::At;
+use crate::tables::Table;
 
 /// One account and period whose hours changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +82,56 @@ impl Dataset {
         query: &RollupQuery,
         since: DateTime<Utc>,
     ) -> Result<Vec<Change>> {
-        // Minutes per ticket are all a difference needs: no time entries are read.
-        let then = self.clone().as_of(since);
+        // Minutes per ticket are all a difference needs: no time entries are read. Only the
+        // accounts whose rows changed since can differ: the others are not read at all.
+        let now = match self.changed_accounts(since).await {
+            Some(accounts) => Dataset {
+                accounts: Some(std::sync::Arc::new(accounts)),
+                ..self.clone()
+            },
+            None => self.clone(),
+        };
+        let then = now.clone().as_of(since);
         let (now, then) =
-            tokio::try_join!(self.explained(query, false), then.explained(query, false))?;
+            tokio::try_join!(now.explained(query, false), then.explained(query, false))?;
         Ok(diff(&then, &now))
+    }
+
+    /// The (domain, account) pairs with a partition of `tickets` whose rows a commit after
+    /// `since` changed (see [`read::changed_since`]): the periods of any other account hold the
+    /// same tickets at both instants, so their minutes cannot differ. An account's periods come
+    /// from all its partitions (a ticket's period is its last update, its partition the year it
+    /// closed), so an account is read whole or not at all. `None` (read every account) when the
+    /// log cannot show which changed, or a dataset commit is under way (the committed view is
+    /// then not the latest version the log's changes lead to).
+    async fn changed_accounts(&self, since: DateTime<Utc>) -> Option<BTreeSet<(String, String)>> {
+        if self.at != At::Committed || self.accounts.is_some() {
+            return None;
+        }
+        let settled = match View::open(&self.storage, &self.at, &[Table::Tickets], &|_| true).await
+        {
+            Ok(view) => view.settled(),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading every account: the committed view did not open");
+                false
+            }
+        };
+        if !settled {
+            return None;
+        }
+        match read::changed_since(&self.storage, Table::Tickets, since).await {
+            Ok(Some(partitions)) => Some(
+                partitions
+                    .into_iter()
+                    .filter_map(|p| Some((p.domain, p.account?)))
+                    .collect(),
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading every account: the log after the instant did not read");
+                None
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ mod rollup;
 mod scan;
 mod tickets;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use object_store::path::Path;
 use polars::prelude::cloud::CloudOptions;
@@ -134,6 +134,9 @@ pub struct Dataset {
     at: At,
     /// Only this Freshservice account's partitions (`query --domain`); `None`: every domain.
     domain: Option<String>,
+    /// Only these (domain, account) pairs' partitions (the accounts an adjustment list needs to
+    /// read); `None`: every account.
+    accounts: Option<std::sync::Arc<BTreeSet<(String, String)>>>,
 }
 
 /// The partition files one query reads, per table.
@@ -219,6 +222,7 @@ impl Dataset {
             cloud,
             at: At::Committed,
             domain: None,
+            accounts: None,
         })
     }
 
@@ -301,7 +305,16 @@ impl Dataset {
     async fn files(&self, tables: &[Table], selection: Selection<'_>) -> Result<FileSet> {
         debug_assert_eq!(tables.first(), Some(&Table::Tickets));
         let domain = self.domain.as_deref();
-        let keep = |p: &Partition| domain.is_none_or(|d| d == p.domain) && selection.holds(p);
+        let accounts = self.accounts.as_deref();
+        let keep = |p: &Partition| {
+            domain.is_none_or(|d| d == p.domain)
+                && selection.holds(p)
+                && accounts.is_none_or(|set| {
+                    p.account
+                        .as_ref()
+                        .is_some_and(|a| set.contains(&(p.domain.clone(), a.clone())))
+                })
+        };
         let view = View::open(&self.storage, &self.at, tables, &keep).await?;
         let mut out = FileSet::new();
         for &table in tables {
@@ -329,7 +342,7 @@ impl Dataset {
         }
         if out[&Table::Tickets].is_empty() {
             let narrowed = selection.account.is_some() || selection.years != Years::All;
-            let narrowed = narrowed || domain.is_some();
+            let narrowed = narrowed || domain.is_some() || accounts.is_some();
             // Only when nothing matched: is there any ticket at all?
             let empty = !narrowed || {
                 let all = View::open(&self.storage, &self.at, &[Table::Tickets], &|_| true).await?;

@@ -33,6 +33,7 @@ use crate::storage::layout::{self, Scope};
 use crate::storage::Storage;
 use crate::tables::Table;
 
+mod cache;
 pub mod read;
 
 /// The `appId` of ticketsync's `txn` actions for the dataset's home domain; another domain's

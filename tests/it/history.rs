@@ -195,6 +195,46 @@ async fn changes_since_an_instant_lists_the_months_whose_hours_moved_and_why() {
     assert_eq!(month.tickets, vec![ticket.ticket_id]);
     assert_eq!(month.minutes_then - month.minutes_now, ticket.minutes);
     assert_eq!(month.domain, "acme");
+    // Only the accounts whose rows changed were read: reading every account at both instants
+    // gives the same list.
+    let sums = |tickets: &[ticketsync::query::ExplainedTicket]| {
+        let mut out: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for t in tickets {
+            *out.entry((t.account.clone(), t.period.clone()))
+                .or_default() += t.minutes;
+        }
+        out
+    };
+    let then = sums(
+        &dataset
+            .clone()
+            .as_of(invoiced)
+            .explain(&query)
+            .await
+            .unwrap(),
+    );
+    let now = sums(&dataset.explain(&query).await.unwrap());
+    let keys: std::collections::BTreeSet<_> = then.keys().chain(now.keys()).cloned().collect();
+    let every_account: Vec<(String, String, i64, i64)> = keys
+        .into_iter()
+        .map(|k| {
+            let (a, b) = (then.get(&k).copied(), now.get(&k).copied());
+            (k.0, k.1, a.unwrap_or(0), b.unwrap_or(0))
+        })
+        .filter(|(_, _, a, b)| a != b)
+        .collect();
+    let listed: Vec<(String, String, i64, i64)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c.account.clone(),
+                c.period.clone(),
+                c.minutes_then,
+                c.minutes_now,
+            )
+        })
+        .collect();
+    assert_eq!(listed, every_account);
 
     // The same through the binary, as JSON.
     let out = crate::support::Cmd::new(["query"])

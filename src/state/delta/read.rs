@@ -12,7 +12,13 @@
 //!   `add.size`, `add.deletionVector`, `txn`, `protocol`) are fetched and decoded: no statistics,
 //!   no tombstones' details;
 //! - the commits after it are fetched together and replayed in order, and a file of a partition
-//!   the reader did not ask for is dropped as soon as it is seen.
+//!   the reader did not ask for is dropped as soon as it is seen;
+//! - with the snapshot cache (see [`super::cache`]), the whole file list of the newest version
+//!   the cache holds and the log vouches for replaces the checkpoint and the commits up to it:
+//!   a query replays only the commits since the last query, and keeps its partitions after.
+//!
+//! [`changed_since`] answers which partitions a commit after an instant changed (compactions
+//! left out), so `--changes-since` reads only the accounts that can differ.
 //!
 //! What this reader does not know (a v2 or multi-file checkpoint layout it cannot assemble,
 //! reader features such as column mapping, a gap in the log) is [`Error::Unsupported`]: the
@@ -30,6 +36,7 @@ use object_store::ObjectMeta;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use serde::Deserialize;
 
+use super::cache::{Cache, Snapshot};
 use super::{At, DataFile, Partition};
 use crate::storage::layout::Scope;
 use crate::storage::Storage;
@@ -221,12 +228,23 @@ fn check_protocol(table: Table, reader: i32, features: &[String]) -> Result<(), 
 }
 
 /// Reads `table` at `target`, keeping the files of the partitions `keep` accepts. `None` when
-/// the table has no log, or no commit at or before the instant.
+/// the table has no log, or no commit at or before the instant. The file list comes from the
+/// snapshot cache when it holds one the log vouches for (see [`super::cache`]).
 pub async fn read_table(
     storage: &Storage,
     table: Table,
     target: Target,
     keep: &(dyn Fn(&Partition) -> bool + Send + Sync),
+) -> Result<Option<TableView>, Error> {
+    read_with(storage, table, target, keep, Cache::of(storage)).await
+}
+
+async fn read_with(
+    storage: &Storage,
+    table: Table,
+    target: Target,
+    keep: &(dyn Fn(&Partition) -> bool + Send + Sync),
+    cache: Option<Cache>,
 ) -> Result<Option<TableView>, Error> {
     let dir = Path::from(table.name()).join("_delta_log");
     // From the last checkpoint on when the newest version is wanted; the whole log otherwise.
@@ -277,8 +295,23 @@ pub async fn read_table(
             )));
         }
     }
-    let checkpoint = listing.checkpoint_at_or_before(version);
-    let first_commit = checkpoint.as_ref().map_or(0, |(v, _)| v + 1);
+    // With a cache, the whole file list is built (and saved), then the partitions asked for
+    // are kept; without one, files of other partitions are dropped as they are read.
+    let keep_all = |_: &Partition| true;
+    let read_keep: &(dyn Fn(&Partition) -> bool + Send + Sync) =
+        if cache.is_some() { &keep_all } else { keep };
+    let cached = cache
+        .as_ref()
+        .and_then(|c| c.best(table, version, &listing.commits));
+    let checkpoint = match cached {
+        Some(_) => None,
+        None => listing.checkpoint_at_or_before(version),
+    };
+    let first_commit = match (&cached, &checkpoint) {
+        (Some(snapshot), _) => snapshot.version + 1,
+        (None, Some((v, _))) => v + 1,
+        (None, None) => 0,
+    };
     let commits: Vec<&ObjectMeta> = (first_commit..=version)
         .map(|v| {
             listing.commits.get(&v).ok_or_else(|| {
@@ -290,12 +323,16 @@ pub async fn read_table(
         })
         .collect::<Result<_, _>>()?;
 
-    let mut files: HashMap<String, DataFile> = HashMap::new();
-    let mut txns: HashMap<String, i64> = HashMap::new();
+    let from_cache = cached.as_ref().map(|s| s.version);
+    let Snapshot {
+        mut files,
+        mut txns,
+        ..
+    } = cached.unwrap_or_default();
     if let Some((_, parts)) = &checkpoint {
         let reads = parts
             .iter()
-            .map(|meta| read_checkpoint_part(storage, table, meta, keep));
+            .map(|meta| read_checkpoint_part(storage, table, meta, read_keep));
         for part in futures::future::try_join_all(reads).await? {
             files.extend(part.files.into_iter().map(|f| (f.0, f.1)));
             txns.extend(part.txns);
@@ -310,7 +347,28 @@ pub async fn read_table(
     }))
     .buffered(32);
     while let Some((path, body)) = bodies.try_next().await? {
-        replay(table, &path, &body, keep, &mut files, &mut txns)?;
+        replay(table, &path, &body, read_keep, &mut files, &mut txns)?;
+    }
+    if let Some(cache) = &cache {
+        tracing::debug!(
+            table = table.name(),
+            version,
+            cached = ?from_cache,
+            replayed = commits.len(),
+            "file list read"
+        );
+        if from_cache != Some(version) {
+            if let Some(meta) = listing.commits.get(&version) {
+                let snapshot = Snapshot {
+                    version,
+                    files,
+                    txns,
+                };
+                cache.save(table, &snapshot, meta);
+                (files, txns) = (snapshot.files, snapshot.txns);
+            }
+        }
+        files.retain(|_, f| keep(&f.partition));
     }
 
     let mut by_partition: BTreeMap<Partition, Vec<DataFile>> = BTreeMap::new();
@@ -328,6 +386,85 @@ pub async fn read_table(
         files: by_partition,
         txns,
     }))
+}
+
+/// The partitions of `table` whose rows a commit made after `instant` changed: those an `add` or
+/// a `remove` with `dataChange` true (or not said) names, in every commit after the newest one
+/// made at or before the instant (by its file's time, as [`Target::Instant`] judges it). A
+/// compaction (`dataChange: false`) only rearranges rows and changes nothing here. `None` when
+/// the log cannot show it: a commit after the instant not listed, a `remove` without its
+/// partition values, no commit at or before the instant (every partition is new).
+pub async fn changed_since(
+    storage: &Storage,
+    table: Table,
+    instant: DateTime<Utc>,
+) -> Result<Option<std::collections::BTreeSet<Partition>>, Error> {
+    let dir = Path::from(table.name()).join("_delta_log");
+    let listing = Listing::of(storage.list_after(&dir, None).await?);
+    let Some(then) = listing
+        .commits
+        .iter()
+        .filter(|(_, meta)| meta.last_modified <= instant)
+        .map(|(v, _)| *v)
+        .max()
+    else {
+        return Ok(None);
+    };
+    let newest = listing.commits.keys().max().copied().unwrap_or(then);
+    let Some(commits) = (then + 1..=newest)
+        .map(|v| listing.commits.get(&v))
+        .collect::<Option<Vec<&ObjectMeta>>>()
+    else {
+        return Ok(None);
+    };
+    let mut bodies = futures::stream::iter(commits.iter().map(|meta| async move {
+        storage
+            .get_existing(&meta.location)
+            .await
+            .map(|b| (meta.location.clone(), b))
+    }))
+    .buffered(32);
+    let mut out = std::collections::BTreeSet::new();
+    while let Some((path, body)) = bodies.try_next().await? {
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| Error::Invalid(format!("{path}: not UTF-8: {e}")))?;
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line: ChangeLine = serde_json::from_str(line)
+                .map_err(|e| Error::Invalid(format!("{path} line {}: {e}", number + 1)))?;
+            for action in [line.add, line.remove].into_iter().flatten() {
+                if action.data_change == Some(false) {
+                    continue;
+                }
+                let Some(partition) = action
+                    .partition_values
+                    .as_ref()
+                    .and_then(Partition::from_values)
+                else {
+                    return Ok(None);
+                };
+                out.insert(partition);
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// One line of a commit file, as [`changed_since`] reads it.
+#[derive(Deserialize)]
+struct ChangeLine {
+    add: Option<ChangeAction>,
+    remove: Option<ChangeAction>,
+}
+
+#[derive(Deserialize)]
+struct ChangeAction {
+    #[serde(rename = "partitionValues", default)]
+    partition_values: Option<HashMap<String, Option<String>>>,
+    #[serde(rename = "dataChange", default)]
+    data_change: Option<bool>,
 }
 
 /// One commit's actions applied to the files and `txn`s read so far.
@@ -572,6 +709,9 @@ pub type Keep<'a> = dyn Fn(&Partition) -> bool + Send + Sync + 'a;
 #[derive(Debug, Default)]
 pub struct View {
     tables: BTreeMap<&'static str, BTreeMap<Partition, Vec<DataFile>>>,
+    /// Whether every domain of every table read showed its latest files (no dataset commit
+    /// under way); `false` when delta-rs read the tables.
+    settled: bool,
 }
 
 impl View {
@@ -622,7 +762,10 @@ impl View {
         let views = futures::future::try_join_all(reads).await?;
         let home = super::dataset_domain(storage).await?;
         let mut records: BTreeMap<String, Option<super::Versions>> = BTreeMap::new();
-        let mut out = View::default();
+        let mut out = View {
+            settled: true,
+            ..View::default()
+        };
         for (&table, view) in tables.iter().zip(views) {
             let Some(mut view) = view else {
                 out.tables.insert(table.name(), BTreeMap::new());
@@ -639,6 +782,7 @@ impl View {
                     if shown == super::Shown::Latest {
                         continue;
                     }
+                    out.settled = false;
                     view.files.retain(|p, _| p.domain != domain);
                     if let super::Shown::Version(version) = shown {
                         let of_domain = |p: &Partition| p.domain == domain && keep(p);
@@ -652,6 +796,12 @@ impl View {
             out.tables.insert(table.name(), view.files);
         }
         Ok(out)
+    }
+
+    /// Whether every domain showed the latest version of every table read: no dataset commit
+    /// was under way, so the view is the tables' latest versions.
+    pub fn settled(&self) -> bool {
+        self.settled
     }
 
     /// Every partition of `table` the view holds files of, in order.
@@ -792,6 +942,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_partitions_changed_since_an_instant_leave_compactions_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Storage::local(dir.path()).unwrap();
+        let file = |account: &str, name: &str| {
+            let partition = Partition::placed(super::super::DEFAULT_DOMAIN, account, 2025);
+            DataFile {
+                path: format!("{}/part-{name}.parquet", partition.dir()),
+                partition,
+                size: 10,
+                rows: Some(1),
+                stats: None,
+            }
+        };
+        let mut seq = 0;
+        let mut commit = |adds: Vec<DataFile>, removes: Vec<DataFile>, data_change: bool| {
+            seq += 1;
+            let home = home.clone();
+            async move {
+                let mut lake = super::super::Lake::open(&home, At::Latest).await.unwrap();
+                let change = BTreeMap::from([(
+                    Table::Tickets.name().to_string(),
+                    super::super::TableCommit {
+                        adds,
+                        removes,
+                        data_change,
+                    },
+                )]);
+                lake.commit_all(&home, &change, seq).await.unwrap();
+                // Commit times are the files' times: the next one is later.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        let before = Utc::now();
+        commit(vec![file("A", "a1"), file("B", "b1")], vec![], true).await;
+        let instant = Utc::now();
+        // A compaction of A, then a new file of C and B's file replaced.
+        commit(vec![file("A", "a2")], vec![file("A", "a1")], false).await;
+        commit(
+            vec![file("C", "c1"), file("B", "b2")],
+            vec![file("B", "b1")],
+            true,
+        )
+        .await;
+        let changed = changed_since(&home, Table::Tickets, instant)
+            .await
+            .unwrap()
+            .unwrap();
+        let accounts: Vec<&str> = changed
+            .iter()
+            .filter_map(|p| p.account.as_deref())
+            .collect();
+        assert_eq!(accounts, ["B", "C"]);
+        let now = changed_since(&home, Table::Tickets, Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(now.is_empty(), "nothing changed after the last commit");
+        // Before the table existed every partition is new: the log cannot narrow it.
+        let earlier = before - chrono::Duration::days(1);
+        assert!(changed_since(&home, Table::Tickets, earlier)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
     async fn the_reader_sees_what_delta_rs_sees_at_every_version() {
         use rand::{Rng, SeedableRng};
         let accounts = ["A", "B 2", "C"];
@@ -873,13 +1089,20 @@ mod tests {
                 .unwrap();
             // Version 0 creates the table; each step is one commit.
             assert_eq!(latest.version, 36);
-            for version in 0..=latest.version {
+            // Without a cache, and with one filled as the versions are read (each read replays
+            // the commits since the newest snapshot before it).
+            let cached = tempfile::tempdir().unwrap();
+            let caches = [None, Some(Cache::at(cached.path()))];
+            for (version, cache) in
+                (0..=latest.version).flat_map(|v| caches.iter().map(move |c| (v, c)))
+            {
                 let (all, txns) = delta_rs(&home, version).await;
                 for keep in keeps {
                     let mut files = all.clone();
                     files.retain(|p, _| keep(p));
                     let files = files_of(&files);
-                    let view = read_table(&home, Table::Tickets, Target::Version(version), keep)
+                    let target = Target::Version(version);
+                    let view = read_with(&home, Table::Tickets, target, keep, cache.clone())
                         .await
                         .unwrap()
                         .unwrap();
