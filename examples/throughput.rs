@@ -111,6 +111,17 @@ struct Figures {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if std::env::var_os("THROUGHPUT_TIMELINE").is_some() {
+        // The run's own log (RUST_LOG, info by default) with times, beside the timeline.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "ticketsync=info".into()),
+            )
+            .with_writer(std::io::stderr)
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .init();
+    }
     let runs: Vec<(Plan, u64)> = if args.matrix {
         [200, 600]
             .into_iter()
@@ -167,6 +178,7 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
         latency_jitter_ms: latency_ms / 4,
         ..SimConfig::default()
     };
+    let sim_started = Instant::now();
     let sim = Simulator::start(config.clone(), 0)
         .await
         .expect("simulator");
@@ -178,9 +190,13 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
         account_map: (!args.unmapped).then(|| account_map.path().to_path_buf()),
         ..JobSpec::default()
     };
+    let sync_started = sim_started.elapsed().as_secs_f64() * 1000.0;
     let (outcome, wall) = full_sync(&sim, tuning).await;
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     let stats = sim.stats();
+    if std::env::var_os("THROUGHPUT_TIMELINE").is_some() {
+        timeline(&stats.log, sync_started, wall);
+    }
     let budget = plan.credits_per_minute() as f64 * args.share;
     // Steady state: every window but the first (start-up) and the last (partial).
     let windows: Vec<_> = stats.windows.iter().collect();
@@ -230,6 +246,25 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
         wall_vs_min: wall / minimum,
         baseline_wall,
     }
+}
+
+/// Where the run's time went, in ms from the sync's start: each endpoint's first and last
+/// request (as the simulator logged them), and the end of the run.
+fn timeline(log: &[ticketsync::sim::RequestLog], sync_started_ms: f64, wall: f64) {
+    let mut spans: std::collections::BTreeMap<&str, (f64, f64, u64)> = Default::default();
+    for r in log {
+        let at = r.at_ms as f64 - sync_started_ms;
+        let span = spans.entry(r.endpoint.as_str()).or_insert((at, at, 0));
+        span.0 = span.0.min(at);
+        span.1 = span.1.max(at);
+        span.2 += 1;
+    }
+    let mut rows: Vec<_> = spans.into_iter().collect();
+    rows.sort_by(|a, b| a.1 .0.total_cmp(&b.1 .0));
+    for (endpoint, (first, last, n)) in rows {
+        eprintln!("  {endpoint:<22} {n:>6} requests, first {first:>8.0} ms, last {last:>8.0} ms");
+    }
+    eprintln!("  run ended at {:.0} ms", wall * 1000.0);
 }
 
 /// A full sync from `sim` into a fresh temporary directory, with `tuning` (budget, window,

@@ -260,6 +260,13 @@ pub fn estimate(input: &EstimateInput) -> Estimate {
     if checked && !input.single_ticket {
         listing_pages += input.listings.len() as u64;
     }
+    // The listing's first page is asked for before the workspaces are known, without
+    // `workspace_id`: with several workspaces it is not the listing planned, and read for
+    // nothing (see `pipeline::listing::list_early`); so is the department list beside it.
+    if input.listings.len() > 1 && !input.single_ticket {
+        listing_pages += 1;
+        credits += 1;
+    }
     credits += listing_pages * page_credits(input.requesters);
     let (listed, closed) = if input.single_ticket {
         // The ticket view with three embeds.
@@ -1000,6 +1007,27 @@ mod tests {
             "{}",
             e.summary
         );
+    }
+
+    #[test]
+    fn an_account_with_workspaces_pays_for_the_listing_started_before_they_were_known() {
+        let e = estimate(&EstimateInput {
+            mode: "incremental".into(),
+            listings: vec![(40, 25), (150, 100)],
+            rejected: 0,
+            requesters: Requesters::Embedded,
+            requester_pages: 0,
+            department_pages: 2,
+            reconcile: false,
+            ..input()
+        });
+        // 1 + 2 pages, the one read ahead after the second listing's last, the check for
+        // tickets updated meanwhile (one page per listing), and the page asked for without
+        // `workspace_id` before the workspaces were known.
+        assert_eq!(e.listing_pages, 1 + 2 + 1 + 2 + 1);
+        // workspaces 1, departments 2, agents and groups 2, the early department list 1,
+        // listing 7 × 7, fetch 2 × 125.
+        assert_eq!(e.credits, 1 + 2 + 2 + 1 + 7 * 7 + 250);
     }
 
     #[test]

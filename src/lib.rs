@@ -38,8 +38,9 @@
 //!   a [`storage::Storage`] addresses (the dataset's first domain keeps the one-domain paths).
 //! - [`pipeline`]: one run. [`pipeline::policy`] holds every decision as a pure function (the
 //!   window, which workspaces are listed, how a listed ticket is classified, what counts as evidence that a ticket is gone,
-//!   the removal guard, when the cursor moves); the rest is mechanism: the listing task, the
-//!   fetch workers, the dispatcher between them, checkpoints and commits.
+//!   the removal guard, when the cursor moves); the rest is mechanism: the listing task (its
+//!   first page asked for beside the reference data, used once that says it is the listing
+//!   planned), the fetch workers, the dispatcher between them, checkpoints and commits.
 //! - [`dataset`]: operations on a written dataset that need no API — `forget` (erasure),
 //!   `export` (subject access), `retention` (prune), `redact` — through the same rows, renderer and commit.
 //! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::policy::{self, Gone, Recheck, View};
 use super::Error;
@@ -62,7 +63,78 @@ const MOVED_MARGIN_SECS: i64 = 120;
 /// (whole seconds, the smallest seen), as the cursor is.
 const ENTERED_MARGIN_SECS: i64 = 5;
 
-/// Runs the listing. Ends early (with `Ok`) when the dispatcher stops listening.
+/// What the reference data settles about the listing (see [`list_early`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// The listings to make (see [`policy::listing_workspaces`]).
+    pub(crate) workspaces: Vec<Option<i64>>,
+    /// Whether the listing embeds the requester (a directory that cannot be read makes it).
+    pub(crate) requesters: Requesters,
+}
+
+/// The first workspace's listing, started before the pass it belongs to was planned.
+struct Started {
+    /// When it started (the pass's start).
+    at: DateTime<Utc>,
+    live: JoinHandle<Result<u32, source::Error>>,
+    pages: mpsc::Receiver<source::Items<wire::Ticket>>,
+}
+
+/// Runs the listing from the run's first instant: the first page of the listing most accounts
+/// need (without `workspace_id`, with `plan.requesters`) is asked for while the reference data
+/// is read, so it comes back with the workspaces, not a round trip after them. Nothing more is
+/// asked for, and nothing goes to the dispatcher, before the reference data has `settled` the
+/// plan: the page is used when the plan is that listing, and dropped (one page's credits) when
+/// the account has workspaces or the requester directory cannot be read (the listing must then
+/// embed the requester); the listing then starts as planned. Ends (with `Ok`) without listing when
+/// `settled` is dropped: the reference data failed, and so does the run.
+pub(crate) async fn list_early(
+    source: Arc<Source>,
+    mut plan: ListingPlan,
+    settled: oneshot::Receiver<Settled>,
+    tx: mpsc::Sender<Listed>,
+) -> Result<(), Error> {
+    let guess = Settled {
+        workspaces: vec![None],
+        requesters: plan.requesters,
+    };
+    let at = Utc::now();
+    let (pages_tx, pages) = mpsc::channel(2);
+    let (go_tx, go_rx) = oneshot::channel::<bool>();
+    let live = {
+        let source = source.clone();
+        let (since, requesters) = (plan.since, plan.requesters);
+        tokio::spawn(async move {
+            let go = async move { go_rx.await.unwrap_or(false) };
+            source
+                .stream_tickets_updated_since_once(since, requesters, go, pages_tx)
+                .await
+        })
+    };
+    let Ok(settled) = settled.await else {
+        live.abort();
+        return Ok(());
+    };
+    let same = settled == guess;
+    let _ = go_tx.send(same);
+    let started = if same {
+        Some(Started { at, live, pages })
+    } else {
+        // Its one page is read to the end by itself (the server charged it) and dropped.
+        tracing::debug!(
+            listings = settled.workspaces.len(),
+            requesters = ?settled.requesters,
+            "the listing started early is not the one planned; read as planned"
+        );
+        None
+    };
+    plan.workspaces = settled.workspaces;
+    plan.requesters = settled.requesters;
+    list(source, plan, started, tx).await
+}
+
+/// Runs the listing. Ends early (with `Ok`) when the dispatcher stops listening. `started` is
+/// the first workspace's listing of the first pass, already under way.
 ///
 /// Offset paging over a live result set skips a row whenever a row before it leaves the set
 /// while later pages load (the default `created_at` order: a ticket deleted, spammed or moved
@@ -83,9 +155,10 @@ const ENTERED_MARGIN_SECS: i64 = 5;
 /// repeats a row. A shifted pass is read again, up to [`MAX_LISTING_PASSES`]; a listing still
 /// shifting then fails the run. The rows of every pass go to the dispatcher, which keeps the
 /// newest version of each.
-pub(crate) async fn list(
+async fn list(
     source: Arc<Source>,
     plan: ListingPlan,
+    mut started: Option<Started>,
     tx: mpsc::Sender<Listed>,
 ) -> Result<(), Error> {
     let mut listed = HashSet::new();
@@ -94,9 +167,10 @@ pub(crate) async fn list(
     let mut gone_sent = HashSet::new();
     let mut pass = 1;
     loop {
-        let pass_started = Utc::now();
+        let first = started.take();
+        let pass_started = first.as_ref().map_or_else(Utc::now, |f| f.at);
         let read_ahead = pass == 1;
-        let Some(mut this_pass) = live_pass(&source, &plan, read_ahead, &tx).await? else {
+        let Some(mut this_pass) = live_pass(&source, &plan, read_ahead, first, &tx).await? else {
             return Ok(());
         };
         let check_moves = plan.workspaces.len() > 1 && this_pass.moved.is_none();
@@ -228,11 +302,13 @@ async fn changed_since(
 }
 
 /// One pass of the live listing, every workspace in turn, streamed into the dispatcher (pages
-/// read ahead with `read_ahead`); `None` when the dispatcher stopped listening.
+/// read ahead with `read_ahead`; the first workspace's listing is `first` when it is under
+/// way); `None` when the dispatcher stopped listening.
 async fn live_pass(
     source: &Arc<Source>,
     plan: &ListingPlan,
     read_ahead: bool,
+    mut first: Option<Started>,
     tx: &mpsc::Sender<Listed>,
 ) -> Result<Option<Pass>, Error> {
     let mut pass = Pass {
@@ -245,22 +321,26 @@ async fn live_pass(
     // Each workspace's listing is streamed into the dispatcher in turn; each has its own paging
     // guards (a loop or an early end in one fails the run).
     for &workspace in &plan.workspaces {
-        let (pages_tx, mut pages_rx) = mpsc::channel(2);
-        let live = {
-            let source = source.clone();
-            let (since, requesters) = (plan.since, plan.requesters);
-            tokio::spawn(async move {
-                source
-                    .stream_tickets_updated_since(
-                        since,
-                        ListFilter::Live,
-                        requesters,
-                        workspace,
-                        read_ahead,
-                        pages_tx,
-                    )
-                    .await
-            })
+        let (live, mut pages_rx) = match first.take() {
+            Some(Started { live, pages, .. }) => (live, pages),
+            None => {
+                let (pages_tx, pages_rx) = mpsc::channel(2);
+                let source = source.clone();
+                let (since, requesters) = (plan.since, plan.requesters);
+                let live = tokio::spawn(async move {
+                    source
+                        .stream_tickets_updated_since(
+                            since,
+                            ListFilter::Live,
+                            requesters,
+                            workspace,
+                            read_ahead,
+                            pages_tx,
+                        )
+                        .await
+                });
+                (live, pages_rx)
+            }
         };
         while let Some(items) = pages_rx.recv().await {
             if let Some((ticket, other)) = policy::foreign_workspace(&items, workspace) {

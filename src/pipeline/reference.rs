@@ -8,6 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::oneshot;
+
+use super::listing::Settled;
 use super::policy;
 use crate::job::{AccountFrom, Job};
 use crate::normalize::{self, AccountMap, Person, Settings};
@@ -15,8 +18,6 @@ use crate::source::{self, wire, Endpoint, Requesters, Source};
 
 /// The reference data of a run.
 pub(crate) struct Reference {
-    /// The ticket listings to make, by `workspace_id` (see [`policy::listing_workspaces`]).
-    pub(crate) listings: Vec<Option<i64>>,
     pub(crate) accounts: AccountMap,
     pub(crate) agents: HashMap<i64, Person>,
     /// Group names by id (`GET /groups`, read once per run).
@@ -51,16 +52,32 @@ impl Reference {
     /// requester directory. A department whose record does not decode is kept as unreadable (its
     /// tickets fail this run, see `policy::classify`); a department listing that fails fails the
     /// run, and so does a workspace record that does not decode (its tickets would be missed).
+    ///
+    /// Everything goes at once: the departments without `workspace_id` (what an account without
+    /// workspaces needs) are read beside the workspaces and used when the workspaces say so
+    /// (an account with workspaces reads them again per workspace). `settled` learns the
+    /// listings to make and whether they embed the requester as soon as both are known, so the
+    /// listing ([`super::listing::list_early`]) need not wait for the rest.
     pub(crate) async fn load(
         source: &Source,
         requester_source: Requesters,
         job: &Job,
         settings: Settings,
+        settled: Option<oneshot::Sender<Settled>>,
     ) -> Result<Reference, source::Error> {
         let account_field = job.account_field.as_str();
         let overrides = &job.account_map;
+        let (listings_tx, listings_rx) = oneshot::channel::<Vec<Option<i64>>>();
+        let (mode_tx, mode_rx) = oneshot::channel::<Requesters>();
         let scoped = async {
-            let workspaces = match source.workspaces().await? {
+            let unscoped = matches!(job.account_from, AccountFrom::Department);
+            let (workspaces, early_departments) = tokio::join!(source.workspaces(), async {
+                match unscoped {
+                    true => Some(source.departments(None).await),
+                    false => None,
+                }
+            });
+            let workspaces = match workspaces? {
                 None => None,
                 Some(items) => Some(
                     items
@@ -79,19 +96,51 @@ impl Reference {
                 .as_ref()
                 .map(|ws| ws.iter().map(|w| w.id).collect());
             let listings = policy::listing_workspaces(ids.as_deref());
+            let _ = listings_tx.send(listings.clone());
+            let wanted = policy::department_workspaces(job.account_from, &listings);
             let mut departments = Vec::new();
-            for workspace in policy::department_workspaces(job.account_from, &listings) {
-                departments.extend(source.departments(workspace).await?);
+            match early_departments {
+                // (Its error matters only when it is the list the run needs.)
+                Some(early) if wanted == [None] => departments.extend(early?),
+                _ => {
+                    for workspace in wanted {
+                        departments.extend(source.departments(workspace).await?);
+                    }
+                }
             }
             Ok::<_, source::Error>((workspaces.unwrap_or_default(), listings, departments))
         };
-        let (scoped, agents, groups, requesters) =
-            tokio::join!(scoped, source.agents(), source.groups(), async {
-                match requester_source {
-                    Requesters::Directory => source.requesters().await,
-                    Requesters::Embedded => Ok(Vec::new()),
+        let directory = async {
+            let requesters = match requester_source {
+                Requesters::Directory => source.requesters().await,
+                Requesters::Embedded => Ok(Vec::new()),
+            };
+            // An API key whose role may not read requesters (403), or an API without the list,
+            // still syncs: the listing embeds the requester instead.
+            let mode = match (requester_source, &requesters) {
+                (Requesters::Directory, Err(e))
+                    if !matches!(e, source::Error::Unauthorized { .. }) =>
+                {
+                    tracing::warn!(error = %e, "the requester directory cannot be read; the listing embeds requesters instead");
+                    Requesters::Embedded
                 }
-            });
+                (mode, _) => mode,
+            };
+            let _ = mode_tx.send(mode);
+            (mode, requesters)
+        };
+        let settle = async {
+            if let (Some(settled), Ok(workspaces), Ok(requesters)) =
+                (settled, listings_rx.await, mode_rx.await)
+            {
+                let _ = settled.send(Settled {
+                    workspaces,
+                    requesters,
+                });
+            }
+        };
+        let (scoped, agents, groups, (requester_source, requesters), ()) =
+            tokio::join!(scoped, source.agents(), source.groups(), directory, settle);
         let (workspaces, listings, departments) = scoped?;
         let mut good = Vec::new();
         let mut unreadable = Vec::new();
@@ -118,14 +167,9 @@ impl Reference {
             .map(|a| (a.id, Person::from_agent(&a)))
             .collect();
         let groups = group_names(groups)?;
-        // An API key whose role may not read requesters (403), or an API without the list, still
-        // syncs: the listing embeds the requester instead.
-        let (requester_source, requesters) = match (requester_source, requesters) {
-            (Requesters::Directory, Err(e)) if !matches!(e, source::Error::Unauthorized { .. }) => {
-                tracing::warn!(error = %e, "the requester directory cannot be read; the listing embeds requesters instead");
-                (Requesters::Embedded, Vec::new())
-            }
-            (mode, requesters) => (mode, requesters?),
+        let requesters = match requester_source {
+            Requesters::Embedded => Vec::new(),
+            Requesters::Directory => requesters?,
         };
         let requesters: HashMap<i64, Person> = requesters
             .into_iter()
@@ -146,7 +190,6 @@ impl Reference {
             "reference data loaded"
         );
         Ok(Reference {
-            listings,
             accounts,
             agents,
             groups,
@@ -302,7 +345,6 @@ mod tests {
 
     fn reference(requesters: HashMap<i64, Person>, source: Requesters) -> Reference {
         Reference {
-            listings: vec![None],
             accounts: AccountMap::new(&[], "account_number", &HashMap::new()),
             agents: HashMap::new(),
             groups: HashMap::new(),

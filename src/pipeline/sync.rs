@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use super::fetch::{fetch_all, Fetched};
-use super::listing::{list, Listed, ListingPlan};
+use super::listing::{list_early, Listed, ListingPlan};
 use super::policy::{self, Action, Gone, Known};
 use super::reference::Reference;
 use super::{Error, Start};
@@ -204,41 +204,20 @@ impl<'a> Run<'a> {
         since: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
         let source = self.source.clone();
-        let reference = Arc::new(
-            Reference::load(
-                &source,
-                policy::requester_source(since, self.settings.synced_at),
-                self.job,
-                self.settings.clone(),
-            )
-            .await?,
-        );
-
+        let requester_source = policy::requester_source(since, self.settings.synced_at);
         // The listing streams pages into the dispatcher below; a single-ticket run feeds one
-        // "page" of one ticket.
+        // "page" of one ticket. The listing starts with the run, beside the reference data (see
+        // `listing::list_early`); the dispatcher takes its pages once that is read.
         let (page_tx, mut page_rx) = mpsc::channel::<Listed>(4);
-        let lister = match (self.job.window, since) {
-            (Window::Ticket(id), _) => {
-                match source.ticket(id).await? {
-                    Some(t) => {
-                        let _ = page_tx.send(Listed::Live(vec![t])).await;
-                    }
-                    None => {
-                        return Err(Error::TicketNotFound {
-                            id,
-                            stored: index.get(id).is_some(),
-                        })
-                    }
-                }
-                drop(page_tx);
-                None
-            }
+        let (settled_tx, settled_rx) = oneshot::channel();
+        let (lister, single_tx) = match (self.job.window, since) {
+            (Window::Ticket(_), _) => (None, Some(page_tx)),
             (_, Some(since)) => {
                 let synced_at = self.settings.synced_at;
                 let plan = ListingPlan {
                     since,
-                    workspaces: reference.listings.clone(),
-                    requesters: reference.requester_source,
+                    workspaces: vec![None],
+                    requesters: requester_source,
                     reconcile_since: self.job.reconcile.then(|| {
                         synced_at - chrono::Duration::days(self.job.full_sync_days.into())
                     }),
@@ -250,10 +229,41 @@ impl<'a> Run<'a> {
                         Vec::new()
                     },
                 };
-                Some(tokio::spawn(list(source.clone(), plan, page_tx)))
+                let lister = tokio::spawn(list_early(source.clone(), plan, settled_rx, page_tx));
+                (Some(lister), None)
             }
-            (_, None) => None,
+            (_, None) => (None, None),
         };
+        let reference = match Reference::load(
+            &source,
+            requester_source,
+            self.job,
+            self.settings.clone(),
+            Some(settled_tx),
+        )
+        .await
+        {
+            Ok(reference) => Arc::new(reference),
+            Err(e) => {
+                if let Some(lister) = &lister {
+                    lister.abort();
+                }
+                return Err(e.into());
+            }
+        };
+        if let (Window::Ticket(id), Some(page_tx)) = (self.job.window, single_tx) {
+            match source.ticket(id).await? {
+                Some(t) => {
+                    let _ = page_tx.send(Listed::Live(vec![t])).await;
+                }
+                None => {
+                    return Err(Error::TicketNotFound {
+                        id,
+                        stored: index.get(id).is_some(),
+                    })
+                }
+            }
+        }
 
         // Bounded all the way: the listing waits when the backlog is full, the workers when
         // the dispatcher has not taken their results. Memory follows `concurrency` and

@@ -60,6 +60,9 @@ struct Bucket {
     capacity: f64,
     tokens: f64,
     last: Instant,
+    /// Tokens lent beyond the capacity (the opening allowance): the refill pays them back
+    /// before it fills the bucket, so no window gets more than a full bucket and its rate.
+    lent: f64,
 }
 
 impl Bucket {
@@ -70,13 +73,19 @@ impl Bucket {
             capacity: burst,
             tokens: burst,
             last: now,
+            lent: 0.0,
         }
     }
 
     fn refill(&mut self, now: Instant) {
         if now > self.last {
-            let elapsed = now.duration_since(self.last).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * self.rate_per_sec).min(self.capacity);
+            let gained = now.duration_since(self.last).as_secs_f64() * self.rate_per_sec;
+            let repaid = gained.min(self.lent);
+            self.lent -= repaid;
+            // (Tokens above the capacity are lent: spent, never refilled.)
+            if self.tokens < self.capacity {
+                self.tokens = (self.tokens + gained - repaid).min(self.capacity);
+            }
             self.last = now;
         }
     }
@@ -97,7 +106,18 @@ impl Bucket {
         // The rate is positive and finite (the window is at least a millisecond, the share at
         // least 1 %) and the debt is bounded, so this is finite; fall back to no extra wait
         // rather than panic if that ever breaks.
-        not_before + Duration::try_from_secs_f64(missing / self.rate_per_sec).unwrap_or_default()
+        // The refill pays back what was lent before it adds a token.
+        not_before
+            + Duration::try_from_secs_f64((missing + self.lent) / self.rate_per_sec)
+                .unwrap_or_default()
+    }
+
+    /// Lets `tokens` go at once (when more than the bucket holds), lent against the refill.
+    fn lend(&mut self, tokens: f64) {
+        if tokens > self.tokens {
+            self.lent += tokens - self.tokens;
+            self.tokens = tokens;
+        }
     }
 
     fn reshape(&mut self, per_window: f64, window: Duration, burst: f64) {
@@ -153,6 +173,17 @@ pub struct RateHeaders {
 /// a broken header, and believing it would switch pacing off.
 pub const MAX_TOTAL: u32 = 100_000;
 
+/// Credits a run may spend at once before the first answer: the five reference lists
+/// (workspaces, departments, agents, groups, requesters: 1 each) and two listing pages (5 each
+/// with `include=stats,tags`), asked for together so that the first tickets come back one round
+/// trip after the start. Lent, not given: the refill pays them back before it fills the bucket
+/// again, so the first window gets no more than any other.
+pub const OPENING_CREDITS: f64 = 16.0;
+
+/// `GET /tickets` calls a run may make at once before the first answer: the listing's first
+/// page and the one read ahead.
+const OPENING_LIST_CALLS: f64 = 2.0;
+
 /// The most credits one call is believed to cost (`X-RateLimit-Used-CurrentRequest`): the
 /// dearest call we make costs 11 (a listing with five includes). Charging more would stall
 /// every worker for the debt.
@@ -186,7 +217,13 @@ impl Budget {
         // one, this is the last line.
         config.window = config.window.max(Duration::from_millis(1));
         let total = config.initial_total.clamp(1, MAX_TOTAL);
-        let (credits, list_calls) = Self::buckets(&config, total, now);
+        let (mut credits, mut list_calls) = Self::buckets(&config, total, now);
+        // The run's opening calls go at once, before any answer tells the allowance: the
+        // reference lists and the listing's first page and the one read ahead (see
+        // [`OPENING_CREDITS`]), never more than the window's share of the allowance assumed.
+        let per_window = Self::shape(&config, total).0;
+        credits.lend(OPENING_CREDITS.min(per_window));
+        list_calls.lend(OPENING_LIST_CALLS);
         Budget {
             config,
             total,
@@ -319,7 +356,7 @@ impl Budget {
             // forgets older spending when its window turns).
             let tokens = self.credits.tokens + estimated as f64 - used as f64;
             self.credits.tokens = tokens
-                .min(self.credits.capacity)
+                .min(self.credits.capacity.max(self.credits.tokens))
                 .max(-self.target_per_window());
         }
         if let Some(remaining) = headers.remaining {
@@ -338,6 +375,8 @@ impl Budget {
         self.paused_until = Some(until);
         for bucket in [&mut self.credits, &mut self.list_calls] {
             bucket.tokens = bucket.tokens.min(0.0);
+            // The window has turned by then: what the opening borrowed is owed no more.
+            bucket.lent = 0.0;
             bucket.last = bucket.last.max(until);
         }
     }
@@ -470,6 +509,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    /// A budget whose opening allowance is paid back: a full bucket, pacing from `start`.
+    fn paced(config: LimiterConfig, start: Instant) -> Budget {
+        let mut budget = Budget::new(config, start);
+        for bucket in [&mut budget.credits, &mut budget.list_calls] {
+            bucket.tokens = bucket.capacity;
+            bucket.lent = 0.0;
+        }
+        budget
+    }
+
     fn config(share: f64, window_secs: u64) -> LimiterConfig {
         LimiterConfig {
             budget_share: share,
@@ -506,6 +555,34 @@ mod tests {
             assert!(credits <= 189, "window {i}: {credits}");
             assert!(credits >= 178, "window {i} under-used: {credits}");
         }
+    }
+
+    #[test]
+    fn the_opening_calls_go_at_once_and_are_paid_back() {
+        let start = Instant::now();
+        // The smallest plan: a bucket of 5 credits, 1.5 a second.
+        let mut budget = Budget::new(
+            LimiterConfig {
+                initial_total: 100,
+                ..config(0.9, 60)
+            },
+            start,
+        );
+        // Five reference lists and two listing pages at the same instant.
+        for _ in 0..5 {
+            budget.try_acquire_as(Class::Feed, 1, false, start).unwrap();
+        }
+        for _ in 0..2 {
+            budget.try_acquire_as(Class::Feed, 5, true, start).unwrap();
+        }
+        budget.try_acquire(1, false, start).unwrap();
+        let wait = budget.try_acquire(1, false, start).unwrap_err();
+        // The 11 credits lent beyond the bucket are paid back first: (11 + 1) / 1.5 s.
+        let secs = wait.as_secs_f64();
+        assert!((secs - 12.0 / 1.5).abs() < 0.01, "{secs}");
+        // Over the first window, no more than any window gets: the share and one bucket.
+        let spent = 16 + spend_greedily(&mut budget, start, 60, 60)[0];
+        assert!(spent <= 90 + 5, "{spent}");
     }
 
     #[test]
@@ -678,7 +755,7 @@ mod tests {
     #[test]
     fn a_waiting_feed_call_goes_before_work() {
         let start = Instant::now();
-        let mut budget = Budget::new(config(0.9, 60), start);
+        let mut budget = paced(config(0.9, 60), start);
         // Drain the bucket with work.
         while budget.try_acquire(1, false, start).is_ok() {}
         // A listing page (5 credits) has to wait for credits, and reserves them.
@@ -703,7 +780,7 @@ mod tests {
     #[test]
     fn work_goes_on_at_the_pace_while_a_reservation_outgrows_the_bucket() {
         let start = Instant::now();
-        let mut budget = Budget::new(config(0.5, 60), start);
+        let mut budget = paced(config(0.5, 60), start);
         assert_eq!(budget.credits.capacity, 5.0);
         while budget.try_acquire(1, false, start).is_ok() {}
         // Two pages wait: more reserved than the bucket ever holds.
@@ -723,7 +800,7 @@ mod tests {
         // The share's pace: 100 credits a minute.
         assert!((95..=101).contains(&calls), "{calls}");
         // And a feed call still goes first: it needs 3, work needs the bucket full.
-        let mut budget = Budget::new(config(0.5, 60), start);
+        let mut budget = paced(config(0.5, 60), start);
         while budget.try_acquire(1, false, start).is_ok() {}
         budget.reserve(3);
         let work = budget.try_acquire(1, false, start).unwrap_err();

@@ -460,6 +460,37 @@ impl Source {
         .await
     }
 
+    /// [`Self::stream_tickets_updated_since`] (read ahead) that asks for nothing after the first
+    /// page until `go` says whether to go on: `false` ends the listing there, its first page
+    /// unsent. A listing started before the run knows it is the one to make costs one page
+    /// when it is not.
+    pub async fn stream_tickets_updated_since_once<G>(
+        &self,
+        since: DateTime<Utc>,
+        requesters: Requesters,
+        go: G,
+        pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
+    ) -> Result<u32, Error>
+    where
+        G: std::future::Future<Output = bool>,
+    {
+        let url = self.tickets_url(since, ListFilter::Live, requesters, None);
+        let mut go = Some(go);
+        self.each_page(Endpoint::TicketsList, url, "tickets", true, |items| {
+            let pages = pages.clone();
+            let gate = go.take();
+            async move {
+                if let Some(gate) = gate {
+                    if !gate.await {
+                        return false;
+                    }
+                }
+                pages.send(items).await.is_ok()
+            }
+        })
+        .await
+    }
+
     fn tickets_url(
         &self,
         since: DateTime<Utc>,
