@@ -122,16 +122,10 @@ impl Cache {
         version: u64,
         commits: &std::collections::BTreeMap<u64, ObjectMeta>,
     ) -> Option<Snapshot> {
-        let mut versions: Vec<u64> = std::fs::read_dir(self.table_dir(table))
+        let mut versions: Vec<u64> = self
+            .versions(table)
             .ok()?
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_suffix(".json")?
-                    .parse()
-                    .ok()
-            })
+            .into_iter()
             .filter(|&v| v <= version)
             .collect();
         versions.sort_unstable_by(|a, b| b.cmp(a));
@@ -160,6 +154,20 @@ impl Cache {
                 txns: stored.txns,
             })
         })
+    }
+
+    /// The versions of `table` the cache holds snapshots of (`<version>.json`).
+    fn versions(&self, table: Table) -> std::io::Result<Vec<u64>> {
+        Ok(std::fs::read_dir(self.table_dir(table))?
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect())
     }
 
     fn file(&self, table: Table, version: u64) -> PathBuf {
@@ -212,16 +220,7 @@ impl Cache {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        let mut versions: Vec<u64> = std::fs::read_dir(&dir)?
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_suffix(".json")?
-                    .parse()
-                    .ok()
-            })
-            .collect();
+        let mut versions = self.versions(table)?;
         versions.sort_unstable_by(|a, b| b.cmp(a));
         for old in versions.into_iter().skip(KEEP) {
             let _ = std::fs::remove_file(self.file(table, old));

@@ -239,6 +239,20 @@ pub async fn read_table(
     read_with(storage, table, target, keep, Cache::of(storage)).await
 }
 
+/// The commit files `commits`, fetched 32 at a time, in order (commits are small and many).
+fn commit_bodies<'a>(
+    storage: &'a Storage,
+    commits: &'a [&'a ObjectMeta],
+) -> impl futures::Stream<Item = Result<(Path, bytes::Bytes), crate::storage::Error>> + 'a {
+    futures::stream::iter(commits.iter().map(move |meta| async move {
+        storage
+            .get_existing(&meta.location)
+            .await
+            .map(|b| (meta.location.clone(), b))
+    }))
+    .buffered(32)
+}
+
 async fn read_with(
     storage: &Storage,
     table: Table,
@@ -339,13 +353,7 @@ async fn read_with(
         }
     }
     // Commits are small and many: fetched together, replayed in order.
-    let mut bodies = futures::stream::iter(commits.iter().map(|meta| async move {
-        storage
-            .get_existing(&meta.location)
-            .await
-            .map(|b| (meta.location.clone(), b))
-    }))
-    .buffered(32);
+    let mut bodies = commit_bodies(storage, &commits);
     while let Some((path, body)) = bodies.try_next().await? {
         replay(table, &path, &body, read_keep, &mut files, &mut txns)?;
     }
@@ -417,13 +425,7 @@ pub async fn changed_since(
     else {
         return Ok(None);
     };
-    let mut bodies = futures::stream::iter(commits.iter().map(|meta| async move {
-        storage
-            .get_existing(&meta.location)
-            .await
-            .map(|b| (meta.location.clone(), b))
-    }))
-    .buffered(32);
+    let mut bodies = commit_bodies(storage, &commits);
     let mut out = std::collections::BTreeSet::new();
     while let Some((path, body)) = bodies.try_next().await? {
         let text = std::str::from_utf8(&body)
