@@ -57,6 +57,11 @@ struct Args {
     /// per workspace.
     #[arg(long, default_value_t = 1)]
     workspaces: usize,
+    /// Credits another integration on the account spends every window, at an even pace (0 =
+    /// none): the run should give way to what it spends beyond the share left to it, and
+    /// neither should meet 429s after the first window.
+    #[arg(long, default_value_t = 0)]
+    neighbour: u32,
     /// Run every plan (Starter, Growth, Pro, Enterprise) at 200 ms and at 600 ms.
     #[arg(long)]
     matrix: bool,
@@ -182,6 +187,7 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
     let sim = Simulator::start(config.clone(), 0)
         .await
         .expect("simulator");
+    sim.set_neighbour(args.neighbour);
     let account_map = every_department_mapped(&sim);
     let tuning = JobSpec {
         budget_share: Some(args.share),
@@ -224,6 +230,14 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
             .map(|w| (w.credits_used, w.rejected_429))
             .collect();
         eprintln!("credits and 429s per window: {per_window:?}");
+    }
+    if args.neighbour > 0 {
+        let per_window: Vec<(u64, u64, u64)> = stats
+            .windows
+            .iter()
+            .map(|w| (w.credits_used, w.neighbour_credits, w.neighbour_refused))
+            .collect();
+        println!("ours, the neighbour's and its refused credits per window: {per_window:?}");
     }
     let minimum = stats.credits_used as f64 / (budget / args.minute_secs);
     sim.shutdown().await;

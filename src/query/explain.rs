@@ -8,7 +8,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::rollup::{Basis, Period, RollupQuery};
-use super::scan::{collect, describe};
+use super::scan::{collect, describe, in_year};
 use super::tickets::{iso, iso_opt, millis, optional, Columns};
 use super::{Dataset, Result, Selection, Years};
 use crate::tables::Table;
@@ -95,7 +95,7 @@ impl Dataset {
             _ => "last_updated_at",
         };
         let tickets = tickets
-            .filter(col(date).dt().year().eq(lit(query.year)))
+            .filter(in_year(date, query.year))
             .select([
                 col("account"),
                 col("domain"),

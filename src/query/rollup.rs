@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use super::scan::{collect, column, contract, describe};
+use super::scan::{collect, column, contract, describe, in_year};
 use super::{Dataset, Result};
 use crate::tables::Table;
 
@@ -121,7 +121,7 @@ impl Dataset {
         let (rows, count) = match query.basis {
             Basis::Updated => {
                 let rows = tickets
-                    .filter(col("last_updated_at").dt().year().eq(lit(query.year)))
+                    .filter(in_year("last_updated_at", query.year))
                     .select([
                         col("account"),
                         month("last_updated_at"),
@@ -140,7 +140,7 @@ impl Dataset {
                 (rows, len())
             }
             Basis::Worked => {
-                let year_is = |name: &str| col(name).dt().year().eq(lit(query.year));
+                let year_is = |name: &str| in_year(name, query.year);
                 let defaulted = tickets
                     .clone()
                     .filter(col("hours_defaulted").and(year_is("closed_at")))

@@ -85,6 +85,27 @@ impl Dataset {
     }
 }
 
+/// `name` (an instant column, `timestamp[ms, UTC]` in the contract) falls in the UTC year
+/// `year`. Said as a range of instants rather than `dt().year() == year`, so that the Parquet
+/// reader skips the row groups whose statistics lie outside it: most of a closed year's files
+/// when the question is about a later year.
+pub(crate) fn in_year(name: &str, year: i32) -> Expr {
+    let instant = |y: i32| {
+        let ms = chrono::NaiveDate::from_ymd_opt(y, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(if y < 0 { i64::MIN } else { i64::MAX }, |t| {
+                t.and_utc().timestamp_millis()
+            });
+        lit(ms).cast(DataType::Datetime(
+            TimeUnit::Milliseconds,
+            Some(TimeZone::UTC),
+        ))
+    };
+    col(name)
+        .gt_eq(instant(year))
+        .and(col(name).lt(instant(year.saturating_add(1))))
+}
+
 /// `tickets/account=1/year=2025/part-0.parquet` or `notes (12 files)`, for error messages.
 pub(crate) fn describe(files: &[PartitionFile]) -> String {
     match files {
@@ -128,6 +149,39 @@ pub(crate) fn contract<T>(result: PolarsResult<T>, what: &str) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_year_is_its_utc_instants_from_new_year_to_new_year() {
+        let ms = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let at = [
+            ms("2025-12-31T23:59:59.999Z"),
+            ms("2026-01-01T00:00:00Z"),
+            ms("2026-12-31T23:59:59.999Z"),
+            ms("2027-01-01T00:00:00Z"),
+        ];
+        let instants = Series::new("at".into(), at.to_vec())
+            .cast(&DataType::Datetime(
+                TimeUnit::Milliseconds,
+                Some(TimeZone::UTC),
+            ))
+            .unwrap();
+        let df = DataFrame::new(4, vec![instants.into()]).unwrap();
+        let kept = df.lazy().filter(in_year("at", 2026)).collect().unwrap();
+        let kept: Vec<i64> = kept
+            .column("at")
+            .unwrap()
+            .cast(&DataType::Int64)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(kept, &at[1..3]);
+    }
 
     #[test]
     fn s3_options_become_polars_settings() {

@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use polars::prelude::*;
 use serde::{Serialize, Serializer};
 
-use super::scan::{collect, column, contract, describe};
+use super::scan::{collect, column, contract, describe, in_year};
 use super::{Dataset, Result};
 use crate::tables::Table;
 
@@ -231,9 +231,7 @@ impl Dataset {
         };
         // The partitions are closed years; last updated in Y is a filter over those up to Y.
         let tickets = match (query.basis, query.year) {
-            (super::Basis::Updated, Some(year)) => {
-                tickets.filter(col("last_updated_at").dt().year().eq(lit(year)))
-            }
+            (super::Basis::Updated, Some(year)) => tickets.filter(in_year("last_updated_at", year)),
             _ => tickets,
         };
         let tickets = tickets

@@ -375,6 +375,14 @@ impl Simulator {
         lock(&shared.limiter).set_budget(shared.started.elapsed(), credits);
     }
 
+    /// Another integration on the account from now on: it spends `credits` of every window's
+    /// budget at an even pace (what the window no longer has is refused it, and counted in
+    /// [`WindowStat::neighbour_refused`]); 0 removes it.
+    pub fn set_neighbour(&self, credits: u32) {
+        let shared = &self.inner.shared;
+        lock(&shared.limiter).set_neighbour(shared.started.elapsed(), credits);
+    }
+
     /// Scripts a budget cut that lands mid-burst whatever the timing: the first request that
     /// finds its window has charged at least `window_credits` changes the budget to `credits` per
     /// window before it is decided (so, with `credits < window_credits`, it is refused with 429).

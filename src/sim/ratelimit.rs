@@ -47,6 +47,10 @@ pub(crate) struct RateLimiter {
     finished: Vec<WindowStat>,
     /// A scripted cut: `(window_credits, budget)`.
     cut: Option<(u64, u32)>,
+    /// Credits another integration spends every window, at an even pace.
+    neighbour: u32,
+    /// What it asked for so far in the current window (admitted or refused).
+    neighbour_asked: u64,
 }
 
 impl RateLimiter {
@@ -61,6 +65,40 @@ impl RateLimiter {
             touched: false,
             finished: Vec::new(),
             cut: None,
+            neighbour: 0,
+            neighbour_asked: 0,
+        }
+    }
+
+    /// Another integration on the account from now on: it spends `credits` every window at an
+    /// even pace, refused (and counted as such) what the window no longer has.
+    pub(crate) fn set_neighbour(&mut self, elapsed: Duration, credits: u32) {
+        self.roll(elapsed);
+        self.neighbour = credits;
+        self.neighbour_asked = self.neighbour_due(elapsed);
+    }
+
+    /// What the neighbour has asked for by `elapsed` in the window it falls in.
+    fn neighbour_due(&self, elapsed: Duration) -> u64 {
+        let w = self.window.as_nanos().max(1);
+        let into = (elapsed.as_nanos() % w) as f64 / w as f64;
+        (f64::from(self.neighbour) * into).floor() as u64
+    }
+
+    /// Lets the neighbour's calls up to `due` credits in (or refuses them).
+    fn neighbour_until(&mut self, due: u64) {
+        let asked = due.saturating_sub(self.neighbour_asked);
+        if asked == 0 {
+            return;
+        }
+        self.neighbour_asked = due;
+        let used = self.current.credits_used + self.current.neighbour_credits;
+        let room = u64::from(self.budget).saturating_sub(used);
+        let admitted = if self.enforce { asked.min(room) } else { asked };
+        self.current.neighbour_credits += admitted;
+        self.current.neighbour_refused += asked - admitted;
+        if self.neighbour > 0 {
+            self.touched = true;
         }
     }
 
@@ -94,6 +132,9 @@ impl RateLimiter {
     fn roll(&mut self, elapsed: Duration) {
         let idx = self.index_at(elapsed).max(self.current.index);
         if idx != self.current.index {
+            // The neighbour spent the rest of its window.
+            self.neighbour_until(u64::from(self.neighbour));
+            self.neighbour_asked = 0;
             let next = fresh_window(idx, self.budget, self.list_limit);
             let done = std::mem::replace(&mut self.current, next);
             if self.touched {
@@ -101,11 +142,15 @@ impl RateLimiter {
             }
             self.touched = false;
         }
+        if idx == self.index_at(elapsed) {
+            self.neighbour_until(self.neighbour_due(elapsed));
+        }
     }
 
     fn quota(&self, used: u32) -> Quota {
         let remaining = if self.enforce {
-            let left = u64::from(self.budget).saturating_sub(self.current.credits_used);
+            let used = self.current.credits_used + self.current.neighbour_credits;
+            let left = u64::from(self.budget).saturating_sub(used);
             u32::try_from(left).unwrap_or(u32::MAX)
         } else {
             // Unenforced: report a full budget so clients that pace themselves from the
@@ -135,7 +180,8 @@ impl RateLimiter {
             }
         }
         self.touched = true;
-        let over_total = self.current.credits_used + u64::from(credits) > u64::from(self.budget);
+        let used = self.current.credits_used + self.current.neighbour_credits;
+        let over_total = used + u64::from(credits) > u64::from(self.budget);
         let over_list = list_call && self.current.list_tickets_calls >= self.list_limit;
         if self.enforce && (over_total || over_list) {
             self.current.rejected_429 += 1;
@@ -189,6 +235,8 @@ fn fresh_window(index: u64, budget: u32, list_limit: u32) -> WindowStat {
         rejected_429: 0,
         list_tickets_calls: 0,
         list_tickets_limit: list_limit,
+        neighbour_credits: 0,
+        neighbour_refused: 0,
     }
 }
 
@@ -386,5 +434,35 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(rl.index_at(Duration::from_secs(125)), 2);
+    }
+
+    #[test]
+    fn a_neighbour_spends_its_credits_evenly_and_is_refused_what_is_gone() {
+        let mut rl = RateLimiter::new(Duration::from_secs(10), 100, 40, true);
+        rl.set_neighbour(Duration::ZERO, 40);
+        // A quarter into the window the neighbour has spent 10 of its 40.
+        match rl.try_acquire(Duration::from_millis(2_500), 1, false) {
+            Decision::Admit(q) => assert_eq!(q.remaining, 89),
+            other => panic!("{other:?}"),
+        }
+        // Our 80 credits more: the window is then at 91 and the neighbour's next ones fail.
+        match rl.try_acquire(Duration::from_millis(2_600), 80, false) {
+            Decision::Admit(q) => assert_eq!(q.remaining, 9),
+            other => panic!("{other:?}"),
+        }
+        match rl.try_acquire(Duration::from_millis(7_500), 1, false) {
+            Decision::Reject { quota, .. } => assert_eq!(quota.remaining, 0),
+            other => panic!("{other:?}"),
+        }
+        // The next window: the neighbour had asked for 40 in all and got 19.
+        assert!(matches!(
+            rl.try_acquire(Duration::from_millis(10_000), 1, false),
+            Decision::Admit(_)
+        ));
+        let w = &rl.windows()[0];
+        assert_eq!(
+            (w.credits_used, w.neighbour_credits, w.neighbour_refused),
+            (81, 19, 21)
+        );
     }
 }

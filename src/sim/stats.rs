@@ -88,6 +88,11 @@ pub struct WindowStat {
     pub list_tickets_calls: u32,
     /// The list-tickets sub-limit in force.
     pub list_tickets_limit: u32,
+    /// Credits another integration on the account spent in the window (see
+    /// [`Simulator::set_neighbour`](super::Simulator::set_neighbour)).
+    pub neighbour_credits: u64,
+    /// Credits that integration wanted and was refused, the window being spent.
+    pub neighbour_refused: u64,
 }
 
 /// One request as the simulator saw it.

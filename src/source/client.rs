@@ -239,7 +239,7 @@ impl Client {
                     self.observe_date(response.headers());
                     let status = response.status();
                     let headers = rate_headers(response.headers());
-                    self.limiter.observe(headers, estimated);
+                    self.limiter.observe(headers, estimated, sent.elapsed());
                     if let Some(used) = headers.used {
                         self.with_stats(|s| s.credits_used += used as u64);
                     }

@@ -6,6 +6,12 @@
 //! burst allowance, keeps in step with the server through `X-RateLimit-Total`,
 //! `X-RateLimit-Remaining` and `X-RateLimit-Used-CurrentRequest`, and stops everyone after a 429
 //! until `Retry-After` has passed, resuming with an empty bucket (no second burst).
+//! `X-RateLimit-Remaining` is read as the server's count of the window, ours and the other
+//! integrations' together: a log of what the run spent tells the two apart. Our own pacing may
+//! put a window up to a full bucket past the share, and that never trips the ceiling; what the
+//! count shows beyond our spending is the others': within their part it costs the run nothing,
+//! beyond it the run slows its pace to make room for them and, while the count says the window
+//! is spent, holds (one probe call at a time) until it turns.
 //! The calls that feed the workers (listing pages, reference lists) go first: while one waits,
 //! per-ticket calls leave it the credits it needs, so a deep queue of workers never starves the
 //! listing that fills it.
@@ -17,6 +23,7 @@
 //! [`Budget`] is pure (time is a parameter, so it is unit-tested without sleeping);
 //! [`Limiter`] wraps it for async callers. Nothing else in the crate waits for the budget.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -127,6 +134,73 @@ impl Bucket {
     }
 }
 
+/// Credits spent, by time, over the last window (acquisitions, and the corrections
+/// `Used-CurrentRequest` makes, negative for a refund), with their sum kept.
+#[derive(Debug, Clone, Default)]
+struct SpendLog {
+    entries: VecDeque<(Instant, f64)>,
+    /// Sum of the entries.
+    sum: f64,
+}
+
+impl SpendLog {
+    fn record(&mut self, credits: f64, now: Instant) {
+        if credits != 0.0 {
+            self.entries.push_back((now, credits));
+            self.sum += credits;
+        }
+    }
+
+    /// Forgets what is a `window` or more before `now`.
+    fn forget(&mut self, now: Instant, window: Duration) {
+        while let Some(&(at, credits)) = self.entries.front() {
+            if now.saturating_duration_since(at) < window {
+                break;
+            }
+            self.sum -= credits;
+            self.entries.pop_front();
+        }
+        if self.entries.is_empty() {
+            // Drop the rounding the running sum gathered.
+            self.sum = 0.0;
+        }
+    }
+}
+
+/// The largest value pushed within the last window (a monotonic queue).
+#[derive(Debug, Clone, Default)]
+struct SlidingMax {
+    values: VecDeque<(Instant, f64)>,
+}
+
+impl SlidingMax {
+    fn push(&mut self, value: f64, now: Instant, window: Duration) {
+        while self.values.back().is_some_and(|&(_, v)| v <= value) {
+            self.values.pop_back();
+        }
+        self.values.push_back((now, value));
+        self.expire(now, window);
+    }
+
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while self
+            .values
+            .front()
+            .is_some_and(|&(at, _)| now.saturating_duration_since(at) >= window)
+        {
+            self.values.pop_front();
+        }
+    }
+
+    /// The largest value of the last window, or 0.
+    fn max(&self, now: Instant, window: Duration) -> f64 {
+        self.values
+            .iter()
+            .find(|&&(at, _)| now.saturating_duration_since(at) < window)
+            .map_or(0.0, |&(_, v)| v.max(0.0))
+    }
+}
+
 /// Who asks for credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -145,8 +219,17 @@ pub struct Budget {
     credits: Bucket,
     list_calls: Bucket,
     paused_until: Option<Instant>,
+    /// The server's count holds this run back (others spent beyond the tolerance): the bucket
+    /// does not refill, and one call may go at this instant to see whether the window turned.
+    held: Option<Instant>,
+    /// The most the server's counts showed other integrations spending in a window, over the
+    /// last window (a lower bound: the count less all we may have had counted in it).
+    others: SlidingMax,
     /// Credits held back for waiting [`Class::Feed`] calls.
     reserved: f64,
+    /// What this run spent over the last window, by time: the part of the server's count that
+    /// is ours.
+    spent: SpendLog,
 }
 
 /// Why a call cannot go yet.
@@ -230,7 +313,10 @@ impl Budget {
             credits,
             list_calls,
             paused_until: None,
+            held: None,
+            others: SlidingMax::default(),
             reserved: 0.0,
+            spent: SpendLog::default(),
         }
     }
 
@@ -294,7 +380,13 @@ impl Budget {
             }
             self.paused_until = None;
         }
+        if self.held.is_some() {
+            // Held: what the refill would give is the others' already.
+            self.credits.last = self.credits.last.max(now);
+        }
         self.credits.refill(now);
+        // The pace gives way to a neighbour that spends beyond its part.
+        self.credits.rate_per_sec = self.pace(now) / self.config.window.as_secs_f64();
         self.list_calls.refill(now);
         let cost = cost as f64;
         if list_tickets {
@@ -310,7 +402,16 @@ impl Budget {
             Class::Feed => 0.0,
             Class::Work => self.reserved,
         };
-        let wait = self.credits.wait_for(cost, reserved, now);
+        let mut wait = self.credits.wait_for(cost, reserved, now);
+        if let Some(probe_at) = self.held {
+            if !wait.is_zero() {
+                wait = probe_at.saturating_duration_since(now);
+                if wait.is_zero() {
+                    self.held = Some(now + self.probe_interval());
+                }
+            }
+        }
+        self.spent.forget(now, self.config.window);
         if !wait.is_zero() {
             return Err(Wait {
                 wait,
@@ -321,6 +422,7 @@ impl Budget {
         if list_tickets {
             self.list_calls.tokens -= 1.0;
         }
+        self.spent.record(cost, now);
         Ok(())
     }
 
@@ -334,9 +436,19 @@ impl Budget {
         self.reserved = (self.reserved - cost as f64).max(0.0);
     }
 
-    /// Brings the budget in step with a response. `estimated` is what [`Self::try_acquire`] took.
-    /// The headers are [sanitised](RateHeaders::sane) first.
-    pub fn observe(&mut self, headers: RateHeaders, estimated: u32, now: Instant) {
+    /// Brings the budget in step with a response. `estimated` is what [`Self::try_acquire`] took,
+    /// `rtt` how long the call took from the budget's yes to the answer. The headers are
+    /// [sanitised](RateHeaders::sane) first.
+    ///
+    /// `X-RateLimit-Remaining` is a ceiling: the budget does not plan to spend what the server
+    /// says is left for the other integrations on the account (the total less this run's
+    /// share). Alone on the account the run never meets it: the tolerance covers what our own
+    /// pacing can put in a server window beyond the share, however the window falls (see
+    /// [`Self::tolerance`]). The others are the count less what we spent in the last window:
+    /// within their part they cost us nothing; beyond it they take the tolerance away, we leave
+    /// them room on top of what they spent, and [`Self::pace`] slows us down for the windows to
+    /// come.
+    pub fn observe(&mut self, headers: RateHeaders, estimated: u32, rtt: Duration, now: Instant) {
         let headers = headers.sane();
         if let Some(total) = headers.total.filter(|&t| t > 0) {
             if total != self.total {
@@ -358,15 +470,66 @@ impl Budget {
             self.credits.tokens = tokens
                 .min(self.credits.capacity.max(self.credits.tokens))
                 .max(-self.target_per_window());
+            self.spent.record(used as f64 - estimated as f64, now);
         }
         if let Some(remaining) = headers.remaining {
-            // Never plan to spend what the server says is left for the others on the account.
+            // (A round trip longer than a window says nothing more: cap it there.)
+            let rtt = rtt.min(self.config.window);
             let reserve = self.total as f64 - self.target_per_window();
-            let allowed = remaining as f64 - reserve;
+            self.spent.forget(now, self.config.window);
+            let counted = self.total as f64 - remaining as f64;
+            // Mid-window the last window's spending holds some of the server's previous one:
+            // this undercounts the others, and never overcounts them by much more than the
+            // tolerance.
+            let others = counted - self.spent.sum;
+            self.others.push(others, now, self.config.window);
+            // Left unspent for the others: while they are within their part, what remains of
+            // it less our tolerance (our overshoot may use what they leave, no more); beyond
+            // it, as much again as they overspent (up to their whole part) for what they go on
+            // spending.
+            let headroom = if others <= reserve {
+                (reserve - others - self.tolerance(rtt)).max(0.0)
+            } else {
+                (others - reserve).min(reserve)
+            };
+            let allowed = remaining as f64 - headroom;
             if allowed < self.credits.tokens {
                 self.credits.tokens = allowed.max(-self.target_per_window());
+                if self.held.is_none() {
+                    self.credits.refill(now);
+                    self.held = Some(now + self.probe_interval());
+                }
+            } else if self.held.is_some() && allowed >= self.credits.capacity {
+                // The server's window turned: the run is back on its own pace.
+                self.credits.tokens = self.credits.tokens.max(allowed.min(self.credits.capacity));
+                self.credits.last = now;
+                self.held = None;
             }
         }
+    }
+
+    /// How far the server's count of our calls can be ahead of the last window's spending: a
+    /// full bucket, what the opening lent, and the refill of one round trip (the count is late
+    /// by it, and a stretch of it can fall in the server's window but not in ours).
+    fn tolerance(&self, rtt: Duration) -> f64 {
+        self.credits.capacity + self.credits.lent + self.credits.rate_per_sec * rtt.as_secs_f64()
+    }
+
+    /// The credits per window this run paces itself at: its share, less what other
+    /// integrations were seen spending beyond their part of the allowance in the last window
+    /// (so that a neighbour that keeps spending more than its part gets it, and neither meets
+    /// 429s).
+    fn pace(&self, now: Instant) -> f64 {
+        let target = self.target_per_window();
+        let others = self.others.max(now, self.config.window);
+        let reserve = self.total as f64 - target;
+        // Beyond their part, a quarter more is given way for what their spending may grow by.
+        (target - (others - reserve).max(0.0) * 1.25).max(target * 0.1)
+    }
+
+    /// How often a held run sends one call to see whether the server's window turned.
+    fn probe_interval(&self) -> Duration {
+        self.config.window / 20
     }
 
     /// A 429: nobody sends before `until`, and the rate then restarts from an empty bucket.
@@ -458,9 +621,9 @@ impl Limiter {
     }
 
     /// Feeds a response's rate-limit headers back.
-    pub fn observe(&self, headers: RateHeaders, estimated: u32) {
+    pub fn observe(&self, headers: RateHeaders, estimated: u32, rtt: Duration) {
         let mut budget = lock(&self.budget);
-        budget.observe(headers, estimated, Instant::now());
+        budget.observe(headers, estimated, rtt, Instant::now());
         lock(&self.stats).total = budget.total();
     }
 
@@ -596,11 +759,173 @@ mod tests {
                 used: Some(1),
             },
             1,
+            Duration::ZERO,
             start,
         );
         assert_eq!(budget.total(), 500);
         let spent = spend_greedily(&mut budget, start, 120, 60);
         assert!(spent[1] >= 445 && spent[1] <= 451, "{spent:?}");
+    }
+
+    /// A fixed-window server shared with another integration: its windows start `phase` after
+    /// the budget's start; it charges a call when the call arrives (`delay` after the budget
+    /// let it go) and answers `delay` later with the three headers; the other integration
+    /// spends `others` credits a window at an even pace. The budget is driven greedily with
+    /// 1-credit calls for `windows` windows (a refused call pauses it until the window turns,
+    /// as a 429's `Retry-After` does). Returns our credits in each whole server window and the
+    /// calls the server refused in each window (the one the budget started in first).
+    fn against_a_server(
+        mut budget: Budget,
+        start: Instant,
+        windows: u32,
+        phase: Duration,
+        delay: Duration,
+        others: u32,
+    ) -> (Vec<u32>, Vec<u32>) {
+        let window = budget.config.window;
+        let total = budget.total();
+        let end = start + phase + window * windows;
+        let index = |at: Instant| -> (i64, f64) {
+            let into = at.duration_since(start).as_secs_f64() - phase.as_secs_f64();
+            let idx = (into / window.as_secs_f64()).floor();
+            (idx as i64, into / window.as_secs_f64() - idx)
+        };
+        let mut ours = std::collections::BTreeMap::<i64, u32>::new();
+        let mut arrivals = VecDeque::<Instant>::new();
+        let mut answers = VecDeque::<(Instant, Option<u32>, Instant)>::new();
+        let mut refused = std::collections::BTreeMap::<i64, u32>::new();
+        let mut next_try = start;
+        loop {
+            let now = [
+                Some(next_try),
+                arrivals.front().copied(),
+                answers.front().map(|a| a.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("a next event");
+            if now >= end {
+                break;
+            }
+            while arrivals.front().is_some_and(|&at| at <= now) {
+                let at = arrivals.pop_front().expect("an arrival");
+                let (idx, fraction) = index(at);
+                let theirs = (others as f64 * fraction).floor() as u32;
+                let mine = ours.entry(idx).or_default();
+                let remaining = if *mine + theirs < total {
+                    *mine += 1;
+                    Some(total - *mine - theirs)
+                } else {
+                    *refused.entry(idx).or_default() += 1;
+                    None
+                };
+                let window_end = start + phase + window * (idx + 1) as u32;
+                answers.push_back((at + delay, remaining, window_end));
+            }
+            while answers.front().is_some_and(|a| a.0 <= now) {
+                let (_, remaining, window_end) = answers.pop_front().expect("an answer");
+                let headers = RateHeaders {
+                    total: Some(total),
+                    remaining: Some(remaining.unwrap_or(0)),
+                    used: Some(remaining.map_or(0, |_| 1)),
+                };
+                budget.observe(headers, 1, delay * 2, now);
+                if remaining.is_none() {
+                    // A 429 with Retry-After until the window turns, as the client does.
+                    budget.pause(window_end);
+                }
+            }
+            if next_try <= now {
+                match budget.try_acquire(1, false, now) {
+                    Ok(()) => arrivals.push_back(now + delay),
+                    Err(wait) => next_try = now + wait.max(Duration::from_micros(100)),
+                }
+            }
+        }
+        let whole = (0..windows as i64)
+            .map(|i| ours.get(&i).copied().unwrap_or(0))
+            .collect();
+        let refused = (-1..windows as i64)
+            .map(|i| refused.get(&i).copied().unwrap_or(0))
+            .collect();
+        (whole, refused)
+    }
+
+    fn starter(share: f64) -> LimiterConfig {
+        LimiterConfig {
+            budget_share: share,
+            window: Duration::from_secs(60),
+            initial_total: 100,
+        }
+    }
+
+    #[test]
+    fn our_own_overshoot_does_not_trip_the_ceiling() {
+        // Alone on the account, the run spends its whole share in every server window, however
+        // the windows fall against its pacing and however late the remainder comes.
+        for (phase_ms, delay_ms) in [(17_000, 300), (59_500, 300), (30_000, 1_500), (100, 50)] {
+            let start = Instant::now();
+            let budget = paced(starter(0.9), start);
+            let (spent, refused) = against_a_server(
+                budget,
+                start,
+                10,
+                Duration::from_millis(phase_ms),
+                Duration::from_millis(delay_ms),
+                0,
+            );
+            assert!(
+                refused.iter().all(|&r| r == 0),
+                "phase {phase_ms} ms, delay {delay_ms} ms: {refused:?}"
+            );
+            for (i, &credits) in spent.iter().enumerate() {
+                assert!(
+                    (89..=95).contains(&credits),
+                    "phase {phase_ms} ms, delay {delay_ms} ms, window {i}: {credits} of 90"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_integrations_spending_slows_us_without_a_429() {
+        // Another integration spends half its part, all of it (10 of 100), then two, three and
+        // five times it, at an even pace. Within its part the run keeps its share; beyond
+        // it the run gives way, and after the first window (the one that shows the neighbour)
+        // the server refuses nobody: our calls and theirs fit in the allowance.
+        for others in [5, 10, 20, 30, 50] {
+            for phase_ms in [17_000, 59_500] {
+                let start = Instant::now();
+                let budget = paced(starter(0.9), start);
+                let (spent, refused) = against_a_server(
+                    budget,
+                    start,
+                    10,
+                    Duration::from_millis(phase_ms),
+                    Duration::from_millis(300),
+                    others,
+                );
+                let case = format!("others {others}, phase {phase_ms} ms: {spent:?}, {refused:?}");
+                if others <= 10 {
+                    // (A neighbour spending all its part meets our opening bucket in the first
+                    // window, once at most; the first whole window is the one in which the
+                    // counts show where the windows fall.)
+                    assert!(refused[0] <= u32::from(others == 10), "{case}");
+                    assert!(refused[1..].iter().all(|&r| r == 0), "{case}");
+                    assert!(spent[0] >= 80, "{case}");
+                    assert!(spent[1..].iter().all(|&c| c >= 89), "{case}");
+                } else {
+                    assert!(refused[0] + refused[1] <= 1, "{case}");
+                    assert!(refused[2..].iter().all(|&r| r == 0), "{case}");
+                    assert!(spent[1..].iter().all(|&c| c + others <= 100), "{case}");
+                    // Giving way, not giving up: at least what the neighbour leaves, less a
+                    // quarter of its excess and the tolerance.
+                    let floor = 100 - others - (others - 10) / 4 - 8;
+                    assert!(spent.iter().all(|&c| c >= floor), "{case}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -615,6 +940,7 @@ mod tests {
                 used: Some(1),
             },
             1,
+            Duration::ZERO,
             start,
         );
         let mut taken = 0;
@@ -637,6 +963,7 @@ mod tests {
                 ..Default::default()
             },
             1,
+            Duration::ZERO,
             start,
         );
         assert!((budget.credits.tokens - (before - 5.0)).abs() < 1e-9);
@@ -694,7 +1021,7 @@ mod tests {
             let mut budget = Budget::new(config(0.9, 60), start);
             // Many responses in a row, as a burst of workers would see them.
             for _ in 0..64 {
-                budget.observe(headers, 1, start);
+                budget.observe(headers, 1, Duration::ZERO, start);
             }
             assert!(
                 budget.total() >= 1 && budget.total() <= MAX_TOTAL,

@@ -1,6 +1,6 @@
 //! The budget: never more than the configured share of the plan's credits in any window, a 429
-//! storm ridden out without errors or lost tickets, tickets changed mid-listing neither skipped
-//! nor duplicated.
+//! storm ridden out without errors or lost tickets, room made for another integration that
+//! spends beyond its part, tickets changed mid-listing neither skipped nor duplicated.
 
 use chrono::{DurationRound, Utc};
 use ticketsync::job::JobSpec;
@@ -103,6 +103,43 @@ async fn a_429_storm_is_ridden_out_without_losing_a_ticket() {
         );
     }
     let (a, b) = (clean.dump().await, stormy.dump().await);
+    assert_eq!(a.rows, b.rows);
+    assert_eq!(a.markdown, b.markdown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neighbour_spending_beyond_its_part_gets_room_without_a_429_storm() {
+    let now = minute();
+    let clean = Harness::with_config(growth(now, 320, 34)).await;
+    assert!(clean.full_sync().await.error.is_none());
+
+    // Another integration spends 60 of the 200 credits of every window at an even pace: three
+    // times the 20 the run's share (0.9) leaves it.
+    let shared = Harness::with_config(growth(now, 320, 34)).await;
+    shared.sim.set_neighbour(60);
+    let run = shared.full_sync().await;
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(run.report.tickets.failed, 0);
+    let stats = shared.sim.stats();
+    let windows: Vec<(u64, u64, u64, u64)> = stats
+        .windows
+        .iter()
+        .map(|w| {
+            (
+                w.credits_used,
+                w.rejected_429,
+                w.neighbour_credits,
+                w.neighbour_refused,
+            )
+        })
+        .collect();
+    // The run learns of the neighbour from the counts of the first window it shares with it;
+    // after that it leaves room: neither it nor the neighbour is refused a window's worth.
+    assert!(windows.len() >= 3, "{windows:?}");
+    assert!(stats.rate_limited <= 2, "{windows:?}");
+    let refused: u64 = windows.iter().map(|w| w.3).sum();
+    assert!(refused <= 60, "the neighbour was starved: {windows:?}");
+    let (a, b) = (clean.dump().await, shared.dump().await);
     assert_eq!(a.rows, b.rows);
     assert_eq!(a.markdown, b.markdown);
 }
