@@ -385,8 +385,6 @@ impl Budget {
             self.credits.last = self.credits.last.max(now);
         }
         self.credits.refill(now);
-        // The pace gives way to a neighbour that spends beyond its part.
-        self.credits.rate_per_sec = self.pace(now) / self.config.window.as_secs_f64();
         self.list_calls.refill(now);
         let cost = cost as f64;
         if list_tickets {
@@ -506,6 +504,18 @@ impl Budget {
                 self.held = None;
             }
         }
+        self.repace(now);
+    }
+
+    /// Sets the credits' refill rate to [`Self::pace`], after the refill at the old rate. The
+    /// pace moves only with what the answers show, so every [`Self::observe`] calls this.
+    fn repace(&mut self, now: Instant) {
+        if self.held.is_some() {
+            // Held: what the refill would give is the others' already.
+            self.credits.last = self.credits.last.max(now);
+        }
+        self.credits.refill(now);
+        self.credits.rate_per_sec = self.pace(now) / self.config.window.as_secs_f64();
     }
 
     /// How far the server's count of our calls can be ahead of the last window's spending: a
@@ -860,21 +870,23 @@ mod tests {
         }
     }
 
+    /// Ten Starter windows (100 credits a minute, a 0.9 share) against [`against_a_server`].
+    fn starter_against(others: u32, phase_ms: u64, delay_ms: u64) -> (Vec<u32>, Vec<u32>) {
+        let start = Instant::now();
+        let budget = paced(starter(0.9), start);
+        let (phase, delay) = (
+            Duration::from_millis(phase_ms),
+            Duration::from_millis(delay_ms),
+        );
+        against_a_server(budget, start, 10, phase, delay, others)
+    }
+
     #[test]
     fn our_own_overshoot_does_not_trip_the_ceiling() {
         // Alone on the account, the run spends its whole share in every server window, however
         // the windows fall against its pacing and however late the remainder comes.
         for (phase_ms, delay_ms) in [(17_000, 300), (59_500, 300), (30_000, 1_500), (100, 50)] {
-            let start = Instant::now();
-            let budget = paced(starter(0.9), start);
-            let (spent, refused) = against_a_server(
-                budget,
-                start,
-                10,
-                Duration::from_millis(phase_ms),
-                Duration::from_millis(delay_ms),
-                0,
-            );
+            let (spent, refused) = starter_against(0, phase_ms, delay_ms);
             assert!(
                 refused.iter().all(|&r| r == 0),
                 "phase {phase_ms} ms, delay {delay_ms} ms: {refused:?}"
@@ -896,16 +908,7 @@ mod tests {
         // the server refuses nobody: our calls and theirs fit in the allowance.
         for others in [5, 10, 20, 30, 50] {
             for phase_ms in [17_000, 59_500] {
-                let start = Instant::now();
-                let budget = paced(starter(0.9), start);
-                let (spent, refused) = against_a_server(
-                    budget,
-                    start,
-                    10,
-                    Duration::from_millis(phase_ms),
-                    Duration::from_millis(300),
-                    others,
-                );
+                let (spent, refused) = starter_against(others, phase_ms, 300);
                 let case = format!("others {others}, phase {phase_ms} ms: {spent:?}, {refused:?}");
                 if others <= 10 {
                     // (A neighbour spending all its part meets our opening bucket in the first
