@@ -560,28 +560,52 @@ async fn pending_rows(
     last: &HashMap<i64, usize>,
     wave: &BTreeSet<Partition>,
 ) -> Result<HashMap<(Table, Partition), Vec<RecordBatch>>, Error> {
-    let mut out: HashMap<(Table, Partition), Vec<RecordBatch>> = HashMap::new();
-    for (i, part) in parts.iter().enumerate() {
-        let superseded: BTreeSet<i64> = part
+    let superseded_in = |i: usize| -> BTreeSet<i64> {
+        parts[i]
             .touched
             .iter()
             .filter(|t| last.get(&t.id) != Some(&i))
             .map(|t| t.id)
-            .collect();
-        match &part.rows {
-            Rows::Stored(segment) => {
-                for table in Table::ALL {
-                    let Some(file) = segment.files.get(table.name()) else {
-                        continue;
-                    };
-                    for (partition, batch) in pending::read(storage, table, file, wave).await? {
-                        let batch = parquet::without_tickets(&batch, &superseded);
-                        if batch.num_rows() > 0 {
-                            out.entry((table, partition)).or_default().push(batch);
-                        }
-                    }
-                }
+            .collect()
+    };
+    // The checkpoints' files are read (and decoded, off the runtime) a few at a time, their
+    // rows kept in the parts' order.
+    let stored = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, part)| match &part.rows {
+            Rows::Stored(segment) => Table::ALL
+                .into_iter()
+                .filter_map(|table| Some((i, table, segment.files.get(table.name())?)))
+                .collect(),
+            Rows::Memory(_) => Vec::new(),
+        });
+    let read: Vec<(usize, Table, Vec<(Partition, RecordBatch)>)> = futures::stream::iter(stored)
+        .map(|(i, table, file)| async move {
+            Ok::<_, Error>((i, table, pending::read(storage, table, file, wave).await?))
+        })
+        .buffered(PARALLEL_PARTITIONS)
+        .try_collect()
+        .await?;
+    let mut out: HashMap<(Table, Partition), Vec<RecordBatch>> = HashMap::new();
+    let mut superseded = BTreeSet::new();
+    let mut superseded_of = None;
+    for (i, table, batches) in read {
+        if superseded_of != Some(i) {
+            superseded = superseded_in(i);
+            superseded_of = Some(i);
+        }
+        for (partition, batch) in batches {
+            let batch = parquet::without_tickets(&batch, &superseded);
+            if batch.num_rows() > 0 {
+                out.entry((table, partition)).or_default().push(batch);
             }
+        }
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let superseded = superseded_in(i);
+        match &part.rows {
+            Rows::Stored(_) => {}
             Rows::Memory(changeset) => {
                 let mut placed: BTreeMap<Partition, Vec<&Placed>> = BTreeMap::new();
                 for p in &changeset.placed {
