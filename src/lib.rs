@@ -51,7 +51,8 @@
 //! - [`query`]: reads the written Parquet back with polars — an account's tickets in the Codex
 //!   JSON shape, hour rollups per month or year (by `last_updated_at`, as Ledger bills, unless
 //!   another basis is asked for) and the tickets and time entries behind them (`--explain`) —
-//!   opening only the partitions a query needs.
+//!   opening only the partitions a query needs; the adjustment list (`--changes-since`) reads
+//!   its minutes per ticket with the parquet crate (`query::minutes`).
 //! - [`job`]: job files (TOML) and flags resolved into one validated [`job::Job`]; a fleet job
 //!   (`[[accounts]]`) into one job per account, which `cli::sync` runs side by side.
 //! - [`sim`]: the built-in Freshservice simulator (demo job, tests, benchmarks), with its
@@ -96,7 +97,8 @@
 //! - `check` never takes the run lock and writes nothing but one probe object under `_state/`.
 //! - `sim` shares no types with `source`.
 //! - `query` gets nothing from the pipeline in memory: the Delta tables are the interface, read
-//!   with polars (an Arrow implementation separate from the writer's arrow-rs). It reads the
+//!   with polars (an Arrow implementation separate from the writer's arrow-rs; the adjustment
+//!   list's three columns with arrow-rs, held to polars' answer by the tests). It reads the
 //!   logs of the tables it needs at the versions of the dataset's last commit, keeps only the
 //!   files of the partitions it needs while it reads them (opening costs the last checkpoint's
 //!   few columns and the commits after it, not the table's whole history) and hands polars

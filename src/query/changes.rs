@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
-use super::explain::ExplainedTicket;
+use super::minutes::Periods;
 use super::{Dataset, Result, RollupQuery};
 use crate::state::delta::read::{self, View};
 use crate::state::delta::At;
@@ -30,23 +30,9 @@ pub struct Change {
     pub tickets: Vec<i64>,
 }
 
-/// (domain, account, period) → ticket → minutes.
-type Periods = BTreeMap<(String, String, String), BTreeMap<i64, i64>>;
-
-fn by_period(tickets: &[ExplainedTicket]) -> Periods {
-    let mut out: Periods = BTreeMap::new();
-    for t in tickets {
-        out.entry((t.domain.clone(), t.account.clone(), t.period.clone()))
-            .or_default()
-            .insert(t.ticket_id, t.minutes);
-    }
-    out
-}
-
 /// The periods of two readings whose minutes differ, with the tickets behind the difference.
 /// One row per domain: a customer's tickets of two Freshservice accounts are two adjustments.
-pub(super) fn diff(then: &[ExplainedTicket], now: &[ExplainedTicket]) -> Vec<Change> {
-    let (then, now) = (by_period(then), by_period(now));
+pub(super) fn diff(then: &Periods, now: &Periods) -> Vec<Change> {
     let keys: BTreeSet<&(String, String, String)> = then.keys().chain(now.keys()).collect();
     let empty = BTreeMap::new();
     let mut out = Vec::new();
@@ -82,7 +68,7 @@ impl Dataset {
         query: &RollupQuery,
         since: DateTime<Utc>,
     ) -> Result<Vec<Change>> {
-        // Minutes per ticket are all a difference needs: no time entries are read. Only the
+        // Minutes per ticket are all a difference needs (see [`super::minutes`]). Only the
         // accounts whose rows changed since can differ: the others are not read at all.
         let now = match self.changed_accounts(since).await {
             Some(accounts) => Dataset {
@@ -93,7 +79,7 @@ impl Dataset {
         };
         let then = now.clone().as_of(since);
         let (now, then) =
-            tokio::try_join!(now.explained(query, false), then.explained(query, false))?;
+            tokio::try_join!(now.minutes_by_period(query), then.minutes_by_period(query))?;
         Ok(diff(&then, &now))
     }
 
@@ -139,37 +125,31 @@ impl Dataset {
 mod tests {
     use super::*;
 
-    fn ticket(account: &str, period: &str, id: i64, minutes: i64) -> ExplainedTicket {
-        ExplainedTicket {
-            account: account.into(),
-            domain: "acme".into(),
-            period: period.into(),
-            ticket_id: id,
-            subject: None,
-            last_updated_at: DateTime::UNIX_EPOCH,
-            closed_at: DateTime::UNIX_EPOCH,
-            minutes,
-            billable_minutes: 0,
-            hours_defaulted: false,
-            time_entries: Vec::new(),
+    fn periods(rows: &[(&str, &str, i64, i64)]) -> Periods {
+        let mut out = Periods::new();
+        for &(account, period, id, minutes) in rows {
+            out.entry(("acme".into(), account.into(), period.into()))
+                .or_default()
+                .insert(id, minutes);
         }
+        out
     }
 
     #[test]
     fn only_periods_whose_minutes_moved_with_the_tickets_that_moved_them() {
-        let then = [
-            ticket("A", "2026-03", 1, 60),
-            ticket("A", "2026-03", 2, 30),
-            ticket("B", "2026-03", 3, 15),
-        ];
+        let then = periods(&[
+            ("A", "2026-03", 1, 60),
+            ("A", "2026-03", 2, 30),
+            ("B", "2026-03", 3, 15),
+        ]);
         // Ticket 2 got a late entry and moved to April (last update); ticket 4 is new in March;
         // B is unchanged.
-        let now = [
-            ticket("A", "2026-03", 1, 60),
-            ticket("A", "2026-03", 4, 10),
-            ticket("A", "2026-04", 2, 45),
-            ticket("B", "2026-03", 3, 15),
-        ];
+        let now = periods(&[
+            ("A", "2026-03", 1, 60),
+            ("A", "2026-03", 4, 10),
+            ("A", "2026-04", 2, 45),
+            ("B", "2026-03", 3, 15),
+        ]);
         let changes = diff(&then, &now);
         assert_eq!(
             changes,

@@ -66,27 +66,13 @@ impl Dataset {
     /// Ticket-level bases only (`updated`, `closed`): with `worked` a ticket's entries fall in
     /// several periods, and [`super::Error::Unsupported`]-like refusal is the caller's.
     pub async fn explain(&self, query: &RollupQuery) -> Result<Vec<ExplainedTicket>> {
-        self.explained(query, true).await
-    }
-
-    /// [`Dataset::explain`], with each ticket's time entries or (`entries` false: what
-    /// `--changes-since` needs) without reading them.
-    pub(super) async fn explained(
-        &self,
-        query: &RollupQuery,
-        entries: bool,
-    ) -> Result<Vec<ExplainedTicket>> {
         let selection = Selection {
             account: query.account.as_deref(),
             years: Years::of(query.basis, Some(query.year)),
         };
-        let tables: &[Table] = if entries {
-            &[Table::Tickets, Table::TimeEntries]
-        } else {
-            &[Table::Tickets]
-        };
-        let mut files = self.files(tables, selection).await?;
-        files.entry(Table::TimeEntries).or_default();
+        let files = self
+            .files(&[Table::Tickets, Table::TimeEntries], selection)
+            .await?;
         let Some(tickets) = self.scan(&files[&Table::Tickets])? else {
             return Ok(Vec::new());
         };
@@ -100,12 +86,7 @@ impl Dataset {
                 col("account"),
                 col("domain"),
                 col("ticket_id"),
-                // Subjects are for people reading the explanation; a difference needs none.
-                if entries {
-                    col("subject")
-                } else {
-                    lit(NULL).cast(DataType::String).alias("subject")
-                },
+                col("subject"),
                 millis("last_updated_at"),
                 millis("closed_at"),
                 col("total_minutes"),

@@ -4,6 +4,9 @@
 //!
 //! The Parquet files are the only interface: nothing here receives rows from the pipeline, and
 //! the engine is polars, a separate Arrow implementation from the arrow-rs the sinks write with.
+//! One exception: the adjustment list's minutes per ticket ([`minutes`]) are read with the
+//! parquet crate, three columns of thousands of small files where polars' cost per file was
+//! most of the query (the tests hold it to `explain`'s polars reading at both instants).
 //!
 //! Partition pruning is ours, not the engine's: [`Dataset`] lists the Hive layout through
 //! [`Storage`] and hands polars exactly the partition files a query needs (one file per table
@@ -15,6 +18,7 @@
 
 mod changes;
 mod explain;
+mod minutes;
 pub mod output;
 mod rollup;
 mod scan;
@@ -304,6 +308,25 @@ impl Dataset {
     /// no match.
     async fn files(&self, tables: &[Table], selection: Selection<'_>) -> Result<FileSet> {
         debug_assert_eq!(tables.first(), Some(&Table::Tickets));
+        let view = self.view(tables, selection).await?;
+        let mut out = FileSet::new();
+        for &table in tables {
+            out.insert(table, list(&view, table));
+        }
+        if matches!(self.at, At::Instant(_)) {
+            // An old version names files that later commits replaced: they are there only
+            // within the dataset's history.
+            self.history_kept(out.values().flatten().map(|f| &f.path))
+                .await?;
+        }
+        if out[&Table::Tickets].is_empty() {
+            self.nothing_selected(selection).await?;
+        }
+        Ok(out)
+    }
+
+    /// The snapshot of `tables` (see [`Dataset::files`]), only the selected partitions.
+    async fn view(&self, tables: &[Table], selection: Selection<'_>) -> Result<View> {
         let domain = self.domain.as_deref();
         let accounts = self.accounts.as_deref();
         let keep = |p: &Partition| {
@@ -315,52 +338,55 @@ impl Dataset {
                         .is_some_and(|a| set.contains(&(p.domain.clone(), a.clone())))
                 })
         };
-        let view = View::open(&self.storage, &self.at, tables, &keep).await?;
-        let mut out = FileSet::new();
-        for &table in tables {
-            out.insert(table, list(&view, table));
+        Ok(View::open(&self.storage, &self.at, tables, &keep).await?)
+    }
+
+    /// [`Error::History`] when some of `paths` (of the version of an instant) are gone.
+    async fn history_kept(&self, paths: impl Iterator<Item = &Path>) -> Result<()> {
+        let At::Instant(instant) = &self.at else {
+            return Ok(());
+        };
+        let checks = paths.map(|path| async move {
+            let there = self.storage.exists(path).await?;
+            Ok::<_, Error>((!there).then(|| path.to_string()))
+        });
+        let missing: Vec<String> = futures::stream::iter(checks)
+            .buffered(32)
+            .try_filter_map(|m| async move { Ok(m) })
+            .try_collect()
+            .await?;
+        match missing.first() {
+            Some(first) => Err(Error::History {
+                instant: instant.to_rfc3339(),
+                missing: missing.len(),
+                first: first.clone(),
+            }),
+            None => Ok(()),
         }
-        if let At::Instant(instant) = &self.at {
-            // An old version names files that later commits replaced: they are there only
-            // within the dataset's history.
-            let checks = out.values().flatten().map(|file| async move {
-                let there = self.storage.exists(&file.path).await?;
-                Ok::<_, Error>((!there).then(|| file.path.to_string()))
-            });
-            let missing: Vec<String> = futures::stream::iter(checks)
-                .buffered(32)
-                .try_filter_map(|m| async move { Ok(m) })
-                .try_collect()
-                .await?;
-            if let Some(first) = missing.first() {
-                return Err(Error::History {
-                    instant: instant.to_rfc3339(),
-                    missing: missing.len(),
-                    first: first.clone(),
-                });
-            }
+    }
+
+    /// A selection without any ticket file: no match, unless the dataset holds no ticket at
+    /// all ([`Error::Empty`]: the wrong location, or nothing synced yet).
+    async fn nothing_selected(&self, selection: Selection<'_>) -> Result<()> {
+        let narrowed = selection.account.is_some() || selection.years != Years::All;
+        let narrowed = narrowed || self.domain.is_some() || self.accounts.is_some();
+        // Only when nothing matched: is there any ticket at all?
+        let empty = !narrowed || {
+            let all = View::open(&self.storage, &self.at, &[Table::Tickets], &|_| true).await?;
+            let none = all.partitions(Table::Tickets).next().is_none();
+            none
+        };
+        if !empty {
+            return Ok(());
         }
-        if out[&Table::Tickets].is_empty() {
-            let narrowed = selection.account.is_some() || selection.years != Years::All;
-            let narrowed = narrowed || domain.is_some() || accounts.is_some();
-            // Only when nothing matched: is there any ticket at all?
-            let empty = !narrowed || {
-                let all = View::open(&self.storage, &self.at, &[Table::Tickets], &|_| true).await?;
-                let none = all.partitions(Table::Tickets).next().is_none();
-                none
-            };
-            if empty {
-                return Err(Error::Empty {
-                    location: self.storage.display().to_string(),
-                    expected: format!(
-                        "{}/_delta_log/ with files under {}/domain=<domain>/account=<account>/year=<year>/",
-                        Table::Tickets.name(),
-                        Table::Tickets.name(),
-                    ),
-                });
-            }
-        }
-        Ok(out)
+        Err(Error::Empty {
+            location: self.storage.display().to_string(),
+            expected: format!(
+                "{}/_delta_log/ with files under {}/domain=<domain>/account=<account>/year=<year>/",
+                Table::Tickets.name(),
+                Table::Tickets.name(),
+            ),
+        })
     }
 }
 

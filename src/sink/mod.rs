@@ -580,7 +580,8 @@ async fn pending_rows(
                 .collect(),
             Rows::Memory(_) => Vec::new(),
         });
-    let read: Vec<(usize, Table, Vec<(Partition, RecordBatch)>)> = futures::stream::iter(stored)
+    type Read = (usize, Table, Vec<(Partition, RecordBatch)>);
+    let read: Vec<Read> = futures::stream::iter(stored)
         .map(|(i, table, file)| async move {
             Ok::<_, Error>((i, table, pending::read(storage, table, file, wave).await?))
         })

@@ -144,7 +144,20 @@ async fn without_history_replaced_files_go_at_once_and_an_old_instant_says_why_i
     // Only current files are stored: a plain glob sees exactly the Delta tables.
     assert_eq!(stored(&h).await, active(&h).await);
     let dataset = Dataset::open(&h.data(), &S3Options::default()).unwrap();
-    let err = updated_err(&dataset.as_of(instant), &account, year).await;
+    let err = updated_err(&dataset.clone().as_of(instant), &account, year).await;
+    assert!(err.contains("history_days"), "{err}");
+    // The adjustment list reads the files of the instant its own way, and says the same.
+    let query = ticketsync::query::RollupQuery {
+        account: None,
+        year,
+        period: ticketsync::query::Period::Month,
+        basis: Basis::Closed,
+    };
+    let err = dataset
+        .changes_since(&query, instant)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("history_days"), "{err}");
     h.sim.shutdown().await;
 }
