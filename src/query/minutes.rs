@@ -1,5 +1,7 @@
 //! Minutes per ticket and period, all an adjustment list (`--changes-since`) compares: three
-//! columns of every selected `tickets` file, at two versions of the table.
+//! columns of every selected `tickets` file, at two versions of the table. The rollups of the
+//! ticket-level bases (`updated`, `closed`) are the same reading with one column more
+//! (billable minutes), summed per account and period.
 //!
 //! Read with the parquet crate rather than polars: the earlier instant's snapshot is typically
 //! thousands of small files not yet compacted (14,139 of them on the benchmark's year-old
@@ -37,25 +39,127 @@ pub(super) type Periods = BTreeMap<(String, String, String), BTreeMap<i64, i64>>
 /// overlapped.
 const PARALLEL_FILES: usize = 16;
 
-/// What one file contributes: its partition's domain and account, and (period, ticket,
-/// minutes) for each of its rows in the year.
-type FileRows = (String, String, Vec<(String, i64, i64)>);
+/// A row of a tickets file, the columns a rollup sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Row {
+    /// The basis' date (`last_updated_at` or `closed_at`), ms since the epoch.
+    pub at: Option<i64>,
+    pub ticket_id: Option<i64>,
+    /// `total_minutes`.
+    pub minutes: Option<i64>,
+    /// `billable_minutes` (`None` too when not asked for).
+    pub billable: Option<i64>,
+}
+
+/// What a reading of the tickets files asks for.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// The basis' date column.
+    date: &'static str,
+    /// Only rows whose date lies in `[from, until)` (ms), files and row groups outside skipped;
+    /// `None`: every row of the selected partitions.
+    within: Option<(i64, i64)>,
+    /// Read `billable_minutes` too.
+    billable: bool,
+}
 
 impl Dataset {
     /// The exact minutes (`total_minutes`, what `hours` sums) of every ticket in `query`'s
     /// periods, by domain, account and period: the tickets [`Dataset::explain`] lists, without
     /// reading anything else. Ticket-level bases only (`updated`, `closed`).
     pub(super) async fn minutes_by_period(&self, query: &RollupQuery) -> Result<Periods> {
+        let reading = Reading {
+            date: date_of(query.basis),
+            within: Some(year_millis(query.year)),
+            billable: false,
+        };
+        let (period, year) = (query.period, query.year);
+        self.each_file(
+            query,
+            reading,
+            Periods::new(),
+            |out, domain, account, rows, what| {
+                for row in rows {
+                    let (Some(at), Some(ticket)) = (row.at, row.ticket_id) else {
+                        return Err(contract(what, "a row of the year has no ticket_id"));
+                    };
+                    let Some(minutes) = row.minutes else {
+                        return Err(contract(
+                            what,
+                            &format!("total_minutes is null for ticket {ticket}"),
+                        ));
+                    };
+                    out.entry((
+                        domain.to_string(),
+                        account.to_string(),
+                        period_of(period, year, at),
+                    ))
+                    .or_default()
+                    .insert(ticket, minutes);
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// A rollup of a ticket-level basis (`updated`, `closed`): per account and period, the
+    /// tickets, their minutes and billable minutes (a null counts as none). Four columns of each
+    /// file; the tests hold the sums to the simulator's time entries and DuckDB's (the benchmark).
+    pub(super) async fn ticket_rollup(
+        &self,
+        query: &RollupQuery,
+    ) -> Result<BTreeMap<(String, Option<u32>), (u64, i64, i64)>> {
+        let reading = Reading {
+            date: date_of(query.basis),
+            // Closed: the partitions are the year's (`year=` is when a ticket closed).
+            within: (query.basis != Basis::Closed).then(|| year_millis(query.year)),
+            billable: true,
+        };
+        let by_month = query.period == Period::Month;
+        self.each_file(
+            query,
+            reading,
+            BTreeMap::new(),
+            |out, _, account, rows, what| {
+                for row in rows {
+                    let month = match (by_month, row.at) {
+                        (false, _) => None,
+                        (true, Some(at)) => Some(
+                            DateTime::from_timestamp_millis(at)
+                                .ok_or_else(|| contract(what, "a date out of range"))?
+                                .month(),
+                        ),
+                        (true, None) => {
+                            return Err(contract(what, "a row has no valid month (None)"));
+                        }
+                    };
+                    let sums: &mut (u64, i64, i64) =
+                        out.entry((account.to_string(), month)).or_default();
+                    sums.0 += 1;
+                    sums.1 += row.minutes.unwrap_or(0);
+                    sums.2 += row.billable.unwrap_or(0);
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Reads the selected tickets files of `query` (see [`Reading`]) concurrently, folding
+    /// each file's rows into `init` with its domain, account and path.
+    async fn each_file<A>(
+        &self,
+        query: &RollupQuery,
+        reading: Reading,
+        init: A,
+        mut add: impl FnMut(&mut A, &str, &str, Vec<Row>, &str) -> Result<()>,
+    ) -> Result<A> {
         let selection = Selection {
             account: query.account.as_deref(),
             years: Years::of(query.basis, Some(query.year)),
         };
         let view = self.view(&[Table::Tickets], selection).await?;
-        let date = match query.basis {
-            Basis::Closed => "closed_at",
-            _ => "last_updated_at",
-        };
-        let (from, until) = year_millis(query.year);
         let mut files = Vec::new();
         let mut listed = 0usize;
         for partition in view.partitions(Table::Tickets) {
@@ -64,54 +168,48 @@ impl Dataset {
             };
             for file in view.files(Table::Tickets, partition) {
                 listed += 1;
-                if log_says_outside(file, date, from, until) {
-                    continue;
+                let outside = reading
+                    .within
+                    .is_some_and(|(from, until)| log_says_outside(file, reading.date, from, until));
+                if !outside {
+                    files.push((partition.domain.clone(), account.clone(), file.clone()));
                 }
-                files.push((partition.domain.clone(), account.clone(), file.clone()));
             }
         }
         if listed == 0 {
             self.nothing_selected(selection).await?;
-            return Ok(Periods::new());
+            return Ok(init);
         }
-        let period = query.period;
-        let year = query.year;
-        let read = futures::stream::iter(files.iter().cloned())
+        let mut read = futures::stream::iter(files.iter().cloned())
             .map(|(domain, account, file)| {
                 let storage = self.storage.clone();
                 async move {
                     let path = file.object(Table::Tickets);
                     let task = tokio::spawn(async move {
-                        let bounds = (from, until);
-                        let rows =
-                            read_file(&storage, &path, file.size, date, bounds, WHOLE_FILE_BYTES)
-                                .await?
-                                .into_iter()
-                                .map(|(at, ticket, minutes)| {
-                                    (period_of(period, year, at), ticket, minutes)
-                                })
-                                .collect();
-                        Ok::<FileRows, Error>((domain, account, rows))
+                        let rows = read_file(&storage, &path, file.size, reading, WHOLE_FILE_BYTES)
+                            .await?;
+                        Ok::<_, Error>((domain, account, path, rows))
                     });
                     task.await.map_err(Error::Task)?
                 }
             })
-            .buffer_unordered(PARALLEL_FILES)
-            .try_fold(
-                Periods::new(),
-                |mut out, (domain, account, rows)| async move {
-                    for (period, ticket, minutes) in rows {
-                        out.entry((domain.clone(), account.clone(), period))
-                            .or_default()
-                            .insert(ticket, minutes);
+            .buffer_unordered(PARALLEL_FILES);
+        let mut out = init;
+        let failed = loop {
+            match read.next().await {
+                None => break None,
+                Some(Ok((domain, account, path, rows))) => {
+                    if let Err(e) = add(&mut out, &domain, &account, rows, path.as_ref()) {
+                        break Some(e);
                     }
-                    Ok(out)
-                },
-            )
-            .await;
-        match read {
-            Ok(periods) => Ok(periods),
-            Err(e) => {
+                }
+                Some(Err(e)) => break Some(e),
+            }
+        };
+        drop(read);
+        match failed {
+            None => Ok(out),
+            Some(e) => {
                 // A version of an instant names files later commits replaced: say so when
                 // that is why a file did not read.
                 let paths: Vec<Path> = files
@@ -122,6 +220,21 @@ impl Dataset {
                 Err(e)
             }
         }
+    }
+}
+
+/// The date column of a ticket-level basis.
+fn date_of(basis: Basis) -> &'static str {
+    match basis {
+        Basis::Closed => "closed_at",
+        _ => "last_updated_at",
+    }
+}
+
+fn contract(what: &str, detail: &str) -> Error {
+    Error::Contract {
+        what: what.to_string(),
+        detail: detail.to_string(),
     }
 }
 
@@ -175,30 +288,29 @@ fn log_says_outside(file: &DataFile, date: &str, from: i64, until: i64) -> bool 
 /// the three column chunks.
 const WHOLE_FILE_BYTES: u64 = 1024 * 1024;
 
-/// (`date` in ms, ticket, minutes) of each row of the tickets file `path` whose `date` lies in
-/// `[from, until)`; fetched whole when it is at most `whole` bytes.
+/// The rows of the tickets file `path` that `reading` asks for; fetched whole when it is at
+/// most `whole` bytes.
 async fn read_file(
     storage: &Storage,
     path: &Path,
     size: u64,
-    date: &'static str,
-    year: (i64, i64),
+    reading: Reading,
     whole: u64,
-) -> Result<Vec<(i64, i64, i64)>> {
+) -> Result<Vec<Row>> {
     let what = path.to_string();
     let failed = |e: parquet::errors::ParquetError| Error::Contract {
         what: what.clone(),
         detail: format!("unreadable Parquet: {e}"),
     };
     // The rows' types are the Parquet schema's: the Arrow schema embedded beside it says
-    // nothing these three columns need.
+    // nothing these columns need.
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let mut out = Vec::new();
     if size <= whole {
         let bytes = storage.get_existing(path).await?;
         let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
             .map_err(failed)?;
-        let Some((mask, row_groups)) = plan(&builder, date, year, &what)? else {
+        let Some((mask, row_groups)) = plan(&builder, reading, &what)? else {
             return Ok(out);
         };
         let reader = builder
@@ -209,14 +321,14 @@ async fn read_file(
             .map_err(failed)?;
         for batch in reader {
             let batch = batch.map_err(|e| failed(e.into()))?;
-            rows_of(&batch, date, year, &what, &mut out)?;
+            rows_of(&batch, reading, &what, &mut out)?;
         }
     } else {
         let reader = storage.parquet_reader(path, size);
         let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
             .await
             .map_err(failed)?;
-        let Some((mask, row_groups)) = plan(&builder, date, year, &what)? else {
+        let Some((mask, row_groups)) = plan(&builder, reading, &what)? else {
             return Ok(out);
         };
         let mut stream = builder
@@ -226,32 +338,33 @@ async fn read_file(
             .build()
             .map_err(failed)?;
         while let Some(batch) = stream.try_next().await.map_err(failed)? {
-            rows_of(&batch, date, year, &what, &mut out)?;
+            rows_of(&batch, reading, &what, &mut out)?;
         }
     }
     Ok(out)
 }
 
-/// The three columns and the row groups whose statistics do not lie outside the year, or
+/// The columns to read and the row groups whose statistics do not lie outside the year, or
 /// `None` when every row group does.
 fn plan<T>(
     builder: &ArrowReaderBuilder<T>,
-    date: &str,
-    (from, until): (i64, i64),
+    reading: Reading,
     what: &str,
 ) -> Result<Option<(ProjectionMask, Vec<usize>)>> {
-    let contract = |detail: String| Error::Contract {
-        what: what.to_string(),
-        detail,
-    };
+    let date = reading.date;
     let unit = match builder
         .schema()
         .field_with_name(date)
         .map(|f| f.data_type())
     {
         Ok(DataType::Timestamp(unit, _)) => *unit,
-        Ok(other) => return Err(contract(format!("{date} is {other}, not a timestamp"))),
-        Err(_) => return Err(contract(format!("no column {date}"))),
+        Ok(other) => {
+            return Err(contract(
+                what,
+                &format!("{date} is {other}, not a timestamp"),
+            ))
+        }
+        Err(_) => return Err(contract(what, &format!("no column {date}"))),
     };
     // Statistics in the file's unit, as milliseconds.
     let per_ms = match unit {
@@ -265,7 +378,8 @@ fn plan<T>(
     let metadata = builder.metadata();
     let row_groups: Vec<usize> = (0..metadata.num_row_groups())
         .filter(|&i| {
-            let (Some(leaf), Some(per_ms)) = (leaf, per_ms) else {
+            let (Some((from, until)), Some(leaf), Some(per_ms)) = (reading.within, leaf, per_ms)
+            else {
                 return true;
             };
             match metadata.row_group(i).column(leaf).statistics() {
@@ -280,53 +394,59 @@ fn plan<T>(
     if row_groups.is_empty() {
         return Ok(None);
     }
-    let mask = ProjectionMask::columns(schema, ["ticket_id", date, "total_minutes"]);
+    let mut columns = vec!["ticket_id", date, "total_minutes"];
+    if reading.billable {
+        columns.push("billable_minutes");
+    }
+    let mask = ProjectionMask::columns(schema, columns);
     Ok(Some((mask, row_groups)))
 }
 
-/// Adds (`date` in ms, ticket, minutes) of the rows of `batch` in the year to `out`.
-fn rows_of(
-    batch: &RecordBatch,
-    date: &str,
-    (from, until): (i64, i64),
-    what: &str,
-    out: &mut Vec<(i64, i64, i64)>,
-) -> Result<()> {
-    let contract = |detail: String| Error::Contract {
-        what: what.to_string(),
-        detail,
-    };
-    let column = |name: &str, to: &DataType| {
-        let c = batch
-            .column_by_name(name)
-            .ok_or_else(|| contract(format!("no column {name}")))?;
-        arrow::compute::cast(c, to).map_err(|e| contract(format!("{name}: {e}")))
+/// Adds the rows of `batch` that `reading` asks for to `out`.
+fn rows_of(batch: &RecordBatch, reading: Reading, what: &str, out: &mut Vec<Row>) -> Result<()> {
+    let column = |name: &str, to: &DataType| -> Result<Option<arrow::array::ArrayRef>> {
+        match batch.column_by_name(name) {
+            // (A column a file lacks reads as nulls, as polars reads it.)
+            None => Ok(None),
+            Some(c) => arrow::compute::cast(c, to)
+                .map(Some)
+                .map_err(|e| contract(what, &format!("{name}: {e}"))),
+        }
     };
     let millis = DataType::Timestamp(TimeUnit::Millisecond, Some(Arc::from("UTC")));
-    let ids = column("ticket_id", &DataType::Int64)?;
-    let ids = ids.as_primitive::<Int64Type>();
-    let minutes = column("total_minutes", &DataType::Int64)?;
-    let minutes = minutes.as_primitive::<Int64Type>();
-    let at = column(date, &millis)?;
-    let at = at.as_primitive::<TimestampMillisecondType>();
+    let int =
+        |name: &str| -> Result<Option<arrow::array::ArrayRef>> { column(name, &DataType::Int64) };
+    let ids = int("ticket_id")?;
+    let minutes = int("total_minutes")?;
+    let billable = if reading.billable {
+        int("billable_minutes")?
+    } else {
+        None
+    };
+    let at = column(reading.date, &millis)?;
+    let value = |array: &Option<arrow::array::ArrayRef>, row: usize| {
+        array.as_ref().and_then(|a| {
+            let a = a.as_primitive::<Int64Type>();
+            (!a.is_null(row)).then(|| a.value(row))
+        })
+    };
+    let at = at
+        .as_ref()
+        .map(|a| a.as_primitive::<TimestampMillisecondType>());
     for row in 0..batch.num_rows() {
-        if at.is_null(row) {
-            return Err(contract(format!("{date} is null in row {row}")));
+        let when = at.and_then(|a| (!a.is_null(row)).then(|| a.value(row)));
+        if let Some((from, until)) = reading.within {
+            // (A row without the date is in no year, as polars' filter has it.)
+            if !when.is_some_and(|t| t >= from && t < until) {
+                continue;
+            }
         }
-        let when = at.value(row);
-        if when < from || when >= until {
-            continue;
-        }
-        if ids.is_null(row) {
-            return Err(contract(format!("ticket_id is null in row {row}")));
-        }
-        if minutes.is_null(row) {
-            return Err(contract(format!(
-                "total_minutes is null for ticket {}",
-                ids.value(row)
-            )));
-        }
-        out.push((when, ids.value(row), minutes.value(row)));
+        out.push(Row {
+            at: when,
+            ticket_id: value(&ids, row),
+            minutes: value(&minutes, row),
+            billable: value(&billable, row),
+        });
     }
     Ok(())
 }
@@ -391,7 +511,7 @@ mod tests {
     }
 
     /// A file of three row groups (2025, the turn of the year, 2026) read whole and by ranges:
-    /// the same rows of 2026, the row group of 2025 not even decoded (a null there would fail).
+    /// the same rows of 2026, the row group of 2025 skipped.
     #[tokio::test]
     async fn a_file_read_whole_or_by_ranges_gives_the_rows_of_the_year() {
         use arrow::array::{Int32Array, Int64Array, TimestampMillisecondArray};
@@ -457,33 +577,38 @@ mod tests {
         let path = Path::from("tickets/part.parquet");
         let size = buffer.len() as u64;
         storage.put(&path, buffer.into()).await.unwrap();
-        let year = year_millis(2026);
+        let reading = |within| Reading {
+            date: "last_updated_at",
+            within,
+            billable: false,
+        };
+        let row = |at, id, minutes| Row {
+            at: Some(at),
+            ticket_id: id,
+            minutes: Some(minutes),
+            billable: None,
+        };
         let expected = vec![
-            (ms(2026, 1, 1), 4, 8),
-            (ms(2026, 6, 1), 5, 9),
-            (ms(2026, 12, 31), 6, 10),
+            row(ms(2026, 1, 1), Some(4), 8),
+            row(ms(2026, 6, 1), Some(5), 9),
+            row(ms(2026, 12, 31), Some(6), 10),
         ];
         for whole in [u64::MAX, 0] {
-            let rows = read_file(&storage, &path, size, "last_updated_at", year, whole)
+            let within = Some(year_millis(2026));
+            let rows = read_file(&storage, &path, size, reading(within), whole)
                 .await
                 .unwrap();
             assert_eq!(rows, expected, "whole below {whole}");
         }
-        // Every row group is read for 2025: the null id is a contract error naming the file.
-        let err = read_file(
-            &storage,
-            &path,
-            size,
-            "last_updated_at",
-            year_millis(2025),
-            0,
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("tickets/part.parquet") && err.contains("ticket_id"),
-            "{err}"
-        );
+        // 2025: the first two row groups; every row without a year.
+        let rows = read_file(&storage, &path, size, reading(Some(year_millis(2025))), 0)
+            .await
+            .unwrap();
+        let ids: Vec<Option<i64>> = rows.iter().map(|r| r.ticket_id).collect();
+        assert_eq!(ids, [None, Some(2), Some(3)]);
+        let rows = read_file(&storage, &path, size, reading(None), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 6);
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! The Parquet files are the only interface: nothing here receives rows from the pipeline, and
 //! the engine is polars, a separate Arrow implementation from the arrow-rs the sinks write with.
-//! One exception: the adjustment list's minutes per ticket ([`minutes`]) are read with the
-//! parquet crate, three columns of thousands of small files where polars' cost per file was
-//! most of the query (the tests hold it to `explain`'s polars reading at both instants).
+//! Two exceptions, read with the parquet crate ([`minutes`]): the adjustment list's minutes per
+//! ticket (three columns of thousands of small files, where polars' cost per file was most of
+//! the query; the tests hold it to `explain`'s polars reading at both instants) and the rollups
+//! of the ticket-level bases (`updated`, `closed`: four columns; `worked` stays with polars).
 //!
 //! Partition pruning is ours, not the engine's: [`Dataset`] lists the Hive layout through
 //! [`Storage`] and hands polars exactly the partition files a query needs (one file per table

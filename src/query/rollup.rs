@@ -112,100 +112,95 @@ impl Dataset {
     /// The rollup, sorted by account, then period. Every account with hours in the year gets
     /// all twelve months in a monthly rollup; an account without any gets no rows.
     pub async fn rollup(&self, query: &RollupQuery) -> Result<Vec<RollupRow>> {
+        if query.basis != Basis::Worked {
+            // One row per ticket: four columns of the tickets files (see [`super::minutes`]).
+            let sums = self.ticket_rollup(query).await?;
+            let found = sums
+                .into_iter()
+                .map(
+                    |((account, month), (tickets, minutes, billable))| RollupRow {
+                        account,
+                        year: query.year,
+                        month,
+                        basis: query.basis,
+                        tickets,
+                        minutes,
+                        billable_minutes: billable,
+                    },
+                )
+                .collect();
+            return Ok(fill(found, query));
+        }
         let files = self.rollup_files(query).await?;
         let tickets_files = &files[&Table::Tickets];
         let Some(tickets) = self.scan(tickets_files)? else {
             return Ok(Vec::new());
         };
         let month = |name: &str| col(name).dt().month().cast(DataType::Int32).alias("month");
-        let (rows, count) = match query.basis {
-            Basis::Updated => {
-                let rows = tickets
-                    .filter(in_year("last_updated_at", query.year))
-                    .select([
-                        col("account"),
-                        month("last_updated_at"),
-                        col("total_minutes").alias("minutes"),
-                        col("billable_minutes"),
-                    ]);
-                (rows, len())
-            }
-            Basis::Closed => {
-                let rows = tickets.select([
-                    col("account"),
-                    month("closed_at"),
-                    col("total_minutes").alias("minutes"),
-                    col("billable_minutes"),
-                ]);
-                (rows, len())
-            }
-            Basis::Worked => {
-                let year_is = |name: &str| in_year(name, query.year);
-                let defaulted = tickets
-                    .clone()
-                    .filter(col("hours_defaulted").and(year_is("closed_at")))
+        // Worked: each time entry in the month it was done, for tickets closed in any year.
+        let year_is = |name: &str| in_year(name, query.year);
+        let defaulted = tickets
+            .clone()
+            .filter(col("hours_defaulted").and(year_is("closed_at")))
+            .select([
+                col("account"),
+                col("domain"),
+                col("ticket_id"),
+                month("closed_at"),
+                col("total_minutes").alias("minutes"),
+                col("billable_minutes"),
+            ]);
+        let rows = match self.scan(&files[&Table::TimeEntries])? {
+            None => defaulted,
+            Some(entries) => {
+                // A ticket is its domain and id: two accounts' ids collide.
+                let closed = tickets.select([col("domain"), col("ticket_id"), col("closed_at")]);
+                let worked = entries
                     .select([
                         col("account"),
                         col("domain"),
                         col("ticket_id"),
-                        month("closed_at"),
-                        col("total_minutes").alias("minutes"),
-                        col("billable_minutes"),
+                        col("executed_at"),
+                        col("minutes"),
+                        col("billable"),
+                    ])
+                    .join(
+                        closed,
+                        [col("domain"), col("ticket_id")],
+                        [col("domain"), col("ticket_id")],
+                        JoinArgs::new(JoinType::Left),
+                    )
+                    .with_column(col("executed_at").fill_null(col("closed_at")))
+                    .filter(year_is("executed_at"))
+                    .select([
+                        col("account"),
+                        col("domain"),
+                        col("ticket_id"),
+                        month("executed_at"),
+                        col("minutes"),
+                        when(col("billable"))
+                            .then(col("minutes"))
+                            .otherwise(lit(0i64))
+                            .alias("billable_minutes"),
                     ]);
-                let rows = match self.scan(&files[&Table::TimeEntries])? {
-                    None => defaulted,
-                    Some(entries) => {
-                        // A ticket is its domain and id: two accounts' ids collide.
-                        let closed =
-                            tickets.select([col("domain"), col("ticket_id"), col("closed_at")]);
-                        let worked = entries
-                            .select([
-                                col("account"),
-                                col("domain"),
-                                col("ticket_id"),
-                                col("executed_at"),
-                                col("minutes"),
-                                col("billable"),
-                            ])
-                            .join(
-                                closed,
-                                [col("domain"), col("ticket_id")],
-                                [col("domain"), col("ticket_id")],
-                                JoinArgs::new(JoinType::Left),
-                            )
-                            .with_column(col("executed_at").fill_null(col("closed_at")))
-                            .filter(year_is("executed_at"))
-                            .select([
-                                col("account"),
-                                col("domain"),
-                                col("ticket_id"),
-                                month("executed_at"),
-                                col("minutes"),
-                                when(col("billable"))
-                                    .then(col("minutes"))
-                                    .otherwise(lit(0i64))
-                                    .alias("billable_minutes"),
-                            ]);
-                        concat([worked, defaulted], UnionArgs::default()).map_err(|source| {
-                            super::Error::Read {
-                                what: describe(&files[&Table::TimeEntries]),
-                                source,
-                            }
-                        })?
+                concat([worked, defaulted], UnionArgs::default()).map_err(|source| {
+                    super::Error::Read {
+                        what: describe(&files[&Table::TimeEntries]),
+                        source,
                     }
-                };
-                // One row per ticket and period first: the count is of (domain, ticket_id).
-                let mut per_ticket = vec![col("account"), col("domain"), col("ticket_id")];
-                if query.period == Period::Month {
-                    per_ticket.push(col("month"));
-                }
-                let rows = rows.group_by(per_ticket).agg([
-                    col("minutes").sum().cast(DataType::Int64),
-                    col("billable_minutes").sum().cast(DataType::Int64),
-                ]);
-                (rows, len())
+                })?
             }
         };
+        // One row per ticket and period first: the count is of (domain, ticket_id).
+        let mut per_ticket = vec![col("account"), col("domain"), col("ticket_id")];
+        if query.period == Period::Month {
+            per_ticket.push(col("month"));
+        }
+        let rows = rows.group_by(per_ticket).agg([
+            col("minutes").sum().cast(DataType::Int64),
+            col("billable_minutes").sum().cast(DataType::Int64),
+        ]);
+        let count = len();
         let keys = match query.period {
             Period::Month => vec![col("account"), col("month")],
             Period::Year => vec![col("account")],
