@@ -26,6 +26,7 @@ use ticketsync::pipeline::{self, RunOutcome};
 use ticketsync::sim::{Plan, SimConfig, Simulator};
 use ticketsync::source::retry::RetryPolicy;
 use ticketsync::source::{ClientConfig, ListFilter, Requesters, Source};
+use ticketsync::state::{self, ApiSeen, Cursor};
 use ticketsync::storage::{S3Options, Storage};
 
 #[derive(Debug, Parser)]
@@ -65,6 +66,11 @@ struct Args {
     /// Run every plan (Starter, Growth, Pro, Enterprise) at 200 ms and at 600 ms.
     #[arg(long)]
     matrix: bool,
+    /// Sync as an account's first run: no state of a previous one. By default the dataset
+    /// holds what a previous night's run remembers of the API (its allowance and round trip,
+    /// `_state/cursor.json`), as a `--full-sync` of an account synced before has.
+    #[arg(long)]
+    first_run: bool,
 }
 
 /// The local ceiling: the same sync with the simulator's limits off and no latency, so the
@@ -197,7 +203,11 @@ async fn run(args: &Args, plan: Plan, latency_ms: u64) -> Figures {
         ..JobSpec::default()
     };
     let sync_started = sim_started.elapsed().as_secs_f64() * 1000.0;
-    let (outcome, wall) = full_sync(&sim, tuning).await;
+    let seen = (!args.first_run).then(|| ApiSeen {
+        rate_total: plan.credits_per_minute(),
+        round_trip_ms: latency_ms + latency_ms / 8,
+    });
+    let (outcome, wall) = full_sync_after(&sim, tuning, seen).await;
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     let stats = sim.stats();
     if std::env::var_os("THROUGHPUT_TIMELINE").is_some() {
@@ -284,8 +294,28 @@ fn timeline(log: &[ticketsync::sim::RequestLog], sync_started_ms: f64, wall: f64
 /// A full sync from `sim` into a fresh temporary directory, with `tuning` (budget, window,
 /// concurrency, account map); returns the outcome and the wall time in seconds.
 async fn full_sync(sim: &Simulator, tuning: JobSpec) -> (RunOutcome, f64) {
+    full_sync_after(sim, tuning, None).await
+}
+
+/// [`full_sync`] of a dataset whose previous run saw `seen` of the API (none: a first run).
+async fn full_sync_after(
+    sim: &Simulator,
+    tuning: JobSpec,
+    seen: Option<ApiSeen>,
+) -> (RunOutcome, f64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = Storage::open(dir.path().to_str().unwrap(), &S3Options::default()).unwrap();
+    if let Some(seen) = seen {
+        let previous = Cursor {
+            updated_since: chrono::Utc::now() - chrono::Duration::days(1),
+            run_id: "the-night-before".into(),
+            rescanned_at: None,
+            api: Some(seen),
+        };
+        state::store_cursor(&storage, &previous)
+            .await
+            .expect("cursor");
+    }
     let spec = JobSpec {
         data: Some(dir.path().to_str().unwrap().into()),
         base_url: Some(sim.base_url()),

@@ -262,6 +262,19 @@ pub struct Cursor {
     /// When recently closed tickets last had their time entries re-read.
     #[serde(default)]
     pub rescanned_at: Option<DateTime<Utc>>,
+    /// What the API said about itself in that run, for the next one's first round trip: the
+    /// account's allowance (`X-RateLimit-Total`) and the requests' mean round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSeen>,
+}
+
+/// The API's allowance and round trip as a run saw them (see [`Cursor::api`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiSeen {
+    /// `X-RateLimit-Total`, credits per rate window.
+    pub rate_total: u32,
+    /// The requests' mean round trip, in milliseconds.
+    pub round_trip_ms: u64,
 }
 
 /// The commit record of one changeset.

@@ -48,6 +48,8 @@ pub(crate) struct ListingPlan {
     pub(crate) reconcile_since: Option<DateTime<Utc>>,
     /// Placed tickets closed recently, with their stored time-entry fingerprints.
     pub(crate) rescan: Vec<(i64, Option<u64>)>,
+    /// Pages the listing started early asks for at once (see [`source::opening_pages`]).
+    pub(crate) opening_pages: u32,
 }
 
 /// Passes of the live listing one run makes at most: the first, and re-reads while the
@@ -80,13 +82,14 @@ struct Started {
     pages: mpsc::Receiver<source::Items<wire::Ticket>>,
 }
 
-/// Runs the listing from the run's first instant: the first page of the listing most accounts
-/// need (without `workspace_id`, with `plan.requesters`) is asked for while the reference data
-/// is read, so it comes back with the workspaces, not a round trip after them. Nothing more is
-/// asked for, and nothing goes to the dispatcher, before the reference data has `settled` the
-/// plan: the page is used when the plan is that listing, and dropped (one page's credits) when
-/// the account has workspaces or the requester directory cannot be read (the listing must then
-/// embed the requester); the listing then starts as planned. Ends (with `Ok`) without listing when
+/// Runs the listing from the run's first instant: the first pages of the listing most
+/// accounts need (without `workspace_id`, with `plan.requesters`; `plan.opening_pages` of
+/// them, one for a nightly run) are asked for while the reference data is read, so they come
+/// back with the workspaces, not a round trip after them. Nothing more is asked for, and
+/// nothing goes to the dispatcher, before the reference data has `settled` the plan: the pages
+/// are used when the plan is that listing, and dropped (their credits) when the account has
+/// workspaces or the requester directory cannot be read (the listing must then embed the
+/// requester); the listing then starts as planned. Ends (with `Ok`) without listing when
 /// `settled` is dropped: the reference data failed, and so does the run.
 pub(crate) async fn list_early(
     source: Arc<Source>,
@@ -103,11 +106,11 @@ pub(crate) async fn list_early(
     let (go_tx, go_rx) = oneshot::channel::<bool>();
     let live = {
         let source = source.clone();
-        let (since, requesters) = (plan.since, plan.requesters);
+        let (since, requesters, opening) = (plan.since, plan.requesters, plan.opening_pages);
         tokio::spawn(async move {
             let go = async move { go_rx.await.unwrap_or(false) };
             source
-                .stream_tickets_updated_since_once(since, requesters, go, pages_tx)
+                .stream_tickets_updated_since_once(since, requesters, opening, go, pages_tx)
                 .await
         })
     };

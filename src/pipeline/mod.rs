@@ -26,7 +26,7 @@ mod reference;
 mod sync;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -226,6 +226,11 @@ async fn run_locked(
         upgrade(storage, lock, &start.run_id, &job.domain, &job.home_domain).await?;
     let mut index = state::load_index(storage).await?;
     let cursor = state::load_cursor(storage).await?;
+    if let Some(seen) = cursor.as_ref().and_then(|c| c.api) {
+        source
+            .client()
+            .remember(seen.rate_total, Duration::from_millis(seen.round_trip_ms));
+    }
     // Erased people stay erased: a `forget` that was killed is finished first, and every
     // ticket written below is erased (and redacted) before it is written.
     let (erasures, pending_erasure) =
@@ -355,6 +360,7 @@ async fn run_locked(
                 updated_since,
                 run_id: start.run_id.clone(),
                 rescanned_at,
+                api: api_seen(source.client()),
             },
         )
         .await?;
@@ -451,6 +457,17 @@ pub async fn scope_of(storage: &Storage, domain: &str, home: &str) -> Result<Sco
 /// Brings a dataset written by an older release to today's format (see [`sink::upgrade`]),
 /// refuses one written by a newer release, and tells whether the dataset is new (no format yet)
 /// and what the upgrade did.
+/// What this run saw of the API, for the next run's opening (see [`state::Cursor::api`]):
+/// nothing before an answer told the allowance.
+fn api_seen(client: &source::client::Client) -> Option<state::ApiSeen> {
+    let total = client.limiter_stats().total;
+    let round_trip = client.latency()?;
+    (total > 0).then(|| state::ApiSeen {
+        rate_total: total,
+        round_trip_ms: round_trip.as_millis().min(u64::MAX as u128) as u64,
+    })
+}
+
 async fn upgrade(
     storage: &Storage,
     lock: &Lock,

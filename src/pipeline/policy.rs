@@ -110,6 +110,13 @@ pub fn requester_source(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Req
     }
 }
 
+/// Whether a listing window is long (a full sync, a first run: [`DIRECTORY_WINDOW_DAYS`] or
+/// more): its listing has dozens of pages, and its opening may ask for several at once (see
+/// [`crate::source::opening_pages`]). A nightly run lists a page or two.
+pub fn long_window(since: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - since >= chrono::Duration::days(DIRECTORY_WINDOW_DAYS)
+}
+
 /// The ticket listings of a run (and of its deleted/spam views), by `workspace_id`: `None` is
 /// a listing without it. An account without workspaces (`GET /workspaces` answered 404:
 /// `workspaces` is `None`; a 403 fails the run), or with a single one, is listed as before workspaces existed: one
@@ -430,6 +437,7 @@ mod tests {
             updated_since: at(updated_since),
             run_id: "r".into(),
             rescanned_at: rescanned_at.map(at),
+            api: None,
         }
     }
 

@@ -228,6 +228,11 @@ impl<'a> Run<'a> {
                     } else {
                         Vec::new()
                     },
+                    opening_pages: source.open_listing(
+                        since,
+                        requester_source,
+                        policy::long_window(since, synced_at),
+                    ),
                 };
                 let lister = tokio::spawn(list_early(source.clone(), plan, settled_rx, page_tx));
                 (Some(lister), None)

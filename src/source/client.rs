@@ -174,6 +174,21 @@ impl Client {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// What a previous run saw of the API, as the assumption until this run's answers tell:
+    /// the allowance (see [`crate::source::limiter::Budget::assume`]) and the round trip.
+    pub fn remember(&self, rate_total: u32, round_trip: Duration) {
+        self.limiter.assume(rate_total);
+        if let Ok(mut l) = self.latency.lock() {
+            l.get_or_insert(round_trip.as_secs_f64());
+        }
+    }
+
+    /// Lets `credits` and `list_calls` go at once before the first answer (see
+    /// [`crate::source::limiter::Budget::open`]).
+    pub fn open_budget(&self, credits: f64, list_calls: f64) {
+        self.limiter.open(credits, list_calls);
+    }
+
     /// A snapshot of the limiter's waits so far.
     pub fn limiter_stats(&self) -> LimiterStats {
         self.limiter.stats()

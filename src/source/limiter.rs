@@ -70,6 +70,9 @@ struct Bucket {
     /// Tokens lent beyond the capacity (the opening allowance): the refill pays them back
     /// before it fills the bucket, so no window gets more than a full bucket and its rate.
     lent: f64,
+    /// When the bucket was made, and the tokens taken since (see [`Bucket::rebase`]).
+    born: Instant,
+    taken: f64,
 }
 
 impl Bucket {
@@ -81,6 +84,29 @@ impl Bucket {
             tokens: burst,
             last: now,
             lent: 0.0,
+            born: now,
+            taken: 0.0,
+        }
+    }
+
+    fn take(&mut self, tokens: f64) {
+        self.tokens -= tokens;
+        self.taken += tokens;
+    }
+
+    /// Reshapes the bucket as if the rate had been known from its start, when that is less
+    /// than a window ago: a full bucket then, the refill at the rate since, less what was taken
+    /// (debts included). The opening was lent against a smaller allowance assumed; against the
+    /// real one its credits may be owed no more, and paying them back would leave the first
+    /// round trip's budget unspent. No window gets more than it would have with the rate known.
+    fn rebase(&mut self, per_window: f64, window: Duration, burst: f64, now: Instant) {
+        let age = now.saturating_duration_since(self.born);
+        self.reshape(per_window, window, burst);
+        if age < window {
+            let tokens = burst + age.as_secs_f64() * self.rate_per_sec - self.taken;
+            self.tokens = tokens.min(burst);
+            self.lent = 0.0;
+            self.last = now;
         }
     }
 
@@ -227,6 +253,8 @@ pub struct Budget {
     others: SlidingMax,
     /// Credits held back for waiting [`Class::Feed`] calls.
     reserved: f64,
+    /// Whether a server's answer has told the allowance (`X-RateLimit-Total`) yet.
+    learned: bool,
     /// What this run spent over the last window, by time: the part of the server's count that
     /// is ours.
     spent: SpendLog,
@@ -260,7 +288,9 @@ pub const MAX_TOTAL: u32 = 100_000;
 /// (workspaces, departments, agents, groups, requesters: 1 each) and two listing pages (5 each
 /// with `include=stats,tags`), asked for together so that the first tickets come back one round
 /// trip after the start. Lent, not given: the refill pays them back before it fills the bucket
-/// again, so the first window gets no more than any other.
+/// again, so the first window gets no more than any other. A long listing widens the opening
+/// ([`Budget::open`]); when the first answer shows an allowance larger than assumed, the budget
+/// is rebased on it from the start, and what it would not have owed is owed no more.
 pub const OPENING_CREDITS: f64 = 16.0;
 
 /// `GET /tickets` calls a run may make at once before the first answer: the listing's first
@@ -316,6 +346,7 @@ impl Budget {
             held: None,
             others: SlidingMax::default(),
             reserved: 0.0,
+            learned: false,
             spent: SpendLog::default(),
         }
     }
@@ -337,6 +368,32 @@ impl Budget {
             Bucket::new(per_window, config.window, burst, now),
             Bucket::new(list_per_window, config.window, list_burst, now),
         )
+    }
+
+    /// Assumes `total` as the allowance until an answer tells it (what the previous run saw):
+    /// the budget starts again as [`Self::new`] would with it. Once an answer has told the
+    /// allowance this does nothing.
+    pub fn assume(&mut self, total: u32, now: Instant) {
+        if !self.learned {
+            let config = LimiterConfig {
+                initial_total: total,
+                ..self.config
+            };
+            *self = Budget::new(config, now);
+        }
+    }
+
+    /// Widens the opening (before the first answer): `credits` and `list_calls` may go at once,
+    /// lent like [`OPENING_CREDITS`] against the refill, never more than the window's share of
+    /// the allowance assumed (nor less than the opening [`Self::new`] lent). A long listing asks
+    /// for its first pages together with the reference data (see
+    /// `pipeline::policy::opening_pages`).
+    pub fn open(&mut self, credits: f64, list_calls: f64) {
+        let (per_window, _, list_per_window, _) = Self::shape(&self.config, self.total);
+        self.credits
+            .lend(credits.max(OPENING_CREDITS).min(per_window));
+        self.list_calls
+            .lend(list_calls.max(OPENING_LIST_CALLS).min(list_per_window));
     }
 
     /// The account allowance currently believed (credits per window).
@@ -416,9 +473,9 @@ impl Budget {
                 for_credits: true,
             });
         }
-        self.credits.tokens -= cost;
+        self.credits.take(cost);
         if list_tickets {
-            self.list_calls.tokens -= 1.0;
+            self.list_calls.take(1.0);
         }
         self.spent.record(cost, now);
         Ok(())
@@ -450,21 +507,32 @@ impl Budget {
         let headers = headers.sane();
         if let Some(total) = headers.total.filter(|&t| t > 0) {
             if total != self.total {
+                // The first allowance the server reports, when more than assumed: the budget
+                // is what it would have been with it known from the start.
+                let rebase = !self.learned && total > self.total;
                 self.total = total;
                 let (per_window, burst, list_per_window, list_burst) =
                     Self::shape(&self.config, total);
+                let window = self.config.window;
                 self.credits.refill(now);
-                self.credits.reshape(per_window, self.config.window, burst);
                 self.list_calls.refill(now);
-                self.list_calls
-                    .reshape(list_per_window, self.config.window, list_burst);
+                if rebase {
+                    self.credits.rebase(per_window, window, burst, now);
+                    self.list_calls
+                        .rebase(list_per_window, window, list_burst, now);
+                } else {
+                    self.credits.reshape(per_window, window, burst);
+                    self.list_calls.reshape(list_per_window, window, list_burst);
+                }
             }
+            self.learned = true;
         }
         if let Some(used) = headers.used {
             // Refund or charge the difference between the estimate and the real cost; the
             // bucket never holds more than it can, nor a debt beyond one window (the server
             // forgets older spending when its window turns).
             let tokens = self.credits.tokens + estimated as f64 - used as f64;
+            self.credits.taken += used as f64 - estimated as f64;
             self.credits.tokens = tokens
                 .min(self.credits.capacity.max(self.credits.tokens))
                 .max(-self.target_per_window());
@@ -630,6 +698,16 @@ impl Limiter {
         }
     }
 
+    /// See [`Budget::assume`].
+    pub fn assume(&self, total: u32) {
+        lock(&self.budget).assume(total, Instant::now());
+    }
+
+    /// See [`Budget::open`].
+    pub fn open(&self, credits: f64, list_calls: f64) {
+        lock(&self.budget).open(credits, list_calls);
+    }
+
     /// Feeds a response's rate-limit headers back.
     pub fn observe(&self, headers: RateHeaders, estimated: u32, rtt: Duration) {
         let mut budget = lock(&self.budget);
@@ -756,6 +834,61 @@ mod tests {
         // Over the first window, no more than any window gets: the share and one bucket.
         let spent = 16 + spend_greedily(&mut budget, start, 60, 60)[0];
         assert!(spent <= 90 + 5, "{spent}");
+    }
+
+    #[test]
+    fn a_wide_opening_is_rebased_on_the_allowance_the_first_answer_tells() {
+        let start = Instant::now();
+        // A long listing's opening (five reference lists, sixteen pages) against the smallest
+        // plan assumed, and against Enterprise's allowance known from the start.
+        let mut assumed = Budget::new(
+            LimiterConfig {
+                initial_total: 100,
+                ..config(0.9, 3)
+            },
+            start,
+        );
+        let mut known = Budget::new(
+            LimiterConfig {
+                initial_total: 500,
+                ..config(0.9, 3)
+            },
+            start,
+        );
+        let answer = start + Duration::from_millis(600);
+        let mut first_window = Vec::new();
+        for budget in [&mut assumed, &mut known] {
+            budget.open(85.0, 16.0);
+            for _ in 0..5 {
+                budget.try_acquire_as(Class::Feed, 1, false, start).unwrap();
+            }
+            for _ in 0..16 {
+                budget.try_acquire_as(Class::Feed, 5, true, start).unwrap();
+            }
+            // The first answer, a round trip on, tells Enterprise's allowance.
+            let headers = RateHeaders {
+                total: Some(500),
+                remaining: Some(494),
+                used: Some(1),
+            };
+            budget.observe(headers, 1, Duration::from_millis(600), answer);
+            // Greedy work until the window's end.
+            let (mut now, mut spent) = (answer, 0u32);
+            while now < start + Duration::from_secs(3) {
+                match budget.try_acquire(1, false, now) {
+                    Ok(()) => spent += 1,
+                    Err(wait) => now += wait.max(Duration::from_micros(100)),
+                }
+            }
+            first_window.push(spent);
+        }
+        // The same budget as with the allowance known: the opening is owed no more than that
+        // (paying back all the smallest plan lent would leave 0.6 s of Enterprise's budget
+        // unspent), and the window gets its share and one bucket, no more.
+        let (rebased, truth) = (first_window[0], first_window[1]);
+        assert!(rebased.abs_diff(truth) <= 1, "{first_window:?}");
+        assert!(85 + rebased <= 450 + 23, "{first_window:?}");
+        assert!(85 + rebased >= 450, "{first_window:?}");
     }
 
     #[test]

@@ -279,6 +279,36 @@ pub struct Source {
 
 const PER_PAGE: &str = "100";
 
+/// The reference lists a run reads at its start, one credit each: workspaces, departments,
+/// agents, groups, requesters.
+const OPENING_REFERENCE_CALLS: f64 = 5.0;
+
+/// The most listing pages a run asks for at once before its first answer.
+pub const MAX_OPENING_PAGES: u32 = 16;
+
+/// Listing pages a long listing (a full sync: a year of tickets, dozens of pages) asks for at
+/// once, beside the reference data: as many as the budget buys in one `round_trip` at
+/// `credits_per_sec` (the allowance assumed: what the previous run saw), `page_credits` each,
+/// from 1 to [`MAX_OPENING_PAGES`]. Those pages would be read later at the budget's pace
+/// anyway, so the first round trip, with nothing to fetch yet, spends its budget on them.
+/// Without a round trip known (a first run) one page: past the listing's end each costs its
+/// credits, and on a real minute window one round trip buys a page or less.
+pub fn opening_pages(
+    credits_per_sec: f64,
+    round_trip: Option<std::time::Duration>,
+    page_credits: f64,
+) -> u32 {
+    let Some(round_trip) = round_trip else {
+        return 1;
+    };
+    let pages = (credits_per_sec * round_trip.as_secs_f64() / page_credits.max(1.0)).floor();
+    if pages.is_finite() {
+        (pages as u32).clamp(1, MAX_OPENING_PAGES)
+    } else {
+        1
+    }
+}
+
 /// Reads of one child list before a list that keeps changing fails its ticket.
 const MAX_CHILD_READS: u32 = 3;
 
@@ -453,21 +483,29 @@ impl Source {
         pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
     ) -> Result<u32, Error> {
         let url = self.tickets_url(since, filter, requesters, workspace);
-        self.each_page(Endpoint::TicketsList, url, "tickets", read_ahead, |items| {
-            let pages = pages.clone();
-            async move { pages.send(items).await.is_ok() }
-        })
+        self.each_page(
+            Endpoint::TicketsList,
+            url,
+            "tickets",
+            read_ahead,
+            1,
+            |items| {
+                let pages = pages.clone();
+                async move { pages.send(items).await.is_ok() }
+            },
+        )
         .await
     }
 
-    /// [`Self::stream_tickets_updated_since`] (read ahead) that asks for nothing after the first
-    /// page until `go` says whether to go on: `false` ends the listing there, its first page
-    /// unsent. A listing started before the run knows it is the one to make costs one page
-    /// when it is not.
+    /// [`Self::stream_tickets_updated_since`] (read ahead) that asks for nothing after its
+    /// `opening` pages (page 1 and the ones after it, at once) until `go` says whether to go
+    /// on: `false` ends the listing there, its first page unsent. A listing started before the
+    /// run knows it is the one to make costs its opening pages when it is not.
     pub async fn stream_tickets_updated_since_once<G>(
         &self,
         since: DateTime<Utc>,
         requesters: Requesters,
+        opening: u32,
         go: G,
         pages: tokio::sync::mpsc::Sender<Items<wire::Ticket>>,
     ) -> Result<u32, Error>
@@ -476,19 +514,48 @@ impl Source {
     {
         let url = self.tickets_url(since, ListFilter::Live, requesters, None);
         let mut go = Some(go);
-        self.each_page(Endpoint::TicketsList, url, "tickets", true, |items| {
-            let pages = pages.clone();
-            let gate = go.take();
-            async move {
-                if let Some(gate) = gate {
-                    if !gate.await {
-                        return false;
+        self.each_page(
+            Endpoint::TicketsList,
+            url,
+            "tickets",
+            true,
+            opening,
+            |items| {
+                let pages = pages.clone();
+                let gate = go.take();
+                async move {
+                    if let Some(gate) = gate {
+                        if !gate.await {
+                            return false;
+                        }
                     }
+                    pages.send(items).await.is_ok()
                 }
-                pages.send(items).await.is_ok()
-            }
-        })
+            },
+        )
         .await
+    }
+
+    /// Readies the budget for a run's opening and says how many pages of the live listing
+    /// [`Self::stream_tickets_updated_since_once`] is to ask for at once: a `long` listing's
+    /// first round trip buys what the budget gives in it (see
+    /// `pipeline::policy::opening_pages`), a short one's a page. The reference lists and those
+    /// pages may go at once, before the first answer tells the allowance.
+    pub fn open_listing(&self, since: DateTime<Utc>, requesters: Requesters, long: bool) -> u32 {
+        let url = self.tickets_url(since, ListFilter::Live, requesters, None);
+        let page = Endpoint::TicketsList.estimated_credits(&url) as f64;
+        let pages = if long {
+            opening_pages(
+                self.client.target_rate_per_sec(),
+                self.client.latency(),
+                page,
+            )
+        } else {
+            1
+        };
+        self.client
+            .open_budget(OPENING_REFERENCE_CALLS + page * pages as f64, pages as f64);
+        pages
     }
 
     fn tickets_url(
@@ -718,7 +785,7 @@ impl Source {
         let mut out = Vec::new();
         let out_ref = &mut out;
         let pages = self
-            .each_page(endpoint, first, key, read_ahead, |items| {
+            .each_page(endpoint, first, key, read_ahead, 1, |items| {
                 out_ref.extend(items);
                 std::future::ready(true)
             })
@@ -742,12 +809,17 @@ impl Source {
     /// server whose links are not page numbers is followed link by link. Past the last page this
     /// costs one page's credits. A page asked for ahead and not used is still read to the end
     /// (and its answer discarded), so every credit the server charged is counted.
+    ///
+    /// `opening` pages (with `read_ahead`, at least 1) are asked for at once before the first
+    /// answer, page 1 and the ones after it by number, so that a long listing fills the first
+    /// round trip; past the last page each costs its credits.
     async fn each_page<T, F, Fut>(
         &self,
         endpoint: Endpoint,
         first: Url,
         key: &'static str,
         read_ahead: bool,
+        opening: u32,
         mut on_page: F,
     ) -> Result<u32, Error>
     where
@@ -801,8 +873,16 @@ impl Source {
         // Every page asked for by a link (or the first URL), as a canonical request.
         let mut read = std::collections::HashSet::from([canonical(&first)]);
         let path = first.path().to_string();
+        // The pages asked for ahead by number, in the queue's order behind the page being read.
+        let mut ahead = std::collections::VecDeque::new();
+        let mut guess = read_ahead.then(|| page_after(&first, &first)).flatten();
         queue.push_back(fetch(first));
-        let mut ahead: Option<Url> = None;
+        for _ in 1..opening {
+            let Some(page) = guess.take() else { break };
+            guess = following_page(&page);
+            queue.push_back(fetch(page.clone()));
+            ahead.push_back(page);
+        }
         let mut link_by_link = !read_ahead;
         // Answers to wrong guesses still to come out of `queue`, to be read and discarded.
         let mut wrong = 0usize;
@@ -828,7 +908,7 @@ impl Source {
                     page = pages + 1,
                     "a page asked for ahead was answered before the page it follows; reading it again"
                 );
-                ahead = None;
+                ahead.clear();
                 wrong = 0;
                 link_by_link = true;
                 queue.push_back(fetch(asked));
@@ -883,21 +963,23 @@ impl Source {
                 while futures::StreamExt::next(&mut queue).await.is_some() {}
                 return Ok(pages);
             };
-            match ahead.take() {
+            match ahead.pop_front() {
                 Some(guess) if same_request(&guess, &next) => {}
                 Some(_) => {
-                    // The links are not page numbers: discard the guess, follow the link.
-                    wrong += 1;
+                    // The links are not page numbers: discard the guesses, follow the link.
+                    wrong += 1 + ahead.len();
+                    ahead.clear();
                     queue.push_back(fetch(next.clone()));
                     link_by_link = true;
                 }
                 None => queue.push_back(fetch(next.clone())),
             }
-            // Past a page that had no `Link`, nothing more is asked for ahead.
-            if !link_by_link && !guessed {
+            // One page is asked for ahead of the next (when the opening's are all used). Past a
+            // page that had no `Link`, nothing more is.
+            if !link_by_link && !guessed && ahead.is_empty() {
                 if let Some(guess) = following_page(&next) {
                     queue.push_back(fetch(guess.clone()));
-                    ahead = Some(guess);
+                    ahead.push_back(guess);
                 }
             }
         }
@@ -1015,6 +1097,23 @@ fn same_request(a: &Url, b: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_opening_asks_for_the_pages_one_round_trip_buys() {
+        let ms = std::time::Duration::from_millis;
+        // A first run: no round trip known.
+        assert_eq!(opening_pages(7.5, None, 5.0), 1);
+        // Enterprise on a real minute (7.5 credits a second), 675 ms: 5 credits, one page.
+        assert_eq!(opening_pages(7.5, Some(ms(675)), 5.0), 1);
+        // The same in 3-second windows (150 a second): 20 pages, capped.
+        assert_eq!(opening_pages(150.0, Some(ms(675)), 5.0), MAX_OPENING_PAGES);
+        // Growth in 3-second windows (60 a second): 8.
+        assert_eq!(opening_pages(60.0, Some(ms(675)), 5.0), 8);
+        // Nonsense never asks for nothing or for everything.
+        assert_eq!(opening_pages(f64::NAN, Some(ms(675)), 5.0), 1);
+        assert_eq!(opening_pages(f64::INFINITY, Some(ms(675)), 5.0), 1);
+        assert_eq!(opening_pages(60.0, Some(ms(675)), 0.0), MAX_OPENING_PAGES);
+    }
 
     #[test]
     fn the_page_after_is_the_same_query_with_page_plus_one() {

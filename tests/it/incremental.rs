@@ -374,6 +374,7 @@ async fn a_cursor_older_than_the_retention_cutoff_moves() {
             updated_since: old,
             run_id: "long-ago".into(),
             rescanned_at: Some(old),
+            api: None,
         },
     )
     .await

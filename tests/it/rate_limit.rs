@@ -183,3 +183,90 @@ async fn tickets_updated_between_pages_are_neither_skipped_nor_duplicated() {
         "every closed ticket is in tickets or rejects"
     );
 }
+
+/// Pages of the live listing (no `filter`) `log` shows decided before its first per-ticket
+/// request: those asked for before any listing page was answered (the per-ticket calls wait
+/// for page 1's answer), and the two asked for with the first of them.
+fn opening_listing_pages(log: &[ticketsync::sim::RequestLog]) -> usize {
+    let first_ticket = log
+        .iter()
+        .filter(|r| r.endpoint == "time_entries" || r.endpoint == "conversations")
+        .map(|r| r.at_ms)
+        .min()
+        .unwrap_or(u64::MAX);
+    log.iter()
+        .filter(|r| r.endpoint == "tickets_list" && !r.path_and_query.contains("filter="))
+        .filter(|r| r.at_ms < first_ticket)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_spends_its_first_round_trip_on_the_pages_the_last_run_says_it_buys() {
+    // Enterprise in 2-second windows, 250 ms a request: one round trip buys 450 / 2 × 0.25 ≈
+    // 56 credits, eleven listing pages of 5.
+    let h = Harness::with_config(SimConfig {
+        tickets: 1500,
+        seed: 37,
+        plan: Plan::Enterprise,
+        minute_secs: 2.0,
+        latency_ms: 250,
+        latency_jitter_ms: 0,
+        now: minute(),
+        ..SimConfig::default()
+    })
+    .await;
+    let spec = JobSpec {
+        rate_window_secs: Some(2.0),
+        ..h.full_spec()
+    };
+    // A first run knows nothing of the API: one page, then the listing page by page.
+    let first = h.sync_with(spec.clone(), None).await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let log = h.sim.stats().log;
+    // (Page 1, then with the first per-ticket calls page 2 and the one read ahead.)
+    assert!(
+        opening_listing_pages(&log) <= 3,
+        "{}",
+        opening_listing_pages(&log)
+    );
+    let cursor = ticketsync::state::load_cursor(&h.storage)
+        .await
+        .unwrap()
+        .expect("a cursor");
+    let seen = cursor
+        .api
+        .expect("the run remembers what it saw of the API");
+    assert_eq!(seen.rate_total, 500);
+    assert!(
+        (250..400).contains(&seen.round_trip_ms),
+        "{seen:?}: the round trip the requests took"
+    );
+
+    // The next full sync asks for the pages its first round trip buys, all at once.
+    let second = h.sync_with(spec, None).await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    let stats = h.sim.stats();
+    let opening = opening_listing_pages(&stats.log[log.len()..]);
+    assert!(
+        (8..=18).contains(&opening),
+        "{opening} pages at once, {seen:?}"
+    );
+    // The same tickets (unchanged since the first run), no 429, and no window past the share
+    // and the 5 % burst (the opening is lent against the first window like any call).
+    assert_eq!(second.report.tickets.listed, first.report.tickets.listed);
+    assert_eq!(second.report.tickets.closed, first.report.tickets.closed);
+    assert_eq!(
+        second.report.tickets.unchanged,
+        first.report.tickets.fetched
+    );
+    assert_eq!(stats.rate_limited, 0);
+    let allowed = (0.9 * 500.0 * 1.05_f64).ceil() as u64 + 5;
+    for w in &stats.windows {
+        assert!(
+            w.credits_used <= allowed,
+            "window {}: {}",
+            w.index,
+            w.credits_used
+        );
+    }
+}
