@@ -19,6 +19,20 @@ fn growth(now: chrono::DateTime<Utc>, tickets: usize, seed: u64) -> SimConfig {
     }
 }
 
+/// No window of `stats` spent more than `share` credits and the 5 % start burst (5 at least).
+fn assert_within_share(stats: &ticketsync::sim::SimStats, share: f64) {
+    let allowed = (share * 1.05).ceil() as u64 + 5;
+    let busy: Vec<u64> = stats.windows.iter().map(|w| w.credits_used).collect();
+    for w in &stats.windows {
+        assert!(
+            w.credits_used <= allowed,
+            "window {} used {} > {allowed}: {busy:?}",
+            w.index,
+            w.credits_used
+        );
+    }
+}
+
 fn minute() -> chrono::DateTime<Utc> {
     Utc::now()
         .duration_trunc(chrono::Duration::minutes(1))
@@ -37,17 +51,9 @@ async fn the_limiter_never_exceeds_the_budget_share() {
     assert!(run.error.is_none(), "{:?}", run.error);
     let stats = h.sim.stats();
     assert_eq!(stats.rate_limited, 0, "no 429 at all");
-    let allowed = (share * 200.0 * 1.05).ceil() as u64 + 5; // share plus the 5 % start burst
     let busy: Vec<u64> = stats.windows.iter().map(|w| w.credits_used).collect();
     assert!(busy.len() >= 3, "the run spans several windows: {busy:?}");
-    for w in &stats.windows {
-        assert!(
-            w.credits_used <= allowed,
-            "window {} used {} > {allowed}: {busy:?}",
-            w.index,
-            w.credits_used
-        );
-    }
+    assert_within_share(&stats, share * 200.0);
     // Simulator and client agree on the credits spent, except for requests whose answer the
     // client never read (a timeout on a starved machine, then a retry): the server charged those.
     let api = &run.report.api;
@@ -260,13 +266,5 @@ async fn a_full_sync_spends_its_first_round_trip_on_the_pages_the_last_run_says_
         first.report.tickets.fetched
     );
     assert_eq!(stats.rate_limited, 0);
-    let allowed = (0.9 * 500.0 * 1.05_f64).ceil() as u64 + 5;
-    for w in &stats.windows {
-        assert!(
-            w.credits_used <= allowed,
-            "window {}: {}",
-            w.index,
-            w.credits_used
-        );
-    }
+    assert_within_share(&stats, 0.9 * 500.0);
 }
