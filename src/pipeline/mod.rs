@@ -454,9 +454,6 @@ pub async fn scope_of(storage: &Storage, domain: &str, home: &str) -> Result<Sco
     })
 }
 
-/// Brings a dataset written by an older release to today's format (see [`sink::upgrade`]),
-/// refuses one written by a newer release, and tells whether the dataset is new (no format yet)
-/// and what the upgrade did.
 /// What this run saw of the API, for the next run's opening (see [`state::Cursor::api`]):
 /// nothing before an answer told the allowance.
 fn api_seen(client: &source::client::Client) -> Option<state::ApiSeen> {
@@ -468,6 +465,9 @@ fn api_seen(client: &source::client::Client) -> Option<state::ApiSeen> {
     })
 }
 
+/// Brings a dataset written by an older release to today's format (see [`sink::upgrade`]),
+/// refuses one written by a newer release, and tells whether the dataset is new (no format yet)
+/// and what the upgrade did.
 async fn upgrade(
     storage: &Storage,
     lock: &Lock,

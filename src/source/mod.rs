@@ -538,8 +538,8 @@ impl Source {
 
     /// Readies the budget for a run's opening and says how many pages of the live listing
     /// [`Self::stream_tickets_updated_since_once`] is to ask for at once: a `long` listing's
-    /// first round trip buys what the budget gives in it (see
-    /// `pipeline::policy::opening_pages`), a short one's a page. The reference lists and those
+    /// first round trip buys what the budget gives in it (see [`opening_pages`]), a short
+    /// one's a page. The reference lists and those
     /// pages may go at once, before the first answer tells the allowance.
     pub fn open_listing(&self, since: DateTime<Utc>, requesters: Requesters, long: bool) -> u32 {
         let url = self.tickets_url(since, ListFilter::Live, requesters, None);
