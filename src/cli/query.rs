@@ -35,7 +35,8 @@ use crate::query::{Basis, Dataset, Period, RollupQuery, TicketQuery};
 /// Each table's file list is kept in a snapshot cache on this machine (TICKETSYNC_CACHE_DIR,
 /// else $XDG_CACHE_HOME/ticketsync or ~/.cache/ticketsync; TICKETSYNC_CACHE_DIR=off turns it
 /// off), so a query replays only the log's commits since the last query, not since the last
-/// checkpoint. The cache holds file names and sizes, never rows.
+/// checkpoint. The cache holds file names and sizes, never rows, one segment per partition (a
+/// query parses its own partitions' only); a dataset's snapshots unused for 30 days are deleted.
 /// S3 credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 /// AWS_REGION, AWS_ENDPOINT_URL, ...); the job file's [s3] table can set endpoint and region.
 ///

@@ -15,7 +15,9 @@
 //!   the reader did not ask for is dropped as soon as it is seen;
 //! - with the snapshot cache (see [`super::cache`]), the whole file list of the newest version
 //!   the cache holds and the log vouches for replaces the checkpoint and the commits up to it:
-//!   a query replays only the commits since the last query, and keeps its partitions after.
+//!   a query replays only the commits since the last query, and keeps its partitions after. A
+//!   snapshot of the very version read is parsed for the partitions asked for only (it is kept
+//!   in one segment per partition).
 //!
 //! [`changed_since`] answers which partitions a commit after an instant changed (compactions
 //! left out), so `--changes-since` reads only the accounts that can differ.
@@ -316,7 +318,7 @@ async fn read_with(
         if cache.is_some() { &keep_all } else { keep };
     let cached = cache
         .as_ref()
-        .and_then(|c| c.best(table, version, &listing.commits));
+        .and_then(|c| c.best(table, version, &listing.commits, keep));
     let checkpoint = match cached {
         Some(_) => None,
         None => listing.checkpoint_at_or_before(version),
@@ -371,6 +373,7 @@ async fn read_with(
                     version,
                     files,
                     txns,
+                    pruned: false,
                 };
                 cache.save(table, &snapshot, meta);
                 (files, txns) = (snapshot.files, snapshot.txns);
