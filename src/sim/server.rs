@@ -5,6 +5,8 @@
 //! producing a [`Reply`] that knows its credit cost) → fault script + rate limiter (decided
 //! together, see `Faults::decide`) → response with the `X-RateLimit-*` headers → stats → the
 //! "mutate during listing" hook → scripted slowness.
+//! A request is charged to (and logged in) the rate window of its arrival, as a gateway in front
+//! of the API counts it, not of the moment a loaded machine wakes the handler from its latency.
 //!
 //! Routing is a small hand-written match ([`Route::parse`]) rather than one axum route per
 //! endpoint because the limiter, the fault script and the stats all need the endpoint key, the
@@ -165,8 +167,9 @@ impl Shared {
         Duration::from_millis(base.saturating_add(jitter))
     }
 
-    /// Runs the synchronous part of the pipeline for one request.
-    fn process(&self, req: &Request) -> Outcome {
+    /// Runs the synchronous part of the pipeline for one request that arrived `arrived` after
+    /// the simulator started.
+    fn process(&self, req: &Request, arrived: Duration) -> Outcome {
         let uri = req.uri();
         let path_and_query = uri
             .path_and_query()
@@ -233,7 +236,7 @@ impl Shared {
             reply
         };
 
-        let elapsed = self.started.elapsed();
+        let elapsed = arrived;
         let verdict = if authed {
             self.faults.decide(endpoint, route.ticket_id(), |fault| {
                 let verdict = self.charge(elapsed, &reply, list_call, fault);
@@ -488,11 +491,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let arrived = shared.started.elapsed();
     let delay = shared.latency();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let Outcome { response, slow } = shared.process(&req);
+    let Outcome { response, slow } = shared.process(&req, arrived);
     if let Some(d) = slow {
         tokio::time::sleep(d).await;
     }

@@ -2,6 +2,8 @@
 //! storm ridden out without errors or lost tickets, room made for another integration that
 //! spends beyond its part, tickets changed mid-listing neither skipped nor duplicated.
 
+use std::time::Duration;
+
 use chrono::{DurationRound, Utc};
 use ticketsync::job::JobSpec;
 use ticketsync::sim::{Plan, SimConfig};
@@ -19,10 +21,17 @@ fn growth(now: chrono::DateTime<Utc>, tickets: usize, seed: u64) -> SimConfig {
     }
 }
 
-/// No window of `stats` spent more than `share` credits, the 5 % start burst and `slack` (the
-/// calls a loaded simulator decides late, past a window's edge).
-fn assert_within_share(stats: &ticketsync::sim::SimStats, share: f64, slack: u64) {
-    let allowed = (share * 1.05).ceil() as u64 + slack;
+/// No window of `stats` spent more than `share` credits, the 5 % start burst and the calls of
+/// `late` at the share's pace (`window` long): calls a loaded machine delivers late, past a
+/// window's edge (the simulator charges a call in the window it arrives in).
+fn assert_within_share(
+    stats: &ticketsync::sim::SimStats,
+    share: f64,
+    window: Duration,
+    late: Duration,
+) {
+    let slack = (share * late.as_secs_f64() / window.as_secs_f64()).ceil() as u64;
+    let allowed = (share * 1.05).ceil() as u64 + slack.max(5);
     let busy: Vec<u64> = stats.windows.iter().map(|w| w.credits_used).collect();
     for w in &stats.windows {
         assert!(
@@ -33,6 +42,9 @@ fn assert_within_share(stats: &ticketsync::sim::SimStats, share: f64, slack: u64
         );
     }
 }
+
+/// How late a call may reach the simulator on two cores shared with the other tests.
+const LATE: Duration = Duration::from_millis(100);
 
 fn minute() -> chrono::DateTime<Utc> {
     Utc::now()
@@ -54,7 +66,7 @@ async fn the_limiter_never_exceeds_the_budget_share() {
     assert_eq!(stats.rate_limited, 0, "no 429 at all");
     let busy: Vec<u64> = stats.windows.iter().map(|w| w.credits_used).collect();
     assert!(busy.len() >= 3, "the run spans several windows: {busy:?}");
-    assert_within_share(&stats, share * 200.0, 5);
+    assert_within_share(&stats, share * 200.0, Duration::from_secs(1), LATE);
     // Simulator and client agree on the credits spent, except for requests whose answer the
     // client never read (a timeout on a starved machine, then a retry): the server charged those.
     let api = &run.report.api;
@@ -267,7 +279,6 @@ async fn a_full_sync_spends_its_first_round_trip_on_the_pages_the_last_run_says_
         first.report.tickets.fetched
     );
     assert_eq!(stats.rate_limited, 0);
-    // (Enterprise at 225 calls a second on two cores shared with the other tests: a window's
-    // edge may see a few more calls decided late; 2 % of the allowance.)
-    assert_within_share(&stats, 0.9 * 500.0, 10);
+    // (Enterprise at 225 calls a second on two cores shared with the other tests.)
+    assert_within_share(&stats, 0.9 * 500.0, Duration::from_secs(2), LATE);
 }
