@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
@@ -57,6 +57,8 @@ pub(crate) struct Run<'a> {
     pending: Vec<sink::pending::Segment>,
     /// When the tables were last committed (the run's start before the first commit).
     committed_at: Instant,
+    /// What writing the pending checkpoints took, together.
+    checkpoints_took: Duration,
     /// Secrets redacted in the tickets committed, by rule.
     pub(crate) redactions: BTreeMap<String, u64>,
     /// Tickets committed with an erased person removed from them.
@@ -187,6 +189,7 @@ impl<'a> Run<'a> {
             lake: None,
             pending: Vec::new(),
             committed_at: start.instant,
+            checkpoints_took: Duration::ZERO,
             redactions: BTreeMap::new(),
             tickets_erased: 0,
             learned_names: BTreeMap::new(),
@@ -302,7 +305,8 @@ impl<'a> Run<'a> {
         let mut dispatch = Dispatch::default();
         let mut changeset = Changeset::default();
         let (mut listing_open, mut results_open) = (true, true);
-        let mut done = 0u64;
+        let (mut handed, mut done) = (0u64, 0u64);
+        let mut committed_early = false;
         let stop = loop {
             // What races: the next listing message (only while the backlog has room), handing a
             // ticket to the workers, the next fetched ticket, and the run's deadline.
@@ -333,6 +337,7 @@ impl<'a> Run<'a> {
                     Some(permit) => {
                         if let Some(ticket) = backlog.pop_front() {
                             permit.send(ticket);
+                            handed += 1;
                         }
                     }
                     None => {
@@ -378,6 +383,28 @@ impl<'a> Run<'a> {
             if changeset.placed.len() + changeset.rejected.len() >= self.job.checkpoint_every {
                 let batch = std::mem::take(&mut changeset);
                 self.commit(index, batch, Commit::Checkpoint).await?;
+            }
+            // The listing is over and the workers hold the last tickets: once what they still
+            // fetch takes about as long as a table commit, the checkpoints so far go into the
+            // tables while those round trips are in flight, so the run's end commits only what
+            // arrives meanwhile (new files for new tickets) instead of the whole run. A run too
+            // small for a checkpoint keeps its one commit.
+            if queue.is_none()
+                && !committed_early
+                && !self.pending.is_empty()
+                && done < handed
+                && handed - done <= self.job.concurrency as u64
+                && tail_eta(&source) <= self.commit_estimate()
+            {
+                tracing::debug!(
+                    outstanding = handed - done,
+                    eta_ms = tail_eta(&source).as_millis() as u64,
+                    estimate_ms = self.commit_estimate().as_millis() as u64,
+                    "the checkpoints go into the tables while the last tickets are fetched"
+                );
+                committed_early = true;
+                let batch = std::mem::take(&mut changeset);
+                self.commit(index, batch, Commit::Tables).await?;
             }
         };
         drop(queue);
@@ -640,6 +667,18 @@ impl<'a> Run<'a> {
         queued
     }
 
+    /// About how long a table commit of the pending checkpoints takes, erring long: twice
+    /// what writing them took, and at least two round trips (on local disk the commit took
+    /// 1.2–2.5 times the writing: 0.2 s for two checkpoints written in 81 ms). Committing early
+    /// costs a larger last commit, whose cost is bound by the partitions it writes more than by
+    /// its tickets; committing late costs the whole overrun.
+    fn commit_estimate(&self) -> Duration {
+        let round_trip = self.source.client().latency().unwrap_or_default();
+        (self.checkpoints_took * 2)
+            .max(round_trip * 2)
+            .max(Duration::from_millis(100))
+    }
+
     /// Whether checkpoints of this run are not in the tables yet (its last commit failed): the
     /// next run's recovery commits them, and nothing else may commit before that.
     pub(crate) fn unflushed(&self) -> bool {
@@ -724,11 +763,18 @@ impl<'a> Run<'a> {
                 .map_err(sink::Error::from)?,
         };
         let due = self.committed_at.elapsed() >= self.job.commit_every;
+        let started = Instant::now();
         if kind == Commit::Checkpoint && !due {
             let segment = sink::checkpoint(self.storage, &lake, index, &changeset, &tag).await?;
             self.lake = Some(lake);
             self.pending.push(segment);
-            tracing::info!(checkpoints = self.pending.len(), "checkpoint written");
+            let took = started.elapsed();
+            self.checkpoints_took += took;
+            tracing::info!(
+                checkpoints = self.pending.len(),
+                ms = took.as_millis() as u64,
+                "checkpoint written"
+            );
             return Ok(());
         }
         let segments = std::mem::take(&mut self.pending);
@@ -753,10 +799,24 @@ impl<'a> Run<'a> {
         };
         self.lake = Some(lake);
         self.committed_at = Instant::now();
+        self.checkpoints_took = Duration::ZERO;
         self.output += stats;
-        tracing::info!(checkpoints, "tables committed");
+        tracing::info!(
+            checkpoints,
+            ms = started.elapsed().as_millis() as u64,
+            "tables committed"
+        );
         Ok(())
     }
+}
+
+/// How long until the last answer of the tickets the workers hold is in: the calls waiting for
+/// the budget at its pace, then one round trip. (Once the workers hold every ticket left; before,
+/// the tickets still queued for a worker are not counted.)
+fn tail_eta(source: &Source) -> Duration {
+    let client = source.client();
+    let secs = client.waiting_credits() as f64 / client.target_rate_per_sec().max(1e-9);
+    Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)) + client.latency().unwrap_or_default()
 }
 
 /// What [`Run::commit`] is asked for.

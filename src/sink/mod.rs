@@ -365,8 +365,12 @@ async fn commit_parts(
 
     let mut journal = Journal::new(tag, lake.seq() + 1);
     let file_tag = file_tag(tag);
+    let mut phases = Phases::default();
     for wave in waves(parts, &affected) {
+        let started = std::time::Instant::now();
         let mut incoming = pending_rows(storage, &domain, parts, &last, &wave).await?;
+        phases.read += started.elapsed();
+        let started = std::time::Instant::now();
         let mut jobs = Vec::new();
         for partition in &wave {
             let tables: &[Table] = if partition.account.is_some() {
@@ -399,9 +403,11 @@ async fn commit_parts(
             .buffer_unordered(PARALLEL_PARTITIONS)
             .try_collect()
             .await?;
+        phases.rebuild += started.elapsed();
         record(&mut journal, &mut stats, rebuilt, keep_replaced);
     }
     journal.tables.retain(|_, change| !change.is_empty());
+    let started = std::time::Instant::now();
 
     // Documents: each ticket's from the part with its last word, if it is placed there.
     let target_of: HashMap<i64, Path> = last
@@ -485,10 +491,36 @@ async fn commit_parts(
         .publish
         .push((staged_index.to_string(), index_path.to_string()));
 
+    phases.stage = started.elapsed();
+    let started = std::time::Instant::now();
     state::write_journal(storage, &journal).await?;
     state::apply_journal(storage, lake, &journal).await?;
+    phases.apply = started.elapsed();
+    let started = std::time::Instant::now();
     stats += compact(storage, lake, &affected, keep_replaced, tag).await?;
+    tracing::debug!(
+        partitions = affected.len(),
+        read_ms = phases.read.as_millis() as u64,
+        rebuild_ms = phases.rebuild.as_millis() as u64,
+        stage_ms = phases.stage.as_millis() as u64,
+        apply_ms = phases.apply.as_millis() as u64,
+        compact_ms = started.elapsed().as_millis() as u64,
+        "commit phases"
+    );
     Ok(stats)
+}
+
+/// Where a commit's time went (the `commit phases` debug event).
+#[derive(Debug, Default)]
+struct Phases {
+    /// Reading the checkpoints' rows back.
+    read: std::time::Duration,
+    /// Merging and encoding the partitions' new files, and staging them.
+    rebuild: std::time::Duration,
+    /// Staging the documents and the index, listing the checkpoints' objects.
+    stage: std::time::Duration,
+    /// Writing and applying the journal.
+    apply: std::time::Duration,
 }
 
 /// Adds what partition rebuilds wrote and replaced to `journal` and `stats`.

@@ -3,7 +3,8 @@
 //!
 //! A commit gives each partition it touches one new file (several, by `ticket_id` range, past
 //! the size cap: [`encode_capped`]): read the rows of the files that hold the tickets being
-//! replaced, drop those tickets' rows, add their new rows, sort by key, encode (zstd).
+//! replaced, drop those tickets' rows, add their new rows, sort by key, encode (zstd; Snappy when
+//! small).
 //! Encoding runs on the blocking pool, off the async reactor.
 
 use std::collections::BTreeSet;
@@ -138,14 +139,25 @@ pub fn merge_sorted(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch
     take_record_batch(&merged, &indices).map_err(|e| e.to_string())
 }
 
-/// Encodes one batch as a zstd-compressed Parquet file.
+/// Files of at most this many rows are compressed with Snappy rather than zstd: zstd sets up a
+/// compressor per column chunk, which for a small file costs more than it saves (a run's last
+/// commit, mostly small appends, spent 215–275 ms encoding about 80 files with zstd, 87 ms
+/// with Snappy; a checkpoint of 250 tickets 150–330 ms, 34–110 ms).
+const SMALL_FILE_ROWS: usize = 2048;
+
+/// Encodes one batch as a Parquet file, zstd-compressed (Snappy when small).
 pub fn encode(batch: &RecordBatch, path: &str) -> Result<Bytes, Error> {
     let write_err = |e: parquet::errors::ParquetError| Error::Write {
         path: path.to_string(),
         detail: e.to_string(),
     };
+    let compression = if batch.num_rows() <= SMALL_FILE_ROWS {
+        Compression::SNAPPY
+    } else {
+        Compression::ZSTD(ZstdLevel::try_new(3).map_err(write_err)?)
+    };
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(write_err)?))
+        .set_compression(compression)
         .set_max_row_group_row_count(Some(128 * 1024))
         .build();
     let mut buf = Vec::with_capacity(64 * 1024);

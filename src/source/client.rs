@@ -189,6 +189,11 @@ impl Client {
         self.limiter.open(credits, list_calls);
     }
 
+    /// Credits of the calls waiting for the budget right now.
+    pub fn waiting_credits(&self) -> u64 {
+        self.limiter.waiting_credits()
+    }
+
     /// A snapshot of the limiter's waits so far.
     pub fn limiter_stats(&self) -> LimiterStats {
         self.limiter.stats()

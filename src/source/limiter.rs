@@ -24,6 +24,7 @@
 //! [`Limiter`] wraps it for async callers. Nothing else in the crate waits for the budget.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -639,6 +640,20 @@ pub struct LimiterStats {
 pub struct Limiter {
     budget: Mutex<Budget>,
     stats: Mutex<LimiterStats>,
+    /// Credits of the calls waiting in [`Limiter::acquire`] right now.
+    waiting: AtomicU64,
+}
+
+/// Takes a waiting call's credits off [`Limiter::waiting`] when it goes (or is cancelled).
+struct Waiting<'a> {
+    waiting: &'a AtomicU64,
+    cost: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(self.cost, Ordering::Relaxed);
+    }
 }
 
 impl Limiter {
@@ -647,6 +662,7 @@ impl Limiter {
         Limiter {
             budget: Mutex::new(Budget::new(config, Instant::now())),
             stats: Mutex::new(LimiterStats::default()),
+            waiting: AtomicU64::new(0),
         }
     }
 
@@ -655,6 +671,11 @@ impl Limiter {
     pub async fn acquire(&self, cost: u32, list_tickets: bool, class: Class) {
         let started = Instant::now();
         let mut waited = false;
+        self.waiting.fetch_add(u64::from(cost), Ordering::Relaxed);
+        let _waiting = Waiting {
+            waiting: &self.waiting,
+            cost: u64::from(cost),
+        };
         // Releases the reservation also when the caller is cancelled mid-wait.
         let mut reservation = Reservation {
             budget: &self.budget,
@@ -696,6 +717,11 @@ impl Limiter {
             stats.waits += 1;
             stats.waited += started.elapsed();
         }
+    }
+
+    /// Credits of the calls waiting for the budget right now.
+    pub fn waiting_credits(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// See [`Budget::assume`].
@@ -1303,6 +1329,43 @@ mod tests {
             .await
             .is_err());
         assert_eq!(lock(&limiter.budget).reserved, 0.0);
+    }
+
+    #[tokio::test]
+    async fn the_waiting_credits_count_the_calls_waiting_until_they_go_or_are_cancelled() {
+        let limiter = Limiter::new(LimiterConfig {
+            budget_share: 1.0,
+            window: Duration::from_secs(60),
+            initial_total: 100,
+        });
+        limiter.acquire(1, false, Class::Work).await;
+        assert_eq!(
+            limiter.waiting_credits(),
+            0,
+            "a call that went waits no more"
+        );
+        while lock(&limiter.budget)
+            .try_acquire(1, false, Instant::now())
+            .is_ok()
+        {}
+        let (a, b) = (
+            limiter.acquire(2, false, Class::Work),
+            limiter.acquire(3, false, Class::Work),
+        );
+        let both = async { futures::join!(a, b) };
+        let watch = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            limiter.waiting_credits()
+        };
+        tokio::select! {
+            _ = both => panic!("an empty bucket lets nothing go"),
+            seen = watch => assert_eq!(seen, 5),
+        }
+        assert_eq!(
+            limiter.waiting_credits(),
+            0,
+            "cancelled calls leave the count"
+        );
     }
 
     #[test]

@@ -335,53 +335,62 @@ async fn a_dataset_written_before_the_new_columns_keeps_syncing() {
     assert!(h.full_sync().await.error.is_none());
     downgrade(&h).await;
 
-    // Pick a partition with several tickets and touch one of them.
-    let mut by_partition: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    // Pick a file with several tickets and touch one of them.
+    let mut by_file: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for path in crate::support::data_files(&h.storage, ticketsync::tables::Table::Tickets).await {
-        let dir = path.as_ref().rsplit_once('/').unwrap().0.to_string();
         for b in read_parquet(&h.storage, &path).await {
             assert_eq!(b.num_columns(), Table::Tickets.schema().fields().len() - 20);
-            by_partition
-                .entry(dir.clone())
+            by_file
+                .entry(path.to_string())
                 .or_default()
                 .extend(ints(&b, "ticket_id").into_iter().flatten());
         }
     }
-    let (dir, ids) = by_partition
-        .iter()
-        .max_by_key(|(_, ids)| ids.len())
-        .unwrap();
-    assert!(ids.len() >= 3, "{dir}: {ids:?}");
+    let (path, ids) = by_file.iter().max_by_key(|(_, ids)| ids.len()).unwrap();
+    assert!(ids.len() >= 3, "{path}: {ids:?}");
+    let dir = path.rsplit_once('/').unwrap().0.to_string();
     let touched = ids[0];
+    // The file of the partition that holds `id`.
     let storage = h.storage.clone();
-    let file_of = |table: Table, dir: String| {
+    let file_holding = |table: Table, dir: String, id: i64| {
         let storage = storage.clone();
         async move {
-            crate::support::data_files(&storage, table)
-                .await
-                .into_iter()
-                .find(|p| p.as_ref().rsplit_once('/').unwrap().0 == dir)
+            for p in crate::support::data_files(&storage, table).await {
+                if p.as_ref().rsplit_once('/').unwrap().0 != dir {
+                    continue;
+                }
+                let batches = read_parquet(&storage, &p).await;
+                if batches
+                    .iter()
+                    .any(|b| ints(b, "ticket_id").contains(&Some(id)))
+                {
+                    return Some(p);
+                }
+            }
+            None
         }
     };
-    let path = file_of(Table::Tickets, dir.clone()).await.unwrap();
-    let before: Vec<String> = read_parquet(&h.storage, &path)
-        .await
-        .iter()
-        .flat_map(canonical_rows)
-        .filter(|r| !r.starts_with(&format!("ticket_id={touched} ")))
-        .collect();
+    let before: Vec<String> =
+        read_parquet(&h.storage, &object_store::path::Path::from(path.as_str()))
+            .await
+            .iter()
+            .flat_map(canonical_rows)
+            .filter(|r| !r.starts_with(&format!("ticket_id={touched} ")))
+            .collect();
 
     h.sim.touch_ticket(touched);
     let outcome = h.incremental().await;
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert_eq!(outcome.report.tickets.written, 1);
 
-    // The rewritten partition has today's schema: the untouched (old) rows are kept with the
-    // added columns null, the touched ticket has its values.
+    // The rewritten file has today's schema: the untouched (old) rows are kept with the added
+    // columns null, the touched ticket has its values.
     // (The dataset says format 2, so no upgrade runs: this is decoding an old file during a
     // partition rewrite on its own, as after an older release wrote to an upgraded dataset.
-    // Partitions the run did not touch keep their layout.)
-    let path = file_of(Table::Tickets, dir.clone()).await.unwrap();
+    // Files the run did not touch keep their layout.)
+    let path = file_holding(Table::Tickets, dir.clone(), touched)
+        .await
+        .unwrap();
     let after = read_parquet(&h.storage, &path).await;
     let mut kept = Vec::new();
     let mut seen = BTreeSet::new();
