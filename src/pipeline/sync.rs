@@ -394,17 +394,19 @@ impl<'a> Run<'a> {
                 && !self.pending.is_empty()
                 && done < handed
                 && handed - done <= self.job.concurrency as u64
-                && tail_eta(&source) <= self.commit_estimate()
             {
-                tracing::debug!(
-                    outstanding = handed - done,
-                    eta_ms = tail_eta(&source).as_millis() as u64,
-                    estimate_ms = self.commit_estimate().as_millis() as u64,
-                    "the checkpoints go into the tables while the last tickets are fetched"
-                );
-                committed_early = true;
-                let batch = std::mem::take(&mut changeset);
-                self.commit(index, batch, Commit::Tables).await?;
+                let (eta, estimate) = (tail_eta(&source), self.commit_estimate());
+                if eta <= estimate {
+                    tracing::debug!(
+                        outstanding = handed - done,
+                        eta_ms = eta.as_millis() as u64,
+                        estimate_ms = estimate.as_millis() as u64,
+                        "the checkpoints go into the tables while the last tickets are fetched"
+                    );
+                    committed_early = true;
+                    let batch = std::mem::take(&mut changeset);
+                    self.commit(index, batch, Commit::Tables).await?;
+                }
             }
         };
         drop(queue);
@@ -686,8 +688,8 @@ impl<'a> Run<'a> {
     }
 
     /// Commits `changeset`: as a checkpoint (durable, not yet in the tables) or, at the end of
-    /// the run and once `commit_minutes` have passed since the last one, with every checkpoint
-    /// before it as one table commit.
+    /// the run, while its last tickets are fetched and once `commit_minutes` have passed since
+    /// the last one, with every checkpoint before it as one table commit.
     pub(crate) async fn commit(
         &mut self,
         index: &mut state::Index,
@@ -824,7 +826,7 @@ fn tail_eta(source: &Source) -> Duration {
 pub(crate) enum Commit {
     /// A checkpoint: a table commit only when `commit_minutes` have passed.
     Checkpoint,
-    /// A table commit (the run's end).
+    /// A table commit (the run's end, or while its last tickets are fetched).
     Tables,
 }
 
