@@ -321,6 +321,33 @@ impl Storage {
         }
     }
 
+    /// Where a commit stages `final_path` ([`layout::Scope::staged`]); in a local directory
+    /// one flat file of `_staging/<tag>/` ([`layout::flat`]), so that a commit creates no
+    /// directories there. (On S3 there are none to create, and the path stays as it is.)
+    pub fn staged(&self, tag: &str, final_path: &Path) -> Path {
+        if self.local_dir() {
+            layout::flat(self.scope.staging_root().join(tag), final_path)
+        } else {
+            self.scope.staged(tag, final_path)
+        }
+    }
+
+    /// Where checkpoint `tag` keeps `rel` ([`layout::Scope::pending`]), flat in a local
+    /// directory as in [`Self::staged`].
+    pub fn pending(&self, tag: &str, rel: &Path) -> Path {
+        if self.local_dir() {
+            layout::flat(self.scope.pending_root().join(tag), rel)
+        } else {
+            self.scope.pending(tag, rel)
+        }
+    }
+
+    fn local_dir(&self) -> bool {
+        self.root
+            .as_deref()
+            .is_some_and(|r| !r.starts_with("s3://"))
+    }
+
     /// The same dataset, with the per-account paths of `scope` (see [`layout::Scope`]).
     pub fn scoped(&self, scope: layout::Scope) -> Storage {
         Storage {
@@ -750,6 +777,33 @@ pub mod layout {
         Path::from("_state").join(name)
     }
 
+    /// Longest file name [`flat`] gives (file systems allow 255 bytes; the local store adds a
+    /// short suffix while it writes).
+    const FLAT_NAME_MAX: usize = 200;
+
+    /// `rel` as one file directly under `base`, its parts joined by `!s` (a `!` of a part
+    /// doubled), so that different paths never share a name; a name longer than
+    /// [`FLAT_NAME_MAX`] keeps `rel`'s directories instead. Staging areas and checkpoints in a
+    /// local directory are flat because a file system pays for every directory a commit
+    /// creates: on this
+    /// project's ext4 VMs a `mkdir` costs about 1.3 ms, like creating a file (a rename costs
+    /// 17 µs), and staging 88 small files under their tables' partition directories took
+    /// 150-310 ms, flat 50-130 ms. The files are moved out one by one (the journal and the
+    /// manifests name them), so nothing reads this layout.
+    pub fn flat(base: Path, rel: &Path) -> Path {
+        let mut name = String::new();
+        for (i, part) in rel.parts().enumerate() {
+            if i > 0 {
+                name.push_str("!s");
+            }
+            name.push_str(&part.as_ref().replace('!', "!!"));
+        }
+        if name.is_empty() || name.len() > FLAT_NAME_MAX {
+            return Path::from_iter(base.parts().chain(rel.parts()));
+        }
+        base.join(name)
+    }
+
     /// The JSON report of one run.
     pub fn run_report(run_id: &str) -> Path {
         Path::from("_runs").join(format!("{run_id}.json"))
@@ -803,7 +857,8 @@ pub mod layout {
             self.under(&["_staging"])
         }
 
-        /// Where a commit stages `final_path` before the journal moves it into place.
+        /// Where a commit stages `final_path` before the journal moves it into place (on
+        /// local disk [`crate::storage::Storage::staged`] makes it one flat file instead).
         pub fn staged(&self, tag: &str, final_path: &Path) -> Path {
             let mut path = self.staging_root().join(tag);
             for part in final_path.parts() {
@@ -817,7 +872,8 @@ pub mod layout {
             self.under(&["_pending"])
         }
 
-        /// Where checkpoint `tag` keeps `rel` (its rows, its documents, its manifest).
+        /// Where checkpoint `tag` keeps `rel` (its rows, its documents, its manifest; on local
+        /// disk [`crate::storage::Storage::pending`] makes it one flat file instead).
         pub fn pending(&self, tag: &str, rel: &Path) -> Path {
             let mut path = self.pending_root().join(tag);
             for part in rel.parts() {
@@ -846,6 +902,23 @@ pub mod layout {
 mod tests {
     use super::layout::*;
     use super::*;
+
+    #[test]
+    fn flat_names_keep_paths_apart_and_long_ones_keep_their_directories() {
+        let base = Path::from("_staging/t");
+        let name = |rel: &str| flat(base.clone(), &Path::from(rel)).to_string();
+        assert_eq!(name("a/b.md"), "_staging/t/a!sb.md");
+        // A `!` in a part cannot pass for the separator.
+        assert_ne!(name("a!s/b"), name("a/s!b"));
+        assert_ne!(name("a!/sb"), name("a/!sb"));
+        assert_eq!(name("a!s/b"), "_staging/t/a!!s!sb");
+        let deep = format!(
+            "tickets/account={}/year=2026/part-0.parquet",
+            "9".repeat(200)
+        );
+        assert_eq!(name(&deep), format!("_staging/t/{deep}"));
+        assert_eq!(flat(base.clone(), &Path::from("")), base);
+    }
 
     #[test]
     fn hive_paths() {

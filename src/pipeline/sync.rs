@@ -19,7 +19,7 @@ use crate::job::{Job, Window};
 use crate::normalize::{Outcome, RejectReason, Rejection, Settings};
 use crate::report::{RemovalGuardReport, TicketCounts};
 use crate::sink::{self, Changeset, CommitStats, Removal};
-use crate::source::{self, wire, Source};
+use crate::source::{self, wire, Endpoint, Source};
 use crate::state;
 use crate::state::delta::{At, Lake};
 use crate::state::lock::Lock;
@@ -380,22 +380,21 @@ impl<'a> Run<'a> {
             if !listing_open && backlog.is_empty() {
                 queue = None;
             }
-            if changeset.placed.len() + changeset.rejected.len() >= self.job.checkpoint_every {
-                let batch = std::mem::take(&mut changeset);
-                self.commit(index, batch, Commit::Checkpoint).await?;
-            }
+            let due =
+                changeset.placed.len() + changeset.rejected.len() >= self.job.checkpoint_every;
             // The listing is over and the workers hold the last tickets: once what they still
-            // fetch takes about as long as a table commit, the checkpoints so far go into the
-            // tables while those round trips are in flight, so the run's end commits only what
-            // arrives meanwhile (new files for new tickets) instead of the whole run. A run too
-            // small for a checkpoint keeps its one commit.
+            // fetch takes about as long as a table commit, the checkpoints so far (and a
+            // checkpoint due now, straight from memory) go into the tables while those round
+            // trips are in flight, so the run's end commits only what arrives meanwhile (new
+            // files for new tickets) instead of the whole run. A run too small for a
+            // checkpoint keeps its one commit.
             if queue.is_none()
                 && !committed_early
-                && !self.pending.is_empty()
+                && (due || !self.pending.is_empty())
                 && done < handed
                 && handed - done <= self.job.concurrency as u64
             {
-                let (eta, estimate) = (tail_eta(&source), self.commit_estimate());
+                let (eta, estimate) = (tail_eta(&source, handed - done), self.commit_estimate(due));
                 if eta <= estimate {
                     tracing::debug!(
                         outstanding = handed - done,
@@ -406,7 +405,12 @@ impl<'a> Run<'a> {
                     committed_early = true;
                     let batch = std::mem::take(&mut changeset);
                     self.commit(index, batch, Commit::Tables).await?;
+                    continue;
                 }
+            }
+            if due {
+                let batch = std::mem::take(&mut changeset);
+                self.commit(index, batch, Commit::Checkpoint).await?;
             }
         };
         drop(queue);
@@ -669,14 +673,21 @@ impl<'a> Run<'a> {
         queued
     }
 
-    /// About how long a table commit of the pending checkpoints takes, erring long: twice
-    /// what writing them took, and at least two round trips (on local disk the commit took
-    /// 1.2–2.5 times the writing: 0.2 s for two checkpoints written in 81 ms). Committing early
-    /// costs a larger last commit, whose cost is bound by the partitions it writes more than by
-    /// its tickets; committing late costs the whole overrun.
-    fn commit_estimate(&self) -> Duration {
+    /// About how long a table commit of the pending checkpoints takes (with one more, as long
+    /// as the average so far, when `with_due` a checkpoint is due), erring a little long: 1.25
+    /// times what writing them took, and at least two round trips (on local disk the commit
+    /// took 1.0–1.3 times the writing: 0.52 s for two checkpoints written in 0.51 s). The
+    /// last commit holds what arrives after this one starts, so starting it as late as it
+    /// can still end with the last answer makes the last commit smallest: early by `x` costs
+    /// `x` worth of tickets there (fewer files than tickets: they share partitions), late by
+    /// `x` costs `x` itself.
+    fn commit_estimate(&self, with_due: bool) -> Duration {
         let round_trip = self.source.client().latency().unwrap_or_default();
-        (self.checkpoints_took * 2)
+        let mut took = self.checkpoints_took;
+        if with_due && !self.pending.is_empty() {
+            took += took / self.pending.len() as u32;
+        }
+        (took * 5 / 4)
             .max(round_trip * 2)
             .max(Duration::from_millis(100))
     }
@@ -812,13 +823,31 @@ impl<'a> Run<'a> {
     }
 }
 
-/// How long until the last answer of the tickets the workers hold is in: the calls waiting for
-/// the budget at its pace, then one round trip. (Once the workers hold every ticket left; before,
-/// the tickets still queued for a worker are not counted.)
-fn tail_eta(source: &Source) -> Duration {
+/// How long until the last answer of the `outstanding` tickets the workers hold is in (once
+/// they hold every ticket left): the calls waiting for the budget at its pace, then one round
+/// trip; or, when more, the credits of the tickets not done at what a ticket has cost so far,
+/// which also counts the tickets still queued for a worker (a worker starts a ticket only
+/// when the budget can use it, so its calls are not waiting yet).
+fn tail_eta(source: &Source, outstanding: u64) -> Duration {
     let client = source.client();
-    let secs = client.waiting_credits() as f64 / client.target_rate_per_sec().max(1e-9);
-    Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)) + client.latency().unwrap_or_default()
+    let rate = client.target_rate_per_sec().max(1e-9);
+    let waiting = client.waiting_credits() as f64 / rate;
+    let waiting = Duration::from_secs_f64(waiting.clamp(0.0, 86_400.0))
+        + client.latency().unwrap_or_default();
+    let stats = client.stats();
+    let tickets: u64 = [Endpoint::Conversations, Endpoint::TimeEntries]
+        .iter()
+        .map(|e| stats.calls.get(e.name()).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let per_ticket = if tickets == 0 {
+        0.0
+    } else {
+        (stats.credits_used as f64 / tickets as f64).clamp(1.0, 100.0)
+    };
+    let left =
+        Duration::from_secs_f64((outstanding as f64 * per_ticket / rate).clamp(0.0, 86_400.0));
+    waiting.max(left)
 }
 
 /// What [`Run::commit`] is asked for.

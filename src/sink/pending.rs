@@ -229,7 +229,7 @@ pub async fn write(
     let docs: Vec<Doc> = futures::stream::iter(changeset.placed.iter())
         .map(|p| async move {
             let target = markdown::path_of(storage.scope(), p);
-            let staged = storage.scope().pending(tag, &target);
+            let staged = storage.pending(tag, &target);
             storage
                 .put(&staged, Bytes::from(p.markdown.clone()))
                 .await?;
@@ -317,11 +317,19 @@ pub async fn read(
 pub async fn load(storage: &Storage) -> Result<(Vec<Segment>, Vec<Path>), Error> {
     let root = storage.scope().pending_root();
     let all = storage.list(&root).await?;
-    let tag_of = |p: &Path| p.parts().nth(1).map(|t| t.as_ref().to_string());
+    // Paths relative to the root, which is deeper than `_pending/` outside the home domain.
+    let rel = |p: &Path| -> Vec<String> {
+        p.prefix_match(&root)
+            .map(|parts| parts.map(|part| part.as_ref().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let tag_of = |p: &Path| rel(p).into_iter().next();
     let mut tags: BTreeSet<String> = BTreeSet::new();
     for p in &all {
-        if p.parts().count() == 3 && p.filename() == Some(MANIFEST) {
-            tags.extend(tag_of(p));
+        if let [tag, name] = rel(p).as_slice() {
+            if name == MANIFEST {
+                tags.insert(tag.clone());
+            }
         }
     }
     let mut segments = Vec::with_capacity(tags.len());

@@ -479,3 +479,35 @@ async fn a_large_partition_is_several_files_and_a_change_rewrites_only_the_one_h
         "{tickets:?}"
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_found_again_in_every_domain_of_a_dataset() {
+    // Before: a manifest was looked for at `_pending/<tag>/`, so another domain's checkpoints
+    // (`_domains/<domain>/_pending/<tag>/`) were taken for orphans and deleted on recovery.
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, local) = (
+        Storage::from_store(Arc::new(InMemory::new()), "memory"),
+        Storage::local(dir.path()).unwrap(),
+    );
+    let globex = crate::storage::layout::Scope::Domain("globex".into());
+    // (A local directory keeps a checkpoint's documents flat, a store under their own paths.)
+    for storage in [
+        memory.clone(),
+        memory.scoped(globex.clone()),
+        local.clone(),
+        local.scoped(globex),
+    ] {
+        let changeset = Changeset {
+            placed: (1..=4).map(|i| placed(i, 1, 0, 2025, 1)).collect(),
+            ..Changeset::default()
+        };
+        let written = pending::write(&storage, "default", &Index::default(), &changeset, "t-1")
+            .await
+            .unwrap();
+        let (segments, orphans) = pending::load(&storage).await.unwrap();
+        assert!(orphans.is_empty(), "{orphans:?}");
+        assert_eq!(segments.len(), 1, "{:?}", storage.scope());
+        assert_eq!(segments[0].tag, written.tag);
+        assert_eq!(segments[0].docs.len(), 4);
+    }
+}

@@ -154,8 +154,12 @@ async fn a_neighbour_spending_beyond_its_part_gets_room_without_a_429_storm() {
         .collect();
     // The run learns of the neighbour from the counts of the first window it shares with it;
     // after that it leaves room: neither it nor the neighbour is refused a window's worth.
+    // (Calls a loaded machine delivers late land in the next window, where the neighbour has
+    // spent its part: those may be refused too, never more than the calls of `LATE` at the
+    // share's pace; a storm is a refusal for most calls of a window.)
+    let late = (0.9 * 200.0 * LATE.as_secs_f64()).ceil() as u64;
     assert!(windows.len() >= 3, "{windows:?}");
-    assert!(stats.rate_limited <= 2, "{windows:?}");
+    assert!(stats.rate_limited <= 2 + late, "{windows:?}");
     let refused: u64 = windows.iter().map(|w| w.3).sum();
     assert!(refused <= 60, "the neighbour was starved: {windows:?}");
     let (a, b) = (clean.dump().await, shared.dump().await);
