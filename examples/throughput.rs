@@ -288,7 +288,18 @@ fn timeline(log: &[ticketsync::sim::RequestLog], sync_started_ms: f64, wall: f64
     for (endpoint, (first, last, n)) in rows {
         eprintln!("  {endpoint:<22} {n:>6} requests, first {first:>8.0} ms, last {last:>8.0} ms");
     }
-    eprintln!("  run ended at {:.0} ms", wall * 1000.0);
+    // The run's last second and a half, in 100 ms steps: how many calls the server decided in
+    // each (a pace that holds to the end shows the same count in every step).
+    let end = wall * 1000.0;
+    let mut steps = [0u32; 15];
+    for r in log {
+        let before_end = end - (r.at_ms as f64 - sync_started_ms);
+        if (0.0..1500.0).contains(&before_end) {
+            steps[14 - (before_end / 100.0) as usize] += 1;
+        }
+    }
+    eprintln!("  calls per 100 ms over the last 1.5 s: {steps:?}");
+    eprintln!("  run ended at {end:.0} ms");
 }
 
 /// A full sync from `sim` into a fresh temporary directory, with `tuning` (budget, window,

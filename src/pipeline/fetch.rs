@@ -3,6 +3,7 @@
 //! pool. As many tickets in flight as the budget can use; the limiter, not the workers, sets the
 //! pace.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -49,16 +50,20 @@ pub(crate) enum Failure {
 
 /// Runs the fetch workers until `queue` closes: as many tickets in flight as the budget can use
 /// given the observed latency, at most `max_concurrency`. Results go to `tx` in completion
-/// order; the commit sorts rows, so the dataset does not depend on that order.
+/// order; the commit sorts rows, so the dataset does not depend on that order. `started`
+/// counts the tickets a worker has taken (their calls are at the limiter or on the wire; the
+/// others still wait in `queue`).
 pub(crate) async fn fetch_all(
     source: Arc<Source>,
     mut queue: mpsc::Receiver<wire::Ticket>,
     reference: Arc<Reference>,
     max_concurrency: usize,
     tx: mpsc::Sender<Fetched>,
+    started: Arc<AtomicU64>,
 ) {
     let mut running = tokio::task::JoinSet::new();
     let spawn = |running: &mut tokio::task::JoinSet<Fetched>, ticket: wire::Ticket| {
+        started.fetch_add(1, Ordering::Relaxed);
         running.spawn(guarded(source.clone(), ticket, reference.clone()));
     };
     let mut queue_open = true;

@@ -3,6 +3,7 @@
 //! function of `policy`; this file only moves tickets between tasks and counts them.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -279,12 +280,14 @@ impl<'a> Run<'a> {
         let (queue_tx, queue_rx) = mpsc::channel::<wire::Ticket>(self.job.concurrency);
         let (result_tx, mut result_rx) =
             mpsc::channel::<Fetched>(self.job.checkpoint_every.clamp(64, 1024));
+        let started = Arc::new(AtomicU64::new(0));
         let fetcher = tokio::spawn(fetch_all(
             source.clone(),
             queue_rx,
             reference.clone(),
             self.job.concurrency,
             result_tx,
+            started.clone(),
         ));
         let mut queue = Some(queue_tx);
         let mut backlog: VecDeque<wire::Ticket> = VecDeque::new();
@@ -394,10 +397,12 @@ impl<'a> Run<'a> {
                 && done < handed
                 && handed - done <= self.job.concurrency as u64
             {
-                let (eta, estimate) = (tail_eta(&source, handed - done), self.commit_estimate(due));
+                let unstarted = handed.saturating_sub(started.load(Ordering::Relaxed));
+                let (eta, estimate) = (tail_eta(&source, unstarted), self.commit_estimate(due));
                 if eta <= estimate {
                     tracing::debug!(
                         outstanding = handed - done,
+                        unstarted,
                         eta_ms = eta.as_millis() as u64,
                         estimate_ms = estimate.as_millis() as u64,
                         "the checkpoints go into the tables while the last tickets are fetched"
@@ -823,31 +828,31 @@ impl<'a> Run<'a> {
     }
 }
 
-/// How long until the last answer of the `outstanding` tickets the workers hold is in (once
-/// they hold every ticket left): the calls waiting for the budget at its pace, then one round
-/// trip; or, when more, the credits of the tickets not done at what a ticket has cost so far,
-/// which also counts the tickets still queued for a worker (a worker starts a ticket only
-/// when the budget can use it, so its calls are not waiting yet).
-fn tail_eta(source: &Source, outstanding: u64) -> Duration {
+/// How long until the last answer is in, once the workers hold every ticket left: every call
+/// still to be sent at the budget's pace, then one round trip. Those calls are the ones waiting
+/// for the budget (the tickets a worker has taken) and the calls of the `unstarted` tickets,
+/// still queued for a worker, at what a ticket has cost so far. A call already on the wire is
+/// not counted again: with as many tickets in flight as a round trip's budget, counting every
+/// unfinished ticket whole made the tail look up to a round trip's calls longer than it was
+/// (0.84 s foreseen for an answer 0.55 s away), so the early commit started too soon.
+fn tail_eta(source: &Source, unstarted: u64) -> Duration {
     let client = source.client();
     let rate = client.target_rate_per_sec().max(1e-9);
-    let waiting = client.waiting_credits() as f64 / rate;
-    let waiting = Duration::from_secs_f64(waiting.clamp(0.0, 86_400.0))
-        + client.latency().unwrap_or_default();
     let stats = client.stats();
     let tickets: u64 = [Endpoint::Conversations, Endpoint::TimeEntries]
         .iter()
         .map(|e| stats.calls.get(e.name()).copied().unwrap_or(0))
         .max()
         .unwrap_or(0);
+    // Before any ticket was answered, two credits: its two calls.
     let per_ticket = if tickets == 0 {
-        0.0
+        2.0
     } else {
         (stats.credits_used as f64 / tickets as f64).clamp(1.0, 100.0)
     };
-    let left =
-        Duration::from_secs_f64((outstanding as f64 * per_ticket / rate).clamp(0.0, 86_400.0));
-    waiting.max(left)
+    let credits = client.waiting_credits() as f64 + unstarted as f64 * per_ticket;
+    Duration::from_secs_f64((credits / rate).clamp(0.0, 86_400.0))
+        + client.latency().unwrap_or_default()
 }
 
 /// What [`Run::commit`] is asked for.
