@@ -70,6 +70,58 @@ pub(crate) struct Run<'a> {
     retention_cutoff: Option<DateTime<Utc>>,
     commits: u32,
     started: Instant,
+    /// Documents being written ahead for the next commit (see [`Changeset::written`]).
+    ahead: Ahead,
+}
+
+/// The documents a run writes while it waits on the network, each as soon as its ticket's
+/// answer is in, under the checkpoint directory of the next commit; the commit takes what was
+/// written ([`Ahead::finish`]) and writes only what changed since.
+#[derive(Default)]
+struct Ahead {
+    writes: tokio::task::JoinSet<Option<(i64, object_store::path::Path, bytes::Bytes)>>,
+    /// The tickets written (or being written) for the next commit: each once; a newer version
+    /// that comes later is written by the commit.
+    tickets: HashSet<i64>,
+}
+
+impl Ahead {
+    /// Starts writing `p`'s document to `path`.
+    fn write(
+        &mut self,
+        storage: &Storage,
+        p: &crate::normalize::Placed,
+        path: object_store::path::Path,
+    ) {
+        let id = p.ticket.ticket_id;
+        if !self.tickets.insert(id) {
+            return;
+        }
+        let storage = storage.clone();
+        let bytes = bytes::Bytes::from(p.markdown.clone());
+        self.writes.spawn(async move {
+            match storage.put(&path, bytes.clone()).await {
+                Ok(()) => Some((id, path, bytes)),
+                Err(e) => {
+                    // The commit writes it.
+                    tracing::debug!(ticket_id = id, error = %e, "a document written ahead failed");
+                    None
+                }
+            }
+        });
+    }
+
+    /// Waits for the writes started and returns what they wrote, for the next commit.
+    async fn finish(&mut self) -> HashMap<i64, (object_store::path::Path, bytes::Bytes)> {
+        let mut written = HashMap::new();
+        while let Some(done) = self.writes.join_next().await {
+            if let Ok(Some((id, path, bytes))) = done {
+                written.insert(id, (path, bytes));
+            }
+        }
+        self.tickets.clear();
+        written
+    }
 }
 
 /// Which version of each listed ticket is the latest (the listing can show a ticket twice when
@@ -199,6 +251,7 @@ impl<'a> Run<'a> {
                 .map(|days| crate::dataset::retention::cutoff(start.at, days)),
             commits: 0,
             started: start.instant,
+            ahead: Ahead::default(),
         }
     }
 
@@ -490,8 +543,20 @@ impl<'a> Run<'a> {
                     self.demoted.insert(r.ticket_id, r);
                 }
             }
-            outcome => push(changeset, outcome),
+            outcome => {
+                if let Outcome::Placed(p) = &outcome {
+                    let target = crate::sink::markdown::path_of(self.storage.scope(), p);
+                    let path = self.storage.pending(&self.next_tag(), &target);
+                    self.ahead.write(self.storage, p, path);
+                }
+                push(changeset, outcome)
+            }
         }
+    }
+
+    /// The tag of the next commit: its staging area, checkpoint directory and data files.
+    fn next_tag(&self) -> String {
+        format!("{}-{:05}", self.run_id, self.commits)
     }
 
     fn fail(&mut self, ticket_id: i64, error: &str) {
@@ -770,7 +835,8 @@ impl<'a> Run<'a> {
         if !new_names.is_empty() {
             crate::dataset::forget::record_names(self.storage, &new_names).await?;
         }
-        let tag = format!("{}-{:05}", self.run_id, self.commits);
+        changeset.written = self.ahead.finish().await;
+        let tag = self.next_tag();
         self.commits += 1;
         // The tables' logs are read once per run, at its first commit, then kept current by
         // the commits themselves; after a failed commit they are read again.

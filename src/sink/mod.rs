@@ -135,12 +135,26 @@ pub struct Changeset {
     /// the tables as they were; [`state::delta::vacuum`] deletes them later). By default they
     /// are deleted when the commit is done.
     pub keep_replaced: bool,
+    /// Documents of `placed` written ahead, by ticket: where and what. A sync writes each
+    /// ticket's document as soon as its answer is in, while it waits on the network, under the
+    /// checkpoint directory of the commit that will hold it (`_pending/<tag>/`, the same name
+    /// [`Storage::pending`] gives it). A commit uses an entry only when it is at that path
+    /// under its own tag and holds the document as it is now, and writes the others itself; what
+    /// it does not use is deleted with the checkpoint's other leftovers.
+    pub written: HashMap<i64, (Path, Bytes)>,
 }
 
 impl Changeset {
     /// True when the commit would change nothing (no staging, no journal).
     pub fn is_empty(&self) -> bool {
         self.placed.is_empty() && self.rejected.is_empty() && self.removed.is_empty()
+    }
+
+    /// Whether `p`'s document, as it is now, was written ahead at `path` (see [`Self::written`]).
+    pub fn written_at(&self, p: &Placed, path: &Path) -> bool {
+        self.written
+            .get(&p.ticket.ticket_id)
+            .is_some_and(|(at, bytes)| at == path && bytes.as_ref() == p.markdown.as_bytes())
     }
 }
 
@@ -481,6 +495,10 @@ async fn commit_parts(
                 )
                 .map(|p| async move {
                     let target = markdown::path_of(storage.scope(), p);
+                    let ahead = storage.pending(tag, &target);
+                    if changeset.written_at(p, &ahead) {
+                        return Ok((ahead, target));
+                    }
                     let staged = storage.staged(tag, &target);
                     storage
                         .put(&staged, Bytes::from(p.markdown.clone()))
@@ -516,13 +534,21 @@ async fn commit_parts(
         .iter()
         .map(|(from, _)| from.as_str())
         .collect();
+    // Documents written ahead for the changeset in memory are under this commit's tag: what
+    // of them it did not publish leaves too.
+    let ahead = parts
+        .iter()
+        .any(|p| matches!(&p.rows, Rows::Memory(c) if !c.written.is_empty()));
     let mut leftovers = Vec::new();
     for part in parts {
-        if let Rows::Stored(segment) = &part.rows {
-            for path in pending::objects(storage, &segment.tag).await? {
-                if !moved.contains(path.as_ref()) {
-                    leftovers.push(path.to_string());
-                }
+        let tag = match &part.rows {
+            Rows::Stored(segment) => segment.tag.as_str(),
+            Rows::Memory(_) if ahead => tag,
+            Rows::Memory(_) => continue,
+        };
+        for path in pending::objects(storage, tag).await? {
+            if !moved.contains(path.as_ref()) {
+                leftovers.push(path.to_string());
             }
         }
     }
@@ -542,6 +568,12 @@ async fn commit_parts(
     let started = std::time::Instant::now();
     state::write_journal(storage, &journal).await?;
     state::apply_journal(storage, lake, &journal).await?;
+    if ahead {
+        // Publishing moved the documents out of the directory; nothing else was in it.
+        storage
+            .remove_empty_dirs(&storage.scope().pending_root())
+            .await;
+    }
     phases.apply = started.elapsed();
     let started = std::time::Instant::now();
     stats += compact(storage, lake, &affected, keep_replaced, tag).await?;

@@ -230,9 +230,11 @@ pub async fn write(
         .map(|p| async move {
             let target = markdown::path_of(storage.scope(), p);
             let staged = storage.pending(tag, &target);
-            storage
-                .put(&staged, Bytes::from(p.markdown.clone()))
-                .await?;
+            if !changeset.written_at(p, &staged) {
+                storage
+                    .put(&staged, Bytes::from(p.markdown.clone()))
+                    .await?;
+            }
             Ok::<_, Error>(Doc {
                 ticket_id: p.ticket.ticket_id,
                 staged: staged.to_string(),

@@ -511,3 +511,100 @@ async fn a_checkpoint_is_found_again_in_every_domain_of_a_dataset() {
         assert_eq!(segments[0].docs.len(), 4);
     }
 }
+
+/// Documents a run wrote ahead (see [`Changeset::written`]) for tickets 1..=3 and 9, at the
+/// paths of checkpoint `t-1`: ticket 3 has changed since, and 9 is not in the changeset.
+async fn written_ahead(storage: &Storage) -> Changeset {
+    let mut changeset = Changeset {
+        placed: vec![
+            placed(1, 1, 0, 2025, 1),
+            placed(2, 1, 1, 2025, 2),
+            placed(3, 2, 0, 2025, 1),
+        ],
+        ..Changeset::default()
+    };
+    for p in [
+        placed(1, 1, 0, 2025, 1),
+        placed(2, 1, 1, 2025, 2),
+        placed(3, 1, 0, 2025, 1),
+        placed(9, 1, 0, 2025, 1),
+    ] {
+        let path = storage.pending("t-1", &markdown::path_of(storage.scope(), &p));
+        let bytes = Bytes::from(p.markdown.clone());
+        storage.put(&path, bytes.clone()).await.unwrap();
+        changeset.written.insert(p.ticket.ticket_id, (path, bytes));
+    }
+    changeset
+}
+
+#[tokio::test]
+async fn documents_written_ahead_are_published_and_what_changed_since_is_written_again() {
+    for local in [false, true] {
+        // A table commit of the changeset in memory, and a checkpoint committed later.
+        for through_checkpoint in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = if local {
+                Storage::local(dir.path()).unwrap()
+            } else {
+                Storage::from_store(Arc::new(InMemory::new()), "memory")
+            };
+            let changeset = written_ahead(&storage).await;
+            let expected: Vec<(Path, String)> = changeset
+                .placed
+                .iter()
+                .map(|p| (markdown::path_of(storage.scope(), p), p.markdown.clone()))
+                .collect();
+            let mut index = Index::default();
+            if through_checkpoint {
+                let mut lake = Lake::open(&storage, At::Latest).await.unwrap();
+                let segment = checkpoint(&storage, &lake, &mut index, &changeset, "t-1")
+                    .await
+                    .unwrap();
+                assert_eq!(segment.docs.len(), 3);
+                commit_pending(
+                    &storage,
+                    &mut lake,
+                    &mut index,
+                    vec![segment],
+                    Changeset::default(),
+                    false,
+                    "t-2",
+                )
+                .await
+                .unwrap();
+            } else {
+                commit(&storage, &mut index, changeset, "t-1")
+                    .await
+                    .unwrap();
+            }
+            let case = format!("local {local}, through a checkpoint {through_checkpoint}");
+            for (target, markdown) in &expected {
+                let published = storage.get_existing(target).await.unwrap();
+                assert_eq!(published.as_ref(), markdown.as_bytes(), "{case}: {target}");
+            }
+            assert!(
+                expected[2].1.contains("v2"),
+                "the newer version is the one published"
+            );
+            // Nothing is left of the writes ahead (ticket 9's among them) or of staging.
+            for dir in ["_pending", "_staging"] {
+                let left = storage.list(&Path::from(dir)).await.unwrap();
+                assert!(left.is_empty(), "{case}: {left:?}");
+                if local {
+                    assert!(!dir_exists(&storage, dir), "{case}: {dir} is left");
+                }
+            }
+            let ids: BTreeSet<i64> = rows(&storage, "tickets")
+                .await
+                .iter()
+                .map(|r| r.1)
+                .collect();
+            assert_eq!(ids, BTreeSet::from([1, 2, 3]), "{case}");
+        }
+    }
+}
+
+fn dir_exists(storage: &Storage, dir: &str) -> bool {
+    let root = storage.external_location(&Path::from(dir)).unwrap();
+    std::path::Path::new(&root).exists()
+}
