@@ -12,6 +12,8 @@
 //! - [`removal_evidence`] / [`recheck`]: when the API's answer is evidence that a ticket is gone;
 //! - [`removal_limit`] / [`removals_allowed`]: the removal guard;
 //! - [`backlog_limit`]: how many listed tickets may wait for a worker;
+//! - [`Tail::commit_now`]: when what a run holds goes into the tables while its last tickets
+//!   are fetched;
 //! - [`next_cursor`]: when, and where to, the cursor moves.
 
 use std::time::Duration;
@@ -353,6 +355,50 @@ pub fn removal_limit(configured: Option<u64>, placed: usize) -> u64 {
 pub fn removals_allowed(would_remove: usize, limit: u64) -> bool {
     would_remove as u64 <= limit
 }
+
+/// Where a run's tail stands when the dispatcher asks whether to commit to the tables while the
+/// last tickets are fetched (the listing is over and the workers hold every ticket left).
+#[derive(Debug, Clone, Copy)]
+pub struct Tail {
+    /// Table commits made so far while the last tickets were fetched.
+    pub commits: u32,
+    /// Whether there are checkpoints to commit (written, or one due now from memory).
+    pub checkpoints: bool,
+    /// Tickets settled since the last commit.
+    pub arrived: u64,
+    /// Tickets still being fetched.
+    pub outstanding: u64,
+    /// Whether every answer in has been settled (none waits in the results channel).
+    pub settled: bool,
+    /// How long until the last answer is in (`sync::tail_eta`).
+    pub eta: Duration,
+    /// How long a table commit of the checkpoints takes (`sync::Run::commit_estimate`).
+    pub estimate: Duration,
+}
+
+impl Tail {
+    /// The first commit takes the checkpoints once the answers still to come take about two
+    /// of its estimates (a run too small for a checkpoint keeps its one commit at the end).
+    /// Each later one takes what has arrived once that is at least as much as is still out, so
+    /// each holds about half of what was left and the run's end commits only the last few
+    /// answers (a few new files) instead of everything that came during one long commit. Those
+    /// wait until the answers in are settled (after a commit, the ones that came meanwhile).
+    pub fn commit_now(&self) -> bool {
+        if self.commits == 0 {
+            self.checkpoints && self.eta <= self.estimate * 2
+        } else {
+            self.commits < MAX_TAIL_COMMITS
+                && self.settled
+                && self.arrived > 0
+                && self.arrived >= self.outstanding
+        }
+    }
+}
+
+/// At most this many table commits while a run's last tickets are fetched (the first, of the
+/// checkpoints, and those of what arrived since, each about half of what was left): each writes
+/// the index and a log entry per table, so a tail that keeps trickling does not commit per ticket.
+pub const MAX_TAIL_COMMITS: u32 = 5;
 
 /// Listed tickets that may wait for a fetch worker before the dispatcher stops reading the
 /// listing: memory follows `concurrency`, not the number of tickets listed (a page is 100).
@@ -910,5 +956,48 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn tail(commits: u32, arrived: u64, outstanding: u64, eta_ms: u64) -> Tail {
+        Tail {
+            commits,
+            checkpoints: true,
+            arrived,
+            outstanding,
+            settled: true,
+            eta: Duration::from_millis(eta_ms),
+            estimate: Duration::from_millis(300),
+        }
+    }
+
+    #[test]
+    fn the_first_tail_commit_waits_until_the_last_answer_is_two_estimates_away() {
+        assert!(!tail(0, 10, 40, 601).commit_now());
+        assert!(tail(0, 10, 40, 600).commit_now());
+        assert!(tail(0, 0, 40, 100).commit_now(), "the checkpoints alone go");
+        let small = Tail {
+            checkpoints: false,
+            ..tail(0, 10, 40, 100)
+        };
+        assert!(
+            !small.commit_now(),
+            "a run without a checkpoint commits once, at its end"
+        );
+    }
+
+    #[test]
+    fn later_tail_commits_take_what_arrived_once_it_is_half_of_what_was_left() {
+        assert!(!tail(1, 0, 20, 500).commit_now(), "nothing arrived");
+        assert!(!tail(1, 9, 10, 500).commit_now(), "less than is still out");
+        assert!(tail(1, 10, 10, 500).commit_now());
+        let unsettled = Tail {
+            settled: false,
+            ..tail(1, 10, 10, 500)
+        };
+        assert!(!unsettled.commit_now(), "answers wait in the channel");
+        assert!(tail(1, 1, 1, 5).commit_now());
+        // However long the answers take: the halving bounds them, and so does the cap.
+        assert!(tail(MAX_TAIL_COMMITS - 1, 30, 2, 10_000).commit_now());
+        assert!(!tail(MAX_TAIL_COMMITS, 30, 2, 10_000).commit_now());
     }
 }

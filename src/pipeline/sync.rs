@@ -13,7 +13,7 @@ use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use super::fetch::{fetch_all, Fetched};
 use super::listing::{list_early, Listed, ListingPlan};
-use super::policy::{self, Action, Gone, Known};
+use super::policy::{self, Action, Gone, Known, Tail};
 use super::reference::Reference;
 use super::{Error, Start};
 use crate::job::{Job, Window};
@@ -362,7 +362,8 @@ impl<'a> Run<'a> {
         let mut changeset = Changeset::default();
         let (mut listing_open, mut results_open) = (true, true);
         let (mut handed, mut done) = (0u64, 0u64);
-        let mut committed_early = false;
+        // Table commits made while the last tickets were still being fetched.
+        let mut tail_commits = 0u32;
         let stop = loop {
             // What races: the next listing message (only while the backlog has room), handing a
             // ticket to the workers, the next fetched ticket, and the run's deadline.
@@ -438,29 +439,34 @@ impl<'a> Run<'a> {
             }
             let due =
                 changeset.placed.len() + changeset.rejected.len() >= self.job.checkpoint_every;
-            // The listing is over and the workers hold the last tickets: once what they still
-            // fetch takes about as long as a table commit, the checkpoints so far (and a
-            // checkpoint due now, straight from memory) go into the tables while those round
-            // trips are in flight, so the run's end commits only what arrives meanwhile (new
-            // files for new tickets) instead of the whole run. A run too small for a
-            // checkpoint keeps its one commit.
-            if queue.is_none()
-                && !committed_early
-                && (due || !self.pending.is_empty())
-                && done < handed
-                && handed - done <= self.job.concurrency as u64
-            {
+            // The listing is over and the workers hold the last tickets: the checkpoints so far
+            // (and a checkpoint due now, straight from memory), then what arrives, go into the
+            // tables while the last round trips are in flight (see `Tail::commit_now`).
+            if queue.is_none() && done < handed && handed - done <= self.job.concurrency as u64 {
                 let unstarted = handed.saturating_sub(started.load(Ordering::Relaxed));
-                let (eta, estimate) = (tail_eta(&source, unstarted), self.commit_estimate(due));
-                if eta <= estimate {
+                let tail = Tail {
+                    commits: tail_commits,
+                    checkpoints: due || !self.pending.is_empty(),
+                    arrived: (changeset.placed.len() + changeset.rejected.len()) as u64,
+                    settled: result_rx.is_empty(),
+                    outstanding: handed - done,
+                    eta: tail_eta(&source, unstarted),
+                    estimate: self.commit_estimate(due),
+                };
+                let go = tail.commit_now();
+                if go {
                     tracing::debug!(
-                        outstanding = handed - done,
+                        commits = tail.commits,
+                        arrived = tail.arrived,
+                        outstanding = tail.outstanding,
                         unstarted,
-                        eta_ms = eta.as_millis() as u64,
-                        estimate_ms = estimate.as_millis() as u64,
-                        "the checkpoints go into the tables while the last tickets are fetched"
+                        eta_ms = tail.eta.as_millis() as u64,
+                        estimate_ms = tail.estimate.as_millis() as u64,
+                        "what has arrived goes into the tables while the last tickets are fetched"
                     );
-                    committed_early = true;
+                }
+                if go {
+                    tail_commits += 1;
                     let batch = std::mem::take(&mut changeset);
                     self.commit(index, batch, Commit::Tables).await?;
                     continue;
@@ -746,11 +752,11 @@ impl<'a> Run<'a> {
     /// About how long a table commit of the pending checkpoints takes (with one more, as long
     /// as the average so far, when `with_due` a checkpoint is due), erring a little long: 1.25
     /// times what writing them took, and at least two round trips (on local disk the commit
-    /// took 1.0–1.3 times the writing: 0.52 s for two checkpoints written in 0.51 s). The
-    /// last commit holds what arrives after this one starts, so starting it as late as it
-    /// can still end with the last answer makes the last commit smallest: early by `x` costs
-    /// `x` worth of tickets there (fewer files than tickets: they share partitions), late by
-    /// `x` costs `x` itself.
+    /// took 1.0–1.3 times the writing: 0.52 s for two checkpoints written in 0.51 s; with the
+    /// documents written ahead, writing a checkpoint costs far less than committing it, so
+    /// the floor decides). The first commit of the tail starts once the last answer is about
+    /// two of these away, so that it ends before that answer and the commits after it can take
+    /// what arrives meanwhile ([`Tail::commit_now`]).
     fn commit_estimate(&self, with_due: bool) -> Duration {
         let round_trip = self.source.client().latency().unwrap_or_default();
         let mut took = self.checkpoints_took;

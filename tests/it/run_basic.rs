@@ -295,6 +295,75 @@ async fn commits_on_local_disk_leave_no_staging_directories_behind() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A run whose last tickets trickle in (the smallest plan's budget, 128 tickets in flight, round
+/// trips of 300 ms, a checkpoint every 40 tickets) commits its tail piece by piece while the rest are fetched: the
+/// checkpoints first, then what has arrived, about half of what is left each time. Its tables
+/// and documents are those of a run that commits once, at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_committed_piece_by_piece_holds_what_one_commit_holds() {
+    use ticketsync::sim::{Plan, SimConfig};
+    use ticketsync::state::delta::{At, Lake};
+    let h = Harness::with_config(SimConfig {
+        tickets: 400,
+        seed: 43,
+        plan: Plan::Starter,
+        minute_secs: 1.0,
+        latency_ms: 300,
+        ..SimConfig::default()
+    })
+    .await;
+    let outcome = h
+        .sync_with(
+            ticketsync::job::JobSpec {
+                checkpoint_every: Some(40),
+                concurrency: Some(128),
+                ..h.full_spec()
+            },
+            None,
+        )
+        .await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert!(
+        outcome.report.tickets.fetched > 100,
+        "{:?}",
+        outcome.report.tickets
+    );
+    let lake = Lake::open(&h.storage, At::Latest).await.unwrap();
+    // Versions 0.. : the early commit, those of the tail, and the run's end (compaction
+    // commits of their own are possible on top).
+    let commits = lake.version(Table::Tickets).unwrap() + 1;
+    assert!(commits >= 2, "{commits} commits of tickets");
+
+    let once_dir = tempfile::tempdir().unwrap();
+    let once = ticketsync::storage::Storage::open(
+        once_dir.path().to_str().unwrap(),
+        &ticketsync::storage::S3Options::default(),
+    )
+    .unwrap();
+    let spec = ticketsync::job::JobSpec {
+        data: Some(once_dir.path().to_str().unwrap().to_string()),
+        checkpoint_every: Some(100_000),
+        ..h.full_spec()
+    };
+    let job = ticketsync::job::Job::resolve(spec, None).unwrap();
+    let single = ticketsync::pipeline::run(&job, h.source(&job), &once)
+        .await
+        .unwrap();
+    assert!(single.error.is_none(), "{:?}", single.error);
+    let single_lake = Lake::open(&once, At::Latest).await.unwrap();
+    let single_commits = single_lake.version(Table::Tickets).unwrap() + 1;
+    eprintln!("tickets: {commits} versions (tail in pieces), {single_commits} (one commit)");
+    assert!(
+        commits > single_commits,
+        "{commits} versions, {single_commits} with one commit"
+    );
+    assert_eq!(
+        h.dump().await,
+        crate::support::Dump::of(&once).await,
+        "the tail was committed {commits} times"
+    );
+}
+
 /// One customer is one partition whatever the spelling of its account number: `acme` and
 /// `ACME` (two directories that collide on a case-insensitive disk) are `ACME`, `700100.0` (a
 /// numeric field written as a float) and `700100` are `700100`; `query --account acme` finds
