@@ -25,6 +25,7 @@ use crate::state;
 use crate::state::delta::{At, Lake};
 use crate::state::lock::Lock;
 use crate::storage::Storage;
+use crate::tables::Table;
 
 /// The state of one run while it syncs.
 pub(crate) struct Run<'a> {
@@ -60,6 +61,9 @@ pub(crate) struct Run<'a> {
     committed_at: Instant,
     /// What writing the pending checkpoints took, together.
     checkpoints_took: Duration,
+    /// What the last table commit took per partition file it wrote (its documents, index and
+    /// log entries included): what a commit of the tail is foreseen to take per file.
+    per_file: Option<Duration>,
     /// Secrets redacted in the tickets committed, by rule.
     pub(crate) redactions: BTreeMap<String, u64>,
     /// Tickets committed with an erased person removed from them.
@@ -243,6 +247,7 @@ impl<'a> Run<'a> {
             pending: Vec::new(),
             committed_at: start.instant,
             checkpoints_took: Duration::ZERO,
+            per_file: None,
             redactions: BTreeMap::new(),
             tickets_erased: 0,
             learned_names: BTreeMap::new(),
@@ -452,6 +457,9 @@ impl<'a> Run<'a> {
                     outstanding: handed - done,
                     eta: tail_eta(&source, unstarted),
                     estimate: self.commit_estimate(due),
+                    arrived_takes: self
+                        .per_file
+                        .map(|f| f * partition_files(&changeset).min(u32::MAX as u64) as u32),
                 };
                 let go = tail.commit_now();
                 if go {
@@ -462,6 +470,7 @@ impl<'a> Run<'a> {
                         unstarted,
                         eta_ms = tail.eta.as_millis() as u64,
                         estimate_ms = tail.estimate.as_millis() as u64,
+                        arrived_takes_ms = tail.arrived_takes.map(|d| d.as_millis() as u64),
                         "what has arrived goes into the tables while the last tickets are fetched"
                     );
                 }
@@ -891,13 +900,38 @@ impl<'a> Run<'a> {
         self.committed_at = Instant::now();
         self.checkpoints_took = Duration::ZERO;
         self.output += stats;
+        let took = started.elapsed();
+        if stats.parquet_files_written > 0 {
+            self.per_file = Some(took / stats.parquet_files_written.min(u32::MAX as u64) as u32);
+        }
         tracing::info!(
             checkpoints,
-            ms = started.elapsed().as_millis() as u64,
+            ms = took.as_millis() as u64,
+            files = stats.parquet_files_written,
             "tables committed"
         );
         Ok(())
     }
+}
+
+/// The partition files a table commit of `changeset` writes: one per table and partition its
+/// rows fall in (new tickets' rows are appended as a new file of each).
+fn partition_files(changeset: &Changeset) -> u64 {
+    let mut files = HashSet::new();
+    for p in &changeset.placed {
+        let part = (p.account.as_str(), p.year);
+        files.insert((Table::Tickets, part));
+        if !p.conversations.is_empty() {
+            files.insert((Table::Conversations, part));
+        }
+        if !p.notes.is_empty() {
+            files.insert((Table::Notes, part));
+        }
+        if !p.time_entries.is_empty() {
+            files.insert((Table::TimeEntries, part));
+        }
+    }
+    files.len() as u64 + u64::from(!changeset.rejected.is_empty())
 }
 
 /// How long until the last answer is in, once the workers hold every ticket left: every call

@@ -295,28 +295,29 @@ async fn commits_on_local_disk_leave_no_staging_directories_behind() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// A run whose last tickets trickle in (the smallest plan's budget, 128 tickets in flight, round
-/// trips of 300 ms, a checkpoint every 40 tickets) commits its tail piece by piece while the rest are fetched: the
-/// checkpoints first, then what has arrived, about half of what is left each time. Its tables
-/// and documents are those of a run that commits once, at its end.
+/// A run whose last tickets trickle in (16 tickets in flight, round trips of 1.5 s, a checkpoint
+/// every 20 tickets) commits its tail piece by piece while the rest are fetched: the checkpoints
+/// first, then what has arrived, about half of what is left each time (in a debug build a
+/// commit takes far longer than in a release one: the long round trips leave it time). Its
+/// tables and documents are those of a run that commits once, at its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_committed_piece_by_piece_holds_what_one_commit_holds() {
     use ticketsync::sim::{Plan, SimConfig};
     use ticketsync::state::delta::{At, Lake};
     let h = Harness::with_config(SimConfig {
-        tickets: 400,
+        tickets: 200,
         seed: 43,
         plan: Plan::Starter,
         minute_secs: 1.0,
-        latency_ms: 300,
+        latency_ms: 1500,
         ..SimConfig::default()
     })
     .await;
     let outcome = h
         .sync_with(
             ticketsync::job::JobSpec {
-                checkpoint_every: Some(40),
-                concurrency: Some(128),
+                checkpoint_every: Some(20),
+                concurrency: Some(16),
                 ..h.full_spec()
             },
             None,
@@ -324,7 +325,7 @@ async fn a_tail_committed_piece_by_piece_holds_what_one_commit_holds() {
         .await;
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert!(
-        outcome.report.tickets.fetched > 100,
+        outcome.report.tickets.fetched > 50,
         "{:?}",
         outcome.report.tickets
     );
