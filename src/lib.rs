@@ -23,7 +23,9 @@
 //!   tables at once: per partition (`domain=…/account=…/year=…`) one new file appended (split by
 //!   `ticket_id` range past 32 MiB), only the files holding touched tickets rewritten, small
 //!   files compacted; markdown published with
-//!   them, everything staged first and committed through a journal; [`sink::upgrade`] the dataset format version
+//!   them (each document written ahead, as soon as its ticket's answer is in, under the
+//!   directory of the commit that will hold it: [`sink::Changeset::written`]), everything
+//!   staged first and committed through a journal; [`sink::upgrade`] the dataset format version
 //!   (`_state/format.json`, which also names the dataset's domain) and the one-time move of
 //!   datasets written by an older release into Delta tables, through the same journal.
 //! - [`state`]: the ticket index (where each ticket lives and which `updated_at` it has), the
@@ -40,7 +42,9 @@
 //!   window, which workspaces are listed, how a listed ticket is classified, what counts as evidence that a ticket is gone,
 //!   the removal guard, when the cursor moves); the rest is mechanism: the listing task (its
 //!   first page asked for beside the reference data, used once that says it is the listing
-//!   planned), the fetch workers, the dispatcher between them, checkpoints and commits.
+//!   planned), the fetch workers, the dispatcher between them, checkpoints and commits (while
+//!   the last tickets are fetched, the checkpoints and then what arrives go into the tables in
+//!   halves, [`pipeline::policy::Tail`], so the run's end commits only its last few answers).
 //! - [`dataset`]: operations on a written dataset that need no API — `forget` (erasure),
 //!   `export` (subject access), `retention` (prune), `redact` — through the same rows, renderer and commit.
 //! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary;
