@@ -457,12 +457,9 @@ impl<'a> Run<'a> {
                     outstanding: handed - done,
                     eta: tail_eta(&source, unstarted),
                     estimate: self.commit_estimate(due),
-                    arrived_takes: self
-                        .per_file
-                        .map(|f| f * partition_files(&changeset).min(u32::MAX as u64) as u32),
+                    arrived_takes: self.per_file.map(|f| f * partition_files(&changeset)),
                 };
-                let go = tail.commit_now();
-                if go {
+                if tail.commit_now() {
                     tracing::debug!(
                         commits = tail.commits,
                         arrived = tail.arrived,
@@ -473,8 +470,6 @@ impl<'a> Run<'a> {
                         arrived_takes_ms = tail.arrived_takes.map(|d| d.as_millis() as u64),
                         "what has arrived goes into the tables while the last tickets are fetched"
                     );
-                }
-                if go {
                     tail_commits += 1;
                     let batch = std::mem::take(&mut changeset);
                     self.commit(index, batch, Commit::Tables).await?;
@@ -901,8 +896,8 @@ impl<'a> Run<'a> {
         self.checkpoints_took = Duration::ZERO;
         self.output += stats;
         let took = started.elapsed();
-        if stats.parquet_files_written > 0 {
-            self.per_file = Some(took / stats.parquet_files_written.min(u32::MAX as u64) as u32);
+        if let Ok(files @ 1..) = u32::try_from(stats.parquet_files_written) {
+            self.per_file = Some(took / files);
         }
         tracing::info!(
             checkpoints,
@@ -916,7 +911,7 @@ impl<'a> Run<'a> {
 
 /// The partition files a table commit of `changeset` writes: one per table and partition its
 /// rows fall in (new tickets' rows are appended as a new file of each).
-fn partition_files(changeset: &Changeset) -> u64 {
+fn partition_files(changeset: &Changeset) -> u32 {
     let mut files = HashSet::new();
     for p in &changeset.placed {
         let part = (p.account.as_str(), p.year);
@@ -931,7 +926,9 @@ fn partition_files(changeset: &Changeset) -> u64 {
             files.insert((Table::TimeEntries, part));
         }
     }
-    files.len() as u64 + u64::from(!changeset.rejected.is_empty())
+    u32::try_from(files.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(u32::from(!changeset.rejected.is_empty()))
 }
 
 /// How long until the last answer is in, once the workers hold every ticket left: every call

@@ -330,8 +330,8 @@ async fn a_tail_committed_piece_by_piece_holds_what_one_commit_holds() {
         outcome.report.tickets
     );
     let lake = Lake::open(&h.storage, At::Latest).await.unwrap();
-    // Versions 0.. : the early commit, those of the tail, and the run's end (compaction
-    // commits of their own are possible on top).
+    // Versions from 0 (the table's creation): the early commit, those of the tail, and the
+    // run's end (compaction commits of their own are possible on top).
     let commits = lake.version(Table::Tickets).unwrap() + 1;
     assert!(commits >= 2, "{commits} commits of tickets");
 
@@ -353,7 +353,6 @@ async fn a_tail_committed_piece_by_piece_holds_what_one_commit_holds() {
     assert!(single.error.is_none(), "{:?}", single.error);
     let single_lake = Lake::open(&once, At::Latest).await.unwrap();
     let single_commits = single_lake.version(Table::Tickets).unwrap() + 1;
-    eprintln!("tickets: {commits} versions (tail in pieces), {single_commits} (one commit)");
     assert!(
         commits > single_commits,
         "{commits} versions, {single_commits} with one commit"
