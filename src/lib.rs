@@ -44,7 +44,9 @@
 //!   first page asked for beside the reference data, used once that says it is the listing
 //!   planned), the fetch workers, the dispatcher between them, checkpoints and commits (while
 //!   the last tickets are fetched, the checkpoints and then what arrives go into the tables in
-//!   halves, [`pipeline::policy::Tail`], so the run's end commits only its last few answers).
+//!   halves, [`pipeline::policy::Tail`], each foreseen at the last commit's pace per file and
+//!   per object published, [`sink::CommitCost`], so the run's end commits only its last few
+//!   answers).
 //! - [`dataset`]: operations on a written dataset that need no API — `forget` (erasure),
 //!   `export` (subject access), `retention` (prune), `redact` — through the same rows, renderer and commit.
 //! - [`report`]: the run report (`_runs/<run_id>.json`) and its one-line summary;

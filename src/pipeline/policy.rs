@@ -374,8 +374,8 @@ pub struct Tail {
     pub eta: Duration,
     /// How long a table commit of the checkpoints takes (`sync::Run::commit_estimate`).
     pub estimate: Duration,
-    /// How long a table commit of what has arrived takes, at what the last one took per
-    /// partition file (none before the first).
+    /// How long a table commit of what has arrived takes, at the last one's pace per partition
+    /// file and per object published (`sink::CommitCost::foresee`; none before the first).
     pub arrived_takes: Option<Duration>,
 }
 

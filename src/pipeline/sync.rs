@@ -61,9 +61,9 @@ pub(crate) struct Run<'a> {
     committed_at: Instant,
     /// What writing the pending checkpoints took, together.
     checkpoints_took: Duration,
-    /// What the last table commit took per partition file it wrote (its documents, index and
-    /// log entries included): what a commit of the tail is foreseen to take per file.
-    per_file: Option<Duration>,
+    /// Where the last table commit's time went: what a commit of the tail is foreseen from
+    /// ([`sink::CommitCost::foresee`]).
+    last_cost: Option<sink::CommitCost>,
     /// Secrets redacted in the tickets committed, by rule.
     pub(crate) redactions: BTreeMap<String, u64>,
     /// Tickets committed with an erased person removed from them.
@@ -247,7 +247,7 @@ impl<'a> Run<'a> {
             pending: Vec::new(),
             committed_at: start.instant,
             checkpoints_took: Duration::ZERO,
-            per_file: None,
+            last_cost: None,
             redactions: BTreeMap::new(),
             tickets_erased: 0,
             learned_names: BTreeMap::new(),
@@ -457,7 +457,12 @@ impl<'a> Run<'a> {
                     outstanding: handed - done,
                     eta: tail_eta(&source, unstarted),
                     estimate: self.commit_estimate(due),
-                    arrived_takes: self.per_file.map(|f| f * partition_files(&changeset)),
+                    arrived_takes: self.last_cost.and_then(|c| {
+                        c.foresee(
+                            partition_files(&changeset),
+                            u32::try_from(changeset.placed.len()).unwrap_or(u32::MAX),
+                        )
+                    }),
                 };
                 if tail.commit_now() {
                     tracing::debug!(
@@ -873,7 +878,7 @@ impl<'a> Run<'a> {
         }
         let segments = std::mem::take(&mut self.pending);
         let checkpoints = segments.len();
-        let stats = match sink::commit_pending(
+        let (stats, cost) = match sink::commit_pending(
             self.storage,
             &mut lake,
             index,
@@ -884,7 +889,7 @@ impl<'a> Run<'a> {
         )
         .await
         {
-            Ok(stats) => stats,
+            Ok(committed) => committed,
             Err(e) => {
                 // Durable still: the next run's recovery commits them.
                 self.pending = segments;
@@ -896,13 +901,16 @@ impl<'a> Run<'a> {
         self.checkpoints_took = Duration::ZERO;
         self.output += stats;
         let took = started.elapsed();
-        if let Ok(files @ 1..) = u32::try_from(stats.parquet_files_written) {
-            self.per_file = Some(took / files);
+        if cost.files > 0 {
+            self.last_cost = Some(cost);
         }
         tracing::info!(
             checkpoints,
             ms = took.as_millis() as u64,
             files = stats.parquet_files_written,
+            writing_ms = cost.writing.as_millis() as u64,
+            objects = cost.objects,
+            publishing_ms = cost.publishing.as_millis() as u64,
             "tables committed"
         );
         Ok(())

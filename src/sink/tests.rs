@@ -608,3 +608,29 @@ fn dir_exists(storage: &Storage, dir: &str) -> bool {
     let root = storage.external_location(&Path::from(dir)).unwrap();
     std::path::Path::new(&root).exists()
 }
+
+#[test]
+fn a_commit_is_foreseen_per_file_written_and_per_object_published() {
+    use std::time::Duration;
+    // A commit of two checkpoints: 56 files written in 80 ms, 600 objects (mostly the
+    // checkpoints' documents) published in 252 ms.
+    let checkpoints = CommitCost {
+        files: 56,
+        writing: Duration::from_millis(80),
+        objects: 600,
+        publishing: Duration::from_millis(252),
+    };
+    // The next commit: 76 files, 25 documents (their documents written ahead).
+    let next = checkpoints.foresee(76, 25).unwrap();
+    // 76 files at 1.43 ms and 102 objects at 0.42 ms: about 152 ms, where one figure per file
+    // over both (5.9 ms) foresaw 450.
+    assert!(
+        (Duration::from_millis(145)..Duration::from_millis(160)).contains(&next),
+        "{next:?}"
+    );
+    // More documents, or more files, take longer.
+    assert!(checkpoints.foresee(76, 200).unwrap() > next);
+    assert!(checkpoints.foresee(100, 25).unwrap() > next);
+    // Nothing to foresee from a commit that wrote no file.
+    assert_eq!(CommitCost::default().foresee(3, 3), None);
+}
