@@ -61,9 +61,9 @@ pub(crate) struct Run<'a> {
     committed_at: Instant,
     /// What writing the pending checkpoints took, together.
     checkpoints_took: Duration,
-    /// Where the last table commit's time went: what a commit of the tail is foreseen from
-    /// ([`sink::CommitCost::foresee`]).
-    last_cost: Option<sink::CommitCost>,
+    /// Where the last table commit that wrote a file spent its time: what a commit of the tail
+    /// is foreseen from ([`sink::CommitCost::foresee`]; nothing before the first).
+    last_cost: sink::CommitCost,
     /// Secrets redacted in the tickets committed, by rule.
     pub(crate) redactions: BTreeMap<String, u64>,
     /// Tickets committed with an erased person removed from them.
@@ -247,7 +247,7 @@ impl<'a> Run<'a> {
             pending: Vec::new(),
             committed_at: start.instant,
             checkpoints_took: Duration::ZERO,
-            last_cost: None,
+            last_cost: sink::CommitCost::default(),
             redactions: BTreeMap::new(),
             tickets_erased: 0,
             learned_names: BTreeMap::new(),
@@ -457,12 +457,10 @@ impl<'a> Run<'a> {
                     outstanding: handed - done,
                     eta: tail_eta(&source, unstarted),
                     estimate: self.commit_estimate(due),
-                    arrived_takes: self.last_cost.and_then(|c| {
-                        c.foresee(
-                            partition_files(&changeset),
-                            u32::try_from(changeset.placed.len()).unwrap_or(u32::MAX),
-                        )
-                    }),
+                    arrived_takes: self.last_cost.foresee(
+                        partition_files(&changeset),
+                        u32::try_from(changeset.placed.len()).unwrap_or(u32::MAX),
+                    ),
                 };
                 if tail.commit_now() {
                     tracing::debug!(
@@ -900,13 +898,12 @@ impl<'a> Run<'a> {
         self.committed_at = Instant::now();
         self.checkpoints_took = Duration::ZERO;
         self.output += stats;
-        let took = started.elapsed();
         if cost.files > 0 {
-            self.last_cost = Some(cost);
+            self.last_cost = cost;
         }
         tracing::info!(
             checkpoints,
-            ms = took.as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
             files = stats.parquet_files_written,
             writing_ms = cost.writing.as_millis() as u64,
             objects = cost.objects,
